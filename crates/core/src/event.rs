@@ -1,0 +1,130 @@
+//! The record of one finished request: the unit that spendgate stores, rolls up and reconciles.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::money::Money;
+use crate::pricing::{PriceConfidence, PriceLine};
+use crate::usage::{Usage, UsageSource};
+
+/// Who a request is charged to. Resolved from the virtual key at the gateway's door.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    pub key_id: i64,
+    pub user: String,
+    /// `None` is the **No team** bucket: a real row everywhere, never dropped.
+    pub team: Option<String>,
+    /// From the `x-spendgate-workflow` header; `None` when absent.
+    pub workflow: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    Bypass,
+    NotCacheable,
+}
+
+impl CacheOutcome {
+    pub const ALL: [CacheOutcome; 4] =
+        [CacheOutcome::Hit, CacheOutcome::Miss, CacheOutcome::Bypass, CacheOutcome::NotCacheable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Bypass => "bypass",
+            CacheOutcome::NotCacheable => "not_cacheable",
+        }
+    }
+    pub fn code(self) -> i64 {
+        match self {
+            CacheOutcome::Hit => 1,
+            CacheOutcome::Miss => 2,
+            CacheOutcome::Bypass => 3,
+            CacheOutcome::NotCacheable => 0,
+        }
+    }
+    pub fn from_code(c: i64) -> CacheOutcome {
+        match c {
+            1 => CacheOutcome::Hit,
+            2 => CacheOutcome::Miss,
+            3 => CacheOutcome::Bypass,
+            _ => CacheOutcome::NotCacheable,
+        }
+    }
+    pub fn parse(s: &str) -> Option<CacheOutcome> {
+        CacheOutcome::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// The upstream answered with success and the client received it all.
+    Ok,
+    /// The upstream answered with an error status, timed out or could not be reached.
+    UpstreamError,
+    /// The client went away before the end of a stream; the request was still billed (see ARCHITECTURE.md).
+    ClientDisconnected,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Ok => "ok",
+            RequestStatus::UpstreamError => "upstream_error",
+            RequestStatus::ClientDisconnected => "client_disconnected",
+        }
+    }
+    pub fn code(self) -> i64 {
+        match self {
+            RequestStatus::Ok => 0,
+            RequestStatus::UpstreamError => 1,
+            RequestStatus::ClientDisconnected => 2,
+        }
+    }
+    pub fn from_code(c: i64) -> RequestStatus {
+        match c {
+            1 => RequestStatus::UpstreamError,
+            2 => RequestStatus::ClientDisconnected,
+            _ => RequestStatus::Ok,
+        }
+    }
+    pub fn is_error(self) -> bool {
+        self == RequestStatus::UpstreamError
+    }
+}
+
+/// One finished request, priced. Events are immutable and identified by `id`: writing the same event twice
+/// must count it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendEvent {
+    pub id: Uuid,
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// When the response ended. Rollups bucket events by this time.
+    pub finished_at_ms: i64,
+    pub latency_ms: u32,
+    pub gateway: String,
+    pub provider: String,
+    pub model: String,
+    /// The API route, e.g. "chat.completions" or "embeddings".
+    pub endpoint: String,
+    pub stream: bool,
+    pub attribution: Attribution,
+    pub cache_outcome: CacheOutcome,
+    pub status: RequestStatus,
+    pub http_status: u16,
+    pub usage: Usage,
+    pub usage_source: UsageSource,
+    pub cost: Money,
+    pub price_confidence: PriceConfidence,
+    /// The price lines the cost was computed from, for the request detail page.
+    pub price_lines: Vec<PriceLine>,
+    /// A short error description for failed requests. Never holds a key or a prompt.
+    pub error: Option<String>,
+}

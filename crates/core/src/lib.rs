@@ -1,0 +1,34 @@
+//! spendgate's domain model: exact money, the pricing catalog, token usage, spend events and the query model.
+//!
+//! This crate does no IO and knows nothing of HTTP, SQL or async runtimes, so that every rule about money can
+//! be tested as plain functions.
+
+pub mod event;
+pub mod money;
+pub mod pricing;
+pub mod query;
+pub mod time;
+pub mod usage;
+
+pub use event::{Attribution, CacheOutcome, RequestStatus, SpendEvent};
+pub use money::{Money, PricePerMtok};
+pub use pricing::{Catalog, ModelPrice, PriceConfidence, UnknownModelPolicy};
+pub use query::{Filters, GroupBy, GroupRow, SortBy, Totals};
+pub use usage::{Usage, UsageSource};
+
+/// Names of teams, users, workflows and gateways: what spendgate accepts.
+///
+/// Names are shown on pages and used as filter values, so they are kept printable and short; the leading '@' is
+/// reserved for special filter values such as `@none`.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!("{what} name must be 1 to 128 characters long"));
+    }
+    if name.starts_with('@') {
+        return Err(format!("{what} name must not start with '@' (reserved for filters such as @none)"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{what} name must not contain control characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The pricing catalog: what one million tokens of each model cost, and how a request's cost is computed.
+//!
+//! The catalog ships in the repository (`catalog/pricing.toml`, compiled into the binary) and can be overridden
+//! and extended from the configuration file. Prices are strings so they are read exactly.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Money, PricePerMtok};
+use crate::usage::Usage;
+
+/// The catalog that ships with spendgate.
+pub const BUILTIN_CATALOG: &str = include_str!("../../../catalog/pricing.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Chat,
+    Embedding,
+}
+
+/// One model's prices, as written in a catalog file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub provider: String,
+    pub model: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default = "default_kind")]
+    pub kind: ModelKind,
+    pub input_per_mtok: PricePerMtok,
+    pub output_per_mtok: PricePerMtok,
+    /// Cache-read input. Defaults to the input price when a model has no cache discount.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<PricePerMtok>,
+    /// Cache-write input (Anthropic). Defaults to the input price.
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<PricePerMtok>,
+    /// The most output tokens one request can produce; caps budget reservations.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    /// The public page the prices were taken from.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+fn default_kind() -> ModelKind {
+    ModelKind::Chat
+}
+
+impl ModelPrice {
+    pub fn cached_input(&self) -> PricePerMtok {
+        self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+    }
+
+    pub fn cache_write(&self) -> PricePerMtok {
+        self.cache_write_per_mtok.unwrap_or(self.input_per_mtok)
+    }
+
+    /// The exact cost of `usage`, with one line per kind of token.
+    pub fn price(&self, usage: &Usage) -> Priced {
+        let lines = [
+            PriceLine::new(TokenKind::Input, usage.uncached_input_tokens(), self.input_per_mtok),
+            PriceLine::new(TokenKind::CachedInput, usage.cached_input_tokens, self.cached_input()),
+            PriceLine::new(TokenKind::CacheWrite, usage.cache_write_tokens, self.cache_write()),
+            PriceLine::new(TokenKind::Output, usage.output_tokens, self.output_per_mtok),
+        ];
+        let cost = lines.iter().map(|l| l.cost).sum();
+        Priced { cost, lines }
+    }
+}
+
+/// The kinds of token a request is billed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Input,
+    CachedInput,
+    CacheWrite,
+    Output,
+}
+
+/// One line of a request's bill: tokens of one kind times their price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceLine {
+    pub kind: TokenKind,
+    pub tokens: u64,
+    pub price_per_mtok: PricePerMtok,
+    pub cost: Money,
+}
+
+impl PriceLine {
+    fn new(kind: TokenKind, tokens: u64, price_per_mtok: PricePerMtok) -> PriceLine {
+        PriceLine { kind, tokens, price_per_mtok, cost: price_per_mtok.cost_of(tokens) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    pub cost: Money,
+    pub lines: [PriceLine; 4],
+}
+
+/// How a price was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceConfidence {
+    /// The model is in the catalog.
+    Exact,
+    /// The model is not in the catalog and was priced by the configured fallback: a low-confidence figure.
+    Fallback,
+}
+
+impl PriceConfidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceConfidence::Exact => "exact",
+            PriceConfidence::Fallback => "fallback",
+        }
+    }
+    pub fn code(self) -> i64 {
+        match self {
+            PriceConfidence::Exact => 0,
+            PriceConfidence::Fallback => 1,
+        }
+    }
+    pub fn from_code(c: i64) -> PriceConfidence {
+        if c == 1 {
+            PriceConfidence::Fallback
+        } else {
+            PriceConfidence::Exact
+        }
+    }
+}
+
+/// What to do with a model the catalog has no price for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnknownModelPolicy {
+    /// Refuse the request (HTTP 404 with a message naming the missing price).
+    Refuse,
+    /// Price it with these rates and flag its spend log as low-confidence.
+    Fallback { input_per_mtok: PricePerMtok, output_per_mtok: PricePerMtok },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("the pricing file is not valid: {0}")]
+    Parse(String),
+    #[error("model '{model}' of provider '{provider}' is listed twice in the pricing catalog")]
+    Duplicate { provider: String, model: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    model: Vec<ModelPrice>,
+}
+
+/// The prices of every known model, looked up by model name (or alias), optionally within a provider.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    models: Vec<ModelPrice>,
+    /// model name or alias -> index in `models`.
+    by_name: HashMap<String, usize>,
+    unknown: UnknownModelPolicy,
+}
+
+/// The price a request will be charged at.
+#[derive(Debug, Clone)]
+pub struct PriceLookup<'a> {
+    pub price: std::borrow::Cow<'a, ModelPrice>,
+    pub confidence: PriceConfidence,
+}
+
+impl Catalog {
+    /// Parses one catalog file.
+    pub fn parse(text: &str) -> Result<Vec<ModelPrice>, CatalogError> {
+        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        Ok(file.model)
+    }
+
+    /// The built-in catalog with `overrides` applied: an override replaces the entry with the same provider and
+    /// model, and adds one otherwise.
+    pub fn with_overrides(overrides: Vec<ModelPrice>, unknown: UnknownModelPolicy) -> Result<Catalog, CatalogError> {
+        let mut models = Catalog::parse(BUILTIN_CATALOG)?;
+        for o in overrides {
+            match models.iter_mut().find(|m| m.provider == o.provider && m.model == o.model) {
+                Some(slot) => *slot = o,
+                None => models.push(o),
+            }
+        }
+        Catalog::new(models, unknown)
+    }
+
+    pub fn new(models: Vec<ModelPrice>, unknown: UnknownModelPolicy) -> Result<Catalog, CatalogError> {
+        let mut by_name = HashMap::new();
+        for (i, m) in models.iter().enumerate() {
+            for name in std::iter::once(&m.model).chain(m.aliases.iter()) {
+                if by_name.insert(name.clone(), i).is_some() {
+                    return Err(CatalogError::Duplicate { provider: m.provider.clone(), model: name.clone() });
+                }
+            }
+        }
+        Ok(Catalog { models, by_name, unknown })
+    }
+
+    pub fn models(&self) -> &[ModelPrice] {
+        &self.models
+    }
+
+    pub fn unknown_policy(&self) -> &UnknownModelPolicy {
+        &self.unknown
+    }
+
+    /// The catalog entry for `model`, if there is one.
+    pub fn get(&self, model: &str) -> Option<&ModelPrice> {
+        self.by_name.get(model).map(|&i| &self.models[i])
+    }
+
+    /// The price to charge for `model` served by `provider`: the catalog entry, or the fallback, or `None` when
+    /// the policy refuses unknown models.
+    pub fn lookup(&self, provider: &str, model: &str) -> Option<PriceLookup<'_>> {
+        if let Some(p) = self.get(model) {
+            return Some(PriceLookup { price: std::borrow::Cow::Borrowed(p), confidence: PriceConfidence::Exact });
+        }
+        match &self.unknown {
+            UnknownModelPolicy::Refuse => None,
+            UnknownModelPolicy::Fallback { input_per_mtok, output_per_mtok } => Some(PriceLookup {
+                price: std::borrow::Cow::Owned(ModelPrice {
+                    provider: provider.to_string(),
+                    model: model.to_string(),
+                    aliases: Vec::new(),
+                    kind: ModelKind::Chat,
+                    input_per_mtok: *input_per_mtok,
+                    output_per_mtok: *output_per_mtok,
+                    cached_input_per_mtok: None,
+                    cache_write_per_mtok: None,
+                    max_output_tokens: None,
+                    source: Some("fallback price from configuration".to_string()),
+                }),
+                confidence: PriceConfidence::Fallback,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> Catalog {
+        Catalog::with_overrides(Vec::new(), UnknownModelPolicy::Refuse).unwrap()
+    }
+
+    #[test]
+    fn builtin_catalog_parses_and_every_entry_names_its_source() {
+        let c = builtin();
+        assert!(c.models().len() >= 10);
+        for m in c.models() {
+            assert!(m.source.as_deref().is_some_and(|s| s.starts_with("https://")), "{} has no source", m.model);
+            assert!(m.input_per_mtok > PricePerMtok::ZERO, "{} has no input price", m.model);
+        }
+        assert!(c.get("gpt-4o-mini").is_some());
+        assert!(c.models().iter().any(|m| m.provider == "anthropic"));
+    }
+
+    #[test]
+    fn cost_uses_each_price_once() {
+        let m = ModelPrice {
+            provider: "openai".into(),
+            model: "m".into(),
+            aliases: vec![],
+            kind: ModelKind::Chat,
+            input_per_mtok: PricePerMtok::parse("2.50").unwrap(),
+            output_per_mtok: PricePerMtok::parse("10").unwrap(),
+            cached_input_per_mtok: Some(PricePerMtok::parse("1.25").unwrap()),
+            cache_write_per_mtok: Some(PricePerMtok::parse("3.75").unwrap()),
+            max_output_tokens: None,
+            source: None,
+        };
+        let u = Usage { input_tokens: 1_000, output_tokens: 200, cached_input_tokens: 400, cache_write_tokens: 100 };
+        let p = m.price(&u);
+        // 500 * 2.50 + 400 * 1.25 + 100 * 3.75 + 200 * 10 = 1250 + 500 + 375 + 2000 = 4125 micro-units per Mtok.
+        assert_eq!(p.cost.to_usd_string(), "0.004125");
+        assert_eq!(p.lines.iter().map(|l| l.tokens).sum::<u64>(), 1_200);
+    }
+
+    #[test]
+    fn overrides_replace_and_extend() {
+        let text = r#"
+[[model]]
+provider = "openai"
+model = "gpt-4o-mini"
+input_per_mtok = "9"
+output_per_mtok = "9"
+
+[[model]]
+provider = "local"
+model = "llama-3-8b"
+input_per_mtok = "0"
+output_per_mtok = "0"
+"#;
+        let c = Catalog::with_overrides(Catalog::parse(text).unwrap(), UnknownModelPolicy::Refuse).unwrap();
+        assert_eq!(c.get("gpt-4o-mini").unwrap().input_per_mtok, PricePerMtok::parse("9").unwrap());
+        assert!(c.get("llama-3-8b").is_some());
+    }
+
+    #[test]
+    fn unknown_models_are_refused_or_flagged_never_free() {
+        assert!(builtin().lookup("openai", "no-such-model").is_none());
+        let fb = UnknownModelPolicy::Fallback {
+            input_per_mtok: PricePerMtok::parse("5").unwrap(),
+            output_per_mtok: PricePerMtok::parse("15").unwrap(),
+        };
+        let c = Catalog::with_overrides(Vec::new(), fb).unwrap();
+        let l = c.lookup("openai", "no-such-model").unwrap();
+        assert_eq!(l.confidence, PriceConfidence::Fallback);
+        assert!(l.price.price(&Usage { input_tokens: 10, ..Usage::default() }).cost > Money::ZERO);
+    }
+
+    #[test]
+    fn a_mistyped_price_is_a_clear_error() {
+        let err = Catalog::parse("[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"abc\"\noutput_per_mtok=\"1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'abc' is not a decimal number"), "{err}");
+        let dup = "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"1\"\noutput_per_mtok=\"1\"\n";
+        let twice = format!("{dup}{dup}");
+        assert!(matches!(
+            Catalog::new(Catalog::parse(&twice).unwrap(), UnknownModelPolicy::Refuse),
+            Err(CatalogError::Duplicate { .. })
+        ));
+    }
+}
