@@ -1,1 +1,120 @@
+//! spendgate's storage.
+//!
+//! One trait, [`Store`], is the seam between the product and a database; `sqlite` is the embedded default
+//! backend. The [`writer`] batches spend events from the hot path into the store, so that no request waits on
+//! a database.
 
+pub mod sqlite;
+pub mod writer;
+
+use async_trait::async_trait;
+use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
+use spendgate_core::time::Grain;
+use spendgate_core::SpendEvent;
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+pub use writer::{spawn_writer, SpendWriter, WriterConfig, WriterHandle, WriterStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database failed: {0}")]
+    Database(String),
+    #[error("could not open the data directory '{path}': {reason}")]
+    Open { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the database worker stopped unexpectedly")]
+    WorkerGone,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A virtual key as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: i64,
+    pub user: String,
+    pub team: Option<String>,
+    /// The last four characters of the secret, so people can tell keys apart.
+    pub hint: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// What is needed to store a new key.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub hash: [u8; 32],
+    pub hint: String,
+    pub user: String,
+    pub team: Option<String>,
+}
+
+/// What one batch write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Events written for the first time.
+    pub inserted: usize,
+    /// Events that were already stored (same id) and so were not counted again.
+    pub duplicates: usize,
+}
+
+/// A page of spend logs, newest first.
+#[derive(Debug, Clone)]
+pub struct SpendLogPage {
+    pub items: Vec<StoredSpendLog>,
+    pub next_cursor: Option<String>,
+}
+
+/// A spend event as read back from the store.
+#[derive(Debug, Clone)]
+pub struct StoredSpendLog {
+    pub seq: i64,
+    pub event: SpendEvent,
+}
+
+/// One point of a time series: a bucket start, a group and its totals.
+#[derive(Debug, Clone)]
+pub struct SeriesPoint {
+    pub bucket_start_ms: i64,
+    pub group: Option<String>,
+    pub totals: Totals,
+}
+
+/// The window a query actually covered, after aligning it to the buckets the rollups hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedWindow {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// The storage seam. Every page and API answer is read through it; the batching writer writes through it.
+///
+/// Architecture invariant: summary, explorer and series queries read rollups only, never the spend-log table,
+/// so their cost does not grow with the number of spend logs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes spend logs and their rollups in one transaction. Idempotent by event id.
+    async fn write_batch(&self, events: std::sync::Arc<Vec<SpendEvent>>) -> Result<WriteReport>;
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord>;
+    async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>>;
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+
+    /// The window that [`Store::summary`] and friends will really read for these filters.
+    fn resolve_window(&self, filters: &Filters) -> ResolvedWindow;
+    async fn summary(&self, filters: &Filters) -> Result<Totals>;
+    async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>>;
+    async fn series(&self, filters: &Filters, grain: Grain, group_by: Option<GroupBy>) -> Result<Vec<SeriesPoint>>;
+
+    /// Spend logs matching `filters`, newest first, `limit` at most, after `cursor`.
+    async fn spend_logs(&self, filters: &Filters, limit: usize, cursor: Option<&str>) -> Result<SpendLogPage>;
+    async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
+}

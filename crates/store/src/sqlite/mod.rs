@@ -1,0 +1,245 @@
+//! The embedded SQLite backend: one file in the data directory, WAL mode, one writer connection and a small
+//! pool of reader connections. Every call runs on tokio's blocking pool so the async runtime never waits on
+//! disk.
+
+mod read;
+mod schema;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
+use spendgate_core::time::{now_ms, Grain, HOUR_MS};
+use spendgate_core::SpendEvent;
+use uuid::Uuid;
+
+use crate::{
+    KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError, StoredSpendLog,
+    WriteReport,
+};
+use schema::LabelKind;
+
+/// Settings of the SQLite backend.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long minute-grain rollups are kept. Older windows are read at hour precision.
+    pub minute_retention_hours: i64,
+    /// Reader connections kept open.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { minute_retention_hours: 48, readers: 4 }
+    }
+}
+
+/// Label ids by kind and name, so the writer resolves a known name without a query.
+type LabelCache = HashMap<LabelKind, HashMap<String, i64>>;
+
+/// The writer connection and what it remembers between batches.
+struct WriterConn {
+    conn: Connection,
+    labels: LabelCache,
+    last_prune_ms: i64,
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Arc<Mutex<WriterConn>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn open_conn(path: &Path, write: bool) -> Result<Connection> {
+    let flags = if write {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `spendgate.db` in `dir` and applies pending migrations.
+    pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
+        let path = dir.join("spendgate.db");
+        let mut conn = open_conn(&path, true)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrate(&mut conn)?;
+        let mut readers = Vec::new();
+        for _ in 0..options.readers.max(1) {
+            readers.push(open_conn(&path, false)?);
+        }
+        Ok(SqliteStore {
+            path,
+            options,
+            writer: Arc::new(Mutex::new(WriterConn { conn, labels: HashMap::new(), last_prune_ms: 0 })),
+            readers: Arc::new(Mutex::new(readers)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn minute_retention_ms(&self) -> i64 {
+        self.options.minute_retention_hours.max(2) * HOUR_MS
+    }
+
+    /// Runs `f` with the writer connection on the blocking pool.
+    async fn with_writer<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriterConn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = writer.lock().map_err(|_| StoreError::WorkerGone)?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| StoreError::WorkerGone)?
+    }
+
+    /// Runs `f` with a reader connection from the pool (opening another when all are busy).
+    async fn with_reader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let pool = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = pool.lock().map_err(|_| StoreError::WorkerGone)?.pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => open_conn(&path, false)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                p.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|_| StoreError::WorkerGone)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tx = conn.transaction()?;
+    for (i, m) in schema::MIGRATIONS.iter().enumerate() {
+        if (i as i64) < version {
+            continue;
+        }
+        tx.execute_batch(m)?;
+        if i == 0 {
+            for t in schema::ROLLUP_TABLES {
+                tx.execute_batch(&schema::rollup_ddl(t))?;
+            }
+        }
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: r.get(0)?,
+        hint: r.get(1)?,
+        user: r.get(2)?,
+        team: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        revoked_at_ms: r.get(5)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoked_at_ms";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
+        let retention = self.minute_retention_ms();
+        self.with_writer(move |w| write::write_batch(w, &events, retention)).await
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
+        self.with_writer(move |w| {
+            let now = now_ms();
+            w.conn.execute(
+                "INSERT INTO keys (hash, hint, user_name, team_name, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![&key.hash[..], key.hint, key.user, key.team, now],
+            )?;
+            let id = w.conn.last_insert_rowid();
+            Ok(KeyRecord { id, user: key.user, team: key.team, hint: key.hint, created_at_ms: now, revoked_at_ms: None })
+        })
+        .await
+    }
+
+    async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>> {
+        self.with_reader(move |c| {
+            Ok(c.query_row(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1"), [&hash[..]], key_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        self.with_reader(|c| {
+            let mut st = c.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY id"))?;
+            let rows = st.query_map([], key_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
+        read::resolve_window(filters.from_ms, filters.to_ms, now_ms(), self.minute_retention_ms())
+    }
+
+    async fn summary(&self, filters: &Filters) -> Result<Totals> {
+        let f = filters.clone();
+        let w = self.resolve_window(filters);
+        self.with_reader(move |c| read::summary(c, &f, w)).await
+    }
+
+    async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
+        let f = filters.clone();
+        let w = self.resolve_window(filters);
+        self.with_reader(move |c| read::explorer(c, &f, w, group_by)).await
+    }
+
+    async fn series(&self, filters: &Filters, grain: Grain, group_by: Option<GroupBy>) -> Result<Vec<SeriesPoint>> {
+        let f = filters.clone();
+        self.with_reader(move |c| read::series(c, &f, grain, group_by)).await
+    }
+
+    async fn spend_logs(&self, filters: &Filters, limit: usize, cursor: Option<&str>) -> Result<SpendLogPage> {
+        let f = filters.clone();
+        let cursor = cursor.map(read::parse_cursor).transpose()?;
+        self.with_reader(move |c| read::spend_logs(c, &f, limit, cursor)).await
+    }
+
+    async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
+        self.with_reader(move |c| read::spend_log(c, id)).await
+    }
+}

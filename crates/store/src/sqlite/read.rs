@@ -1,0 +1,359 @@
+//! The read path. Summary, explorer and series read the rollups only; spend-log pages read the spend-log table
+//! by index.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
+use spendgate_core::pricing::PriceLine;
+use spendgate_core::query::{sort_rows, Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL,
+    NO_WORKFLOW_LABEL};
+use spendgate_core::time::{split_span, Grain};
+use spendgate_core::{
+    Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage, UsageSource,
+};
+use uuid::Uuid;
+
+use super::schema::{LabelKind, ROLLUP_TABLES};
+use super::write::find_label;
+use crate::{ResolvedWindow, Result, SeriesPoint, SpendLogPage, StoreError, StoredSpendLog};
+
+/// Aligns a window to minutes, and to hours where it reaches back past the minute rollups' retention.
+pub(super) fn resolve_window(from_ms: i64, to_ms: i64, now_ms: i64, minute_retention_ms: i64) -> ResolvedWindow {
+    let horizon = now_ms - minute_retention_ms;
+    let from = if from_ms < horizon { Grain::Hour.floor(from_ms) } else { Grain::Minute.floor(from_ms) };
+    let to = if to_ms < horizon { Grain::Hour.ceil(to_ms) } else { Grain::Minute.ceil(to_ms) };
+    ResolvedWindow { from_ms: from, to_ms: to.max(from) }
+}
+
+/// The dimension filters of a query as (column, id) pairs. `None` when a named value was never recorded, so no
+/// row can match.
+fn dimension_filters(c: &Connection, f: &Filters) -> Result<Option<Vec<(&'static str, i64)>>> {
+    let mut out = Vec::new();
+    let named = [
+        ("user_id", LabelKind::User, &f.user),
+        ("provider_id", LabelKind::Provider, &f.provider),
+        ("model_id", LabelKind::Model, &f.model),
+        ("gateway_id", LabelKind::Gateway, &f.gateway),
+    ];
+    for (col, kind, value) in named {
+        if let Some(name) = value {
+            match find_label(c, kind, name)? {
+                Some(id) => out.push((col, id)),
+                None => return Ok(None),
+            }
+        }
+    }
+    if let Some(team) = &f.team {
+        if team == NO_TEAM_FILTER {
+            out.push(("team_id", 0));
+        } else {
+            match find_label(c, LabelKind::Team, team)? {
+                Some(id) => out.push(("team_id", id)),
+                None => return Ok(None),
+            }
+        }
+    }
+    if let Some(wf) = &f.workflow {
+        if wf == NO_WORKFLOW_LABEL {
+            out.push(("workflow_id", 0));
+        } else {
+            match find_label(c, LabelKind::Workflow, wf)? {
+                Some(id) => out.push(("workflow_id", id)),
+                None => return Ok(None),
+            }
+        }
+    }
+    if let Some(co) = f.cache_outcome {
+        out.push(("cache_outcome", co.code()));
+    }
+    if let Some(k) = f.key_id {
+        out.push(("key_id", k));
+    }
+    Ok(Some(out))
+}
+
+fn group_column(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Team => "team_id",
+        GroupBy::User => "user_id",
+        GroupBy::Key => "key_id",
+        GroupBy::Provider => "provider_id",
+        GroupBy::Model => "model_id",
+        GroupBy::Gateway => "gateway_id",
+        GroupBy::Workflow => "workflow_id",
+        GroupBy::CacheOutcome => "cache_outcome",
+    }
+}
+
+const SUMS: &str = "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+                    SUM(cache_write_tokens), SUM(cost_pico)";
+
+/// Builds `SELECT <select>, sums FROM (<one sub-select per span piece>) GROUP BY <group>` over the rollups.
+fn rollup_query(
+    select: &str,
+    group: Option<&str>,
+    w: ResolvedWindow,
+    dims: &[(&'static str, i64)],
+    params: &mut Vec<Value>,
+) -> String {
+    let mut parts = Vec::new();
+    for (grain, a, b) in split_span(w.from_ms, w.to_ms) {
+        let table = rollup_table(grain);
+        let mut sql = format!("SELECT * FROM {table} WHERE bucket >= ? AND bucket < ?");
+        params.push(Value::Integer(grain.bucket(a)));
+        params.push(Value::Integer(grain.bucket(b)));
+        for (col, id) in dims {
+            sql.push_str(&format!(" AND {col} = ?"));
+            params.push(Value::Integer(*id));
+        }
+        parts.push(sql);
+    }
+    if parts.is_empty() {
+        parts.push(format!("SELECT * FROM {} WHERE 0", ROLLUP_TABLES[0]));
+    }
+    let from = parts.join(" UNION ALL ");
+    match group {
+        Some(g) => format!("SELECT {select}, {SUMS} FROM ({from}) GROUP BY {g}"),
+        None => format!("SELECT {SUMS} FROM ({from})"),
+    }
+}
+
+fn rollup_table(g: Grain) -> &'static str {
+    match g {
+        Grain::Minute => ROLLUP_TABLES[0],
+        Grain::Hour => ROLLUP_TABLES[1],
+        Grain::Day => ROLLUP_TABLES[2],
+    }
+}
+
+fn totals_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Totals> {
+    let n = |k: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, Option<i64>>(i + k)?.unwrap_or(0)).unwrap_or(0)) };
+    Ok(Totals {
+        requests: n(0)?,
+        errors: n(1)?,
+        input_tokens: n(2)?,
+        output_tokens: n(3)?,
+        cached_input_tokens: n(4)?,
+        cache_write_tokens: n(5)?,
+        cost: Money::from_picos(i128::from(r.get::<_, Option<i64>>(i + 6)?.unwrap_or(0))),
+    })
+}
+
+pub(super) fn summary(c: &Connection, f: &Filters, w: ResolvedWindow) -> Result<Totals> {
+    let Some(dims) = dimension_filters(c, f)? else {
+        return Ok(Totals::default());
+    };
+    let mut params = Vec::new();
+    let sql = rollup_query("", None, w, &dims, &mut params);
+    let mut st = c.prepare(&sql)?;
+    Ok(st.query_row(rusqlite::params_from_iter(params), |r| totals_at(r, 0))?)
+}
+
+/// The label and filter key of a group id.
+fn group_identity(c: &Connection, g: GroupBy, id: i64) -> Result<(Option<String>, String)> {
+    let label_of = |id: i64| -> Result<String> {
+        Ok(c.query_row("SELECT name FROM labels WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+            .optional()?
+            .unwrap_or_else(|| format!("#{id}")))
+    };
+    Ok(match g {
+        GroupBy::Team if id == 0 => (None, NO_TEAM_LABEL.to_string()),
+        GroupBy::Workflow if id == 0 => (Some(NO_WORKFLOW_LABEL.to_string()), NO_WORKFLOW_LABEL.to_string()),
+        GroupBy::CacheOutcome => {
+            let co = CacheOutcome::from_code(id);
+            (Some(co.as_str().to_string()), co.as_str().to_string())
+        }
+        GroupBy::Key => {
+            let label = c
+                .query_row("SELECT user_name, hint FROM keys WHERE id = ?1", [id], |r| {
+                    Ok(format!("key {id} ({}, …{})", r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?
+                .unwrap_or_else(|| format!("key {id}"));
+            (Some(id.to_string()), label)
+        }
+        _ => {
+            let l = label_of(id)?;
+            (Some(l.clone()), l)
+        }
+    })
+}
+
+pub(super) fn explorer(c: &Connection, f: &Filters, w: ResolvedWindow, g: GroupBy) -> Result<Vec<GroupRow>> {
+    let Some(dims) = dimension_filters(c, f)? else {
+        return Ok(Vec::new());
+    };
+    let col = group_column(g);
+    let mut params = Vec::new();
+    let sql = rollup_query(col, Some(col), w, &dims, &mut params);
+    let mut st = c.prepare(&sql)?;
+    let raw = st
+        .query_map(rusqlite::params_from_iter(params), |r| Ok((r.get::<_, i64>(0)?, totals_at(r, 1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = Vec::with_capacity(raw.len());
+    for (id, totals) in raw {
+        let (key, label) = group_identity(c, g, id)?;
+        rows.push(GroupRow { key, label, totals });
+    }
+    sort_rows(&mut rows, SortBy::Cost);
+    Ok(rows)
+}
+
+pub(super) fn series(c: &Connection, f: &Filters, grain: Grain, g: Option<GroupBy>) -> Result<Vec<SeriesPoint>> {
+    let Some(dims) = dimension_filters(c, f)? else {
+        return Ok(Vec::new());
+    };
+    let table = rollup_table(grain);
+    let mut params: Vec<Value> = vec![
+        Value::Integer(grain.bucket(f.from_ms)),
+        Value::Integer(grain.bucket(grain.ceil(f.to_ms))),
+    ];
+    let mut filter = String::new();
+    for (col, id) in &dims {
+        filter.push_str(&format!(" AND {col} = ?"));
+        params.push(Value::Integer(*id));
+    }
+    let (select, group) = match g {
+        Some(g) => (format!("bucket, {}", group_column(g)), format!("bucket, {}", group_column(g))),
+        None => ("bucket, 0".to_string(), "bucket".to_string()),
+    };
+    let sql =
+        format!("SELECT {select}, {SUMS} FROM {table} WHERE bucket >= ? AND bucket < ?{filter} GROUP BY {group} ORDER BY bucket");
+    let mut st = c.prepare(&sql)?;
+    let raw = st
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, totals_at(r, 2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut names = std::collections::HashMap::new();
+    for (bucket, id, totals) in raw {
+        let group = match g {
+            Some(g) => {
+                if let std::collections::hash_map::Entry::Vacant(v) = names.entry(id) {
+                    v.insert(group_identity(c, g, id)?.1);
+                }
+                names.get(&id).cloned()
+            }
+            None => None,
+        };
+        out.push(SeriesPoint { bucket_start_ms: bucket * grain.ms(), group, totals });
+    }
+    Ok(out)
+}
+
+/// A spend-log cursor: the position (time, sequence) of the last row of the previous page.
+pub(super) fn parse_cursor(s: &str) -> Result<(i64, i64)> {
+    let bad = || StoreError::Invalid(format!("cursor '{s}' is not valid; pass the next_cursor of a previous page"));
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.latency_ms,
+    (SELECT name FROM labels WHERE id = s.gateway_id), (SELECT name FROM labels WHERE id = s.provider_id),
+    (SELECT name FROM labels WHERE id = s.model_id), s.key_id, (SELECT name FROM labels WHERE id = s.user_id),
+    (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
+    s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
+    s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail
+  FROM spend_logs s";
+
+fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
+    let id_bytes: Vec<u8> = r.get(1)?;
+    let id = Uuid::from_slice(&id_bytes).unwrap_or_default();
+    let detail: String = r.get(24)?;
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+    let price_lines: Vec<PriceLine> =
+        serde_json::from_value(detail.get("price_lines").cloned().unwrap_or_default()).unwrap_or_default();
+    let error = detail.get("error").and_then(|e| e.as_str()).map(str::to_string);
+    let u = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+    let team_id_name: Option<String> = r.get(10)?;
+    Ok(StoredSpendLog {
+        seq: r.get(0)?,
+        event: SpendEvent {
+            id,
+            finished_at_ms: r.get(2)?,
+            started_at_ms: r.get(3)?,
+            latency_ms: r.get(4)?,
+            gateway: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            provider: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            model: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            attribution: Attribution {
+                key_id: r.get(8)?,
+                user: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                team: team_id_name,
+                workflow: r.get(11)?,
+            },
+            endpoint: r.get(12)?,
+            stream: r.get(13)?,
+            cache_outcome: CacheOutcome::from_code(r.get(14)?),
+            status: RequestStatus::from_code(r.get(15)?),
+            http_status: r.get(16)?,
+            usage: Usage {
+                input_tokens: u(17)?,
+                output_tokens: u(18)?,
+                cached_input_tokens: u(19)?,
+                cache_write_tokens: u(20)?,
+            },
+            cost: Money::from_picos(i128::from(r.get::<_, i64>(21)?)),
+            usage_source: UsageSource::from_code(r.get(22)?),
+            price_confidence: PriceConfidence::from_code(r.get(23)?),
+            price_lines,
+            error,
+        },
+    })
+}
+
+pub(super) fn spend_logs(
+    c: &Connection,
+    f: &Filters,
+    limit: usize,
+    cursor: Option<(i64, i64)>,
+) -> Result<SpendLogPage> {
+    let Some(dims) = dimension_filters(c, f)? else {
+        return Ok(SpendLogPage { items: Vec::new(), next_cursor: None });
+    };
+    let limit = limit.clamp(1, 1000);
+    let mut sql = format!("{LOG_SELECT} WHERE s.ts_ms >= ? AND s.ts_ms < ?");
+    let mut params = vec![Value::Integer(f.from_ms), Value::Integer(f.to_ms)];
+    for (col, id) in &dims {
+        sql.push_str(&format!(" AND s.{col} = ?"));
+        params.push(Value::Integer(*id));
+    }
+    if let Some((ts, seq)) = cursor {
+        sql.push_str(" AND (s.ts_ms, s.seq) < (?, ?)");
+        params.push(Value::Integer(ts));
+        params.push(Value::Integer(seq));
+    }
+    sql.push_str(" ORDER BY s.ts_ms DESC, s.seq DESC LIMIT ?");
+    params.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(1001)));
+    let mut st = c.prepare(&sql)?;
+    let mut items =
+        st.query_map(rusqlite::params_from_iter(params), log_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|l| format!("{}-{}", l.event.finished_at_ms, l.seq))
+    } else {
+        None
+    };
+    Ok(SpendLogPage { items, next_cursor })
+}
+
+pub(super) fn spend_log(c: &Connection, id: Uuid) -> Result<Option<StoredSpendLog>> {
+    Ok(c.query_row(&format!("{LOG_SELECT} WHERE s.event_id = ?1"), [&id.as_bytes()[..]], log_from_row).optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spendgate_core::time::HOUR_MS;
+
+    #[test]
+    fn windows_align_to_minutes_recently_and_hours_beyond_retention() {
+        let now = 1000 * HOUR_MS;
+        let w = resolve_window(now - HOUR_MS - 1, now - 5, now, 48 * HOUR_MS);
+        assert_eq!(w.from_ms % 60_000, 0);
+        assert!(w.from_ms <= now - HOUR_MS - 1);
+        assert!(w.to_ms >= now - 5);
+        let old = resolve_window(now - 100 * HOUR_MS - 1234, now, now, 48 * HOUR_MS);
+        assert_eq!(old.from_ms % HOUR_MS, 0);
+    }
+}

@@ -1,0 +1,93 @@
+//! The SQLite schema, applied in order by `PRAGMA user_version`.
+//!
+//! Dimensions (teams, users, providers, models, gateways, workflows) are interned into `labels` so that spend
+//! logs and rollups hold small integers: smaller rows, faster group-bys. Id 0 means "none" (the No team bucket,
+//! no workflow) so that it takes part in unique keys like any other value (SQLite treats NULLs as distinct).
+
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE labels (
+    id    INTEGER PRIMARY KEY,
+    kind  INTEGER NOT NULL,
+    name  TEXT NOT NULL,
+    UNIQUE (kind, name)
+);
+
+CREATE TABLE keys (
+    id            INTEGER PRIMARY KEY,
+    hash          BLOB NOT NULL UNIQUE,
+    hint          TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    team_name     TEXT,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+
+CREATE TABLE spend_logs (
+    seq                 INTEGER PRIMARY KEY,
+    event_id            BLOB NOT NULL UNIQUE,
+    ts_ms               INTEGER NOT NULL,
+    started_ms          INTEGER NOT NULL,
+    latency_ms          INTEGER NOT NULL,
+    gateway_id          INTEGER NOT NULL,
+    provider_id         INTEGER NOT NULL,
+    model_id            INTEGER NOT NULL,
+    key_id              INTEGER NOT NULL,
+    user_id             INTEGER NOT NULL,
+    team_id             INTEGER NOT NULL,
+    workflow_id         INTEGER NOT NULL,
+    endpoint            TEXT NOT NULL,
+    stream              INTEGER NOT NULL,
+    cache_outcome       INTEGER NOT NULL,
+    status              INTEGER NOT NULL,
+    http_status         INTEGER NOT NULL,
+    input_tokens        INTEGER NOT NULL,
+    output_tokens       INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    cost_pico           INTEGER NOT NULL,
+    usage_source        INTEGER NOT NULL,
+    price_confidence    INTEGER NOT NULL,
+    detail              TEXT NOT NULL
+);
+CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
+CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
+"#];
+
+/// The three rollup tables, one per grain, created from one template so they cannot drift apart.
+pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
+
+pub fn rollup_ddl(table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+    bucket              INTEGER NOT NULL,
+    team_id             INTEGER NOT NULL,
+    user_id             INTEGER NOT NULL,
+    key_id              INTEGER NOT NULL,
+    provider_id         INTEGER NOT NULL,
+    model_id            INTEGER NOT NULL,
+    gateway_id          INTEGER NOT NULL,
+    workflow_id         INTEGER NOT NULL,
+    cache_outcome       INTEGER NOT NULL,
+    requests            INTEGER NOT NULL,
+    errors              INTEGER NOT NULL,
+    input_tokens        INTEGER NOT NULL,
+    output_tokens       INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    cost_pico           INTEGER NOT NULL,
+    latency_ms_sum      INTEGER NOT NULL,
+    PRIMARY KEY (bucket, team_id, user_id, key_id, provider_id, model_id, gateway_id, workflow_id, cache_outcome)
+) WITHOUT ROWID;"
+    )
+}
+
+/// Label kinds, as stored in `labels.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LabelKind {
+    Team = 1,
+    User = 2,
+    Provider = 3,
+    Model = 4,
+    Gateway = 5,
+    Workflow = 6,
+}

@@ -1,0 +1,250 @@
+//! The batching writer: the only path from the hot path to the store.
+//!
+//! Request handlers call [`SpendWriter::record`], which never blocks and never touches a database. One task
+//! collects events into batches (flushed when `max_batch` events are waiting or `flush_interval` has passed
+//! since the first of them) and writes each batch with [`Store::write_batch`]. A failed write is retried with
+//! backoff and the batch is kept, never dropped; shutdown drains every pending event.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use spendgate_core::time::now_ms;
+use spendgate_core::SpendEvent;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::Store;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig { max_batch: 8192, flush_interval: Duration::from_millis(5) }
+    }
+}
+
+/// What the writer has done, for `/overview`'s queue state.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    submitted: AtomicU64,
+    written: AtomicU64,
+    duplicates: AtomicU64,
+    failed_writes: AtomicU64,
+    /// Finish time of the oldest event not yet written, or 0 when none is pending.
+    oldest_pending_ms: AtomicI64,
+    last_error: Mutex<Option<String>>,
+    /// (time, written total) at the last rate sample, for events per second.
+    rate: Mutex<RateSample>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct RateSample {
+    at_ms: i64,
+    written: u64,
+    per_sec: u64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub pending: u64,
+    pub oldest_pending_age_ms: i64,
+    pub written_total: u64,
+    pub duplicates_total: u64,
+    pub failed_writes: u64,
+    pub written_per_sec: u64,
+    pub last_error: Option<String>,
+}
+
+impl WriterStats {
+    pub fn snapshot(&self) -> QueueState {
+        let submitted = self.submitted.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Relaxed);
+        let dups = self.duplicates.load(Ordering::Relaxed);
+        let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
+        let now = now_ms();
+        let per_sec = match self.rate.lock() {
+            Ok(mut r) => {
+                // Re-sample at most once a second so the rate covers a whole second.
+                if now - r.at_ms >= 1000 {
+                    let elapsed = u64::try_from(now - r.at_ms).unwrap_or(1).max(1);
+                    r.per_sec = if r.at_ms == 0 { 0 } else { (written - r.written) * 1000 / elapsed };
+                    r.at_ms = now;
+                    r.written = written;
+                }
+                r.per_sec
+            }
+            Err(_) => 0,
+        };
+        QueueState {
+            pending: submitted.saturating_sub(written + dups),
+            oldest_pending_age_ms: if oldest == 0 { 0 } else { (now - oldest).max(0) },
+            written_total: written,
+            duplicates_total: dups,
+            failed_writes: self.failed_writes.load(Ordering::Relaxed),
+            written_per_sec: per_sec,
+            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+}
+
+/// Notice that a batch reached the store: pages listen for it to refresh.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    pub events: usize,
+    pub at_ms: i64,
+}
+
+/// The handle the hot path records events with. Cheap to clone.
+#[derive(Clone)]
+pub struct SpendWriter {
+    tx: mpsc::UnboundedSender<SpendEvent>,
+    stats: Arc<WriterStats>,
+    committed: broadcast::Sender<Committed>,
+}
+
+impl std::fmt::Debug for SpendWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpendWriter").finish()
+    }
+}
+
+impl SpendWriter {
+    /// Queues an event for writing. Never blocks. Returns false only when the writer has shut down, which the
+    /// caller logs: it can only happen while the process is stopping.
+    pub fn record(&self, event: SpendEvent) -> bool {
+        self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(event).is_err() {
+            self.stats.submitted.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    /// Subscribes to commit notices.
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.committed.subscribe()
+    }
+}
+
+/// Owns the writer task; [`WriterHandle::shutdown`] drains it.
+pub struct WriterHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").finish()
+    }
+}
+
+impl WriterHandle {
+    /// Stops accepting events, writes every pending one, and returns when they are in the store.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+pub fn spawn_writer(store: Arc<dyn Store>, config: WriterConfig) -> (SpendWriter, WriterHandle) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stats = Arc::new(WriterStats::default());
+    let (committed, _) = broadcast::channel(64);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let writer = SpendWriter { tx, stats: Arc::clone(&stats), committed: committed.clone() };
+    let task = tokio::spawn(run(store, config, rx, stop_rx, stats, committed));
+    (writer, WriterHandle { stop: Some(stop_tx), task })
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    config: WriterConfig,
+    mut rx: mpsc::UnboundedReceiver<SpendEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    stats: Arc<WriterStats>,
+    committed: broadcast::Sender<Committed>,
+) {
+    let max = config.max_batch.max(1);
+    let mut batch: Vec<SpendEvent> = Vec::with_capacity(max);
+    let mut stopping = false;
+    loop {
+        if batch.is_empty() {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, max) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                _ = &mut stop, if !stopping => {
+                    // Refuse new events and fall through to drain the ones already queued.
+                    stopping = true;
+                    rx.close();
+                    continue;
+                }
+            }
+            stats.oldest_pending_ms.store(batch.first().map_or(0, |e| e.finished_at_ms.max(1)), Ordering::Relaxed);
+            let deadline = Instant::now() + config.flush_interval;
+            while batch.len() < max && !stopping {
+                let room = max - batch.len();
+                tokio::select! {
+                    n = rx.recv_many(&mut batch, room) => if n == 0 { break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        write_with_retry(&*store, &mut batch, &stats, &committed).await;
+        stats.oldest_pending_ms.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Writes `batch`, retrying with backoff until the store takes it, then empties it.
+async fn write_with_retry(
+    store: &dyn Store,
+    batch: &mut Vec<SpendEvent>,
+    stats: &WriterStats,
+    committed: &broadcast::Sender<Committed>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let shared = Arc::new(std::mem::take(batch));
+    loop {
+        match store.write_batch(Arc::clone(&shared)).await {
+            Ok(report) => {
+                stats.written.fetch_add(report.inserted as u64, Ordering::Relaxed);
+                stats.duplicates.fetch_add(report.duplicates as u64, Ordering::Relaxed);
+                if let Ok(mut e) = stats.last_error.lock() {
+                    *e = None;
+                }
+                let _ = committed.send(Committed { events: shared.len(), at_ms: now_ms() });
+                // Take the buffer back to reuse its capacity for the next batch.
+                if let Ok(mut v) = Arc::try_unwrap(shared) {
+                    v.clear();
+                    *batch = v;
+                }
+                return;
+            }
+            Err(err) => {
+                stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %err, events = shared.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "Writing spend events failed; the batch is kept and will be retried.");
+                if let Ok(mut e) = stats.last_error.lock() {
+                    *e = Some(err.to_string());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
