@@ -1,1 +1,62 @@
+//! spendgate's proxy: authenticates virtual keys, routes each request to a provider, passes the answer back
+//! byte for byte while reading its usage, and records one priced spend event per request.
+//!
+//! The layers a request goes through, in order (see `proxy.rs`):
+//! 1. `authenticate`: `Authorization: Bearer sk-...` -> the key's user and team (from memory);
+//! 2. read the body under the size limit; parse only its head (model, stream, max tokens);
+//! 3. route: model -> provider and price; unknown models are refused before any upstream call;
+//! 4. forward, in a task of its own so that a client hanging up cannot stop the recording;
+//! 5. meter: usage from the body or the stream's last chunk -> [`spendgate_core::SpendEvent`] -> writer.
 
+pub mod error;
+pub mod keys;
+pub mod meter;
+pub mod protocol;
+pub mod provider;
+pub mod providers;
+mod proxy;
+pub mod routes;
+pub mod sse;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spendgate_store::SpendWriter;
+
+pub use error::ApiError;
+pub use keys::KeyCache;
+pub use proxy::{mock_upstream_router, router};
+pub use routes::Routes;
+pub use stats::GatewayStats;
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// How long a stream may run, including reading it to the end after a client went away.
+    pub max_stream_duration: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 4 << 20, max_stream_duration: Duration::from_secs(600) }
+    }
+}
+
+/// The gateway: everything a request handler needs, shared by all requests.
+pub struct Gateway {
+    /// This replica's name, on every spend log.
+    pub name: Arc<str>,
+    pub routes: Routes,
+    pub keys: KeyCache,
+    pub writer: SpendWriter,
+    pub limits: Limits,
+    pub stats: Arc<GatewayStats>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("name", &self.name).finish()
+    }
+}

@@ -1,0 +1,199 @@
+//! Metering: turns what happened to a request into one priced [`SpendEvent`] and hands it to the writer.
+//!
+//! For streams, [`MeteredStream`] passes the upstream's bytes to the client unchanged while reading usage
+//! from them. If the client goes away mid-stream, the rest of the upstream stream is still read (in a
+//! background task, bounded by the stream time limit) so the request is billed with the usage the provider
+//! reports, which is what the provider charges: closing the upstream early would leave us guessing.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use spendgate_core::pricing::{ModelPrice, PriceConfidence};
+use spendgate_core::usage::estimate_tokens;
+use spendgate_core::{Attribution, CacheOutcome, RequestStatus, SpendEvent, Usage, UsageSource};
+use spendgate_store::SpendWriter;
+use uuid::Uuid;
+
+use crate::provider::{Endpoint, ProviderError};
+use crate::sse::UsageScanner;
+use crate::stats::GatewayStats;
+
+/// Everything known about a request before its answer: enough to price and record it however it ends.
+pub struct Meter {
+    pub id: Uuid,
+    pub writer: SpendWriter,
+    pub stats: Arc<GatewayStats>,
+    pub gateway: Arc<str>,
+    pub provider: Arc<str>,
+    pub model: String,
+    pub endpoint: Endpoint,
+    pub stream: bool,
+    pub attribution: Attribution,
+    pub price: Arc<ModelPrice>,
+    pub confidence: PriceConfidence,
+    pub started_at_ms: i64,
+    pub started: Instant,
+    pub request_bytes: usize,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter").field("id", &self.id).field("model", &self.model).finish()
+    }
+}
+
+/// How a request ended, as far as billing is concerned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: RequestStatus,
+    pub http_status: u16,
+    /// Usage the upstream reported, if any.
+    pub reported: Option<Usage>,
+    /// Output tokens counted from the answer, used when nothing was reported.
+    pub counted_output_tokens: u64,
+    pub error: Option<String>,
+}
+
+impl Meter {
+    /// Prices the outcome and queues the spend event.
+    pub fn finish(self, outcome: Outcome) {
+        let (usage, source) = match outcome.reported {
+            Some(u) => (u, UsageSource::Reported),
+            // A failed upstream call is not billed by providers; a success without usage is counted.
+            None if outcome.status == RequestStatus::UpstreamError => (Usage::default(), UsageSource::Estimated),
+            None => (
+                Usage {
+                    input_tokens: estimate_tokens(self.request_bytes),
+                    output_tokens: outcome.counted_output_tokens,
+                    cached_input_tokens: 0,
+                    cache_write_tokens: 0,
+                },
+                UsageSource::Estimated,
+            ),
+        };
+        let priced = self.price.price(&usage);
+        let finished_at_ms = spendgate_core::time::now_ms();
+        let latency = self.started.elapsed();
+        self.stats.observe(latency, outcome.status.is_error());
+        let event = SpendEvent {
+            id: self.id,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms,
+            latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
+            gateway: self.gateway.to_string(),
+            provider: self.provider.to_string(),
+            model: self.model,
+            endpoint: self.endpoint.as_str().to_string(),
+            stream: self.stream,
+            attribution: self.attribution,
+            cache_outcome: CacheOutcome::NotCacheable,
+            status: outcome.status,
+            http_status: outcome.http_status,
+            usage,
+            usage_source: source,
+            cost: priced.cost,
+            price_confidence: self.confidence,
+            price_lines: priced.lines.iter().filter(|l| l.tokens > 0).copied().collect(),
+            error: outcome.error,
+        };
+        if !self.writer.record(event) {
+            tracing::error!(request_id = %self.id, "A spend event arrived after the writer stopped; it was not recorded.");
+        }
+    }
+}
+
+/// The client-facing body of a streamed answer.
+pub struct MeteredStream {
+    inner: Option<BoxStream<'static, Result<Bytes, ProviderError>>>,
+    scanner: UsageScanner,
+    meter: Option<Meter>,
+    max_duration: Duration,
+}
+
+impl MeteredStream {
+    pub fn new(inner: BoxStream<'static, Result<Bytes, ProviderError>>, meter: Meter, max_duration: Duration) -> Self {
+        MeteredStream { inner: Some(inner), scanner: UsageScanner::new(), meter: Some(meter), max_duration }
+    }
+
+    fn finish(&mut self, status: RequestStatus, error: Option<String>) {
+        if let Some(meter) = self.meter.take() {
+            meter.finish(Outcome {
+                status,
+                http_status: 200,
+                reported: self.scanner.reported(),
+                counted_output_tokens: self.scanner.estimated_output_tokens(),
+                error,
+            });
+        }
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<Bytes, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.scanner.feed(&bytes);
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.inner = None;
+                // The upstream broke off: bill what it reported or what was delivered, and say so.
+                self.finish(RequestStatus::UpstreamError, Some(format!("stream broke off: {e}")));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.inner = None;
+                let error = (!self.scanner.saw_done() && self.scanner.reported().is_none())
+                    .then(|| "the stream ended without [DONE] or usage".to_string());
+                self.finish(RequestStatus::Ok, error);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        let Some(meter) = self.meter.take() else {
+            return;
+        };
+        // The client went away before the end. Keep reading the upstream to its usage, off the request path.
+        let inner = self.inner.take();
+        let mut scanner = std::mem::take(&mut self.scanner);
+        let max = self.max_duration;
+        let finish = move |scanner: &UsageScanner| {
+            meter.finish(Outcome {
+                status: RequestStatus::ClientDisconnected,
+                http_status: 200,
+                reported: scanner.reported(),
+                counted_output_tokens: scanner.estimated_output_tokens(),
+                error: Some("the client disconnected before the end of the stream".into()),
+            })
+        };
+        match (inner, tokio::runtime::Handle::try_current()) {
+            (Some(mut inner), Ok(rt)) => {
+                rt.spawn(async move {
+                    let drain = async {
+                        while let Some(Ok(b)) = inner.next().await {
+                            scanner.feed(&b);
+                        }
+                    };
+                    let _ = tokio::time::timeout(max, drain).await;
+                    finish(&scanner);
+                });
+            }
+            _ => finish(&scanner),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The provider seam: one trait, one implementation per file under `providers/`.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+/// The API route a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat.completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
+    /// The path below an OpenAI-compatible base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// A request as the gateway forwards it.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub endpoint: Endpoint,
+    /// The model name the upstream knows the model by.
+    pub model: String,
+    pub stream: bool,
+    /// The JSON body, already adjusted (stream usage requested, model renamed).
+    pub body: Bytes,
+}
+
+pub enum UpstreamBody {
+    Full(Bytes),
+    Stream(BoxStream<'static, Result<Bytes, ProviderError>>),
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamBody::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            UpstreamBody::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: UpstreamBody,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream could not be reached: {0}")]
+    Connect(String),
+    #[error("the upstream's answer broke off: {0}")]
+    Body(String),
+    #[error("the provider is not configured: {0}")]
+    Config(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The provider's name as shown on spend logs ("openai", "anthropic", "mock", ...).
+    fn name(&self) -> &str;
+    async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, ProviderError>;
+}
+
+impl std::fmt::Debug for dyn Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
