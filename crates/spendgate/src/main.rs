@@ -1,1 +1,173 @@
-fn main() {}
+//! The `spendgate` command: glue between the command line, the configuration and the library crates.
+// The command line is the one place that prints to the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use spendgate::{app, config, demo};
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "spendgate", version, about = "An AI gateway that shows every team what it spends on AI right now.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway, the API and the pages on the embedded store with the mock provider and live traffic.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SPENDGATE_LISTEN")]
+        listen: String,
+        #[arg(long, default_value = "spendgate-data", env = "SPENDGATE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "demo-gateway", env = "SPENDGATE_GATEWAY_NAME")]
+        gateway_name: String,
+        /// Start without the synthetic traffic.
+        #[arg(long)]
+        no_traffic: bool,
+    },
+    /// Run the gateway with a configuration file.
+    Serve {
+        #[arg(long, env = "SPENDGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "SPENDGATE_LISTEN")]
+        listen: Option<String>,
+        #[arg(long, env = "SPENDGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "SPENDGATE_GATEWAY_NAME")]
+        gateway_name: Option<String>,
+    },
+    /// Manage virtual keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Serve only the mock provider as an OpenAI-compatible upstream (for benchmarks and trials).
+    MockUpstream {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (only the key, so scripts can capture it). It is shown only this once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long, env = "SPENDGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "SPENDGATE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn wait_for_ctrl_c() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // One TLS stack (rustls with ring) for upstream calls; installed once, before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { listen, data_dir, gateway_name, no_traffic } => {
+            let config = demo::demo_config(listen, data_dir, gateway_name);
+            let running = app::start(&config).await?;
+            let base = format!("http://{}", running.addr);
+            println!();
+            println!("  spendgate demo is running.");
+            println!("  Dashboard and API:   {base}/  (JSON: {base}/api/v1/usage/explorer?group_by=team)");
+            println!("  OpenAI-compatible:   {base}/v1  (create a key: spendgate keys create --user you --team yours --data-dir {})", config.data_dir.display());
+            match &running.admin_token_file {
+                Some(p) => println!("  Admin token:         in {}", p.display()),
+                None => println!("  Admin token:         from SPENDGATE_ADMIN_TOKEN"),
+            }
+            println!("  Stop with Ctrl-C; every pending spend event is written before exit.");
+            println!();
+            let traffic = (!no_traffic).then(|| {
+                tokio::spawn(demo::run_traffic(std::sync::Arc::clone(&running.store), base.clone(), running.shutdown_signal()))
+            });
+            wait_for_ctrl_c().await;
+            tracing::info!("Stopping: finishing requests in flight and writing pending spend events.");
+            let stopping = running.stop();
+            if let Some(t) = traffic {
+                t.abort();
+            }
+            stopping.await?;
+        }
+        Command::Serve { config, listen, data_dir, gateway_name } => {
+            let mut c = config::Config::load(config.as_deref())?;
+            if let Some(l) = listen {
+                c.listen = l;
+            }
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            if let Some(g) = gateway_name {
+                c.gateway_name = g;
+            }
+            if let Ok(t) = std::env::var("SPENDGATE_ADMIN_TOKEN") {
+                c.admin_token = Some(t);
+            }
+            let running = app::start(&c).await?;
+            if let Some(p) = &running.admin_token_file {
+                eprintln!("Admin token: in {}", p.display());
+            }
+            wait_for_ctrl_c().await;
+            tracing::info!("Stopping: finishing requests in flight and writing pending spend events.");
+            running.stop().await?;
+        }
+        Command::Keys { command: KeysCommand::Create { user, team, config, data_dir } } => {
+            let mut c = config::Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                c.data_dir = d;
+            }
+            let store = app::open_store(&c)?;
+            let (_, secret) = spendgate_gateway::keys::create_key(&*store, &user, team.as_deref())
+                .await
+                .context("could not create the key")?;
+            println!("{secret}");
+        }
+        Command::MockUpstream { listen, latency_ms } => {
+            let mock = spendgate_gateway::providers::MockProvider::new(spendgate_gateway::providers::MockConfig {
+                name: "mock".into(),
+                latency: std::time::Duration::from_millis(latency_ms),
+                chunk_delay: std::time::Duration::ZERO,
+            });
+            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("could not listen on {listen}"))?;
+            eprintln!("mock upstream on http://{}/v1", listener.local_addr()?);
+            axum::serve(listener, spendgate_gateway::mock_upstream_router(std::sync::Arc::new(mock)))
+                .with_graceful_shutdown(wait_for_ctrl_c())
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,41 @@
+//! spendgate's HTTP surface for people and scripts: the JSON API (usage, spend logs, keys, pricing), its
+//! authentication, and (later) the pages. The client-facing proxy API lives in `spendgate-gateway`.
 
+mod api;
+mod auth;
+mod params;
+
+use std::sync::Arc;
+
+use axum::Router;
+use spendgate_core::Catalog;
+use spendgate_gateway::GatewayStats;
+use spendgate_store::{SpendWriter, Store, WriterStats};
+
+pub use auth::AdminToken;
+
+/// What the web handlers share.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub writer_stats: Arc<WriterStats>,
+    /// For commit notices (live page updates); the web layer never records events itself.
+    pub writer: SpendWriter,
+    pub gateway_stats: Arc<GatewayStats>,
+    pub gateway_name: Arc<str>,
+    pub admin_token: AdminToken,
+    pub version: &'static str,
+    /// In `demo` the pages are open to anyone who can reach them; everywhere else they need a login.
+    pub open_pages: bool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("gateway", &self.gateway_name).finish()
+    }
+}
+
+/// `/healthz` and the admin JSON API under `/api/v1`.
+pub fn router(state: Arc<AppState>) -> Router {
+    api::router(state)
+}

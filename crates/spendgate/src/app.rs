@@ -1,0 +1,212 @@
+//! Wiring: from a [`Config`] to a running server. Used by `serve`, `demo` and the integration tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use spendgate_core::Catalog;
+use spendgate_gateway::provider::Provider;
+use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
+use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
+use spendgate_store::sqlite::SqliteOptions;
+use spendgate_store::{spawn_writer, SqliteStore, SpendWriter, Store, WriterConfig, WriterHandle};
+use spendgate_web::{AdminToken, AppState};
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ProviderConfig};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A running spendgate: its address, its parts, and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub writer: SpendWriter,
+    pub catalog: Arc<Catalog>,
+    /// Where the generated admin token was written, when it was generated.
+    pub admin_token_file: Option<std::path::PathBuf>,
+    pub admin_token: String,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer_handle: WriterHandle,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish()
+    }
+}
+
+impl Running {
+    /// A receiver that turns true when shutdown begins (for background tasks such as the demo traffic).
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, then writes every pending spend event.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let served = self.server.await;
+        self.writer_handle.shutdown().await;
+        match served {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(anyhow::anyhow!("the server task failed: {e}")),
+        }
+    }
+}
+
+fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
+    Ok(match p.kind.as_str() {
+        "mock" => Arc::new(MockProvider::new(MockConfig {
+            name: p.name.clone(),
+            latency: Duration::from_millis(p.latency_ms),
+            chunk_delay: Duration::from_millis(p.chunk_delay_ms),
+        })),
+        "openai" => {
+            let base_url = p
+                .base_url
+                .clone()
+                .with_context(|| format!("provider '{}' of kind \"openai\" needs base_url", p.name))?;
+            let api_key = match &p.api_key_env {
+                Some(var) => Some(std::env::var(var).with_context(|| {
+                    format!("provider '{}' reads its API key from ${var}, which is not set", p.name)
+                })?),
+                None => None,
+            };
+            Arc::new(OpenAiCompatible::new(OpenAiConfig {
+                name: p.name.clone(),
+                base_url,
+                api_key,
+                connect_timeout: Duration::from_secs(10),
+                read_timeout: Duration::from_secs(p.read_timeout_secs),
+            })?)
+        }
+        other => bail!("provider '{}' has kind \"{other}\"; use \"openai\" or \"mock\"", p.name),
+    })
+}
+
+fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Routes> {
+    let mut routes = Routes::new(Arc::clone(catalog));
+    for p in &config.providers {
+        let provider = build_provider(p)?;
+        let mut models = p.models.clone();
+        if p.catalog {
+            models.extend(catalog.models().iter().filter(|m| m.provider == p.name).map(|m| m.model.clone()));
+        }
+        for m in &models {
+            routes.add(m, Arc::clone(&provider), None)?;
+        }
+        if p.default {
+            routes.set_default(provider);
+        }
+    }
+    Ok(routes)
+}
+
+/// The admin token: from the config or environment, else read from (or generated into) the data directory.
+fn admin_token(config: &Config) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+    if let Some(t) = config.admin_token.clone().filter(|t| !t.is_empty()) {
+        return Ok((t, None));
+    }
+    let path = config.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok((t, Some(path)));
+        }
+    }
+    let g = spendgate_gateway::keys::generate_key("admin", None).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = g.secret.replacen("sk-sg-", "sgadm-", 1);
+    write_private(&path, &token)?;
+    Ok((token, Some(path)))
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("could not write {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}
+
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(
+        &config.data_dir,
+        SqliteOptions { minute_retention_hours: config.store.minute_retention_hours, ..SqliteOptions::default() },
+    )?;
+    Ok(Arc::new(store))
+}
+
+/// Starts spendgate on `config.listen` (port 0 picks a free port).
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let catalog = Arc::new(config.catalog()?);
+    let store = open_store(config)?;
+    let routes = build_routes(config, &catalog)?;
+    let (token, token_file) = admin_token(config)?;
+    let (writer, writer_handle) = spawn_writer(
+        Arc::clone(&store),
+        WriterConfig { max_batch: config.writer.max_batch, flush_interval: Duration::from_millis(config.writer.flush_ms) },
+    );
+    let name: Arc<str> = Arc::from(config.gateway_name.as_str());
+    spendgate_core::validate_name("gateway", &name).map_err(anyhow::Error::msg)?;
+    let stats = Arc::new(GatewayStats::default());
+    let gateway = Arc::new(Gateway {
+        name: Arc::clone(&name),
+        routes,
+        keys: KeyCache::new(Arc::clone(&store)),
+        writer: writer.clone(),
+        limits: Limits {
+            max_body_bytes: config.limits.max_body_bytes,
+            max_stream_duration: Duration::from_secs(config.limits.max_stream_seconds),
+        },
+        stats: Arc::clone(&stats),
+    });
+    let state = Arc::new(AppState {
+        store: Arc::clone(&store),
+        catalog: Arc::clone(&catalog),
+        writer_stats: Arc::clone(writer.stats()),
+        writer: writer.clone(),
+        gateway_stats: stats,
+        gateway_name: name,
+        admin_token: AdminToken::new(&token),
+        version: VERSION,
+        open_pages: config.open_pages,
+    });
+    // The proxy's own size limit answers in OpenAI's shape, so axum's default limit is lifted here.
+    let app = spendgate_gateway::router(gateway)
+        .merge(spendgate_web::router(state))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+
+    let listener =
+        TcpListener::bind(&config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|v| *v).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
+    Ok(Running {
+        addr,
+        store,
+        writer,
+        catalog,
+        admin_token_file: token_file,
+        admin_token: token,
+        shutdown,
+        server,
+        writer_handle,
+    })
+}

@@ -1,0 +1,186 @@
+//! Configuration: a TOML file, then `SPENDGATE_*` environment variables and command-line flags on top.
+//! Every setting is documented in `docs/configuration.md`; `spendgate.example.toml` shows them all.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use spendgate_core::pricing::{Catalog, ModelPrice, UnknownModelPolicy};
+use spendgate_core::PricePerMtok;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub gateway_name: String,
+    /// Prefer SPENDGATE_ADMIN_TOKEN or the generated file; a token in a file is only as safe as the file.
+    pub admin_token: Option<String>,
+    pub pricing: PricingConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub limits: LimitsConfig,
+    pub writer: WriterSettings,
+    pub store: StoreSettings,
+    /// Set by `demo` only: pages need no login. Not settable from a file.
+    #[serde(skip)]
+    pub open_pages: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("spendgate-data"),
+            gateway_name: "gateway-1".into(),
+            admin_token: None,
+            pricing: PricingConfig::default(),
+            providers: Vec::new(),
+            limits: LimitsConfig::default(),
+            writer: WriterSettings::default(),
+            store: StoreSettings::default(),
+            open_pages: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// "refuse" (default) or "fallback".
+    pub unknown_models: String,
+    pub fallback_input_per_mtok: Option<PricePerMtok>,
+    pub fallback_output_per_mtok: Option<PricePerMtok>,
+    /// Entries that replace or extend the built-in catalog, in the catalog's format.
+    pub model: Vec<ModelPrice>,
+}
+
+impl Default for PricingConfig {
+    fn default() -> Self {
+        PricingConfig {
+            unknown_models: "refuse".into(),
+            fallback_input_per_mtok: None,
+            fallback_output_per_mtok: None,
+            model: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The name shown on spend logs; also the catalog provider its models are priced under.
+    pub name: String,
+    /// "openai" (any OpenAI-compatible API) or "mock".
+    pub kind: String,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (the key itself never goes in the file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Models this provider serves. Empty with `catalog = true`: every catalog model of the provider's name.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub catalog: bool,
+    /// Serve models no provider lists (priced by the fallback, or refused).
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default = "default_timeout")]
+    pub read_timeout_secs: u64,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub chunk_delay_ms: u64,
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    pub max_stream_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_body_bytes: 4 << 20, max_stream_seconds: 600 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterSettings {
+    pub max_batch: usize,
+    pub flush_ms: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings { max_batch: 8192, flush_ms: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub minute_retention_hours: i64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { minute_retention_hours: 48 }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("could not read the config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+
+    pub fn catalog(&self) -> anyhow::Result<Catalog> {
+        let policy = match self.pricing.unknown_models.as_str() {
+            "refuse" => UnknownModelPolicy::Refuse,
+            "fallback" => match (self.pricing.fallback_input_per_mtok, self.pricing.fallback_output_per_mtok) {
+                (Some(i), Some(o)) => UnknownModelPolicy::Fallback { input_per_mtok: i, output_per_mtok: o },
+                _ => bail!(
+                    "pricing.unknown_models = \"fallback\" needs fallback_input_per_mtok and fallback_output_per_mtok"
+                ),
+            },
+            other => bail!("pricing.unknown_models must be \"refuse\" or \"fallback\", not \"{other}\""),
+        };
+        Ok(Catalog::with_overrides(self.pricing.model.clone(), policy)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_builds_a_catalog() {
+        let c = Config::parse(include_str!("../../../spendgate.example.toml")).unwrap();
+        assert!(!c.providers.is_empty());
+        c.catalog().unwrap();
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = Config::parse("listen = 5").unwrap_err().to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = format!("{:#}", Config::parse("nope = 1").unwrap_err());
+        assert!(e.contains("unknown field"), "{e}");
+        let c = Config::parse("[pricing]\nunknown_models = \"fallback\"").unwrap();
+        assert!(c.catalog().unwrap_err().to_string().contains("fallback_input_per_mtok"));
+    }
+}

@@ -1,0 +1,171 @@
+//! `spendgate demo`: the product on its embedded store with the mock provider and live synthetic traffic.
+//!
+//! The traffic goes over real HTTP through the gateway, like any client's: several teams and users, several
+//! workflows, one integration whose key has no team, streaming and not, and after a minute a planted spike in
+//! one team: a retry loop sending the same request fast.
+
+use std::time::Duration;
+
+use spendgate_store::Store;
+use tokio::sync::watch;
+
+use crate::config::{Config, ProviderConfig};
+
+/// The demo's configuration: every catalog model served by the mock, under its catalog provider's name so the
+/// pages look like a real deployment (spend logs say "openai" or "anthropic"; the answers are synthetic).
+pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: String) -> Config {
+    let mock = |name: &str| ProviderConfig {
+        name: name.to_string(),
+        kind: "mock".into(),
+        base_url: None,
+        api_key_env: None,
+        models: Vec::new(),
+        catalog: true,
+        default: false,
+        read_timeout_secs: 30,
+        latency_ms: 40,
+        chunk_delay_ms: 2,
+    };
+    Config {
+        listen,
+        data_dir,
+        gateway_name,
+        providers: vec![mock("openai"), mock("anthropic")],
+        open_pages: true,
+        ..Config::default()
+    }
+}
+
+/// One simulated client.
+struct Actor {
+    user: &'static str,
+    team: Option<&'static str>,
+    workflow: Option<&'static str>,
+    models: &'static [&'static str],
+    every_ms: u64,
+    prompt_words: (usize, usize),
+    stream_percent: u32,
+    embeddings: bool,
+}
+
+const ACTORS: &[Actor] = &[
+    Actor { user: "alice", team: Some("support"), workflow: Some("ticket-triage"), models: &["gpt-4o-mini", "claude-haiku-4-5"], every_ms: 700, prompt_words: (150, 500), stream_percent: 50, embeddings: false },
+    Actor { user: "bob", team: Some("support"), workflow: Some("reply-draft"), models: &["gpt-4.1"], every_ms: 2_000, prompt_words: (300, 900), stream_percent: 80, embeddings: false },
+    Actor { user: "carol", team: Some("search"), workflow: Some("semantic-search"), models: &["text-embedding-3-small"], every_ms: 300, prompt_words: (20, 120), stream_percent: 0, embeddings: true },
+    Actor { user: "dave", team: Some("search"), workflow: Some("rerank"), models: &["gpt-4.1-mini"], every_ms: 1_500, prompt_words: (200, 700), stream_percent: 30, embeddings: false },
+    Actor { user: "erin", team: Some("growth"), workflow: Some("campaign-copy"), models: &["claude-sonnet-4-5"], every_ms: 4_000, prompt_words: (800, 2_500), stream_percent: 100, embeddings: false },
+    Actor { user: "frank", team: Some("data-science"), workflow: Some("notebook"), models: &["o4-mini", "gpt-5-mini"], every_ms: 3_000, prompt_words: (100, 1_500), stream_percent: 20, embeddings: false },
+    Actor { user: "batch-integration", team: None, workflow: None, models: &["gpt-4o"], every_ms: 2_500, prompt_words: (400, 1_200), stream_percent: 0, embeddings: false },
+];
+
+const WORDS: &[&str] = &[
+    "customer", "invoice", "refund", "order", "shipping", "delayed", "account", "password", "reset", "please",
+    "summarize", "the", "following", "ticket", "and", "classify", "its", "urgency", "product", "search",
+];
+
+fn prompt(rng: &mut fastrand::Rng, words: (usize, usize)) -> String {
+    let n = rng.usize(words.0..=words.1);
+    let mut s = String::with_capacity(n * 8);
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.usize(..WORDS.len())]);
+    }
+    s
+}
+
+fn body(model: &str, text: &str, stream: bool, embeddings: bool) -> serde_json::Value {
+    if embeddings {
+        serde_json::json!({ "model": model, "input": text })
+    } else {
+        serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "messages": [{ "role": "system", "content": "You are a helpful assistant." }, { "role": "user", "content": text }],
+        })
+    }
+}
+
+async fn send(client: &reqwest::Client, base: &str, key: &str, workflow: Option<&str>, embeddings: bool, body: &serde_json::Value) {
+    let path = if embeddings { "/v1/embeddings" } else { "/v1/chat/completions" };
+    let mut req = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(w) = workflow {
+        req = req.header("x-spendgate-workflow", w);
+    }
+    match req.send().await {
+        Ok(res) => {
+            // Read the whole answer, streamed or not, as a client would.
+            let _ = res.bytes().await;
+        }
+        Err(e) => tracing::debug!(error = %e, "A demo request failed."),
+    }
+}
+
+/// Runs the demo traffic until `stop` turns true.
+pub async fn run_traffic(store: std::sync::Arc<dyn Store>, base: String, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let mut tasks = Vec::new();
+    for (i, actor) in ACTORS.iter().enumerate() {
+        let (_, key) = spendgate_gateway::keys::create_key(&*store, actor.user, actor.team).await?;
+        let client = client.clone();
+        let base = base.clone();
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(i as u64 + 1);
+            loop {
+                let jitter = rng.u64(0..=actor.every_ms / 2);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(actor.every_ms + jitter)) => {}
+                    _ = stop.wait_for(|v| *v) => break,
+                }
+                let model = actor.models[rng.usize(..actor.models.len())];
+                let stream = rng.u32(0..100) < actor.stream_percent;
+                let b = body(model, &prompt(&mut rng, actor.prompt_words), stream, actor.embeddings);
+                let (c, base, key) = (client.clone(), base.clone(), key.clone());
+                tokio::spawn(async move { send(&c, &base, &key, actor.workflow, actor.embeddings, &b).await });
+            }
+        }));
+    }
+    // The planted spike: from the first minute on, a support integration retries one request in a tight loop
+    // for two minutes, then pauses for five, again and again.
+    let (_, retry_key) = spendgate_gateway::keys::create_key(&*store, "triage-bot", Some("support")).await?;
+    let mut stop_spike = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let same = body("gpt-4.1", &prompt(&mut fastrand::Rng::with_seed(42), (600, 600)), false, false);
+        let wait = |d: Duration, stop: &mut watch::Receiver<bool>| {
+            let mut stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => false,
+                    _ = stop.wait_for(|v| *v) => true,
+                }
+            }
+        };
+        if wait(Duration::from_secs(60), &mut stop_spike).await {
+            return;
+        }
+        loop {
+            tracing::info!("Demo: the planted retry loop in team 'support' starts now.");
+            let until = tokio::time::Instant::now() + Duration::from_secs(120);
+            while tokio::time::Instant::now() < until {
+                let (c, base, key, b) = (client.clone(), base.clone(), retry_key.clone(), same.clone());
+                tokio::spawn(async move { send(&c, &base, &key, Some("ticket-triage"), false, &b).await });
+                if wait(Duration::from_millis(100), &mut stop_spike).await {
+                    return;
+                }
+            }
+            if wait(Duration::from_secs(300), &mut stop_spike).await {
+                return;
+            }
+        }
+    }));
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! The JSON API. Money is a decimal string of USD, times are RFC 3339.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spendgate_core::query::{format_share, share_bp, sort_rows, GroupRow, Totals};
+use spendgate_core::time::to_rfc3339;
+use spendgate_gateway::ApiError;
+use spendgate_store::{StoreError, StoredSpendLog};
+
+use crate::auth::require_admin;
+use crate::params::{parse_group_by, parse_sort, FilterParams};
+use crate::AppState;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/pricing", get(pricing))
+        .route("/api/v1/usage/summary", get(summary))
+        .route("/api/v1/usage/explorer", get(explorer))
+        .route("/api/v1/spend-logs", get(spend_logs))
+        .route("/api/v1/spend-logs/{id}", get(spend_log))
+        .route("/api/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
+    Router::new().route("/healthz", get(healthz)).merge(api).with_state(state)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Invalid(m) => ApiError::invalid_request("invalid_request", m),
+        other => {
+            tracing::error!(error = %other, "A store query failed.");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "store_unavailable",
+                "The store could not answer right now; retry shortly.",
+            )
+        }
+    }
+}
+
+/// A JSON body extractor whose rejections use the API's error shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rej) => Err(ApiError::invalid_request("invalid_json", rej.body_text())),
+        }
+    }
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    user: String,
+    #[serde(default)]
+    team: Option<String>,
+}
+
+async fn create_key(State(s): State<Arc<AppState>>, JsonBody(body): JsonBody<CreateKey>) -> Result<Response, ApiError> {
+    let team = body.team.as_deref().filter(|t| !t.is_empty());
+    let (rec, secret) =
+        spendgate_gateway::keys::create_key(&*s.store, &body.user, team).await.map_err(store_error)?;
+    tracing::info!(key_id = rec.id, user = %rec.user, team = ?rec.team, "A virtual key was created.");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": rec.id,
+            "key": secret,
+            "user": rec.user,
+            "team": rec.team,
+            "hint": rec.hint,
+            "created_at": to_rfc3339(rec.created_at_ms),
+            "note": "This is the only time the key is shown; store it now.",
+        })),
+    )
+        .into_response())
+}
+
+async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let keys = s.store.list_keys().await.map_err(store_error)?;
+    let items: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id, "user": k.user, "team": k.team, "hint": k.hint,
+                "created_at": to_rfc3339(k.created_at_ms),
+                "revoked_at": k.revoked_at_ms.map(to_rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "keys": items })))
+}
+
+async fn pricing(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<_> = s
+        .catalog
+        .models()
+        .iter()
+        .map(|m| {
+            json!({
+                "provider": m.provider,
+                "model": m.model,
+                "aliases": m.aliases,
+                "kind": m.kind,
+                "input_per_mtok": m.input_per_mtok,
+                "output_per_mtok": m.output_per_mtok,
+                "cached_input_per_mtok": m.cached_input(),
+                "cache_write_per_mtok": m.cache_write(),
+                "source": m.source,
+            })
+        })
+        .collect();
+    Json(json!({ "models": models }))
+}
+
+pub(crate) fn totals_json(t: &Totals) -> Value {
+    json!({
+        "cost": t.cost,
+        "requests": t.requests,
+        "errors": t.errors,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cached_input_tokens": t.cached_input_tokens,
+        "cache_write_tokens": t.cache_write_tokens,
+        "tokens": t.tokens(),
+        "avg_cost_per_request": t.cost_per_request(),
+        "avg_tokens_per_request": t.tokens_per_request(),
+    })
+}
+
+fn window_json(s: &AppState, f: &spendgate_core::Filters) -> Value {
+    let w = s.store.resolve_window(f);
+    json!({ "from": to_rfc3339(w.from_ms), "to": to_rfc3339(w.to_ms) })
+}
+
+async fn summary(State(s): State<Arc<AppState>>, Query(p): Query<FilterParams>) -> Result<Json<Value>, ApiError> {
+    let f = p.to_filters()?;
+    let t = s.store.summary(&f).await.map_err(store_error)?;
+    let mut v = totals_json(&t);
+    v["window"] = window_json(&s, &f);
+    Ok(Json(v))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExplorerParams {
+    #[serde(flatten)]
+    filters: FilterParams,
+    group_by: Option<String>,
+    sort: Option<String>,
+}
+
+pub(crate) fn row_json(r: &GroupRow, share: u32) -> Value {
+    let mut v = totals_json(&r.totals);
+    v["key"] = json!(r.key);
+    v["label"] = json!(r.label);
+    v["share"] = json!(format_share(share));
+    v
+}
+
+async fn explorer(State(s): State<Arc<AppState>>, Query(p): Query<ExplorerParams>) -> Result<Json<Value>, ApiError> {
+    let f = p.filters.to_filters()?;
+    let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
+    let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
+    let mut rows = s.store.explorer(&f, group_by).await.map_err(store_error)?;
+    sort_rows(&mut rows, sort);
+    let mut total = Totals::default();
+    for r in &rows {
+        total.add(&r.totals);
+    }
+    let whole = total.metric(sort);
+    let items: Vec<_> = rows.iter().map(|r| row_json(r, share_bp(r.totals.metric(sort), whole))).collect();
+    Ok(Json(json!({
+        "group_by": group_by.as_str(),
+        "sort": sort.as_str(),
+        "window": window_json(&s, &f),
+        "total": totals_json(&total),
+        "rows": items,
+    })))
+}
+
+pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
+    let e = &l.event;
+    json!({
+        "id": e.id,
+        "started_at": to_rfc3339(e.started_at_ms),
+        "finished_at": to_rfc3339(e.finished_at_ms),
+        "latency_ms": e.latency_ms,
+        "gateway": e.gateway,
+        "provider": e.provider,
+        "model": e.model,
+        "endpoint": e.endpoint,
+        "stream": e.stream,
+        "key_id": e.attribution.key_id,
+        "user": e.attribution.user,
+        "team": e.attribution.team,
+        "workflow": e.attribution.workflow,
+        "cache_outcome": e.cache_outcome.as_str(),
+        "status": e.status.as_str(),
+        "http_status": e.http_status,
+        "input_tokens": e.usage.input_tokens,
+        "output_tokens": e.usage.output_tokens,
+        "cached_input_tokens": e.usage.cached_input_tokens,
+        "cache_write_tokens": e.usage.cache_write_tokens,
+        "cost": e.cost,
+        "usage_source": e.usage_source.as_str(),
+        "price_confidence": e.price_confidence.as_str(),
+        "price_lines": e.price_lines,
+        "error": e.error,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct LogParams {
+    #[serde(flatten)]
+    filters: FilterParams,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn spend_logs(State(s): State<Arc<AppState>>, Query(p): Query<LogParams>) -> Result<Json<Value>, ApiError> {
+    let f = p.filters.to_filters()?;
+    let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000"))?,
+        None => 50,
+    };
+    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
+    let page = s.store.spend_logs(&f, limit, cursor).await.map_err(store_error)?;
+    Ok(Json(json!({
+        "items": page.items.iter().map(log_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+async fn spend_log(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::invalid_request("invalid_id", format!("'{id}' is not a spend log id")))?;
+    match s.store.spend_log(id).await.map_err(store_error)? {
+        Some(l) => Ok(Json(log_json(&l))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "No spend log has this id.")),
+    }
+}
+
+async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
+    let q = s.writer_stats.snapshot();
+    let g = s.gateway_stats.snapshot();
+    Json(json!({
+        "version": s.version,
+        "queue": {
+            "pending": q.pending,
+            "oldest_pending_age_ms": q.oldest_pending_age_ms,
+            "written_total": q.written_total,
+            "duplicates_total": q.duplicates_total,
+            "written_per_sec": q.written_per_sec,
+            "failed_writes": q.failed_writes,
+            "last_error": q.last_error,
+        },
+        "gateway": {
+            "name": &*s.gateway_name,
+            "started_at": to_rfc3339(g.started_at_ms),
+            "requests": g.requests,
+            "upstream_errors": g.upstream_errors,
+            "rejected": g.rejected,
+            "latency_p50_ms": g.latency_percentile_ms(50),
+            "latency_p95_ms": g.latency_percentile_ms(95),
+        },
+    }))
+}
