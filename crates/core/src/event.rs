@@ -28,8 +28,12 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
-    pub const ALL: [CacheOutcome; 4] =
-        [CacheOutcome::Hit, CacheOutcome::Miss, CacheOutcome::Bypass, CacheOutcome::NotCacheable];
+    pub const ALL: [CacheOutcome; 4] = [
+        CacheOutcome::Hit,
+        CacheOutcome::Miss,
+        CacheOutcome::Bypass,
+        CacheOutcome::NotCacheable,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

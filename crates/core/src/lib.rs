@@ -25,7 +25,9 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
         return Err(format!("{what} name must be 1 to 128 characters long"));
     }
     if name.starts_with('@') {
-        return Err(format!("{what} name must not start with '@' (reserved for filters such as @none)"));
+        return Err(format!(
+            "{what} name must not start with '@' (reserved for filters such as @none)"
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(format!("{what} name must not contain control characters"));

@@ -47,17 +47,26 @@ fn parse_scaled(s: &str, scale: u32) -> Result<i128, ParseMoneyError> {
         None => (digits, ""),
     };
     let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-    if (int_part.is_empty() && frac_part.is_empty()) || !all_digits(int_part) || !all_digits(frac_part) {
+    if (int_part.is_empty() && frac_part.is_empty())
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+    {
         return Err(ParseMoneyError::NotADecimal(s.to_string()));
     }
     let frac_trimmed = frac_part.trim_end_matches('0');
     if frac_trimmed.len() as u32 > scale {
-        return Err(ParseMoneyError::TooPrecise { value: s.to_string(), max: scale });
+        return Err(ParseMoneyError::TooPrecise {
+            value: s.to_string(),
+            max: scale,
+        });
     }
     let too_large = || ParseMoneyError::TooLarge(s.to_string());
     let mut value: i128 = 0;
     for b in int_part.bytes().chain(frac_trimmed.bytes()) {
-        value = value.checked_mul(10).and_then(|v| v.checked_add(i128::from(b - b'0'))).ok_or_else(too_large)?;
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i128::from(b - b'0')))
+            .ok_or_else(too_large)?;
     }
     let pad = scale - frac_trimmed.len() as u32;
     value = value.checked_mul(10i128.pow(pad)).ok_or_else(too_large)?;
@@ -126,7 +135,11 @@ impl Money {
         let abs = self.0.unsigned_abs();
         let sign = if self.0 < 0 { "-" } else { "" };
         // Show four significant decimals for amounts under a cent so that small costs are not shown as $0.00.
-        let digits: u32 = if abs >= 10u128.pow(MONEY_SCALE - 2) { 2 } else { 6 };
+        let digits: u32 = if abs >= 10u128.pow(MONEY_SCALE - 2) {
+            2
+        } else {
+            6
+        };
         let step = 10u128.pow(MONEY_SCALE - digits);
         let rounded = (abs + step / 2) / step;
         let int = rounded / 10u128.pow(digits);
@@ -221,7 +234,9 @@ impl PricePerMtok {
         if v < 0 {
             return Err(ParseMoneyError::Negative(s.to_string()));
         }
-        i64::try_from(v).map(PricePerMtok).map_err(|_| ParseMoneyError::TooLarge(s.to_string()))
+        i64::try_from(v)
+            .map(PricePerMtok)
+            .map_err(|_| ParseMoneyError::TooLarge(s.to_string()))
     }
 
     /// The exact cost of `tokens` tokens at this price.
@@ -292,15 +307,39 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_keep_exact() {
-        assert!(matches!(Money::parse_usd("0.0000000000001"), Err(ParseMoneyError::TooPrecise { .. })));
-        assert!(matches!(Money::parse_usd("1e5"), Err(ParseMoneyError::NotADecimal(_))));
-        assert!(matches!(Money::parse_usd(""), Err(ParseMoneyError::NotADecimal(_))));
-        assert!(matches!(Money::parse_usd("."), Err(ParseMoneyError::NotADecimal(_))));
-        assert!(matches!(PricePerMtok::parse("0.0000001"), Err(ParseMoneyError::TooPrecise { .. })));
-        assert!(matches!(PricePerMtok::parse("-1"), Err(ParseMoneyError::Negative(_))));
-        assert!(matches!(Money::parse_non_negative_usd("-1"), Err(ParseMoneyError::Negative(_))));
+        assert!(matches!(
+            Money::parse_usd("0.0000000000001"),
+            Err(ParseMoneyError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            Money::parse_usd("1e5"),
+            Err(ParseMoneyError::NotADecimal(_))
+        ));
+        assert!(matches!(
+            Money::parse_usd(""),
+            Err(ParseMoneyError::NotADecimal(_))
+        ));
+        assert!(matches!(
+            Money::parse_usd("."),
+            Err(ParseMoneyError::NotADecimal(_))
+        ));
+        assert!(matches!(
+            PricePerMtok::parse("0.0000001"),
+            Err(ParseMoneyError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            PricePerMtok::parse("-1"),
+            Err(ParseMoneyError::Negative(_))
+        ));
+        assert!(matches!(
+            Money::parse_non_negative_usd("-1"),
+            Err(ParseMoneyError::Negative(_))
+        ));
         // Trailing zeros beyond the scale are harmless.
-        assert_eq!(PricePerMtok::parse("2.5000000000").unwrap().micros(), 2_500_000);
+        assert_eq!(
+            PricePerMtok::parse("2.5000000000").unwrap().micros(),
+            2_500_000
+        );
     }
 
     #[test]
@@ -309,12 +348,21 @@ mod tests {
         // 1,000,000 tokens at $0.075 per million is exactly $0.075.
         assert_eq!(p.cost_of(1_000_000).to_usd_string(), "0.075");
         assert_eq!(p.cost_of(1).picos(), 75_000);
-        assert_eq!(PricePerMtok::parse("0.005").unwrap().cost_of(3).to_usd_string(), "0.000000015");
+        assert_eq!(
+            PricePerMtok::parse("0.005")
+                .unwrap()
+                .cost_of(3)
+                .to_usd_string(),
+            "0.000000015"
+        );
     }
 
     #[test]
     fn display_is_friendly() {
-        assert_eq!(Money::parse_usd("1234.567").unwrap().display_usd(), "$1,234.57");
+        assert_eq!(
+            Money::parse_usd("1234.567").unwrap().display_usd(),
+            "$1,234.57"
+        );
         assert_eq!(Money::parse_usd("0.0042").unwrap().display_usd(), "$0.0042");
         assert_eq!(Money::ZERO.display_usd(), "$0.00");
     }

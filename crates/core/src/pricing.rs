@@ -62,9 +62,21 @@ impl ModelPrice {
     /// The exact cost of `usage`, with one line per kind of token.
     pub fn price(&self, usage: &Usage) -> Priced {
         let lines = [
-            PriceLine::new(TokenKind::Input, usage.uncached_input_tokens(), self.input_per_mtok),
-            PriceLine::new(TokenKind::CachedInput, usage.cached_input_tokens, self.cached_input()),
-            PriceLine::new(TokenKind::CacheWrite, usage.cache_write_tokens, self.cache_write()),
+            PriceLine::new(
+                TokenKind::Input,
+                usage.uncached_input_tokens(),
+                self.input_per_mtok,
+            ),
+            PriceLine::new(
+                TokenKind::CachedInput,
+                usage.cached_input_tokens,
+                self.cached_input(),
+            ),
+            PriceLine::new(
+                TokenKind::CacheWrite,
+                usage.cache_write_tokens,
+                self.cache_write(),
+            ),
             PriceLine::new(TokenKind::Output, usage.output_tokens, self.output_per_mtok),
         ];
         let cost = lines.iter().map(|l| l.cost).sum();
@@ -93,7 +105,12 @@ pub struct PriceLine {
 
 impl PriceLine {
     fn new(kind: TokenKind, tokens: u64, price_per_mtok: PricePerMtok) -> PriceLine {
-        PriceLine { kind, tokens, price_per_mtok, cost: price_per_mtok.cost_of(tokens) }
+        PriceLine {
+            kind,
+            tokens,
+            price_per_mtok,
+            cost: price_per_mtok.cost_of(tokens),
+        }
     }
 }
 
@@ -141,7 +158,10 @@ pub enum UnknownModelPolicy {
     /// Refuse the request (HTTP 404 with a message naming the missing price).
     Refuse,
     /// Price it with these rates and flag its spend log as low-confidence.
-    Fallback { input_per_mtok: PricePerMtok, output_per_mtok: PricePerMtok },
+    Fallback {
+        input_per_mtok: PricePerMtok,
+        output_per_mtok: PricePerMtok,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,16 +198,23 @@ pub struct PriceLookup<'a> {
 impl Catalog {
     /// Parses one catalog file.
     pub fn parse(text: &str) -> Result<Vec<ModelPrice>, CatalogError> {
-        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        let file: CatalogFile =
+            toml::from_str(text).map_err(|e| CatalogError::Parse(e.to_string()))?;
         Ok(file.model)
     }
 
     /// The built-in catalog with `overrides` applied: an override replaces the entry with the same provider and
     /// model, and adds one otherwise.
-    pub fn with_overrides(overrides: Vec<ModelPrice>, unknown: UnknownModelPolicy) -> Result<Catalog, CatalogError> {
+    pub fn with_overrides(
+        overrides: Vec<ModelPrice>,
+        unknown: UnknownModelPolicy,
+    ) -> Result<Catalog, CatalogError> {
         let mut models = Catalog::parse(BUILTIN_CATALOG)?;
         for o in overrides {
-            match models.iter_mut().find(|m| m.provider == o.provider && m.model == o.model) {
+            match models
+                .iter_mut()
+                .find(|m| m.provider == o.provider && m.model == o.model)
+            {
                 Some(slot) => *slot = o,
                 None => models.push(o),
             }
@@ -195,16 +222,26 @@ impl Catalog {
         Catalog::new(models, unknown)
     }
 
-    pub fn new(models: Vec<ModelPrice>, unknown: UnknownModelPolicy) -> Result<Catalog, CatalogError> {
+    pub fn new(
+        models: Vec<ModelPrice>,
+        unknown: UnknownModelPolicy,
+    ) -> Result<Catalog, CatalogError> {
         let mut by_name = HashMap::new();
         for (i, m) in models.iter().enumerate() {
             for name in std::iter::once(&m.model).chain(m.aliases.iter()) {
                 if by_name.insert(name.clone(), i).is_some() {
-                    return Err(CatalogError::Duplicate { provider: m.provider.clone(), model: name.clone() });
+                    return Err(CatalogError::Duplicate {
+                        provider: m.provider.clone(),
+                        model: name.clone(),
+                    });
                 }
             }
         }
-        Ok(Catalog { models, by_name, unknown })
+        Ok(Catalog {
+            models,
+            by_name,
+            unknown,
+        })
     }
 
     pub fn models(&self) -> &[ModelPrice] {
@@ -224,11 +261,17 @@ impl Catalog {
     /// the policy refuses unknown models.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<PriceLookup<'_>> {
         if let Some(p) = self.get(model) {
-            return Some(PriceLookup { price: std::borrow::Cow::Borrowed(p), confidence: PriceConfidence::Exact });
+            return Some(PriceLookup {
+                price: std::borrow::Cow::Borrowed(p),
+                confidence: PriceConfidence::Exact,
+            });
         }
         match &self.unknown {
             UnknownModelPolicy::Refuse => None,
-            UnknownModelPolicy::Fallback { input_per_mtok, output_per_mtok } => Some(PriceLookup {
+            UnknownModelPolicy::Fallback {
+                input_per_mtok,
+                output_per_mtok,
+            } => Some(PriceLookup {
                 price: std::borrow::Cow::Owned(ModelPrice {
                     provider: provider.to_string(),
                     model: model.to_string(),
@@ -260,8 +303,18 @@ mod tests {
         let c = builtin();
         assert!(c.models().len() >= 10);
         for m in c.models() {
-            assert!(m.source.as_deref().is_some_and(|s| s.starts_with("https://")), "{} has no source", m.model);
-            assert!(m.input_per_mtok > PricePerMtok::ZERO, "{} has no input price", m.model);
+            assert!(
+                m.source
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("https://")),
+                "{} has no source",
+                m.model
+            );
+            assert!(
+                m.input_per_mtok > PricePerMtok::ZERO,
+                "{} has no input price",
+                m.model
+            );
         }
         assert!(c.get("gpt-4o-mini").is_some());
         assert!(c.models().iter().any(|m| m.provider == "anthropic"));
@@ -281,7 +334,12 @@ mod tests {
             max_output_tokens: None,
             source: None,
         };
-        let u = Usage { input_tokens: 1_000, output_tokens: 200, cached_input_tokens: 400, cache_write_tokens: 100 };
+        let u = Usage {
+            input_tokens: 1_000,
+            output_tokens: 200,
+            cached_input_tokens: 400,
+            cache_write_tokens: 100,
+        };
         let p = m.price(&u);
         // 500 * 2.50 + 400 * 1.25 + 100 * 3.75 + 200 * 10 = 1250 + 500 + 375 + 2000 = 4125 micro-units per Mtok.
         assert_eq!(p.cost.to_usd_string(), "0.004125");
@@ -303,8 +361,12 @@ model = "llama-3-8b"
 input_per_mtok = "0"
 output_per_mtok = "0"
 "#;
-        let c = Catalog::with_overrides(Catalog::parse(text).unwrap(), UnknownModelPolicy::Refuse).unwrap();
-        assert_eq!(c.get("gpt-4o-mini").unwrap().input_per_mtok, PricePerMtok::parse("9").unwrap());
+        let c = Catalog::with_overrides(Catalog::parse(text).unwrap(), UnknownModelPolicy::Refuse)
+            .unwrap();
+        assert_eq!(
+            c.get("gpt-4o-mini").unwrap().input_per_mtok,
+            PricePerMtok::parse("9").unwrap()
+        );
         assert!(c.get("llama-3-8b").is_some());
     }
 
@@ -318,16 +380,27 @@ output_per_mtok = "0"
         let c = Catalog::with_overrides(Vec::new(), fb).unwrap();
         let l = c.lookup("openai", "no-such-model").unwrap();
         assert_eq!(l.confidence, PriceConfidence::Fallback);
-        assert!(l.price.price(&Usage { input_tokens: 10, ..Usage::default() }).cost > Money::ZERO);
+        assert!(
+            l.price
+                .price(&Usage {
+                    input_tokens: 10,
+                    ..Usage::default()
+                })
+                .cost
+                > Money::ZERO
+        );
     }
 
     #[test]
     fn a_mistyped_price_is_a_clear_error() {
-        let err = Catalog::parse("[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"abc\"\noutput_per_mtok=\"1\"")
-            .unwrap_err()
-            .to_string();
+        let err = Catalog::parse(
+            "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"abc\"\noutput_per_mtok=\"1\"",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'abc' is not a decimal number"), "{err}");
-        let dup = "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"1\"\noutput_per_mtok=\"1\"\n";
+        let dup =
+            "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"1\"\noutput_per_mtok=\"1\"\n";
         let twice = format!("{dup}{dup}");
         assert!(matches!(
             Catalog::new(Catalog::parse(&twice).unwrap(), UnknownModelPolicy::Refuse),

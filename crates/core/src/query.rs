@@ -90,7 +90,9 @@ impl SortBy {
         }
     }
     pub fn parse(s: &str) -> Option<SortBy> {
-        [SortBy::Cost, SortBy::Requests, SortBy::Tokens].into_iter().find(|g| g.as_str() == s)
+        [SortBy::Cost, SortBy::Requests, SortBy::Tokens]
+            .into_iter()
+            .find(|g| g.as_str() == s)
     }
 }
 
@@ -169,7 +171,12 @@ pub fn format_share(bp: u32) -> String {
 
 /// Sorts rows by a metric, largest first, with a stable tie-break by label.
 pub fn sort_rows(rows: &mut [GroupRow], sort: SortBy) {
-    rows.sort_by(|a, b| b.totals.metric(sort).cmp(&a.totals.metric(sort)).then_with(|| a.label.cmp(&b.label)));
+    rows.sort_by(|a, b| {
+        b.totals
+            .metric(sort)
+            .cmp(&a.totals.metric(sort))
+            .then_with(|| a.label.cmp(&b.label))
+    });
 }
 
 #[cfg(test)]
@@ -186,8 +193,18 @@ mod tests {
 
     #[test]
     fn per_request_averages_separate_small_and_large_requests() {
-        let many_small = Totals { requests: 100, input_tokens: 10_000, cost: Money::from_picos(100), ..Totals::default() };
-        let few_large = Totals { requests: 2, input_tokens: 10_000, cost: Money::from_picos(100), ..Totals::default() };
+        let many_small = Totals {
+            requests: 100,
+            input_tokens: 10_000,
+            cost: Money::from_picos(100),
+            ..Totals::default()
+        };
+        let few_large = Totals {
+            requests: 2,
+            input_tokens: 10_000,
+            cost: Money::from_picos(100),
+            ..Totals::default()
+        };
         assert_eq!(many_small.tokens_per_request(), 100);
         assert_eq!(few_large.tokens_per_request(), 5_000);
         assert!(few_large.cost_per_request() > many_small.cost_per_request());

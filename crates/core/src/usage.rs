@@ -25,7 +25,9 @@ impl Usage {
 
     /// Input tokens billed at the full input price.
     pub fn uncached_input_tokens(&self) -> u64 {
-        self.input_tokens.saturating_sub(self.cached_input_tokens).saturating_sub(self.cache_write_tokens)
+        self.input_tokens
+            .saturating_sub(self.cached_input_tokens)
+            .saturating_sub(self.cache_write_tokens)
     }
 }
 

@@ -35,17 +35,27 @@ pub fn generate_key(user: &str, team: Option<&str>) -> Result<GeneratedKey, getr
         secret.push(char::from(ALPHABET[usize::from(b) % ALPHABET.len()]));
     }
     let hint = secret[secret.len() - 4..].to_string();
-    let new_key = NewKey { hash: hash_key(&secret), hint, user: user.to_string(), team: team.map(str::to_string) };
+    let new_key = NewKey {
+        hash: hash_key(&secret),
+        hint,
+        user: user.to_string(),
+        team: team.map(str::to_string),
+    };
     Ok(GeneratedKey { secret, new_key })
 }
 
 /// Creates a key in the store and returns the record and the secret.
-pub async fn create_key(store: &dyn Store, user: &str, team: Option<&str>) -> Result<(KeyRecord, String), StoreError> {
+pub async fn create_key(
+    store: &dyn Store,
+    user: &str,
+    team: Option<&str>,
+) -> Result<(KeyRecord, String), StoreError> {
     spendgate_core::validate_name("user", user).map_err(StoreError::Invalid)?;
     if let Some(t) = team {
         spendgate_core::validate_name("team", t).map_err(StoreError::Invalid)?;
     }
-    let g = generate_key(user, team).map_err(|e| StoreError::Invalid(format!("no randomness available: {e}")))?;
+    let g = generate_key(user, team)
+        .map_err(|e| StoreError::Invalid(format!("no randomness available: {e}")))?;
     let rec = store.create_key(g.new_key).await?;
     Ok((rec, g.secret))
 }
@@ -65,7 +75,10 @@ impl std::fmt::Debug for KeyCache {
 
 impl KeyCache {
     pub fn new(store: Arc<dyn Store>) -> KeyCache {
-        KeyCache { store, known: RwLock::new(HashMap::new()) }
+        KeyCache {
+            store,
+            known: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The active key with this secret, or `None`.

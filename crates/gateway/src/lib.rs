@@ -40,7 +40,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 4 << 20, max_stream_duration: Duration::from_secs(600) }
+        Limits {
+            max_body_bytes: 4 << 20,
+            max_stream_duration: Duration::from_secs(600),
+        }
     }
 }
 

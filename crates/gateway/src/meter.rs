@@ -43,7 +43,10 @@ pub struct Meter {
 
 impl std::fmt::Debug for Meter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Meter").field("id", &self.id).field("model", &self.model).finish()
+        f.debug_struct("Meter")
+            .field("id", &self.id)
+            .field("model", &self.model)
+            .finish()
     }
 }
 
@@ -65,7 +68,9 @@ impl Meter {
         let (usage, source) = match outcome.reported {
             Some(u) => (u, UsageSource::Reported),
             // A failed upstream call is not billed by providers; a success without usage is counted.
-            None if outcome.status == RequestStatus::UpstreamError => (Usage::default(), UsageSource::Estimated),
+            None if outcome.status == RequestStatus::UpstreamError => {
+                (Usage::default(), UsageSource::Estimated)
+            }
             None => (
                 Usage {
                     input_tokens: estimate_tokens(self.request_bytes),
@@ -98,7 +103,12 @@ impl Meter {
             usage_source: source,
             cost: priced.cost,
             price_confidence: self.confidence,
-            price_lines: priced.lines.iter().filter(|l| l.tokens > 0).copied().collect(),
+            price_lines: priced
+                .lines
+                .iter()
+                .filter(|l| l.tokens > 0)
+                .copied()
+                .collect(),
             error: outcome.error,
         };
         if !self.writer.record(event) {
@@ -116,8 +126,17 @@ pub struct MeteredStream {
 }
 
 impl MeteredStream {
-    pub fn new(inner: BoxStream<'static, Result<Bytes, ProviderError>>, meter: Meter, max_duration: Duration) -> Self {
-        MeteredStream { inner: Some(inner), scanner: UsageScanner::new(), meter: Some(meter), max_duration }
+    pub fn new(
+        inner: BoxStream<'static, Result<Bytes, ProviderError>>,
+        meter: Meter,
+        max_duration: Duration,
+    ) -> Self {
+        MeteredStream {
+            inner: Some(inner),
+            scanner: UsageScanner::new(),
+            meter: Some(meter),
+            max_duration,
+        }
     }
 
     fn finish(&mut self, status: RequestStatus, error: Option<String>) {
@@ -148,7 +167,10 @@ impl Stream for MeteredStream {
             Poll::Ready(Some(Err(e))) => {
                 self.inner = None;
                 // The upstream broke off: bill what it reported or what was delivered, and say so.
-                self.finish(RequestStatus::UpstreamError, Some(format!("stream broke off: {e}")));
+                self.finish(
+                    RequestStatus::UpstreamError,
+                    Some(format!("stream broke off: {e}")),
+                );
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {

@@ -33,7 +33,10 @@ impl RequestHead {
     }
 
     pub fn asked_for_usage(&self) -> bool {
-        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
     }
 
     pub fn max_output(&self) -> Option<u64> {
@@ -59,7 +62,10 @@ pub struct PromptDetails {
 
 impl WireUsage {
     pub fn normalise(&self) -> Usage {
-        let cached = self.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens);
+        let cached = self
+            .prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens);
         Usage {
             input_tokens: self.prompt_tokens,
             output_tokens: self.completion_tokens,
@@ -79,5 +85,8 @@ pub struct WithUsage {
 
 /// The usage in a complete (non-streaming) response body, if it has one.
 pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<WithUsage>(body).ok()?.usage.map(|u| u.normalise())
+    serde_json::from_slice::<WithUsage>(body)
+        .ok()?
+        .usage
+        .map(|u| u.normalise())
 }

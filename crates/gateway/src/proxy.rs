@@ -64,7 +64,9 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
             let task = tokio::spawn(forward(gw, prepared));
             match task.await {
                 Ok(res) => res,
-                Err(_) => ApiError::internal("the request failed inside the gateway").into_response(),
+                Err(_) => {
+                    ApiError::internal("the request failed inside the gateway").into_response()
+                }
             }
         }
         Err(e) => {
@@ -81,16 +83,24 @@ struct Prepared {
     route: crate::routes::Route,
 }
 
-async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
+async fn authenticate(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::invalid_key("No API key was sent. Send a spendgate virtual key as 'Authorization: Bearer sk-sg-...'."))?;
     let secret = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
-        .ok_or_else(|| ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'."))?;
+        .ok_or_else(|| {
+            ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'.")
+        })?;
     match gw.keys.authenticate(secret).await {
         Ok(Some(k)) => Ok(k),
         // The key itself is never echoed back or logged.
@@ -113,11 +123,18 @@ fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(WORKFLOW_HEADER) else {
         return Ok(None);
     };
-    let s = v
-        .to_str()
-        .map_err(|_| ApiError::invalid_request("invalid_workflow", format!("The {WORKFLOW_HEADER} header must be text.")))?;
-    spendgate_core::validate_name("workflow", s.trim())
-        .map_err(|m| ApiError::invalid_request("invalid_workflow", format!("The {WORKFLOW_HEADER} header is not valid: {m}.")))?;
+    let s = v.to_str().map_err(|_| {
+        ApiError::invalid_request(
+            "invalid_workflow",
+            format!("The {WORKFLOW_HEADER} header must be text."),
+        )
+    })?;
+    spendgate_core::validate_name("workflow", s.trim()).map_err(|m| {
+        ApiError::invalid_request(
+            "invalid_workflow",
+            format!("The {WORKFLOW_HEADER} header is not valid: {m}."),
+        )
+    })?;
     Ok(Some(s.trim().to_string()))
 }
 
@@ -135,27 +152,46 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 
 /// Rewrites the body when the upstream needs something the client did not send: usage in streams, or another
 /// model name. Otherwise the client's bytes go upstream untouched.
-fn upstream_body(body: Bytes, head: &RequestHead, endpoint: Endpoint, upstream_model: &str) -> Result<Bytes, ApiError> {
-    let needs_usage = endpoint == Endpoint::ChatCompletions && head.wants_stream() && !head.asked_for_usage();
+fn upstream_body(
+    body: Bytes,
+    head: &RequestHead,
+    endpoint: Endpoint,
+    upstream_model: &str,
+) -> Result<Bytes, ApiError> {
+    let needs_usage =
+        endpoint == Endpoint::ChatCompletions && head.wants_stream() && !head.asked_for_usage();
     let renamed = head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
     }
-    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::invalid_request("invalid_json", "The request body must be a JSON object."))?;
+    let mut v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).map_err(|_| {
+            ApiError::invalid_request("invalid_json", "The request body must be a JSON object.")
+        })?;
     if needs_usage {
-        let opts = v.entry("stream_options").or_insert_with(|| serde_json::json!({}));
+        let opts = v
+            .entry("stream_options")
+            .or_insert_with(|| serde_json::json!({}));
         if let Some(o) = opts.as_object_mut() {
             o.insert("include_usage".into(), serde_json::Value::Bool(true));
         }
     }
     if renamed {
-        v.insert("model".into(), serde_json::Value::String(upstream_model.to_string()));
+        v.insert(
+            "model".into(),
+            serde_json::Value::String(upstream_model.to_string()),
+        );
     }
-    serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ApiError::internal(format!("could not encode the request: {e}")))
+    serde_json::to_vec(&v)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("could not encode the request: {e}")))
 }
 
-async fn prepare(gw: &Arc<Gateway>, endpoint: Endpoint, req: Request) -> Result<Prepared, ApiError> {
+async fn prepare(
+    gw: &Arc<Gateway>,
+    endpoint: Endpoint,
+    req: Request,
+) -> Result<Prepared, ApiError> {
     let (parts, body) = req.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
     let workflow = workflow_of(&parts.headers)?;
@@ -163,14 +199,22 @@ async fn prepare(gw: &Arc<Gateway>, endpoint: Endpoint, req: Request) -> Result<
     let started_at_ms = spendgate_core::time::now_ms();
     let body = read_body(body, gw.limits.max_body_bytes).await?;
     let head: RequestHead = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid_request("invalid_json", format!("The request body is not valid JSON for this endpoint: {e}."))
+        ApiError::invalid_request(
+            "invalid_json",
+            format!("The request body is not valid JSON for this endpoint: {e}."),
+        )
     })?;
     let model = head
         .model
         .clone()
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::invalid_request("missing_model", "The request must name a 'model'."))?;
-    let route = gw.routes.get(&model).ok_or_else(|| ApiError::model_not_found(&model))?;
+        .ok_or_else(|| {
+            ApiError::invalid_request("missing_model", "The request must name a 'model'.")
+        })?;
+    let route = gw
+        .routes
+        .get(&model)
+        .ok_or_else(|| ApiError::model_not_found(&model))?;
     let stream = head.wants_stream() && endpoint == Endpoint::ChatCompletions;
     let request_bytes = body.len();
     let upstream_body = upstream_body(body, &head, endpoint, &route.upstream_model)?;
@@ -183,16 +227,29 @@ async fn prepare(gw: &Arc<Gateway>, endpoint: Endpoint, req: Request) -> Result<
         model,
         endpoint,
         stream,
-        attribution: Attribution { key_id: key.id, user: key.user.clone(), team: key.team.clone(), workflow },
+        attribution: Attribution {
+            key_id: key.id,
+            user: key.user.clone(),
+            team: key.team.clone(),
+            workflow,
+        },
         price: Arc::clone(&route.price),
         confidence: route.confidence,
         started_at_ms,
         started,
         request_bytes,
     };
-    let upstream =
-        UpstreamRequest { endpoint, model: route.upstream_model.clone(), stream, body: upstream_body };
-    Ok(Prepared { meter, upstream, route })
+    let upstream = UpstreamRequest {
+        endpoint,
+        model: route.upstream_model.clone(),
+        stream,
+        body: upstream_body,
+    };
+    Ok(Prepared {
+        meter,
+        upstream,
+        route,
+    })
 }
 
 fn provider_error(e: &ProviderError) -> ApiError {
@@ -202,12 +259,20 @@ fn provider_error(e: &ProviderError) -> ApiError {
             "upstream_timeout",
             "The provider did not answer in time. Retry, or raise the provider's read timeout.",
         ),
-        other => ApiError::upstream(StatusCode::BAD_GATEWAY, "upstream_unavailable", format!("The provider failed: {other}.")),
+        other => ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            format!("The provider failed: {other}."),
+        ),
     }
 }
 
 async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
-    let Prepared { meter, upstream, route } = p;
+    let Prepared {
+        meter,
+        upstream,
+        route,
+    } = p;
     let request_id = meter.id;
     let result = route.provider.send(upstream).await;
     let mut res = match result {
@@ -239,7 +304,11 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                     };
                     let counted = spendgate_core::usage::estimate_tokens(content_bytes(&bytes));
                     meter.finish(Outcome {
-                        status: if failed { RequestStatus::UpstreamError } else { RequestStatus::Ok },
+                        status: if failed {
+                            RequestStatus::UpstreamError
+                        } else {
+                            RequestStatus::Ok
+                        },
                         http_status: status.as_u16(),
                         reported,
                         counted_output_tokens: counted,
@@ -257,7 +326,10 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                     let mut r = Response::new(Body::from_stream(metered));
                     *r.status_mut() = status;
                     let h = r.headers_mut();
-                    h.insert(header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/event-stream")));
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        content_type.unwrap_or(HeaderValue::from_static("text/event-stream")),
+                    );
                     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                     r
                 }
@@ -285,7 +357,9 @@ pub fn mock_upstream_router(mock: Arc<MockProvider>) -> Router {
     async fn serve(mock: Arc<MockProvider>, endpoint: Endpoint, body: Bytes) -> Response {
         let head: RequestHead = match serde_json::from_slice(&body) {
             Ok(h) => h,
-            Err(e) => return ApiError::invalid_request("invalid_json", e.to_string()).into_response(),
+            Err(e) => {
+                return ApiError::invalid_request("invalid_json", e.to_string()).into_response()
+            }
         };
         let req = UpstreamRequest {
             endpoint,
@@ -308,6 +382,12 @@ pub fn mock_upstream_router(mock: Arc<MockProvider>) -> Router {
     }
     let chat = Arc::clone(&mock);
     Router::new()
-        .route("/v1/chat/completions", post(move |b: Bytes| serve(Arc::clone(&chat), Endpoint::ChatCompletions, b)))
-        .route("/v1/embeddings", post(move |b: Bytes| serve(Arc::clone(&mock), Endpoint::Embeddings, b)))
+        .route(
+            "/v1/chat/completions",
+            post(move |b: Bytes| serve(Arc::clone(&chat), Endpoint::ChatCompletions, b)),
+        )
+        .route(
+            "/v1/embeddings",
+            post(move |b: Bytes| serve(Arc::clone(&mock), Endpoint::Embeddings, b)),
+        )
 }

@@ -19,7 +19,10 @@ pub struct Route {
 
 impl std::fmt::Debug for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Route").field("provider", &self.provider.name()).field("model", &self.upstream_model).finish()
+        f.debug_struct("Route")
+            .field("provider", &self.provider.name())
+            .field("model", &self.upstream_model)
+            .finish()
     }
 }
 
@@ -42,18 +45,30 @@ pub struct Routes {
 
 impl Routes {
     pub fn new(catalog: Arc<Catalog>) -> Routes {
-        Routes { by_model: HashMap::new(), default: None, catalog: Some(catalog) }
+        Routes {
+            by_model: HashMap::new(),
+            default: None,
+            catalog: Some(catalog),
+        }
     }
 
     /// Routes `model` to `provider`, priced from the catalog (or its fallback, flagged low-confidence).
-    pub fn add(&mut self, model: &str, provider: Arc<dyn Provider>, upstream_model: Option<&str>) -> Result<(), RouteError> {
+    pub fn add(
+        &mut self,
+        model: &str,
+        provider: Arc<dyn Provider>,
+        upstream_model: Option<&str>,
+    ) -> Result<(), RouteError> {
         let catalog = self.catalog.as_ref().ok_or_else(|| RouteError::NoPrice {
             provider: provider.name().to_string(),
             model: model.to_string(),
         })?;
         let lookup = catalog
             .lookup(provider.name(), model)
-            .ok_or_else(|| RouteError::NoPrice { provider: provider.name().to_string(), model: model.to_string() })?;
+            .ok_or_else(|| RouteError::NoPrice {
+                provider: provider.name().to_string(),
+                model: model.to_string(),
+            })?;
         self.by_model.insert(
             model.to_string(),
             Route {
@@ -87,7 +102,11 @@ impl Routes {
 
     /// Model names and their providers, sorted, for `GET /v1/models`.
     pub fn list(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self.by_model.iter().map(|(m, r)| (m.clone(), r.provider.name().to_string())).collect();
+        let mut v: Vec<_> = self
+            .by_model
+            .iter()
+            .map(|(m, r)| (m.clone(), r.provider.name().to_string()))
+            .collect();
         v.sort();
         v
     }

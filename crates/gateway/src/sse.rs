@@ -23,7 +23,10 @@ const MAX_LINE: usize = 1 << 20;
 
 impl UsageScanner {
     pub fn new() -> UsageScanner {
-        UsageScanner { max_line: MAX_LINE, ..UsageScanner::default() }
+        UsageScanner {
+            max_line: MAX_LINE,
+            ..UsageScanner::default()
+        }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
@@ -126,7 +129,11 @@ data: [DONE]\n\n";
             s.feed(&bytes[..split]);
             s.feed(&bytes[split..]);
             let u = s.reported().expect("usage found");
-            assert_eq!((u.input_tokens, u.output_tokens, u.cached_input_tokens), (12, 2, 4), "split at {split}");
+            assert_eq!(
+                (u.input_tokens, u.output_tokens, u.cached_input_tokens),
+                (12, 2, 4),
+                "split at {split}"
+            );
             assert!(s.saw_done());
         }
         // One byte at a time too.

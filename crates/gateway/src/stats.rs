@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (milliseconds) of the latency histogram's buckets; the last bucket is open.
-pub const LATENCY_BOUNDS_MS: [u64; 14] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000];
+pub const LATENCY_BOUNDS_MS: [u64; 14] = [
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000,
+];
 
 #[derive(Debug)]
 pub struct GatewayStats {
@@ -63,7 +65,10 @@ impl GatewayStats {
             self.upstream_errors.fetch_add(1, Ordering::Relaxed);
         }
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        let i = LATENCY_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BOUNDS_MS.len());
+        let i = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
         self.latency[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -78,7 +83,11 @@ impl GatewayStats {
             requests: self.requests.load(Ordering::Relaxed),
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
-            latency_buckets: self.latency.iter().map(|a| a.load(Ordering::Relaxed)).collect(),
+            latency_buckets: self
+                .latency
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
+                .collect(),
         }
     }
 }

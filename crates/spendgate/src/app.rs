@@ -10,7 +10,7 @@ use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
 use spendgate_store::sqlite::SqliteOptions;
-use spendgate_store::{spawn_writer, SqliteStore, SpendWriter, Store, WriterConfig, WriterHandle};
+use spendgate_store::{spawn_writer, SpendWriter, SqliteStore, Store, WriterConfig, WriterHandle};
 use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
@@ -65,13 +65,15 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
             chunk_delay: Duration::from_millis(p.chunk_delay_ms),
         })),
         "openai" => {
-            let base_url = p
-                .base_url
-                .clone()
-                .with_context(|| format!("provider '{}' of kind \"openai\" needs base_url", p.name))?;
+            let base_url = p.base_url.clone().with_context(|| {
+                format!("provider '{}' of kind \"openai\" needs base_url", p.name)
+            })?;
             let api_key = match &p.api_key_env {
                 Some(var) => Some(std::env::var(var).with_context(|| {
-                    format!("provider '{}' reads its API key from ${var}, which is not set", p.name)
+                    format!(
+                        "provider '{}' reads its API key from ${var}, which is not set",
+                        p.name
+                    )
                 })?),
                 None => None,
             };
@@ -83,7 +85,10 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
                 read_timeout: Duration::from_secs(p.read_timeout_secs),
             })?)
         }
-        other => bail!("provider '{}' has kind \"{other}\"; use \"openai\" or \"mock\"", p.name),
+        other => bail!(
+            "provider '{}' has kind \"{other}\"; use \"openai\" or \"mock\"",
+            p.name
+        ),
     })
 }
 
@@ -93,7 +98,13 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
         let provider = build_provider(p)?;
         let mut models = p.models.clone();
         if p.catalog {
-            models.extend(catalog.models().iter().filter(|m| m.provider == p.name).map(|m| m.model.clone()));
+            models.extend(
+                catalog
+                    .models()
+                    .iter()
+                    .filter(|m| m.provider == p.name)
+                    .map(|m| m.model.clone()),
+            );
         }
         for m in &models {
             routes.add(m, Arc::clone(&provider), None)?;
@@ -117,7 +128,8 @@ fn admin_token(config: &Config) -> anyhow::Result<(String, Option<std::path::Pat
             return Ok((t, Some(path)));
         }
     }
-    let g = spendgate_gateway::keys::generate_key("admin", None).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let g = spendgate_gateway::keys::generate_key("admin", None)
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let token = g.secret.replacen("sk-sg-", "sgadm-", 1);
     write_private(&path, &token)?;
     Ok((token, Some(path)))
@@ -132,7 +144,9 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("could not write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("could not write {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.write_all(b"\n")?;
     Ok(())
@@ -141,7 +155,10 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(
         &config.data_dir,
-        SqliteOptions { minute_retention_hours: config.store.minute_retention_hours, ..SqliteOptions::default() },
+        SqliteOptions {
+            minute_retention_hours: config.store.minute_retention_hours,
+            ..SqliteOptions::default()
+        },
     )?;
     Ok(Arc::new(store))
 }
@@ -154,7 +171,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (token, token_file) = admin_token(config)?;
     let (writer, writer_handle) = spawn_writer(
         Arc::clone(&store),
-        WriterConfig { max_batch: config.writer.max_batch, flush_interval: Duration::from_millis(config.writer.flush_ms) },
+        WriterConfig {
+            max_batch: config.writer.max_batch,
+            flush_interval: Duration::from_millis(config.writer.flush_ms),
+        },
     );
     let name: Arc<str> = Arc::from(config.gateway_name.as_str());
     spendgate_core::validate_name("gateway", &name).map_err(anyhow::Error::msg)?;
@@ -186,8 +206,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .merge(spendgate_web::router(state))
         .layer(axum::extract::DefaultBodyLimit::disable());
 
-    let listener =
-        TcpListener::bind(&config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {

@@ -106,7 +106,10 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_body_bytes: 4 << 20, max_stream_seconds: 600 }
+        LimitsConfig {
+            max_body_bytes: 4 << 20,
+            max_stream_seconds: 600,
+        }
     }
 }
 
@@ -119,7 +122,10 @@ pub struct WriterSettings {
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        WriterSettings { max_batch: 8192, flush_ms: 5 }
+        WriterSettings {
+            max_batch: 8192,
+            flush_ms: 5,
+        }
     }
 }
 
@@ -131,7 +137,9 @@ pub struct StoreSettings {
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { minute_retention_hours: 48 }
+        StoreSettings {
+            minute_retention_hours: 48,
+        }
     }
 }
 
@@ -140,8 +148,10 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path).with_context(|| format!("could not read the config file {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the config file {}", path.display()))?;
+        Config::parse(&text)
+            .with_context(|| format!("the config file {} is not valid", path.display()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -181,6 +191,10 @@ mod tests {
         let e = format!("{:#}", Config::parse("nope = 1").unwrap_err());
         assert!(e.contains("unknown field"), "{e}");
         let c = Config::parse("[pricing]\nunknown_models = \"fallback\"").unwrap();
-        assert!(c.catalog().unwrap_err().to_string().contains("fallback_input_per_mtok"));
+        assert!(c
+            .catalog()
+            .unwrap_err()
+            .to_string()
+            .contains("fallback_input_per_mtok"));
     }
 }

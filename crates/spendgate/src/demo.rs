@@ -49,18 +49,99 @@ struct Actor {
 }
 
 const ACTORS: &[Actor] = &[
-    Actor { user: "alice", team: Some("support"), workflow: Some("ticket-triage"), models: &["gpt-4o-mini", "claude-haiku-4-5"], every_ms: 700, prompt_words: (150, 500), stream_percent: 50, embeddings: false },
-    Actor { user: "bob", team: Some("support"), workflow: Some("reply-draft"), models: &["gpt-4.1"], every_ms: 2_000, prompt_words: (300, 900), stream_percent: 80, embeddings: false },
-    Actor { user: "carol", team: Some("search"), workflow: Some("semantic-search"), models: &["text-embedding-3-small"], every_ms: 300, prompt_words: (20, 120), stream_percent: 0, embeddings: true },
-    Actor { user: "dave", team: Some("search"), workflow: Some("rerank"), models: &["gpt-4.1-mini"], every_ms: 1_500, prompt_words: (200, 700), stream_percent: 30, embeddings: false },
-    Actor { user: "erin", team: Some("growth"), workflow: Some("campaign-copy"), models: &["claude-sonnet-4-5"], every_ms: 4_000, prompt_words: (800, 2_500), stream_percent: 100, embeddings: false },
-    Actor { user: "frank", team: Some("data-science"), workflow: Some("notebook"), models: &["o4-mini", "gpt-5-mini"], every_ms: 3_000, prompt_words: (100, 1_500), stream_percent: 20, embeddings: false },
-    Actor { user: "batch-integration", team: None, workflow: None, models: &["gpt-4o"], every_ms: 2_500, prompt_words: (400, 1_200), stream_percent: 0, embeddings: false },
+    Actor {
+        user: "alice",
+        team: Some("support"),
+        workflow: Some("ticket-triage"),
+        models: &["gpt-4o-mini", "claude-haiku-4-5"],
+        every_ms: 700,
+        prompt_words: (150, 500),
+        stream_percent: 50,
+        embeddings: false,
+    },
+    Actor {
+        user: "bob",
+        team: Some("support"),
+        workflow: Some("reply-draft"),
+        models: &["gpt-4.1"],
+        every_ms: 2_000,
+        prompt_words: (300, 900),
+        stream_percent: 80,
+        embeddings: false,
+    },
+    Actor {
+        user: "carol",
+        team: Some("search"),
+        workflow: Some("semantic-search"),
+        models: &["text-embedding-3-small"],
+        every_ms: 300,
+        prompt_words: (20, 120),
+        stream_percent: 0,
+        embeddings: true,
+    },
+    Actor {
+        user: "dave",
+        team: Some("search"),
+        workflow: Some("rerank"),
+        models: &["gpt-4.1-mini"],
+        every_ms: 1_500,
+        prompt_words: (200, 700),
+        stream_percent: 30,
+        embeddings: false,
+    },
+    Actor {
+        user: "erin",
+        team: Some("growth"),
+        workflow: Some("campaign-copy"),
+        models: &["claude-sonnet-4-5"],
+        every_ms: 4_000,
+        prompt_words: (800, 2_500),
+        stream_percent: 100,
+        embeddings: false,
+    },
+    Actor {
+        user: "frank",
+        team: Some("data-science"),
+        workflow: Some("notebook"),
+        models: &["o4-mini", "gpt-5-mini"],
+        every_ms: 3_000,
+        prompt_words: (100, 1_500),
+        stream_percent: 20,
+        embeddings: false,
+    },
+    Actor {
+        user: "batch-integration",
+        team: None,
+        workflow: None,
+        models: &["gpt-4o"],
+        every_ms: 2_500,
+        prompt_words: (400, 1_200),
+        stream_percent: 0,
+        embeddings: false,
+    },
 ];
 
 const WORDS: &[&str] = &[
-    "customer", "invoice", "refund", "order", "shipping", "delayed", "account", "password", "reset", "please",
-    "summarize", "the", "following", "ticket", "and", "classify", "its", "urgency", "product", "search",
+    "customer",
+    "invoice",
+    "refund",
+    "order",
+    "shipping",
+    "delayed",
+    "account",
+    "password",
+    "reset",
+    "please",
+    "summarize",
+    "the",
+    "following",
+    "ticket",
+    "and",
+    "classify",
+    "its",
+    "urgency",
+    "product",
+    "search",
 ];
 
 fn prompt(rng: &mut fastrand::Rng, words: (usize, usize)) -> String {
@@ -87,8 +168,19 @@ fn body(model: &str, text: &str, stream: bool, embeddings: bool) -> serde_json::
     }
 }
 
-async fn send(client: &reqwest::Client, base: &str, key: &str, workflow: Option<&str>, embeddings: bool, body: &serde_json::Value) {
-    let path = if embeddings { "/v1/embeddings" } else { "/v1/chat/completions" };
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    workflow: Option<&str>,
+    embeddings: bool,
+    body: &serde_json::Value,
+) {
+    let path = if embeddings {
+        "/v1/embeddings"
+    } else {
+        "/v1/chat/completions"
+    };
     let mut req = client
         .post(format!("{base}{path}"))
         .bearer_auth(key)
@@ -107,8 +199,14 @@ async fn send(client: &reqwest::Client, base: &str, key: &str, workflow: Option<
 }
 
 /// Runs the demo traffic until `stop` turns true.
-pub async fn run_traffic(store: std::sync::Arc<dyn Store>, base: String, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+pub async fn run_traffic(
+    store: std::sync::Arc<dyn Store>,
+    base: String,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let mut tasks = Vec::new();
     for (i, actor) in ACTORS.iter().enumerate() {
         let (_, key) = spendgate_gateway::keys::create_key(&*store, actor.user, actor.team).await?;
@@ -125,18 +223,31 @@ pub async fn run_traffic(store: std::sync::Arc<dyn Store>, base: String, stop: w
                 }
                 let model = actor.models[rng.usize(..actor.models.len())];
                 let stream = rng.u32(0..100) < actor.stream_percent;
-                let b = body(model, &prompt(&mut rng, actor.prompt_words), stream, actor.embeddings);
+                let b = body(
+                    model,
+                    &prompt(&mut rng, actor.prompt_words),
+                    stream,
+                    actor.embeddings,
+                );
                 let (c, base, key) = (client.clone(), base.clone(), key.clone());
-                tokio::spawn(async move { send(&c, &base, &key, actor.workflow, actor.embeddings, &b).await });
+                tokio::spawn(async move {
+                    send(&c, &base, &key, actor.workflow, actor.embeddings, &b).await
+                });
             }
         }));
     }
     // The planted spike: from the first minute on, a support integration retries one request in a tight loop
     // for two minutes, then pauses for five, again and again.
-    let (_, retry_key) = spendgate_gateway::keys::create_key(&*store, "triage-bot", Some("support")).await?;
+    let (_, retry_key) =
+        spendgate_gateway::keys::create_key(&*store, "triage-bot", Some("support")).await?;
     let mut stop_spike = stop.clone();
     tasks.push(tokio::spawn(async move {
-        let same = body("gpt-4.1", &prompt(&mut fastrand::Rng::with_seed(42), (600, 600)), false, false);
+        let same = body(
+            "gpt-4.1",
+            &prompt(&mut fastrand::Rng::with_seed(42), (600, 600)),
+            false,
+            false,
+        );
         let wait = |d: Duration, stop: &mut watch::Receiver<bool>| {
             let mut stop = stop.clone();
             async move {
@@ -153,8 +264,15 @@ pub async fn run_traffic(store: std::sync::Arc<dyn Store>, base: String, stop: w
             tracing::info!("Demo: the planted retry loop in team 'support' starts now.");
             let until = tokio::time::Instant::now() + Duration::from_secs(120);
             while tokio::time::Instant::now() < until {
-                let (c, base, key, b) = (client.clone(), base.clone(), retry_key.clone(), same.clone());
-                tokio::spawn(async move { send(&c, &base, &key, Some("ticket-triage"), false, &b).await });
+                let (c, base, key, b) = (
+                    client.clone(),
+                    base.clone(),
+                    retry_key.clone(),
+                    same.clone(),
+                );
+                tokio::spawn(async move {
+                    send(&c, &base, &key, Some("ticket-triage"), false, &b).await
+                });
                 if wait(Duration::from_millis(100), &mut stop_spike).await {
                     return;
                 }

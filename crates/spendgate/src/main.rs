@@ -10,7 +10,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "spendgate", version, about = "An AI gateway that shows every team what it spends on AI right now.")]
+#[command(
+    name = "spendgate",
+    version,
+    about = "An AI gateway that shows every team what it spends on AI right now."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,10 @@ enum KeysCommand {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn wait_for_ctrl_c() {
@@ -98,7 +105,12 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { listen, data_dir, gateway_name, no_traffic } => {
+        Command::Demo {
+            listen,
+            data_dir,
+            gateway_name,
+            no_traffic,
+        } => {
             let config = demo::demo_config(listen, data_dir, gateway_name);
             let running = app::start(&config).await?;
             let base = format!("http://{}", running.addr);
@@ -113,17 +125,28 @@ async fn main() -> anyhow::Result<()> {
             println!("  Stop with Ctrl-C; every pending spend event is written before exit.");
             println!();
             let traffic = (!no_traffic).then(|| {
-                tokio::spawn(demo::run_traffic(std::sync::Arc::clone(&running.store), base.clone(), running.shutdown_signal()))
+                tokio::spawn(demo::run_traffic(
+                    std::sync::Arc::clone(&running.store),
+                    base.clone(),
+                    running.shutdown_signal(),
+                ))
             });
             wait_for_ctrl_c().await;
-            tracing::info!("Stopping: finishing requests in flight and writing pending spend events.");
+            tracing::info!(
+                "Stopping: finishing requests in flight and writing pending spend events."
+            );
             let stopping = running.stop();
             if let Some(t) = traffic {
                 t.abort();
             }
             stopping.await?;
         }
-        Command::Serve { config, listen, data_dir, gateway_name } => {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+            gateway_name,
+        } => {
             let mut c = config::Config::load(config.as_deref())?;
             if let Some(l) = listen {
                 c.listen = l;
@@ -142,10 +165,20 @@ async fn main() -> anyhow::Result<()> {
                 eprintln!("Admin token: in {}", p.display());
             }
             wait_for_ctrl_c().await;
-            tracing::info!("Stopping: finishing requests in flight and writing pending spend events.");
+            tracing::info!(
+                "Stopping: finishing requests in flight and writing pending spend events."
+            );
             running.stop().await?;
         }
-        Command::Keys { command: KeysCommand::Create { user, team, config, data_dir } } => {
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    user,
+                    team,
+                    config,
+                    data_dir,
+                },
+        } => {
             let mut c = config::Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 c.data_dir = d;
@@ -157,16 +190,23 @@ async fn main() -> anyhow::Result<()> {
             println!("{secret}");
         }
         Command::MockUpstream { listen, latency_ms } => {
-            let mock = spendgate_gateway::providers::MockProvider::new(spendgate_gateway::providers::MockConfig {
-                name: "mock".into(),
-                latency: std::time::Duration::from_millis(latency_ms),
-                chunk_delay: std::time::Duration::ZERO,
-            });
-            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("could not listen on {listen}"))?;
+            let mock = spendgate_gateway::providers::MockProvider::new(
+                spendgate_gateway::providers::MockConfig {
+                    name: "mock".into(),
+                    latency: std::time::Duration::from_millis(latency_ms),
+                    chunk_delay: std::time::Duration::ZERO,
+                },
+            );
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("could not listen on {listen}"))?;
             eprintln!("mock upstream on http://{}/v1", listener.local_addr()?);
-            axum::serve(listener, spendgate_gateway::mock_upstream_router(std::sync::Arc::new(mock)))
-                .with_graceful_shutdown(wait_for_ctrl_c())
-                .await?;
+            axum::serve(
+                listener,
+                spendgate_gateway::mock_upstream_router(std::sync::Arc::new(mock)),
+            )
+            .with_graceful_shutdown(wait_for_ctrl_c())
+            .await?;
         }
     }
     Ok(())

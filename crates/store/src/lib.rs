@@ -112,9 +112,19 @@ pub trait Store: Send + Sync + 'static {
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow;
     async fn summary(&self, filters: &Filters) -> Result<Totals>;
     async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>>;
-    async fn series(&self, filters: &Filters, grain: Grain, group_by: Option<GroupBy>) -> Result<Vec<SeriesPoint>>;
+    async fn series(
+        &self,
+        filters: &Filters,
+        grain: Grain,
+        group_by: Option<GroupBy>,
+    ) -> Result<Vec<SeriesPoint>>;
 
     /// Spend logs matching `filters`, newest first, `limit` at most, after `cursor`.
-    async fn spend_logs(&self, filters: &Filters, limit: usize, cursor: Option<&str>) -> Result<SpendLogPage>;
+    async fn spend_logs(
+        &self,
+        filters: &Filters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<SpendLogPage>;
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
 }

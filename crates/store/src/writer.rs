@@ -25,7 +25,10 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { max_batch: 8192, flush_interval: Duration::from_millis(5) }
+        WriterConfig {
+            max_batch: 8192,
+            flush_interval: Duration::from_millis(5),
+        }
     }
 }
 
@@ -74,7 +77,11 @@ impl WriterStats {
                 // Re-sample at most once a second so the rate covers a whole second.
                 if now - r.at_ms >= 1000 {
                     let elapsed = u64::try_from(now - r.at_ms).unwrap_or(1).max(1);
-                    r.per_sec = if r.at_ms == 0 { 0 } else { (written - r.written) * 1000 / elapsed };
+                    r.per_sec = if r.at_ms == 0 {
+                        0
+                    } else {
+                        (written - r.written) * 1000 / elapsed
+                    };
                     r.at_ms = now;
                     r.written = written;
                 }
@@ -84,7 +91,11 @@ impl WriterStats {
         };
         QueueState {
             pending: submitted.saturating_sub(written + dups),
-            oldest_pending_age_ms: if oldest == 0 { 0 } else { (now - oldest).max(0) },
+            oldest_pending_age_ms: if oldest == 0 {
+                0
+            } else {
+                (now - oldest).max(0)
+            },
             written_total: written,
             duplicates_total: dups,
             failed_writes: self.failed_writes.load(Ordering::Relaxed),
@@ -164,9 +175,19 @@ pub fn spawn_writer(store: Arc<dyn Store>, config: WriterConfig) -> (SpendWriter
     let stats = Arc::new(WriterStats::default());
     let (committed, _) = broadcast::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let writer = SpendWriter { tx, stats: Arc::clone(&stats), committed: committed.clone() };
+    let writer = SpendWriter {
+        tx,
+        stats: Arc::clone(&stats),
+        committed: committed.clone(),
+    };
     let task = tokio::spawn(run(store, config, rx, stop_rx, stats, committed));
-    (writer, WriterHandle { stop: Some(stop_tx), task })
+    (
+        writer,
+        WriterHandle {
+            stop: Some(stop_tx),
+            task,
+        },
+    )
 }
 
 async fn run(
@@ -195,13 +216,21 @@ async fn run(
                     continue;
                 }
             }
-            stats.oldest_pending_ms.store(batch.first().map_or(0, |e| e.finished_at_ms.max(1)), Ordering::Relaxed);
+            stats.oldest_pending_ms.store(
+                batch.first().map_or(0, |e| e.finished_at_ms.max(1)),
+                Ordering::Relaxed,
+            );
             let deadline = Instant::now() + config.flush_interval;
-            while batch.len() < max && !stopping {
+            while batch.len() < max {
                 let room = max - batch.len();
                 tokio::select! {
                     n = rx.recv_many(&mut batch, room) => if n == 0 { break },
                     _ = tokio::time::sleep_until(deadline) => break,
+                    // Shutdown cuts the wait short: what is queued is written now, not after the interval.
+                    _ = &mut stop, if !stopping => {
+                        stopping = true;
+                        rx.close();
+                    }
                 }
             }
         }
@@ -222,12 +251,19 @@ async fn write_with_retry(
     loop {
         match store.write_batch(Arc::clone(&shared)).await {
             Ok(report) => {
-                stats.written.fetch_add(report.inserted as u64, Ordering::Relaxed);
-                stats.duplicates.fetch_add(report.duplicates as u64, Ordering::Relaxed);
+                stats
+                    .written
+                    .fetch_add(report.inserted as u64, Ordering::Relaxed);
+                stats
+                    .duplicates
+                    .fetch_add(report.duplicates as u64, Ordering::Relaxed);
                 if let Ok(mut e) = stats.last_error.lock() {
                     *e = None;
                 }
-                let _ = committed.send(Committed { events: shared.len(), at_ms: now_ms() });
+                let _ = committed.send(Committed {
+                    events: shared.len(),
+                    at_ms: now_ms(),
+                });
                 // Take the buffer back to reuse its capacity for the next batch.
                 if let Ok(mut v) = Arc::try_unwrap(shared) {
                     v.clear();

@@ -5,12 +5,23 @@ use std::sync::Arc;
 
 use spendgate_core::query::{Filters, GroupBy, NO_TEAM_FILTER};
 use spendgate_core::time::{now_ms, DAY_MS, HOUR_MS};
-use spendgate_core::{Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage, UsageSource};
+use spendgate_core::{
+    Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage,
+    UsageSource,
+};
 use spendgate_store::sqlite::SqliteOptions;
 use spendgate_store::{SqliteStore, Store};
 use uuid::Uuid;
 
-fn event(ts: i64, team: Option<&str>, user: &str, model: &str, input: u64, output: u64, cost_picos: i128) -> SpendEvent {
+fn event(
+    ts: i64,
+    team: Option<&str>,
+    user: &str,
+    model: &str,
+    input: u64,
+    output: u64,
+    cost_picos: i128,
+) -> SpendEvent {
     SpendEvent {
         id: Uuid::now_v7(),
         started_at_ms: ts - 100,
@@ -21,11 +32,21 @@ fn event(ts: i64, team: Option<&str>, user: &str, model: &str, input: u64, outpu
         model: model.into(),
         endpoint: "chat.completions".into(),
         stream: false,
-        attribution: Attribution { key_id: 1, user: user.into(), team: team.map(str::to_string), workflow: None },
+        attribution: Attribution {
+            key_id: 1,
+            user: user.into(),
+            team: team.map(str::to_string),
+            workflow: None,
+        },
         cache_outcome: CacheOutcome::NotCacheable,
         status: RequestStatus::Ok,
         http_status: 200,
-        usage: Usage { input_tokens: input, output_tokens: output, cached_input_tokens: 0, cache_write_tokens: 0 },
+        usage: Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+        },
         usage_source: UsageSource::Reported,
         cost: Money::from_picos(cost_picos),
         price_confidence: PriceConfidence::Exact,
@@ -35,7 +56,11 @@ fn event(ts: i64, team: Option<&str>, user: &str, model: &str, input: u64, outpu
 }
 
 fn window(from: i64, to: i64) -> Filters {
-    Filters { from_ms: from, to_ms: to, ..Filters::default() }
+    Filters {
+        from_ms: from,
+        to_ms: to,
+        ..Filters::default()
+    }
 }
 
 #[tokio::test]
@@ -52,30 +77,54 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
             1 => Some("search"),
             _ => None,
         };
-        events.push(event(ts, team, &format!("u{}", i % 7), if i % 2 == 0 { "a" } else { "b" }, 10 + i as u64, 5, 1_000 + i as i128));
+        events.push(event(
+            ts,
+            team,
+            &format!("u{}", i % 7),
+            if i % 2 == 0 { "a" } else { "b" },
+            10 + i as u64,
+            5,
+            1_000 + i as i128,
+        ));
     }
     let batch = Arc::new(events.clone());
     let r1 = store.write_batch(Arc::clone(&batch)).await.unwrap();
     assert_eq!(r1.inserted, 3_000);
     let r2 = store.write_batch(batch).await.unwrap();
-    assert_eq!((r2.inserted, r2.duplicates), (0, 3_000), "the same events must not count twice");
+    assert_eq!(
+        (r2.inserted, r2.duplicates),
+        (0, 3_000),
+        "the same events must not count twice"
+    );
 
     let f = window(now - 4 * DAY_MS, now + HOUR_MS);
     let total = store.summary(&f).await.unwrap();
     let expected: Money = events.iter().map(|e| e.cost).sum();
     assert_eq!(total.requests, 3_000);
     assert_eq!(total.cost, expected);
-    assert_eq!(total.input_tokens, events.iter().map(|e| e.usage.input_tokens).sum::<u64>());
+    assert_eq!(
+        total.input_tokens,
+        events.iter().map(|e| e.usage.input_tokens).sum::<u64>()
+    );
 
     let rows = store.explorer(&f, GroupBy::Team).await.unwrap();
     assert_eq!(rows.len(), 3);
-    let no_team = rows.iter().find(|r| r.key.is_none()).expect("the No team row is present");
+    let no_team = rows
+        .iter()
+        .find(|r| r.key.is_none())
+        .expect("the No team row is present");
     assert_eq!(no_team.label, "No team");
     assert_eq!(no_team.totals.requests, 1_000);
     assert_eq!(rows.iter().map(|r| r.totals.cost).sum::<Money>(), expected);
 
     // Filtering on the No team bucket gives the same figures as its explorer row.
-    let nt = store.summary(&Filters { team: Some(NO_TEAM_FILTER.into()), ..f.clone() }).await.unwrap();
+    let nt = store
+        .summary(&Filters {
+            team: Some(NO_TEAM_FILTER.into()),
+            ..f.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(nt, no_team.totals);
 
     // Paging through every spend log gives each event once, newest first, and the same sum.
@@ -105,13 +154,30 @@ async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
     let now = now_ms();
-    store.write_batch(Arc::new(vec![event(now, Some("t"), "u", "m", 1, 1, 5)])).await.unwrap();
-    let f = Filters { team: Some("nobody".into()), ..window(now - HOUR_MS, now + HOUR_MS) };
+    store
+        .write_batch(Arc::new(vec![event(now, Some("t"), "u", "m", 1, 1, 5)]))
+        .await
+        .unwrap();
+    let f = Filters {
+        team: Some("nobody".into()),
+        ..window(now - HOUR_MS, now + HOUR_MS)
+    };
     assert_eq!(store.summary(&f).await.unwrap().requests, 0);
     assert!(store.explorer(&f, GroupBy::Model).await.unwrap().is_empty());
-    let err = store.spend_logs(&window(0, now + 1), 10, Some("garbage")).await.unwrap_err().to_string();
+    let err = store
+        .spend_logs(&window(0, now + 1), 10, Some("garbage"))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("next_cursor"), "{err}");
-    let one = store.spend_logs(&window(0, now + 1), 10, None).await.unwrap();
-    let got = store.spend_log(one.items[0].event.id).await.unwrap().unwrap();
+    let one = store
+        .spend_logs(&window(0, now + 1), 10, None)
+        .await
+        .unwrap();
+    let got = store
+        .spend_log(one.items[0].event.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.event.attribution.team.as_deref(), Some("t"));
 }

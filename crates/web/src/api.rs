@@ -28,8 +28,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/spend-logs", get(spend_logs))
         .route("/api/v1/spend-logs/{id}", get(spend_log))
         .route("/api/v1/status", get(status))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
-    Router::new().route("/healthz", get(healthz)).merge(api).with_state(state)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_admin,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .with_state(state)
 }
 
 fn store_error(e: StoreError) -> ApiError {
@@ -73,10 +79,14 @@ struct CreateKey {
     team: Option<String>,
 }
 
-async fn create_key(State(s): State<Arc<AppState>>, JsonBody(body): JsonBody<CreateKey>) -> Result<Response, ApiError> {
+async fn create_key(
+    State(s): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<CreateKey>,
+) -> Result<Response, ApiError> {
     let team = body.team.as_deref().filter(|t| !t.is_empty());
-    let (rec, secret) =
-        spendgate_gateway::keys::create_key(&*s.store, &body.user, team).await.map_err(store_error)?;
+    let (rec, secret) = spendgate_gateway::keys::create_key(&*s.store, &body.user, team)
+        .await
+        .map_err(store_error)?;
     tracing::info!(key_id = rec.id, user = %rec.user, team = ?rec.team, "A virtual key was created.");
     Ok((
         StatusCode::CREATED,
@@ -150,7 +160,10 @@ fn window_json(s: &AppState, f: &spendgate_core::Filters) -> Value {
     json!({ "from": to_rfc3339(w.from_ms), "to": to_rfc3339(w.to_ms) })
 }
 
-async fn summary(State(s): State<Arc<AppState>>, Query(p): Query<FilterParams>) -> Result<Json<Value>, ApiError> {
+async fn summary(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<FilterParams>,
+) -> Result<Json<Value>, ApiError> {
     let f = p.to_filters()?;
     let t = s.store.summary(&f).await.map_err(store_error)?;
     let mut v = totals_json(&t);
@@ -174,7 +187,10 @@ pub(crate) fn row_json(r: &GroupRow, share: u32) -> Value {
     v
 }
 
-async fn explorer(State(s): State<Arc<AppState>>, Query(p): Query<ExplorerParams>) -> Result<Json<Value>, ApiError> {
+async fn explorer(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<ExplorerParams>,
+) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
     let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
     let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
@@ -185,7 +201,10 @@ async fn explorer(State(s): State<Arc<AppState>>, Query(p): Query<ExplorerParams
         total.add(&r.totals);
     }
     let whole = total.metric(sort);
-    let items: Vec<_> = rows.iter().map(|r| row_json(r, share_bp(r.totals.metric(sort), whole))).collect();
+    let items: Vec<_> = rows
+        .iter()
+        .map(|r| row_json(r, share_bp(r.totals.metric(sort), whole)))
+        .collect();
     Ok(Json(json!({
         "group_by": group_by.as_str(),
         "sort": sort.as_str(),
@@ -234,30 +253,48 @@ struct LogParams {
     cursor: Option<String>,
 }
 
-async fn spend_logs(State(s): State<Arc<AppState>>, Query(p): Query<LogParams>) -> Result<Json<Value>, ApiError> {
+async fn spend_logs(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<LogParams>,
+) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
     let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
         Some(l) => l
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000"))?,
+            .ok_or_else(|| {
+                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
+            })?,
         None => 50,
     };
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
-    let page = s.store.spend_logs(&f, limit, cursor).await.map_err(store_error)?;
+    let page = s
+        .store
+        .spend_logs(&f, limit, cursor)
+        .await
+        .map_err(store_error)?;
     Ok(Json(json!({
         "items": page.items.iter().map(log_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
     })))
 }
 
-async fn spend_log(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| ApiError::invalid_request("invalid_id", format!("'{id}' is not a spend log id")))?;
+async fn spend_log(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| {
+        ApiError::invalid_request("invalid_id", format!("'{id}' is not a spend log id"))
+    })?;
     match s.store.spend_log(id).await.map_err(store_error)? {
         Some(l) => Ok(Json(log_json(&l))),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", "No spend log has this id.")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            "No spend log has this id.",
+        )),
     }
 }
 

@@ -25,23 +25,34 @@ impl std::fmt::Debug for AdminToken {
 
 impl AdminToken {
     pub fn new(secret: &str) -> AdminToken {
-        AdminToken { hash: Sha256::digest(secret.as_bytes()).into() }
+        AdminToken {
+            hash: Sha256::digest(secret.as_bytes()).into(),
+        }
     }
 
     /// Constant-time comparison of hashes, so timing says nothing about the token.
     pub fn matches(&self, candidate: &str) -> bool {
         let h: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        h.iter().zip(self.hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        h.iter()
+            .zip(self.hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
 pub(crate) fn bearer(req: &Request) -> Option<&str> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim)
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// Middleware: the request must carry the admin token.
-pub(crate) async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     match bearer(&req) {
         Some(t) if state.admin_token.matches(t) => next.run(req).await,
         Some(_) => ApiError::new(

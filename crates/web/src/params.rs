@@ -23,7 +23,10 @@ pub struct FilterParams {
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// The presets a window can be given as.
@@ -31,7 +34,8 @@ pub const WINDOWS: [&str; 5] = ["1h", "24h", "7d", "30d", "mtd"];
 
 /// Start of the current calendar month in UTC.
 fn month_start(now: i64) -> i64 {
-    let t = time::OffsetDateTime::from_unix_timestamp(now / 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = time::OffsetDateTime::from_unix_timestamp(now / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let first = t.date().replace_day(1).unwrap_or(t.date());
     first.midnight().assume_utc().unix_timestamp() * 1000
 }
@@ -54,23 +58,35 @@ impl FilterParams {
                 other => {
                     return Err(ApiError::invalid_request(
                         "invalid_window",
-                        format!("window '{other}' is not known; use one of {} or give from/to", WINDOWS.join(", ")),
+                        format!(
+                            "window '{other}' is not known; use one of {} or give from/to",
+                            WINDOWS.join(", ")
+                        ),
                     ))
                 }
             },
         };
         if from >= to {
-            return Err(ApiError::invalid_request("invalid_window", "'from' must be before 'to'."));
+            return Err(ApiError::invalid_request(
+                "invalid_window",
+                "'from' must be before 'to'.",
+            ));
         }
         let cache_outcome = match non_empty(&self.cache_outcome) {
             Some(s) => Some(CacheOutcome::parse(&s).ok_or_else(|| {
-                ApiError::invalid_request("invalid_filter", format!("cache_outcome '{s}' is not one of hit, miss, bypass, not_cacheable"))
+                ApiError::invalid_request(
+                    "invalid_filter",
+                    format!("cache_outcome '{s}' is not one of hit, miss, bypass, not_cacheable"),
+                )
             })?),
             None => None,
         };
         let key_id = match non_empty(&self.key) {
             Some(s) => Some(s.parse::<i64>().map_err(|_| {
-                ApiError::invalid_request("invalid_filter", format!("key '{s}' is not a key id (a number)"))
+                ApiError::invalid_request(
+                    "invalid_filter",
+                    format!("key '{s}' is not a key id (a number)"),
+                )
             })?),
             None => None,
         };
@@ -100,12 +116,19 @@ pub fn parse_group_by(s: Option<&str>) -> Result<GroupBy, ApiError> {
     let s = s.unwrap_or("team");
     GroupBy::parse(s).ok_or_else(|| {
         let all: Vec<_> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
-        ApiError::invalid_request("invalid_group_by", format!("group_by '{s}' is not one of {}", all.join(", ")))
+        ApiError::invalid_request(
+            "invalid_group_by",
+            format!("group_by '{s}' is not one of {}", all.join(", ")),
+        )
     })
 }
 
 pub fn parse_sort(s: Option<&str>) -> Result<SortBy, ApiError> {
     let s = s.unwrap_or("cost");
-    SortBy::parse(s)
-        .ok_or_else(|| ApiError::invalid_request("invalid_sort", format!("sort '{s}' is not one of cost, requests, tokens")))
+    SortBy::parse(s).ok_or_else(|| {
+        ApiError::invalid_request(
+            "invalid_sort",
+            format!("sort '{s}' is not one of cost, requests, tokens"),
+        )
+    })
 }

@@ -17,7 +17,9 @@ use spendgate_core::usage::estimate_tokens;
 use spendgate_core::Usage;
 
 use crate::protocol::RequestHead;
-use crate::provider::{Endpoint, Provider, ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse};
+use crate::provider::{
+    Endpoint, Provider, ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct MockConfig {
@@ -35,19 +37,39 @@ pub struct MockProvider {
 }
 
 const WORDS: [&str; 16] = [
-    "spend", " is", " visible", " per", " team", " right", " now,", " not", " at", " month", " end;", " budgets",
-    " hold", " and", " costs", " reconcile.",
+    "spend",
+    " is",
+    " visible",
+    " per",
+    " team",
+    " right",
+    " now,",
+    " not",
+    " at",
+    " month",
+    " end;",
+    " budgets",
+    " hold",
+    " and",
+    " costs",
+    " reconcile.",
 ];
 
 /// FNV-1a: a small, stable hash so that the same body always gets the same answer.
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The usage the mock reports for a request body.
 pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>) -> Usage {
     let input = estimate_tokens(body.len());
-    let cached = if input >= 1024 { (input / 2) / 128 * 128 } else { 0 };
+    let cached = if input >= 1024 {
+        (input / 2) / 128 * 128
+    } else {
+        0
+    };
     let output = match endpoint {
         Endpoint::Embeddings => 0,
         Endpoint::ChatCompletions => {
@@ -55,7 +77,12 @@ pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>) -> U
             max_output.map_or(natural, |m| natural.min(m))
         }
     };
-    Usage { input_tokens: input, output_tokens: output, cached_input_tokens: cached, cache_write_tokens: 0 }
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        cache_write_tokens: 0,
+    }
 }
 
 fn usage_json(u: &Usage) -> serde_json::Value {
@@ -68,7 +95,9 @@ fn usage_json(u: &Usage) -> serde_json::Value {
 }
 
 fn text_of(tokens: u64) -> String {
-    (0..tokens).map(|i| WORDS[(i % WORDS.len() as u64) as usize]).collect()
+    (0..tokens)
+        .map(|i| WORDS[(i % WORDS.len() as u64) as usize])
+        .collect()
 }
 
 impl MockProvider {
@@ -78,8 +107,9 @@ impl MockProvider {
 
     /// The complete answer to a request, as the mock upstream would send it.
     pub fn respond(&self, req: &UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
-        let head: RequestHead = serde_json::from_slice(&req.body)
-            .map_err(|e| ProviderError::Body(format!("the mock could not read the request: {e}")))?;
+        let head: RequestHead = serde_json::from_slice(&req.body).map_err(|e| {
+            ProviderError::Body(format!("the mock could not read the request: {e}"))
+        })?;
         let usage = mock_usage(req.endpoint, &req.body, head.max_output());
         let id = format!("mock-{:016x}", fnv(&req.body));
         let created = spendgate_core::time::now_ms() / 1000;
@@ -110,7 +140,10 @@ impl MockProvider {
             });
             Bytes::from(format!("data: {v}\n\n"))
         };
-        events.push(chunk(serde_json::json!({ "role": "assistant", "content": "" }), None));
+        events.push(chunk(
+            serde_json::json!({ "role": "assistant", "content": "" }),
+            None,
+        ));
         for i in 0..usage.output_tokens {
             let word = WORDS[(i % WORDS.len() as u64) as usize];
             events.push(chunk(serde_json::json!({ "content": word }), None));
@@ -172,8 +205,14 @@ mod tests {
         assert_eq!(a, mock_usage(Endpoint::ChatCompletions, body, None));
         assert_eq!(a.input_tokens, (body.len() as u64).div_ceil(4));
         assert!((8..64).contains(&a.output_tokens));
-        assert_eq!(mock_usage(Endpoint::ChatCompletions, body, Some(3)).output_tokens, 3);
-        assert_eq!(mock_usage(Endpoint::Embeddings, body, None).output_tokens, 0);
+        assert_eq!(
+            mock_usage(Endpoint::ChatCompletions, body, Some(3)).output_tokens,
+            3
+        );
+        assert_eq!(
+            mock_usage(Endpoint::Embeddings, body, None).output_tokens,
+            0
+        );
         let big = vec![b'x'; 8192];
         let u = mock_usage(Endpoint::ChatCompletions, &big, None);
         assert_eq!(u.cached_input_tokens, 1024);

@@ -29,7 +29,10 @@ pub struct OpenAiCompatible {
 impl std::fmt::Debug for OpenAiCompatible {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The API key is deliberately left out.
-        f.debug_struct("OpenAiCompatible").field("name", &self.config.name).field("base_url", &self.config.base_url).finish()
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.config.name)
+            .field("base_url", &self.config.base_url)
+            .finish()
     }
 }
 
@@ -73,21 +76,38 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
-        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), req.endpoint.path());
-        let mut builder = self.client.post(url).header("content-type", "application/json").body(req.body);
+        let url = format!(
+            "{}{}",
+            self.config.base_url.trim_end_matches('/'),
+            req.endpoint.path()
+        );
+        let mut builder = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(req.body);
         if let Some(key) = &self.config.api_key {
             builder = builder.bearer_auth(key);
         }
         let res = builder.send().await.map_err(map_err)?;
         let status = res.status().as_u16();
-        let content_type =
-            res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let is_sse = content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let is_sse = content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream"));
         let body = if req.stream && is_sse && status < 400 {
             UpstreamBody::Stream(res.bytes_stream().map(|r| r.map_err(map_err)).boxed())
         } else {
             UpstreamBody::Full(res.bytes().await.map_err(map_err)?)
         };
-        Ok(UpstreamResponse { status, content_type, body })
+        Ok(UpstreamResponse {
+            status,
+            content_type,
+            body,
+        })
     }
 }

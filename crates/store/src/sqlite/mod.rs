@@ -18,8 +18,8 @@ use spendgate_core::SpendEvent;
 use uuid::Uuid;
 
 use crate::{
-    KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError, StoredSpendLog,
-    WriteReport,
+    KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
+    StoredSpendLog, WriteReport,
 };
 use schema::LabelKind;
 
@@ -34,7 +34,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { minute_retention_hours: 48, readers: 4 }
+        SqliteOptions {
+            minute_retention_hours: 48,
+            readers: 4,
+        }
     }
 }
 
@@ -57,18 +60,24 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 fn open_conn(path: &Path, write: bool) -> Result<Connection> {
     let flags = if write {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
@@ -79,8 +88,10 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) `spendgate.db` in `dir` and applies pending migrations.
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<SqliteStore> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let path = dir.join("spendgate.db");
         let mut conn = open_conn(&path, true)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -92,7 +103,11 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             options,
-            writer: Arc::new(Mutex::new(WriterConn { conn, labels: HashMap::new(), last_prune_ms: 0 })),
+            writer: Arc::new(Mutex::new(WriterConn {
+                conn,
+                labels: HashMap::new(),
+                last_prune_ms: 0,
+            })),
             readers: Arc::new(Mutex::new(readers)),
         })
     }
@@ -179,7 +194,8 @@ const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoke
 impl Store for SqliteStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
         let retention = self.minute_retention_ms();
-        self.with_writer(move |w| write::write_batch(w, &events, retention)).await
+        self.with_writer(move |w| write::write_batch(w, &events, retention))
+            .await
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
@@ -197,8 +213,12 @@ impl Store for SqliteStore {
 
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>> {
         self.with_reader(move |c| {
-            Ok(c.query_row(&format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1"), [&hash[..]], key_from_row)
-                .optional()?)
+            Ok(c.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1"),
+                [&hash[..]],
+                key_from_row,
+            )
+            .optional()?)
         })
         .await
     }
@@ -206,14 +226,21 @@ impl Store for SqliteStore {
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
         self.with_reader(|c| {
             let mut st = c.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY id"))?;
-            let rows = st.query_map([], key_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = st
+                .query_map([], key_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
         .await
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
-        read::resolve_window(filters.from_ms, filters.to_ms, now_ms(), self.minute_retention_ms())
+        read::resolve_window(
+            filters.from_ms,
+            filters.to_ms,
+            now_ms(),
+            self.minute_retention_ms(),
+        )
     }
 
     async fn summary(&self, filters: &Filters) -> Result<Totals> {
@@ -225,18 +252,31 @@ impl Store for SqliteStore {
     async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
         let f = filters.clone();
         let w = self.resolve_window(filters);
-        self.with_reader(move |c| read::explorer(c, &f, w, group_by)).await
+        self.with_reader(move |c| read::explorer(c, &f, w, group_by))
+            .await
     }
 
-    async fn series(&self, filters: &Filters, grain: Grain, group_by: Option<GroupBy>) -> Result<Vec<SeriesPoint>> {
+    async fn series(
+        &self,
+        filters: &Filters,
+        grain: Grain,
+        group_by: Option<GroupBy>,
+    ) -> Result<Vec<SeriesPoint>> {
         let f = filters.clone();
-        self.with_reader(move |c| read::series(c, &f, grain, group_by)).await
+        self.with_reader(move |c| read::series(c, &f, grain, group_by))
+            .await
     }
 
-    async fn spend_logs(&self, filters: &Filters, limit: usize, cursor: Option<&str>) -> Result<SpendLogPage> {
+    async fn spend_logs(
+        &self,
+        filters: &Filters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<SpendLogPage> {
         let f = filters.clone();
         let cursor = cursor.map(read::parse_cursor).transpose()?;
-        self.with_reader(move |c| read::spend_logs(c, &f, limit, cursor)).await
+        self.with_reader(move |c| read::spend_logs(c, &f, limit, cursor))
+            .await
     }
 
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {

@@ -4,11 +4,14 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 use spendgate_core::pricing::PriceLine;
-use spendgate_core::query::{sort_rows, Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL,
-    NO_WORKFLOW_LABEL};
+use spendgate_core::query::{
+    sort_rows, Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL,
+    NO_WORKFLOW_LABEL,
+};
 use spendgate_core::time::{split_span, Grain};
 use spendgate_core::{
-    Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage, UsageSource,
+    Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage,
+    UsageSource,
 };
 use uuid::Uuid;
 
@@ -17,11 +20,27 @@ use super::write::find_label;
 use crate::{ResolvedWindow, Result, SeriesPoint, SpendLogPage, StoreError, StoredSpendLog};
 
 /// Aligns a window to minutes, and to hours where it reaches back past the minute rollups' retention.
-pub(super) fn resolve_window(from_ms: i64, to_ms: i64, now_ms: i64, minute_retention_ms: i64) -> ResolvedWindow {
+pub(super) fn resolve_window(
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+    minute_retention_ms: i64,
+) -> ResolvedWindow {
     let horizon = now_ms - minute_retention_ms;
-    let from = if from_ms < horizon { Grain::Hour.floor(from_ms) } else { Grain::Minute.floor(from_ms) };
-    let to = if to_ms < horizon { Grain::Hour.ceil(to_ms) } else { Grain::Minute.ceil(to_ms) };
-    ResolvedWindow { from_ms: from, to_ms: to.max(from) }
+    let from = if from_ms < horizon {
+        Grain::Hour.floor(from_ms)
+    } else {
+        Grain::Minute.floor(from_ms)
+    };
+    let to = if to_ms < horizon {
+        Grain::Hour.ceil(to_ms)
+    } else {
+        Grain::Minute.ceil(to_ms)
+    };
+    ResolvedWindow {
+        from_ms: from,
+        to_ms: to.max(from),
+    }
 }
 
 /// The dimension filters of a query as (column, id) pairs. `None` when a named value was never recorded, so no
@@ -84,7 +103,8 @@ fn group_column(g: GroupBy) -> &'static str {
     }
 }
 
-const SUMS: &str = "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
+const SUMS: &str =
+    "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
                     SUM(cache_write_tokens), SUM(cost_pico)";
 
 /// Builds `SELECT <select>, sums FROM (<one sub-select per span piece>) GROUP BY <group>` over the rollups.
@@ -126,7 +146,9 @@ fn rollup_table(g: Grain) -> &'static str {
 }
 
 fn totals_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Totals> {
-    let n = |k: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, Option<i64>>(i + k)?.unwrap_or(0)).unwrap_or(0)) };
+    let n = |k: usize| -> rusqlite::Result<u64> {
+        Ok(u64::try_from(r.get::<_, Option<i64>>(i + k)?.unwrap_or(0)).unwrap_or(0))
+    };
     Ok(Totals {
         requests: n(0)?,
         errors: n(1)?,
@@ -151,22 +173,37 @@ pub(super) fn summary(c: &Connection, f: &Filters, w: ResolvedWindow) -> Result<
 /// The label and filter key of a group id.
 fn group_identity(c: &Connection, g: GroupBy, id: i64) -> Result<(Option<String>, String)> {
     let label_of = |id: i64| -> Result<String> {
-        Ok(c.query_row("SELECT name FROM labels WHERE id = ?1", [id], |r| r.get::<_, String>(0))
+        Ok(
+            c.query_row("SELECT name FROM labels WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()?
-            .unwrap_or_else(|| format!("#{id}")))
+            .unwrap_or_else(|| format!("#{id}")),
+        )
     };
     Ok(match g {
         GroupBy::Team if id == 0 => (None, NO_TEAM_LABEL.to_string()),
-        GroupBy::Workflow if id == 0 => (Some(NO_WORKFLOW_LABEL.to_string()), NO_WORKFLOW_LABEL.to_string()),
+        GroupBy::Workflow if id == 0 => (
+            Some(NO_WORKFLOW_LABEL.to_string()),
+            NO_WORKFLOW_LABEL.to_string(),
+        ),
         GroupBy::CacheOutcome => {
             let co = CacheOutcome::from_code(id);
             (Some(co.as_str().to_string()), co.as_str().to_string())
         }
         GroupBy::Key => {
             let label = c
-                .query_row("SELECT user_name, hint FROM keys WHERE id = ?1", [id], |r| {
-                    Ok(format!("key {id} ({}, …{})", r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
+                .query_row(
+                    "SELECT user_name, hint FROM keys WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok(format!(
+                            "key {id} ({}, …{})",
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?
+                        ))
+                    },
+                )
                 .optional()?
                 .unwrap_or_else(|| format!("key {id}"));
             (Some(id.to_string()), label)
@@ -178,7 +215,12 @@ fn group_identity(c: &Connection, g: GroupBy, id: i64) -> Result<(Option<String>
     })
 }
 
-pub(super) fn explorer(c: &Connection, f: &Filters, w: ResolvedWindow, g: GroupBy) -> Result<Vec<GroupRow>> {
+pub(super) fn explorer(
+    c: &Connection,
+    f: &Filters,
+    w: ResolvedWindow,
+    g: GroupBy,
+) -> Result<Vec<GroupRow>> {
     let Some(dims) = dimension_filters(c, f)? else {
         return Ok(Vec::new());
     };
@@ -187,7 +229,9 @@ pub(super) fn explorer(c: &Connection, f: &Filters, w: ResolvedWindow, g: GroupB
     let sql = rollup_query(col, Some(col), w, &dims, &mut params);
     let mut st = c.prepare(&sql)?;
     let raw = st
-        .query_map(rusqlite::params_from_iter(params), |r| Ok((r.get::<_, i64>(0)?, totals_at(r, 1)?)))?
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((r.get::<_, i64>(0)?, totals_at(r, 1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut rows = Vec::with_capacity(raw.len());
     for (id, totals) in raw {
@@ -198,7 +242,12 @@ pub(super) fn explorer(c: &Connection, f: &Filters, w: ResolvedWindow, g: GroupB
     Ok(rows)
 }
 
-pub(super) fn series(c: &Connection, f: &Filters, grain: Grain, g: Option<GroupBy>) -> Result<Vec<SeriesPoint>> {
+pub(super) fn series(
+    c: &Connection,
+    f: &Filters,
+    grain: Grain,
+    g: Option<GroupBy>,
+) -> Result<Vec<SeriesPoint>> {
     let Some(dims) = dimension_filters(c, f)? else {
         return Ok(Vec::new());
     };
@@ -213,7 +262,10 @@ pub(super) fn series(c: &Connection, f: &Filters, grain: Grain, g: Option<GroupB
         params.push(Value::Integer(*id));
     }
     let (select, group) = match g {
-        Some(g) => (format!("bucket, {}", group_column(g)), format!("bucket, {}", group_column(g))),
+        Some(g) => (
+            format!("bucket, {}", group_column(g)),
+            format!("bucket, {}", group_column(g)),
+        ),
         None => ("bucket, 0".to_string(), "bucket".to_string()),
     };
     let sql =
@@ -236,14 +288,22 @@ pub(super) fn series(c: &Connection, f: &Filters, grain: Grain, g: Option<GroupB
             }
             None => None,
         };
-        out.push(SeriesPoint { bucket_start_ms: bucket * grain.ms(), group, totals });
+        out.push(SeriesPoint {
+            bucket_start_ms: bucket * grain.ms(),
+            group,
+            totals,
+        });
     }
     Ok(out)
 }
 
 /// A spend-log cursor: the position (time, sequence) of the last row of the previous page.
 pub(super) fn parse_cursor(s: &str) -> Result<(i64, i64)> {
-    let bad = || StoreError::Invalid(format!("cursor '{s}' is not valid; pass the next_cursor of a previous page"));
+    let bad = || {
+        StoreError::Invalid(format!(
+            "cursor '{s}' is not valid; pass the next_cursor of a previous page"
+        ))
+    };
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
 }
@@ -262,9 +322,14 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
     let detail: String = r.get(24)?;
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
     let price_lines: Vec<PriceLine> =
-        serde_json::from_value(detail.get("price_lines").cloned().unwrap_or_default()).unwrap_or_default();
-    let error = detail.get("error").and_then(|e| e.as_str()).map(str::to_string);
-    let u = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
+        serde_json::from_value(detail.get("price_lines").cloned().unwrap_or_default())
+            .unwrap_or_default();
+    let error = detail
+        .get("error")
+        .and_then(|e| e.as_str())
+        .map(str::to_string);
+    let u =
+        |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0)) };
     let team_id_name: Option<String> = r.get(10)?;
     Ok(StoredSpendLog {
         seq: r.get(0)?,
@@ -309,7 +374,10 @@ pub(super) fn spend_logs(
     cursor: Option<(i64, i64)>,
 ) -> Result<SpendLogPage> {
     let Some(dims) = dimension_filters(c, f)? else {
-        return Ok(SpendLogPage { items: Vec::new(), next_cursor: None });
+        return Ok(SpendLogPage {
+            items: Vec::new(),
+            next_cursor: None,
+        });
     };
     let limit = limit.clamp(1, 1000);
     let mut sql = format!("{LOG_SELECT} WHERE s.ts_ms >= ? AND s.ts_ms < ?");
@@ -326,11 +394,14 @@ pub(super) fn spend_logs(
     sql.push_str(" ORDER BY s.ts_ms DESC, s.seq DESC LIMIT ?");
     params.push(Value::Integer(i64::try_from(limit + 1).unwrap_or(1001)));
     let mut st = c.prepare(&sql)?;
-    let mut items =
-        st.query_map(rusqlite::params_from_iter(params), log_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut items = st
+        .query_map(rusqlite::params_from_iter(params), log_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|l| format!("{}-{}", l.event.finished_at_ms, l.seq))
+        items
+            .last()
+            .map(|l| format!("{}-{}", l.event.finished_at_ms, l.seq))
     } else {
         None
     };
@@ -338,7 +409,12 @@ pub(super) fn spend_logs(
 }
 
 pub(super) fn spend_log(c: &Connection, id: Uuid) -> Result<Option<StoredSpendLog>> {
-    Ok(c.query_row(&format!("{LOG_SELECT} WHERE s.event_id = ?1"), [&id.as_bytes()[..]], log_from_row).optional()?)
+    Ok(c.query_row(
+        &format!("{LOG_SELECT} WHERE s.event_id = ?1"),
+        [&id.as_bytes()[..]],
+        log_from_row,
+    )
+    .optional()?)
 }
 
 #[cfg(test)]

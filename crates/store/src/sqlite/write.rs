@@ -69,9 +69,15 @@ fn label_id(conn: &Connection, cache: &mut LabelCache, kind: LabelKind, name: &s
     if let Some(&id) = by_name.get(name) {
         return Ok(id);
     }
-    conn.execute("INSERT INTO labels (kind, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING", params![kind as i64, name])?;
-    let id: i64 =
-        conn.query_row("SELECT id FROM labels WHERE kind = ?1 AND name = ?2", params![kind as i64, name], |r| r.get(0))?;
+    conn.execute(
+        "INSERT INTO labels (kind, name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![kind as i64, name],
+    )?;
+    let id: i64 = conn.query_row(
+        "SELECT id FROM labels WHERE kind = ?1 AND name = ?2",
+        params![kind as i64, name],
+        |r| r.get(0),
+    )?;
     by_name.insert(name.to_string(), id);
     Ok(id)
 }
@@ -79,7 +85,11 @@ fn label_id(conn: &Connection, cache: &mut LabelCache, kind: LabelKind, name: &s
 /// Looks a label up without creating it (for filters): `None` when no such name was ever recorded.
 pub(super) fn find_label(conn: &Connection, kind: LabelKind, name: &str) -> Result<Option<i64>> {
     Ok(conn
-        .query_row("SELECT id FROM labels WHERE kind = ?1 AND name = ?2", params![kind as i64, name], |r| r.get(0))
+        .query_row(
+            "SELECT id FROM labels WHERE kind = ?1 AND name = ?2",
+            params![kind as i64, name],
+            |r| r.get(0),
+        )
         .optional()?)
 }
 
@@ -104,7 +114,11 @@ fn dims_of(w: &mut WriterConn, e: &SpendEvent) -> Result<Dims> {
     })
 }
 
-pub(super) fn write_batch(w: &mut WriterConn, events: &[SpendEvent], minute_retention_ms: i64) -> Result<WriteReport> {
+pub(super) fn write_batch(
+    w: &mut WriterConn,
+    events: &[SpendEvent],
+    minute_retention_ms: i64,
+) -> Result<WriteReport> {
     // Labels are resolved first, each in its own tiny statement: an orphan label left by a failed batch is
     // harmless, and the cache never holds an id that a rolled-back transaction took away.
     let mut dims = Vec::with_capacity(events.len());
@@ -119,7 +133,10 @@ pub(super) fn write_batch(w: &mut WriterConn, events: &[SpendEvent], minute_rete
         let mut ins = tx.prepare_cached(INSERT_LOG)?;
         for (e, d) in events.iter().zip(&dims) {
             let cost = i64::try_from(e.cost.picos()).map_err(|_| {
-                StoreError::Invalid(format!("the cost of request {} does not fit a spend log", e.id))
+                StoreError::Invalid(format!(
+                    "the cost of request {} does not fit a spend log",
+                    e.id
+                ))
             })?;
             let detail = serde_json::json!({
                 "price_lines": e.price_lines,
@@ -158,7 +175,9 @@ pub(super) fn write_batch(w: &mut WriterConn, events: &[SpendEvent], minute_rete
             }
             report.inserted += 1;
             for (i, g) in Grain::ALL.iter().enumerate() {
-                let acc = rollups[i].entry((g.bucket(e.finished_at_ms), *d)).or_default();
+                let acc = rollups[i]
+                    .entry((g.bucket(e.finished_at_ms), *d))
+                    .or_default();
                 acc.requests += 1;
                 acc.errors += i64::from(e.status.is_error());
                 acc.input += i64_of(e.usage.input_tokens);
