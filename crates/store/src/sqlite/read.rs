@@ -427,7 +427,7 @@ mod tests {
         let now = 1000 * HOUR_MS;
         let w = resolve_window(now - HOUR_MS - 1, now - 5, now, 48 * HOUR_MS);
         assert_eq!(w.from_ms % 60_000, 0);
-        assert!(w.from_ms <= now - HOUR_MS - 1);
+        assert!(w.from_ms < now - HOUR_MS);
         assert!(w.to_ms >= now - 5);
         let old = resolve_window(now - 100 * HOUR_MS - 1234, now, now, 48 * HOUR_MS);
         assert_eq!(old.from_ms % HOUR_MS, 0);

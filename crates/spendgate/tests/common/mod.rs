@@ -1,0 +1,167 @@
+//! Shared set-up for integration tests: a real spendgate on a loopback port, a real SQLite file in a temporary
+//! directory, and the mock provider. Nothing of our own is mocked.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spendgate::app::{start, Running};
+use spendgate::config::{Config, ProviderConfig};
+
+pub struct TestServer {
+    pub running: Running,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn mock_provider(name: &str) -> ProviderConfig {
+    ProviderConfig {
+        name: name.into(),
+        kind: "mock".into(),
+        base_url: None,
+        api_key_env: None,
+        models: Vec::new(),
+        catalog: true,
+        default: false,
+        read_timeout_secs: 30,
+        latency_ms: 0,
+        chunk_delay_ms: 0,
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        gateway_name: "test-gw".into(),
+        admin_token: Some("test-admin-token".into()),
+        providers: vec![mock_provider("openai"), mock_provider("anthropic")],
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        let running = start(&config).await.unwrap();
+        let base = format!("http://{}", running.addr);
+        TestServer {
+            running,
+            base,
+            client: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    pub async fn admin_get(&self, path_and_query: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}{}", self.base, path_and_query))
+            .bearer_auth("test-admin-token")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a key through the admin API and returns (id, secret).
+    pub async fn create_key(&self, user: &str, team: Option<&str>) -> (i64, String) {
+        let res = self
+            .client
+            .post(format!("{}/api/v1/keys", self.base))
+            .bearer_auth("test-admin-token")
+            .json(&serde_json::json!({ "user": user, "team": team }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+        let v: Value = res.json().await.unwrap();
+        (
+            v["id"].as_i64().unwrap(),
+            v["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/chat/completions", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `cond` on the summary until it holds or `limit` passes; returns how long it took.
+    pub async fn wait_for_summary(
+        &self,
+        query: &str,
+        limit: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let (_, v) = self
+                .admin_get(&format!("/api/v1/usage/summary?{query}"))
+                .await;
+            if cond(&v) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "the summary never reached the expected state: {v}"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Every spend log matching `query`, following cursors.
+    pub async fn all_spend_logs(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, v) = self
+                .admin_get(&format!(
+                    "/api/v1/spend-logs?limit=1000&{query}&cursor={cursor}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            out.extend(v["items"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return out,
+            }
+        }
+    }
+}
+
+pub fn chat_body(model: &str, text: &str, stream: bool) -> Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{ "role": "user", "content": text }],
+    })
+}
+
+/// Sums a money field (decimal string) exactly, in picodollars.
+pub fn picos(v: &Value) -> i128 {
+    spendgate_core::Money::parse_usd(v.as_str().unwrap())
+        .unwrap()
+        .picos()
+}
