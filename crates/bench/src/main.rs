@@ -1,0 +1,348 @@
+//! `spendgate-bench`: the benchmark harness of issue 9. `bench/run.sh` builds everything and runs
+//! `spendgate-bench all`; see docs/BENCHMARKS.md for what each figure measures and how.
+// A command-line tool: it reports on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod gen;
+mod ingest;
+mod load;
+mod loadgen;
+mod procs;
+mod query;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+use report::Row;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spendgate-bench",
+    about = "spendgate's benchmark harness (docs/BENCHMARKS.md)."
+)]
+struct Cli {
+    /// A few seconds per figure and small data sets: checks that the harness works, not how fast anything is.
+    #[arg(long, global = true)]
+    short: bool,
+    /// The spendgate binary to benchmark (build it in release mode for real figures).
+    #[arg(long, global = true, default_value = "target/release/spendgate")]
+    bin: PathBuf,
+    /// Scratch space: data directories, configurations and the servers' logs. Emptied first.
+    #[arg(long, global = true, default_value = "bench/out/work")]
+    work: PathBuf,
+    /// Where the results are written as JSON.
+    #[arg(long, global = true, default_value = "bench/out/results.json")]
+    out: PathBuf,
+    /// The commit measured, recorded in the results.
+    #[arg(long, global = true, default_value = "unknown")]
+    commit: String,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Every figure, in order (the default).
+    All,
+    /// Figure 3: spend events ingested per second into SQLite.
+    Ingest {
+        #[arg(long)]
+        events: Option<usize>,
+    },
+    /// Figures 1 and 2 (and 5): added latency at fixed rates, throughput ratio, freshness.
+    Load,
+    /// Figure 5 alone: freshness of the summary API.
+    Freshness,
+    /// Figure 6: gateway RSS with concurrent streams.
+    Rss {
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+    },
+    /// Figure 4: explorer and summary latency over generated spend logs (sizes comma-separated).
+    Query {
+        #[arg(long, value_delimiter = ',')]
+        logs: Vec<u64>,
+    },
+}
+
+/// Durations and sizes of one mode.
+struct Plan {
+    ingest_events: usize,
+    rates: Vec<u64>,
+    latency_per_side: Duration,
+    warm_up: Duration,
+    max_concurrency: usize,
+    max_per_side: Duration,
+    fresh_samples: usize,
+    fresh_budget: Duration,
+    fresh_background_rps: u64,
+    rss_streams: usize,
+    rss_hold: Duration,
+    query_sizes: Vec<u64>,
+    query_reps: usize,
+}
+
+impl Plan {
+    fn new(short: bool) -> Plan {
+        if short {
+            Plan {
+                ingest_events: 50_000,
+                rates: vec![500, 1000, 2000],
+                latency_per_side: Duration::from_secs(1),
+                warm_up: Duration::from_millis(300),
+                max_concurrency: 32,
+                max_per_side: Duration::from_secs(1),
+                fresh_samples: 30,
+                fresh_budget: Duration::from_secs(3),
+                fresh_background_rps: 500,
+                rss_streams: 200,
+                rss_hold: Duration::from_secs(2),
+                query_sizes: vec![20_000],
+                query_reps: 3,
+            }
+        } else {
+            Plan {
+                ingest_events: 1_000_000,
+                rates: vec![500, 1000, 2000],
+                latency_per_side: Duration::from_secs(10),
+                warm_up: Duration::from_secs(2),
+                max_concurrency: 32,
+                max_per_side: Duration::from_secs(10),
+                fresh_samples: 500,
+                fresh_budget: Duration::from_secs(20),
+                fresh_background_rps: 500,
+                rss_streams: 1000,
+                rss_hold: Duration::from_secs(10),
+                query_sizes: vec![1_000_000, 10_000_000],
+                query_reps: 20,
+            }
+        }
+    }
+}
+
+struct Ctx {
+    cli: Cli,
+    plan: Plan,
+    rows: Vec<Row>,
+    figures: Map<String, Value>,
+    failures: Vec<String>,
+}
+
+impl Ctx {
+    fn record(&mut self, name: &str, r: anyhow::Result<Value>) {
+        match r {
+            Ok(v) => {
+                self.figures.insert(name.to_string(), v);
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                eprintln!("spendgate-bench: {name} failed: {msg}");
+                self.rows.push(Row::new(name, "FAILED", msg.clone()));
+                self.figures
+                    .insert(name.to_string(), json!({ "error": msg }));
+                self.failures.push(name.to_string());
+            }
+        }
+    }
+}
+
+async fn load_figures(ctx: &mut Ctx, latency: bool, freshness: bool) -> anyhow::Result<()> {
+    let bin = ctx.cli.bin.clone();
+    let work = ctx.cli.work.clone();
+    let mut s = match load::Setup::start(&bin, &work).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.record("load", Err(e));
+            return Ok(());
+        }
+    };
+    let client = loadgen::client();
+    if let Err(e) = load::warm_up(&client, &s, ctx.plan.warm_up).await {
+        ctx.record("load", Err(e));
+        return Ok(());
+    }
+    if latency {
+        eprintln!(
+            "spendgate-bench: figure 1, added latency at {:?} rps",
+            ctx.plan.rates
+        );
+        let r = load::added_latency(
+            &client,
+            &mut s,
+            &ctx.plan.rates,
+            ctx.plan.latency_per_side,
+            &mut ctx.rows,
+        )
+        .await;
+        ctx.record("1_added_latency", r);
+        eprintln!("spendgate-bench: figure 2, maximum rate");
+        let r = load::throughput(
+            &client,
+            &mut s,
+            ctx.plan.max_concurrency,
+            ctx.plan.max_per_side,
+            &mut ctx.rows,
+        )
+        .await;
+        ctx.record("2_throughput", r);
+    }
+    if freshness {
+        eprintln!("spendgate-bench: figure 5, freshness");
+        // Let the writer drain the load above first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let p = &ctx.plan;
+        let r = load::freshness(
+            &client,
+            &mut s,
+            p.fresh_samples,
+            p.fresh_background_rps,
+            p.fresh_budget,
+            &mut ctx.rows,
+        )
+        .await;
+        ctx.record("5_freshness", r);
+    }
+    let rss = procs::proc_status_kb(s.gateway.pid(), "VmHWM").ok();
+    ctx.figures
+        .insert("load_gateway_vm_hwm_kb".into(), json!(rss));
+    drop(s);
+    Ok(())
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+    });
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "os": std::env::consts::OS,
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    anyhow::ensure!(
+        cli.bin.exists(),
+        "{} does not exist: build it first (bench/run.sh does)",
+        cli.bin.display()
+    );
+    procs::fresh_dir(&cli.work)?;
+    let plan = Plan::new(cli.short);
+    let mut ctx = Ctx {
+        cli,
+        plan,
+        rows: Vec::new(),
+        figures: Map::new(),
+        failures: Vec::new(),
+    };
+    let cmd = ctx.cli.command.take().unwrap_or(Cmd::All);
+    let all = matches!(cmd, Cmd::All);
+    let bin = ctx.cli.bin.clone();
+    let work = ctx.cli.work.clone();
+
+    if let Cmd::Ingest { events } = &cmd {
+        ctx.plan.ingest_events = events.unwrap_or(ctx.plan.ingest_events);
+    }
+    if all || matches!(cmd, Cmd::Ingest { .. }) {
+        eprintln!(
+            "spendgate-bench: figure 3, ingest of {} events",
+            ctx.plan.ingest_events
+        );
+        let r = ingest::run(&work, ctx.plan.ingest_events, &mut ctx.rows).await;
+        ctx.record("3_ingest", r);
+    }
+    if all || matches!(cmd, Cmd::Load) {
+        load_figures(&mut ctx, true, true).await?;
+    }
+    if matches!(cmd, Cmd::Freshness) {
+        load_figures(&mut ctx, false, true).await?;
+    }
+    if let Cmd::Rss { streams } = &cmd {
+        ctx.plan.rss_streams = *streams;
+    }
+    if all || matches!(cmd, Cmd::Rss { .. }) {
+        eprintln!(
+            "spendgate-bench: figure 6, RSS with {} streams",
+            ctx.plan.rss_streams
+        );
+        let r = load::rss(
+            &bin,
+            &work,
+            ctx.plan.rss_streams,
+            ctx.plan.rss_hold,
+            &mut ctx.rows,
+        )
+        .await;
+        ctx.record("6_rss", r);
+    }
+    if let Cmd::Query { logs } = &cmd {
+        if !logs.is_empty() {
+            ctx.plan.query_sizes = logs.clone();
+        }
+    }
+    if all || matches!(cmd, Cmd::Query { .. }) {
+        eprintln!(
+            "spendgate-bench: figure 4, queries over {:?} spend logs",
+            ctx.plan.query_sizes
+        );
+        let r = query::run(
+            &bin,
+            &work,
+            &ctx.plan.query_sizes,
+            ctx.plan.query_reps,
+            &mut ctx.rows,
+        )
+        .await;
+        ctx.record("4_queries", r);
+    }
+
+    let table = report::table(&ctx.rows);
+    println!();
+    println!(
+        "spendgate benchmarks ({} mode, commit {})",
+        if ctx.cli.short { "short" } else { "full" },
+        ctx.cli.commit
+    );
+    println!();
+    print!("{table}");
+    if ctx.cli.short {
+        println!("\nShort mode: a few seconds per figure, to check the harness; its figures are not measurements.");
+    }
+    let result = json!({
+        "commit": ctx.cli.commit,
+        "mode": if ctx.cli.short { "short" } else { "full" },
+        "binary": ctx.cli.bin.display().to_string(),
+        "machine": machine(),
+        "measured_at": spendgate_core::time::to_rfc3339(spendgate_core::time::now_ms()),
+        "elapsed_s": started.elapsed().as_secs(),
+        "table": ctx.rows.iter().map(Row::json).collect::<Vec<_>>(),
+        "table_text": table,
+        "figures": ctx.figures,
+        "failures": ctx.failures,
+    });
+    if let Some(parent) = ctx.cli.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&ctx.cli.out, serde_json::to_string_pretty(&result)?)
+        .with_context(|| format!("could not write {}", ctx.cli.out.display()))?;
+    println!("\nResults: {}", ctx.cli.out.display());
+    Ok(ctx.failures.is_empty())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !run(cli).await? {
+        anyhow::bail!("some figures could not be measured (see above); the harness is broken");
+    }
+    Ok(())
+}
