@@ -147,6 +147,7 @@ impl Generator {
                 .copied()
                 .collect(),
             error: failed.then(|| "The provider failed: upstream answered 502.".to_string()),
+            wallet_id: None,
         }
     }
 

@@ -131,4 +131,8 @@ pub struct SpendEvent {
     pub price_lines: Vec<PriceLine>,
     /// A short error description for failed requests. Never holds a key or a prompt.
     pub error: Option<String>,
+    /// The wallet that paid, if any: its ledger gets a `settle` entry for `cost` in the same transaction as this
+    /// spend log.
+    #[serde(default)]
+    pub wallet_id: Option<i64>,
 }

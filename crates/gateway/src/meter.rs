@@ -110,6 +110,7 @@ impl Meter {
                 .copied()
                 .collect(),
             error: outcome.error,
+            wallet_id: None,
         };
         if !self.writer.record(event) {
             tracing::error!(request_id = %self.id, "A spend event arrived after the writer stopped; it was not recorded.");

@@ -4,14 +4,20 @@
 //! backend. The [`writer`] batches spend events from the hot path into the store, so that no request waits on
 //! a database.
 
+pub mod controls;
 pub mod sqlite;
 pub mod writer;
 
 use async_trait::async_trait;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::Grain;
-use spendgate_core::SpendEvent;
+use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
+
+use controls::{
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget, NewWallet,
+    Transfer, WalletRecord,
+};
 
 pub use sqlite::SqliteStore;
 pub use writer::{spawn_writer, SpendWriter, WriterConfig, WriterHandle, WriterStats};
@@ -127,4 +133,25 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<SpendLogPage>;
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
+
+    /// Creates a budget or updates the one with the same scope and period; returns (before, after).
+    async fn upsert_budget(&self, budget: NewBudget) -> Result<(Option<BudgetRecord>, BudgetRecord)>;
+    async fn list_budgets(&self) -> Result<Vec<BudgetRecord>>;
+    async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord>;
+    async fn list_wallets(&self) -> Result<Vec<WalletRecord>>;
+    /// Applies a money movement between wallets (or a top-up) in one transaction; returns the wallets touched.
+    async fn transfer(&self, transfer: Transfer, actor: &str, reason: &str) -> Result<Vec<WalletRecord>>;
+    /// Ledger entries of a wallet, newest first, older than `before_id`.
+    async fn ledger(&self, wallet: i64, limit: usize, before_id: Option<i64>) -> Result<Vec<LedgerEntry>>;
+    /// The sum of every ledger entry of a wallet: always equal to its balance.
+    async fn ledger_sum(&self, wallet: i64) -> Result<Money>;
+    /// What a wallet paid for requests since a time (for burn rates).
+    async fn wallet_spent_since(&self, wallet: i64, since_ms: i64) -> Result<Money>;
+    /// Records an alert; `None` when the same crossing was recorded before (alerts fire once).
+    async fn record_alert(&self, alert: NewAlert) -> Result<Option<AlertRecord>>;
+    async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>>;
+    async fn record_delivery(&self, delivery: Delivery) -> Result<()>;
+    async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()>;
+    async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>>;
 }

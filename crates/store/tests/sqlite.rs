@@ -58,6 +58,7 @@ fn event(
         price_confidence: PriceConfidence::Exact,
         price_lines: vec![],
         error: None,
+        wallet_id: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! pool of reader connections. Every call runs on tokio's blocking pool so the async runtime never waits on
 //! disk.
 
+mod controls;
 mod read;
 mod schema;
 mod write;
@@ -14,9 +15,13 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::{now_ms, Grain, HOUR_MS};
-use spendgate_core::SpendEvent;
+use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
 
+use crate::controls::{
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget, NewWallet,
+    Transfer, WalletRecord,
+};
 use crate::{
     KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
     StoredSpendLog, WriteReport,
@@ -281,5 +286,62 @@ impl Store for SqliteStore {
 
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
         self.with_reader(move |c| read::spend_log(c, id)).await
+    }
+
+    async fn upsert_budget(&self, budget: NewBudget) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
+        self.with_writer(move |w| controls::upsert_budget(&mut w.conn, &budget)).await
+    }
+
+    async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
+        self.with_reader(controls::list_budgets).await
+    }
+
+    async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
+        self.with_writer(move |w| controls::create_wallet(&mut w.conn, &wallet)).await
+    }
+
+    async fn list_wallets(&self) -> Result<Vec<WalletRecord>> {
+        self.with_reader(controls::list_wallets).await
+    }
+
+    async fn transfer(&self, transfer: Transfer, actor: &str, reason: &str) -> Result<Vec<WalletRecord>> {
+        let (actor, reason) = (actor.to_string(), reason.to_string());
+        self.with_writer(move |w| controls::transfer(&mut w.conn, &transfer, &actor, &reason)).await
+    }
+
+    async fn ledger(&self, wallet: i64, limit: usize, before_id: Option<i64>) -> Result<Vec<LedgerEntry>> {
+        self.with_reader(move |c| controls::ledger(c, wallet, limit, before_id)).await
+    }
+
+    async fn ledger_sum(&self, wallet: i64) -> Result<Money> {
+        self.with_reader(move |c| controls::ledger_sum(c, wallet)).await
+    }
+
+    async fn wallet_spent_since(&self, wallet: i64, since_ms: i64) -> Result<Money> {
+        self.with_reader(move |c| controls::spent_since(c, wallet, since_ms)).await
+    }
+
+    async fn record_alert(&self, alert: NewAlert) -> Result<Option<AlertRecord>> {
+        self.with_writer(move |w| controls::record_alert(&w.conn, &alert)).await
+    }
+
+    async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        self.with_reader(move |c| controls::list_alerts(c, limit)).await
+    }
+
+    async fn record_delivery(&self, delivery: Delivery) -> Result<()> {
+        self.with_writer(move |w| controls::record_delivery(&w.conn, &delivery)).await
+    }
+
+    async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        self.with_reader(move |c| controls::list_deliveries(c, limit)).await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        self.with_writer(move |w| controls::record_audit(&w.conn, &entry)).await
+    }
+
+    async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.with_reader(move |c| controls::list_audit(c, from_ms, to_ms, limit)).await
     }
 }

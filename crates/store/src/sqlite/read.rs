@@ -313,7 +313,8 @@ const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.lat
     (SELECT name FROM labels WHERE id = s.model_id), s.key_id, (SELECT name FROM labels WHERE id = s.user_id),
     (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
     s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
-    s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail
+    s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail,
+    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id)
   FROM spend_logs s";
 
 fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
@@ -363,6 +364,7 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
             price_confidence: PriceConfidence::from_code(r.get(23)?),
             price_lines,
             error,
+            wallet_id: r.get(25)?,
         },
     })
 }

@@ -51,7 +51,7 @@ CREATE TABLE spend_logs (
 );
 CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
 CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
-"#];
+"#, CONTROLS];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
 pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
@@ -91,3 +91,80 @@ pub enum LabelKind {
     Gateway = 5,
     Workflow = 6,
 }
+
+/// Controls: budgets, wallets and their ledger, alerts and deliveries, the audit log.
+pub const CONTROLS: &str = r#"
+CREATE TABLE budgets (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT,
+    scope         TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    period        TEXT NOT NULL,
+    amount_pico   INTEGER NOT NULL,
+    thresholds    TEXT NOT NULL,
+    hard_limit    INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    UNIQUE (scope, subject, period)
+);
+
+CREATE TABLE wallets (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL,
+    scope            TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    low_pico         INTEGER NOT NULL,
+    balance_pico     INTEGER NOT NULL DEFAULT 0,
+    allocated_pico   INTEGER NOT NULL DEFAULT 0,
+    spent_pico       INTEGER NOT NULL DEFAULT 0,
+    created_at_ms    INTEGER NOT NULL,
+    UNIQUE (scope, subject)
+);
+
+CREATE TABLE ledger (
+    id            INTEGER PRIMARY KEY,
+    wallet_id     INTEGER NOT NULL REFERENCES wallets (id),
+    kind          TEXT NOT NULL,
+    amount_pico   INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    counterparty  INTEGER,
+    request_id    BLOB,
+    at_ms         INTEGER NOT NULL
+);
+CREATE INDEX ledger_wallet_at ON ledger (wallet_id, at_ms);
+CREATE UNIQUE INDEX ledger_settle_once ON ledger (request_id) WHERE request_id IS NOT NULL;
+
+CREATE TABLE alerts (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    team            TEXT,
+    period_start_ms INTEGER NOT NULL,
+    threshold       INTEGER NOT NULL,
+    message         TEXT NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    UNIQUE (kind, subject, period_start_ms, threshold)
+);
+
+CREATE TABLE deliveries (
+    id        INTEGER PRIMARY KEY,
+    alert_id  INTEGER NOT NULL,
+    target    TEXT NOT NULL,
+    attempt   INTEGER NOT NULL,
+    ok        INTEGER NOT NULL,
+    detail    TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL
+);
+
+CREATE TABLE audit_log (
+    id      INTEGER PRIMARY KEY,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    before  TEXT,
+    after   TEXT,
+    at_ms   INTEGER NOT NULL
+);
+CREATE INDEX audit_at ON audit_log (at_ms);
+"#;

@@ -174,6 +174,21 @@ pub(super) fn write_batch(
                 continue;
             }
             report.inserted += 1;
+            if let Some(wallet) = e.wallet_id {
+                // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two
+                // can never disagree, and the unique request id keeps a replayed event from charging twice.
+                super::controls::post(
+                    &tx,
+                    wallet,
+                    crate::controls::LedgerKind::Settle,
+                    -cost,
+                    "gateway",
+                    "request",
+                    None,
+                    Some(&e.id.as_bytes()[..]),
+                    e.finished_at_ms,
+                )?;
+            }
             for (i, g) in Grain::ALL.iter().enumerate() {
                 let acc = rollups[i]
                     .entry((g.bucket(e.finished_at_ms), *d))

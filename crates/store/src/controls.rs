@@ -1,0 +1,152 @@
+//! Stored shapes of budgets, wallets, the wallet ledger, alerts, webhook deliveries and the audit log.
+
+use serde::Serialize;
+use spendgate_core::controls::{Period, Scope};
+use spendgate_core::Money;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBudget {
+    pub name: Option<String>,
+    pub scope: Scope,
+    pub period: Period,
+    pub amount: Money,
+    /// Alert thresholds in percent, ascending.
+    pub thresholds: Vec<u32>,
+    pub hard_limit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRecord {
+    pub id: i64,
+    pub def: NewBudget,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWallet {
+    pub name: String,
+    /// Org, Team or User (a wallet does not belong to a key).
+    pub scope: Scope,
+    /// Under this, the wallet is Low.
+    pub low_threshold: Money,
+}
+
+/// A wallet with its balances, derived from the ledger in the same transactions that write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletRecord {
+    pub id: i64,
+    pub def: NewWallet,
+    pub balance: Money,
+    pub total_allocated: Money,
+    pub total_spent: Money,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    TopUp,
+    /// Money moved in from a parent wallet (positive) or out to a child (negative).
+    Allocate,
+    /// Money taken back by a parent: negative on the child, positive on the parent.
+    Reclaim,
+    /// What a request cost, charged after it finished. The amount held for it while it ran is kept alongside.
+    Settle,
+    Refund,
+}
+
+impl LedgerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::TopUp => "top_up",
+            LedgerKind::Allocate => "allocate",
+            LedgerKind::Reclaim => "reclaim",
+            LedgerKind::Settle => "settle",
+            LedgerKind::Refund => "refund",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LedgerKind> {
+        [LedgerKind::TopUp, LedgerKind::Allocate, LedgerKind::Reclaim, LedgerKind::Settle, LedgerKind::Refund]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub wallet_id: i64,
+    pub kind: LedgerKind,
+    /// Signed: positive adds to the balance.
+    pub amount: Money,
+    pub actor: String,
+    pub reason: String,
+    /// The other wallet of an allocate or reclaim.
+    pub counterparty: Option<i64>,
+    /// The spend log of a settle.
+    pub request_id: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A money movement an admin asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transfer {
+    TopUp { wallet: i64, amount: Money },
+    /// From a parent to a child.
+    Allocate { from: i64, to: i64, amount: Money },
+    /// A parent takes back from a child.
+    Reclaim { parent: i64, child: i64, amount: Money },
+    Refund { wallet: i64, amount: Money },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    /// budget_near, budget_over, wallet_low, wallet_depleted.
+    pub kind: String,
+    /// "budget:12" or "wallet:3".
+    pub subject: String,
+    /// The team it concerns, when it concerns one (for filtering).
+    pub team: Option<String>,
+    /// Start of the budget period (or 0 for wallets): an alert fires once per crossing per period.
+    pub period_start_ms: i64,
+    pub threshold: u32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub alert: NewAlert,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub alert_id: i64,
+    pub target: String,
+    pub attempt: u32,
+    pub ok: bool,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// One admin change, with the state before and after, for the activity history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub actor: String,
+    /// e.g. "budget.set", "wallet.topup", "key.create".
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub entry: AuditEntry,
+    pub at_ms: i64,
+}
