@@ -1,8 +1,10 @@
 //! spendgate's HTTP surface for people and scripts: the JSON API (usage, spend logs, keys, pricing), its
-//! authentication, and (later) the pages. The client-facing proxy API lives in `spendgate-gateway`.
+//! authentication, and the pages (`/overview`, `/usage`, request details) with their login and live
+//! updates. The client-facing proxy API lives in `spendgate-gateway`.
 
 mod api;
 mod auth;
+mod pages;
 mod params;
 
 use std::sync::Arc;
@@ -35,7 +37,8 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// `/healthz` and the admin JSON API under `/api/v1`.
+/// `/healthz`, the admin JSON API under `/api/v1`, and the pages with their login, static files and live
+/// events.
 pub fn router(state: Arc<AppState>) -> Router {
-    api::router(state)
+    api::router(Arc::clone(&state)).merge(pages::router(state))
 }

@@ -33,7 +33,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 pub const WINDOWS: [&str; 5] = ["1h", "24h", "7d", "30d", "mtd"];
 
 /// Start of the current calendar month in UTC.
-fn month_start(now: i64) -> i64 {
+pub(crate) fn month_start(now: i64) -> i64 {
     let t = time::OffsetDateTime::from_unix_timestamp(now / 1000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let first = t.date().replace_day(1).unwrap_or(t.date());

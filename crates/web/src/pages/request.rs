@@ -1,0 +1,224 @@
+//! `/requests/{id}`: one spend event in full, with the price lines its cost was computed from.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
+use spendgate_core::pricing::TokenKind;
+use spendgate_core::query::{NO_TEAM_FILTER, NO_TEAM_LABEL};
+use spendgate_core::{PriceConfidence, UsageSource};
+
+use super::html::{date_time, esc, int, layout, query_string};
+use super::{error_page, html_response, store_error_page, Pages, SessionCsrf};
+
+fn kind_label(k: TokenKind) -> &'static str {
+    match k {
+        TokenKind::Input => "Input (uncached)",
+        TokenKind::CachedInput => "Cached input",
+        TokenKind::CacheWrite => "Cache write",
+        TokenKind::Output => "Output",
+    }
+}
+
+pub(crate) async fn page(
+    State(p): State<Arc<Pages>>,
+    Extension(csrf): Extension<SessionCsrf>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
+        return error_page(
+            &p,
+            &csrf,
+            StatusCode::BAD_REQUEST,
+            "Not a request id",
+            &format!("'{id}' is not a request id."),
+        );
+    };
+    let log = match p.app.store.spend_log(uuid).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return error_page(
+                &p,
+                &csrf,
+                StatusCode::NOT_FOUND,
+                "Request not found",
+                "No request has this id. It may not be written yet (the writer batches events for a few \
+                 milliseconds), or it is older than the spend logs kept.",
+            )
+        }
+        Err(e) => return store_error_page(&p, &csrf, e),
+    };
+    let e = &log.event;
+    let mut s = String::with_capacity(8192);
+    let team_param = e
+        .attribution
+        .team
+        .clone()
+        .unwrap_or_else(|| NO_TEAM_FILTER.to_string());
+    let _ = write!(
+        s,
+        "<div class=\"page-head\"><h1>Request <code>{}</code></h1>\
+         <a class=\"more\" href=\"/usage\">← Usage</a></div>",
+        esc(&e.id.to_string())
+    );
+    let estimated = e.usage_source == UsageSource::Estimated;
+    let _ = write!(
+        s,
+        "<section class=\"cards\"><div class=\"card\"><h3>Cost</h3><p class=\"big\" title=\"${}\">{}</p>\
+         <p class=\"sub\">exact: ${}</p></div>\
+         <div class=\"card\"><h3>Tokens</h3><p class=\"big\">{}</p><p class=\"sub\">{} in · {} out</p></div>\
+         <div class=\"card\"><h3>Usage</h3><p class=\"big {}\" id=\"usage-source\">{}</p><p class=\"sub\">{}</p></div>\
+         <div class=\"card\"><h3>Price</h3><p class=\"big {}\">{}</p><p class=\"sub\">{}</p></div></section>",
+        e.cost.to_usd_string(),
+        esc(&e.cost.display_usd()),
+        e.cost.to_usd_string(),
+        int(e.usage.total_tokens()),
+        int(e.usage.input_tokens),
+        int(e.usage.output_tokens),
+        if estimated { "warn" } else { "" },
+        if estimated { "Estimated" } else { "Reported" },
+        if estimated {
+            "The provider reported no token counts; spendgate estimated them (about four bytes a token)."
+        } else {
+            "Token counts as reported by the provider."
+        },
+        if e.price_confidence == PriceConfidence::Fallback { "warn" } else { "" },
+        if e.price_confidence == PriceConfidence::Fallback { "Fallback" } else { "Catalog" },
+        if e.price_confidence == PriceConfidence::Fallback {
+            "The model has no catalog price; the configured fallback price was used."
+        } else {
+            "Priced from the pricing catalog."
+        },
+    );
+
+    s.push_str(
+        "<div class=\"grid2\"><section class=\"panel\"><h2>Request</h2><dl class=\"fields\">",
+    );
+    let link = |param: &str, value: &str, group_by: &str| -> String {
+        format!(
+            "/usage{}",
+            query_string(&[
+                ("window", "24h".into()),
+                (param, value.to_string()),
+                ("group_by", group_by.into())
+            ])
+        )
+    };
+    let rows: Vec<(&str, String)> = vec![
+        ("Id", format!("<code>{}</code>", esc(&e.id.to_string()))),
+        ("Started", esc(&date_time(e.started_at_ms))),
+        ("Finished", esc(&date_time(e.finished_at_ms))),
+        ("Latency", format!("{} ms", int(u64::from(e.latency_ms)))),
+        (
+            "Status",
+            format!("{} (HTTP {})", esc(e.status.as_str()), e.http_status),
+        ),
+        ("Error", e.error.as_deref().map_or_else(|| "—".into(), esc)),
+        (
+            "Gateway",
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&link("gateway", &e.gateway, "provider")),
+                esc(&e.gateway)
+            ),
+        ),
+        (
+            "Provider",
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&link("provider", &e.provider, "model")),
+                esc(&e.provider)
+            ),
+        ),
+        (
+            "Model",
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&link("model", &e.model, "team")),
+                esc(&e.model)
+            ),
+        ),
+        ("Endpoint", esc(&e.endpoint)),
+        (
+            "Streamed",
+            if e.stream { "yes".into() } else { "no".into() },
+        ),
+        ("Cache outcome", esc(e.cache_outcome.as_str())),
+        (
+            "Team",
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&link("team", &team_param, "user")),
+                esc(e.attribution.team.as_deref().unwrap_or(NO_TEAM_LABEL))
+            ),
+        ),
+        (
+            "User",
+            format!(
+                "<a href=\"{}\">{}</a>",
+                esc(&link("user", &e.attribution.user, "model")),
+                esc(&e.attribution.user)
+            ),
+        ),
+        (
+            "Key",
+            format!(
+                "<a href=\"{}\">key {}</a>",
+                esc(&link("key", &e.attribution.key_id.to_string(), "model")),
+                e.attribution.key_id
+            ),
+        ),
+        (
+            "Workflow",
+            e.attribution
+                .workflow
+                .as_deref()
+                .map_or_else(|| "—".into(), esc),
+        ),
+        ("Usage source", esc(e.usage_source.as_str())),
+        ("Price confidence", esc(e.price_confidence.as_str())),
+    ];
+    for (k, v) in rows {
+        let _ = write!(s, "<div><dt>{k}</dt><dd>{v}</dd></div>");
+    }
+    s.push_str("</dl></section>");
+
+    s.push_str(
+        "<section class=\"panel\"><h2>Price lines</h2><table class=\"data\" id=\"price-lines\"><thead><tr><th>Tokens</th>\
+         <th class=\"num\">Count</th><th class=\"num\">USD / 1M tokens</th><th class=\"num\">Cost (USD)</th></tr></thead><tbody>",
+    );
+    for l in &e.price_lines {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">${}</td><td class=\"num\">${}</td></tr>",
+            kind_label(l.kind),
+            int(l.tokens),
+            l.price_per_mtok.to_usd_string(),
+            l.cost.to_usd_string()
+        );
+    }
+    if e.price_lines.is_empty() {
+        s.push_str("<tr><td colspan=\"4\" class=\"muted\">No price lines were recorded for this request.</td></tr>");
+    }
+    let _ = write!(
+        s,
+        "</tbody><tfoot><tr><th colspan=\"3\">Total</th><td class=\"num\">${}</td></tr></tfoot></table>\
+         <p class=\"muted small\">Cost = tokens × price per million tokens, exact to the picodollar. Cached input and \
+         cache writes are billed at their own prices; input counts include them.</p>\
+         <h3>Token counts</h3><dl class=\"fields\"><div><dt>Input</dt><dd>{}</dd></div>\
+         <div><dt>Cached input</dt><dd>{}</dd></div><div><dt>Cache write</dt><dd>{}</dd></div>\
+         <div><dt>Output</dt><dd>{}</dd></div></dl></section></div>",
+        e.cost.to_usd_string(),
+        int(e.usage.input_tokens),
+        int(e.usage.cached_input_tokens),
+        int(e.usage.cache_write_tokens),
+        int(e.usage.output_tokens),
+    );
+    html_response(
+        StatusCode::OK,
+        layout(&p.chrome("Request", "/usage", &csrf, false), "", &s),
+    )
+}
