@@ -39,6 +39,8 @@ pub struct Meter {
     pub started_at_ms: i64,
     pub started: Instant,
     pub request_bytes: usize,
+    /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
+    pub hold: crate::controls::Hold,
 }
 
 impl std::fmt::Debug for Meter {
@@ -82,6 +84,8 @@ impl Meter {
             ),
         };
         let priced = self.price.price(&usage);
+        let wallet_id = self.hold.wallet_id();
+        self.hold.settle(priced.cost);
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
         self.stats.observe(latency, outcome.status.is_error());
@@ -110,7 +114,7 @@ impl Meter {
                 .copied()
                 .collect(),
             error: outcome.error,
-            wallet_id: None,
+            wallet_id,
         };
         if !self.writer.record(event) {
             tracing::error!(request_id = %self.id, "A spend event arrived after the writer stopped; it was not recorded.");

@@ -218,6 +218,7 @@ async fn prepare(
     let stream = head.wants_stream() && endpoint == Endpoint::ChatCompletions;
     let request_bytes = body.len();
     let upstream_body = upstream_body(body, &head, endpoint, &route.upstream_model)?;
+    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes)?;
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -238,6 +239,7 @@ async fn prepare(
         started_at_ms,
         started,
         request_bytes,
+        hold,
     };
     let upstream = UpstreamRequest {
         endpoint,
@@ -250,6 +252,57 @@ async fn prepare(
         upstream,
         route,
     })
+}
+
+/// Holds the request's worst-case cost against budgets and wallets. The prompt is taken at one token per byte of
+/// the body (no tokenizer makes more tokens than bytes of UTF-8 text, and the JSON around the messages covers
+/// the per-message overhead), the answer at `max_tokens`, else the model's output cap, else the configured
+/// default; so a hold is never smaller than the cost it stands for.
+fn reserve(
+    gw: &Gateway,
+    key: &spendgate_store::KeyRecord,
+    head: &RequestHead,
+    endpoint: Endpoint,
+    route: &crate::routes::Route,
+    request_bytes: usize,
+) -> Result<crate::controls::Hold, ApiError> {
+    let output = match endpoint {
+        Endpoint::Embeddings => 0,
+        Endpoint::ChatCompletions => head
+            .max_output()
+            .or(route.price.max_output_tokens.filter(|m| *m > 0))
+            .unwrap_or(gw.controls.config().default_max_output_tokens),
+    };
+    let worst = spendgate_core::Usage {
+        input_tokens: request_bytes as u64,
+        output_tokens: output,
+        cached_input_tokens: 0,
+        cache_write_tokens: 0,
+    };
+    let estimate = route.price.price(&worst).cost;
+    gw.controls
+        .reserve(key.id, &key.user, key.team.as_deref(), estimate)
+        .map_err(|r| match r {
+            crate::controls::Refusal::Budget {
+                description,
+                retry_after_secs,
+            } => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "budget_exceeded",
+                    "budget_exceeded",
+                    description,
+                );
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
+            crate::controls::Refusal::Funds { description } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_funds",
+                "insufficient_funds",
+                description,
+            ),
+        })
 }
 
 fn provider_error(e: &ProviderError) -> ApiError {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use spendgate_core::Catalog;
+use spendgate_gateway::alerts::WebhookConfig;
+use spendgate_gateway::controls::{Controls, ControlsConfig};
 use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
@@ -24,6 +26,7 @@ pub struct Running {
     pub store: Arc<dyn Store>,
     pub writer: SpendWriter,
     pub catalog: Arc<Catalog>,
+    pub controls: Arc<Controls>,
     /// Where the generated admin token was written, when it was generated.
     pub admin_token_file: Option<std::path::PathBuf>,
     pub admin_token: String,
@@ -179,6 +182,25 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let name: Arc<str> = Arc::from(config.gateway_name.as_str());
     spendgate_core::validate_name("gateway", &name).map_err(anyhow::Error::msg)?;
     let stats = Arc::new(GatewayStats::default());
+    let time_zone = spendgate_core::controls::time_zone(&config.budgets.time_zone)
+        .map_err(|e| anyhow::anyhow!("budgets.time_zone: {e}"))?;
+    let (controls, alerts_rx) = Controls::load(
+        Arc::clone(&store),
+        ControlsConfig {
+            time_zone,
+            default_max_output_tokens: config.budgets.default_max_output_tokens,
+        },
+    )
+    .await?;
+    tokio::spawn(spendgate_gateway::alerts::run_dispatcher(
+        Arc::clone(&store),
+        alerts_rx,
+        WebhookConfig {
+            urls: config.alerts.webhooks.clone(),
+            attempts: config.alerts.attempts,
+            ..WebhookConfig::default()
+        },
+    ));
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
         routes,
@@ -189,6 +211,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             max_stream_duration: Duration::from_secs(config.limits.max_stream_seconds),
         },
         stats: Arc::clone(&stats),
+        controls: Arc::clone(&controls),
     });
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
@@ -200,6 +223,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         admin_token: AdminToken::new(&token),
         version: VERSION,
         open_pages: config.open_pages,
+        controls: Arc::clone(&controls),
     });
     // The proxy's own size limit answers in OpenAI's shape, so axum's default limit is lifted here.
     let app = spendgate_gateway::router(gateway)
@@ -224,6 +248,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store,
         writer,
         catalog,
+        controls,
         admin_token_file: token_file,
         admin_token: token,
         shutdown,

@@ -21,6 +21,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub writer: WriterSettings,
     pub store: StoreSettings,
+    pub budgets: BudgetSettings,
+    pub alerts: AlertSettings,
     /// Set by `demo` only: pages need no login. Not settable from a file.
     #[serde(skip)]
     pub open_pages: bool,
@@ -38,6 +40,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             writer: WriterSettings::default(),
             store: StoreSettings::default(),
+            budgets: BudgetSettings::default(),
+            alerts: AlertSettings::default(),
             open_pages: false,
         }
     }
@@ -139,6 +143,41 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             minute_retention_hours: 48,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// The IANA time zone budget periods follow ("UTC", "Europe/Paris", ...).
+    pub time_zone: String,
+    /// Output tokens a reservation assumes when a request sets no max_tokens and the catalog has no cap.
+    pub default_max_output_tokens: u64,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            time_zone: "UTC".into(),
+            default_max_output_tokens: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Webhook URLs that receive every new alert (Slack-compatible JSON body).
+    pub webhooks: Vec<String>,
+    pub attempts: u32,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhooks: Vec::new(),
+            attempts: 3,
         }
     }
 }

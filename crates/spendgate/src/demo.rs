@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use spendgate_gateway::controls::Controls;
 use spendgate_store::Store;
 use tokio::sync::watch;
 
@@ -196,6 +197,96 @@ async fn send(
         }
         Err(e) => tracing::debug!(error = %e, "A demo request failed."),
     }
+}
+
+/// Seeds budgets and wallets once the traffic has run for a while, sized from what was really spent so that
+/// team support sits near its daily budget and the data-science wallet is low. Runs once per demo start; a
+/// second start finds the wallets in place and keeps them.
+pub async fn seed_controls(controls: std::sync::Arc<Controls>) -> anyhow::Result<()> {
+    use spendgate_core::controls::{Period, Scope};
+    use spendgate_core::Money;
+    use spendgate_store::controls::{NewBudget, NewWallet, Transfer};
+    let usd = |s: &str| Money::parse_usd(s).unwrap_or_default();
+    let store = std::sync::Arc::clone(controls.store());
+    let now = spendgate_core::time::now_ms();
+    let (start, _) = Period::Day.bounds(&controls.config().time_zone, now);
+    let support_today = store
+        .summary(&spendgate_core::Filters {
+            from_ms: start,
+            to_ms: now + 1,
+            team: Some("support".into()),
+            ..Default::default()
+        })
+        .await?
+        .cost;
+    // 87 % used: near its budget now, over it within minutes as the planted retry loop starts.
+    let support_amount =
+        Money::from_picos((support_today.picos() * 100 / 87).max(usd("0.05").picos()));
+    let budgets = [
+        NewBudget {
+            name: Some("Org monthly".into()),
+            scope: Scope::Org,
+            period: Period::Month,
+            amount: usd("250"),
+            thresholds: vec![80, 100],
+            hard_limit: false,
+        },
+        NewBudget {
+            name: Some("Support daily".into()),
+            scope: Scope::Team("support".into()),
+            period: Period::Day,
+            amount: support_amount,
+            thresholds: vec![80, 100],
+            hard_limit: false,
+        },
+        NewBudget {
+            name: Some("Search weekly cap".into()),
+            scope: Scope::Team("search".into()),
+            period: Period::Week,
+            amount: usd("20"),
+            thresholds: vec![80, 100],
+            hard_limit: true,
+        },
+    ];
+    for b in budgets {
+        controls.set_budget(b).await?;
+    }
+    let wallets = [
+        (
+            NewWallet {
+                name: "Company credits".into(),
+                scope: Scope::Org,
+                low_threshold: usd("10"),
+            },
+            usd("100"),
+        ),
+        (
+            NewWallet {
+                name: "Data science pilot".into(),
+                scope: Scope::Team("data-science".into()),
+                low_threshold: usd("0.45"),
+            },
+            usd("0.46"),
+        ),
+    ];
+    for (w, amount) in wallets {
+        match controls.create_wallet(w).await {
+            Ok(rec) => {
+                controls
+                    .transfer(
+                        Transfer::TopUp {
+                            wallet: rec.id,
+                            amount,
+                        },
+                        "demo",
+                        "demo seed",
+                    )
+                    .await?;
+            }
+            Err(e) => tracing::debug!(error = %e, "A demo wallet exists already."),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the demo traffic until `stop` turns true.

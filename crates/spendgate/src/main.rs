@@ -2,6 +2,7 @@
 // The command line is the one place that prints to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use spendgate::admin_cli::{budgets_table, wallets_table, Target};
 use spendgate::{app, config, demo};
 
 use std::path::PathBuf;
@@ -50,6 +51,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Set and list budgets on a running server.
+    Budgets {
+        #[command(subcommand)]
+        command: BudgetsCommand,
+    },
+    /// Create, top up and list wallets on a running server.
+    Wallets {
+        #[command(subcommand)]
+        command: WalletsCommand,
+    },
     /// Serve only the mock provider as an OpenAI-compatible upstream (for benchmarks and trials).
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:9090")]
@@ -71,6 +82,74 @@ enum KeysCommand {
         config: Option<PathBuf>,
         #[arg(long, env = "SPENDGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BudgetsCommand {
+    /// Create a budget, or update the one with the same scope and period.
+    Set {
+        /// org, team, user or key.
+        #[arg(long)]
+        scope: String,
+        /// The team or user name, or the key id (not for org).
+        #[arg(long)]
+        subject: Option<String>,
+        /// day, week or month (calendar periods in the configured time zone).
+        #[arg(long, default_value = "month")]
+        period: String,
+        /// USD, e.g. 250 or 99.50.
+        #[arg(long)]
+        amount: String,
+        /// Alert thresholds in percent, comma-separated.
+        #[arg(long, default_value = "80,100", value_delimiter = ',')]
+        thresholds: Vec<u32>,
+        /// Refuse requests (HTTP 429) once the budget is spent, instead of only alerting.
+        #[arg(long)]
+        hard_limit: bool,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WalletsCommand {
+    Create {
+        /// org, team or user.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Under this balance (USD) the wallet is Low.
+        #[arg(long)]
+        low: Option<String>,
+        /// A first top-up (USD).
+        #[arg(long)]
+        initial: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    Topup {
+        #[arg(long)]
+        id: i64,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    List {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -131,6 +210,15 @@ async fn main() -> anyhow::Result<()> {
                     running.shutdown_signal(),
                 ))
             });
+            if !no_traffic {
+                let controls = std::sync::Arc::clone(&running.controls);
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+                    if let Err(e) = demo::seed_controls(controls).await {
+                        tracing::warn!(error = %e, "Seeding the demo's budgets and wallets failed.");
+                    }
+                });
+            }
             wait_for_ctrl_c().await;
             tracing::info!(
                 "Stopping: finishing requests in flight and writing pending spend events."
@@ -189,6 +277,81 @@ async fn main() -> anyhow::Result<()> {
                 .context("could not create the key")?;
             println!("{secret}");
         }
+        Command::Budgets { command } => match command {
+            BudgetsCommand::Set {
+                scope,
+                subject,
+                period,
+                amount,
+                thresholds,
+                hard_limit,
+                name,
+                target,
+            } => {
+                let body = serde_json::json!({
+                    "scope": scope, "subject": subject, "period": period, "amount": amount,
+                    "thresholds": thresholds, "hard_limit": hard_limit, "name": name,
+                });
+                let v = target
+                    .call(reqwest::Method::POST, "/api/v1/budgets", Some(body))
+                    .await?;
+                print!("{}", budgets_table(&serde_json::json!({ "budgets": [v] })));
+            }
+            BudgetsCommand::List { target } => {
+                print!(
+                    "{}",
+                    budgets_table(
+                        &target
+                            .call(reqwest::Method::GET, "/api/v1/budgets", None)
+                            .await?
+                    )
+                );
+            }
+        },
+        Command::Wallets { command } => match command {
+            WalletsCommand::Create {
+                scope,
+                subject,
+                name,
+                low,
+                initial,
+                target,
+            } => {
+                let body = serde_json::json!({
+                    "scope": scope, "subject": subject, "name": name, "low_threshold": low, "initial_balance": initial,
+                });
+                let v = target
+                    .call(reqwest::Method::POST, "/api/v1/wallets", Some(body))
+                    .await?;
+                print!("{}", wallets_table(&serde_json::json!({ "wallets": [v] })));
+            }
+            WalletsCommand::Topup {
+                id,
+                amount,
+                reason,
+                target,
+            } => {
+                let body = serde_json::json!({ "amount": amount, "reason": reason });
+                let v = target
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/wallets/{id}/topup"),
+                        Some(body),
+                    )
+                    .await?;
+                print!("{}", wallets_table(&v));
+            }
+            WalletsCommand::List { target } => {
+                print!(
+                    "{}",
+                    wallets_table(
+                        &target
+                            .call(reqwest::Method::GET, "/api/v1/wallets", None)
+                            .await?
+                    )
+                );
+            }
+        },
         Command::MockUpstream { listen, latency_ms } => {
             let mock = spendgate_gateway::providers::MockProvider::new(
                 spendgate_gateway::providers::MockConfig {

@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/spend-logs", get(spend_logs))
         .route("/api/v1/spend-logs/{id}", get(spend_log))
         .route("/api/v1/status", get(status))
+        .merge(crate::controls_api::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_admin,
@@ -38,7 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Invalid(m) => ApiError::invalid_request("invalid_request", m),
         other => {
@@ -88,6 +89,17 @@ async fn create_key(
         .await
         .map_err(store_error)?;
     tracing::info!(key_id = rec.id, user = %rec.user, team = ?rec.team, "A virtual key was created.");
+    let after = json!({ "id": rec.id, "user": rec.user, "team": rec.team, "hint": rec.hint });
+    let entry = spendgate_store::controls::AuditEntry {
+        actor: "admin".into(),
+        action: "key.create".into(),
+        target: format!("key:{}", rec.id),
+        before: None,
+        after: Some(after),
+    };
+    if let Err(e) = s.store.record_audit(entry).await {
+        tracing::warn!(error = %e, "Recording an admin change in the audit log failed.");
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -242,6 +254,7 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "price_confidence": e.price_confidence.as_str(),
         "price_lines": e.price_lines,
         "error": e.error,
+        "wallet_id": e.wallet_id,
     })
 }
 

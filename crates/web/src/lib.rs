@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod controls_api;
 mod pages;
 mod params;
 
@@ -29,11 +30,15 @@ pub struct AppState {
     pub version: &'static str,
     /// In `demo` the pages are open to anyone who can reach them; everywhere else they need a login.
     pub open_pages: bool,
+    /// Budget and wallet enforcement: admin changes go through it so that the request path sees them at once.
+    pub controls: Arc<spendgate_gateway::controls::Controls>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("gateway", &self.gateway_name).finish()
+        f.debug_struct("AppState")
+            .field("gateway", &self.gateway_name)
+            .finish()
     }
 }
 

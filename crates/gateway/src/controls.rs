@@ -1,0 +1,554 @@
+//! Enforcement of budgets and wallets on the request path, in memory.
+//!
+//! Before a request goes upstream, [`Controls::reserve`] holds its worst-case cost against every hard-limited
+//! budget that covers it and against the wallet that pays for it, all under one lock, so concurrent requests
+//! can never together pass a limit. When the request ends its [`Hold`] is settled to the exact cost (or
+//! released: a failed call costs nothing). A hold that is dropped without being settled releases itself.
+//!
+//! The store stays the truth: budgets' spend is loaded from the rollups when a period starts, and a wallet's
+//! balance from its ledger; afterwards both move in memory with every settlement, while the same charges reach
+//! the store through the spend-event writer (a wallet's `settle` ledger entry is written in the same
+//! transaction as the spend log).
+
+use std::sync::{Arc, Mutex};
+
+use jiff::tz::TimeZone;
+use spendgate_core::controls::{
+    budget_state, crossed, wallet_status, BudgetState, Scope, WalletStatus,
+};
+use spendgate_core::query::Filters;
+use spendgate_core::time::now_ms;
+use spendgate_core::Money;
+use spendgate_store::controls::{
+    BudgetRecord, NewAlert, NewBudget, NewWallet, Transfer, WalletRecord,
+};
+use spendgate_store::{Store, StoreError};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct ControlsConfig {
+    /// The zone budget periods follow (a "day" starts at local midnight).
+    pub time_zone: TimeZone,
+    /// Output tokens assumed for a reservation when the request sets no max_tokens and the catalog knows no cap.
+    pub default_max_output_tokens: u64,
+}
+
+impl Default for ControlsConfig {
+    fn default() -> Self {
+        ControlsConfig {
+            time_zone: TimeZone::UTC,
+            default_max_output_tokens: 4096,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A hard-limited budget has no room left for this request until it resets.
+    Budget {
+        description: String,
+        retry_after_secs: u64,
+    },
+    /// No wallet that could pay for the request holds enough.
+    Funds { description: String },
+}
+
+struct LiveBudget {
+    rec: BudgetRecord,
+    start_ms: i64,
+    end_ms: i64,
+    spent: Money,
+    reserved: Money,
+}
+
+struct LiveWallet {
+    rec: WalletRecord,
+    balance: Money,
+    reserved: Money,
+    /// When the wallet last became healthy: low and depleted alerts fire once per such epoch.
+    epoch_ms: i64,
+}
+
+impl LiveWallet {
+    fn available(&self) -> Money {
+        self.balance - self.reserved
+    }
+}
+
+#[derive(Default)]
+struct State {
+    budgets: Vec<LiveBudget>,
+    wallets: Vec<LiveWallet>,
+}
+
+pub struct Controls {
+    store: Arc<dyn Store>,
+    config: ControlsConfig,
+    state: Mutex<State>,
+    alerts: mpsc::UnboundedSender<NewAlert>,
+}
+
+impl std::fmt::Debug for Controls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controls").finish()
+    }
+}
+
+/// What a request holds while it runs. Settle it with the exact cost; dropping it releases it.
+pub struct Hold {
+    controls: Option<Arc<Controls>>,
+    /// Every budget covering the request (id, amount held; zero for budgets without a hard limit).
+    budgets: Vec<(i64, Money)>,
+    wallet: Option<(i64, Money)>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("budgets", &self.budgets.len())
+            .field("wallet", &self.wallet)
+            .finish()
+    }
+}
+
+impl Hold {
+    /// A hold on nothing, for when no control applies.
+    pub fn none() -> Hold {
+        Hold {
+            controls: None,
+            budgets: Vec::new(),
+            wallet: None,
+        }
+    }
+
+    /// The wallet paying for the request, if any.
+    pub fn wallet_id(&self) -> Option<i64> {
+        self.wallet.map(|w| w.0)
+    }
+
+    /// Replaces what was held with what the request really cost.
+    pub fn settle(mut self, actual: Money) {
+        if let Some(c) = self.controls.take() {
+            c.settle(&self.budgets, self.wallet, actual);
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(c) = self.controls.take() {
+            c.settle(&self.budgets, self.wallet, Money::ZERO);
+        }
+    }
+}
+
+fn filters_for(scope: &Scope, from_ms: i64, to_ms: i64) -> Filters {
+    let mut f = Filters {
+        from_ms,
+        to_ms,
+        ..Filters::default()
+    };
+    match scope {
+        Scope::Org => {}
+        Scope::Team(t) => f.team = Some(t.clone()),
+        Scope::User(u) => f.user = Some(u.clone()),
+        Scope::Key(k) => f.key_id = Some(*k),
+    }
+    f
+}
+
+fn team_of(scope: &Scope) -> Option<String> {
+    match scope {
+        Scope::Team(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+impl Controls {
+    /// Loads budgets and wallets from the store and starts the alert channel; alerts are read from the
+    /// returned receiver (see [`crate::alerts`]).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        config: ControlsConfig,
+    ) -> Result<(Arc<Controls>, mpsc::UnboundedReceiver<NewAlert>), StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let controls = Arc::new(Controls {
+            store,
+            config,
+            state: Mutex::new(State::default()),
+            alerts: tx,
+        });
+        for b in controls.store.list_budgets().await? {
+            controls.install_budget(b).await?;
+        }
+        for w in controls.store.list_wallets().await? {
+            controls.install_wallet(w);
+        }
+        Ok((controls, rx))
+    }
+
+    pub fn config(&self) -> &ControlsConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The period bounds and the spend so far (from the rollups) of a budget.
+    async fn period_spend(
+        &self,
+        rec: &BudgetRecord,
+        now: i64,
+    ) -> Result<(i64, i64, Money), StoreError> {
+        let (start, end) = rec.def.period.bounds(&self.config.time_zone, now);
+        let f = filters_for(&rec.def.scope, start, now.max(start + 1));
+        let spent = self.store.summary(&f).await?.cost;
+        Ok((start, end, spent))
+    }
+
+    async fn install_budget(&self, rec: BudgetRecord) -> Result<(), StoreError> {
+        let (start_ms, end_ms, spent) = self.period_spend(&rec, now_ms()).await?;
+        // Crossings that happened while the gateway was down are reported now; the store keeps them unique.
+        for t in crossed(Money::ZERO, spent, rec.def.amount, &rec.def.thresholds) {
+            self.alert_budget(&rec, start_ms, t, spent);
+        }
+        let mut st = self.lock();
+        let reserved = st
+            .budgets
+            .iter()
+            .find(|b| b.rec.id == rec.id)
+            .map_or(Money::ZERO, |b| b.reserved);
+        st.budgets.retain(|b| b.rec.id != rec.id);
+        st.budgets.push(LiveBudget {
+            rec,
+            start_ms,
+            end_ms,
+            spent,
+            reserved,
+        });
+        Ok(())
+    }
+
+    fn install_wallet(&self, rec: WalletRecord) {
+        let mut st = self.lock();
+        let (reserved, epoch_ms) = st
+            .wallets
+            .iter()
+            .find(|w| w.rec.id == rec.id)
+            .map_or((Money::ZERO, rec.created_at_ms), |w| {
+                (w.reserved, w.epoch_ms)
+            });
+        st.wallets.retain(|w| w.rec.id != rec.id);
+        let balance = rec.balance;
+        st.wallets.push(LiveWallet {
+            rec,
+            balance,
+            reserved,
+            epoch_ms,
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the numbers half-updated (every update is a few
+        // additions), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds `estimate` for a request by (key, user, team), or says why it cannot run.
+    pub fn reserve(
+        self: &Arc<Self>,
+        key_id: i64,
+        user: &str,
+        team: Option<&str>,
+        estimate: Money,
+    ) -> Result<Hold, Refusal> {
+        let now = now_ms();
+        let mut st = self.lock();
+        if st.budgets.is_empty() && st.wallets.is_empty() {
+            return Ok(Hold::none());
+        }
+        let mut stale = false;
+        for b in st.budgets.iter_mut().filter(|b| now >= b.end_ms) {
+            // A new period: spend starts again from zero (refreshed from the store in the background).
+            let (s, e) = b.rec.def.period.bounds(&self.config.time_zone, now);
+            b.start_ms = s;
+            b.end_ms = e;
+            b.spent = Money::ZERO;
+            stale = true;
+        }
+        if stale {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.refresh_budgets().await });
+        }
+        let covering: Vec<usize> = st
+            .budgets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.rec.def.scope.covers(key_id, user, team))
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &covering {
+            let b = &st.budgets[i];
+            if b.rec.def.hard_limit && b.spent + b.reserved + estimate > b.rec.def.amount {
+                let retry = u64::try_from((b.end_ms - now).max(1000) / 1000).unwrap_or(1);
+                return Err(Refusal::Budget {
+                    description: format!(
+                        "The {} budget of {} ({} a {}) has no room left for this request; it resets in {} s.",
+                        b.rec.def.period.as_str(),
+                        b.rec.def.scope.describe(),
+                        b.rec.def.amount.display_usd(),
+                        b.rec.def.period.as_str(),
+                        retry
+                    ),
+                    retry_after_secs: retry,
+                });
+            }
+        }
+        // The paying wallet: the user's, else the team's, else the org's; the first of them that can cover it.
+        let chain = [Scope::User(user.to_string())]
+            .into_iter()
+            .chain(team.map(|t| Scope::Team(t.to_string())))
+            .chain([Scope::Org]);
+        let mut wallet = None;
+        let mut any_wallet = false;
+        for scope in chain {
+            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.def.scope == scope) {
+                any_wallet = true;
+                if w.available() >= estimate {
+                    w.reserved += estimate;
+                    wallet = Some((w.rec.id, estimate));
+                    break;
+                }
+            }
+        }
+        if any_wallet && wallet.is_none() {
+            return Err(Refusal::Funds {
+                description: format!(
+                    "No wallet that pays for this request holds enough: it may cost up to {}. Ask an admin to top up \
+                     the wallet of user {user}{}.",
+                    estimate.display_usd(),
+                    team.map(|t| format!(", team {t}")).unwrap_or_default()
+                ),
+            });
+        }
+        let mut budgets = Vec::with_capacity(covering.len());
+        for i in covering {
+            let b = &mut st.budgets[i];
+            let held = if b.rec.def.hard_limit {
+                estimate
+            } else {
+                Money::ZERO
+            };
+            b.reserved += held;
+            budgets.push((b.rec.id, held));
+        }
+        Ok(Hold {
+            controls: Some(Arc::clone(self)),
+            budgets,
+            wallet,
+        })
+    }
+
+    fn settle(&self, budgets: &[(i64, Money)], wallet: Option<(i64, Money)>, actual: Money) {
+        let mut alerts = Vec::new();
+        {
+            let mut st = self.lock();
+            for (id, held) in budgets {
+                if let Some(b) = st.budgets.iter_mut().find(|b| b.rec.id == *id) {
+                    b.reserved = b.reserved.saturating_sub(*held).max(Money::ZERO);
+                    let before = b.spent;
+                    b.spent += actual;
+                    for t in crossed(before, b.spent, b.rec.def.amount, &b.rec.def.thresholds) {
+                        alerts.push((b.rec.clone(), b.start_ms, t, b.spent));
+                    }
+                }
+            }
+            if let Some((id, held)) = wallet {
+                if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
+                    w.reserved = w.reserved.saturating_sub(held).max(Money::ZERO);
+                    let before = wallet_status(w.available() + actual, w.rec.def.low_threshold);
+                    w.balance = w.balance - actual;
+                    let after = wallet_status(w.available(), w.rec.def.low_threshold);
+                    if before != after {
+                        self.alert_wallet(w, after);
+                    }
+                }
+            }
+        }
+        for (rec, start, t, spent) in alerts {
+            self.alert_budget(&rec, start, t, spent);
+        }
+    }
+
+    fn alert_budget(&self, rec: &BudgetRecord, period_start_ms: i64, threshold: u32, spent: Money) {
+        let kind = if threshold >= 100 {
+            "budget_over"
+        } else {
+            "budget_near"
+        };
+        let message = format!(
+            "{} budget of {} crossed {}%: {} spent of {} this {}.",
+            rec.def
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("The {}", rec.def.period.as_str())),
+            rec.def.scope.describe(),
+            threshold,
+            spent.display_usd(),
+            rec.def.amount.display_usd(),
+            rec.def.period.as_str()
+        );
+        let _ = self.alerts.send(NewAlert {
+            kind: kind.into(),
+            subject: format!("budget:{}", rec.id),
+            team: team_of(&rec.def.scope),
+            period_start_ms,
+            threshold,
+            message,
+        });
+    }
+
+    fn alert_wallet(&self, w: &LiveWallet, status: WalletStatus) {
+        let (kind, threshold) = match status {
+            WalletStatus::Low => ("wallet_low", 1),
+            WalletStatus::Depleted => ("wallet_depleted", 0),
+            WalletStatus::Healthy => return,
+        };
+        let _ = self.alerts.send(NewAlert {
+            kind: kind.into(),
+            subject: format!("wallet:{}", w.rec.id),
+            team: team_of(&w.rec.def.scope),
+            period_start_ms: w.epoch_ms,
+            threshold,
+            message: format!(
+                "Wallet '{}' of {} is {}: {} available.",
+                w.rec.def.name,
+                w.rec.def.scope.describe(),
+                status.as_str(),
+                w.available().display_usd()
+            ),
+        });
+    }
+
+    /// Reloads every budget's period spend from the store (after a period rolls over).
+    pub async fn refresh_budgets(&self) {
+        match self.store.list_budgets().await {
+            Ok(list) => {
+                for b in list {
+                    if let Err(e) = self.install_budget(b).await {
+                        tracing::warn!(error = %e, "Refreshing a budget failed; it keeps its in-memory figures.");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Listing budgets failed."),
+        }
+    }
+
+    /// Creates or updates a budget and starts enforcing it.
+    pub async fn set_budget(
+        &self,
+        def: NewBudget,
+    ) -> Result<(Option<BudgetRecord>, BudgetRecord), StoreError> {
+        let (before, after) = self.store.upsert_budget(def).await?;
+        self.install_budget(after.clone()).await?;
+        Ok((before, after))
+    }
+
+    pub async fn create_wallet(&self, def: NewWallet) -> Result<WalletRecord, StoreError> {
+        let w = self.store.create_wallet(def).await?;
+        self.install_wallet(w.clone());
+        Ok(w)
+    }
+
+    /// Moves money. Outgoing amounts are first held in memory, so a transfer can never take money that requests
+    /// in flight already hold.
+    pub async fn transfer(
+        &self,
+        t: Transfer,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<WalletRecord>, StoreError> {
+        let (source, amount) = match &t {
+            Transfer::TopUp { .. } | Transfer::Refund { .. } => (None, Money::ZERO),
+            Transfer::Allocate { from, amount, .. } => (Some(*from), *amount),
+            Transfer::Reclaim { child, amount, .. } => (Some(*child), *amount),
+        };
+        if let Some(src) = source {
+            let mut st = self.lock();
+            let w = st
+                .wallets
+                .iter_mut()
+                .find(|w| w.rec.id == src)
+                .ok_or_else(|| StoreError::Invalid(format!("wallet {src} does not exist")))?;
+            if w.available() < amount {
+                return Err(StoreError::Invalid(format!(
+                    "wallet {src} has {} available (balance less what requests in flight hold); it cannot give {}",
+                    w.available().to_usd_string(),
+                    amount.to_usd_string()
+                )));
+            }
+            w.reserved += amount;
+        }
+        // What the transfer does to each wallet, applied to the in-memory balances once the store has it. (The
+        // store's balance cannot simply be copied: ours also counts settles the writer has not committed yet.)
+        let moves: Vec<(i64, Money)> = match &t {
+            Transfer::TopUp { wallet, amount } | Transfer::Refund { wallet, amount } => {
+                vec![(*wallet, *amount)]
+            }
+            Transfer::Allocate { from, to, amount } => {
+                vec![(*from, Money::ZERO - *amount), (*to, *amount)]
+            }
+            Transfer::Reclaim {
+                parent,
+                child,
+                amount,
+            } => vec![(*child, Money::ZERO - *amount), (*parent, *amount)],
+        };
+        let result = self.store.transfer(t, actor, reason).await;
+        let mut st = self.lock();
+        if let Some(src) = source {
+            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == src) {
+                w.reserved = w.reserved.saturating_sub(amount);
+            }
+        }
+        let touched = result?;
+        let now = now_ms();
+        for (id, delta) in moves {
+            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
+                w.balance += delta;
+                if let Some(rec) = touched.iter().find(|r| r.id == id) {
+                    w.rec = rec.clone();
+                }
+                if wallet_status(w.available(), w.rec.def.low_threshold) == WalletStatus::Healthy {
+                    w.epoch_ms = now;
+                }
+            }
+        }
+        Ok(touched)
+    }
+
+    /// Figures for the API and pages: (reserved, enforced spend) of a budget.
+    pub fn budget_live(&self, id: i64) -> Option<(Money, Money)> {
+        self.lock()
+            .budgets
+            .iter()
+            .find(|b| b.rec.id == id)
+            .map(|b| (b.reserved, b.spent))
+    }
+
+    /// (balance, reserved) of a wallet as enforced now.
+    pub fn wallet_live(&self, id: i64) -> Option<(Money, Money)> {
+        self.lock()
+            .wallets
+            .iter()
+            .find(|w| w.rec.id == id)
+            .map(|w| (w.balance, w.reserved))
+    }
+
+    /// The state of a budget given its spend.
+    pub fn state_of(rec: &BudgetRecord, spent: Money) -> BudgetState {
+        budget_state(spent, rec.def.amount, &rec.def.thresholds)
+    }
+}

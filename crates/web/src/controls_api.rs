@@ -1,0 +1,476 @@
+//! The admin API of budgets, wallets and alerts. Every change goes through the gateway's `Controls`, so the
+//! request path enforces it at once, and is written to the audit log with its before and after.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spendgate_core::controls::{
+    burn_per_day, depletion_in_ms, forecast_period_end, percent_used, wallet_status, Period, Scope,
+};
+use spendgate_core::time::{now_ms, to_rfc3339, DAY_MS};
+use spendgate_core::Money;
+use spendgate_gateway::controls::Controls;
+use spendgate_gateway::ApiError;
+use spendgate_store::controls::{
+    AuditEntry, BudgetRecord, NewBudget, NewWallet, Transfer, WalletRecord,
+};
+
+use crate::api::{store_error, JsonBody};
+use crate::AppState;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/v1/budgets", post(set_budget).get(list_budgets))
+        .route("/api/v1/wallets", post(create_wallet).get(list_wallets))
+        .route("/api/v1/wallets/{id}/topup", post(topup))
+        .route("/api/v1/wallets/{id}/allocate", post(allocate))
+        .route("/api/v1/wallets/{id}/reclaim", post(reclaim))
+        .route("/api/v1/wallets/{id}/ledger", get(ledger))
+        .route("/api/v1/alerts", get(alerts))
+}
+
+/// Who made an admin change: the API only knows the admin token, so the actor is the token's role plus what the
+/// caller says in `x-spendgate-actor` (free text, recorded as given).
+fn actor(headers: &axum::http::HeaderMap) -> String {
+    let who = headers
+        .get("x-spendgate-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    match who {
+        Some(w) => format!("admin:{}", w.chars().take(64).collect::<String>()),
+        None => "admin".into(),
+    }
+}
+
+fn money(field: &str, s: &str) -> Result<Money, ApiError> {
+    Money::parse_non_negative_usd(s).map_err(|e| {
+        ApiError::invalid_request(
+            "invalid_amount",
+            format!("{field}: {e}; send a string such as \"25.00\""),
+        )
+    })
+}
+
+async fn audit(
+    s: &AppState,
+    actor: &str,
+    action: &str,
+    target: String,
+    before: Option<Value>,
+    after: Option<Value>,
+) {
+    let entry = AuditEntry {
+        actor: actor.to_string(),
+        action: action.into(),
+        target,
+        before,
+        after,
+    };
+    if let Err(e) = s.store.record_audit(entry).await {
+        tracing::warn!(error = %e, "Recording an admin change in the audit log failed.");
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    #[serde(default)]
+    name: Option<String>,
+    scope: String,
+    #[serde(default)]
+    subject: Option<String>,
+    period: String,
+    amount: String,
+    #[serde(default)]
+    thresholds: Option<Vec<u32>>,
+    #[serde(default)]
+    hard_limit: bool,
+}
+
+fn budget_def_json(b: &BudgetRecord) -> Value {
+    json!({
+        "id": b.id,
+        "name": b.def.name,
+        "scope": b.def.scope.kind(),
+        "subject": match &b.def.scope { Scope::Org => Value::Null, other => json!(other.subject()) },
+        "period": b.def.period.as_str(),
+        "amount": b.def.amount,
+        "thresholds": b.def.thresholds,
+        "hard_limit": b.def.hard_limit,
+    })
+}
+
+/// A budget with where it stands: spend from the rollups (the numbers the pages show), what requests in flight
+/// hold, the state, when it resets and where it is heading.
+pub(crate) async fn budget_view(s: &AppState, b: &BudgetRecord) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let (start, end) = b.def.period.bounds(&s.controls.config().time_zone, now);
+    let mut f = spendgate_core::Filters {
+        from_ms: start,
+        to_ms: now.max(start + 1),
+        ..Default::default()
+    };
+    match &b.def.scope {
+        Scope::Org => {}
+        Scope::Team(t) => f.team = Some(t.clone()),
+        Scope::User(u) => f.user = Some(u.clone()),
+        Scope::Key(k) => f.key_id = Some(*k),
+    }
+    let spent = s.store.summary(&f).await.map_err(store_error)?.cost;
+    let (reserved, _) = s.controls.budget_live(b.id).unwrap_or_default();
+    let mut v = budget_def_json(b);
+    v["spent"] = json!(spent);
+    v["reserved"] = json!(reserved);
+    v["remaining"] = json!(b.def.amount.saturating_sub(spent).max(Money::ZERO));
+    v["percent_used"] = json!(percent_used(spent, b.def.amount).min(100_000));
+    v["state"] = json!(Controls::state_of(b, spent).as_str());
+    v["period_start"] = json!(to_rfc3339(start));
+    v["resets_at"] = json!(to_rfc3339(end));
+    v["forecast"] = json!(forecast_period_end(spent, start, end, now));
+    Ok(v)
+}
+
+async fn set_budget(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<BudgetBody>,
+) -> Result<Response, ApiError> {
+    let scope = Scope::parse(&body.scope, body.subject.as_deref())
+        .map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    let period = Period::parse(&body.period).ok_or_else(|| {
+        ApiError::invalid_request("invalid_period", "period must be day, week or month")
+    })?;
+    let amount = money("amount", &body.amount)?;
+    let mut thresholds = body.thresholds.unwrap_or_else(|| vec![80, 100]);
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    if thresholds.is_empty() || thresholds.iter().any(|t| *t == 0 || *t > 1000) {
+        return Err(ApiError::invalid_request(
+            "invalid_thresholds",
+            "thresholds are percentages from 1 to 1000, e.g. [80, 100]",
+        ));
+    }
+    let def = NewBudget {
+        name: body.name.filter(|n| !n.is_empty()),
+        scope,
+        period,
+        amount,
+        thresholds,
+        hard_limit: body.hard_limit,
+    };
+    let (before, after) = s.controls.set_budget(def).await.map_err(store_error)?;
+    let who = actor(&headers);
+    audit(
+        &s,
+        &who,
+        "budget.set",
+        format!("budget:{}", after.id),
+        before.as_ref().map(budget_def_json),
+        Some(budget_def_json(&after)),
+    )
+    .await;
+    let status = if before.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(budget_view(&s, &after).await?)).into_response())
+}
+
+async fn list_budgets(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for b in s.store.list_budgets().await.map_err(store_error)? {
+        out.push(budget_view(&s, &b).await?);
+    }
+    Ok(Json(json!({ "budgets": out })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WalletBody {
+    #[serde(default)]
+    name: Option<String>,
+    scope: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    low_threshold: Option<String>,
+    #[serde(default)]
+    initial_balance: Option<String>,
+}
+
+/// A wallet with its balances, status, burn over the last seven days and projected depletion.
+pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let (balance, reserved) = s
+        .controls
+        .wallet_live(w.id)
+        .unwrap_or((w.balance, Money::ZERO));
+    let available = balance - reserved;
+    let spent_7d = s
+        .store
+        .wallet_spent_since(w.id, now - 7 * DAY_MS)
+        .await
+        .map_err(store_error)?;
+    let per_day = burn_per_day(spent_7d, 7 * DAY_MS);
+    Ok(json!({
+        "id": w.id,
+        "name": w.def.name,
+        "scope": w.def.scope.kind(),
+        "subject": match &w.def.scope { Scope::Org => Value::Null, other => json!(other.subject()) },
+        "balance": balance,
+        "reserved": reserved,
+        "available": available,
+        "total_allocated": w.total_allocated,
+        "total_spent": w.total_spent,
+        "low_threshold": w.def.low_threshold,
+        "status": wallet_status(available, w.def.low_threshold).as_str(),
+        "burn_per_day": per_day,
+        "projected_depletion": depletion_in_ms(available, per_day).map(|ms| to_rfc3339(now.saturating_add(ms))),
+    }))
+}
+
+async fn create_wallet(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<WalletBody>,
+) -> Result<Response, ApiError> {
+    let scope = Scope::parse(&body.scope, body.subject.as_deref())
+        .map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    let low = match body.low_threshold.as_deref() {
+        Some(l) => money("low_threshold", l)?,
+        None => Money::parse_usd("5").unwrap_or_default(),
+    };
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| scope.describe());
+    let who = actor(&headers);
+    let w = s
+        .controls
+        .create_wallet(NewWallet {
+            name,
+            scope,
+            low_threshold: low,
+        })
+        .await
+        .map_err(store_error)?;
+    let mut view = wallet_view(&s, &w).await?;
+    audit(
+        &s,
+        &who,
+        "wallet.create",
+        format!("wallet:{}", w.id),
+        None,
+        Some(view.clone()),
+    )
+    .await;
+    if let Some(initial) = body.initial_balance.as_deref() {
+        let amount = money("initial_balance", initial)?;
+        if amount > Money::ZERO {
+            s.controls
+                .transfer(
+                    Transfer::TopUp {
+                        wallet: w.id,
+                        amount,
+                    },
+                    &who,
+                    "initial balance",
+                )
+                .await
+                .map_err(store_error)?;
+            let w = s
+                .store
+                .list_wallets()
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .find(|x| x.id == w.id)
+                .unwrap_or(w);
+            view = wallet_view(&s, &w).await?;
+        }
+    }
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_wallets(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::new();
+    for w in s.store.list_wallets().await.map_err(store_error)? {
+        out.push(wallet_view(&s, &w).await?);
+    }
+    Ok(Json(json!({ "wallets": out })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    amount: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// allocate: the child wallet receiving; reclaim: the child wallet giving back.
+    #[serde(default)]
+    wallet: Option<i64>,
+}
+
+async fn apply(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    t: Transfer,
+    action: &str,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let who = actor(headers);
+    let reason = reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| action.replace("wallet.", ""));
+    let before = s.store.list_wallets().await.map_err(store_error)?;
+    let touched = s
+        .controls
+        .transfer(t.clone(), &who, &reason)
+        .await
+        .map_err(store_error)?;
+    let mut views = Vec::new();
+    for w in &touched {
+        let b = before
+            .iter()
+            .find(|x| x.id == w.id)
+            .map(|x| json!({ "balance": x.balance }));
+        audit(
+            s,
+            &who,
+            action,
+            format!("wallet:{}", w.id),
+            b,
+            Some(json!({ "balance": w.balance, "reason": reason })),
+        )
+        .await;
+        views.push(wallet_view(s, w).await?);
+    }
+    Ok(Json(json!({ "wallets": views })))
+}
+
+async fn topup(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    JsonBody(b): JsonBody<MoveBody>,
+) -> Result<Json<Value>, ApiError> {
+    let amount = money("amount", &b.amount)?;
+    apply(
+        &s,
+        &headers,
+        Transfer::TopUp { wallet: id, amount },
+        "wallet.topup",
+        b.reason,
+    )
+    .await
+}
+
+async fn allocate(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    JsonBody(b): JsonBody<MoveBody>,
+) -> Result<Json<Value>, ApiError> {
+    let amount = money("amount", &b.amount)?;
+    let to = b.wallet.ok_or_else(|| {
+        ApiError::invalid_request(
+            "missing_wallet",
+            "allocate needs \"wallet\": the child wallet's id",
+        )
+    })?;
+    apply(
+        &s,
+        &headers,
+        Transfer::Allocate {
+            from: id,
+            to,
+            amount,
+        },
+        "wallet.allocate",
+        b.reason,
+    )
+    .await
+}
+
+async fn reclaim(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    headers: axum::http::HeaderMap,
+    JsonBody(b): JsonBody<MoveBody>,
+) -> Result<Json<Value>, ApiError> {
+    let amount = money("amount", &b.amount)?;
+    let child = b.wallet.ok_or_else(|| {
+        ApiError::invalid_request(
+            "missing_wallet",
+            "reclaim needs \"wallet\": the child wallet's id",
+        )
+    })?;
+    apply(
+        &s,
+        &headers,
+        Transfer::Reclaim {
+            parent: id,
+            child,
+            amount,
+        },
+        "wallet.reclaim",
+        b.reason,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct LedgerParams {
+    limit: Option<usize>,
+    before: Option<i64>,
+}
+
+async fn ledger(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Query(p): Query<LedgerParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = s
+        .store
+        .ledger(id, limit, p.before)
+        .await
+        .map_err(store_error)?;
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    let items: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "kind": e.kind.as_str(), "amount": e.amount, "actor": e.actor, "reason": e.reason,
+                "counterparty": e.counterparty, "request_id": e.request_id, "at": to_rfc3339(e.at_ms),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": items, "next_before": next })))
+}
+
+async fn alerts(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let alerts = s.store.list_alerts(200).await.map_err(store_error)?;
+    let deliveries = s.store.list_deliveries(200).await.map_err(store_error)?;
+    Ok(Json(json!({
+        "alerts": alerts.iter().map(|a| json!({
+            "id": a.id, "kind": a.alert.kind, "subject": a.alert.subject, "team": a.alert.team,
+            "threshold": a.alert.threshold, "message": a.alert.message, "at": to_rfc3339(a.at_ms),
+            "period_start": to_rfc3339(a.alert.period_start_ms),
+        })).collect::<Vec<_>>(),
+        "deliveries": deliveries.iter().map(|d| json!({
+            "alert_id": d.alert_id, "target": d.target, "attempt": d.attempt, "ok": d.ok, "detail": d.detail,
+            "at": to_rfc3339(d.at_ms),
+        })).collect::<Vec<_>>(),
+    })))
+}
