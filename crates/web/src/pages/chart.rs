@@ -230,7 +230,7 @@ impl Chart {
         let _ = write!(
             s,
             "<figure class=\"chart\"><svg viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\" \
-             preserveAspectRatio=\"none\" class=\"chart-svg\">",
+             class=\"chart-svg\">",
             esc(aria_label)
         );
         // Horizontal grid lines and y-axis labels.
