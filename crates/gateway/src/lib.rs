@@ -5,9 +5,9 @@
 //! 1. `authenticate`: `Authorization: Bearer sk-...` -> the key's user and team (from memory);
 //! 2. read the body under the size limit; parse only its head (model, stream, max tokens);
 //! 3. route: model -> provider and price; unknown models are refused before any upstream call;
-//! 3b. reserve: the worst-case cost is held against hard budgets and the paying wallet (429 / 402 when not);
-//! 4. forward, in a task of its own so that a client hanging up cannot stop the recording;
-//! 5. meter: usage from the body or the stream's last chunk -> [`spendgate_core::SpendEvent`] -> writer.
+//! 4. reserve: the worst-case cost is held against hard budgets and the paying wallet (429 / 402 when not);
+//! 5. forward, in a task of its own so that a client hanging up cannot stop the recording;
+//! 6. meter: usage from the body or the stream's last chunk -> [`spendgate_core::SpendEvent`] -> writer.
 
 pub mod alerts;
 pub mod controls;
