@@ -1,0 +1,343 @@
+//! The pages in a real browser: headless Chromium, driven over WebDriver (chromedriver) against a real
+//! spendgate. The WebDriver protocol is plain JSON over HTTP, so it is spoken here with reqwest directly.
+//!
+//! When Chromium or chromedriver is not installed the test prints "skipped: chromium not installed" and
+//! returns; CI installs both (`apt-get install -y chromium chromium-driver`).
+#![cfg(unix)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{chat_body, TestServer};
+use serde_json::{json, Value};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The key WebDriver uses for element references.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// A chromedriver process with one browser session. Dropping it kills chromedriver's process group, which
+/// holds the Chromium processes it started, so no browser outlives the test even when the test fails.
+struct Browser {
+    child: Child,
+    http: reqwest::Client,
+    /// `http://127.0.0.1:<port>/session/<id>`.
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.child.id()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium, or returns `None` (after saying so) when they are missing.
+    async fn start() -> Option<Browser> {
+        if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+            println!(
+                "skipped: chromium not installed ({CHROMIUM} and {CHROMEDRIVER} are needed; \
+                 apt-get install -y chromium chromium-driver)"
+            );
+            return None;
+        }
+        // reqwest is built without a default TLS provider; the binary installs ring, and so does this test.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let port = free_port();
+        // Its own process group, so that Drop can end chromedriver and every browser process it started.
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser {
+            child,
+            http,
+            session: String::new(),
+            _profile: tempfile::tempdir().unwrap(),
+        };
+        // Wait for chromedriver to listen and say it is ready.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(res) = browser.http.get(format!("{base}/status")).send().await {
+                let v: Value = res.json().await.unwrap_or(Value::Null);
+                if v["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = browser._profile.path().display().to_string();
+        let caps = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1400,1000",
+                        format!("--user-data-dir={profile}"),
+                    ],
+                },
+            }},
+        });
+        let res = browser
+            .http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        let id = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {v}"));
+        browser.session = format!("{base}/session/{id}");
+        Some(browser)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        let v = self
+            .call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+        assert!(v.is_null(), "navigation failed: {v}");
+    }
+
+    async fn find(&self, css: &str) -> Option<String> {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        v[ELEMENT].as_str().map(str::to_string)
+    }
+
+    async fn text(&self, css: &str) -> String {
+        match self.find(css).await {
+            Some(id) => self
+                .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            None => String::new(),
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self
+            .find(css)
+            .await
+            .unwrap_or_else(|| panic!("no element {css}"));
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/element/{id}/click"),
+                Some(json!({})),
+            )
+            .await;
+        assert!(v.is_null(), "click on {css} failed: {v}");
+    }
+
+    async fn script(&self, js: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": js, "args": [] })),
+        )
+        .await
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Whether an alert dialog is open (a script injected through a name would open one).
+    async fn alert_open(&self) -> bool {
+        let v = self.call(reqwest::Method::GET, "/alert/text", None).await;
+        v.get("error").is_none()
+    }
+
+    /// Polls the text of `css` until `cond` holds; fails with the last text after `limit`.
+    async fn wait_text(&self, css: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let t = self.text(css).await;
+            if cond(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{what}: '{css}' shows {t:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn quit(self) {
+        let _ = self.call(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+async fn send(s: &TestServer, key: &str, model: &str) {
+    let res = s.chat(key, chat_body(model, "hello there", false)).await;
+    assert_eq!(res.status(), 200);
+    let _ = res.bytes().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_pages_show_spend_follow_filters_update_live_and_escape_names() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    let (_, support) = s.create_key("alice", Some("support")).await;
+    let (_, search) = s.create_key("carol", Some("search")).await;
+    let (_, none) = s.create_key("batch-integration", None).await;
+    let (_, hostile) = s.create_key("mallory", Some(HOSTILE)).await;
+    send(&s, &support, "gpt-4o-mini").await;
+    send(&s, &support, "gpt-4o-mini").await;
+    send(&s, &search, "claude-haiku-4-5").await;
+    send(&s, &none, "gpt-4o-mini").await;
+    send(&s, &hostile, "gpt-4o-mini").await;
+    s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
+        v["requests"].as_u64() == Some(5)
+    })
+    .await;
+
+    // The overview shows spend and this gateway's status.
+    browser.goto(&format!("{}/overview", s.base)).await;
+    let cards = browser.text(".cards").await;
+    assert!(
+        cards.to_lowercase().contains("spend, month to date"),
+        "{cards}"
+    );
+    assert!(cards.contains('$'), "{cards}");
+    let gateways = browser.text("#gateways").await;
+    assert!(
+        gateways.contains("test-gw") && gateways.contains("now"),
+        "{gateways}"
+    );
+
+    // Usage grouped by team: the teams, the No team row, and the hostile name as plain text.
+    browser
+        .goto(&format!("{}/usage?group_by=team&window=1h", s.base))
+        .await;
+    let table = browser.text("#explorer-table").await;
+    for team in ["support", "search", "No team", HOSTILE] {
+        assert!(table.contains(team), "{team} missing from {table}");
+    }
+    assert!(!browser.alert_open().await, "a name ran as script");
+    let inline = browser
+        .script("return document.querySelectorAll('script:not([src])').length")
+        .await;
+    assert_eq!(inline, json!(0));
+
+    // Changing the grouping changes the table.
+    browser.click("#explorer a[data-group=\"model\"]").await;
+    browser
+        .wait_text("#explorer-table", "grouped by model", |t| {
+            t.contains("gpt-4o-mini") && t.contains("claude-haiku-4-5") && !t.contains("No team")
+        })
+        .await;
+
+    // Choosing a team in the filter bar narrows it (the list applies itself on change).
+    browser
+        .click("select[name=\"team\"] option[value=\"search\"]")
+        .await;
+    browser
+        .wait_text("#explorer-table", "filtered to team search", |t| {
+            t.contains("claude-haiku-4-5") && !t.contains("gpt-4o-mini")
+        })
+        .await;
+    let url = browser.url().await;
+    assert!(
+        url.contains("team=search") && url.contains("group_by=model"),
+        "{url}"
+    );
+
+    // A new request appears without a reload: a marker set on the page survives the update.
+    browser
+        .script("window.__spendgateMarker = 'kept'; return null")
+        .await;
+    let before = browser
+        .script("return document.getElementById('updated').dataset.ms")
+        .await;
+    let (_, live_key) = s.create_key("live-user", Some("search")).await;
+    send(&s, &live_key, "gpt-4.1-mini").await;
+    browser
+        .wait_text("#logs", "the new request listed", |t| {
+            t.contains("live-user")
+        })
+        .await;
+    browser
+        .wait_text("#explorer-table", "the new model in the table", |t| {
+            t.contains("gpt-4.1-mini")
+        })
+        .await;
+    let marker = browser.script("return window.__spendgateMarker").await;
+    assert_eq!(
+        marker,
+        json!("kept"),
+        "the page was reloaded instead of updated"
+    );
+    let after = browser
+        .script("return document.getElementById('updated').dataset.ms")
+        .await;
+    assert_ne!(before, after, "'Updated' moved on");
+
+    browser.quit().await;
+    s.running.stop().await.unwrap();
+}
