@@ -5,6 +5,7 @@
 
 pub mod controls;
 pub mod event;
+pub mod insights;
 pub mod money;
 pub mod pricing;
 pub mod query;

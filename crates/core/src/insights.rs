@@ -1,0 +1,790 @@
+//! Why spend changed: an exact decomposition of a change in cost into volume, intensity and price/mix effects,
+//! and the sentence that tells a person what happened.
+//!
+//! # The decomposition
+//!
+//! Cost is a product of three factors: `C = R × (T/R) × (C/T)`, that is requests (volume) times tokens per
+//! request (intensity) times cost per token (price/mix: model and provider choice, cache hits). Between a
+//! baseline window (index 0) and a current one (index 1) each factor moves, and the change in cost is split
+//! with the **Shapley value** of the three factors: each factor's effect is its change weighted by the average
+//! of the other two over every order in which the factors could have moved. For factors `x, y, z`:
+//!
+//! ```text
+//! E_x = Δx · (2·y0·z0 + 2·y1·z1 + y0·z1 + y1·z0) / 6        (and likewise for y and z)
+//! ```
+//!
+//! Shapley was chosen over a sequential (chained) split because it does not depend on an arbitrary order of
+//! the factors: a sequential split gives different answers for "volume first" and "price first", and the
+//! reader cannot tell which was used. Mathematically the three effects sum to `C1 − C0`; in integer
+//! picodollars the volume and intensity effects are each rounded toward zero (an error of a few picodollars)
+//! and the price/mix effect is computed as the **remainder** `ΔC − volume − intensity`, so the three add up to
+//! the change exactly, by construction.
+//!
+//! Each effect is also split across sub-groups (models, by default) that drive it. Every factor's change is a
+//! sum of per-sub-group parts: `ΔR = Σ ΔR_i`, `Δ(T/R) = Σ (T_i1/R1 − T_i0/R0)` and
+//! `Δ(C/T) = Σ (C_i1/T1 − C_i0/T0)`, and an effect is linear in its factor's change, so sub-group `i` gets
+//! the effect computed with its own part of the change. Its price/mix part, for example, is large when that
+//! model's share of tokens or its cost per token grew. The parts are rounded like the effects and the rounding
+//! difference (a few picodollars) is given to the largest part, so the parts of each effect also sum to the
+//! effect exactly.
+//!
+//! Windows where a factor is undefined are handled so that the effect is still meaningful: when either window
+//! has no requests, the whole change is volume (a group that appeared or disappeared); when a window has no
+//! tokens, cost per token is taken from the other window (it did not change, as far as anyone can tell).
+//!
+//! Everything is integer arithmetic. Intermediate products can reach 10^40 for very large groups, beyond
+//! `i128`, so they go through [`mul_div`], which multiplies into 256 bits before dividing.
+
+use crate::money::{group_thousands, Money};
+use crate::query::{GroupRow, Totals};
+
+/// The three effects a change in cost is split into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// More or fewer requests.
+    Volume,
+    /// More or fewer tokens per request: longer prompts or answers.
+    Intensity,
+    /// A different cost per token: model and provider choice, cache hits.
+    PriceMix,
+}
+
+impl Effect {
+    pub const ALL: [Effect; 3] = [Effect::Volume, Effect::Intensity, Effect::PriceMix];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Volume => "volume",
+            Effect::Intensity => "intensity",
+            Effect::PriceMix => "price_mix",
+        }
+    }
+
+    /// What a person reads.
+    pub fn label(self) -> &'static str {
+        match self {
+            Effect::Volume => "volume",
+            Effect::Intensity => "intensity",
+            Effect::PriceMix => "price/mix",
+        }
+    }
+}
+
+/// The three effects of one group or sub-group. `volume + intensity + price_mix == change`, always.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub change: Money,
+    pub volume: Money,
+    pub intensity: Money,
+    pub price_mix: Money,
+}
+
+impl Effects {
+    pub fn get(&self, e: Effect) -> Money {
+        match e {
+            Effect::Volume => self.volume,
+            Effect::Intensity => self.intensity,
+            Effect::PriceMix => self.price_mix,
+        }
+    }
+
+    fn get_mut(&mut self, e: Effect) -> &mut Money {
+        match e {
+            Effect::Volume => &mut self.volume,
+            Effect::Intensity => &mut self.intensity,
+            Effect::PriceMix => &mut self.price_mix,
+        }
+    }
+}
+
+/// One sub-group (e.g. a model) with its totals in both windows and its part of each effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub key: Option<String>,
+    pub label: String,
+    pub baseline: Totals,
+    pub current: Totals,
+    /// This sub-group's share of each group-level effect; `change` is its own change in cost.
+    pub effects: Effects,
+}
+
+/// What drove a change, in a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Unchanged,
+    /// One effect is at least two thirds of the movement (the sum of the effects' magnitudes).
+    Mostly(Effect),
+    /// Two effects share the movement.
+    Mixed(Effect, Effect),
+}
+
+impl Driver {
+    pub fn as_str(self) -> String {
+        match self {
+            Driver::Unchanged => "unchanged".into(),
+            Driver::Mostly(e) => e.as_str().into(),
+            Driver::Mixed(a, b) => format!("{}+{}", a.as_str(), b.as_str()),
+        }
+    }
+}
+
+/// A change in cost between two windows, explained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub baseline: Totals,
+    pub current: Totals,
+    pub effects: Effects,
+    /// Sub-groups, largest absolute change in cost first.
+    pub parts: Vec<Part>,
+    pub driver: Driver,
+}
+
+impl Explanation {
+    /// Relative change in requests, basis points; `None` without a baseline.
+    pub fn requests_change_bp(&self) -> Option<i128> {
+        ratio_change_bp(
+            i128::from(self.current.requests),
+            1,
+            i128::from(self.baseline.requests),
+            1,
+        )
+    }
+
+    /// Relative change in tokens per request, basis points.
+    pub fn tokens_per_request_change_bp(&self) -> Option<i128> {
+        ratio_change_bp(
+            i128::from(self.current.tokens()),
+            i128::from(self.current.requests),
+            i128::from(self.baseline.tokens()),
+            i128::from(self.baseline.requests),
+        )
+    }
+
+    /// Relative change in cost per token, basis points.
+    pub fn cost_per_token_change_bp(&self) -> Option<i128> {
+        ratio_change_bp(
+            self.current.cost.picos(),
+            i128::from(self.current.tokens()),
+            self.baseline.cost.picos(),
+            i128::from(self.baseline.tokens()),
+        )
+    }
+
+    /// Relative change in cost, basis points.
+    pub fn cost_change_bp(&self) -> Option<i128> {
+        ratio_change_bp(self.current.cost.picos(), 1, self.baseline.cost.picos(), 1)
+    }
+
+    /// The sub-group contributing most to an effect in the effect's direction, if any does.
+    pub fn top_part(&self, e: Effect) -> Option<&Part> {
+        let total = self.effects.get(e).picos();
+        self.parts
+            .iter()
+            .filter(|p| {
+                let v = p.effects.get(e).picos();
+                v != 0 && (total == 0 || v.signum() == total.signum())
+            })
+            .max_by_key(|p| p.effects.get(e).picos().abs())
+    }
+}
+
+/// `(n1/d1 − n0/d0) / (n0/d0)` in basis points; `None` when either ratio is undefined or the base is zero.
+fn ratio_change_bp(n1: i128, d1: i128, n0: i128, d0: i128) -> Option<i128> {
+    if d1 <= 0 || d0 <= 0 || n0 <= 0 {
+        return None;
+    }
+    // (n1·d0 − n0·d1) / (n0·d1) × 10 000
+    let num = n1.checked_mul(d0)?.checked_sub(n0.checked_mul(d1)?)?;
+    mul_div(num, 10_000, n0.checked_mul(d1)?)
+}
+
+/// `a × b / c`, rounded toward zero, computed through a 256-bit product so that it is exact whenever the
+/// result fits in an `i128`. `None` when `c` is zero or the result does not fit.
+pub fn mul_div(a: i128, b: i128, c: i128) -> Option<i128> {
+    if c == 0 {
+        return None;
+    }
+    let negative = (a < 0) ^ (b < 0) ^ (c < 0);
+    let (ua, ub, uc) = (a.unsigned_abs(), b.unsigned_abs(), c.unsigned_abs());
+    let (hi, lo) = mul_wide(ua, ub);
+    if hi >= uc {
+        return None;
+    }
+    // Long division of the 256-bit (hi, lo) by uc, one bit at a time. The remainder stays below uc ≤ 2^127,
+    // so shifting it left by one never overflows.
+    let mut rem = hi;
+    let mut q: u128 = 0;
+    for i in (0..128).rev() {
+        rem = (rem << 1) | ((lo >> i) & 1);
+        q <<= 1;
+        if rem >= uc {
+            rem -= uc;
+            q |= 1;
+        }
+    }
+    let q = i128::try_from(q).ok()?;
+    Some(if negative { -q } else { q })
+}
+
+/// The 256-bit product of two `u128` as (high, low) halves.
+fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    const MASK: u128 = u64::MAX as u128;
+    let (a1, a0) = (a >> 64, a & MASK);
+    let (b1, b0) = (b >> 64, b & MASK);
+    let ll = a0 * b0;
+    let lh = a0 * b1;
+    let hl = a1 * b0;
+    let hh = a1 * b1;
+    let mid = (ll >> 64) + (lh & MASK) + (hl & MASK);
+    let lo = (ll & MASK) | ((mid & MASK) << 64);
+    let hi = hh + (lh >> 64) + (hl >> 64) + (mid >> 64);
+    (hi, lo)
+}
+
+/// A non-negative rational with a positive denominator.
+#[derive(Debug, Clone, Copy)]
+struct Frac {
+    n: i128,
+    d: i128,
+}
+
+impl Frac {
+    fn new(n: i128, d: i128) -> Frac {
+        Frac { n, d }
+    }
+}
+
+/// The three factors of one window: requests, tokens per request, cost per token.
+#[derive(Debug, Clone, Copy)]
+struct Factors {
+    x: Frac,
+    y: Frac,
+    z: Frac,
+}
+
+/// `Δ · (2·g0·h0 + 2·g1·h1 + g0·h1 + g1·h0) / 6`: the Shapley weight of a factor's change `delta`, given the
+/// other two factors `g` and `h` in both windows. Terms that cannot be computed (absurdly large groups) count
+/// as zero; the remainder absorbs them, so the sum of the effects stays exact.
+fn shapley(delta: Frac, g: (Frac, Frac), h: (Frac, Frac)) -> i128 {
+    let term = |w: i128, g: Frac, h: Frac| -> i128 {
+        let b = g.n.checked_mul(h.n).and_then(|v| v.checked_mul(w));
+        let c = delta
+            .d
+            .checked_mul(g.d)
+            .and_then(|v| v.checked_mul(h.d))
+            .and_then(|v| v.checked_mul(6));
+        match (b, c) {
+            (Some(b), Some(c)) => mul_div(delta.n, b, c).unwrap_or(0),
+            _ => 0,
+        }
+    };
+    let parts = [
+        term(2, g.0, h.0),
+        term(2, g.1, h.1),
+        term(1, g.0, h.1),
+        term(1, g.1, h.0),
+    ];
+    parts.iter().fold(0i128, |acc, v| acc.saturating_add(*v))
+}
+
+fn tokens(t: &Totals) -> i128 {
+    i128::from(t.tokens())
+}
+
+fn requests(t: &Totals) -> i128 {
+    i128::from(t.requests)
+}
+
+/// Explains the change in cost from `baseline` to `current`, both given as the same group's rows split by a
+/// sub-grouping (e.g. `Store::explorer(filters, GroupBy::Model)` for each window). The group's totals are the
+/// sums of its rows, so the parts always add up to the whole.
+pub fn explain(baseline: &[GroupRow], current: &[GroupRow]) -> Explanation {
+    // Merge the two windows' rows by sub-group identity, keeping a stable order.
+    let mut parts: Vec<Part> = Vec::new();
+    for (rows, is_current) in [(baseline, false), (current, true)] {
+        for r in rows {
+            let i = match parts.iter().position(|p| p.key == r.key) {
+                Some(i) => i,
+                None => {
+                    parts.push(Part {
+                        key: r.key.clone(),
+                        label: r.label.clone(),
+                        baseline: Totals::default(),
+                        current: Totals::default(),
+                        effects: Effects::default(),
+                    });
+                    parts.len() - 1
+                }
+            };
+            if let Some(p) = parts.get_mut(i) {
+                if is_current {
+                    p.current.add(&r.totals);
+                } else {
+                    p.baseline.add(&r.totals);
+                }
+            }
+        }
+    }
+    let mut b = Totals::default();
+    let mut c = Totals::default();
+    for p in &parts {
+        b.add(&p.baseline);
+        c.add(&p.current);
+        // Each part's own change; its effects are filled in below.
+    }
+    for p in &mut parts {
+        p.effects.change = p.current.cost - p.baseline.cost;
+    }
+    let change = c.cost - b.cost;
+    let (r0, r1) = (requests(&b), requests(&c));
+    let (t0, t1) = (tokens(&b), tokens(&c));
+    let (c0, c1) = (b.cost.picos(), c.cost.picos());
+
+    let mut effects = Effects {
+        change,
+        ..Effects::default()
+    };
+    if r0 == 0 || r1 == 0 {
+        // A group that appeared or disappeared: tokens per request and cost per token have nothing to be
+        // compared with, so the whole change is volume, part by part.
+        effects.volume = change;
+        for p in &mut parts {
+            p.effects.volume = p.effects.change;
+        }
+    } else {
+        // Cost per token of a window without tokens is taken from the other window (no observed change).
+        let (z0, z1) = match (t0 > 0, t1 > 0) {
+            (true, true) => (Frac::new(c0, t0), Frac::new(c1, t1)),
+            (true, false) => (Frac::new(c0, t0), Frac::new(c0, t0)),
+            (false, true) => (Frac::new(c1, t1), Frac::new(c1, t1)),
+            (false, false) => (Frac::new(0, 1), Frac::new(0, 1)),
+        };
+        let f0 = Factors {
+            x: Frac::new(r0, 1),
+            y: Frac::new(t0, r0),
+            z: z0,
+        };
+        let f1 = Factors {
+            x: Frac::new(r1, 1),
+            y: Frac::new(t1, r1),
+            z: z1,
+        };
+        let z_moves = t0 > 0 && t1 > 0;
+        // Each factor's change, as a sum of per-part changes with a common denominator.
+        let dx = |p: &Part| Frac::new(requests(&p.current) - requests(&p.baseline), 1);
+        let dy = |p: &Part| {
+            Frac::new(
+                tokens(&p.current)
+                    .saturating_mul(r0)
+                    .saturating_sub(tokens(&p.baseline).saturating_mul(r1)),
+                r0.saturating_mul(r1),
+            )
+        };
+        let dz = |p: &Part| {
+            if z_moves {
+                Frac::new(
+                    p.current
+                        .cost
+                        .picos()
+                        .saturating_mul(t0)
+                        .saturating_sub(p.baseline.cost.picos().saturating_mul(t1)),
+                    t0.saturating_mul(t1),
+                )
+            } else {
+                Frac::new(0, 1)
+            }
+        };
+        let group = Part {
+            key: None,
+            label: String::new(),
+            baseline: b,
+            current: c,
+            effects: Effects::default(),
+        };
+        let ex = |d: Frac| shapley(d, (f0.y, f1.y), (f0.z, f1.z));
+        let ey = |d: Frac| shapley(d, (f0.x, f1.x), (f0.z, f1.z));
+        let ez = |d: Frac| shapley(d, (f0.x, f1.x), (f0.y, f1.y));
+        effects.volume = Money::from_picos(ex(dx(&group)));
+        effects.intensity = Money::from_picos(ey(dy(&group)));
+        // The remainder: exact by construction.
+        effects.price_mix = change - effects.volume - effects.intensity;
+        for p in &mut parts {
+            p.effects.volume = Money::from_picos(ex(dx(p)));
+            p.effects.intensity = Money::from_picos(ey(dy(p)));
+            p.effects.price_mix = Money::from_picos(ez(dz(p)));
+        }
+    }
+    for e in Effect::ALL {
+        settle_rounding(&mut parts, e, effects.get(e));
+    }
+    parts.sort_by(|a, b| {
+        b.effects
+            .change
+            .picos()
+            .abs()
+            .cmp(&a.effects.change.picos().abs())
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    let driver = driver(&effects);
+    Explanation {
+        baseline: b,
+        current: c,
+        effects,
+        parts,
+        driver,
+    }
+}
+
+/// Gives the rounding difference between an effect and the sum of its parts to the largest part, so that
+/// the parts sum to the effect exactly.
+fn settle_rounding(parts: &mut [Part], e: Effect, total: Money) {
+    let sum: Money = parts.iter().map(|p| p.effects.get(e)).sum();
+    let diff = total - sum;
+    if diff == Money::ZERO {
+        return;
+    }
+    let target = parts.iter_mut().max_by_key(|p| {
+        (
+            p.effects.get(e).picos().abs(),
+            p.effects.change.picos().abs(),
+        )
+    });
+    if let Some(p) = target {
+        *p.effects.get_mut(e) = p.effects.get(e) + diff;
+    }
+}
+
+/// The effect that moved the cost most; two when none reaches two thirds of the movement.
+fn driver(e: &Effects) -> Driver {
+    let mut mags: Vec<(Effect, i128)> = Effect::ALL
+        .iter()
+        .map(|f| (*f, e.get(*f).picos().abs()))
+        .collect();
+    let movement: i128 = mags.iter().map(|m| m.1).sum();
+    if movement == 0 {
+        return Driver::Unchanged;
+    }
+    mags.sort_by_key(|m| std::cmp::Reverse(m.1));
+    let (first, second) = (mags[0], mags[1]);
+    if first.1.saturating_mul(3) >= movement.saturating_mul(2) {
+        Driver::Mostly(first.0)
+    } else {
+        Driver::Mixed(first.0, second.0)
+    }
+}
+
+/// "+12.3%" from basis points, rounded half away from zero to one decimal.
+pub fn percent(bp: i128) -> String {
+    let tenths = (bp.unsigned_abs() + 5) / 10;
+    let sign = if bp < 0 { "−" } else { "+" };
+    format!("{sign}{}.{}%", group_thousands(tenths / 10), tenths % 10)
+}
+
+/// "$12.34" with an explicit sign for changes.
+pub fn signed_usd(m: Money) -> String {
+    if m.picos() > 0 {
+        format!("+{}", m.display_usd())
+    } else if m.picos() < 0 {
+        format!("−{}", Money::from_picos(-m.picos()).display_usd())
+    } else {
+        m.display_usd()
+    }
+}
+
+/// A change under this many basis points (5 %) is described as flat.
+pub const FLAT_BP: i128 = 500;
+
+fn movement(what: &str, bp: Option<i128>) -> String {
+    match bp {
+        None => format!("{what} had no baseline"),
+        Some(bp) if bp.abs() < FLAT_BP => format!("{what} stayed flat ({})", percent(bp)),
+        Some(bp) if bp > 0 => format!("{what} rose {}", percent(bp).trim_start_matches('+')),
+        Some(bp) => format!("{what} fell {}", percent(bp).trim_start_matches('−')),
+    }
+}
+
+fn driver_words(d: Driver, rising: bool) -> String {
+    let one = |e: Effect| {
+        match (e, rising) {
+        (Effect::Volume, true) => "volume-driven (more requests) rather than longer prompts or pricier models",
+        (Effect::Volume, false) => "volume-driven (fewer requests)",
+        (Effect::Intensity, true) => {
+            "intensity-driven (more tokens per request, e.g. longer prompts) rather than more requests"
+        }
+        (Effect::Intensity, false) => "intensity-driven (fewer tokens per request)",
+        (Effect::PriceMix, true) => {
+            "price/mix-driven (a higher cost per token: pricier models or providers, fewer cache hits)"
+        }
+        (Effect::PriceMix, false) => {
+            "price/mix-driven (a lower cost per token: cheaper models or providers, more cache hits)"
+        }
+    }
+    };
+    match d {
+        Driver::Unchanged => "unchanged".into(),
+        Driver::Mostly(e) => one(e).into(),
+        Driver::Mixed(a, b) => format!("driven by both {} and {}", a.label(), b.label()),
+    }
+}
+
+/// The plain-language explanation: what changed, by how much, which effect drove it, and which sub-group
+/// drove that effect. `subject` names the group ("Team support"), `windows` the comparison ("in the last 24
+/// hours against the 24 hours before"), `part_kind` the sub-grouping ("model").
+pub fn sentence(e: &Explanation, subject: &str, windows: &str, part_kind: &str) -> String {
+    let fx = &e.effects;
+    let (b, c) = (e.baseline.cost, e.current.cost);
+    if fx.change == Money::ZERO {
+        return format!(
+            "{subject}: spend is unchanged at {} {windows} ({} requests).",
+            c.display_usd(),
+            group_thousands(u128::from(e.current.requests)),
+        );
+    }
+    let rising = fx.change.picos() > 0;
+    let verb = if rising { "rose" } else { "fell" };
+    let how_much = match e.cost_change_bp() {
+        Some(bp) => format!("{verb} {}", percent(bp).trim_start_matches(['+', '−'])),
+        None => format!("{verb} from nothing"),
+    };
+    let mut s = format!(
+        "{subject}: spend {how_much} ({} → {}, {}) {windows}. {}, {} and {}, so the {} is {} ({} {}, {} {}, {} {}).",
+        b.display_usd(),
+        c.display_usd(),
+        signed_usd(fx.change),
+        movement(
+            &format!(
+                "Requests ({} → {})",
+                group_thousands(u128::from(e.baseline.requests)),
+                group_thousands(u128::from(e.current.requests))
+            ),
+            e.requests_change_bp()
+        ),
+        movement("tokens per request", e.tokens_per_request_change_bp()),
+        movement("cost per token", e.cost_per_token_change_bp()),
+        if rising { "increase" } else { "decrease" },
+        driver_words(e.driver, rising),
+        Effect::Volume.label(),
+        signed_usd(fx.volume),
+        Effect::Intensity.label(),
+        signed_usd(fx.intensity),
+        Effect::PriceMix.label(),
+        signed_usd(fx.price_mix),
+    );
+    let main = match e.driver {
+        Driver::Mostly(x) | Driver::Mixed(x, _) => Some(x),
+        Driver::Unchanged => None,
+    };
+    if let Some(x) = main {
+        if let Some(p) = e.top_part(x) {
+            if e.parts.len() > 1 {
+                s.push_str(&format!(
+                    " The {} effect comes mostly from {part_kind} {} ({}).",
+                    x.label(),
+                    p.label,
+                    signed_usd(p.effects.get(x))
+                ));
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row with `requests` requests of `tokens_each` tokens at `pico_per_token` picodollars a token.
+    fn row(label: &str, requests: u64, tokens_each: u64, pico_per_token: i128) -> GroupRow {
+        let tokens = requests * tokens_each;
+        GroupRow {
+            key: Some(label.to_string()),
+            label: label.to_string(),
+            totals: Totals {
+                requests,
+                input_tokens: tokens * 3 / 4,
+                output_tokens: tokens - tokens * 3 / 4,
+                cost: Money::from_picos(i128::from(tokens) * pico_per_token),
+                ..Totals::default()
+            },
+        }
+    }
+
+    fn assert_exact(e: &Explanation) {
+        let fx = e.effects;
+        assert_eq!(fx.volume + fx.intensity + fx.price_mix, fx.change);
+        assert_eq!(fx.change, e.current.cost - e.baseline.cost);
+        for x in Effect::ALL {
+            let sum: Money = e.parts.iter().map(|p| p.effects.get(x)).sum();
+            assert_eq!(sum, fx.get(x), "parts of {x:?} sum to it");
+        }
+        for p in &e.parts {
+            assert_eq!(p.effects.change, p.current.cost - p.baseline.cost);
+        }
+    }
+
+    /// Within `tolerance` picodollars (the rounding of the integer maths).
+    fn near(m: Money, picos: i128, tolerance: i128) -> bool {
+        (m.picos() - picos).abs() <= tolerance
+    }
+
+    const MINI: i128 = 150_000; // $0.15 per million tokens, in picodollars per token
+    const BIG: i128 = 2_500_000; // $2.50 per million tokens
+
+    #[test]
+    fn a_pure_volume_rise_is_all_volume() {
+        let base = [row("gpt-4o-mini", 1_000, 800, MINI)];
+        let cur = [row("gpt-4o-mini", 1_400, 800, MINI)];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, e.effects.change);
+        assert_eq!(e.effects.intensity, Money::ZERO);
+        assert_eq!(e.effects.price_mix, Money::ZERO);
+        assert_eq!(e.driver, Driver::Mostly(Effect::Volume));
+        let s = sentence(
+            &e,
+            "Team support",
+            "in the last 24 hours against the 24 hours before",
+            "model",
+        );
+        assert!(s.contains("spend rose 40.0%"), "{s}");
+        assert!(s.contains("Requests (1,000 → 1,400) rose 40.0%"), "{s}");
+        assert!(s.contains("tokens per request stayed flat (+0.0%)"), "{s}");
+        assert!(s.contains("volume-driven"), "{s}");
+    }
+
+    #[test]
+    fn a_pure_prompt_expansion_is_all_intensity() {
+        let base = [row("gpt-4.1", 1_000, 800, BIG)];
+        let cur = [row("gpt-4.1", 1_000, 2_000, BIG)];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, Money::ZERO);
+        assert_eq!(e.effects.intensity, e.effects.change);
+        assert_eq!(e.effects.price_mix, Money::ZERO);
+        assert_eq!(e.driver, Driver::Mostly(Effect::Intensity));
+        let s = sentence(&e, "Team search", "today", "model");
+        assert!(s.contains("tokens per request rose 150.0%"), "{s}");
+        assert!(s.contains("intensity-driven"), "{s}");
+    }
+
+    #[test]
+    fn a_switch_to_a_pricier_model_is_price_mix_and_names_the_model() {
+        let base = [row("gpt-4o-mini", 1_000, 800, MINI)];
+        let cur = [row("gpt-4.1", 1_000, 800, BIG)];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, Money::ZERO);
+        assert_eq!(e.effects.intensity, Money::ZERO);
+        assert_eq!(e.effects.price_mix, e.effects.change);
+        assert!(e.effects.change.picos() > 0);
+        assert_eq!(e.driver, Driver::Mostly(Effect::PriceMix));
+        // The pricier model carries the rise; the cheaper one's disappearance is a negative price/mix part.
+        let big = e.parts.iter().find(|p| p.label == "gpt-4.1").unwrap();
+        let mini = e.parts.iter().find(|p| p.label == "gpt-4o-mini").unwrap();
+        assert!(big.effects.price_mix.picos() > 0);
+        assert!(mini.effects.price_mix.picos() < 0);
+        assert_eq!(big.effects.volume + mini.effects.volume, Money::ZERO);
+        let s = sentence(&e, "Team growth", "this week", "model");
+        assert!(s.contains("price/mix-driven"), "{s}");
+        assert!(s.contains("cost per token rose"), "{s}");
+        assert!(s.contains("comes mostly from model gpt-4.1"), "{s}");
+    }
+
+    #[test]
+    fn a_mixed_change_splits_exactly_and_symmetrically() {
+        // Requests double, tokens per request go up by half, and a quarter of the traffic moves to a
+        // pricier model.
+        let base = [row("mini", 1_000, 1_000, MINI)];
+        let cur = [row("mini", 1_500, 1_500, MINI), row("big", 500, 1_500, BIG)];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert!(e.effects.volume.picos() > 0);
+        assert!(e.effects.intensity.picos() > 0);
+        assert!(e.effects.price_mix.picos() > 0);
+        // Hand-computed Shapley values: requests 1000 → 2000, tokens per request 1000 → 1500, cost per token
+        // 150 000 → (2.25e6 × 150 000 + 0.75e6 × 2 500 000) / 3e6 = 737 500 picodollars.
+        let (x0, x1, y0, y1, z0, z1) = (1000i128, 2000, 1000, 1500, 150_000, 737_500);
+        // Six times each effect, so that the check itself is exact.
+        let ex6 = (x1 - x0) * (2 * y0 * z0 + 2 * y1 * z1 + y0 * z1 + y1 * z0);
+        let ey6 = (y1 - y0) * (2 * x0 * z0 + 2 * x1 * z1 + x0 * z1 + x1 * z0);
+        let ez6 = (z1 - z0) * (2 * x0 * y0 + 2 * x1 * y1 + x0 * y1 + x1 * y0);
+        assert_eq!(ex6 + ey6 + ez6, 6 * e.effects.change.picos());
+        assert!(near(e.effects.volume, ex6 / 6, 10));
+        assert!(near(e.effects.intensity, ey6 / 6, 10));
+        assert!(near(e.effects.price_mix, ez6 / 6, 10));
+        assert!(matches!(e.driver, Driver::Mixed(_, _) | Driver::Mostly(_)));
+        let s = sentence(
+            &e,
+            "Everything",
+            "in the last hour against the hour before",
+            "model",
+        );
+        assert!(s.contains("Requests (1,000 → 2,000) rose 100.0%"), "{s}");
+    }
+
+    #[test]
+    fn new_and_vanished_groups_are_volume() {
+        let e = explain(&[], &[row("a", 10, 100, MINI)]);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, e.effects.change);
+        assert!(sentence(&e, "Team x", "today", "model").contains("rose from nothing"));
+        let e = explain(&[row("a", 10, 100, MINI)], &[]);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, e.effects.change);
+        assert!(e.effects.change.picos() < 0);
+        let e = explain(&[], &[]);
+        assert_eq!(e.driver, Driver::Unchanged);
+        assert!(sentence(&e, "Team x", "today", "model").contains("unchanged"));
+    }
+
+    #[test]
+    fn awkward_numbers_still_sum_exactly() {
+        // Prime-ish counts make every division inexact; the remainder and the part settlement keep the sums.
+        let base = [
+            row("a", 997, 331, 7_919),
+            row("b", 13, 7_001, 104_729),
+            row("c", 1, 1, 3),
+        ];
+        let cur = [
+            row("a", 1_009, 313, 7_927),
+            row("b", 29, 6_997, 130_003),
+            row("d", 7, 17, 11),
+        ];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        // A very large group (a year of a big organisation) does not overflow.
+        let base = [row("a", 2_000_000_000, 50_000, 10_000_000)];
+        let cur = [
+            row("a", 3_000_000_000, 60_000, 12_000_000),
+            row("b", 5, 5, 5),
+        ];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert!(e.effects.volume.picos() > 0 && e.effects.intensity.picos() > 0);
+    }
+
+    #[test]
+    fn a_shift_between_models_at_flat_volume_is_not_volume() {
+        let base = [row("mini", 800, 1_000, MINI), row("big", 200, 1_000, BIG)];
+        let cur = [row("mini", 500, 1_000, MINI), row("big", 500, 1_000, BIG)];
+        let e = explain(&base, &cur);
+        assert_exact(&e);
+        assert_eq!(e.effects.volume, Money::ZERO);
+        assert_eq!(e.effects.intensity, Money::ZERO);
+        assert_eq!(e.effects.price_mix, e.effects.change);
+        assert_eq!(e.top_part(Effect::PriceMix).unwrap().label, "big");
+    }
+
+    #[test]
+    fn mul_div_is_exact_beyond_i128_products() {
+        assert_eq!(mul_div(7, 3, 2), Some(10));
+        assert_eq!(mul_div(-7, 3, 2), Some(-10));
+        let big = 10i128.pow(30);
+        assert_eq!(mul_div(big, big, big), Some(big));
+        assert_eq!(mul_div(big, 3 * big, 2 * big), Some(big + big / 2));
+        assert_eq!(mul_div(i128::MAX, i128::MAX, 1), None);
+        assert_eq!(mul_div(1, 1, 0), None);
+        assert_eq!(percent(1234), "+12.3%");
+        assert_eq!(percent(-5), "−0.1%");
+    }
+}
