@@ -58,10 +58,10 @@ pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Res
     let dir = procs::fresh_dir(&work.join("ingest-writer"))?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir, SqliteOptions::default())?);
     let all = live_batch(&mut g, events);
-    let (writer, handle) = spawn_writer(Arc::clone(&store), WriterConfig::default());
+    let (writer, handle) = spawn_writer(Arc::clone(&store), WriterConfig::default(), None)?;
     let t = Instant::now();
     for e in all {
-        writer.record(e);
+        let _ = writer.record(e);
     }
     handle.shutdown().await;
     let writer_us = us(t.elapsed());

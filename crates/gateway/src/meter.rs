@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Future, Stream, StreamExt};
 use spendgate_core::pricing::{ModelPrice, PriceConfidence};
 use spendgate_core::usage::estimate_tokens;
 use spendgate_core::{Attribution, CacheOutcome, RequestStatus, SpendEvent, Usage, UsageSource};
-use spendgate_store::SpendWriter;
+use spendgate_store::{Ack, SpendWriter};
 use uuid::Uuid;
 
 use crate::provider::{Endpoint, ProviderError};
@@ -65,8 +65,9 @@ pub struct Outcome {
 }
 
 impl Meter {
-    /// Prices the outcome and queues the spend event.
-    pub fn finish(self, outcome: Outcome) {
+    /// Prices the outcome and queues the spend event. The returned [`Ack`] resolves once the event is in the
+    /// journal; the response's last byte waits for it.
+    pub fn finish(self, outcome: Outcome) -> Ack {
         let (usage, source) = match outcome.reported {
             Some(u) => (u, UsageSource::Reported),
             // A failed upstream call is not billed by providers; a success without usage is counted.
@@ -116,9 +117,7 @@ impl Meter {
             error: outcome.error,
             wallet_id,
         };
-        if !self.writer.record(event) {
-            tracing::error!(request_id = %self.id, "A spend event arrived after the writer stopped; it was not recorded.");
-        }
+        self.writer.record(event)
     }
 }
 
@@ -128,6 +127,7 @@ pub struct MeteredStream {
     scanner: UsageScanner,
     meter: Option<Meter>,
     max_duration: Duration,
+    ack: Option<Ack>,
 }
 
 impl MeteredStream {
@@ -141,19 +141,20 @@ impl MeteredStream {
             scanner: UsageScanner::new(),
             meter: Some(meter),
             max_duration,
+            ack: None,
         }
     }
 
-    fn finish(&mut self, status: RequestStatus, error: Option<String>) {
-        if let Some(meter) = self.meter.take() {
+    fn finish(&mut self, status: RequestStatus, error: Option<String>) -> Option<Ack> {
+        self.meter.take().map(|meter| {
             meter.finish(Outcome {
                 status,
                 http_status: 200,
                 reported: self.scanner.reported(),
                 counted_output_tokens: self.scanner.estimated_output_tokens(),
                 error,
-            });
-        }
+            })
+        })
     }
 }
 
@@ -161,6 +162,16 @@ impl Stream for MeteredStream {
     type Item = Result<Bytes, ProviderError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // The stream has ended upstream; its end reaches the client only once the spend event is journaled.
+        if let Some(ack) = self.ack.as_mut() {
+            return match Pin::new(ack).poll(cx) {
+                Poll::Ready(_) => {
+                    self.ack = None;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -182,7 +193,10 @@ impl Stream for MeteredStream {
                 self.inner = None;
                 let error = (!self.scanner.saw_done() && self.scanner.reported().is_none())
                     .then(|| "the stream ended without [DONE] or usage".to_string());
-                self.finish(RequestStatus::Ok, error);
+                self.ack = self.finish(RequestStatus::Ok, error);
+                if self.ack.is_some() {
+                    return self.poll_next(cx);
+                }
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -200,13 +214,14 @@ impl Drop for MeteredStream {
         let mut scanner = std::mem::take(&mut self.scanner);
         let max = self.max_duration;
         let finish = move |scanner: &UsageScanner| {
-            meter.finish(Outcome {
+            // Nobody is waiting for this answer any more, so nothing waits for the journal either.
+            drop(meter.finish(Outcome {
                 status: RequestStatus::ClientDisconnected,
                 http_status: 200,
                 reported: scanner.reported(),
                 counted_output_tokens: scanner.estimated_output_tokens(),
                 error: Some("the client disconnected before the end of the stream".into()),
-            })
+            }));
         };
         match (inner, tokio::runtime::Handle::try_current()) {
             (Some(mut inner), Ok(rt)) => {

@@ -332,13 +332,14 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         Err(e) => {
             let err = provider_error(&e);
             tracing::warn!(request_id = %request_id, provider = %meter.provider, error = %e, "The upstream call failed.");
-            meter.finish(Outcome {
+            let ack = meter.finish(Outcome {
                 status: RequestStatus::UpstreamError,
                 http_status: err.status.as_u16(),
                 reported: None,
                 counted_output_tokens: 0,
                 error: Some(e.to_string()),
             });
+            journaled(ack, request_id).await;
             err.into_response()
         }
         Ok(up) => {
@@ -356,7 +357,7 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                         None
                     };
                     let counted = spendgate_core::usage::estimate_tokens(content_bytes(&bytes));
-                    meter.finish(Outcome {
+                    let ack = meter.finish(Outcome {
                         status: if failed {
                             RequestStatus::UpstreamError
                         } else {
@@ -367,6 +368,7 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                         counted_output_tokens: counted,
                         error,
                     });
+                    journaled(ack, request_id).await;
                     let mut r = Response::new(Body::from(bytes));
                     *r.status_mut() = status;
                     if let Some(ct) = content_type {
@@ -393,6 +395,13 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     res
+}
+
+/// Waits until a spend event is in the journal: an answer is sent only once its spend log cannot be lost.
+async fn journaled(ack: spendgate_store::Ack, request_id: Uuid) {
+    if !ack.await {
+        tracing::error!(request_id = %request_id, "A spend event arrived after the writer stopped; it was not recorded.");
+    }
 }
 
 /// Bytes of `"content"` strings in a complete answer, to count output when no usage was sent.

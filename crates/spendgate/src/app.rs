@@ -11,6 +11,7 @@ use spendgate_gateway::controls::{Controls, ControlsConfig};
 use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
+use spendgate_store::journal::{JournalConfig, SyncMode};
 use spendgate_store::sqlite::SqliteOptions;
 use spendgate_store::{spawn_writer, SpendWriter, SqliteStore, Store, WriterConfig, WriterHandle};
 use spendgate_web::{AdminToken, AppState};
@@ -172,13 +173,24 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config)?;
     let routes = build_routes(config, &catalog)?;
     let (token, token_file) = admin_token(config)?;
+    // Events left in the journal by a previous run that died reach the store before any new traffic.
+    let journal_dir = config.data_dir.join("journal");
+    let (replayed, already) = spendgate_store::journal::replay(&*store, &journal_dir).await?;
+    if replayed + already > 0 {
+        tracing::info!(replayed, already_stored = already, "Recovered spend events from the journal.");
+    }
+    let journal = config.journal.enabled.then(|| JournalConfig {
+        sync: if config.journal.fsync { SyncMode::Fsync } else { SyncMode::Write },
+        ..JournalConfig::new(journal_dir)
+    });
     let (writer, writer_handle) = spawn_writer(
         Arc::clone(&store),
         WriterConfig {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
         },
-    );
+        journal,
+    )?;
     let name: Arc<str> = Arc::from(config.gateway_name.as_str());
     spendgate_core::validate_name("gateway", &name).map_err(anyhow::Error::msg)?;
     let stats = Arc::new(GatewayStats::default());
@@ -236,11 +248,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|v| *v).await;
-            })
-            .await
+        // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
+        // (Nagle), which stalled SSE streams by ~40 ms.
+        use axum::serve::ListenerExt;
+        axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })
+        .await
     });
     tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
     Ok(Running {

@@ -23,6 +23,7 @@ pub struct Config {
     pub store: StoreSettings,
     pub budgets: BudgetSettings,
     pub alerts: AlertSettings,
+    pub journal: JournalSettings,
     /// Set by `demo` only: pages need no login. Not settable from a file.
     #[serde(skip)]
     pub open_pages: bool,
@@ -42,6 +43,7 @@ impl Default for Config {
             store: StoreSettings::default(),
             budgets: BudgetSettings::default(),
             alerts: AlertSettings::default(),
+            journal: JournalSettings::default(),
             open_pages: false,
         }
     }
@@ -162,6 +164,21 @@ impl Default for BudgetSettings {
             time_zone: "UTC".into(),
             default_max_output_tokens: 4096,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSettings {
+    /// Journal every spend event before its response ends (survives a crash of the process).
+    pub enabled: bool,
+    /// Also flush the journal to disk per group of events (survives a power cut; costs a disk flush).
+    pub fsync: bool,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings { enabled: true, fsync: false }
     }
 }
 

@@ -5,6 +5,7 @@
 //! a database.
 
 pub mod controls;
+pub mod journal;
 pub mod sqlite;
 pub mod writer;
 
@@ -15,12 +16,12 @@ use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
 
 use controls::{
-    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget, NewWallet,
-    Transfer, WalletRecord,
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
+    NewWallet, Transfer, WalletRecord,
 };
 
 pub use sqlite::SqliteStore;
-pub use writer::{spawn_writer, SpendWriter, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{spawn_writer, Ack, SpendWriter, WriterConfig, WriterHandle, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -94,6 +95,19 @@ pub struct SeriesPoint {
     pub totals: Totals,
 }
 
+/// Request activity of one key, workflow and gateway in one time bucket (for the activity history).
+#[derive(Debug, Clone)]
+pub struct ActivityRow {
+    pub bucket_start_ms: i64,
+    pub key_id: i64,
+    pub user: String,
+    /// `None` is the No team bucket.
+    pub team: Option<String>,
+    pub workflow: Option<String>,
+    pub gateway: String,
+    pub totals: Totals,
+}
+
 /// The window a query actually covered, after aligning it to the buckets the rollups hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResolvedWindow {
@@ -125,6 +139,9 @@ pub trait Store: Send + Sync + 'static {
         group_by: Option<GroupBy>,
     ) -> Result<Vec<SeriesPoint>>;
 
+    /// Totals per bucket of `grain`, key, workflow and gateway, from that grain's rollup.
+    async fn request_activity(&self, filters: &Filters, grain: Grain) -> Result<Vec<ActivityRow>>;
+
     /// Spend logs matching `filters`, newest first, `limit` at most, after `cursor`.
     async fn spend_logs(
         &self,
@@ -135,14 +152,27 @@ pub trait Store: Send + Sync + 'static {
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
 
     /// Creates a budget or updates the one with the same scope and period; returns (before, after).
-    async fn upsert_budget(&self, budget: NewBudget) -> Result<(Option<BudgetRecord>, BudgetRecord)>;
+    async fn upsert_budget(
+        &self,
+        budget: NewBudget,
+    ) -> Result<(Option<BudgetRecord>, BudgetRecord)>;
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>>;
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord>;
     async fn list_wallets(&self) -> Result<Vec<WalletRecord>>;
     /// Applies a money movement between wallets (or a top-up) in one transaction; returns the wallets touched.
-    async fn transfer(&self, transfer: Transfer, actor: &str, reason: &str) -> Result<Vec<WalletRecord>>;
+    async fn transfer(
+        &self,
+        transfer: Transfer,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<WalletRecord>>;
     /// Ledger entries of a wallet, newest first, older than `before_id`.
-    async fn ledger(&self, wallet: i64, limit: usize, before_id: Option<i64>) -> Result<Vec<LedgerEntry>>;
+    async fn ledger(
+        &self,
+        wallet: i64,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<LedgerEntry>>;
     /// The sum of every ledger entry of a wallet: always equal to its balance.
     async fn ledger_sum(&self, wallet: i64) -> Result<Money>;
     /// What a wallet paid for requests since a time (for burn rates).

@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::journal::{Append, JournalConfig};
 use crate::Store;
 
 #[derive(Debug, Clone)]
@@ -112,12 +113,41 @@ pub struct Committed {
     pub at_ms: i64,
 }
 
+/// Where [`SpendWriter::record`] sends an event: through the journal, or straight to the batcher.
+#[derive(Clone)]
+enum Inlet {
+    Direct(mpsc::UnboundedSender<SpendEvent>),
+    Journal(std::sync::mpsc::Sender<Append>),
+}
+
 /// The handle the hot path records events with. Cheap to clone.
 #[derive(Clone)]
 pub struct SpendWriter {
-    tx: mpsc::UnboundedSender<SpendEvent>,
+    inlet: Inlet,
     stats: Arc<WriterStats>,
     committed: broadcast::Sender<Committed>,
+}
+
+/// Resolves when an event is safe in the journal (at once when there is no journal). `true` when it is; `false`
+/// when the writer had stopped.
+#[derive(Debug)]
+pub struct Ack(Option<tokio::sync::oneshot::Receiver<()>>, bool);
+
+impl Ack {
+    fn ready(ok: bool) -> Ack {
+        Ack(None, ok)
+    }
+}
+
+impl std::future::Future for Ack {
+    type Output = bool;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        let ok = self.1;
+        match self.0.as_mut() {
+            None => std::task::Poll::Ready(ok),
+            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.is_ok()),
+        }
+    }
 }
 
 impl std::fmt::Debug for SpendWriter {
@@ -127,15 +157,22 @@ impl std::fmt::Debug for SpendWriter {
 }
 
 impl SpendWriter {
-    /// Queues an event for writing. Never blocks. Returns false only when the writer has shut down, which the
-    /// caller logs: it can only happen while the process is stopping.
-    pub fn record(&self, event: SpendEvent) -> bool {
+    /// Queues an event for writing. Never blocks. The returned [`Ack`] resolves once the event is in the
+    /// journal: a response must not send its last byte before that. It resolves to false only when the writer
+    /// has shut down (only while the process is stopping); the caller logs it.
+    pub fn record(&self, event: SpendEvent) -> Ack {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(event).is_err() {
+        let sent = match &self.inlet {
+            Inlet::Direct(tx) => tx.send(event).is_ok().then(|| Ack::ready(true)),
+            Inlet::Journal(tx) => {
+                let (ack, rx) = tokio::sync::oneshot::channel();
+                tx.send(Append::Event { event, ack: Some(ack) }).is_ok().then(|| Ack(Some(rx), true))
+            }
+        };
+        sent.unwrap_or_else(|| {
             self.stats.submitted.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+            Ack::ready(false)
+        })
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
@@ -148,10 +185,19 @@ impl SpendWriter {
     }
 }
 
-/// Owns the writer task; [`WriterHandle::shutdown`] drains it.
+/// Owns the writer task (and the journal thread); [`WriterHandle::shutdown`] drains them.
 pub struct WriterHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    journal: Option<JournalThread>,
+    processed: Arc<AtomicU64>,
+}
+
+struct JournalThread {
+    tx: std::sync::mpsc::Sender<Append>,
+    thread: std::thread::JoinHandle<()>,
+    journaled: Arc<AtomicU64>,
+    dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for WriterHandle {
@@ -161,33 +207,66 @@ impl std::fmt::Debug for WriterHandle {
 }
 
 impl WriterHandle {
-    /// Stops accepting events, writes every pending one, and returns when they are in the store.
+    /// Stops accepting events, writes every pending one, and returns when they are in the store. The journal
+    /// is emptied only if the store has every event it held; otherwise the next start replays it.
     pub async fn shutdown(mut self) {
+        let journal = self.journal.take();
+        if let Some(j) = &journal {
+            let _ = j.tx.send(Append::Stop);
+        }
+        let journal = match journal {
+            Some(j) => {
+                let JournalThread { thread, journaled, dir, .. } = j;
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                Some((journaled, dir))
+            }
+            None => None,
+        };
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+        if let Some((journaled, dir)) = journal {
+            if self.processed.load(Ordering::Acquire) >= journaled.load(Ordering::Acquire) {
+                crate::journal::clear(&dir);
+            }
+        }
     }
 }
 
-pub fn spawn_writer(store: Arc<dyn Store>, config: WriterConfig) -> (SpendWriter, WriterHandle) {
+/// Starts the writer, with a journal in front of it when `journal` is given. Replay leftovers first
+/// ([`crate::journal::replay`]).
+pub fn spawn_writer(
+    store: Arc<dyn Store>,
+    config: WriterConfig,
+    journal: Option<JournalConfig>,
+) -> Result<(SpendWriter, WriterHandle), crate::StoreError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let stats = Arc::new(WriterStats::default());
     let (committed, _) = broadcast::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let writer = SpendWriter {
-        tx,
-        stats: Arc::clone(&stats),
-        committed: committed.clone(),
+    let processed = Arc::new(AtomicU64::new(0));
+    let (inlet, journal) = match journal {
+        None => (Inlet::Direct(tx), None),
+        Some(jc) => {
+            std::fs::create_dir_all(&jc.dir).map_err(|e| crate::StoreError::Open {
+                path: jc.dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let (jtx, jrx) = std::sync::mpsc::channel();
+            let journaled = Arc::new(AtomicU64::new(0));
+            let dir = jc.dir.clone();
+            let (p, j) = (Arc::clone(&processed), Arc::clone(&journaled));
+            let thread = std::thread::Builder::new()
+                .name("spendgate-journal".into())
+                .spawn(move || crate::journal::run(jc, jrx, tx, p, j))
+                .map_err(|e| crate::StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
+            (Inlet::Journal(jtx.clone()), Some(JournalThread { tx: jtx, thread, journaled, dir }))
+        }
     };
-    let task = tokio::spawn(run(store, config, rx, stop_rx, stats, committed));
-    (
-        writer,
-        WriterHandle {
-            stop: Some(stop_tx),
-            task,
-        },
-    )
+    let writer = SpendWriter { inlet, stats: Arc::clone(&stats), committed: committed.clone() };
+    let task = tokio::spawn(run(store, config, rx, stop_rx, stats, committed, Arc::clone(&processed)));
+    Ok((writer, WriterHandle { stop: Some(stop_tx), task, journal, processed }))
 }
 
 async fn run(
@@ -197,6 +276,7 @@ async fn run(
     mut stop: tokio::sync::oneshot::Receiver<()>,
     stats: Arc<WriterStats>,
     committed: broadcast::Sender<Committed>,
+    processed: Arc<AtomicU64>,
 ) {
     let max = config.max_batch.max(1);
     let mut batch: Vec<SpendEvent> = Vec::with_capacity(max);
@@ -234,7 +314,10 @@ async fn run(
                 }
             }
         }
+        let n = batch.len() as u64;
         write_with_retry(&*store, &mut batch, &stats, &committed).await;
+        // Events reach the batcher in journal order, so this count marks how much of the journal is committed.
+        processed.fetch_add(n, Ordering::Release);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
     }
 }
