@@ -61,7 +61,7 @@ pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Res
     let (writer, handle) = spawn_writer(Arc::clone(&store), WriterConfig::default(), None)?;
     let t = Instant::now();
     for e in all {
-        let _ = writer.record(e);
+        drop(writer.record(e));
     }
     handle.shutdown().await;
     let writer_us = us(t.elapsed());

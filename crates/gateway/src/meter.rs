@@ -70,8 +70,11 @@ impl Meter {
     pub fn finish(self, outcome: Outcome) -> Ack {
         let (usage, source) = match outcome.reported {
             Some(u) => (u, UsageSource::Reported),
-            // A failed upstream call is not billed by providers; a success without usage is counted.
-            None if outcome.status == RequestStatus::UpstreamError => {
+            // A failed upstream call that delivered nothing costs nothing (providers do not bill errors); a
+            // success without usage, or a stream that broke off after delivering some of its answer, is counted.
+            None if outcome.status == RequestStatus::UpstreamError
+                && outcome.counted_output_tokens == 0 =>
+            {
                 (Usage::default(), UsageSource::Estimated)
             }
             None => (
@@ -191,9 +194,22 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(None) => {
                 self.inner = None;
-                let error = (!self.scanner.saw_done() && self.scanner.reported().is_none())
-                    .then(|| "the stream ended without [DONE] or usage".to_string());
-                self.ack = self.finish(RequestStatus::Ok, error);
+                // A stream that ends without [DONE] and without usage was cut short upstream.
+                let cut = !self.scanner.saw_done() && self.scanner.reported().is_none();
+                let (status, error) = if cut {
+                    (
+                        RequestStatus::UpstreamError,
+                        Some("the stream ended early, without [DONE] or usage".to_string()),
+                    )
+                } else if self.scanner.reported().is_none() {
+                    (
+                        RequestStatus::Ok,
+                        Some("the upstream sent no usage; tokens were counted".to_string()),
+                    )
+                } else {
+                    (RequestStatus::Ok, None)
+                };
+                self.ack = self.finish(status, error);
                 if self.ack.is_some() {
                     return self.poll_next(cx);
                 }

@@ -83,10 +83,10 @@ pub struct WithUsage {
     pub usage: Option<WireUsage>,
 }
 
-/// The usage in a complete (non-streaming) response body, if it has one.
-pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<WithUsage>(body)
-        .ok()?
+/// The usage in a complete (non-streaming) response body: `Err` when the body is not JSON at all, `Ok(None)` when
+/// it is but carries no usage.
+pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    Ok(serde_json::from_slice::<WithUsage>(body)?
         .usage
-        .map(|u| u.normalise())
+        .map(|u| u.normalise()))
 }

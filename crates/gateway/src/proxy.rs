@@ -347,34 +347,59 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
             let content_type = up.content_type.and_then(|c| HeaderValue::from_str(&c).ok());
             match up.body {
                 UpstreamBody::Full(bytes) => {
-                    let failed = !status.is_success();
-                    let reported = if failed { None } else { usage_of_body(&bytes) };
-                    let error = if failed {
-                        Some(format!("the upstream answered {}", status.as_u16()))
-                    } else if reported.is_none() {
-                        Some("the upstream sent no usage; tokens were counted".to_string())
+                    let parsed = if status.is_success() {
+                        Some(usage_of_body(&bytes))
                     } else {
                         None
                     };
+                    let (outcome_status, reported, error) = match &parsed {
+                        None => (
+                            RequestStatus::UpstreamError,
+                            None,
+                            Some(format!("the upstream answered {}", status.as_u16())),
+                        ),
+                        Some(Err(_)) => (
+                            RequestStatus::UpstreamError,
+                            None,
+                            Some("the upstream's answer was not valid JSON".to_string()),
+                        ),
+                        Some(Ok(None)) => (
+                            RequestStatus::Ok,
+                            None,
+                            Some("the upstream sent no usage; tokens were counted".to_string()),
+                        ),
+                        Some(Ok(Some(u))) => (RequestStatus::Ok, Some(*u), None),
+                    };
                     let counted = spendgate_core::usage::estimate_tokens(content_bytes(&bytes));
+                    let http_status = if matches!(parsed, Some(Err(_))) {
+                        StatusCode::BAD_GATEWAY
+                    } else {
+                        status
+                    };
                     let ack = meter.finish(Outcome {
-                        status: if failed {
-                            RequestStatus::UpstreamError
-                        } else {
-                            RequestStatus::Ok
-                        },
-                        http_status: status.as_u16(),
+                        status: outcome_status,
+                        http_status: http_status.as_u16(),
                         reported,
                         counted_output_tokens: counted,
                         error,
                     });
                     journaled(ack, request_id).await;
-                    let mut r = Response::new(Body::from(bytes));
-                    *r.status_mut() = status;
-                    if let Some(ct) = content_type {
-                        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                    if matches!(parsed, Some(Err(_))) {
+                        // Passing a broken body on would only move the failure into the client's JSON parser.
+                        ApiError::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_bad_response",
+                            "The provider answered with a body that is not valid JSON; retry the request.",
+                        )
+                        .into_response()
+                    } else {
+                        let mut r = Response::new(Body::from(bytes));
+                        *r.status_mut() = status;
+                        if let Some(ct) = content_type {
+                            r.headers_mut().insert(header::CONTENT_TYPE, ct);
+                        }
+                        r
                     }
-                    r
                 }
                 UpstreamBody::Stream(s) => {
                     let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration);
@@ -437,7 +462,9 @@ pub fn mock_upstream_router(mock: Arc<MockProvider>) -> Router {
                     UpstreamBody::Full(b) => Body::from(b),
                     UpstreamBody::Stream(s) => Body::from_stream(s),
                 };
-                ([(header::CONTENT_TYPE, ct)], body).into_response()
+                let status =
+                    StatusCode::from_u16(up.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, [(header::CONTENT_TYPE, ct)], body).into_response()
             }
             Err(e) => ApiError::internal(e.to_string()).into_response(),
         }

@@ -34,6 +34,7 @@ pub struct Running {
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     writer_handle: WriterHandle,
+    gateway_name: Arc<str>,
 }
 
 impl std::fmt::Debug for Running {
@@ -52,6 +53,7 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
+        lifecycle(&*self.store, "gateway.stop", &self.gateway_name, None).await;
         self.writer_handle.shutdown().await;
         match served {
             Ok(Ok(())) => Ok(()),
@@ -156,11 +158,31 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records a gateway start or stop in the audit log, for the activity history.
+async fn lifecycle(
+    store: &dyn Store,
+    action: &str,
+    gateway: &str,
+    after: Option<serde_json::Value>,
+) {
+    let entry = spendgate_store::controls::AuditEntry {
+        actor: format!("gateway:{gateway}"),
+        action: action.into(),
+        target: format!("gateway:{gateway}"),
+        before: None,
+        after,
+    };
+    if let Err(e) = store.record_audit(entry).await {
+        tracing::warn!(error = %e, "Recording a gateway start or stop in the audit log failed.");
+    }
+}
+
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(
         &config.data_dir,
         SqliteOptions {
             minute_retention_hours: config.store.minute_retention_hours,
+            busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
             ..SqliteOptions::default()
         },
     )?;
@@ -177,10 +199,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let journal_dir = config.data_dir.join("journal");
     let (replayed, already) = spendgate_store::journal::replay(&*store, &journal_dir).await?;
     if replayed + already > 0 {
-        tracing::info!(replayed, already_stored = already, "Recovered spend events from the journal.");
+        tracing::info!(
+            replayed,
+            already_stored = already,
+            "Recovered spend events from the journal."
+        );
     }
     let journal = config.journal.enabled.then(|| JournalConfig {
-        sync: if config.journal.fsync { SyncMode::Fsync } else { SyncMode::Write },
+        sync: if config.journal.fsync {
+            SyncMode::Fsync
+        } else {
+            SyncMode::Write
+        },
         ..JournalConfig::new(journal_dir)
     });
     let (writer, writer_handle) = spawn_writer(
@@ -263,6 +293,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await
     });
     tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
+    let started = serde_json::json!({ "version": VERSION, "listen": addr.to_string() });
+    lifecycle(
+        &*store,
+        "gateway.start",
+        &config.gateway_name,
+        Some(started),
+    )
+    .await;
     Ok(Running {
         addr,
         store,
@@ -274,5 +312,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         shutdown,
         server,
         writer_handle,
+        gateway_name: Arc::from(config.gateway_name.as_str()),
     })
 }

@@ -139,12 +139,15 @@ impl Default for WriterSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
     pub minute_retention_hours: i64,
+    /// How long a database write waits for a lock before it fails (and the writer retries it).
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             minute_retention_hours: 48,
+            busy_timeout_ms: 5000,
         }
     }
 }
@@ -178,7 +181,10 @@ pub struct JournalSettings {
 
 impl Default for JournalSettings {
     fn default() -> Self {
-        JournalSettings { enabled: true, fsync: false }
+        JournalSettings {
+            enabled: true,
+            fsync: false,
+        }
     }
 }
 

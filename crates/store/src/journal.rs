@@ -44,7 +44,11 @@ pub struct JournalConfig {
 
 impl JournalConfig {
     pub fn new(dir: PathBuf) -> JournalConfig {
-        JournalConfig { dir, sync: SyncMode::Write, segment_bytes: 16 << 20 }
+        JournalConfig {
+            dir,
+            sync: SyncMode::Write,
+            segment_bytes: 16 << 20,
+        }
     }
 }
 
@@ -52,7 +56,10 @@ impl JournalConfig {
 // The small variant is sent once per process; boxing the large one would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Append {
-    Event { event: SpendEvent, ack: Option<oneshot::Sender<()>> },
+    Event {
+        event: SpendEvent,
+        ack: Option<oneshot::Sender<()>>,
+    },
     /// Everything sent before this is journaled and forwarded; then the thread ends.
     Stop,
 }
@@ -81,7 +88,10 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 
 /// Reads every event left in the journal by an earlier process.
 pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), StoreError> {
-    let io = |e: std::io::Error| StoreError::Open { path: dir.display().to_string(), reason: e.to_string() };
+    let io = |e: std::io::Error| StoreError::Open {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut events = Vec::new();
     let mut files = Vec::new();
@@ -95,7 +105,9 @@ pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), Sto
             match serde_json::from_slice::<SpendEvent>(&line) {
                 Ok(e) => events.push(e),
                 // Only the last line of a segment can be torn by a crash; its request was never answered.
-                Err(err) => tracing::warn!(file = %path.display(), error = %err, "Skipped a torn journal line."),
+                Err(err) => {
+                    tracing::warn!(file = %path.display(), error = %err, "Skipped a torn journal line.")
+                }
             }
         }
         files.push(path);
@@ -115,10 +127,18 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<(usize, usize), Sto
         duplicates += r.duplicates;
     }
     for f in files {
-        std::fs::remove_file(&f).map_err(|e| StoreError::Open { path: f.display().to_string(), reason: e.to_string() })?;
+        std::fs::remove_file(&f).map_err(|e| StoreError::Open {
+            path: f.display().to_string(),
+            reason: e.to_string(),
+        })?;
     }
     if !events.is_empty() {
-        tracing::info!(events = events.len(), inserted, duplicates, "Replayed the journal left by the previous run.");
+        tracing::info!(
+            events = events.len(),
+            inserted,
+            duplicates,
+            "Replayed the journal left by the previous run."
+        );
     }
     Ok((inserted, duplicates))
 }
@@ -137,7 +157,10 @@ pub(crate) fn run(
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
 ) {
-    let mut next_n = segments(&config.dir).ok().and_then(|s| s.last().map(|(n, _)| n + 1)).unwrap_or(0);
+    let mut next_n = segments(&config.dir)
+        .ok()
+        .and_then(|s| s.last().map(|(n, _)| n + 1))
+        .unwrap_or(0);
     let mut closed: Vec<(u64, PathBuf)> = Vec::new(); // (end sequence, path)
     let mut current: Option<Segment> = None;
     let mut seq: u64 = 0;
@@ -199,10 +222,16 @@ pub(crate) fn run(
             let path = segment_path(&config.dir, next_n);
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
-                    current = Some(Segment { n: next_n, file, bytes: 0 });
+                    current = Some(Segment {
+                        n: next_n,
+                        file,
+                        bytes: 0,
+                    });
                     next_n += 1;
                 }
-                Err(e) => tracing::error!(error = %e, path = %path.display(), "Could not open a journal segment."),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %path.display(), "Could not open a journal segment.")
+                }
             }
         }
         let written = match current.as_mut() {
@@ -225,7 +254,9 @@ pub(crate) fn run(
         for (event, ack) in group.drain(..) {
             seq += 1;
             if forward.send(event).is_err() {
-                tracing::error!("The writer stopped before the journal; an event was not forwarded.");
+                tracing::error!(
+                    "The writer stopped before the journal; an event was not forwarded."
+                );
             }
             if let Some(ack) = ack {
                 let _ = ack.send(());

@@ -141,7 +141,10 @@ impl Ack {
 
 impl std::future::Future for Ack {
     type Output = bool;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<bool> {
         let ok = self.1;
         match self.0.as_mut() {
             None => std::task::Poll::Ready(ok),
@@ -166,7 +169,12 @@ impl SpendWriter {
             Inlet::Direct(tx) => tx.send(event).is_ok().then(|| Ack::ready(true)),
             Inlet::Journal(tx) => {
                 let (ack, rx) = tokio::sync::oneshot::channel();
-                tx.send(Append::Event { event, ack: Some(ack) }).is_ok().then(|| Ack(Some(rx), true))
+                tx.send(Append::Event {
+                    event,
+                    ack: Some(ack),
+                })
+                .is_ok()
+                .then(|| Ack(Some(rx), true))
             }
         };
         sent.unwrap_or_else(|| {
@@ -216,7 +224,12 @@ impl WriterHandle {
         }
         let journal = match journal {
             Some(j) => {
-                let JournalThread { thread, journaled, dir, .. } = j;
+                let JournalThread {
+                    thread,
+                    journaled,
+                    dir,
+                    ..
+                } = j;
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
                 Some((journaled, dir))
             }
@@ -260,13 +273,44 @@ pub fn spawn_writer(
             let thread = std::thread::Builder::new()
                 .name("spendgate-journal".into())
                 .spawn(move || crate::journal::run(jc, jrx, tx, p, j))
-                .map_err(|e| crate::StoreError::Open { path: dir.display().to_string(), reason: e.to_string() })?;
-            (Inlet::Journal(jtx.clone()), Some(JournalThread { tx: jtx, thread, journaled, dir }))
+                .map_err(|e| crate::StoreError::Open {
+                    path: dir.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            (
+                Inlet::Journal(jtx.clone()),
+                Some(JournalThread {
+                    tx: jtx,
+                    thread,
+                    journaled,
+                    dir,
+                }),
+            )
         }
     };
-    let writer = SpendWriter { inlet, stats: Arc::clone(&stats), committed: committed.clone() };
-    let task = tokio::spawn(run(store, config, rx, stop_rx, stats, committed, Arc::clone(&processed)));
-    Ok((writer, WriterHandle { stop: Some(stop_tx), task, journal, processed }))
+    let writer = SpendWriter {
+        inlet,
+        stats: Arc::clone(&stats),
+        committed: committed.clone(),
+    };
+    let task = tokio::spawn(run(
+        store,
+        config,
+        rx,
+        stop_rx,
+        stats,
+        committed,
+        Arc::clone(&processed),
+    ));
+    Ok((
+        writer,
+        WriterHandle {
+            stop: Some(stop_tx),
+            task,
+            journal,
+            processed,
+        },
+    ))
 }
 
 async fn run(

@@ -7,6 +7,8 @@
 //!   128 (OpenAI caches prompt prefixes of 1,024 tokens and more in 128-token steps);
 //! - output tokens: 8 + (a hash of the body modulo 56), capped by `max_tokens` / `max_completion_tokens`;
 //!   embeddings produce none.
+//!
+//! For fault tests it misbehaves on request: see [`Fault`].
 
 use std::time::Duration;
 
@@ -110,6 +112,17 @@ impl MockProvider {
         let head: RequestHead = serde_json::from_slice(&req.body).map_err(|e| {
             ProviderError::Body(format!("the mock could not read the request: {e}"))
         })?;
+        let fault = Fault::of(&req.body);
+        if fault == Some(Fault::Status500) {
+            let body = serde_json::json!({
+                "error": { "message": "The mock upstream failed on purpose.", "type": "server_error", "code": "mock_failure" }
+            });
+            return Ok(UpstreamResponse {
+                status: 500,
+                content_type: Some("application/json".into()),
+                body: UpstreamBody::Full(Bytes::from(body.to_string())),
+            });
+        }
         let usage = mock_usage(req.endpoint, &req.body, head.max_output());
         let id = format!("mock-{:016x}", fnv(&req.body));
         let created = spendgate_core::time::now_ms() / 1000;
@@ -123,6 +136,19 @@ impl MockProvider {
             return Ok(json_response(&body));
         }
         if !head.wants_stream() {
+            if fault == Some(Fault::BadJson) {
+                return Ok(json_bytes(Bytes::from_static(
+                    b"{\"id\": \"mock\", \"choices\": [{\"message\"",
+                )));
+            }
+            if fault == Some(Fault::NoUsage) {
+                let body = serde_json::json!({
+                    "id": id, "object": "chat.completion", "created": created, "model": req.model,
+                    "choices": [{ "index": 0, "message": { "role": "assistant", "content": text_of(usage.output_tokens) },
+                                  "finish_reason": "stop" }],
+                });
+                return Ok(json_response(&body));
+            }
             let body = serde_json::json!({
                 "id": id, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": text_of(usage.output_tokens) },
@@ -148,8 +174,18 @@ impl MockProvider {
             let word = WORDS[(i % WORDS.len() as u64) as usize];
             events.push(chunk(serde_json::json!({ "content": word }), None));
         }
+        if fault == Some(Fault::Truncate) {
+            // Half the answer, then the connection ends: no finish chunk, no usage, no [DONE].
+            events.truncate(events.len() / 2 + 1);
+            let stream = futures_util::stream::iter(events).map(Ok::<_, ProviderError>);
+            return Ok(UpstreamResponse {
+                status: 200,
+                content_type: Some("text/event-stream".into()),
+                body: UpstreamBody::Stream(stream.boxed()),
+            });
+        }
         events.push(chunk(serde_json::json!({}), Some("stop")));
-        if head.asked_for_usage() {
+        if head.asked_for_usage() && fault != Some(Fault::NoUsage) {
             let v = serde_json::json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": req.model,
                 "choices": [], "usage": usage_json(&usage),
@@ -173,10 +209,46 @@ impl MockProvider {
 }
 
 fn json_response(v: &serde_json::Value) -> UpstreamResponse {
+    json_bytes(Bytes::from(v.to_string()))
+}
+
+fn json_bytes(b: Bytes) -> UpstreamResponse {
     UpstreamResponse {
         status: 200,
         content_type: Some("application/json".into()),
-        body: UpstreamBody::Full(Bytes::from(v.to_string())),
+        body: UpstreamBody::Full(b),
+    }
+}
+
+/// Misbehaviour on request, for fault tests: a request whose body contains `[mock:fault=NAME]` gets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 500 with an OpenAI-shaped error.
+    Status500,
+    /// Wait a minute before answering (to trip the gateway's read timeout).
+    Slow,
+    /// A stream that stops halfway, without usage or [DONE].
+    Truncate,
+    /// A 200 answer whose body is not valid JSON.
+    BadJson,
+    /// A correct answer without any usage.
+    NoUsage,
+}
+
+impl Fault {
+    pub fn of(body: &[u8]) -> Option<Fault> {
+        const TAG: &[u8] = b"[mock:fault=";
+        let at = body.windows(TAG.len()).position(|w| w == TAG)? + TAG.len();
+        let rest = &body[at..];
+        let end = rest.iter().position(|&b| b == b']')?;
+        match &rest[..end] {
+            b"status500" => Some(Fault::Status500),
+            b"slow" => Some(Fault::Slow),
+            b"truncate" => Some(Fault::Truncate),
+            b"badjson" => Some(Fault::BadJson),
+            b"nousage" => Some(Fault::NoUsage),
+            _ => None,
+        }
     }
 }
 
@@ -187,6 +259,9 @@ impl Provider for MockProvider {
     }
 
     async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
+        if Fault::of(&request.body) == Some(Fault::Slow) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }

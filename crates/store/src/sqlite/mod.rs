@@ -19,8 +19,8 @@ use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
 
 use crate::controls::{
-    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget, NewWallet,
-    Transfer, WalletRecord,
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
+    NewWallet, Transfer, WalletRecord,
 };
 use crate::{
     KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
@@ -35,6 +35,8 @@ pub struct SqliteOptions {
     pub minute_retention_hours: i64,
     /// Reader connections kept open.
     pub readers: usize,
+    /// How long a statement waits for a lock held by another connection or process before it fails.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for SqliteOptions {
@@ -42,6 +44,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             minute_retention_hours: 48,
             readers: 4,
+            busy_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -71,7 +74,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn open_conn(path: &Path, write: bool) -> Result<Connection> {
+fn open_conn(path: &Path, write: bool, busy: std::time::Duration) -> Result<Connection> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -83,7 +86,7 @@ fn open_conn(path: &Path, write: bool) -> Result<Connection> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(busy)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -98,12 +101,12 @@ impl SqliteStore {
             reason: e.to_string(),
         })?;
         let path = dir.join("spendgate.db");
-        let mut conn = open_conn(&path, true)?;
+        let mut conn = open_conn(&path, true, options.busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         migrate(&mut conn)?;
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
-            readers.push(open_conn(&path, false)?);
+            readers.push(open_conn(&path, false, options.busy_timeout)?);
         }
         Ok(SqliteStore {
             path,
@@ -146,11 +149,12 @@ impl SqliteStore {
     ) -> Result<T> {
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
+        let busy = self.options.busy_timeout;
         tokio::task::spawn_blocking(move || {
             let taken = pool.lock().map_err(|_| StoreError::WorkerGone)?.pop();
             let conn = match taken {
                 Some(c) => c,
-                None => open_conn(&path, false)?,
+                None => open_conn(&path, false, busy)?,
             };
             let out = f(&conn);
             if let Ok(mut p) = pool.lock() {
@@ -272,6 +276,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn request_activity(
+        &self,
+        filters: &Filters,
+        grain: Grain,
+    ) -> Result<Vec<crate::ActivityRow>> {
+        let f = filters.clone();
+        self.with_reader(move |c| read::request_activity(c, &f, grain))
+            .await
+    }
+
     async fn spend_logs(
         &self,
         filters: &Filters,
@@ -288,8 +302,12 @@ impl Store for SqliteStore {
         self.with_reader(move |c| read::spend_log(c, id)).await
     }
 
-    async fn upsert_budget(&self, budget: NewBudget) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
-        self.with_writer(move |w| controls::upsert_budget(&mut w.conn, &budget)).await
+    async fn upsert_budget(
+        &self,
+        budget: NewBudget,
+    ) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
+        self.with_writer(move |w| controls::upsert_budget(&mut w.conn, &budget))
+            .await
     }
 
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
@@ -297,51 +315,72 @@ impl Store for SqliteStore {
     }
 
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
-        self.with_writer(move |w| controls::create_wallet(&mut w.conn, &wallet)).await
+        self.with_writer(move |w| controls::create_wallet(&mut w.conn, &wallet))
+            .await
     }
 
     async fn list_wallets(&self) -> Result<Vec<WalletRecord>> {
         self.with_reader(controls::list_wallets).await
     }
 
-    async fn transfer(&self, transfer: Transfer, actor: &str, reason: &str) -> Result<Vec<WalletRecord>> {
+    async fn transfer(
+        &self,
+        transfer: Transfer,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<WalletRecord>> {
         let (actor, reason) = (actor.to_string(), reason.to_string());
-        self.with_writer(move |w| controls::transfer(&mut w.conn, &transfer, &actor, &reason)).await
+        self.with_writer(move |w| controls::transfer(&mut w.conn, &transfer, &actor, &reason))
+            .await
     }
 
-    async fn ledger(&self, wallet: i64, limit: usize, before_id: Option<i64>) -> Result<Vec<LedgerEntry>> {
-        self.with_reader(move |c| controls::ledger(c, wallet, limit, before_id)).await
+    async fn ledger(
+        &self,
+        wallet: i64,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<LedgerEntry>> {
+        self.with_reader(move |c| controls::ledger(c, wallet, limit, before_id))
+            .await
     }
 
     async fn ledger_sum(&self, wallet: i64) -> Result<Money> {
-        self.with_reader(move |c| controls::ledger_sum(c, wallet)).await
+        self.with_reader(move |c| controls::ledger_sum(c, wallet))
+            .await
     }
 
     async fn wallet_spent_since(&self, wallet: i64, since_ms: i64) -> Result<Money> {
-        self.with_reader(move |c| controls::spent_since(c, wallet, since_ms)).await
+        self.with_reader(move |c| controls::spent_since(c, wallet, since_ms))
+            .await
     }
 
     async fn record_alert(&self, alert: NewAlert) -> Result<Option<AlertRecord>> {
-        self.with_writer(move |w| controls::record_alert(&w.conn, &alert)).await
+        self.with_writer(move |w| controls::record_alert(&w.conn, &alert))
+            .await
     }
 
     async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
-        self.with_reader(move |c| controls::list_alerts(c, limit)).await
+        self.with_reader(move |c| controls::list_alerts(c, limit))
+            .await
     }
 
     async fn record_delivery(&self, delivery: Delivery) -> Result<()> {
-        self.with_writer(move |w| controls::record_delivery(&w.conn, &delivery)).await
+        self.with_writer(move |w| controls::record_delivery(&w.conn, &delivery))
+            .await
     }
 
     async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
-        self.with_reader(move |c| controls::list_deliveries(c, limit)).await
+        self.with_reader(move |c| controls::list_deliveries(c, limit))
+            .await
     }
 
     async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
-        self.with_writer(move |w| controls::record_audit(&w.conn, &entry)).await
+        self.with_writer(move |w| controls::record_audit(&w.conn, &entry))
+            .await
     }
 
     async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        self.with_reader(move |c| controls::list_audit(c, from_ms, to_ms, limit)).await
+        self.with_reader(move |c| controls::list_audit(c, from_ms, to_ms, limit))
+            .await
     }
 }
