@@ -114,7 +114,7 @@ async fn kill_9_under_load_loses_no_answered_request_and_duplicates_none() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let stream = (w + i) % 2 == 0;
+                let stream = (w + i).is_multiple_of(2);
                 let body = chat_body("gpt-4o-mini", &format!("worker {w} request {i}"), stream);
                 let Ok(r) = client
                     .post(format!("{base}/v1/chat/completions"))
