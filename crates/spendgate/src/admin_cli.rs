@@ -198,3 +198,265 @@ pub fn wallets_table(v: &Value) -> String {
         &rows,
     )
 }
+
+/// Percent-encodes a query-string value.
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A query string from pairs, skipping empty values.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// The window parameters of `--since`: a preset the server knows (1h, 24h, 7d, 30d, mtd) is passed as is;
+/// any other "<n>m", "<n>h" or "<n>d" becomes an explicit start, so `--since 3d` works too.
+pub fn since_params(since: &str, now_ms: i64) -> anyhow::Result<(String, String)> {
+    let since = since.trim();
+    if ["1h", "24h", "7d", "30d", "mtd"].contains(&since) {
+        return Ok(("window".into(), since.into()));
+    }
+    let (n, unit) = since.split_at(since.len().saturating_sub(1));
+    let ms = match (n.parse::<i64>(), unit) {
+        (Ok(n), "m") if n > 0 => n * 60_000,
+        (Ok(n), "h") if n > 0 => n * 3_600_000,
+        (Ok(n), "d") if n > 0 => n * 86_400_000,
+        _ => bail!(
+            "--since '{since}' is not a duration; use e.g. 90m, 12h, 7d, or mtd for the month to date"
+        ),
+    };
+    Ok((
+        "from".into(),
+        spendgate_core::time::to_rfc3339(now_ms.saturating_sub(ms)),
+    ))
+}
+
+/// The explanation of a change, for a terminal: the sentence, the effects, and the sub-groups that drive
+/// them.
+pub fn explain_text(v: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{}\n\nwindow   {} → {}\nbaseline {} → {}\n\n",
+        s(&v["sentence"]),
+        s(&v["window"]["from"]),
+        s(&v["window"]["to"]),
+        s(&v["baseline_window"]["from"]),
+        s(&v["baseline_window"]["to"]),
+    ));
+    let rc = &v["relative_changes"];
+    out.push_str(&table(
+        &[
+            "EFFECT", "AMOUNT", "FACTOR", "BASELINE", "CURRENT", "CHANGE",
+        ],
+        &[
+            vec![
+                "volume".into(),
+                s(&v["effects"]["volume"]),
+                "requests".into(),
+                s(&v["baseline"]["requests"]),
+                s(&v["current"]["requests"]),
+                s(&rc["requests"]),
+            ],
+            vec![
+                "intensity".into(),
+                s(&v["effects"]["intensity"]),
+                "tokens/request".into(),
+                s(&v["baseline"]["avg_tokens_per_request"]),
+                s(&v["current"]["avg_tokens_per_request"]),
+                s(&rc["tokens_per_request"]),
+            ],
+            vec![
+                "price/mix".into(),
+                s(&v["effects"]["price_mix"]),
+                "cost/token".into(),
+                "".into(),
+                "".into(),
+                s(&rc["cost_per_token"]),
+            ],
+            vec![
+                "total".into(),
+                s(&v["change"]),
+                "cost".into(),
+                s(&v["baseline"]["cost"]),
+                s(&v["current"]["cost"]),
+                s(&rc["cost"]),
+            ],
+        ],
+    ));
+    out.push('\n');
+    let parts: Vec<Vec<String>> = v["parts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .take(15)
+                .map(|p| {
+                    vec![
+                        s(&p["label"]),
+                        s(&p["baseline"]["cost"]),
+                        s(&p["current"]["cost"]),
+                        s(&p["change"]),
+                        s(&p["volume"]),
+                        s(&p["intensity"]),
+                        s(&p["price_mix"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let by = format!("BY {}", s(&v["breakdown"]).to_uppercase());
+    out.push_str(&table(
+        &[
+            &by,
+            "BASELINE",
+            "CURRENT",
+            "CHANGE",
+            "VOLUME",
+            "INTENSITY",
+            "PRICE/MIX",
+        ],
+        &parts,
+    ));
+    out
+}
+
+/// One CSV field, quoted when it holds a separator, a quote or a line break.
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The explorer for a terminal: `table` for people, `csv` for scripts, `json` as the API answered.
+pub fn report(v: &Value, format: &str) -> anyhow::Result<String> {
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    match format {
+        "json" => Ok(format!("{}\n", serde_json::to_string_pretty(v)?)),
+        "csv" => {
+            let cols = [
+                "key",
+                "label",
+                "cost",
+                "requests",
+                "errors",
+                "input_tokens",
+                "output_tokens",
+                "cached_input_tokens",
+                "tokens",
+                "avg_cost_per_request",
+                "avg_tokens_per_request",
+                "share",
+            ];
+            let mut out = cols.join(",");
+            out.push('\n');
+            for r in &rows {
+                let cells: Vec<String> = cols
+                    .iter()
+                    .map(|c| match &r[*c] {
+                        Value::Null => String::new(),
+                        other => csv(&s(other)),
+                    })
+                    .collect();
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        "table" => {
+            let mut body: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        s(&r["label"]),
+                        s(&r["cost"]),
+                        s(&r["requests"]),
+                        s(&r["tokens"]),
+                        s(&r["avg_cost_per_request"]),
+                        s(&r["avg_tokens_per_request"]),
+                        format!("{}%", s(&r["share"])),
+                    ]
+                })
+                .collect();
+            let t = &v["total"];
+            body.push(vec![
+                "TOTAL".into(),
+                s(&t["cost"]),
+                s(&t["requests"]),
+                s(&t["tokens"]),
+                s(&t["avg_cost_per_request"]),
+                s(&t["avg_tokens_per_request"]),
+                "100%".into(),
+            ]);
+            let head = s(&v["group_by"]).to_uppercase();
+            Ok(format!(
+                "{} → {}\n{}",
+                s(&v["window"]["from"]),
+                s(&v["window"]["to"]),
+                table(
+                    &[
+                        &head,
+                        "COST",
+                        "REQUESTS",
+                        "TOKENS",
+                        "COST/REQ",
+                        "TOKENS/REQ",
+                        "SHARE"
+                    ],
+                    &body
+                )
+            ))
+        }
+        other => bail!("--format '{other}' is not one of table, csv, json"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_presets_and_durations() {
+        assert_eq!(since_params("7d", 0).unwrap().0, "window");
+        let (k, v) = since_params("3d", 4 * 86_400_000).unwrap();
+        assert_eq!(k, "from");
+        assert_eq!(v, "1970-01-02T00:00:00Z");
+        assert!(since_params("yesterday", 0).is_err());
+        assert_eq!(query(&[("a", "x y"), ("b", "")]), "?a=x%20y");
+    }
+
+    #[test]
+    fn report_formats() {
+        let v = serde_json::json!({
+            "group_by": "team", "window": {"from": "a", "to": "b"},
+            "total": {"cost": "3.00", "requests": 3, "tokens": 30},
+            "rows": [{"key": "s,x", "label": "s,x", "cost": "3.00", "requests": 3, "tokens": 30, "share": "100.00"}],
+        });
+        let csv = report(&v, "csv").unwrap();
+        assert!(csv
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("\"s,x\",\"s,x\",3.00,3,"));
+        let t = report(&v, "table").unwrap();
+        assert!(t.contains("TEAM") && t.contains("TOTAL"));
+        assert!(report(&v, "xml").is_err());
+    }
+}

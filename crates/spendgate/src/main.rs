@@ -2,7 +2,9 @@
 // The command line is the one place that prints to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use spendgate::admin_cli::{budgets_table, wallets_table, Target};
+use spendgate::admin_cli::{
+    budgets_table, explain_text, query, report, since_params, wallets_table, Target,
+};
 use spendgate::{app, config, demo};
 
 use std::path::PathBuf;
@@ -60,6 +62,42 @@ enum Command {
     Wallets {
         #[command(subcommand)]
         command: WalletsCommand,
+    },
+    /// Explain why a group's spend changed: volume, intensity and price/mix effects, and who drove them.
+    Explain {
+        /// team, user, key, provider, model, gateway, workflow or cache_outcome; leave out for all spend.
+        #[arg(long)]
+        group_by: Option<String>,
+        /// The group to explain, e.g. support (the No team bucket is @none).
+        #[arg(long)]
+        subject: Option<String>,
+        /// The current window (1h, 24h, 7d, 30d, mtd), compared with the equal window before it.
+        #[arg(long, default_value = "24h")]
+        window: String,
+        /// What each effect is broken down by (default: model).
+        #[arg(long)]
+        breakdown: Option<String>,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the usage explorer: spend per group, the same numbers as the pages.
+    Report {
+        /// How far back: 1h, 24h, 7d, 30d, mtd, or any <n>m, <n>h, <n>d.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        #[arg(long, default_value = "team")]
+        group_by: String,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// cost, requests or tokens.
+        #[arg(long, default_value = "cost")]
+        sort: String,
+        #[command(flatten)]
+        target: Target,
     },
     /// Serve only the mock provider as an OpenAI-compatible upstream (for benchmarks and trials).
     MockUpstream {
@@ -352,6 +390,48 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         },
+        Command::Explain {
+            group_by,
+            subject,
+            window,
+            breakdown,
+            json,
+            target,
+        } => {
+            let path = format!(
+                "/api/v1/insights/explain{}",
+                query(&[
+                    ("group_by", group_by.as_deref().unwrap_or("")),
+                    ("subject", subject.as_deref().unwrap_or("")),
+                    ("window", &window),
+                    ("breakdown", breakdown.as_deref().unwrap_or("")),
+                ])
+            );
+            let v = target.call(reqwest::Method::GET, &path, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", explain_text(&v));
+            }
+        }
+        Command::Report {
+            since,
+            group_by,
+            format,
+            sort,
+            target,
+        } => {
+            if !["table", "csv", "json"].contains(&format.as_str()) {
+                anyhow::bail!("--format '{format}' is not one of table, csv, json");
+            }
+            let (k, v) = since_params(&since, spendgate_core::time::now_ms())?;
+            let path = format!(
+                "/api/v1/usage/explorer{}",
+                query(&[(&k, &v), ("group_by", &group_by), ("sort", &sort)])
+            );
+            let v = target.call(reqwest::Method::GET, &path, None).await?;
+            print!("{}", report(&v, &format)?);
+        }
         Command::MockUpstream { listen, latency_ms } => {
             let mock = spendgate_gateway::providers::MockProvider::new(
                 spendgate_gateway::providers::MockConfig {

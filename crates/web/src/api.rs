@@ -29,6 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/spend-logs/{id}", get(spend_log))
         .route("/api/v1/status", get(status))
         .merge(crate::controls_api::routes())
+        .merge(crate::insights_api::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_admin,

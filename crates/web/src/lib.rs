@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod controls_api;
+mod insights_api;
 mod pages;
 mod params;
 

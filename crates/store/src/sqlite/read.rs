@@ -297,6 +297,79 @@ pub(super) fn series(
     Ok(out)
 }
 
+/// Request activity for the activity history: totals per bucket of `grain`, key, workflow and gateway, read
+/// from the rollup of that grain (never the spend logs). Rows come oldest bucket first.
+pub(super) fn request_activity(
+    c: &Connection,
+    f: &Filters,
+    grain: Grain,
+) -> Result<Vec<crate::ActivityRow>> {
+    let Some(dims) = dimension_filters(c, f)? else {
+        return Ok(Vec::new());
+    };
+    let table = rollup_table(grain);
+    let mut params: Vec<Value> = vec![
+        Value::Integer(grain.bucket(f.from_ms)),
+        Value::Integer(grain.bucket(grain.ceil(f.to_ms))),
+    ];
+    let mut filter = String::new();
+    for (col, id) in &dims {
+        filter.push_str(&format!(" AND {col} = ?"));
+        params.push(Value::Integer(*id));
+    }
+    let sql = format!(
+        "SELECT bucket, key_id, user_id, team_id, workflow_id, gateway_id, {SUMS} FROM {table} \
+         WHERE bucket >= ? AND bucket < ?{filter} \
+         GROUP BY bucket, key_id, user_id, team_id, workflow_id, gateway_id ORDER BY bucket, key_id"
+    );
+    let mut st = c.prepare(&sql)?;
+    let raw = st
+        .query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((
+                [
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ],
+                totals_at(r, 6)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut names: std::collections::HashMap<i64, Option<String>> =
+        std::collections::HashMap::new();
+    let mut name = |id: i64| -> Result<Option<String>> {
+        if id == 0 {
+            return Ok(None);
+        }
+        if let Some(n) = names.get(&id) {
+            return Ok(n.clone());
+        }
+        let n = c
+            .query_row("SELECT name FROM labels WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?;
+        names.insert(id, n.clone());
+        Ok(n)
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for ([bucket, key_id, user, team, workflow, gateway], totals) in raw {
+        out.push(crate::ActivityRow {
+            bucket_start_ms: bucket * grain.ms(),
+            key_id,
+            user: name(user)?.unwrap_or_default(),
+            team: name(team)?,
+            workflow: name(workflow)?,
+            gateway: name(gateway)?.unwrap_or_default(),
+            totals,
+        });
+    }
+    Ok(out)
+}
+
 /// A spend-log cursor: the position (time, sequence) of the last row of the previous page.
 pub(super) fn parse_cursor(s: &str) -> Result<(i64, i64)> {
     let bad = || {

@@ -214,7 +214,11 @@ pub fn layout(c: &Chrome<'_>, before_main: &str, main: &str) -> String {
         v = esc(c.version),
         live = if c.live { " data-live=\"1\"" } else { "" },
     );
-    for (href, label) in [("/overview", "Overview"), ("/usage", "Usage")] {
+    for (href, label) in [
+        ("/overview", "Overview"),
+        ("/usage", "Usage"),
+        ("/history", "Activity"),
+    ] {
         let cls = if c.active == href {
             " class=\"active\""
         } else {

@@ -6,6 +6,8 @@
 //! Nothing here writes to the store; pages read the rollups through [`spendgate_store::Store`] only.
 
 mod chart;
+mod explain;
+mod history;
 mod html;
 mod overview;
 mod request;
@@ -28,6 +30,7 @@ use spendgate_store::StoreError;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::AppState;
+pub(crate) use html::url_encode;
 use html::{esc, Chrome};
 pub(crate) use session::Sessions;
 
@@ -72,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/overview", get(overview::page))
         .route("/usage", get(usage::page))
         .route("/requests/{id}", get(request::page))
+        .route("/explain", get(explain::page))
+        .route("/history", get(history::page))
         .route("/events", get(events))
         .route("/logout", axum::routing::post(session::logout))
         .route_layer(middleware::from_fn_with_state(

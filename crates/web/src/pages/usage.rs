@@ -692,13 +692,23 @@ impl View<'_> {
             let no_team = self.g == GroupBy::Team && r.key.is_none();
             let _ = write!(
                 s,
-                "<tr data-href=\"{href}\"{}><td><a href=\"{href}\">{}</a>{}</td>\
+                "<tr data-href=\"{href}\"{}><td><a href=\"{href}\">{}</a>{}{}</td>\
                  <td class=\"num\" title=\"${}\">{}</td><td class=\"num\">{}</td><td class=\"num\" title=\"{} tokens\">{}</td>\
                  <td class=\"num muted\">{} / {} / {}</td><td class=\"num\" title=\"${}\">{}</td><td class=\"num\">{}</td>\
                  <td class=\"num share\">{} {}%</td></tr>",
                 if no_team { " class=\"no-team\"" } else { "" },
                 esc(&r.label),
                 if no_team { " <span class=\"badge\">keys without a team</span>" } else { "" },
+                super::explain::row_actions(
+                    &self.q.url(&[
+                        ("group_by", self.g.as_str().into()),
+                        ("subject", super::explain::subject_of(r.key.as_deref())),
+                        ("metric", String::new()),
+                    ]),
+                    self.f,
+                    self.g,
+                    r.key.as_deref()
+                ),
                 t.cost.to_usd_string(),
                 esc(&t.cost.display_usd()),
                 int(t.requests),

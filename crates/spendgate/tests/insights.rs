@@ -1,0 +1,232 @@
+//! Insights over real HTTP: the explain API on spend written into the real store at chosen times, and the
+//! activity feed after real admin changes and proxied requests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{chat_body, picos, TestServer};
+use serde_json::{json, Value};
+use spendgate_core::time::{now_ms, Grain, MINUTE_MS};
+use spendgate_core::SpendEvent;
+
+/// A spend event at `ts` for team `team` with `tokens` tokens costing `pico_per_token` each. Built from JSON so
+/// that fields added later with serde defaults do not break the test.
+fn event(
+    n: u64,
+    ts: i64,
+    team: &str,
+    model: &str,
+    tokens: u64,
+    pico_per_token: i128,
+) -> SpendEvent {
+    let id = format!("01900000-0000-7000-8000-{n:012x}");
+    serde_json::from_value(json!({
+        "id": id,
+        "started_at_ms": ts - 50,
+        "finished_at_ms": ts,
+        "latency_ms": 50,
+        "gateway": "test-gw",
+        "provider": "openai",
+        "model": model,
+        "endpoint": "chat.completions",
+        "stream": false,
+        "attribution": { "key_id": 900, "user": "planted", "team": team, "workflow": "wf" },
+        "cache_outcome": "not_cacheable",
+        "status": "ok",
+        "http_status": 200,
+        "usage": { "input_tokens": tokens, "output_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0 },
+        "usage_source": "reported",
+        "cost": spendgate_core::Money::from_picos(i128::from(tokens) * pico_per_token).to_usd_string(),
+        "price_confidence": "exact",
+        "price_lines": [],
+        "error": null,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn explain_splits_a_volume_rise_exactly_and_says_so() {
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    // Two whole windows of 60 minutes ending at the current minute: 10 requests in the first, 14 in the second,
+    // same size and model: a pure volume rise of 40 %.
+    let now_min = Grain::Minute.floor(now_ms());
+    let (base_at, cur_at) = (now_min - 90 * MINUTE_MS, now_min - 30 * MINUTE_MS);
+    let mut events = Vec::new();
+    for i in 0..10 {
+        events.push(event(
+            i,
+            base_at + i as i64,
+            "support",
+            "gpt-4o-mini",
+            1_000,
+            150_000,
+        ));
+    }
+    for i in 0..14 {
+        events.push(event(
+            100 + i,
+            cur_at + i as i64,
+            "support",
+            "gpt-4o-mini",
+            1_000,
+            150_000,
+        ));
+    }
+    // Another team moves the other way, so "everything" differs from the team.
+    events.push(event(500, base_at, "search", "gpt-4.1", 10_000, 2_500_000));
+    s.running.store.write_batch(Arc::new(events)).await.unwrap();
+
+    let (status, v) = s
+        .admin_get("/api/v1/insights/explain?group_by=team&subject=support&window=1h")
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let change = picos(&v["change"]);
+    let (vol, int, pm) = (
+        picos(&v["effects"]["volume"]),
+        picos(&v["effects"]["intensity"]),
+        picos(&v["effects"]["price_mix"]),
+    );
+    assert_eq!(
+        vol + int + pm,
+        change,
+        "the effects add up to the change exactly"
+    );
+    // 4 more requests × 1,000 tokens × $0.15 per million tokens.
+    assert_eq!(change, 4 * 1_000 * 150_000);
+    assert_eq!(vol, change);
+    assert_eq!(v["driver"], "volume");
+    let sentence = v["sentence"].as_str().unwrap();
+    assert!(sentence.contains("Team support"), "{sentence}");
+    assert!(sentence.contains("spend rose 40.0%"), "{sentence}");
+    assert!(sentence.contains("volume-driven"), "{sentence}");
+    assert_eq!(v["relative_changes"]["requests"], "+40.0%");
+    let parts = v["parts"].as_array().unwrap();
+    let part_sum: i128 = parts.iter().map(|p| picos(&p["volume"])).sum();
+    assert_eq!(part_sum, vol);
+    assert_eq!(parts[0]["label"], "gpt-4o-mini");
+    assert!(v["evidence"]["usage"]
+        .as_str()
+        .unwrap()
+        .starts_with("/usage?"));
+
+    // Everything: the search team's baseline spend vanished, so all spend fell.
+    let (_, all) = s.admin_get("/api/v1/insights/explain?window=1h").await;
+    assert!(picos(&all["change"]) < 0, "{all}");
+    assert_eq!(all["label"], "All spend");
+
+    // Errors a user can make say what to do.
+    let (status, e) = s.admin_get("/api/v1/insights/explain?group_by=team").await;
+    assert_eq!(status, 400);
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("subject"),
+        "{e}"
+    );
+
+    // The page shows the same sentence, and the usage explorer links to it.
+    let page = s
+        .client
+        .get(format!(
+            "{}/explain?group_by=team&subject=support&window=1h",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("volume-driven"), "{html}");
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn activity_lists_requests_admin_changes_and_lifecycle_and_exports_csv() {
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    let (key_id, key) = s.create_key("alice", Some("support")).await;
+    let res = s
+        .chat(&key, chat_body("gpt-4o-mini", "hello there", false))
+        .await;
+    assert_eq!(res.status().as_u16(), 200);
+
+    // The request reaches the rollups after the writer's batch; poll for it.
+    let t0 = Instant::now();
+    let items = loop {
+        let (status, v) = s.admin_get("/api/v1/activity?window=1h").await;
+        assert_eq!(status, 200, "{v}");
+        let items = v["items"].as_array().unwrap().clone();
+        if items.iter().any(|i| i["source"] == "requests") {
+            break items;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no request activity: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let req = items.iter().find(|i| i["source"] == "requests").unwrap();
+    assert_eq!(req["key_id"], key_id);
+    assert_eq!(req["team"], "support");
+    assert_eq!(req["gateway"], "test-gw");
+    assert_eq!(req["requests"], 1);
+    let admin = items.iter().find(|i| i["action"] == "key.create").unwrap();
+    assert_eq!(admin["source"], "admin_change");
+    assert_eq!(admin["after"]["user"], "alice");
+    assert!(items
+        .iter()
+        .any(|i| i["source"] == "gateway_lifecycle" && i["action"] == "gateway.start"));
+
+    // Filters: by source, by team, by actor.
+    let (_, v) = s
+        .admin_get("/api/v1/activity?window=1h&source=admin_change")
+        .await;
+    let only: Vec<&Value> = v["items"].as_array().unwrap().iter().collect();
+    assert!(!only.is_empty());
+    assert!(only.iter().all(|i| i["source"] == "admin_change"), "{v}");
+    let (_, v) = s.admin_get("/api/v1/activity?window=1h&team=search").await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["source"] != "requests"),
+        "{v}"
+    );
+    let (_, v) = s
+        .admin_get("/api/v1/activity?window=1h&actor=bob&source=requests")
+        .await;
+    assert!(v["items"].as_array().unwrap().is_empty(), "{v}");
+    let (status, v) = s.admin_get("/api/v1/activity?source=gossip").await;
+    assert_eq!(status, 400, "{v}");
+
+    // CSV export.
+    let res = s
+        .client
+        .get(format!("{}/api/v1/activity?window=1h&format=csv", s.base))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = res.text().await.unwrap();
+    assert!(csv.starts_with("at,until,source,actor,"), "{csv}");
+    assert!(csv.contains(",requests,"), "{csv}");
+
+    // The page renders the same feed.
+    let html = s
+        .client
+        .get(format!("{}/history?view=activity&window=1h", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("key.create"), "{html}");
+    s.running.stop().await.unwrap();
+}
