@@ -9,7 +9,6 @@ use spendgate_core::{
     Attribution, CacheOutcome, Catalog, PriceConfidence, RequestStatus, SpendEvent,
     UnknownModelPolicy, Usage, UsageSource,
 };
-use uuid::Uuid;
 
 pub const TEAMS: usize = 50;
 pub const USERS: usize = 1_000;
@@ -114,7 +113,14 @@ impl Generator {
         let priced = model.price(&usage);
         let latency_ms = rng.u32(150..9_000);
         SpendEvent {
-            id: Uuid::from_u128(rng.u128(..)),
+            // Time-ordered (v7) from the start time, as the gateway makes them: index inserts land near the end.
+            id: uuid::Builder::from_unix_timestamp_millis(
+                u64::try_from(finished_at_ms - i64::from(latency_ms)).unwrap_or(0),
+                &rng.u128(..).to_le_bytes()[..10]
+                    .try_into()
+                    .unwrap_or([0; 10]),
+            )
+            .into_uuid(),
             started_at_ms: finished_at_ms - i64::from(latency_ms),
             finished_at_ms,
             latency_ms,

@@ -215,6 +215,13 @@ async fn load_figures(ctx: &mut Ctx, latency: bool, freshness: bool) -> anyhow::
     Ok(())
 }
 
+/// The 1, 5 and 15-minute load averages: a 2-core machine shared with builds is noisy, and this says how much.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
         t.lines()
@@ -225,6 +232,7 @@ fn machine() -> Value {
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu_model": cpu,
         "os": std::env::consts::OS,
+        "loadavg_at_end": loadavg(),
     })
 }
 
@@ -236,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         cli.bin.display()
     );
     procs::fresh_dir(&cli.work)?;
+    let loadavg_at_start = loadavg();
     let plan = Plan::new(cli.short);
     let mut ctx = Ctx {
         cli,
@@ -312,6 +321,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         if ctx.cli.short { "short" } else { "full" },
         ctx.cli.commit
     );
+    println!(
+        "(load average at start {loadavg_at_start}, at end {})",
+        loadavg()
+    );
     println!();
     print!("{table}");
     if ctx.cli.short {
@@ -322,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         "mode": if ctx.cli.short { "short" } else { "full" },
         "binary": ctx.cli.bin.display().to_string(),
         "machine": machine(),
+        "loadavg_at_start": loadavg_at_start,
         "measured_at": spendgate_core::time::to_rfc3339(spendgate_core::time::now_ms()),
         "elapsed_s": started.elapsed().as_secs(),
         "table": ctx.rows.iter().map(Row::json).collect::<Vec<_>>(),
