@@ -80,7 +80,7 @@ async fn pages_show_spend_teams_and_the_no_team_row_and_escape_names() {
         "the gateway row names this gateway"
     );
     assert!(html.contains("id=\"gateways\""));
-    assert!(html.contains("Budgets are not available yet"));
+    assert!(html.contains("id=\"budget-alerts\"") && html.contains("No budget alerts"));
     assert!(html.contains("support"), "movers list the team");
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));

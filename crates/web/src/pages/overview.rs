@@ -55,6 +55,8 @@ struct Data {
     gateways_5m: Vec<GroupRow>,
     gateway_minutes: Vec<spendgate_store::SeriesPoint>,
     chart_points: Vec<spendgate_store::SeriesPoint>,
+    /// The latest budget alerts. A failure here only blanks that box, not the whole overview.
+    alerts: Result<Vec<spendgate_store::controls::AlertRecord>, ()>,
 }
 
 async fn load(
@@ -77,7 +79,7 @@ async fn load(
     let hour_before = span(now - 2 * HOUR_MS, now - HOUR_MS);
     let five = span(now - 5 * MINUTE_MS, now);
     let minutes = span(now - DAY_MS, now);
-    let (a, b, c, d, e, f, g, h, i, j) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k) = tokio::join!(
         s.summary(&mtd),
         s.summary(&mtd_prev),
         s.summary(&today),
@@ -88,6 +90,7 @@ async fn load(
         s.explorer(&five, GroupBy::Gateway),
         s.series(&minutes, Grain::Minute, Some(GroupBy::Gateway)),
         s.series(chart_filters, grain, Some(GroupBy::Team)),
+        s.list_alerts(5),
     );
     Ok(Data {
         mtd: a?,
@@ -100,6 +103,9 @@ async fn load(
         gateways_5m: h?,
         gateway_minutes: i?,
         chart_points: j?,
+        alerts: k.map_err(
+            |e| tracing::warn!(error = %e, "Reading budget alerts for the overview failed."),
+        ),
     })
 }
 
@@ -274,7 +280,7 @@ fn render(
 
     s.push_str("<div class=\"grid2\">");
     render_movers(&mut s, d);
-    render_signals(&mut s, p);
+    render_signals(&mut s, p, d, now);
     s.push_str("</div>");
     render_gateways(&mut s, p, d, now);
     render_queue(&mut s, p);
@@ -343,17 +349,9 @@ fn render_movers(s: &mut String, d: &Data) {
         };
         let _ = write!(
             s,
-            "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a> <a class=\"row-actions\" href=\"{}\">Explain</a></td><td class=\"num\" title=\"${}\">{}</td>\
+            "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a></td><td class=\"num\" title=\"${}\">{}</td>\
              <td class=\"num\" title=\"${}\">{}</td><td class=\"num\"><span class=\"delta {cls}\">{sign}{}</span> {}</td></tr>",
             esc(label),
-            esc(&format!(
-                "/explain{}",
-                query_string(&[
-                    ("window", "1h".into()),
-                    ("group_by", "team".into()),
-                    ("subject", key.clone().unwrap_or_else(|| NO_TEAM_FILTER.to_string())),
-                ])
-            )),
             now.to_usd_string(),
             esc(&now.display_usd()),
             before.to_usd_string(),
@@ -365,7 +363,7 @@ fn render_movers(s: &mut String, d: &Data) {
     s.push_str("</tbody></table></section>");
 }
 
-fn render_signals(s: &mut String, p: &Pages) {
+fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
     let g = p.app.gateway_stats.snapshot();
     let _ = write!(
         s,
@@ -375,15 +373,52 @@ fn render_signals(s: &mut String, p: &Pages) {
          <div class=\"{}\"><dt>Upstream errors</dt><dd>{}</dd></div>\
          <div class=\"{}\"><dt>Rejected requests</dt><dd>{}</dd></div>\
          <div><dt>Requests proxied</dt><dd>{}</dd></div></dl>\
-         <h3>Budget alerts</h3>\
-         <p class=\"placeholder\" id=\"budget-alerts\">Budgets are not available yet. When they are, the latest \
-         budget alerts appear here.</p></section>",
+         <h3>Latest budget alerts</h3><div id=\"budget-alerts\">",
         if g.upstream_errors > 0 { "warn" } else { "" },
         int(g.upstream_errors),
         if g.rejected > 0 { "warn" } else { "" },
         int(g.rejected),
         int(g.requests),
     );
+    match &d.alerts {
+        Err(()) => s.push_str(
+            "<p class=\"placeholder\">Budget alerts could not be read right now; they reappear on the next update.</p>",
+        ),
+        Ok(alerts) if alerts.is_empty() => s.push_str(
+            "<p class=\"placeholder\">No budget alerts. Alerts appear here when a budget nears or passes its \
+             limit, or a wallet runs low.</p>",
+        ),
+        Ok(alerts) => {
+            s.push_str("<ul class=\"alerts\">");
+            for a in alerts {
+                let cls = if a.alert.kind.ends_with("over") || a.alert.kind.ends_with("depleted") {
+                    "bad"
+                } else {
+                    "warn"
+                };
+                let team = a.alert.team.as_deref().map_or(String::new(), |t| {
+                    format!(
+                        " <a href=\"{}\">{}</a>",
+                        esc(&format!(
+                            "/usage{}",
+                            query_string(&[("window", "24h".into()), ("team", t.to_string()), ("group_by", "user".into())])
+                        )),
+                        esc(t)
+                    )
+                });
+                let _ = write!(
+                    s,
+                    "<li><span class=\"status {cls}\">{}</span>{team} {} <span class=\"muted\" title=\"{}\">{}</span></li>",
+                    esc(&a.alert.kind.replace('_', " ")),
+                    esc(&a.alert.message),
+                    esc(&super::html::date_time(a.at_ms)),
+                    esc(&ago(a.at_ms, now)),
+                );
+            }
+            s.push_str("</ul>");
+        }
+    }
+    s.push_str("</div></section>");
 }
 
 /// One gateway's row: what the rollups know about it, and for this process what it knows about itself.
