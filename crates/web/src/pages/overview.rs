@@ -349,9 +349,17 @@ fn render_movers(s: &mut String, d: &Data) {
         };
         let _ = write!(
             s,
-            "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a></td><td class=\"num\" title=\"${}\">{}</td>\
+            "<tr data-href=\"{href}\"><td><a href=\"{href}\">{}</a> <a class=\"row-actions\" href=\"{}\">Explain</a></td><td class=\"num\" title=\"${}\">{}</td>\
              <td class=\"num\" title=\"${}\">{}</td><td class=\"num\"><span class=\"delta {cls}\">{sign}{}</span> {}</td></tr>",
             esc(label),
+            esc(&format!(
+                "/explain{}",
+                query_string(&[
+                    ("window", "1h".into()),
+                    ("group_by", "team".into()),
+                    ("subject", key.clone().unwrap_or_else(|| NO_TEAM_FILTER.to_string())),
+                ])
+            )),
             now.to_usd_string(),
             esc(&now.display_usd()),
             before.to_usd_string(),
