@@ -542,6 +542,30 @@ pub fn sentence(e: &Explanation, subject: &str, windows: &str, part_kind: &str) 
     }
     let rising = fx.change.picos() > 0;
     let verb = if rising { "rose" } else { "fell" };
+    if e.baseline.requests == 0 || e.current.requests == 0 {
+        // Nothing to compare per request or per token with: the group appeared or went quiet.
+        let (what, n) = if rising {
+            ("had no requests in the baseline", e.current.requests)
+        } else {
+            ("has no requests now", e.baseline.requests)
+        };
+        let mut s = format!(
+            "{subject}: spend {verb} from {} to {} ({}) {windows}. It {what}, so the whole change is volume ({} request{}).",
+            b.display_usd(),
+            c.display_usd(),
+            signed_usd(fx.change),
+            group_thousands(u128::from(n)),
+            if n == 1 { "" } else { "s" },
+        );
+        if let Some(p) = e.top_part(Effect::Volume).filter(|_| e.parts.len() > 1) {
+            s.push_str(&format!(
+                " Most of it is {part_kind} {} ({}).",
+                p.label,
+                signed_usd(p.effects.volume)
+            ));
+        }
+        return s;
+    }
     let how_much = match e.cost_change_bp() {
         Some(bp) => format!("{verb} {}", percent(bp).trim_start_matches(['+', '−'])),
         None => format!("{verb} from nothing"),
@@ -727,7 +751,9 @@ mod tests {
         let e = explain(&[], &[row("a", 10, 100, MINI)]);
         assert_exact(&e);
         assert_eq!(e.effects.volume, e.effects.change);
-        assert!(sentence(&e, "Team x", "today", "model").contains("rose from nothing"));
+        let s = sentence(&e, "Team x", "today", "model");
+        assert!(s.contains("spend rose from $0.00"), "{s}");
+        assert!(s.contains("whole change is volume (10 requests)"), "{s}");
         let e = explain(&[row("a", 10, 100, MINI)], &[]);
         assert_exact(&e);
         assert_eq!(e.effects.volume, e.effects.change);
