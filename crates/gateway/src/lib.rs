@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod controls;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod meter;
 pub mod protocol;
 pub mod provider;
@@ -39,6 +40,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a stream may run, including reading it to the end after a client went away.
     pub max_stream_duration: Duration,
+    pub max_header_bytes: usize,
+    pub max_streams_per_key: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +49,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 4 << 20,
             max_stream_duration: Duration::from_secs(600),
+            max_header_bytes: 32 << 10,
+            max_streams_per_key: 64,
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct Gateway {
     pub limits: Limits,
     pub stats: Arc<GatewayStats>,
     pub controls: Arc<controls::Controls>,
+    pub streams: Arc<limits::StreamSlots>,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -131,6 +131,9 @@ pub struct MeteredStream {
     meter: Option<Meter>,
     max_duration: Duration,
     ack: Option<Ack>,
+    /// The stream is cut when this fires (`limits.max_stream_seconds`).
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    _slot: Option<crate::limits::StreamSlot>,
 }
 
 impl MeteredStream {
@@ -138,6 +141,7 @@ impl MeteredStream {
         inner: BoxStream<'static, Result<Bytes, ProviderError>>,
         meter: Meter,
         max_duration: Duration,
+        slot: Option<crate::limits::StreamSlot>,
     ) -> Self {
         MeteredStream {
             inner: Some(inner),
@@ -145,6 +149,8 @@ impl MeteredStream {
             meter: Some(meter),
             max_duration,
             ack: None,
+            deadline: Box::pin(tokio::time::sleep(max_duration)),
+            _slot: slot,
         }
     }
 
@@ -174,6 +180,15 @@ impl Stream for MeteredStream {
                 }
                 Poll::Pending => Poll::Pending,
             };
+        }
+        if self.inner.is_some() && self.deadline.as_mut().poll(cx).is_ready() {
+            self.inner = None;
+            let msg = format!(
+                "the stream ran past the gateway's limit of {} s",
+                self.max_duration.as_secs()
+            );
+            let _ = self.finish(RequestStatus::UpstreamError, Some(msg.clone()));
+            return Poll::Ready(Some(Err(ProviderError::Body(msg))));
         }
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);

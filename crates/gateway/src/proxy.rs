@@ -31,6 +31,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&gateway),
+            crate::limits::header_limit,
+        ))
         .with_state(gateway)
 }
 
@@ -81,6 +85,8 @@ struct Prepared {
     meter: Meter,
     upstream: UpstreamRequest,
     route: crate::routes::Route,
+    /// Held while a stream is open, so one key cannot open more than its share.
+    slot: Option<crate::limits::StreamSlot>,
 }
 
 async fn authenticate(
@@ -218,6 +224,19 @@ async fn prepare(
     let stream = head.wants_stream() && endpoint == Endpoint::ChatCompletions;
     let request_bytes = body.len();
     let upstream_body = upstream_body(body, &head, endpoint, &route.upstream_model)?;
+    let slot = if stream {
+        let max = gw.limits.max_streams_per_key;
+        Some(gw.streams.take(key.id, max).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_streams",
+                format!("This key already has {max} streams open; wait for one to end, or ask an operator to raise limits.max_streams_per_key."),
+            )
+        })?)
+    } else {
+        None
+    };
     let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes)?;
     let meter = Meter {
         id: Uuid::now_v7(),
@@ -251,6 +270,7 @@ async fn prepare(
         meter,
         upstream,
         route,
+        slot,
     })
 }
 
@@ -325,6 +345,7 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         meter,
         upstream,
         route,
+        slot,
     } = p;
     let request_id = meter.id;
     let result = route.provider.send(upstream).await;
@@ -402,7 +423,7 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                     }
                 }
                 UpstreamBody::Stream(s) => {
-                    let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration);
+                    let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot);
                     let mut r = Response::new(Body::from_stream(metered));
                     *r.status_mut() = status;
                     let h = r.headers_mut();

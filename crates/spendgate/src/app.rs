@@ -251,7 +251,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         limits: Limits {
             max_body_bytes: config.limits.max_body_bytes,
             max_stream_duration: Duration::from_secs(config.limits.max_stream_seconds),
+            max_header_bytes: config.limits.max_header_bytes,
+            max_streams_per_key: config.limits.max_streams_per_key,
         },
+        streams: Arc::default(),
         stats: Arc::clone(&stats),
         controls: Arc::clone(&controls),
     });

@@ -108,6 +108,10 @@ fn default_timeout() -> u64 {
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
     pub max_stream_seconds: u64,
+    /// All request headers together, in bytes (HTTP 431 above it).
+    pub max_header_bytes: usize,
+    /// Streams one virtual key may have open at once (HTTP 429 `too_many_streams` above it).
+    pub max_streams_per_key: usize,
 }
 
 impl Default for LimitsConfig {
@@ -115,6 +119,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_body_bytes: 4 << 20,
             max_stream_seconds: 600,
+            max_header_bytes: 32 << 10,
+            max_streams_per_key: 64,
         }
     }
 }

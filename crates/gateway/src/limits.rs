@@ -1,0 +1,93 @@
+//! Limits on what one client may ask of the gateway: header size, concurrent streams per key. (Body size and
+//! stream duration are enforced where the body is read and where the stream is metered.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::Gateway;
+
+/// Refuses requests whose headers together exceed `limits.max_header_bytes` (HTTP 431).
+pub async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > gw.limits.max_header_bytes {
+        gw.stats.reject();
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            "headers_too_large",
+            format!(
+                "The request's headers are {size} bytes; this gateway accepts at most {}. Send fewer or smaller headers.",
+                gw.limits.max_header_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Open streams per key.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    open: Mutex<HashMap<i64, usize>>,
+}
+
+/// One open stream of a key; the slot frees itself when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    key: i64,
+}
+
+impl StreamSlots {
+    /// Takes a slot for `key`, or `None` when it already has `max` streams open.
+    pub fn take(self: &Arc<Self>, key: i64, max: usize) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            slots: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_counted_per_key_and_freed_on_drop() {
+        let s = Arc::new(StreamSlots::default());
+        let a = s.take(1, 2).unwrap();
+        let _b = s.take(1, 2).unwrap();
+        assert!(s.take(1, 2).is_none());
+        assert!(s.take(2, 2).is_some(), "another key has its own slots");
+        drop(a);
+        assert!(s.take(1, 2).is_some());
+    }
+}
