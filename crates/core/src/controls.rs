@@ -49,8 +49,13 @@ impl Scope {
             "org" => Ok(Scope::Org),
             "team" => Ok(Scope::Team(need("team")?)),
             "user" => Ok(Scope::User(need("user")?)),
-            "key" => need("key")?.parse().map(Scope::Key).map_err(|_| "a key scope's subject is the key id (a number)".into()),
-            other => Err(format!("scope '{other}' is not one of org, team, user, key")),
+            "key" => need("key")?
+                .parse()
+                .map(Scope::Key)
+                .map_err(|_| "a key scope's subject is the key id (a number)".into()),
+            other => Err(format!(
+                "scope '{other}' is not one of org, team, user, key"
+            )),
         }
     }
 
@@ -114,8 +119,13 @@ impl Period {
         let ts = Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::UNIX_EPOCH);
         let local = ts.to_zoned(tz.clone());
         let start = self.start_of(&local);
-        let end = start.checked_add(self.step()).unwrap_or_else(|_| start.clone());
-        (start.timestamp().as_millisecond(), end.timestamp().as_millisecond())
+        let end = start
+            .checked_add(self.step())
+            .unwrap_or_else(|_| start.clone());
+        (
+            start.timestamp().as_millisecond(),
+            end.timestamp().as_millisecond(),
+        )
     }
 
     fn start_of(self, local: &Zoned) -> Zoned {
@@ -124,9 +134,14 @@ impl Period {
             Period::Day => day,
             Period::Week => {
                 let back = i64::from(local.weekday().to_monday_zero_offset());
-                day.checked_sub(back.days()).and_then(|z| z.start_of_day()).unwrap_or(day)
+                day.checked_sub(back.days())
+                    .and_then(|z| z.start_of_day())
+                    .unwrap_or(day)
             }
-            Period::Month => local.first_of_month().and_then(|z| z.start_of_day()).unwrap_or(day),
+            Period::Month => local
+                .first_of_month()
+                .and_then(|z| z.start_of_day())
+                .unwrap_or(day),
         }
     }
 }
@@ -167,7 +182,12 @@ pub fn percent_used(spent: Money, amount: Money) -> u32 {
 /// over): over at or past 100 %, near at or past the first threshold, ok below.
 pub fn budget_state(spent: Money, amount: Money, thresholds: &[u32]) -> BudgetState {
     let pct = percent_used(spent, amount);
-    let near = thresholds.iter().copied().filter(|t| *t < 100).min().unwrap_or(80);
+    let near = thresholds
+        .iter()
+        .copied()
+        .filter(|t| *t < 100)
+        .min()
+        .unwrap_or(80);
     if pct >= 100 {
         BudgetState::Over
     } else if pct >= near {
@@ -180,7 +200,11 @@ pub fn budget_state(spent: Money, amount: Money, thresholds: &[u32]) -> BudgetSt
 /// The thresholds crossed when spend moves from `before` to `after`.
 pub fn crossed(before: Money, after: Money, amount: Money, thresholds: &[u32]) -> Vec<u32> {
     let (a, b) = (percent_used(before, amount), percent_used(after, amount));
-    thresholds.iter().copied().filter(|t| a < *t && b >= *t).collect()
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| a < *t && b >= *t)
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -217,7 +241,12 @@ pub fn burn_per_day(spent: Money, window_ms: i64) -> Money {
     if window_ms <= 0 {
         return Money::ZERO;
     }
-    Money::from_picos(spent.picos().saturating_mul(i128::from(crate::time::DAY_MS)) / i128::from(window_ms))
+    Money::from_picos(
+        spent
+            .picos()
+            .saturating_mul(i128::from(crate::time::DAY_MS))
+            / i128::from(window_ms),
+    )
 }
 
 /// When `available` runs out at `per_day`: milliseconds from now, or `None` when nothing is being spent.
@@ -225,7 +254,11 @@ pub fn depletion_in_ms(available: Money, per_day: Money) -> Option<i64> {
     if per_day.picos() <= 0 {
         return None;
     }
-    let ms = available.picos().max(0).saturating_mul(i128::from(crate::time::DAY_MS)) / per_day.picos();
+    let ms = available
+        .picos()
+        .max(0)
+        .saturating_mul(i128::from(crate::time::DAY_MS))
+        / per_day.picos();
     Some(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
@@ -252,10 +285,19 @@ mod tests {
             (ms("2028-02-01T00:00:00Z"), ms("2028-03-01T00:00:00Z"))
         );
         let (s, e) = Period::Month.bounds(&utc, ms("2026-01-31T12:00:00Z"));
-        assert_eq!((s, e), (ms("2026-01-01T00:00:00Z"), ms("2026-02-01T00:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-01-01T00:00:00Z"), ms("2026-02-01T00:00:00Z"))
+        );
         // The first instant of a month belongs to it, the last of the previous to that one.
-        assert_eq!(Period::Month.bounds(&utc, ms("2026-03-01T00:00:00Z")).0, ms("2026-03-01T00:00:00Z"));
-        assert_eq!(Period::Month.bounds(&utc, ms("2026-02-28T23:59:59.999Z")).1, ms("2026-03-01T00:00:00Z"));
+        assert_eq!(
+            Period::Month.bounds(&utc, ms("2026-03-01T00:00:00Z")).0,
+            ms("2026-03-01T00:00:00Z")
+        );
+        assert_eq!(
+            Period::Month.bounds(&utc, ms("2026-02-28T23:59:59.999Z")).1,
+            ms("2026-03-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -269,7 +311,10 @@ mod tests {
         let (s, e) = Period::Day.bounds(&paris, ms("2026-10-25T12:00:00Z"));
         assert_eq!(e - s, 25 * 3_600_000);
         // A month in Paris starts at local midnight, which is 23:00 UTC the day before in winter.
-        assert_eq!(Period::Month.bounds(&paris, ms("2026-12-15T00:00:00Z")).0, ms("2026-11-30T23:00:00Z"));
+        assert_eq!(
+            Period::Month.bounds(&paris, ms("2026-12-15T00:00:00Z")).0,
+            ms("2026-11-30T23:00:00Z")
+        );
     }
 
     #[test]
@@ -278,17 +323,35 @@ mod tests {
         assert_eq!(s, ms("2026-11-23T00:00:00Z"));
         assert_eq!(e, ms("2026-11-30T00:00:00Z"));
         let kolkata = time_zone("Asia/Kolkata").unwrap();
-        assert_eq!(Period::Day.bounds(&kolkata, ms("2026-11-28T10:00:00Z")).0, ms("2026-11-27T18:30:00Z"));
+        assert_eq!(
+            Period::Day.bounds(&kolkata, ms("2026-11-28T10:00:00Z")).0,
+            ms("2026-11-27T18:30:00Z")
+        );
     }
 
     #[test]
     fn states_and_crossings() {
         let m = |s: &str| Money::parse_usd(s).unwrap();
-        assert_eq!(budget_state(m("79.99"), m("100"), &[80, 100]), BudgetState::Ok);
-        assert_eq!(budget_state(m("80"), m("100"), &[80, 100]), BudgetState::Near);
-        assert_eq!(budget_state(m("100"), m("100"), &[80, 100]), BudgetState::Over);
-        assert_eq!(crossed(m("70"), m("101"), m("100"), &[80, 100]), vec![80, 100]);
-        assert_eq!(crossed(m("81"), m("90"), m("100"), &[80, 100]), Vec::<u32>::new());
+        assert_eq!(
+            budget_state(m("79.99"), m("100"), &[80, 100]),
+            BudgetState::Ok
+        );
+        assert_eq!(
+            budget_state(m("80"), m("100"), &[80, 100]),
+            BudgetState::Near
+        );
+        assert_eq!(
+            budget_state(m("100"), m("100"), &[80, 100]),
+            BudgetState::Over
+        );
+        assert_eq!(
+            crossed(m("70"), m("101"), m("100"), &[80, 100]),
+            vec![80, 100]
+        );
+        assert_eq!(
+            crossed(m("81"), m("90"), m("100"), &[80, 100]),
+            Vec::<u32>::new()
+        );
         assert_eq!(wallet_status(m("0"), m("5")), WalletStatus::Depleted);
         assert_eq!(wallet_status(m("4.99"), m("5")), WalletStatus::Low);
         assert_eq!(wallet_status(m("5"), m("5")), WalletStatus::Healthy);
@@ -299,7 +362,10 @@ mod tests {
         let m = |s: &str| Money::parse_usd(s).unwrap();
         let per_day = burn_per_day(m("70"), 7 * crate::time::DAY_MS);
         assert_eq!(per_day, m("10"));
-        assert_eq!(depletion_in_ms(m("25"), per_day), Some(2 * crate::time::DAY_MS + crate::time::DAY_MS / 2));
+        assert_eq!(
+            depletion_in_ms(m("25"), per_day),
+            Some(2 * crate::time::DAY_MS + crate::time::DAY_MS / 2)
+        );
         assert_eq!(depletion_in_ms(m("25"), Money::ZERO), None);
         assert_eq!(forecast_period_end(m("10"), 0, 30, 10), m("30"));
     }

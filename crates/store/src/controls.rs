@@ -68,9 +68,15 @@ impl LedgerKind {
     }
 
     pub fn parse(s: &str) -> Option<LedgerKind> {
-        [LedgerKind::TopUp, LedgerKind::Allocate, LedgerKind::Reclaim, LedgerKind::Settle, LedgerKind::Refund]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            LedgerKind::TopUp,
+            LedgerKind::Allocate,
+            LedgerKind::Reclaim,
+            LedgerKind::Settle,
+            LedgerKind::Refund,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -93,12 +99,26 @@ pub struct LedgerEntry {
 /// A money movement an admin asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transfer {
-    TopUp { wallet: i64, amount: Money },
+    TopUp {
+        wallet: i64,
+        amount: Money,
+    },
     /// From a parent to a child.
-    Allocate { from: i64, to: i64, amount: Money },
+    Allocate {
+        from: i64,
+        to: i64,
+        amount: Money,
+    },
     /// A parent takes back from a child.
-    Reclaim { parent: i64, child: i64, amount: Money },
-    Refund { wallet: i64, amount: Money },
+    Reclaim {
+        parent: i64,
+        child: i64,
+        amount: Money,
+    },
+    Refund {
+        wallet: i64,
+        amount: Money,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

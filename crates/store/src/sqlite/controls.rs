@@ -6,13 +6,14 @@ use spendgate_core::time::now_ms;
 use spendgate_core::Money;
 
 use crate::controls::{
-    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, LedgerKind, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, LedgerKind,
+    NewAlert, NewBudget, NewWallet, Transfer, WalletRecord,
 };
 use crate::{Result, StoreError};
 
 fn pico(m: Money) -> Result<i64> {
-    i64::try_from(m.picos()).map_err(|_| StoreError::Invalid(format!("the amount {m} is too large")))
+    i64::try_from(m.picos())
+        .map_err(|_| StoreError::Invalid(format!("the amount {m} is too large")))
 }
 
 fn scope_of(kind: &str, subject: &str) -> Scope {
@@ -31,7 +32,10 @@ fn budget_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BudgetRecord> {
             scope: scope_of(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?),
             period: Period::parse(&r.get::<_, String>(4)?).unwrap_or(Period::Month),
             amount: Money::from_picos(i128::from(r.get::<_, i64>(5)?)),
-            thresholds: thresholds.split(',').filter_map(|t| t.parse().ok()).collect(),
+            thresholds: thresholds
+                .split(',')
+                .filter_map(|t| t.parse().ok())
+                .collect(),
             hard_limit: r.get(7)?,
         },
         created_at_ms: r.get(8)?,
@@ -40,7 +44,10 @@ fn budget_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BudgetRecord> {
 }
 
 /// Creates a budget, or updates the one with the same scope and period. Returns (before, after).
-pub(super) fn upsert_budget(c: &mut Connection, b: &NewBudget) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
+pub(super) fn upsert_budget(
+    c: &mut Connection,
+    b: &NewBudget,
+) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
     let tx = c.transaction()?;
     let (kind, subject) = (b.scope.kind(), b.scope.subject());
     let before = tx
@@ -51,7 +58,12 @@ pub(super) fn upsert_budget(c: &mut Connection, b: &NewBudget) -> Result<(Option
         )
         .optional()?;
     let now = now_ms();
-    let thresholds = b.thresholds.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let thresholds = b
+        .thresholds
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     tx.execute(
         "INSERT INTO budgets (name, scope, subject, period, amount_pico, thresholds, hard_limit, created_at_ms, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
@@ -70,7 +82,9 @@ pub(super) fn upsert_budget(c: &mut Connection, b: &NewBudget) -> Result<(Option
 
 pub(super) fn list_budgets(c: &Connection) -> Result<Vec<BudgetRecord>> {
     let mut st = c.prepare(&format!("SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY id"))?;
-    let rows = st.query_map([], budget_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = st
+        .query_map([], budget_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -78,7 +92,9 @@ const WALLET_COLUMNS: &str =
     "id, name, scope, subject, low_pico, balance_pico, allocated_pico, spent_pico, created_at_ms";
 
 fn wallet_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WalletRecord> {
-    let m = |i: usize| -> rusqlite::Result<Money> { Ok(Money::from_picos(i128::from(r.get::<_, i64>(i)?))) };
+    let m = |i: usize| -> rusqlite::Result<Money> {
+        Ok(Money::from_picos(i128::from(r.get::<_, i64>(i)?)))
+    };
     Ok(WalletRecord {
         id: r.get(0)?,
         def: NewWallet {
@@ -95,7 +111,9 @@ fn wallet_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WalletRecord> {
 
 pub(super) fn create_wallet(c: &mut Connection, w: &NewWallet) -> Result<WalletRecord> {
     if matches!(w.scope, Scope::Key(_)) {
-        return Err(StoreError::Invalid("a wallet belongs to the org, a team or a user, not to a key".into()));
+        return Err(StoreError::Invalid(
+            "a wallet belongs to the org, a team or a user, not to a key".into(),
+        ));
     }
     let n = c.execute(
         "INSERT INTO wallets (name, scope, subject, low_pico, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -103,19 +121,29 @@ pub(super) fn create_wallet(c: &mut Connection, w: &NewWallet) -> Result<WalletR
         params![w.name, w.scope.kind(), w.scope.subject(), pico(w.low_threshold)?, now_ms()],
     )?;
     if n == 0 {
-        return Err(StoreError::Invalid(format!("{} already has a wallet; top it up instead", w.scope.describe())));
+        return Err(StoreError::Invalid(format!(
+            "{} already has a wallet; top it up instead",
+            w.scope.describe()
+        )));
     }
     let id = c.last_insert_rowid();
     wallet(c, id)?.ok_or(StoreError::WorkerGone)
 }
 
 pub(super) fn wallet(c: &Connection, id: i64) -> Result<Option<WalletRecord>> {
-    Ok(c.query_row(&format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE id = ?1"), [id], wallet_from_row).optional()?)
+    Ok(c.query_row(
+        &format!("SELECT {WALLET_COLUMNS} FROM wallets WHERE id = ?1"),
+        [id],
+        wallet_from_row,
+    )
+    .optional()?)
 }
 
 pub(super) fn list_wallets(c: &Connection) -> Result<Vec<WalletRecord>> {
     let mut st = c.prepare(&format!("SELECT {WALLET_COLUMNS} FROM wallets ORDER BY id"))?;
-    let rows = st.query_map([], wallet_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = st
+        .query_map([], wallet_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
@@ -138,7 +166,9 @@ pub(super) fn post(
         params![wallet, kind.as_str(), amount, actor, reason, counterparty, request_id, at_ms],
     )?;
     let (allocated, spent) = match kind {
-        LedgerKind::TopUp | LedgerKind::Allocate | LedgerKind::Reclaim | LedgerKind::Refund => (amount.max(0), 0),
+        LedgerKind::TopUp | LedgerKind::Allocate | LedgerKind::Reclaim | LedgerKind::Refund => {
+            (amount.max(0), 0)
+        }
         LedgerKind::Settle => (0, -amount),
     };
     let n = tx.execute(
@@ -147,7 +177,9 @@ pub(super) fn post(
         params![wallet, amount, allocated, spent],
     )?;
     if n == 0 {
-        return Err(StoreError::Invalid(format!("wallet {wallet} does not exist")));
+        return Err(StoreError::Invalid(format!(
+            "wallet {wallet} does not exist"
+        )));
     }
     Ok(())
 }
@@ -155,42 +187,114 @@ pub(super) fn post(
 /// Applies an admin transfer in one transaction. Sufficient funds are checked by the caller, which also knows
 /// what is held for requests in flight; the store refuses only what could never be right (a negative balance
 /// after the move).
-pub(super) fn transfer(c: &mut Connection, t: &Transfer, actor: &str, reason: &str) -> Result<Vec<WalletRecord>> {
+pub(super) fn transfer(
+    c: &mut Connection,
+    t: &Transfer,
+    actor: &str,
+    reason: &str,
+) -> Result<Vec<WalletRecord>> {
     let tx = c.transaction()?;
     let now = now_ms();
     let mut touched = Vec::new();
     let positive = |m: Money| -> Result<i64> {
         let v = pico(m)?;
         if v <= 0 {
-            return Err(StoreError::Invalid("the amount must be more than zero".into()));
+            return Err(StoreError::Invalid(
+                "the amount must be more than zero".into(),
+            ));
         }
         Ok(v)
     };
     match t {
         Transfer::TopUp { wallet, amount } => {
-            post(&tx, *wallet, LedgerKind::TopUp, positive(*amount)?, actor, reason, None, None, now)?;
+            post(
+                &tx,
+                *wallet,
+                LedgerKind::TopUp,
+                positive(*amount)?,
+                actor,
+                reason,
+                None,
+                None,
+                now,
+            )?;
             touched.push(*wallet);
         }
         Transfer::Refund { wallet, amount } => {
-            post(&tx, *wallet, LedgerKind::Refund, positive(*amount)?, actor, reason, None, None, now)?;
+            post(
+                &tx,
+                *wallet,
+                LedgerKind::Refund,
+                positive(*amount)?,
+                actor,
+                reason,
+                None,
+                None,
+                now,
+            )?;
             touched.push(*wallet);
         }
         Transfer::Allocate { from, to, amount } => {
             let v = positive(*amount)?;
-            post(&tx, *from, LedgerKind::Allocate, -v, actor, reason, Some(*to), None, now)?;
-            post(&tx, *to, LedgerKind::Allocate, v, actor, reason, Some(*from), None, now)?;
+            post(
+                &tx,
+                *from,
+                LedgerKind::Allocate,
+                -v,
+                actor,
+                reason,
+                Some(*to),
+                None,
+                now,
+            )?;
+            post(
+                &tx,
+                *to,
+                LedgerKind::Allocate,
+                v,
+                actor,
+                reason,
+                Some(*from),
+                None,
+                now,
+            )?;
             touched.extend([*from, *to]);
         }
-        Transfer::Reclaim { parent, child, amount } => {
+        Transfer::Reclaim {
+            parent,
+            child,
+            amount,
+        } => {
             let v = positive(*amount)?;
-            post(&tx, *child, LedgerKind::Reclaim, -v, actor, reason, Some(*parent), None, now)?;
-            post(&tx, *parent, LedgerKind::Reclaim, v, actor, reason, Some(*child), None, now)?;
+            post(
+                &tx,
+                *child,
+                LedgerKind::Reclaim,
+                -v,
+                actor,
+                reason,
+                Some(*parent),
+                None,
+                now,
+            )?;
+            post(
+                &tx,
+                *parent,
+                LedgerKind::Reclaim,
+                v,
+                actor,
+                reason,
+                Some(*child),
+                None,
+                now,
+            )?;
             touched.extend([*child, *parent]);
         }
     }
     let mut out = Vec::new();
     for id in touched {
-        let w = wallet(&tx, id)?.ok_or_else(|| StoreError::Invalid(format!("wallet {id} does not exist")))?;
+        let w = wallet(&tx, id)?
+            .ok_or_else(|| StoreError::Invalid(format!("wallet {id} does not exist")))?;
         if w.balance.picos() < 0 {
             return Err(StoreError::Invalid(format!(
                 "wallet {id} does not hold enough for this transfer: it would be {} short",
@@ -213,19 +317,30 @@ fn ledger_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
         actor: r.get(4)?,
         reason: r.get(5)?,
         counterparty: r.get(6)?,
-        request_id: req.and_then(|b| uuid::Uuid::from_slice(&b).ok()).map(|u| u.to_string()),
+        request_id: req
+            .and_then(|b| uuid::Uuid::from_slice(&b).ok())
+            .map(|u| u.to_string()),
         at_ms: r.get(8)?,
     })
 }
 
-pub(super) fn ledger(c: &Connection, wallet: i64, limit: usize, before_id: Option<i64>) -> Result<Vec<LedgerEntry>> {
+pub(super) fn ledger(
+    c: &Connection,
+    wallet: i64,
+    limit: usize,
+    before_id: Option<i64>,
+) -> Result<Vec<LedgerEntry>> {
     let mut st = c.prepare(
         "SELECT id, wallet_id, kind, amount_pico, actor, reason, counterparty, request_id, at_ms FROM ledger
          WHERE wallet_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     let rows = st
         .query_map(
-            params![wallet, before_id.unwrap_or(i64::MAX), i64::try_from(limit.clamp(1, 1000)).unwrap_or(100)],
+            params![
+                wallet,
+                before_id.unwrap_or(i64::MAX),
+                i64::try_from(limit.clamp(1, 1000)).unwrap_or(100)
+            ],
             ledger_from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -234,7 +349,11 @@ pub(super) fn ledger(c: &Connection, wallet: i64, limit: usize, before_id: Optio
 
 /// The wallet's balance recomputed from every ledger entry, to check that the derived balance never drifts.
 pub(super) fn ledger_sum(c: &Connection, wallet: i64) -> Result<Money> {
-    let v: i64 = c.query_row("SELECT COALESCE(SUM(amount_pico), 0) FROM ledger WHERE wallet_id = ?1", [wallet], |r| r.get(0))?;
+    let v: i64 = c.query_row(
+        "SELECT COALESCE(SUM(amount_pico), 0) FROM ledger WHERE wallet_id = ?1",
+        [wallet],
+        |r| r.get(0),
+    )?;
     Ok(Money::from_picos(i128::from(v)))
 }
 
@@ -254,12 +373,24 @@ pub(super) fn record_alert(c: &Connection, a: &NewAlert) -> Result<Option<AlertR
     let n = c.execute(
         "INSERT INTO alerts (kind, subject, team, period_start_ms, threshold, message, at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-        params![a.kind, a.subject, a.team, a.period_start_ms, a.threshold, a.message, now],
+        params![
+            a.kind,
+            a.subject,
+            a.team,
+            a.period_start_ms,
+            a.threshold,
+            a.message,
+            now
+        ],
     )?;
     if n == 0 {
         return Ok(None);
     }
-    Ok(Some(AlertRecord { id: c.last_insert_rowid(), alert: a.clone(), at_ms: now }))
+    Ok(Some(AlertRecord {
+        id: c.last_insert_rowid(),
+        alert: a.clone(),
+        at_ms: now,
+    }))
 }
 
 pub(super) fn list_alerts(c: &Connection, limit: usize) -> Result<Vec<AlertRecord>> {
@@ -328,26 +459,38 @@ pub(super) fn record_audit(c: &Connection, e: &AuditEntry) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn list_audit(c: &Connection, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+pub(super) fn list_audit(
+    c: &Connection,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<Vec<AuditRecord>> {
     let mut st = c.prepare(
         "SELECT id, actor, action, target, before, after, at_ms FROM audit_log WHERE at_ms >= ?1 AND at_ms < ?2
          ORDER BY id DESC LIMIT ?3",
     )?;
     let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
     let rows = st
-        .query_map(params![from_ms, to_ms, i64::try_from(limit.clamp(1, 5000)).unwrap_or(100)], |r| {
-            Ok(AuditRecord {
-                id: r.get(0)?,
-                entry: AuditEntry {
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    target: r.get(3)?,
-                    before: json(r.get(4)?),
-                    after: json(r.get(5)?),
-                },
-                at_ms: r.get(6)?,
-            })
-        })?
+        .query_map(
+            params![
+                from_ms,
+                to_ms,
+                i64::try_from(limit.clamp(1, 5000)).unwrap_or(100)
+            ],
+            |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    entry: AuditEntry {
+                        actor: r.get(1)?,
+                        action: r.get(2)?,
+                        target: r.get(3)?,
+                        before: json(r.get(4)?),
+                        after: json(r.get(5)?),
+                    },
+                    at_ms: r.get(6)?,
+                })
+            },
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }

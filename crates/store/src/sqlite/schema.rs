@@ -4,7 +4,8 @@
 //! logs and rollups hold small integers: smaller rows, faster group-bys. Id 0 means "none" (the No team bucket,
 //! no workflow) so that it takes part in unique keys like any other value (SQLite treats NULLs as distinct).
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE labels (
     id    INTEGER PRIMARY KEY,
     kind  INTEGER NOT NULL,
@@ -51,7 +52,9 @@ CREATE TABLE spend_logs (
 );
 CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
 CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
-"#, CONTROLS];
+"#,
+    CONTROLS,
+];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
 pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
