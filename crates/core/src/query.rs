@@ -29,6 +29,9 @@ pub struct Filters {
     pub workflow: Option<String>,
     pub cache_outcome: Option<CacheOutcome>,
     pub key_id: Option<i64>,
+    /// The one team the caller may see (a team viewer's token). Unlike `team`, no view ever drops it: the store
+    /// applies it to every query, so the No team bucket and other teams stay invisible.
+    pub scope_team: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

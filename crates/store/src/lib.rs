@@ -55,6 +55,15 @@ pub struct KeyRecord {
     pub revoked_at_ms: Option<i64>,
 }
 
+/// A read-only token confined to one team's data. Only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerToken {
+    pub id: i64,
+    pub team: String,
+    pub name: String,
+    pub created_at_ms: i64,
+}
+
 /// What is needed to store a new key.
 #[derive(Debug, Clone)]
 pub struct NewKey {
@@ -127,6 +136,10 @@ pub trait Store: Send + Sync + 'static {
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord>;
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+
+    async fn create_viewer_token(&self, hash: [u8; 32], team: String, name: String) -> Result<ViewerToken>;
+    /// The active viewer token with this hash.
+    async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
 
     /// The window that [`Store::summary`] and friends will really read for these filters.
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow;

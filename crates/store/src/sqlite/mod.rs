@@ -23,6 +23,7 @@ use crate::controls::{
     NewWallet, Transfer, WalletRecord,
 };
 use crate::{
+    ViewerToken,
     KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
     StoredSpendLog, WriteReport,
 };
@@ -239,6 +240,30 @@ impl Store for SqliteStore {
                 .query_map([], key_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn create_viewer_token(&self, hash: [u8; 32], team: String, name: String) -> Result<ViewerToken> {
+        self.with_writer(move |w| {
+            let now = now_ms();
+            w.conn.execute(
+                "INSERT INTO viewer_tokens (hash, team, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![&hash[..], team, name, now],
+            )?;
+            Ok(ViewerToken { id: w.conn.last_insert_rowid(), team, name, created_at_ms: now })
+        })
+        .await
+    }
+
+    async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {
+        self.with_reader(move |c| {
+            Ok(c.query_row(
+                "SELECT id, team, name, created_at_ms FROM viewer_tokens WHERE hash = ?1 AND revoked_at_ms IS NULL",
+                [&hash[..]],
+                |r| Ok(ViewerToken { id: r.get(0)?, team: r.get(1)?, name: r.get(2)?, created_at_ms: r.get(3)? }),
+            )
+            .optional()?)
         })
         .await
     }

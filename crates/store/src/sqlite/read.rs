@@ -47,6 +47,12 @@ pub(super) fn resolve_window(
 /// row can match.
 fn dimension_filters(c: &Connection, f: &Filters) -> Result<Option<Vec<(&'static str, i64)>>> {
     let mut out = Vec::new();
+    if let Some(team) = &f.scope_team {
+        match find_label(c, LabelKind::Team, team)? {
+            Some(id) => out.push(("team_id", id)),
+            None => return Ok(None),
+        }
+    }
     let named = [
         ("user_id", LabelKind::User, &f.user),
         ("provider_id", LabelKind::Provider, &f.provider),

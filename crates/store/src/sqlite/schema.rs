@@ -54,6 +54,7 @@ CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
 CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
 "#,
     CONTROLS,
+    ACCESS,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
@@ -170,4 +171,16 @@ CREATE TABLE audit_log (
     at_ms   INTEGER NOT NULL
 );
 CREATE INDEX audit_at ON audit_log (at_ms);
+"#;
+
+/// Access: read-only tokens confined to one team's data. Only hashes are stored.
+pub const ACCESS: &str = r#"
+CREATE TABLE viewer_tokens (
+    id            INTEGER PRIMARY KEY,
+    hash          BLOB NOT NULL UNIQUE,
+    team          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
 "#;
