@@ -10,29 +10,36 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::Digest;
 use spendgate_core::query::{format_share, share_bp, sort_rows, GroupRow, Totals};
 use spendgate_core::time::to_rfc3339;
 use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
 
-use crate::auth::require_admin;
+use crate::auth::{admin_only, authenticate};
 use crate::params::{parse_group_by, parse_sort, FilterParams};
 use crate::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/api/v1/keys", post(create_key).get(list_keys))
-        .route("/api/v1/pricing", get(pricing))
+    // What a team viewer may read: usage and spend logs, confined to its team by the store.
+    let readable = Router::new()
         .route("/api/v1/usage/summary", get(summary))
         .route("/api/v1/usage/explorer", get(explorer))
         .route("/api/v1/spend-logs", get(spend_logs))
-        .route("/api/v1/spend-logs/{id}", get(spend_log))
+        .route("/api/v1/spend-logs/{id}", get(spend_log));
+    let admin = Router::new()
+        .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/viewer-tokens", post(create_viewer_token))
+        .route("/api/v1/pricing", get(pricing))
         .route("/api/v1/status", get(status))
         .merge(crate::controls_api::routes())
         .merge(crate::insights_api::routes())
+        .route_layer(middleware::from_fn(admin_only));
+    let api = readable
+        .merge(admin)
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
-            require_admin,
+            authenticate,
         ));
     Router::new()
         .route("/healthz", get(healthz))
@@ -111,6 +118,53 @@ async fn create_key(
             "hint": rec.hint,
             "created_at": to_rfc3339(rec.created_at_ms),
             "note": "This is the only time the key is shown; store it now.",
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateViewer {
+    team: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Creates a read-only token confined to one team's usage and spend logs. Shown once; stored as a hash.
+async fn create_viewer_token(
+    State(s): State<Arc<AppState>>,
+    JsonBody(body): JsonBody<CreateViewer>,
+) -> Result<Response, ApiError> {
+    spendgate_core::validate_name("team", &body.team)
+        .map_err(|m| ApiError::invalid_request("invalid_team", m))?;
+    let g = spendgate_gateway::keys::generate_key("viewer", None)
+        .map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
+    let secret = g
+        .secret
+        .replacen(spendgate_gateway::keys::KEY_PREFIX, "sgview-", 1);
+    let hash: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    let name = body.name.unwrap_or_else(|| format!("{} viewer", body.team));
+    let v = s
+        .store
+        .create_viewer_token(hash, body.team, name)
+        .await
+        .map_err(store_error)?;
+    let entry = spendgate_store::controls::AuditEntry {
+        actor: "admin".into(),
+        action: "viewer_token.create".into(),
+        target: format!("viewer:{}", v.id),
+        before: None,
+        after: Some(json!({ "id": v.id, "team": v.team, "name": v.name })),
+    };
+    if let Err(e) = s.store.record_audit(entry).await {
+        tracing::warn!(error = %e, "Recording an admin change in the audit log failed.");
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": v.id, "team": v.team, "name": v.name, "token": secret,
+            "note": "This is the only time the token is shown. It reads this team's usage and spend logs, nothing else.",
         })),
     )
         .into_response())
@@ -302,8 +356,9 @@ async fn spend_log(
         ApiError::invalid_request("invalid_id", format!("'{id}' is not a spend log id"))
     })?;
     match s.store.spend_log(id).await.map_err(store_error)? {
-        Some(l) => Ok(Json(log_json(&l))),
-        None => Err(ApiError::new(
+        Some(l) if crate::auth::visible(&l) => Ok(Json(log_json(&l))),
+        // A log of another team is answered like a missing one: a viewer learns nothing about it.
+        _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "not_found",

@@ -47,26 +47,101 @@ pub(crate) fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Middleware: the request must carry the admin token.
-pub(crate) async fn require_admin(
+tokio::task_local! {
+    /// The team a team viewer is confined to, for the request being handled. Set by the authentication
+    /// middleware around the handler, read by [`crate::params::FilterParams::to_filters`] so that every query
+    /// built from a URL carries the scope, whichever page or route builds it.
+    static VIEWER_TEAM: Option<String>;
+}
+
+/// The team the current request is confined to, if it comes from a team viewer.
+pub(crate) fn viewer_team() -> Option<String> {
+    VIEWER_TEAM.try_with(|t| t.clone()).ok().flatten()
+}
+
+/// Whether the current caller may see a spend log.
+pub(crate) fn visible(log: &spendgate_store::StoredSpendLog) -> bool {
+    match viewer_team() {
+        Some(team) => log.event.attribution.team.as_deref() == Some(team.as_str()),
+        None => true,
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read-only, one team's data.
+    Viewer { team: String },
+}
+
+/// The role a bearer token gives, if any: the admin token, or an active team viewer token.
+pub(crate) async fn role_of(state: &AppState, token: &str) -> Option<Role> {
+    if state.admin_token.matches(token) {
+        return Some(Role::Admin);
+    }
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    match state.store.viewer_by_hash(hash).await {
+        Ok(Some(v)) => Some(Role::Viewer { team: v.team }),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "Looking up a viewer token failed.");
+            None
+        }
+    }
+}
+
+/// Runs `fut` with the caller's scope in force.
+pub(crate) async fn in_scope<F: std::future::Future>(role: &Role, fut: F) -> F::Output {
+    let team = match role {
+        Role::Admin => None,
+        Role::Viewer { team } => Some(team.clone()),
+    };
+    VIEWER_TEAM.scope(team, fut).await
+}
+
+/// Middleware: the request must carry the admin token or a team viewer token. The role goes into the request's
+/// extensions, and a viewer's team scope is in force while the handler runs.
+pub(crate) async fn authenticate(
     State(state): State<Arc<AppState>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
-    match bearer(&req) {
-        Some(t) if state.admin_token.matches(t) => next.run(req).await,
-        Some(_) => ApiError::new(
+    let role = match bearer(&req) {
+        Some(t) => role_of(&state, t).await,
+        None => {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing_admin_token",
+                "This API needs the admin token: send 'Authorization: Bearer <token>'. It is in <data-dir>/admin-token.",
+            )
+            .into_response()
+        }
+    };
+    let Some(role) = role else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "invalid_admin_token",
-            "The admin token is not valid. It is in <data-dir>/admin-token, or set by SPENDGATE_ADMIN_TOKEN.",
+            "The token is not valid. The admin token is in <data-dir>/admin-token, or set by SPENDGATE_ADMIN_TOKEN.",
         )
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "missing_admin_token",
-            "This API needs the admin token: send 'Authorization: Bearer <token>'. It is in <data-dir>/admin-token.",
+        .into_response();
+    };
+    req.extensions_mut().insert(role.clone());
+    in_scope(&role, next.run(req)).await
+}
+
+/// Middleware for admin-only routes (after [`authenticate`]).
+pub(crate) async fn admin_only(req: Request, next: Next) -> Response {
+    match req.extensions().get::<Role>() {
+        Some(Role::Admin) => next.run(req).await,
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "admin_only",
+            "This needs the admin token; a team viewer token can read its team's usage and spend logs only.",
         )
         .into_response(),
     }

@@ -101,6 +101,7 @@ impl FilterParams {
             workflow: non_empty(&self.workflow),
             cache_outcome,
             key_id,
+            scope_team: crate::auth::viewer_team(),
         })
     }
 }

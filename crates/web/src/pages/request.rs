@@ -38,8 +38,8 @@ pub(crate) async fn page(
         );
     };
     let log = match p.app.store.spend_log(uuid).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
+        Ok(Some(l)) if crate::auth::visible(&l) => l,
+        Ok(_) => {
             return error_page(
                 &p,
                 &csrf,

@@ -32,6 +32,7 @@ const MAX_SESSIONS: usize = 10_000;
 struct Session {
     csrf: String,
     expires_ms: i64,
+    role: crate::auth::Role,
 }
 
 /// The live sessions, by id.
@@ -62,7 +63,7 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 impl Sessions {
     /// Creates a session; returns its id.
-    fn create(&self) -> Option<String> {
+    fn create(&self, role: crate::auth::Role) -> Option<String> {
         let id = random_token()?;
         let csrf = random_token()?;
         let now = now_ms();
@@ -82,17 +83,18 @@ impl Sessions {
             Session {
                 csrf,
                 expires_ms: now + SESSION_TTL_MS,
+                role,
             },
         );
         Some(id)
     }
 
-    /// The CSRF token of a live session.
-    fn csrf_of(&self, id: &str) -> Option<String> {
+    /// The CSRF token and role of a live session.
+    fn csrf_of(&self, id: &str) -> Option<(String, crate::auth::Role)> {
         let now = now_ms();
         let mut map = self.inner.lock().ok()?;
         match map.get(id) {
-            Some(s) if s.expires_ms > now => Some(s.csrf.clone()),
+            Some(s) if s.expires_ms > now => Some((s.csrf.clone(), s.role.clone())),
             Some(_) => {
                 map.remove(id);
                 None
@@ -133,9 +135,25 @@ pub(crate) async fn require_login(
     }
     let csrf = cookie(req.headers(), SESSION_COOKIE).and_then(|id| p.sessions.csrf_of(id));
     match csrf {
-        Some(token) => {
+        Some((token, role)) => {
+            // A team viewer reads /usage and request details for its team; the org-wide pages are not for it.
+            let path = req.uri().path();
+            let viewer_may = [
+                "/usage",
+                "/requests/",
+                "/events",
+                "/static/",
+                "/logout",
+                "/favicon",
+            ]
+            .iter()
+            .any(|prefix| path.starts_with(prefix));
+            if matches!(role, crate::auth::Role::Viewer { .. }) && !viewer_may {
+                return Redirect::to("/usage").into_response();
+            }
             req.extensions_mut().insert(SessionCsrf(Some(token)));
-            next.run(req).await
+            req.extensions_mut().insert(role.clone());
+            crate::auth::in_scope(&role, next.run(req)).await
         }
         None => {
             let path = req
@@ -254,16 +272,21 @@ pub(crate) async fn login(
             Some("The form expired or did not come from this page (CSRF check failed). Try again."),
         );
     }
-    if !p.app.admin_token.matches(form.token.trim()) {
-        tracing::warn!("A page login with a wrong admin token was refused.");
+    let Some(role) = crate::auth::role_of(&p.app, form.token.trim()).await else {
+        tracing::warn!("A page login with a wrong token was refused.");
         return login_page(
             &p,
             StatusCode::UNAUTHORIZED,
             &next,
-            Some("That is not the admin token."),
+            Some("That is neither the admin token nor a team viewer token."),
         );
-    }
-    let Some(id) = p.sessions.create() else {
+    };
+    let next = if matches!(role, crate::auth::Role::Viewer { .. }) {
+        "/usage".to_string()
+    } else {
+        next
+    };
+    let Some(id) = p.sessions.create(role) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "Could not create a session.",
