@@ -359,8 +359,8 @@ mod tests {
     #[test]
     fn sessions_are_random_and_removable() {
         let s = Sessions::default();
-        let a = s.create().unwrap_or_default();
-        let b = s.create().unwrap_or_default();
+        let a = s.create(crate::auth::Role::Admin).unwrap_or_default();
+        let b = s.create(crate::auth::Role::Admin).unwrap_or_default();
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
         assert!(s.csrf_of(&a).is_some());
