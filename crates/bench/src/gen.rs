@@ -154,6 +154,8 @@ impl Generator {
                 .collect(),
             error: failed.then(|| "The provider failed: upstream answered 502.".to_string()),
             wallet_id: None,
+            // Every generated request is different, as most real traffic is.
+            fingerprint: Some(rng.u64(..)),
         }
     }
 

@@ -135,4 +135,8 @@ pub struct SpendEvent {
     /// spend log.
     #[serde(default)]
     pub wallet_id: Option<i64>,
+    /// A hash of the request (endpoint and body, see `anomaly::fingerprint`), so that a key sending the same
+    /// request again and again can be told apart from one sending many different ones. Never the prompt.
+    #[serde(default)]
+    pub fingerprint: Option<u64>,
 }

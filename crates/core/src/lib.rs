@@ -3,6 +3,7 @@
 //! This crate does no IO and knows nothing of HTTP, SQL or async runtimes, so that every rule about money can
 //! be tested as plain functions.
 
+pub mod anomaly;
 pub mod controls;
 pub mod event;
 pub mod insights;

@@ -407,6 +407,7 @@ impl Controls {
             period_start_ms,
             threshold,
             message,
+            link: None,
         });
     }
 
@@ -429,7 +430,14 @@ impl Controls {
                 status.as_str(),
                 w.available().display_usd()
             ),
+            link: None,
         });
+    }
+
+    /// Raises an alert from elsewhere (the anomaly detectors): the dispatcher records it once and delivers it to
+    /// the webhooks like a budget alert.
+    pub fn raise(&self, alert: NewAlert) {
+        let _ = self.alerts.send(alert);
     }
 
     /// Reloads every budget's period spend from the store (after a period rolls over).

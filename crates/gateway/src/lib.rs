@@ -10,6 +10,7 @@
 //! 6. meter: usage from the body or the stream's last chunk -> [`spendgate_core::SpendEvent`] -> writer.
 
 pub mod alerts;
+pub mod anomalies;
 pub mod controls;
 pub mod error;
 pub mod keys;

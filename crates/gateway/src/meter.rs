@@ -39,6 +39,8 @@ pub struct Meter {
     pub started_at_ms: i64,
     pub started: Instant,
     pub request_bytes: usize,
+    /// The request's fingerprint (a hash of endpoint and body) for the retry-loop detector.
+    pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
 }
@@ -119,6 +121,7 @@ impl Meter {
                 .collect(),
             error: outcome.error,
             wallet_id,
+            fingerprint: self.fingerprint,
         };
         self.writer.record(event)
     }

@@ -223,6 +223,11 @@ async fn prepare(
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     let stream = head.wants_stream() && endpoint == Endpoint::ChatCompletions;
     let request_bytes = body.len();
+    // Hashed before the body is rewritten for the upstream, so it is what the client really sent.
+    let fingerprint = Some(spendgate_core::anomaly::fingerprint(
+        endpoint.as_str(),
+        &body,
+    ));
     let upstream_body = upstream_body(body, &head, endpoint, &route.upstream_model)?;
     let slot = if stream {
         let max = gw.limits.max_streams_per_key;
@@ -258,6 +263,7 @@ async fn prepare(
         started_at_ms,
         started,
         request_bytes,
+        fingerprint,
         hold,
     };
     let upstream = UpstreamRequest {

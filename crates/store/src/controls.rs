@@ -123,16 +123,20 @@ pub enum Transfer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAlert {
-    /// budget_near, budget_over, wallet_low, wallet_depleted.
+    /// budget_near, budget_over, wallet_low, wallet_depleted, or anomaly_retry_loop, anomaly_spend_rate,
+    /// anomaly_prompt_expansion, anomaly_unattributed.
     pub kind: String,
-    /// "budget:12" or "wallet:3".
+    /// "budget:12", "wallet:3", "team:support", "workflow:ticket-triage" or "key:12".
     pub subject: String,
     /// The team it concerns, when it concerns one (for filtering).
     pub team: Option<String>,
-    /// Start of the budget period (or 0 for wallets): an alert fires once per crossing per period.
+    /// Start of the budget period (or the wallet's epoch, or an anomaly's episode): an alert fires once per
+    /// crossing per period.
     pub period_start_ms: i64,
     pub threshold: u32,
     pub message: String,
+    /// Where the evidence is (for anomalies: the filtered `/usage` view), when there is a page to point at.
+    pub link: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

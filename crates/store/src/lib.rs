@@ -137,7 +137,12 @@ pub trait Store: Send + Sync + 'static {
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
 
-    async fn create_viewer_token(&self, hash: [u8; 32], team: String, name: String) -> Result<ViewerToken>;
+    async fn create_viewer_token(
+        &self,
+        hash: [u8; 32],
+        team: String,
+        name: String,
+    ) -> Result<ViewerToken>;
     /// The active viewer token with this hash.
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
 
@@ -163,6 +168,15 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<SpendLogPage>;
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
+
+    /// Pairs of (key, request fingerprint) seen at least `min_repeats` times since `since_ms`, most repeated
+    /// first (at most 100). Reads the spend logs by their time index, so callers keep the window short (the
+    /// retry-loop detector looks back minutes).
+    async fn repeated_requests(
+        &self,
+        since_ms: i64,
+        min_repeats: u64,
+    ) -> Result<Vec<spendgate_core::anomaly::RepeatedRequest>>;
 
     /// Creates a budget or updates the one with the same scope and period; returns (before, after).
     async fn upsert_budget(

@@ -59,6 +59,7 @@ fn event(
         price_lines: vec![],
         error: None,
         wallet_id: None,
+        fingerprint: Some(42),
     }
 }
 
@@ -187,4 +188,60 @@ async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected() {
         .unwrap()
         .unwrap();
     assert_eq!(got.event.attribution.team.as_deref(), Some("t"));
+}
+
+#[tokio::test]
+async fn repeated_requests_find_one_key_sending_one_fingerprint_many_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    let now = now_ms();
+    let mut events = Vec::new();
+    // Key 1 repeats one request 25 times in the last minute; its other requests all differ.
+    for i in 0..25 {
+        let mut e = event(
+            now - 60_000 + i * 100,
+            Some("support"),
+            "bot",
+            "m",
+            10,
+            1,
+            5,
+        );
+        e.fingerprint = Some(u64::MAX - 1); // high bit set: must survive the signed SQLite integer
+        events.push(e);
+    }
+    for i in 0..25 {
+        let mut e = event(
+            now - 60_000 + i * 100,
+            Some("support"),
+            "bot",
+            "m",
+            10,
+            1,
+            5,
+        );
+        e.fingerprint = Some(u64::try_from(i).unwrap());
+        events.push(e);
+    }
+    // Key 2 repeated the same request long ago: outside the window.
+    for i in 0..25 {
+        let mut e = event(now - HOUR_MS + i, None, "old", "m", 10, 1, 5);
+        e.attribution.key_id = 2;
+        e.fingerprint = Some(7);
+        events.push(e);
+    }
+    store.write_batch(Arc::new(events)).await.unwrap();
+    let rows = store.repeated_requests(now - 5 * 60_000, 20).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].key_id, 1);
+    assert_eq!(rows[0].fingerprint, u64::MAX - 1);
+    assert_eq!(rows[0].requests, 25);
+    assert_eq!(rows[0].team.as_deref(), Some("support"));
+    assert_eq!(rows[0].cost, Money::from_picos(125));
+    // The fingerprint reads back with the spend log.
+    let page = store
+        .spend_logs(&window(now - 5 * 60_000, now + 1), 1, None)
+        .await
+        .unwrap();
+    assert!(page.items[0].event.fingerprint.is_some());
 }

@@ -371,8 +371,8 @@ pub(super) fn spent_since(c: &Connection, wallet: i64, since_ms: i64) -> Result<
 pub(super) fn record_alert(c: &Connection, a: &NewAlert) -> Result<Option<AlertRecord>> {
     let now = now_ms();
     let n = c.execute(
-        "INSERT INTO alerts (kind, subject, team, period_start_ms, threshold, message, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        "INSERT INTO alerts (kind, subject, team, period_start_ms, threshold, message, at_ms, link)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
         params![
             a.kind,
             a.subject,
@@ -380,7 +380,8 @@ pub(super) fn record_alert(c: &Connection, a: &NewAlert) -> Result<Option<AlertR
             a.period_start_ms,
             a.threshold,
             a.message,
-            now
+            now,
+            a.link
         ],
     )?;
     if n == 0 {
@@ -395,7 +396,7 @@ pub(super) fn record_alert(c: &Connection, a: &NewAlert) -> Result<Option<AlertR
 
 pub(super) fn list_alerts(c: &Connection, limit: usize) -> Result<Vec<AlertRecord>> {
     let mut st = c.prepare(
-        "SELECT id, kind, subject, team, period_start_ms, threshold, message, at_ms FROM alerts ORDER BY id DESC LIMIT ?1",
+        "SELECT id, kind, subject, team, period_start_ms, threshold, message, at_ms, link FROM alerts ORDER BY id DESC LIMIT ?1",
     )?;
     let rows = st
         .query_map([i64::try_from(limit.clamp(1, 1000)).unwrap_or(100)], |r| {
@@ -408,6 +409,7 @@ pub(super) fn list_alerts(c: &Connection, limit: usize) -> Result<Vec<AlertRecor
                     period_start_ms: r.get(4)?,
                     threshold: r.get(5)?,
                     message: r.get(6)?,
+                    link: r.get(8)?,
                 },
                 at_ms: r.get(7)?,
             })

@@ -23,9 +23,8 @@ use crate::controls::{
     NewWallet, Transfer, WalletRecord,
 };
 use crate::{
-    ViewerToken,
     KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
-    StoredSpendLog, WriteReport,
+    StoredSpendLog, ViewerToken, WriteReport,
 };
 use schema::LabelKind;
 
@@ -168,6 +167,15 @@ impl SqliteStore {
     }
 }
 
+/// Fingerprints are 64-bit hashes; SQLite integers are signed, so the same 64 bits are stored as an i64.
+fn fingerprint_to_sql(fp: u64) -> i64 {
+    i64::from_ne_bytes(fp.to_ne_bytes())
+}
+
+fn fingerprint_from_sql(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let tx = conn.transaction()?;
@@ -244,7 +252,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_viewer_token(&self, hash: [u8; 32], team: String, name: String) -> Result<ViewerToken> {
+    async fn create_viewer_token(
+        &self,
+        hash: [u8; 32],
+        team: String,
+        name: String,
+    ) -> Result<ViewerToken> {
         self.with_writer(move |w| {
             let now = now_ms();
             w.conn.execute(
@@ -325,6 +338,15 @@ impl Store for SqliteStore {
 
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
         self.with_reader(move |c| read::spend_log(c, id)).await
+    }
+
+    async fn repeated_requests(
+        &self,
+        since_ms: i64,
+        min_repeats: u64,
+    ) -> Result<Vec<spendgate_core::anomaly::RepeatedRequest>> {
+        self.with_reader(move |c| read::repeated_requests(c, since_ms, min_repeats))
+            .await
     }
 
     async fn upsert_budget(

@@ -3,6 +3,7 @@
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
+use spendgate_core::anomaly::RepeatedRequest;
 use spendgate_core::pricing::PriceLine;
 use spendgate_core::query::{
     sort_rows, Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL,
@@ -393,7 +394,7 @@ const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.lat
     (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
     s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
     s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail,
-    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id)
+    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint
   FROM spend_logs s";
 
 fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
@@ -444,6 +445,9 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
             price_lines,
             error,
             wallet_id: r.get(25)?,
+            fingerprint: r
+                .get::<_, Option<i64>>(26)?
+                .map(super::fingerprint_from_sql),
         },
     })
 }
@@ -496,6 +500,64 @@ pub(super) fn spend_log(c: &Connection, id: Uuid) -> Result<Option<StoredSpendLo
         log_from_row,
     )
     .optional()?)
+}
+
+/// Identical requests (same key and fingerprint) since `since_ms`, where one pair occurs at least `min_repeats`
+/// times. It reads the spend logs by their time index, so it is meant for short windows (minutes): the
+/// retry-loop detector's.
+pub(super) fn repeated_requests(
+    c: &Connection,
+    since_ms: i64,
+    min_repeats: u64,
+) -> Result<Vec<RepeatedRequest>> {
+    let mut st = c.prepare_cached(
+        "SELECT key_id, fingerprint, COUNT(*), MIN(ts_ms), MAX(ts_ms), SUM(cost_pico), MAX(team_id), MAX(workflow_id)
+           FROM spend_logs WHERE ts_ms >= ?1 AND fingerprint IS NOT NULL
+          GROUP BY key_id, fingerprint HAVING COUNT(*) >= ?2
+          ORDER BY COUNT(*) DESC LIMIT 100",
+    )?;
+    let raw = st
+        .query_map(
+            rusqlite::params![since_ms, i64::try_from(min_repeats).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let name = |id: i64| -> Result<Option<String>> {
+        if id == 0 {
+            return Ok(None);
+        }
+        Ok(
+            c.query_row("SELECT name FROM labels WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?,
+        )
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for (key_id, fp, n, first, last, cost, team, workflow) in raw {
+        out.push(RepeatedRequest {
+            key_id,
+            team: name(team)?,
+            workflow: name(workflow)?,
+            fingerprint: super::fingerprint_from_sql(fp),
+            requests: u64::try_from(n).unwrap_or(0),
+            first_ms: first,
+            last_ms: last,
+            cost: Money::from_picos(i128::from(cost)),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

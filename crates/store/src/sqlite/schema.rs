@@ -55,6 +55,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
 "#,
     CONTROLS,
     ACCESS,
+    ANOMALIES,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
@@ -183,4 +184,12 @@ CREATE TABLE viewer_tokens (
     created_at_ms INTEGER NOT NULL,
     revoked_at_ms INTEGER
 );
+"#;
+
+/// Anomalies: each spend log keeps its request's fingerprint (a hash, never the prompt) so that retry loops can
+/// be found by key and fingerprint over a short window, and alerts carry a link to their evidence.
+pub const ANOMALIES: &str = r#"
+ALTER TABLE spend_logs ADD COLUMN fingerprint INTEGER;
+CREATE INDEX spend_logs_key_fp_ts ON spend_logs (key_id, fingerprint, ts_ms);
+ALTER TABLE alerts ADD COLUMN link TEXT;
 "#;
