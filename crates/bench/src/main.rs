@@ -149,6 +149,20 @@ impl Ctx {
                 self.failures.push(name.to_string());
             }
         }
+        // Keep what is measured so far on disk: a long run stopped half way still leaves its figures.
+        let partial = json!({
+            "partial": true,
+            "commit": self.cli.commit,
+            "table": self.rows.iter().map(Row::json).collect::<Vec<_>>(),
+            "figures": self.figures,
+        });
+        if let Ok(text) = serde_json::to_string_pretty(&partial) {
+            if let Some(parent) = self.cli.out.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = std::fs::write(&self.cli.out, text);
+        }
+        eprint!("{}", report::table(&self.rows));
     }
 }
 
