@@ -47,6 +47,8 @@ struct Actor {
     prompt_words: (usize, usize),
     stream_percent: u32,
     embeddings: bool,
+    /// A pilot that stops after this many seconds (its spend then stays put, so its budget sits near).
+    active_secs: Option<u64>,
 }
 
 const ACTORS: &[Actor] = &[
@@ -59,6 +61,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (150, 500),
         stream_percent: 50,
         embeddings: false,
+        active_secs: None,
     },
     Actor {
         user: "bob",
@@ -69,6 +72,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (300, 900),
         stream_percent: 80,
         embeddings: false,
+        active_secs: None,
     },
     Actor {
         user: "carol",
@@ -79,6 +83,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (20, 120),
         stream_percent: 0,
         embeddings: true,
+        active_secs: None,
     },
     Actor {
         user: "dave",
@@ -89,6 +94,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (200, 700),
         stream_percent: 30,
         embeddings: false,
+        active_secs: None,
     },
     Actor {
         user: "erin",
@@ -99,6 +105,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (800, 2_500),
         stream_percent: 100,
         embeddings: false,
+        active_secs: None,
     },
     Actor {
         user: "frank",
@@ -109,6 +116,7 @@ const ACTORS: &[Actor] = &[
         prompt_words: (100, 1_500),
         stream_percent: 20,
         embeddings: false,
+        active_secs: None,
     },
     Actor {
         user: "batch-integration",
@@ -119,6 +127,18 @@ const ACTORS: &[Actor] = &[
         prompt_words: (400, 1_200),
         stream_percent: 0,
         embeddings: false,
+        active_secs: None,
+    },
+    Actor {
+        user: "dana",
+        team: Some("legal"),
+        workflow: Some("contract-review"),
+        models: &["claude-sonnet-4-5"],
+        every_ms: 1_500,
+        prompt_words: (1_000, 2_000),
+        stream_percent: 50,
+        embeddings: false,
+        active_secs: Some(40),
     },
 ];
 
@@ -199,9 +219,10 @@ async fn send(
     }
 }
 
-/// Seeds budgets and wallets once the traffic has run for a while, sized from what was really spent so that
-/// team support sits near its daily budget and the data-science wallet is low. Runs once per demo start; a
-/// second start finds the wallets in place and keeps them.
+/// Seeds budgets and wallets once the traffic has run for a while (after the legal team's pilot has stopped),
+/// sized from what was really spent: team legal sits near its daily budget (87 %) and stays there, team support's
+/// daily budget is twice what it spent so far, so the planted retry loop pushes it near and then over (alerts),
+/// and the data-science wallet is low. Runs once per demo start; a second start keeps existing wallets.
 pub async fn seed_controls(controls: std::sync::Arc<Controls>) -> anyhow::Result<()> {
     use spendgate_core::controls::{Period, Scope};
     use spendgate_core::Money;
@@ -210,18 +231,22 @@ pub async fn seed_controls(controls: std::sync::Arc<Controls>) -> anyhow::Result
     let store = std::sync::Arc::clone(controls.store());
     let now = spendgate_core::time::now_ms();
     let (start, _) = Period::Day.bounds(&controls.config().time_zone, now);
-    let support_today = store
-        .summary(&spendgate_core::Filters {
-            from_ms: start,
-            to_ms: now + 1,
-            team: Some("support".into()),
-            ..Default::default()
-        })
-        .await?
-        .cost;
-    // 87 % used: near its budget now, over it within minutes as the planted retry loop starts.
+    let today = |team: &'static str| {
+        let store = std::sync::Arc::clone(&store);
+        async move {
+            let f = spendgate_core::Filters {
+                from_ms: start,
+                to_ms: now + 1,
+                team: Some(team.into()),
+                ..Default::default()
+            };
+            store.summary(&f).await.map(|t| t.cost)
+        }
+    };
+    let legal_amount =
+        Money::from_picos((today("legal").await?.picos() * 100 / 87).max(usd("0.01").picos()));
     let support_amount =
-        Money::from_picos((support_today.picos() * 100 / 87).max(usd("0.05").picos()));
+        Money::from_picos((today("support").await?.picos() * 2).max(usd("0.05").picos()));
     let budgets = [
         NewBudget {
             name: Some("Org monthly".into()),
@@ -236,6 +261,14 @@ pub async fn seed_controls(controls: std::sync::Arc<Controls>) -> anyhow::Result
             scope: Scope::Team("support".into()),
             period: Period::Day,
             amount: support_amount,
+            thresholds: vec![80, 100],
+            hard_limit: false,
+        },
+        NewBudget {
+            name: Some("Legal daily".into()),
+            scope: Scope::Team("legal".into()),
+            period: Period::Day,
+            amount: legal_amount,
             thresholds: vec![80, 100],
             hard_limit: false,
         },
@@ -306,7 +339,14 @@ pub async fn run_traffic(
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(i as u64 + 1);
+            let started = tokio::time::Instant::now();
             loop {
+                if actor
+                    .active_secs
+                    .is_some_and(|secs| started.elapsed() >= Duration::from_secs(secs))
+                {
+                    break;
+                }
                 let jitter = rng.u64(0..=actor.every_ms / 2);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(actor.every_ms + jitter)) => {}

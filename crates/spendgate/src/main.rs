@@ -251,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
             if !no_traffic {
                 let controls = std::sync::Arc::clone(&running.controls);
                 tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(45)).await;
                     if let Err(e) = demo::seed_controls(controls).await {
                         tracing::warn!(error = %e, "Seeding the demo's budgets and wallets failed.");
                     }
@@ -445,7 +445,9 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("could not listen on {listen}"))?;
             eprintln!("mock upstream on http://{}/v1", listener.local_addr()?);
             axum::serve(
-                listener,
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
                 spendgate_gateway::mock_upstream_router(std::sync::Arc::new(mock)),
             )
             .with_graceful_shutdown(wait_for_ctrl_c())
