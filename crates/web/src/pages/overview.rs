@@ -78,7 +78,8 @@ async fn load(
     let hour = span(now - HOUR_MS, now);
     let hour_before = span(now - 2 * HOUR_MS, now - HOUR_MS);
     let five = span(now - 5 * MINUTE_MS, now);
-    let minutes = span(now - DAY_MS, now);
+    // Last seen needs minute precision over a short span only: older means "over an hour ago".
+    let minutes = span(now - HOUR_MS, now);
     let (a, b, c, d, e, f, g, h, i, j, k) = tokio::join!(
         s.summary(&mtd),
         s.summary(&mtd_prev),
@@ -482,7 +483,7 @@ fn render_gateways(s: &mut String, p: &Pages, d: &Data, now: i64) {
         } else {
             match last_bucket {
                 Some(b) => esc(&ago(b + MINUTE_MS, now)),
-                None => "<span class=\"muted\">over a day ago</span>".into(),
+                None => "<span class=\"muted\">over an hour ago</span>".into(),
             }
         };
         let (uptime, version, p50, p95) = if is_own {

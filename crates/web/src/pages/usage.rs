@@ -46,6 +46,10 @@ pub(crate) struct UsageParams {
     fragment: Option<String>,
 }
 
+/// The breakdowns queried from the rollups for every view: they show numbers (the provider concentration card,
+/// the workflow and cache-outcome panels) and also fill their filter lists.
+const QUERIED_FACETS: [GroupBy; 3] = [GroupBy::Provider, GroupBy::Workflow, GroupBy::CacheOutcome];
+
 /// The filter dimensions offered as lists, with their query parameter and heading.
 const DIMENSIONS: [(GroupBy, &str, &str); 7] = [
     (GroupBy::Provider, "provider", "Provider"),
@@ -210,14 +214,16 @@ async fn load(
     cursor: Option<&str>,
 ) -> Result<Data, StoreError> {
     let s = &p.app.store;
-    // One explorer query per filter list (each without its own filter), run concurrently; the main grouping
-    // reuses its list's answer when that dimension is not filtered.
-    let facet_queries = DIMENSIONS.iter().map(|(dim, _, _)| {
+    // Rollup scans are what a page costs, so only the breakdowns that show numbers are queried (providers for
+    // the concentration card, workflows and cache outcomes for their panels), each without its own filter so
+    // its list still offers the other values. The main grouping reuses one of them when it can. The other
+    // filter lists come from cheap sources: the keys (teams, users), the catalog (models) and this gateway.
+    let facet_queries = QUERIED_FACETS.iter().map(|dim| {
         let ff = without(f, *dim);
         async move { (*dim, s.explorer(&ff, *dim).await) }
     });
-    let main_reused = DIMENSIONS.iter().any(|(d, _, _)| *d == g) && without(f, g) == *f;
-    let (facets, main, points, logs) = tokio::join!(
+    let main_reused = QUERIED_FACETS.contains(&g) && without(f, g) == *f;
+    let (facets, main, points, logs, keys) = tokio::join!(
         futures_util::future::join_all(facet_queries),
         async {
             if main_reused {
@@ -228,6 +234,7 @@ async fn load(
         },
         s.series(f, grain, Some(g)),
         s.spend_logs(f, LOG_PAGE, cursor),
+        s.list_keys(),
     );
     let mut map = HashMap::new();
     for (dim, rows) in facets {
@@ -238,6 +245,45 @@ async fn load(
     } else {
         main?
     };
+    let option = |key: Option<String>, label: String| GroupRow {
+        key,
+        label,
+        totals: Totals::default(),
+    };
+    let keys = keys?;
+    let mut teams: Vec<GroupRow> = Vec::new();
+    let mut users: Vec<GroupRow> = Vec::new();
+    for k in &keys {
+        let team = k.team.clone();
+        if !teams.iter().any(|t| t.key == team) {
+            let label = team.clone().unwrap_or_else(|| NO_TEAM_LABEL.to_string());
+            teams.push(option(team, label));
+        }
+        if !users.iter().any(|u| u.label == k.user) {
+            users.push(option(Some(k.user.clone()), k.user.clone()));
+        }
+    }
+    let mut models: Vec<GroupRow> = Vec::new();
+    for m in p.app.catalog.models() {
+        if !models.iter().any(|x| x.label == m.model) {
+            models.push(option(Some(m.model.clone()), m.model.clone()));
+        }
+    }
+    let mut gateways = vec![option(
+        Some(p.app.gateway_name.to_string()),
+        p.app.gateway_name.to_string(),
+    )];
+    if g == GroupBy::Gateway {
+        for r in &rows {
+            if !gateways.iter().any(|x| x.label == r.label) {
+                gateways.push(option(r.key.clone(), r.label.clone()));
+            }
+        }
+    }
+    map.insert(GroupBy::Team, teams);
+    map.insert(GroupBy::User, users);
+    map.insert(GroupBy::Model, models);
+    map.insert(GroupBy::Gateway, gateways);
     Ok(Data {
         rows,
         facets: map,
