@@ -269,6 +269,38 @@ pub fn forecast_period_end(spent: Money, start_ms: i64, end_ms: i64, now_ms: i64
     spent + Money::from_picos(spent.picos().saturating_mul(i128::from(left)) / i128::from(elapsed))
 }
 
+/// A period-end forecast with a range: `expected` holds the period-so-far rate, the range spans it and the
+/// recent rate (the last `recent_ms` of the period, a day by default), so a burn that sped up or slowed down
+/// lately widens the range in the direction it moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Forecast {
+    pub expected: Money,
+    pub low: Money,
+    pub high: Money,
+}
+
+/// `spent` is the period's spend so far, `recent` what was spent in the last `recent_ms` (clamped to the
+/// period so far).
+pub fn forecast_range(
+    spent: Money,
+    recent: Money,
+    recent_ms: i64,
+    start_ms: i64,
+    end_ms: i64,
+    now_ms: i64,
+) -> Forecast {
+    let expected = forecast_period_end(spent, start_ms, end_ms, now_ms);
+    let window = recent_ms.min(now_ms - start_ms).max(1);
+    let left = (end_ms - now_ms).max(0);
+    let at_recent = spent
+        + Money::from_picos(recent.picos().saturating_mul(i128::from(left)) / i128::from(window));
+    Forecast {
+        expected,
+        low: expected.min(at_recent),
+        high: expected.max(at_recent),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +400,23 @@ mod tests {
         );
         assert_eq!(depletion_in_ms(m("25"), Money::ZERO), None);
         assert_eq!(forecast_period_end(m("10"), 0, 30, 10), m("30"));
+    }
+
+    #[test]
+    fn a_recent_speed_up_widens_the_forecast_upwards() {
+        let m = |s: &str| Money::parse_usd(s).unwrap();
+        let day = crate::time::DAY_MS;
+        // Ten days into a thirty-day month, $100 spent, $30 of it yesterday (three times the average day).
+        let f = forecast_range(m("100"), m("30"), day, 0, 30 * day, 10 * day);
+        assert_eq!(f.expected, m("300"));
+        assert_eq!(f.low, m("300"));
+        assert_eq!(f.high, m("700"));
+        // A slowdown widens it downwards.
+        let f = forecast_range(m("100"), m("1"), day, 0, 30 * day, 10 * day);
+        assert_eq!((f.low, f.high), (m("120"), m("300")));
+        // Early in the period the recent window is the period so far: no spread.
+        let f = forecast_range(m("5"), m("5"), day, 0, 30 * day, day / 2);
+        assert_eq!(f.low, f.high);
     }
 
     #[test]

@@ -243,6 +243,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..WebhookConfig::default()
         },
     ));
+    let anomaly_config = config.anomalies.detector_config()?;
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
         routes,
@@ -269,6 +270,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         version: VERSION,
         open_pages: config.open_pages,
         controls: Arc::clone(&controls),
+        anomalies: anomaly_config.clone(),
     });
     // The proxy's own size limit answers in OpenAI's shape, so axum's default limit is lifted here.
     let app = spendgate_gateway::router(gateway)
@@ -280,6 +282,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .with_context(|| format!("could not listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+    if config.anomalies.enabled {
+        // Next to the alert dispatcher: signals become alerts through the same channel, recorded once each.
+        tokio::spawn(spendgate_gateway::anomalies::run_detector(
+            Arc::clone(&store),
+            Arc::clone(&controls),
+            anomaly_config,
+            Duration::from_millis(config.anomalies.interval_ms),
+            shutdown.subscribe(),
+        ));
+    }
     let server = tokio::spawn(async move {
         // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
         // (Nagle), which stalled SSE streams by ~40 ms.

@@ -24,6 +24,7 @@ pub struct Config {
     pub budgets: BudgetSettings,
     pub alerts: AlertSettings,
     pub journal: JournalSettings,
+    pub anomalies: AnomalySettings,
     /// Set by `demo` only: pages need no login. Not settable from a file.
     #[serde(skip)]
     pub open_pages: bool,
@@ -44,6 +45,7 @@ impl Default for Config {
             budgets: BudgetSettings::default(),
             alerts: AlertSettings::default(),
             journal: JournalSettings::default(),
+            anomalies: AnomalySettings::default(),
             open_pages: false,
         }
     }
@@ -208,6 +210,51 @@ impl Default for AlertSettings {
             webhooks: Vec::new(),
             attempts: 3,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySettings {
+    /// Run the anomaly detectors in the background and raise their signals as alerts.
+    pub enabled: bool,
+    /// How often the detectors run.
+    pub interval_ms: u64,
+    /// How far back the retry-loop detector looks, and how many identical requests from one key make a loop.
+    pub retry_window_secs: u64,
+    pub retry_min_repeats: u64,
+    /// A spend rate is flagged at this percentage of its usual rate at that time of day (300 = 3x) ...
+    pub rate_factor_percent: u32,
+    /// ... when it is also at least this much (USD) above it over the last 60 minutes.
+    pub rate_min_excess_usd: String,
+}
+
+impl Default for AnomalySettings {
+    fn default() -> Self {
+        AnomalySettings {
+            enabled: true,
+            interval_ms: 15_000,
+            retry_window_secs: 300,
+            retry_min_repeats: 20,
+            rate_factor_percent: 300,
+            rate_min_excess_usd: "0.50".into(),
+        }
+    }
+}
+
+impl AnomalySettings {
+    /// The detectors' thresholds; the rest keep their defaults.
+    pub fn detector_config(&self) -> anyhow::Result<spendgate_core::anomaly::AnomalyConfig> {
+        let excess = spendgate_core::Money::parse_non_negative_usd(&self.rate_min_excess_usd)
+            .map_err(|e| anyhow::anyhow!("anomalies.rate_min_excess_usd: {e}"))?;
+        Ok(spendgate_core::anomaly::AnomalyConfig {
+            retry_window_ms: i64::try_from(self.retry_window_secs.clamp(10, 3600) * 1000)
+                .unwrap_or(300_000),
+            retry_min_repeats: self.retry_min_repeats.max(2),
+            rate_factor_pct: self.rate_factor_percent.max(101),
+            rate_min_excess: excess,
+            ..spendgate_core::anomaly::AnomalyConfig::default()
+        })
     }
 }
 

@@ -11,7 +11,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spendgate_core::controls::{
-    burn_per_day, depletion_in_ms, forecast_period_end, percent_used, wallet_status, Period, Scope,
+    burn_per_day, depletion_in_ms, forecast_period_end, forecast_range, percent_used,
+    wallet_status, Period, Scope,
 };
 use spendgate_core::time::{now_ms, to_rfc3339, DAY_MS};
 use spendgate_core::Money;
@@ -134,6 +135,15 @@ pub(crate) async fn budget_view(s: &AppState, b: &BudgetRecord) -> Result<Value,
     v["period_start"] = json!(to_rfc3339(start));
     v["resets_at"] = json!(to_rfc3339(end));
     v["forecast"] = json!(forecast_period_end(spent, start, end, now));
+    // The range: the period-so-far rate against the last 24 hours' rate (a recent speed-up raises the top).
+    let recent = spendgate_core::Filters {
+        from_ms: (now - DAY_MS).max(start),
+        ..f
+    };
+    let recent_spent = s.store.summary(&recent).await.map_err(store_error)?.cost;
+    let range = forecast_range(spent, recent_spent, DAY_MS, start, end, now);
+    v["forecast_low"] = json!(range.low);
+    v["forecast_high"] = json!(range.high);
     Ok(v)
 }
 
@@ -466,7 +476,7 @@ async fn alerts(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
         "alerts": alerts.iter().map(|a| json!({
             "id": a.id, "kind": a.alert.kind, "subject": a.alert.subject, "team": a.alert.team,
             "threshold": a.alert.threshold, "message": a.alert.message, "at": to_rfc3339(a.at_ms),
-            "period_start": to_rfc3339(a.alert.period_start_ms),
+            "period_start": to_rfc3339(a.alert.period_start_ms), "link": a.alert.link,
         })).collect::<Vec<_>>(),
         "deliveries": deliveries.iter().map(|d| json!({
             "alert_id": d.alert_id, "target": d.target, "attempt": d.attempt, "ok": d.ok, "detail": d.detail,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub open_pages: bool,
     /// Budget and wallet enforcement: admin changes go through it so that the request path sees them at once.
     pub controls: Arc<spendgate_gateway::controls::Controls>,
+    /// The anomaly detectors' thresholds, for answering `/api/v1/insights/anomalies` on demand.
+    pub anomalies: spendgate_core::anomaly::AnomalyConfig,
 }
 
 impl std::fmt::Debug for AppState {

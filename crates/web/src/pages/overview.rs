@@ -382,7 +382,7 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
          <div class=\"{}\"><dt>Upstream errors</dt><dd>{}</dd></div>\
          <div class=\"{}\"><dt>Rejected requests</dt><dd>{}</dd></div>\
          <div><dt>Requests proxied</dt><dd>{}</dd></div></dl>\
-         <h3>Latest budget alerts</h3><div id=\"budget-alerts\">",
+         <h3>Latest alerts</h3><div id=\"budget-alerts\">",
         if g.upstream_errors > 0 { "warn" } else { "" },
         int(g.upstream_errors),
         if g.rejected > 0 { "warn" } else { "" },
@@ -394,8 +394,8 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
             "<p class=\"placeholder\">Budget alerts could not be read right now; they reappear on the next update.</p>",
         ),
         Ok(alerts) if alerts.is_empty() => s.push_str(
-            "<p class=\"placeholder\">No budget alerts. Alerts appear here when a budget nears or passes its \
-             limit, or a wallet runs low.</p>",
+            "<p class=\"placeholder\">No budget alerts or anomaly signals. Alerts appear here when a budget nears or passes its \
+             limit, a wallet runs low, or spend behaves unusually (a retry loop, a spend spike).</p>",
         ),
         Ok(alerts) => {
             s.push_str("<ul class=\"alerts\">");
@@ -415,9 +415,18 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
                         esc(t)
                     )
                 });
+                // Anomaly alerts point at their evidence: the filtered usage view of the requests concerned.
+                let evidence = a
+                    .alert
+                    .link
+                    .as_deref()
+                    .filter(|l| l.starts_with('/'))
+                    .map_or(String::new(), |l| {
+                        format!(" <a class=\"evidence\" href=\"{}\">evidence</a>", esc(l))
+                    });
                 let _ = write!(
                     s,
-                    "<li><span class=\"status {cls}\">{}</span>{team} {} <span class=\"muted\" title=\"{}\">{}</span></li>",
+                    "<li><span class=\"status {cls}\">{}</span>{team} {}{evidence} <span class=\"muted\" title=\"{}\">{}</span></li>",
                     esc(&a.alert.kind.replace('_', " ")),
                     esc(&a.alert.message),
                     esc(&super::html::date_time(a.at_ms)),
