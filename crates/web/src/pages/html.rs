@@ -218,6 +218,9 @@ pub fn layout(c: &Chrome<'_>, before_main: &str, main: &str) -> String {
         ("/overview", "Overview"),
         ("/usage", "Usage"),
         ("/history", "Activity"),
+        ("/budgets", "Budgets"),
+        ("/wallets", "Wallets"),
+        ("/notifications", "Notifications"),
     ] {
         let cls = if c.active == href {
             " class=\"active\""

@@ -1,18 +1,22 @@
-//! The pages people read: `/overview`, `/usage` and `/requests/{id}`, rendered here as plain HTML with SVG
-//! charts, plus what they need around them: the login (admin token, in-memory sessions, CSRF), security
-//! headers, the embedded static files, and `/events`, the server-sent event stream that tells open pages that
-//! new spend was written so they refresh their live region.
+//! The pages people read: `/overview`, `/usage`, `/requests/{id}`, `/explain`, `/history`, `/budgets`,
+//! `/wallets` (and a wallet's ledger) and `/notifications`, rendered here as plain HTML with SVG charts, plus
+//! what they need around them: the login (admin token, in-memory sessions, CSRF), security headers, the
+//! embedded static files, and `/events`, the server-sent event stream that tells open pages that new spend was
+//! written so they refresh their live region.
 //!
 //! Nothing here writes to the store; pages read the rollups through [`spendgate_store::Store`] only.
 
+mod budgets;
 mod chart;
 mod explain;
 mod history;
 mod html;
+mod notifications;
 mod overview;
 mod request;
 mod session;
 mod usage;
+mod wallets;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -77,6 +81,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/requests/{id}", get(request::page))
         .route("/explain", get(explain::page))
         .route("/history", get(history::page))
+        .route("/budgets", get(budgets::page))
+        .route("/wallets", get(wallets::page))
+        .route("/wallets/{id}", get(wallets::ledger_page))
+        .route("/notifications", get(notifications::page))
         .route("/events", get(events))
         .route("/logout", axum::routing::post(session::logout))
         .route_layer(middleware::from_fn_with_state(

@@ -347,7 +347,8 @@ pub(crate) async fn page(
         grain,
         host: host(&headers),
     };
-    let main = view.main(&data);
+    // The budget-alert panel for these filters (budgets of the filtered team, user or key and the org's).
+    let main = view.main(&data) + &super::budgets::usage_panel(&p, &filters).await;
     if wants_fragment(params.fragment.as_deref()) {
         return html_response(StatusCode::OK, main);
     }
