@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,8 +26,8 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const HOSTILE: &str = "<script>alert(1)</script>";
 
-/// A chromedriver process with one browser session. Dropping it kills chromedriver's process group, which
-/// holds the Chromium processes it started, so no browser outlives the test even when the test fails.
+/// A chromedriver process with one browser session. Dropping it ends the session (which quits Chromium) with a
+/// blocking request, so no browser outlives the test even when the test fails, then kills chromedriver.
 struct Browser {
     child: Child,
     http: reqwest::Client,
@@ -39,12 +38,25 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.child.id()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // `DELETE /session/<id>` over a plain socket: Drop cannot await, and this must run on panics too.
+        if let Some(rest) = self.session.strip_prefix("http://") {
+            if let Some((host, path)) = rest.split_once('/') {
+                if let Ok(addr) = host.parse::<std::net::SocketAddr>() {
+                    if let Ok(mut stream) =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    {
+                        use std::io::{Read, Write};
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+                        let _ = write!(
+                            stream,
+                            "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        let mut sink = Vec::new();
+                        let _ = stream.read_to_end(&mut sink);
+                    }
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -75,13 +87,11 @@ impl Browser {
             .build()
             .unwrap();
         let port = free_port();
-        // Its own process group, so that Drop can end chromedriver and every browser process it started.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
@@ -226,8 +236,10 @@ impl Browser {
         }
     }
 
-    async fn quit(self) {
+    /// Ends the session; Drop then only stops chromedriver.
+    async fn quit(mut self) {
         let _ = self.call(reqwest::Method::DELETE, "", None).await;
+        self.session.clear();
     }
 }
 
