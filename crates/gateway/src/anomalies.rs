@@ -295,8 +295,10 @@ async fn retry_signal(
         span_s,
         r.cost.display_usd(),
     );
-    // Why the team's spend moved since the loop began, against an equally long window just before it: a loop
-    // shows up as volume (more requests of the same kind).
+    // Why spend moved in the team since the loop began, against an equally long window just before it. The
+    // sentence and driver are the loop key's own decomposition within the team: its requests are identical, so
+    // a loop is volume by nature, whereas the team as a whole may also shift its model mix because of the loop
+    // (the team-level effects are in the figures, so the two can be compared).
     let from = Grain::Minute.floor(r.first_ms).min(episode);
     let to = now.max(from + MINUTE_MS);
     let len = to - from;
@@ -312,14 +314,25 @@ async fn retry_signal(
         to_ms: from,
         ..cur.clone()
     };
-    let (c, b) = tokio::join!(
+    let key_cur = Filters {
+        key_id: Some(r.key_id),
+        ..cur.clone()
+    };
+    let key_base = Filters {
+        key_id: Some(r.key_id),
+        ..base.clone()
+    };
+    let (c, b, kc, kb) = tokio::join!(
         store.explorer(&cur, GroupBy::Model),
-        store.explorer(&base, GroupBy::Model)
+        store.explorer(&base, GroupBy::Model),
+        store.explorer(&key_cur, GroupBy::Model),
+        store.explorer(&key_base, GroupBy::Model)
     );
     let e = explain(&b?, &c?);
+    let k = explain(&kb?, &kc?);
     let explanation = sentence_of(
-        &e,
-        &team_label,
+        &k,
+        &format!("{label} in {team_label}"),
         "since the loop began against the same time before it",
     );
     let subj = Subject {
@@ -348,6 +361,8 @@ async fn retry_signal(
             "last": to_rfc3339(r.last_ms),
             "cost": r.cost,
             "workflow": r.workflow,
+            "key_change": k.effects.change,
+            "key_volume_effect": k.effects.volume,
             "team_change": e.effects.change,
             "team_volume_effect": e.effects.volume,
             "team_intensity_effect": e.effects.intensity,
@@ -355,7 +370,7 @@ async fn retry_signal(
         }),
         sentence,
         explanation: Some(explanation),
-        driver: Some(e.driver.as_str()),
+        driver: Some(k.driver.as_str()),
         usage_url: subj.usage_url(
             Grain::Minute.floor(r.first_ms),
             Grain::Minute.ceil(to),

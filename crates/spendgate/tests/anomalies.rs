@@ -82,7 +82,12 @@ async fn a_retry_loop_is_flagged_explained_as_volume_and_alerted_once_with_its_e
     assert_eq!(v["team"], "support");
     assert_eq!(v["figures"]["workflow"], "ticket-triage");
     assert_eq!(v["driver"], "volume", "{v}");
-    assert!(v["explanation"].as_str().unwrap().contains("volume"), "{v}");
+    // Explained as volume, within the team.
+    let why = v["explanation"].as_str().unwrap();
+    assert!(
+        why.contains("volume") && why.contains("in team support"),
+        "{v}"
+    );
     let usage = v["evidence"]["usage"].as_str().unwrap();
     assert!(
         usage.starts_with("/usage?") && usage.contains(&format!("key={loop_id}")),
