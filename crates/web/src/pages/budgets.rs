@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
 use serde::Deserialize;
-use spendgate_core::query::{share_bp, Filters, NO_TEAM_FILTER};
+use spendgate_core::query::{format_share, share_bp, Filters, NO_TEAM_FILTER};
 use spendgate_core::time::{now_ms, parse_rfc3339};
 use spendgate_core::Money;
 use spendgate_gateway::ApiError;
@@ -207,13 +207,14 @@ fn bar(b: &BudgetRow) -> String {
     };
     let (spent_x, held_x) = (pos(b.spent, scale), pos(held, scale));
     let mut s = format!(
-        "<svg class=\"budget-bar\" viewBox=\"0 0 {w} 26\" width=\"{w}\" height=\"26\" role=\"img\" aria-label=\"{} of {} spent, forecast {}\">\
-         <rect class=\"track\" x=\"0\" y=\"8\" width=\"{w}\" height=\"12\" rx=\"3\"/>\
+        "<svg class=\"budget-bar\" viewBox=\"-6 0 {w} 26\" width=\"{w}\" height=\"26\" role=\"img\" aria-label=\"{} of {} spent, forecast {}\">\
+         <rect class=\"track\" x=\"0\" y=\"8\" width=\"{BAR_W}\" height=\"12\" rx=\"3\"/>\
          <rect class=\"spent {state}\" x=\"0\" y=\"8\" width=\"{spent_x}\" height=\"12\" rx=\"3\"/>",
         esc(&b.spent.display_usd()),
         esc(&b.amount.display_usd()),
         esc(&b.forecast.display_usd()),
-        w = BAR_W + 8,
+        // Six pixels either side, so the forecast's marker is whole at either end.
+        w = BAR_W + 14,
     );
     if held_x > spent_x {
         let _ = write!(
@@ -276,13 +277,38 @@ fn bar(b: &BudgetRow) -> String {
     s
 }
 
-/// "42%", or "≥ 1000%" when the API caps it.
-fn percent(p: u32) -> String {
+/// "42%", "0.43%" under ten percent (so a budget just begun does not read 0%), or "≥ 1000×" when the API caps
+/// it.
+fn percent(b: &BudgetRow) -> String {
+    let p = b.percent_used;
     if p >= 100_000 {
         "≥ 1000×".into()
+    } else if p < 10 && b.amount > Money::ZERO {
+        format!(
+            "{}%",
+            format_share(share_bp(b.spent.picos(), b.amount.picos()))
+        )
     } else {
         format!("{p}%")
     }
+}
+
+/// A small bar of spend against the amount (capped at the amount) for the compact panel.
+fn mini_bar(b: &BudgetRow) -> String {
+    let state = match b.state.as_str() {
+        "over" => "over",
+        "near" => "near",
+        _ => "ok",
+    };
+    let w = if b.amount > Money::ZERO {
+        share_bp(b.spent.picos(), b.amount.picos()).min(10_000) * 80 / 10_000
+    } else {
+        80
+    };
+    format!(
+        "<svg class=\"budget-bar mini\" viewBox=\"0 0 80 8\" width=\"80\" height=\"8\" aria-hidden=\"true\">\
+         <rect class=\"track\" width=\"80\" height=\"8\" rx=\"2\"/><rect class=\"spent {state}\" width=\"{w}\" height=\"8\" rx=\"2\"/></svg>"
+    )
 }
 
 /// "<br>$0.80 – $1.40" under the forecast, when its range is not a single figure.
@@ -372,7 +398,7 @@ fn render(rows: &[BudgetRow], now: i64, host: &str) -> String {
             b.spent.to_usd_string(),
             esc(&b.spent.display_usd()),
             esc(&b.amount.display_usd()),
-            percent(b.percent_used),
+            percent(b),
             if b.reserved > Money::ZERO {
                 format!(" · {} held", esc(&b.reserved.display_usd()))
             } else {
@@ -485,7 +511,7 @@ pub(crate) async fn usage_panel(p: &Pages, f: &Filters) -> String {
             let _ = write!(
                 s,
                 "<tr data-budget=\"{}\"><td>{}{} <span class=\"muted\">· {}</span></td><td class=\"num\"><span title=\"${}\">{}</span> \
-                 <span class=\"muted\">of {}</span></td><td class=\"num\">{}</td><td>{}</td></tr>",
+                 <span class=\"muted\">of {}</span></td><td class=\"num\">{} {}</td><td>{}</td></tr>",
                 b.id,
                 b.name.as_deref().map_or(String::new(), |n| format!("<b>{}</b> ", esc(n))),
                 scope_html(&b.scope, b.subject.as_deref(), Some(&b.period_start)),
@@ -493,7 +519,8 @@ pub(crate) async fn usage_panel(p: &Pages, f: &Filters) -> String {
                 b.spent.to_usd_string(),
                 esc(&b.spent.display_usd()),
                 esc(&b.amount.display_usd()),
-                percent(b.percent_used),
+                mini_bar(b),
+                percent(b),
                 state_badge(&b.state),
             );
         }
@@ -525,10 +552,11 @@ pub(crate) async fn usage_panel(p: &Pages, f: &Filters) -> String {
                 for a in mine {
                     let _ = write!(
                         s,
-                        "<li data-alert=\"{}\">{} {} <span class=\"muted\" title=\"{}\">{}</span></li>",
+                        "<li data-alert=\"{}\">{} {}{} <span class=\"muted\" title=\"{}\">{}</span></li>",
                         a.id,
                         super::notifications::kind_badge(&a.alert.kind),
                         esc(&a.alert.message),
+                        super::notifications::evidence(a),
                         esc(&date_time(a.at_ms)),
                         esc(&ago(a.at_ms, now)),
                     );

@@ -65,6 +65,18 @@ pub(crate) fn kind_badge(kind: &str) -> String {
     )
 }
 
+/// " evidence" linking an anomaly alert to the filtered view of the requests concerned, when it has one. Only
+/// paths on this site are linked ("//host" would leave it).
+pub(crate) fn evidence(a: &AlertRecord) -> String {
+    a.alert
+        .link
+        .as_deref()
+        .filter(|l| l.starts_with('/') && !l.starts_with("//"))
+        .map_or(String::new(), |l| {
+            format!(" <a class=\"evidence\" href=\"{}\">evidence</a>", esc(l))
+        })
+}
+
 /// Where an alert's subject ("budget:12", "wallet:3", "team:support", ...) is shown, when a page shows it.
 fn subject_link(subject: &str) -> String {
     let href = match subject.split_once(':') {
@@ -144,11 +156,12 @@ fn render(alerts: &[AlertRecord], deliveries: &[Delivery], now: i64) -> String {
             );
             let _ = write!(
                 s,
-                "<tr id=\"alert-{}\" data-alert=\"{}\"><td>{}</td><td>{}</td><td>{team}</td><td>{}</td>\
+                "<tr id=\"alert-{}\" data-alert=\"{}\"><td>{}{}</td><td>{}</td><td>{team}</td><td>{}</td>\
                  <td title=\"{}\">{}</td></tr>",
                 a.id,
                 a.id,
                 esc(&a.alert.message),
+                evidence(a),
                 kind_badge(&a.alert.kind),
                 subject_link(&a.alert.subject),
                 esc(&date_time(a.at_ms)),

@@ -94,13 +94,26 @@ fn depletion(w: &WalletRow, now: i64) -> String {
         None => "<span class=\"muted\" title=\"nothing spent in the last 7 days\">—</span>".into(),
         Some(at) => match parse_rfc3339(at) {
             Some(ms) => format!(
-                "<span title=\"{}\">{}</span> <span class=\"muted\">in {}</span>",
+                "<span title=\"{}\">{}</span> <span class=\"muted\">{}</span>",
                 esc(&date_time(ms)),
                 esc(&super::html::date(ms)),
-                esc(&duration(ms - now))
+                esc(&until(ms - now))
             ),
             None => esc(at),
         },
+    }
+}
+
+/// "in 3h 5m", "in 12 days", "in 78 years": precise when it is close, round when it is far (the date is beside
+/// it).
+fn until(ms: i64) -> String {
+    let days = ms / spendgate_core::time::DAY_MS;
+    if days >= 730 {
+        format!("in {} years", days / 365)
+    } else if days >= 3 {
+        format!("in {days} days")
+    } else {
+        format!("in {}", duration(ms))
     }
 }
 
@@ -343,7 +356,9 @@ fn render_ledger(
                 format!(
                     "<a href=\"/requests/{}\"><code>{}</code></a>",
                     super::url_encode(r),
-                    esc(r.get(..8).unwrap_or(r))
+                    // Request ids are time-ordered, so they share their first digits; the last ones tell them
+                    // apart.
+                    esc(r.get(r.len().saturating_sub(8)..).unwrap_or(r))
                 )
             });
             let _ = write!(
@@ -356,7 +371,12 @@ fn render_ledger(
                 kind_label(e.kind),
                 e.amount.to_usd_string(),
                 esc(&e.amount.display_usd()),
-                esc(&e.reason),
+                // A request's charge says "request" as its reason too; once is enough.
+                if e.reason == kind_label(e.kind) || e.reason == e.kind.as_str() {
+                    "<span class=\"muted\">—</span>".to_string()
+                } else {
+                    esc(&e.reason)
+                },
                 esc(&e.actor),
             );
         }
