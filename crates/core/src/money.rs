@@ -19,6 +19,9 @@ pub const PRICE_SCALE: u32 = 6;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Money(i128);
 
+/// The highest price accepted: $10,000 per million tokens, far above any published model price.
+pub const MAX_PRICE_PER_MTOK: PricePerMtok = PricePerMtok(10_000 * 1_000_000);
+
 /// A price in USD per million tokens, in microdollars per million tokens (= picodollars per token).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PricePerMtok(i64);
@@ -29,7 +32,7 @@ pub enum ParseMoneyError {
     NotADecimal(String),
     #[error("'{value}' has more than {max} decimal places; spendgate keeps amounts exact and cannot round it")]
     TooPrecise { value: String, max: u32 },
-    #[error("'{0}' is too large")]
+    #[error("'{0}' is too large (prices stop at $10,000 per million tokens)")]
     TooLarge(String),
     #[error("'{0}' is negative; prices and amounts must be zero or more")]
     Negative(String),
@@ -233,6 +236,11 @@ impl PricePerMtok {
         let v = parse_scaled(s, PRICE_SCALE)?;
         if v < 0 {
             return Err(ParseMoneyError::Negative(s.to_string()));
+        }
+        // No model costs anywhere near this; a larger figure is a typo. The cap also bounds every request's cost
+        // (with `usage::MAX_TOKENS`) well inside what a spend log row holds.
+        if v > i128::from(MAX_PRICE_PER_MTOK.0) {
+            return Err(ParseMoneyError::TooLarge(s.to_string()));
         }
         i64::try_from(v)
             .map(PricePerMtok)

@@ -65,8 +65,13 @@ impl UsageSource {
     }
 }
 
+/// The most tokens of one kind one request is billed for. No model reads or writes anywhere near this many; an
+/// upstream that reports more is broken, and capping keeps every request's cost (with
+/// `money::MAX_PRICE_PER_MTOK`) within what a spend log row holds.
+pub const MAX_TOKENS: u64 = 100_000_000;
+
 /// A rough token count for text when the provider reports none: one token per four bytes, rounded up.
 /// Only used for estimates, which are always marked as such.
 pub fn estimate_tokens(text_len_bytes: usize) -> u64 {
-    (text_len_bytes as u64).div_ceil(4)
+    (text_len_bytes as u64).div_ceil(4).min(MAX_TOKENS)
 }

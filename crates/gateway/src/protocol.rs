@@ -5,6 +5,7 @@
 //! streams the final chunk carrying `usage` when `stream_options.include_usage` is true.
 
 use serde::Deserialize;
+use spendgate_core::usage::MAX_TOKENS;
 use spendgate_core::Usage;
 
 /// The head of a chat or embeddings request: what routing, metering and budgets need.
@@ -66,11 +67,13 @@ impl WireUsage {
             .prompt_tokens_details
             .as_ref()
             .map_or(0, |d| d.cached_tokens);
+        // Counts come from the upstream; a broken or hostile one must not be able to produce an absurd bill.
+        let prompt = self.prompt_tokens.min(MAX_TOKENS);
         Usage {
-            input_tokens: self.prompt_tokens,
-            output_tokens: self.completion_tokens,
+            input_tokens: prompt,
+            output_tokens: self.completion_tokens.min(MAX_TOKENS),
             // A cached count above the prompt is a broken upstream; never bill more cached tokens than prompt.
-            cached_input_tokens: cached.min(self.prompt_tokens),
+            cached_input_tokens: cached.min(prompt),
             cache_write_tokens: 0,
         }
     }
@@ -89,4 +92,30 @@ pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
     Ok(serde_json::from_slice::<WithUsage>(body)?
         .usage
         .map(|u| u.normalise()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_upstream_counts_are_capped_and_priced_without_overflow() {
+        let body = format!(
+            r#"{{"usage":{{"prompt_tokens":{m},"completion_tokens":{m},"prompt_tokens_details":{{"cached_tokens":{m}}}}}}}"#,
+            m = u64::MAX
+        );
+        let u = usage_of_body(body.as_bytes()).unwrap().unwrap();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cached_input_tokens),
+            (MAX_TOKENS, MAX_TOKENS, MAX_TOKENS)
+        );
+        let price = spendgate_core::PricePerMtok::parse("10000").unwrap();
+        let cost = price.cost_of(u.input_tokens) + price.cost_of(u.output_tokens);
+        assert!(
+            i64::try_from(cost.picos()).is_ok(),
+            "the worst request still fits a spend log row"
+        );
+        assert!(usage_of_body(b"not json").is_err());
+        assert!(usage_of_body(b"{}").unwrap().is_none());
+    }
 }
