@@ -106,7 +106,8 @@ pub fn write_config(
     upstream: Option<SocketAddr>,
 ) -> anyhow::Result<PathBuf> {
     // One key opens every stream of the memory figure, so the per-key stream limit is lifted.
-    let mut text = String::from("# Written by spendgate-bench.\n[limits]\nmax_streams_per_key = 100000\n");
+    let mut text =
+        String::from("# Written by spendgate-bench.\n[limits]\nmax_streams_per_key = 100000\n");
     if let Some(u) = upstream {
         text.push_str(&format!(
             "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://{u}/v1\"\ncatalog = true\n"
