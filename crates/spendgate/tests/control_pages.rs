@@ -326,10 +326,7 @@ async fn empty_pages_say_how_to_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_pages_need_a_login() {
     let s = TestServer::start().await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     for path in ["/budgets", "/wallets", "/wallets/1", "/notifications"] {
         let r = client
             .get(format!("{}{}", s.base, path))
@@ -339,5 +336,126 @@ async fn the_control_pages_need_a_login() {
         assert_eq!(r.status().as_u16(), 303, "{path}");
         let to = r.headers()["location"].to_str().unwrap();
         assert!(to.starts_with("/login"), "{path} -> {to}");
+    }
+}
+
+/// Logs in to the pages with a new viewer token for `team`; returns the session cookie.
+async fn viewer_session(s: &TestServer, team: &str) -> String {
+    let (st, v) = admin_post(s, "/api/v1/viewer-tokens", json!({ "team": team })).await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let login = s
+        .client
+        .get(format!("{}/login", s.base))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let html = login.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = no_redirects()
+        .post(format!("{}/login", s.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&csrf={csrf}&next=%2Fusage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the viewer token logs in");
+    r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_viewer_sees_only_its_teams_budgets_and_alerts() {
+    let s = TestServer::start().await;
+    let mut ids = Vec::new();
+    for body in [
+        json!({"scope":"team","subject":"support","period":"day","amount":"0.00001"}),
+        json!({"scope":"team","subject":"search","period":"day","amount":"0.00001"}),
+        json!({"scope":"org","period":"month","amount":"1000"}),
+    ] {
+        let (st, v) = admin_post(&s, "/api/v1/budgets", body).await;
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    let (support_budget, search_budget, org_budget) = (ids[0], ids[1], ids[2]);
+    let (_, support) = s.create_key("ann", Some("support")).await;
+    let (_, search) = s.create_key("ben", Some("search")).await;
+    send(&s, &support, 1).await;
+    send(&s, &search, 1).await;
+    // Both teams' budgets are over, so both teams have alerts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = s.admin_get("/api/v1/alerts").await;
+        let subjects: Vec<&str> = v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["subject"].as_str())
+            .collect();
+        if subjects.contains(&format!("budget:{support_budget}").as_str())
+            && subjects.contains(&format!("budget:{search_budget}").as_str())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alerts never fired: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let session = viewer_session(&s, "support").await;
+    let get = |path: String| {
+        no_redirects()
+            .get(format!("{}{path}", s.base))
+            .header("cookie", session.clone())
+            .send()
+    };
+    let r = get("/usage?window=1h".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let panel = &html[html.find("id=\"budget-alerts\"").unwrap()..];
+    assert!(panel.contains(&format!("data-budget=\"{support_budget}\"")));
+    assert!(
+        !panel.contains(&format!("data-budget=\"{search_budget}\"")),
+        "another team's budget is invisible"
+    );
+    assert!(
+        !panel.contains(&format!("data-budget=\"{org_budget}\"")),
+        "the org budget's spend would show other teams' traffic"
+    );
+    assert!(panel.contains("team support crossed"), "{panel}");
+    assert!(
+        !panel.contains("search"),
+        "another team's alert is invisible"
+    );
+    for path in ["/budgets", "/wallets", "/wallets/1", "/notifications"] {
+        let r = get(path.into()).await.unwrap();
+        assert_eq!(r.status(), 303, "{path} is an admin page");
+        assert_eq!(r.headers()["location"], "/usage", "{path}");
     }
 }
