@@ -73,6 +73,18 @@ pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Res
         snap.written_total
     );
 
+    let journal = journal_cost(work, &mut g, (events / 10).clamp(1_000, 20_000)).await?;
+    rows.push(Row::new(
+        "6 journal",
+        "ack wait per event, one at a time (p50 / p99)",
+        format!("{:.1} us / {:.1} us", journal.0, journal.1),
+    ));
+    rows.push(Row::new(
+        "6 journal",
+        "64 concurrent recorders, acks/s with journal vs without",
+        format!("{} vs {}", thousands(journal.2), thousands(journal.3)),
+    ));
+
     rows.push(
         Row::new(
             "3 ingest",
@@ -92,7 +104,69 @@ pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Res
         "sqlite_write_batch": { "events": written, "elapsed_us": write_us, "events_per_sec": direct_rate },
         "sqlite_via_writer": { "events": snap.written_total, "elapsed_us": writer_us, "events_per_sec": writer_rate },
         "postgresql": "not measured: no PostgreSQL backend exists yet",
+        "journal": { "ack_p50_us": journal.0, "ack_p99_us": journal.1, "acks_per_sec_64": journal.2,
+                     "acks_per_sec_64_without_journal": journal.3 },
     }))
+}
+
+/// What waiting for the journal costs a request (issue 6): the time from `record` to its acknowledgement, one
+/// event at a time (no group to share the write with), and the rate of acknowledgements when 64 recorders run at
+/// once (group commit), against the same without a journal.
+#[allow(clippy::float_arithmetic)]
+async fn journal_cost(
+    work: &Path,
+    g: &mut Generator,
+    n: usize,
+) -> anyhow::Result<(f64, f64, u64, u64)> {
+    use spendgate_store::journal::JournalConfig;
+    let dir = procs::fresh_dir(&work.join("journal"))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir, SqliteOptions::default())?);
+    let (writer, handle) = spawn_writer(
+        Arc::clone(&store),
+        WriterConfig::default(),
+        Some(JournalConfig::new(dir.join("journal"))),
+    )?;
+    let mut waits = Vec::with_capacity(n);
+    for e in live_batch(g, n) {
+        let t = Instant::now();
+        anyhow::ensure!(writer.record(e).await, "the journal refused an event");
+        waits.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    waits.sort_by(f64::total_cmp);
+    let pct = |p: usize| waits[(waits.len() * p / 100).min(waits.len() - 1)];
+    let (p50, p99) = (pct(50), pct(99));
+    let concurrent = |writer: spendgate_store::SpendWriter,
+                      events: Vec<spendgate_core::SpendEvent>| async move {
+        let t = Instant::now();
+        let total = events.len() as u64;
+        let mut chunks: Vec<Vec<_>> = (0..64).map(|_| Vec::new()).collect();
+        for (i, e) in events.into_iter().enumerate() {
+            chunks[i % 64].push(e);
+        }
+        let tasks: Vec<_> = chunks
+            .into_iter()
+            .map(|c| {
+                let w = writer.clone();
+                tokio::spawn(async move {
+                    for e in c {
+                        w.record(e).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        per_sec(total, us(t.elapsed()))
+    };
+    let with = concurrent(writer.clone(), live_batch(g, n * 5)).await;
+    handle.shutdown().await;
+    let dir2 = procs::fresh_dir(&work.join("journal-off"))?;
+    let store2: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir2, SqliteOptions::default())?);
+    let (writer2, handle2) = spawn_writer(store2, WriterConfig::default(), None)?;
+    let without = concurrent(writer2.clone(), live_batch(g, n * 5)).await;
+    handle2.shutdown().await;
+    Ok((p50, p99, with, without))
 }
 
 /// Adds `n` spend logs spread evenly (with jitter) over the 90 days before now, oldest first, in batches of
