@@ -537,6 +537,14 @@ impl Controls {
         Ok(touched)
     }
 
+    /// Whether a hard-limited budget covers requests by (key, user, team).
+    pub fn hard_limited(&self, key_id: i64, user: &str, team: Option<&str>) -> bool {
+        self.lock()
+            .budgets
+            .iter()
+            .any(|b| b.rec.def.hard_limit && b.rec.def.scope.covers(key_id, user, team))
+    }
+
     /// Figures for the API and pages: (reserved, enforced spend) of a budget.
     pub fn budget_live(&self, id: i64) -> Option<(Money, Money)> {
         self.lock()

@@ -43,6 +43,9 @@ pub struct Limits {
     pub max_stream_duration: Duration,
     pub max_header_bytes: usize,
     pub max_streams_per_key: usize,
+    /// While the store refuses writes, refuse requests that a hard-limited budget covers (HTTP 503) instead of
+    /// letting them through on in-memory figures alone. Off by default: traffic keeps flowing.
+    pub fail_closed_for_hard_limits: bool,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             max_stream_duration: Duration::from_secs(600),
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,
+            fail_closed_for_hard_limits: false,
         }
     }
 }

@@ -306,6 +306,20 @@ fn reserve(
         cache_write_tokens: 0,
     };
     let estimate = route.price.price(&worst).cost;
+    if gw.limits.fail_closed_for_hard_limits
+        && gw.writer.stats().store_failing()
+        && gw
+            .controls
+            .hard_limited(key.id, &key.user, key.team.as_deref())
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "store_unavailable",
+            "The spend store is not taking writes right now and a hard budget covers this key, so the request is \
+             refused rather than let through unaccounted (limits.fail_closed_for_hard_limits); retry shortly.",
+        ));
+    }
     gw.controls
         .reserve(key.id, &key.user, key.team.as_deref(), estimate)
         .map_err(|r| match r {

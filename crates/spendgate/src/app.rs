@@ -254,6 +254,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             max_stream_duration: Duration::from_secs(config.limits.max_stream_seconds),
             max_header_bytes: config.limits.max_header_bytes,
             max_streams_per_key: config.limits.max_streams_per_key,
+            fail_closed_for_hard_limits: config.limits.fail_closed_for_hard_limits,
         },
         streams: Arc::default(),
         stats: Arc::clone(&stats),

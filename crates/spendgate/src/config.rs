@@ -114,6 +114,8 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Streams one virtual key may have open at once (HTTP 429 `too_many_streams` above it).
     pub max_streams_per_key: usize,
+    /// While the store refuses writes, refuse requests covered by a hard-limited budget (HTTP 503).
+    pub fail_closed_for_hard_limits: bool,
 }
 
 impl Default for LimitsConfig {
@@ -123,6 +125,7 @@ impl Default for LimitsConfig {
             max_stream_seconds: 600,
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,
+            fail_closed_for_hard_limits: false,
         }
     }
 }

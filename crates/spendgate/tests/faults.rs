@@ -468,3 +468,75 @@ async fn upstream_faults_give_clear_errors_and_correct_records() {
     }
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_limited_budgets_can_fail_closed_while_the_store_is_down() {
+    let s = TestServer::start_with(|c| {
+        c.store.busy_timeout_ms = 50;
+        c.limits.fail_closed_for_hard_limits = true;
+    })
+    .await;
+    let (_, capped) = s.create_key("cap", Some("capped")).await;
+    let (_, free) = s.create_key("free", Some("open")).await;
+    let r = s
+        .client
+        .post(format!("{}/api/v1/budgets", s.base))
+        .bearer_auth("test-admin-token")
+        .json(&json!({ "scope": "team", "subject": "capped", "period": "day", "amount": "100", "hard_limit": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let lock = rusqlite::Connection::open(s.dir.path().join("spendgate.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    assert_eq!(
+        s.chat(&free, chat_body("gpt-4o-mini", "before", false))
+            .await
+            .status(),
+        200
+    );
+    let t0 = Instant::now();
+    loop {
+        let (_, st) = s.admin_get("/api/v1/status").await;
+        if st["queue"]["failed_writes"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the store never failed: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = s
+        .chat(&capped, chat_body("gpt-4o-mini", "during", false))
+        .await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "store_unavailable");
+    assert_eq!(
+        s.chat(&free, chat_body("gpt-4o-mini", "during", false))
+            .await
+            .status(),
+        200,
+        "others flow"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let t0 = Instant::now();
+    loop {
+        let r = s
+            .chat(&capped, chat_body("gpt-4o-mini", "after", false))
+            .await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the capped team never got through again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.wait_for_summary("window=1h", Duration::from_secs(20), |v| v["requests"] == 3)
+        .await;
+    s.running.stop().await.unwrap();
+}

@@ -45,6 +45,8 @@ pub struct WriterStats {
     last_error: Mutex<Option<String>>,
     /// (time, written total) at the last rate sample, for events per second.
     rate: Mutex<RateSample>,
+    /// Set while the store refuses writes (cleared by the next successful one): cheap to read per request.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -67,6 +69,11 @@ pub struct QueueState {
 }
 
 impl WriterStats {
+    /// Whether the last attempt to write to the store failed (the store is down or full).
+    pub fn store_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> QueueState {
         let submitted = self.submitted.load(Ordering::Relaxed);
         let written = self.written.load(Ordering::Relaxed);
@@ -387,6 +394,7 @@ async fn write_with_retry(
                 if let Ok(mut e) = stats.last_error.lock() {
                     *e = None;
                 }
+                stats.failing.store(false, Ordering::Relaxed);
                 let _ = committed.send(Committed {
                     events: shared.len(),
                     at_ms: now_ms(),
@@ -405,6 +413,7 @@ async fn write_with_retry(
                 if let Ok(mut e) = stats.last_error.lock() {
                     *e = Some(err.to_string());
                 }
+                stats.failing.store(true, Ordering::Relaxed);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
