@@ -135,6 +135,58 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
         .unwrap();
     assert_eq!(nt, no_team.totals);
 
+    // The per-dimension rollups (read when one dimension is grouped and nothing else filtered) and the
+    // all-dimension ones (read when another dimension is filtered) give the same figures.
+    let by_user = store.explorer(&f, GroupBy::User).await.unwrap();
+    for u in &by_user {
+        let only_u = Filters {
+            user: u.key.clone(),
+            ..f.clone()
+        };
+        let by_model = store.explorer(&only_u, GroupBy::Model).await.unwrap();
+        let mut sum = spendgate_core::Totals::default();
+        for r in &by_model {
+            sum.add(&r.totals);
+        }
+        assert_eq!(sum, u.totals, "user {}", u.label);
+        assert_eq!(store.summary(&only_u).await.unwrap(), u.totals);
+    }
+    let per_hour = store
+        .series(&f, spendgate_core::time::Grain::Hour, Some(GroupBy::Team))
+        .await
+        .unwrap();
+    let hourly: Money = per_hour.iter().map(|p| p.totals.cost).sum();
+    let wide_hourly: Money = store
+        .series(
+            &Filters {
+                model: Some("a".into()),
+                ..f.clone()
+            },
+            spendgate_core::time::Grain::Hour,
+            Some(GroupBy::Team),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .chain(
+            store
+                .series(
+                    &Filters {
+                        model: Some("b".into()),
+                        ..f.clone()
+                    },
+                    spendgate_core::time::Grain::Hour,
+                    Some(GroupBy::Team),
+                )
+                .await
+                .unwrap()
+                .iter(),
+        )
+        .map(|p| p.totals.cost)
+        .sum();
+    assert_eq!(hourly, expected);
+    assert_eq!(wide_hourly, expected);
+
     // Paging through every spend log gives each event once, newest first, and the same sum.
     let mut seen = 0usize;
     let mut sum = Money::ZERO;

@@ -114,32 +114,82 @@ const SUMS: &str =
     "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
                     SUM(cache_write_tokens), SUM(cost_pico)";
 
-/// Builds `SELECT <select>, sums FROM (<one sub-select per span piece>) GROUP BY <group>` over the rollups.
+const MEASURES: &str =
+    "requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_pico";
+
+/// The per-dimension rollup column a query can read instead of the all-dimension rollups: possible when it
+/// groups by one dimension (or by none) and filters on no other dimension.
+fn narrow_column(
+    group: Option<&'static str>,
+    dims: &[(&'static str, i64)],
+) -> Option<&'static str> {
+    match (group, dims) {
+        (Some(g), []) => Some(g),
+        (Some(g), [(c, _)]) if *c == g => Some(g),
+        // A total is the same over any dimension; the gateway has the fewest values.
+        (None, []) => Some("gateway_id"),
+        (None, [(c, _)]) => Some(c),
+        _ => None,
+    }
+}
+
+fn narrow_table(g: Grain) -> Option<&'static str> {
+    match g {
+        Grain::Minute => None,
+        Grain::Hour => Some("rollup_dim_hour"),
+        Grain::Day => Some("rollup_dim_day"),
+    }
+}
+
+/// Builds `SELECT g, sums FROM (<one sub-select per span piece>) GROUP BY g` over the rollups (or the sums alone
+/// when there is no group). Whole hours and days come from the per-dimension rollups when the query allows it,
+/// the rest from the all-dimension ones: the same sums, from far fewer rows.
 fn rollup_query(
-    select: &str,
-    group: Option<&str>,
+    group: Option<&'static str>,
     w: ResolvedWindow,
     dims: &[(&'static str, i64)],
     params: &mut Vec<Value>,
 ) -> String {
+    let narrow = narrow_column(group, dims).and_then(|c| super::schema::dim_code(c));
     let mut parts = Vec::new();
     for (grain, a, b) in split_span(w.from_ms, w.to_ms) {
-        let table = rollup_table(grain);
-        let mut sql = format!("SELECT * FROM {table} WHERE bucket >= ? AND bucket < ?");
         params.push(Value::Integer(grain.bucket(a)));
         params.push(Value::Integer(grain.bucket(b)));
-        for (col, id) in dims {
-            sql.push_str(&format!(" AND {col} = ?"));
-            params.push(Value::Integer(*id));
+        match (narrow, narrow_table(grain)) {
+            (Some(code), Some(table)) => {
+                let mut sql =
+                    format!("SELECT value AS g, {MEASURES} FROM {table} WHERE bucket >= ? AND bucket < ? AND dim = ?");
+                params.push(Value::Integer(code));
+                // At most one filter, on the same dimension (see `narrow_column`).
+                for (_, id) in dims {
+                    sql.push_str(" AND value = ?");
+                    params.push(Value::Integer(*id));
+                }
+                parts.push(sql);
+            }
+            _ => {
+                let table = rollup_table(grain);
+                let mut sql = format!(
+                    "SELECT {} AS g, {MEASURES} FROM {table} WHERE bucket >= ? AND bucket < ?",
+                    group.unwrap_or("0")
+                );
+                for (col, id) in dims {
+                    sql.push_str(&format!(" AND {col} = ?"));
+                    params.push(Value::Integer(*id));
+                }
+                parts.push(sql);
+            }
         }
-        parts.push(sql);
     }
     if parts.is_empty() {
-        parts.push(format!("SELECT * FROM {} WHERE 0", ROLLUP_TABLES[0]));
+        parts.push(format!(
+            "SELECT 0 AS g, {MEASURES} FROM {} WHERE 0",
+            ROLLUP_TABLES[0]
+        ));
     }
     let from = parts.join(" UNION ALL ");
     match group {
-        Some(g) => format!("SELECT {select}, {SUMS} FROM ({from}) GROUP BY {g}"),
+        Some(_) => format!("SELECT g, {SUMS} FROM ({from}) GROUP BY g"),
         None => format!("SELECT {SUMS} FROM ({from})"),
     }
 }
@@ -172,7 +222,7 @@ pub(super) fn summary(c: &Connection, f: &Filters, w: ResolvedWindow) -> Result<
         return Ok(Totals::default());
     };
     let mut params = Vec::new();
-    let sql = rollup_query("", None, w, &dims, &mut params);
+    let sql = rollup_query(None, w, &dims, &mut params);
     let mut st = c.prepare(&sql)?;
     Ok(st.query_row(rusqlite::params_from_iter(params), |r| totals_at(r, 0))?)
 }
@@ -233,7 +283,7 @@ pub(super) fn explorer(
     };
     let col = group_column(g);
     let mut params = Vec::new();
-    let sql = rollup_query(col, Some(col), w, &dims, &mut params);
+    let sql = rollup_query(Some(col), w, &dims, &mut params);
     let mut st = c.prepare(&sql)?;
     let raw = st
         .query_map(rusqlite::params_from_iter(params), |r| {
@@ -258,25 +308,50 @@ pub(super) fn series(
     let Some(dims) = dimension_filters(c, f)? else {
         return Ok(Vec::new());
     };
-    let table = rollup_table(grain);
     let mut params: Vec<Value> = vec![
         Value::Integer(grain.bucket(f.from_ms)),
         Value::Integer(grain.bucket(grain.ceil(f.to_ms))),
     ];
-    let mut filter = String::new();
-    for (col, id) in &dims {
-        filter.push_str(&format!(" AND {col} = ?"));
-        params.push(Value::Integer(*id));
-    }
-    let (select, group) = match g {
-        Some(g) => (
-            format!("bucket, {}", group_column(g)),
-            format!("bucket, {}", group_column(g)),
-        ),
-        None => ("bucket, 0".to_string(), "bucket".to_string()),
+    let group_col = g.map(group_column);
+    let narrow = narrow_column(group_col, &dims).and_then(super::schema::dim_code);
+    let sql = match (narrow, narrow_table(grain)) {
+        (Some(code), Some(table)) => {
+            // One series per value of one dimension (or the total): read the per-dimension rollup.
+            params.push(Value::Integer(code));
+            let mut filter = String::new();
+            for (_, id) in &dims {
+                filter.push_str(" AND value = ?");
+                params.push(Value::Integer(*id));
+            }
+            let (select, group) = match g {
+                Some(_) => ("bucket, value", "bucket, value"),
+                None => ("bucket, 0", "bucket"),
+            };
+            format!(
+                "SELECT {select}, {SUMS} FROM {table} WHERE bucket >= ? AND bucket < ? AND dim = ?{filter} \
+                 GROUP BY {group} ORDER BY bucket"
+            )
+        }
+        _ => {
+            let table = rollup_table(grain);
+            let mut filter = String::new();
+            for (col, id) in &dims {
+                filter.push_str(&format!(" AND {col} = ?"));
+                params.push(Value::Integer(*id));
+            }
+            let (select, group) = match g {
+                Some(g) => (
+                    format!("bucket, {}", group_column(g)),
+                    format!("bucket, {}", group_column(g)),
+                ),
+                None => ("bucket, 0".to_string(), "bucket".to_string()),
+            };
+            format!(
+                "SELECT {select}, {SUMS} FROM {table} WHERE bucket >= ? AND bucket < ?{filter} GROUP BY {group} \
+                 ORDER BY bucket"
+            )
+        }
     };
-    let sql =
-        format!("SELECT {select}, {SUMS} FROM {table} WHERE bucket >= ? AND bucket < ?{filter} GROUP BY {group} ORDER BY bucket");
     let mut st = c.prepare(&sql)?;
     let raw = st
         .query_map(rusqlite::params_from_iter(params), |r| {

@@ -56,6 +56,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     CONTROLS,
     ACCESS,
     ANOMALIES,
+    NARROW,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
@@ -193,3 +194,91 @@ ALTER TABLE spend_logs ADD COLUMN fingerprint INTEGER;
 CREATE INDEX spend_logs_key_fp_ts ON spend_logs (key_id, fingerprint, ts_ms);
 ALTER TABLE alerts ADD COLUMN link TEXT;
 "#;
+
+/// Per-dimension rollups: one row per bucket and value of a single dimension. They collapse many events into
+/// one row (30 days of team totals are 30 x teams rows, whatever the traffic), so views that group by one
+/// dimension with no filter on another read them instead of the all-dimension rollups. Kept for hours and days;
+/// existing data is folded in from the all-dimension rollups. `dim` is a code of `DIM_CODES`.
+pub const NARROW: &str = r#"
+CREATE TABLE rollup_dim_hour (
+    bucket INTEGER NOT NULL, dim INTEGER NOT NULL, value INTEGER NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (bucket, dim, value)
+) WITHOUT ROWID;
+CREATE TABLE rollup_dim_day (
+    bucket INTEGER NOT NULL, dim INTEGER NOT NULL, value INTEGER NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    PRIMARY KEY (bucket, dim, value)
+) WITHOUT ROWID;
+INSERT INTO rollup_dim_hour SELECT bucket, 1, team_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, team_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 2, user_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, user_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 3, key_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, key_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 4, provider_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, provider_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 5, model_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, model_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 6, gateway_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, gateway_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 7, workflow_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, workflow_id;
+INSERT INTO rollup_dim_hour SELECT bucket, 8, cache_outcome, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_hour GROUP BY bucket, cache_outcome;
+INSERT INTO rollup_dim_day SELECT bucket, 1, team_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, team_id;
+INSERT INTO rollup_dim_day SELECT bucket, 2, user_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, user_id;
+INSERT INTO rollup_dim_day SELECT bucket, 3, key_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, key_id;
+INSERT INTO rollup_dim_day SELECT bucket, 4, provider_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, provider_id;
+INSERT INTO rollup_dim_day SELECT bucket, 5, model_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, model_id;
+INSERT INTO rollup_dim_day SELECT bucket, 6, gateway_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, gateway_id;
+INSERT INTO rollup_dim_day SELECT bucket, 7, workflow_id, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, workflow_id;
+INSERT INTO rollup_dim_day SELECT bucket, 8, cache_outcome, SUM(requests), SUM(errors), SUM(input_tokens),
+    SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
+  FROM rollup_day GROUP BY bucket, cache_outcome;
+"#;
+
+/// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.
+pub const DIM_CODES: [(&str, i64); 8] = [
+    ("team_id", 1),
+    ("user_id", 2),
+    ("key_id", 3),
+    ("provider_id", 4),
+    ("model_id", 5),
+    ("gateway_id", 6),
+    ("workflow_id", 7),
+    ("cache_outcome", 8),
+];
+
+pub fn dim_code(column: &str) -> Option<i64> {
+    DIM_CODES
+        .iter()
+        .find(|(c, _)| *c == column)
+        .map(|(_, code)| *code)
+}

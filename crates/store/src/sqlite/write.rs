@@ -230,6 +230,61 @@ pub(super) fn write_batch(
             ])?;
         }
     }
+    // The per-dimension rollups, folded from this batch's hour and day aggregates (never from single events), so
+    // they always hold exactly the sums of the all-dimension rows.
+    for (i, table) in [(1usize, "rollup_dim_hour"), (2, "rollup_dim_day")] {
+        let mut narrow: HashMap<(i64, i64, i64), Acc> = HashMap::new();
+        for ((bucket, d), a) in &rollups[i] {
+            let values = [
+                d.team,
+                d.user,
+                d.key,
+                d.provider,
+                d.model,
+                d.gateway,
+                d.workflow,
+                d.cache_outcome,
+            ];
+            for ((_, code), value) in super::schema::DIM_CODES.iter().zip(values) {
+                let n = narrow.entry((*bucket, *code, value)).or_default();
+                n.requests += a.requests;
+                n.errors += a.errors;
+                n.input += a.input;
+                n.output += a.output;
+                n.cached += a.cached;
+                n.cache_write += a.cache_write;
+                n.cost += a.cost;
+                n.latency += a.latency;
+            }
+        }
+        let mut up = tx.prepare_cached(&format!(
+            "INSERT INTO {table} (bucket, dim, value, requests, errors, input_tokens, output_tokens,
+                cached_input_tokens, cache_write_tokens, cost_pico, latency_ms_sum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT DO UPDATE SET
+                requests = requests + excluded.requests, errors = errors + excluded.errors,
+                input_tokens = input_tokens + excluded.input_tokens,
+                output_tokens = output_tokens + excluded.output_tokens,
+                cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                cost_pico = cost_pico + excluded.cost_pico, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"
+        ))?;
+        for ((bucket, code, value), a) in &narrow {
+            up.execute(params![
+                bucket,
+                code,
+                value,
+                a.requests,
+                a.errors,
+                a.input,
+                a.output,
+                a.cached,
+                a.cache_write,
+                a.cost,
+                a.latency
+            ])?;
+        }
+    }
     // Minute rollups are only kept for recent windows; prune them now and then, with an hour of margin so that
     // a query resolved just before the prune still finds its rows.
     let now = now_ms();

@@ -250,7 +250,12 @@ async fn load(
         label,
         totals: Totals::default(),
     };
-    let keys = keys?;
+    let mut keys = keys?;
+    // The lists come from the keys table, which the store's team scope does not cover: a team viewer's lists
+    // must hold its own team and users only.
+    if let Some(team) = crate::auth::viewer_team() {
+        keys.retain(|k| k.team.as_deref() == Some(team.as_str()));
+    }
     let mut teams: Vec<GroupRow> = Vec::new();
     let mut users: Vec<GroupRow> = Vec::new();
     for k in &keys {
