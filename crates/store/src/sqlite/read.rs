@@ -150,7 +150,7 @@ fn rollup_query(
     dims: &[(&'static str, i64)],
     params: &mut Vec<Value>,
 ) -> String {
-    let narrow = narrow_column(group, dims).and_then(|c| super::schema::dim_code(c));
+    let narrow = narrow_column(group, dims).and_then(super::schema::dim_code);
     let mut parts = Vec::new();
     for (grain, a, b) in split_span(w.from_ms, w.to_ms) {
         params.push(Value::Integer(grain.bucket(a)));
