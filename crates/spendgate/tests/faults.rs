@@ -429,18 +429,7 @@ async fn upstream_faults_give_clear_errors_and_correct_records() {
             assert_eq!(v["error"]["code"], code, "{fault}: {v}");
             assert!(v["error"]["message"].as_str().unwrap().len() > 10);
         }
-        let t0 = Instant::now();
-        let log = loop {
-            let (st, v) = s.admin_get(&format!("/api/v1/spend-logs/{id}")).await;
-            if st == 200 {
-                break v;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "{fault} was not recorded"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let log = s.wait_for_log(&id).await;
         assert_eq!(log["status"], record, "{fault} (stream: {stream}): {log}");
         match (fault, record) {
             (_, "upstream_error") if fault != "truncate" => {

@@ -358,18 +358,7 @@ async fn a_client_that_hangs_up_mid_stream_is_still_billed_with_reported_usage()
     let first = body.next().await.unwrap().unwrap();
     assert!(!first.is_empty());
     drop(body); // hang up after the first chunk
-    let t0 = std::time::Instant::now();
-    let log = loop {
-        let (status, v) = s.admin_get(&format!("/api/v1/spend-logs/{id}")).await;
-        if status == 200 {
-            break v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the disconnected request was never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let log = s.wait_for_log(&id).await;
     assert_eq!(log["status"], "client_disconnected");
     assert_eq!(
         log["usage_source"], "reported",

@@ -308,16 +308,8 @@ async fn every_limit_answers_with_a_clear_error() {
     }
     assert!(cut, "the stream was cut at the time limit");
     drop(open2);
-    let t0 = Instant::now();
-    loop {
-        let (st, v) = s.admin_get(&format!("/api/v1/spend-logs/{id}")).await;
-        if st == 200 {
-            assert!(v["error"].as_str().unwrap().contains("limit"), "{v}");
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let log = s.wait_for_log(&id).await;
+    assert!(log["error"].as_str().unwrap().contains("limit"), "{log}");
     // With both streams gone, a new one is accepted again.
     let t0 = Instant::now();
     loop {

@@ -131,6 +131,22 @@ impl TestServer {
         }
     }
 
+    /// The spend log of one request (its `x-spendgate-request-id`), polled until it is written.
+    pub async fn wait_for_log(&self, id: &str) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let (status, v) = self.admin_get(&format!("/api/v1/spend-logs/{id}")).await;
+            if status == 200 {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "request {id} was never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every spend log matching `query`, following cursors.
     pub async fn all_spend_logs(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();

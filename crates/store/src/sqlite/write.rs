@@ -24,17 +24,16 @@ fn upsert_rollup_sql(table: &str) -> String {
             cache_outcome, requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
             cost_pico, latency_ms_sum)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-         ON CONFLICT DO UPDATE SET
-            requests = requests + excluded.requests,
-            errors = errors + excluded.errors,
-            input_tokens = input_tokens + excluded.input_tokens,
-            output_tokens = output_tokens + excluded.output_tokens,
-            cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-            cost_pico = cost_pico + excluded.cost_pico,
-            latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"
+         ON CONFLICT DO UPDATE SET {ADD_MEASURES}"
     )
 }
+
+/// How an upsert adds a batch's sums to a rollup row (both kinds of rollup share the measure columns).
+const ADD_MEASURES: &str = "requests = requests + excluded.requests, errors = errors + excluded.errors,
+    input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+    cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
+    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    cost_pico = cost_pico + excluded.cost_pico, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
 
 /// The dimensions of one rollup row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +58,19 @@ struct Acc {
     cache_write: i64,
     cost: i64,
     latency: i64,
+}
+
+impl Acc {
+    fn add(&mut self, o: &Acc) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input += o.input;
+        self.output += o.output;
+        self.cached += o.cached;
+        self.cache_write += o.cache_write;
+        self.cost += o.cost;
+        self.latency += o.latency;
+    }
 }
 
 fn i64_of(v: u64) -> i64 {
@@ -246,28 +258,14 @@ pub(super) fn write_batch(
                 d.cache_outcome,
             ];
             for ((_, code), value) in super::schema::DIM_CODES.iter().zip(values) {
-                let n = narrow.entry((*bucket, *code, value)).or_default();
-                n.requests += a.requests;
-                n.errors += a.errors;
-                n.input += a.input;
-                n.output += a.output;
-                n.cached += a.cached;
-                n.cache_write += a.cache_write;
-                n.cost += a.cost;
-                n.latency += a.latency;
+                narrow.entry((*bucket, *code, value)).or_default().add(a);
             }
         }
         let mut up = tx.prepare_cached(&format!(
             "INSERT INTO {table} (bucket, dim, value, requests, errors, input_tokens, output_tokens,
                 cached_input_tokens, cache_write_tokens, cost_pico, latency_ms_sum)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT DO UPDATE SET
-                requests = requests + excluded.requests, errors = errors + excluded.errors,
-                input_tokens = input_tokens + excluded.input_tokens,
-                output_tokens = output_tokens + excluded.output_tokens,
-                cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
-                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-                cost_pico = cost_pico + excluded.cost_pico, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"
+             ON CONFLICT DO UPDATE SET {ADD_MEASURES}"
         ))?;
         for ((bucket, code, value), a) in &narrow {
             up.execute(params![
