@@ -196,7 +196,8 @@ ALTER TABLE alerts ADD COLUMN link TEXT;
 "#;
 
 /// Per-dimension rollups: one row per bucket and value of a single dimension. They collapse many events into
-/// one row (30 days of team totals are 30 x teams rows, whatever the traffic), so views that group by one
+/// one row (30 days of team totals are 30 x teams rows, whatever the traffic; the key starts with the dimension
+/// so a query reads only its own), so views that group by one
 /// dimension with no filter on another read them instead of the all-dimension rollups. Kept for hours and days;
 /// existing data is folded in from the all-dimension rollups. `dim` is a code of `DIM_CODES`.
 pub const NARROW: &str = r#"
@@ -205,14 +206,14 @@ CREATE TABLE rollup_dim_hour (
     requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
     latency_ms_sum INTEGER NOT NULL,
-    PRIMARY KEY (bucket, dim, value)
+    PRIMARY KEY (dim, bucket, value)
 ) WITHOUT ROWID;
 CREATE TABLE rollup_dim_day (
     bucket INTEGER NOT NULL, dim INTEGER NOT NULL, value INTEGER NOT NULL,
     requests INTEGER NOT NULL, errors INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
     cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL, cost_pico INTEGER NOT NULL,
     latency_ms_sum INTEGER NOT NULL,
-    PRIMARY KEY (bucket, dim, value)
+    PRIMARY KEY (dim, bucket, value)
 ) WITHOUT ROWID;
 INSERT INTO rollup_dim_hour SELECT bucket, 1, team_id, SUM(requests), SUM(errors), SUM(input_tokens),
     SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
