@@ -1,6 +1,8 @@
 //! The read path. Summary, explorer and series read the rollups only; spend-log pages read the spend-log table
 //! by index.
 
+use std::collections::HashMap;
+
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 use spendgate_core::anomaly::RepeatedRequest;
@@ -228,17 +230,47 @@ pub(super) fn summary(c: &Connection, f: &Filters, w: ResolvedWindow) -> Result<
 }
 
 /// The label and filter key of a group id.
-fn group_identity(c: &Connection, g: GroupBy, id: i64) -> Result<(Option<String>, String)> {
-    let label_of = |id: i64| -> Result<String> {
-        Ok(
-            // Cached statements: an explorer of a thousand users names a thousand rows.
-            c.prepare_cached("SELECT name FROM labels WHERE id = ?1")?
-                .query_row([id], |r| r.get::<_, String>(0))
-                .optional()?
-                .unwrap_or_else(|| format!("#{id}")),
-        )
+/// The names of every value of a grouping in one query (labels of its kind, or keys): naming a thousand rows
+/// one query at a time would cost more than summing them.
+fn names_for(c: &Connection, g: GroupBy) -> Result<HashMap<i64, String>> {
+    let kind = match g {
+        GroupBy::Team => LabelKind::Team,
+        GroupBy::User => LabelKind::User,
+        GroupBy::Provider => LabelKind::Provider,
+        GroupBy::Model => LabelKind::Model,
+        GroupBy::Gateway => LabelKind::Gateway,
+        GroupBy::Workflow => LabelKind::Workflow,
+        GroupBy::CacheOutcome => return Ok(HashMap::new()),
+        GroupBy::Key => {
+            let mut st = c.prepare_cached("SELECT id, user_name, hint FROM keys")?;
+            let rows = st
+                .query_map([], |r| {
+                    let id: i64 = r.get(0)?;
+                    Ok((
+                        id,
+                        format!(
+                            "key {id} ({}, …{})",
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?
+                        ),
+                    ))
+                })?
+                .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+            return Ok(rows);
+        }
     };
-    Ok(match g {
+    let mut st = c.prepare_cached("SELECT id, name FROM labels WHERE kind = ?1")?;
+    let rows = st
+        .query_map([kind as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+    Ok(rows)
+}
+
+/// The filter key and label of one value of a grouping, given its name when it has one.
+fn identity(g: GroupBy, id: i64, name: Option<String>) -> (Option<String>, String) {
+    match g {
         GroupBy::Team if id == 0 => (None, NO_TEAM_LABEL.to_string()),
         GroupBy::Workflow if id == 0 => (
             Some(NO_WORKFLOW_LABEL.to_string()),
@@ -248,25 +280,15 @@ fn group_identity(c: &Connection, g: GroupBy, id: i64) -> Result<(Option<String>
             let co = CacheOutcome::from_code(id);
             (Some(co.as_str().to_string()), co.as_str().to_string())
         }
-        GroupBy::Key => {
-            let label = c
-                .prepare_cached("SELECT user_name, hint FROM keys WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(format!(
-                        "key {id} ({}, …{})",
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?
-                    ))
-                })
-                .optional()?
-                .unwrap_or_else(|| format!("key {id}"));
-            (Some(id.to_string()), label)
-        }
+        GroupBy::Key => (
+            Some(id.to_string()),
+            name.unwrap_or_else(|| format!("key {id}")),
+        ),
         _ => {
-            let l = label_of(id)?;
+            let l = name.unwrap_or_else(|| format!("#{id}"));
             (Some(l.clone()), l)
         }
-    })
+    }
 }
 
 pub(super) fn explorer(
@@ -287,9 +309,10 @@ pub(super) fn explorer(
             Ok((r.get::<_, i64>(0)?, totals_at(r, 1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut names = names_for(c, g)?;
     let mut rows = Vec::with_capacity(raw.len());
     for (id, totals) in raw {
-        let (key, label) = group_identity(c, g, id)?;
+        let (key, label) = identity(g, id, names.remove(&id));
         rows.push(GroupRow { key, label, totals });
     }
     sort_rows(&mut rows, SortBy::Cost);
@@ -356,17 +379,12 @@ pub(super) fn series(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(raw.len());
-    let mut names = std::collections::HashMap::new();
+    let names = match g {
+        Some(g) => names_for(c, g)?,
+        None => HashMap::new(),
+    };
     for (bucket, id, totals) in raw {
-        let group = match g {
-            Some(g) => {
-                if let std::collections::hash_map::Entry::Vacant(v) = names.entry(id) {
-                    v.insert(group_identity(c, g, id)?.1);
-                }
-                names.get(&id).cloned()
-            }
-            None => None,
-        };
+        let group = g.map(|g| identity(g, id, names.get(&id).cloned()).1);
         out.push(SeriesPoint {
             bucket_start_ms: bucket * grain.ms(),
             group,
