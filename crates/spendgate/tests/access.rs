@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{chat_body, TestServer};
+use common::{chat_body, no_redirects, TestServer};
 use serde_json::{json, Value};
 
 async fn get_as(s: &TestServer, token: &str, path: &str) -> (u16, Value) {
@@ -117,48 +117,8 @@ async fn a_team_viewer_sees_its_team_and_nothing_else() {
     assert_eq!(st, 401);
 
     // The pages: log in with the viewer token, then only the team's figures show.
-    let login = s
-        .client
-        .get(format!("{}/login", s.base))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let html = login.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = no_redirect
-        .post(format!("{}/login", s.base))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={viewer}&csrf={csrf}&next=%2Foverview"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "the viewer token logs in");
-    let session = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let session = s.login(&viewer).await;
+    let no_redirect = no_redirects();
     let page = |path: &str| {
         no_redirect
             .get(format!("{}{path}", s.base))

@@ -12,25 +12,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{chat_body, TestServer};
-use serde_json::{json, Value};
+use common::{chat_body, no_redirects, TestServer};
+use serde_json::json;
 
 const HOSTILE: &str = "<b>x</b>";
 const HOSTILE_ESCAPED: &str = "&lt;b&gt;x&lt;/b&gt;";
 /// A webhook nobody listens on, with a "secret" in its path that must never reach a page.
 const WEBHOOK: &str = "http://127.0.0.1:9/hooks/s3cret-path";
-
-async fn admin_post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let r = s
-        .client
-        .post(format!("{}{}", s.base, path))
-        .bearer_auth("test-admin-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
 
 async fn page(s: &TestServer, path: &str) -> (u16, String) {
     let r = s
@@ -89,41 +77,35 @@ async fn budgets_wallets_and_alerts_are_shown_as_the_api_reports_them() {
     })
     .await;
 
-    let (st, budget) = admin_post(
-        &s,
-        "/api/v1/budgets",
+    let (st, budget) = s.admin_post("/api/v1/budgets",
         json!({"scope":"team","subject":"t","period":"day","amount":"0.0001","thresholds":[50,100]}),
     )
     .await;
     assert_eq!(st, 201, "{budget}");
     let budget_id = budget["id"].as_i64().unwrap();
-    let (st, hostile_budget) = admin_post(
-        &s,
-        "/api/v1/budgets",
+    let (st, hostile_budget) = s.admin_post("/api/v1/budgets",
         json!({"scope":"team","subject":HOSTILE,"period":"month","amount":"0.00001","name":HOSTILE}),
     )
     .await;
     assert_eq!(st, 201, "{hostile_budget}");
     let hostile_budget_id = hostile_budget["id"].as_i64().unwrap();
-    let (st, other) = admin_post(
-        &s,
-        "/api/v1/budgets",
-        json!({"scope":"team","subject":"other","period":"week","amount":"100"}),
-    )
-    .await;
+    let (st, other) = s
+        .admin_post(
+            "/api/v1/budgets",
+            json!({"scope":"team","subject":"other","period":"week","amount":"100"}),
+        )
+        .await;
     assert_eq!(st, 201, "{other}");
     let other_id = other["id"].as_i64().unwrap();
-    let (st, wallet) = admin_post(
-        &s,
-        "/api/v1/wallets",
-        json!({"scope":"team","subject":"t","initial_balance":"1"}),
-    )
-    .await;
+    let (st, wallet) = s
+        .admin_post(
+            "/api/v1/wallets",
+            json!({"scope":"team","subject":"t","initial_balance":"1"}),
+        )
+        .await;
     assert_eq!(st, 201, "{wallet}");
     let wallet_id = wallet["id"].as_i64().unwrap();
-    let (st, healthy) = admin_post(
-        &s,
-        "/api/v1/wallets",
+    let (st, healthy) = s.admin_post("/api/v1/wallets",
         json!({"scope":"team","subject":HOSTILE,"initial_balance":"10","low_threshold":"0.01","name":HOSTILE}),
     )
     .await;
@@ -341,54 +323,12 @@ async fn the_control_pages_need_a_login() {
 
 /// Logs in to the pages with a new viewer token for `team`; returns the session cookie.
 async fn viewer_session(s: &TestServer, team: &str) -> String {
-    let (st, v) = admin_post(s, "/api/v1/viewer-tokens", json!({ "team": team })).await;
+    let (st, v) = s
+        .admin_post("/api/v1/viewer-tokens", json!({ "team": team }))
+        .await;
     assert_eq!(st, 201, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
-    let login = s
-        .client
-        .get(format!("{}/login", s.base))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let html = login.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let r = no_redirects()
-        .post(format!("{}/login", s.base))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}&csrf={csrf}&next=%2Fusage"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "the viewer token logs in");
-    r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    s.login(&token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,7 +340,7 @@ async fn a_team_viewer_sees_only_its_teams_budgets_and_alerts() {
         json!({"scope":"team","subject":"search","period":"day","amount":"0.00001"}),
         json!({"scope":"org","period":"month","amount":"1000"}),
     ] {
-        let (st, v) = admin_post(&s, "/api/v1/budgets", body).await;
+        let (st, v) = s.admin_post("/api/v1/budgets", body).await;
         assert_eq!(st, 201, "{v}");
         ids.push(v["id"].as_i64().unwrap());
     }

@@ -17,18 +17,6 @@ use common::{chat_body, picos, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-async fn admin_post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let r = s
-        .client
-        .post(format!("{}{}", s.base, path))
-        .bearer_auth("test-admin-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 /// Sends `n` requests at once with `key`; returns the statuses and the error codes seen.
 async fn burst(
     s: &TestServer,
@@ -79,9 +67,7 @@ async fn settled(s: &TestServer, query: &str, n: usize) -> Vec<Value> {
 async fn a_hard_limited_budget_is_never_overshot_by_200_concurrent_requests() {
     let s = TestServer::start().await;
     let (_, key) = s.create_key("hana", Some("research")).await;
-    let (status, b) = admin_post(
-        &s,
-        "/api/v1/budgets",
+    let (status, b) = s.admin_post("/api/v1/budgets",
         json!({ "scope": "team", "subject": "research", "period": "day", "amount": "0.0005", "hard_limit": true }),
     )
     .await;
@@ -132,9 +118,7 @@ async fn a_hard_limited_budget_is_never_overshot_by_200_concurrent_requests() {
 async fn a_small_wallet_never_goes_below_zero_and_its_ledger_reconciles() {
     let s = TestServer::start().await;
     let (_, key) = s.create_key("ivan", Some("labs")).await;
-    let (status, w) = admin_post(
-        &s,
-        "/api/v1/wallets",
+    let (status, w) = s.admin_post("/api/v1/wallets",
         json!({ "scope": "team", "subject": "labs", "initial_balance": "0.0004", "low_threshold": "0.0001" }),
     )
     .await;
@@ -224,9 +208,7 @@ async fn alerts_fire_once_per_crossing_and_reach_the_webhook_with_retries() {
     let s = TestServer::start_with(|c| c.alerts.webhooks = vec![url.clone()]).await;
     let (_, key) = s.create_key("jo", Some("ops")).await;
     // A soft budget: traffic keeps flowing past it, alerts fire at 50 % and at 100 %.
-    let (status, _) = admin_post(
-        &s,
-        "/api/v1/budgets",
+    let (status, _) = s.admin_post("/api/v1/budgets",
         json!({ "scope": "user", "subject": "jo", "period": "month", "amount": "0.0002", "thresholds": [50, 100] }),
     )
     .await;
@@ -314,25 +296,23 @@ async fn ledger_spend_logs_and_budgets_reconcile_after_a_mixed_run_with_failures
     .await;
     let (_, k1) = s.create_key("kim", Some("platform")).await;
     let (_, k2) = s.create_key("lee", Some("platform")).await;
-    admin_post(
-        &s,
+    s.admin_post(
         "/api/v1/wallets",
         json!({ "scope": "org", "initial_balance": "10" }),
     )
     .await;
-    let (_, team_wallet) = admin_post(
-        &s,
-        "/api/v1/wallets",
-        json!({ "scope": "team", "subject": "platform", "initial_balance": "0.001" }),
-    )
-    .await;
-    admin_post(
-        &s,
+    let (_, team_wallet) = s
+        .admin_post(
+            "/api/v1/wallets",
+            json!({ "scope": "team", "subject": "platform", "initial_balance": "0.001" }),
+        )
+        .await;
+    s.admin_post(
         "/api/v1/budgets",
         json!({ "scope": "org", "period": "month", "amount": "100" }),
     )
     .await;
-    admin_post(&s, "/api/v1/budgets", json!({ "scope": "team", "subject": "platform", "period": "week", "amount": "50", "hard_limit": true })).await;
+    s.admin_post("/api/v1/budgets", json!({ "scope": "team", "subject": "platform", "period": "week", "amount": "50", "hard_limit": true })).await;
     let mut all = Vec::new();
     for (key, model) in [
         (&k1, "gpt-4o-mini"),

@@ -16,17 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{chat_body, picos, TestServer};
+use common::{chat_body, free_port, picos, wait_healthy, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start_binary(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_spendgate"))
@@ -37,22 +29,6 @@ fn start_binary(config: &std::path::Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the gateway did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn admin_get(client: &reqwest::Client, base: &str, path: &str) -> Value {

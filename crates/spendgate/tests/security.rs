@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{chat_body, TestServer};
+use common::{chat_body, free_port, wait_healthy, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -32,16 +32,8 @@ async fn provider_and_virtual_keys_never_appear_in_output_responses_or_the_datab
         )
         .await
     });
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = free_port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(
@@ -65,11 +57,7 @@ async fn provider_and_virtual_keys_never_appear_in_output_responses_or_the_datab
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let t0 = Instant::now();
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_healthy(&client, &base).await;
     let mut seen = String::new();
     let created: Value = client
         .post(format!("{base}/api/v1/keys"))

@@ -79,6 +79,61 @@ impl TestServer {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth("test-admin-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Logs in to the pages with `token` through the login form (CSRF cookie and field included); returns the
+    /// session cookie as `name=value`.
+    pub async fn login(&self, token: &str) -> String {
+        let form = self
+            .client
+            .get(format!("{}/login", self.base))
+            .send()
+            .await
+            .unwrap();
+        let cookie = form
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let html = form.text().await.unwrap();
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let r = no_redirects()
+            .post(format!("{}/login", self.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&csrf={csrf}&next=%2Foverview"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "the token logs in");
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// Creates a key through the admin API and returns (id, secret).
     pub async fn create_key(&self, user: &str, team: Option<&str>) -> (i64, String) {
         let res = self
@@ -167,6 +222,14 @@ impl TestServer {
     }
 }
 
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 pub fn chat_body(model: &str, text: &str, stream: bool) -> Value {
     serde_json::json!({
         "model": model,
@@ -180,4 +243,30 @@ pub fn picos(v: &Value) -> i128 {
     spendgate_core::Money::parse_usd(v.as_str().unwrap())
         .unwrap()
         .picos()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `/healthz` of a server started as a separate process until it answers.
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the gateway did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
