@@ -1,0 +1,496 @@
+//! What everyone did: the activity feed, shared by the API (JSON, CSV) and the `/history` page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spendgate_core::query::{Filters, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL};
+use spendgate_core::time::{to_rfc3339, Grain, DAY_MS, HOUR_MS};
+use spendgate_gateway::ApiError;
+use spendgate_store::{ActivityRow, ResolvedWindow};
+
+use super::explain::{non_empty, window_json};
+use crate::api::store_error;
+use crate::params::FilterParams;
+use crate::AppState;
+
+/// The kinds of entries in the activity feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    Requests,
+    Admin,
+    Alert,
+    Lifecycle,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Requests,
+        Source::Admin,
+        Source::Alert,
+        Source::Lifecycle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Requests => "requests",
+            Source::Admin => "admin_change",
+            Source::Alert => "alert",
+            Source::Lifecycle => "gateway_lifecycle",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Source> {
+        match s {
+            "requests" | "request" => Some(Source::Requests),
+            "admin" | "admin_change" | "admin_changes" => Some(Source::Admin),
+            "alert" | "alerts" => Some(Source::Alert),
+            "lifecycle" | "gateway_lifecycle" | "gateway" => Some(Source::Lifecycle),
+            _ => None,
+        }
+    }
+}
+
+/// `?window=24h&actor=&team=&gateway=&source=requests,admin_change,alert,gateway_lifecycle&format=json|csv`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ActivityParams {
+    #[serde(flatten)]
+    pub filters: FilterParams,
+    /// A user name or key id (requests), or who made an admin change.
+    pub actor: Option<String>,
+    pub source: Option<String>,
+    pub format: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// One entry of the feed.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivityItem {
+    pub at_ms: i64,
+    /// For request activity, the end of the bucket.
+    pub until_ms: Option<i64>,
+    pub source: Source,
+    pub actor: String,
+    pub team: Option<String>,
+    pub gateway: Option<String>,
+    pub workflow: Option<String>,
+    /// What happened: "key.create", "budget_near", "gateway.start", "requests".
+    pub action: String,
+    pub target: String,
+    pub summary: String,
+    pub totals: Option<Totals>,
+    pub key_id: Option<i64>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Bucket size of request activity: about 24 to 60 buckets a window.
+pub(crate) fn activity_grain(from_ms: i64, to_ms: i64) -> Grain {
+    let len = to_ms - from_ms;
+    if len <= 2 * HOUR_MS {
+        Grain::Minute
+    } else if len <= 3 * DAY_MS {
+        Grain::Hour
+    } else {
+        Grain::Day
+    }
+}
+
+fn sources(p: &ActivityParams) -> Result<Vec<Source>, ApiError> {
+    match non_empty(&p.source) {
+        None => Ok(Source::ALL.to_vec()),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Source::parse(s).ok_or_else(|| {
+                    ApiError::invalid_request(
+                        "invalid_source",
+                        format!(
+                            "source '{s}' is not one of requests, admin_change, alert, gateway_lifecycle (comma-separated)"
+                        ),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Whether an admin change concerns a team: a key of the team, a budget or wallet of the team.
+fn mentions_team(v: &Option<Value>, team: &str) -> bool {
+    let Some(v) = v else { return false };
+    let is_team = |x: &Value| x.as_str() == Some(team);
+    is_team(&v["team"])
+        || (v["scope"].as_str() == Some("team") && is_team(&v["subject"]))
+        || (team == NO_TEAM_FILTER
+            && v.get("team").is_some_and(Value::is_null)
+            && v.get("user").is_some())
+}
+
+/// Whether an admin actor ("admin", "admin:alice", "cli:bob") matches an actor filter.
+fn actor_matches(actor: &str, wanted: &str) -> bool {
+    actor == wanted || actor.rsplit(':').next() == Some(wanted)
+}
+
+pub(crate) async fn activity(
+    s: &AppState,
+    p: &ActivityParams,
+) -> Result<(Filters, Vec<ActivityItem>), ApiError> {
+    let mut f = p.filters.to_filters()?;
+    let w = s.store.resolve_window(&f);
+    f.from_ms = w.from_ms;
+    f.to_ms = w.to_ms;
+    let want = sources(p)?;
+    let actor = non_empty(&p.actor).map(str::to_string);
+    let limit = match non_empty(&p.limit) {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 10000")
+            })?,
+        None => 500,
+    };
+    let team = f.team.clone();
+    let gateway = f.gateway.clone();
+    let mut items = Vec::new();
+
+    if want.contains(&Source::Requests) {
+        let mut rf = f.clone();
+        // An actor given as a key id narrows to that key; a name to that user.
+        if let Some(a) = &actor {
+            match a.strip_prefix("key:").unwrap_or(a).parse::<i64>() {
+                Ok(id) => rf.key_id = Some(id),
+                Err(_) => rf.user = Some(a.clone()),
+            }
+        }
+        let grain = activity_grain(f.from_ms, f.to_ms);
+        let rows = s
+            .store
+            .request_activity(&rf, grain)
+            .await
+            .map_err(store_error)?;
+        let hints: HashMap<i64, String> = s
+            .store
+            .list_keys()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|k| (k.id, k.hint))
+            .collect();
+        items.extend(rows.iter().map(|r| request_item(r, grain, &hints)));
+    }
+    let audit_wanted = want.contains(&Source::Admin) || want.contains(&Source::Lifecycle);
+    if audit_wanted {
+        for a in s
+            .store
+            .list_audit(f.from_ms, f.to_ms, limit)
+            .await
+            .map_err(store_error)?
+        {
+            let e = &a.entry;
+            let lifecycle = e.action.starts_with("gateway.");
+            let source = if lifecycle {
+                Source::Lifecycle
+            } else {
+                Source::Admin
+            };
+            if !want.contains(&source) {
+                continue;
+            }
+            let item_gateway =
+                lifecycle.then(|| e.target.trim_start_matches("gateway:").to_string());
+            if let Some(g) = &gateway {
+                // Admin changes are not made on one gateway; only lifecycle events belong to one.
+                if item_gateway.as_deref() != Some(g.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(t) = &team {
+                if !(mentions_team(&e.before, t) || mentions_team(&e.after, t)) {
+                    continue;
+                }
+            }
+            if let Some(w) = &actor {
+                if !actor_matches(&e.actor, w) {
+                    continue;
+                }
+            }
+            items.push(ActivityItem {
+                at_ms: a.at_ms,
+                until_ms: None,
+                source,
+                actor: e.actor.clone(),
+                team: None,
+                gateway: item_gateway,
+                workflow: None,
+                action: e.action.clone(),
+                target: e.target.clone(),
+                summary: admin_summary(&e.action, &e.target, &e.before, &e.after),
+                totals: None,
+                key_id: None,
+                before: e.before.clone(),
+                after: e.after.clone(),
+            });
+        }
+    }
+    if want.contains(&Source::Alert) && actor.is_none() && gateway.is_none() {
+        for a in s.store.list_alerts(limit).await.map_err(store_error)? {
+            if a.at_ms < f.from_ms || a.at_ms >= f.to_ms {
+                continue;
+            }
+            if let Some(t) = &team {
+                let alert_team = a
+                    .alert
+                    .team
+                    .clone()
+                    .unwrap_or_else(|| NO_TEAM_FILTER.to_string());
+                if &alert_team != t {
+                    continue;
+                }
+            }
+            items.push(ActivityItem {
+                at_ms: a.at_ms,
+                until_ms: None,
+                source: Source::Alert,
+                actor: "spendgate".into(),
+                team: a.alert.team.clone(),
+                gateway: None,
+                workflow: None,
+                action: a.alert.kind.clone(),
+                target: a.alert.subject.clone(),
+                summary: a.alert.message.clone(),
+                totals: None,
+                key_id: None,
+                before: None,
+                after: None,
+            });
+        }
+    }
+    // Newest first; within a time, the larger spend first so that the busiest actor leads its bucket.
+    items.sort_by(|a, b| {
+        b.at_ms.cmp(&a.at_ms).then_with(|| {
+            let c = |i: &ActivityItem| i.totals.map_or(0, |t| t.cost.picos());
+            c(b).cmp(&c(a))
+        })
+    });
+    items.truncate(limit);
+    Ok((f, items))
+}
+
+fn request_item(r: &ActivityRow, grain: Grain, hints: &HashMap<i64, String>) -> ActivityItem {
+    let t = r.totals;
+    let actor = match hints.get(&r.key_id) {
+        Some(h) => format!("{} (key {}, …{h})", r.user, r.key_id),
+        None => format!("{} (key {})", r.user, r.key_id),
+    };
+    let summary = format!(
+        "{} request{}{}, {} tokens, {}{}",
+        spendgate_core::money::group_thousands(u128::from(t.requests)),
+        if t.requests == 1 { "" } else { "s" },
+        if t.errors > 0 {
+            format!(" ({} failed)", t.errors)
+        } else {
+            String::new()
+        },
+        spendgate_core::money::group_thousands(u128::from(t.tokens())),
+        t.cost.display_usd(),
+        match &r.workflow {
+            Some(w) => format!(" in workflow {w}"),
+            None => String::new(),
+        }
+    );
+    ActivityItem {
+        at_ms: r.bucket_start_ms,
+        until_ms: Some(r.bucket_start_ms + grain.ms()),
+        source: Source::Requests,
+        actor,
+        team: r.team.clone(),
+        gateway: Some(r.gateway.clone()),
+        workflow: r.workflow.clone(),
+        action: "requests".into(),
+        target: format!("key:{}", r.key_id),
+        summary,
+        totals: Some(t),
+        key_id: Some(r.key_id),
+        before: None,
+        after: None,
+    }
+}
+
+/// "budget:3 set: amount 100.00 → 150.00" — the fields that changed, or what was created.
+fn admin_summary(
+    action: &str,
+    target: &str,
+    before: &Option<Value>,
+    after: &Option<Value>,
+) -> String {
+    match (before, after) {
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            let mut changed: Vec<String> = a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, v)| {
+                    format!(
+                        "{k} {} → {}",
+                        short(b.get(k).unwrap_or(&Value::Null)),
+                        short(v)
+                    )
+                })
+                .collect();
+            changed.sort();
+            if changed.is_empty() {
+                format!("{action} {target}: no change")
+            } else {
+                format!("{action} {target}: {}", changed.join(", "))
+            }
+        }
+        (None, Some(a)) => format!("{action} {target}: {}", short(a)),
+        _ => format!("{action} {target}"),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "none".into(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 160 {
+        format!("{}…", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
+}
+
+pub(crate) fn item_json(i: &ActivityItem) -> Value {
+    json!({
+        "at": to_rfc3339(i.at_ms),
+        "until": i.until_ms.map(to_rfc3339),
+        "source": i.source.as_str(),
+        "actor": i.actor,
+        "team": match (&i.team, i.source) {
+            (None, Source::Requests) => json!(NO_TEAM_LABEL),
+            (t, _) => json!(t),
+        },
+        "gateway": i.gateway,
+        "workflow": i.workflow,
+        "action": i.action,
+        "target": i.target,
+        "summary": i.summary,
+        "key_id": i.key_id,
+        "requests": i.totals.map(|t| t.requests),
+        "errors": i.totals.map(|t| t.errors),
+        "tokens": i.totals.map(|t| t.tokens()),
+        "cost": i.totals.map(|t| t.cost),
+        "before": i.before,
+        "after": i.after,
+    })
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "at", "until", "source", "actor", "team", "gateway", "workflow", "action", "target", "summary",
+    "requests", "errors", "tokens", "cost", "after",
+];
+
+/// One CSV field, quoted when needed. Fields that a spreadsheet would run as a formula are prefixed with a
+/// quote so an exported feed cannot carry a formula into someone's spreadsheet.
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+pub(crate) fn items_csv(items: &[ActivityItem]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push('\n');
+    for i in items {
+        let v = item_json(i);
+        let cells: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| match &v[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => csv_field(s),
+                other => csv_field(&other.to_string()),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub(super) async fn activity_api(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<ActivityParams>,
+) -> Result<Response, ApiError> {
+    let (f, items) = activity(&s, &p).await?;
+    match non_empty(&p.format).unwrap_or("json") {
+        "json" => Ok(Json(json!({
+            "window": window_json(ResolvedWindow { from_ms: f.from_ms, to_ms: f.to_ms }),
+            "grain": match activity_grain(f.from_ms, f.to_ms) { Grain::Minute => "minute", Grain::Hour => "hour", Grain::Day => "day" },
+            "items": items.iter().map(item_json).collect::<Vec<_>>(),
+        }))
+        .into_response()),
+        "csv" => Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"spendgate-activity.csv\""),
+            ],
+            items_csv(&items),
+        )
+            .into_response()),
+        other => Err(ApiError::invalid_request(
+            "invalid_format",
+            format!("format '{other}' is not one of json, csv"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+    }
+
+    #[test]
+    fn admin_changes_show_what_changed() {
+        let b = Some(json!({"amount": "100.00", "period": "month"}));
+        let a = Some(json!({"amount": "150.00", "period": "month"}));
+        assert_eq!(
+            admin_summary("budget.set", "budget:3", &b, &a),
+            "budget.set budget:3: amount 100.00 → 150.00"
+        );
+        assert!(mentions_team(
+            &Some(json!({"scope": "team", "subject": "support"})),
+            "support"
+        ));
+        assert!(!mentions_team(
+            &Some(json!({"scope": "user", "subject": "support"})),
+            "support"
+        ));
+        assert!(actor_matches("admin:alice", "alice"));
+        assert!(!actor_matches("admin:alice", "bob"));
+    }
+}

@@ -1,0 +1,343 @@
+//! Why spend changed: the explain view, shared by the API, the CLI and the `/explain` page.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spendgate_core::insights::{explain, percent, sentence, Effect, Explanation};
+use spendgate_core::query::{Filters, GroupBy, NO_TEAM_FILTER, NO_TEAM_LABEL};
+use spendgate_core::time::to_rfc3339;
+use spendgate_core::CacheOutcome;
+use spendgate_gateway::ApiError;
+use spendgate_store::ResolvedWindow;
+
+use crate::api::{store_error, totals_json};
+use crate::params::{parse_group_by, FilterParams};
+use crate::AppState;
+
+/// `?group_by=team&subject=support&window=24h[&breakdown=model][&baseline_from=..&baseline_to=..]` plus any
+/// usage filter. Without `group_by` the subject is everything the filters select.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(crate) struct ExplainParams {
+    #[serde(flatten)]
+    pub filters: FilterParams,
+    pub group_by: Option<String>,
+    pub subject: Option<String>,
+    pub breakdown: Option<String>,
+    pub baseline_from: Option<String>,
+    pub baseline_to: Option<String>,
+}
+
+pub(super) fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Narrows `f` to one group of a grouping. The No team bucket is `@none` (its label is accepted too).
+fn apply_subject(f: &mut Filters, g: GroupBy, subject: &str) -> Result<(), ApiError> {
+    let name = Some(subject.to_string());
+    match g {
+        GroupBy::Team if subject == NO_TEAM_LABEL => f.team = Some(NO_TEAM_FILTER.into()),
+        GroupBy::Team => f.team = name,
+        GroupBy::User => f.user = name,
+        GroupBy::Provider => f.provider = name,
+        GroupBy::Model => f.model = name,
+        GroupBy::Gateway => f.gateway = name,
+        GroupBy::Workflow => f.workflow = name,
+        GroupBy::Key => {
+            f.key_id = Some(subject.parse().map_err(|_| {
+                ApiError::invalid_request(
+                    "invalid_subject",
+                    format!("subject '{subject}' is not a key id (a number)"),
+                )
+            })?)
+        }
+        GroupBy::CacheOutcome => {
+            f.cache_outcome = Some(CacheOutcome::parse(subject).ok_or_else(|| {
+                ApiError::invalid_request(
+                    "invalid_subject",
+                    format!("subject '{subject}' is not one of hit, miss, bypass, not_cacheable"),
+                )
+            })?)
+        }
+    }
+    Ok(())
+}
+
+/// "Team support", "No team", "Model gpt-4.1", "All spend".
+fn subject_label(g: Option<GroupBy>, subject: Option<&str>) -> String {
+    match (g, subject) {
+        (Some(GroupBy::Team), Some(s)) if s == NO_TEAM_FILTER || s == NO_TEAM_LABEL => {
+            NO_TEAM_LABEL.to_string()
+        }
+        (Some(g), Some(s)) => {
+            let kind = match g {
+                GroupBy::CacheOutcome => "Cache outcome".to_string(),
+                other => {
+                    let k = other.as_str();
+                    let mut c = k.chars();
+                    c.next()
+                        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                        .unwrap_or_default()
+                }
+            };
+            format!("{kind} {s}")
+        }
+        _ => "All spend".to_string(),
+    }
+}
+
+/// How the two windows are described in the sentence.
+fn windows_phrase(
+    p: &FilterParams,
+    custom_baseline: bool,
+    cur: ResolvedWindow,
+    base: ResolvedWindow,
+) -> String {
+    let preset = if non_empty(&p.from).is_none() && non_empty(&p.to).is_none() && !custom_baseline {
+        match non_empty(&p.window).unwrap_or("24h") {
+            "1h" => Some("in the last hour against the hour before"),
+            "24h" => Some("in the last 24 hours against the 24 hours before"),
+            "7d" => Some("in the last 7 days against the 7 days before"),
+            "30d" => Some("in the last 30 days against the 30 days before"),
+            "mtd" => Some("this month so far against the same span before it"),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    match preset {
+        Some(s) => s.to_string(),
+        None => format!(
+            "from {} to {} against {} to {}",
+            to_rfc3339(cur.from_ms),
+            to_rfc3339(cur.to_ms),
+            to_rfc3339(base.from_ms),
+            to_rfc3339(base.to_ms)
+        ),
+    }
+}
+
+/// An explanation with everything needed to show it.
+pub(crate) struct ExplainView {
+    pub group_by: Option<GroupBy>,
+    pub subject: Option<String>,
+    pub label: String,
+    pub breakdown: GroupBy,
+    pub window: ResolvedWindow,
+    pub baseline: ResolvedWindow,
+    pub explanation: Explanation,
+    pub sentence: String,
+    /// The usage filters of the current window (for links to the evidence).
+    pub filters: Filters,
+}
+
+pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<ExplainView, ApiError> {
+    let mut f = p.filters.to_filters()?;
+    let g = match non_empty(&p.group_by) {
+        Some(g) => Some(parse_group_by(Some(g))?),
+        None => None,
+    };
+    let subject = non_empty(&p.subject).map(str::to_string);
+    match (g, subject.as_deref()) {
+        (Some(g), Some(sub)) => apply_subject(&mut f, g, sub)?,
+        (Some(g), None) => {
+            return Err(ApiError::invalid_request(
+                "missing_subject",
+                format!(
+                    "group_by={} needs a subject: the {} to explain (e.g. subject=support), or leave group_by out to explain all spend",
+                    g.as_str(),
+                    g.as_str()
+                ),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "missing_group_by",
+                "a subject needs group_by to say what it is, e.g. group_by=team&subject=support",
+            ))
+        }
+        (None, None) => {}
+    }
+    let breakdown = match non_empty(&p.breakdown) {
+        Some(b) => parse_group_by(Some(b))?,
+        // Models are what usually explain a price/mix change; when the subject is a model, its providers.
+        None if g == Some(GroupBy::Model) => GroupBy::Provider,
+        None => GroupBy::Model,
+    };
+    let window = s.store.resolve_window(&f);
+    f.from_ms = window.from_ms;
+    f.to_ms = window.to_ms;
+    let custom = non_empty(&p.baseline_from).is_some() || non_empty(&p.baseline_to).is_some();
+    let mut bf = f.clone();
+    if custom {
+        let bp = FilterParams {
+            from: p.baseline_from.clone(),
+            to: p.baseline_to.clone(),
+            ..FilterParams::default()
+        };
+        let b = bp.to_filters()?;
+        bf.from_ms = b.from_ms;
+        bf.to_ms = b.to_ms;
+    } else {
+        // The previous window of equal length, ending where the current one starts.
+        let len = window.to_ms - window.from_ms;
+        bf.from_ms = window.from_ms - len;
+        bf.to_ms = window.from_ms;
+    }
+    let baseline = s.store.resolve_window(&bf);
+    let (cur_rows, base_rows) = tokio::join!(
+        s.store.explorer(&f, breakdown),
+        s.store.explorer(&bf, breakdown)
+    );
+    let cur_rows = cur_rows.map_err(store_error)?;
+    let base_rows = base_rows.map_err(store_error)?;
+    let explanation = explain(&base_rows, &cur_rows);
+    let label = subject_label(g, subject.as_deref());
+    let sentence = sentence(
+        &explanation,
+        &label,
+        &windows_phrase(&p.filters, custom, window, baseline),
+        breakdown.as_str(),
+    );
+    Ok(ExplainView {
+        group_by: g,
+        subject,
+        label,
+        breakdown,
+        window,
+        baseline,
+        explanation,
+        sentence,
+        filters: f,
+    })
+}
+
+pub(super) fn window_json(w: ResolvedWindow) -> Value {
+    json!({ "from": to_rfc3339(w.from_ms), "to": to_rfc3339(w.to_ms) })
+}
+
+fn pct(bp: Option<i128>) -> Value {
+    bp.map_or(Value::Null, |b| json!(percent(b)))
+}
+
+/// The `/usage` URL showing the same requests as a set of filters (the evidence behind a number).
+pub(crate) fn usage_url(f: &Filters, group_by: GroupBy) -> String {
+    let mut q = vec![
+        ("from", to_rfc3339(f.from_ms)),
+        ("to", to_rfc3339(f.to_ms)),
+        ("group_by", group_by.as_str().to_string()),
+    ];
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    q.push(("team", opt(&f.team)));
+    q.push(("user", opt(&f.user)));
+    q.push(("provider", opt(&f.provider)));
+    q.push(("model", opt(&f.model)));
+    q.push(("gateway", opt(&f.gateway)));
+    q.push(("workflow", opt(&f.workflow)));
+    q.push((
+        "cache_outcome",
+        f.cache_outcome
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default(),
+    ));
+    q.push(("key", f.key_id.map(|k| k.to_string()).unwrap_or_default()));
+    let parts: Vec<String> = q
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", crate::pages::url_encode(v)))
+        .collect();
+    format!("/usage?{}", parts.join("&"))
+}
+
+pub(crate) fn explain_json(v: &ExplainView) -> Value {
+    let e = &v.explanation;
+    let fx = &e.effects;
+    let parts: Vec<Value> = e
+        .parts
+        .iter()
+        .map(|p| {
+            json!({
+                "key": p.key,
+                "label": p.label,
+                "baseline": { "cost": p.baseline.cost, "requests": p.baseline.requests, "tokens": p.baseline.tokens() },
+                "current": { "cost": p.current.cost, "requests": p.current.requests, "tokens": p.current.tokens() },
+                "change": p.effects.change,
+                "volume": p.effects.volume,
+                "intensity": p.effects.intensity,
+                "price_mix": p.effects.price_mix,
+            })
+        })
+        .collect();
+    let mut base_filters = v.filters.clone();
+    base_filters.from_ms = v.baseline.from_ms;
+    base_filters.to_ms = v.baseline.to_ms;
+    json!({
+        "group_by": v.group_by.map(GroupBy::as_str),
+        "subject": v.subject,
+        "label": v.label,
+        "breakdown": v.breakdown.as_str(),
+        "window": window_json(v.window),
+        "baseline_window": window_json(v.baseline),
+        "current": totals_json(&e.current),
+        "baseline": totals_json(&e.baseline),
+        "change": fx.change,
+        "effects": {
+            "volume": fx.volume,
+            "intensity": fx.intensity,
+            "price_mix": fx.price_mix,
+        },
+        "relative_changes": {
+            "cost": pct(e.cost_change_bp()),
+            "requests": pct(e.requests_change_bp()),
+            "tokens_per_request": pct(e.tokens_per_request_change_bp()),
+            "cost_per_token": pct(e.cost_per_token_change_bp()),
+        },
+        "driver": e.driver.as_str(),
+        "sentence": v.sentence,
+        "method": "Shapley split of cost = requests × tokens/request × cost/token; volume and intensity are \
+                   rounded to the picodollar and price/mix is the remainder, so the three sum to the change exactly.",
+        "parts": parts,
+        "evidence": {
+            "usage": usage_url(&v.filters, v.breakdown),
+            "usage_baseline": usage_url(&base_filters, v.breakdown),
+            "spend_logs": format!("/api/v1/spend-logs{}", usage_url(&v.filters, v.breakdown).trim_start_matches("/usage")),
+        },
+    })
+}
+
+pub(super) async fn explain_api(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<ExplainParams>,
+) -> Result<Json<Value>, ApiError> {
+    let v = explain_view(&s, &p).await?;
+    Ok(Json(explain_json(&v)))
+}
+
+/// Used by the effect tables: each effect's label and value.
+pub(crate) fn effect_rows(e: &Explanation) -> Vec<(Effect, spendgate_core::Money)> {
+    Effect::ALL
+        .iter()
+        .map(|x| (*x, e.effects.get(*x)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_name_the_group() {
+        assert_eq!(subject_label(Some(GroupBy::Team), Some("@none")), "No team");
+        assert_eq!(
+            subject_label(Some(GroupBy::Team), Some("support")),
+            "Team support"
+        );
+        assert_eq!(subject_label(None, None), "All spend");
+        let mut f = Filters::default();
+        apply_subject(&mut f, GroupBy::Team, "No team").unwrap();
+        assert_eq!(f.team.as_deref(), Some("@none"));
+        assert!(apply_subject(&mut f, GroupBy::Key, "abc").is_err());
+    }
+}
