@@ -84,7 +84,7 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
 struct Prepared {
     meter: Meter,
     upstream: UpstreamRequest,
-    route: crate::routes::Route,
+    route: Arc<crate::routes::Route>,
     /// Held while a stream is open, so one key cannot open more than its share.
     slot: Option<crate::limits::StreamSlot>,
 }
@@ -248,7 +248,7 @@ async fn prepare(
         writer: gw.writer.clone(),
         stats: Arc::clone(&gw.stats),
         gateway: Arc::clone(&gw.name),
-        provider: Arc::from(route.provider.name()),
+        provider: Arc::clone(&route.provider_name),
         model,
         endpoint,
         stream,

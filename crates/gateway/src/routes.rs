@@ -8,9 +8,10 @@ use spendgate_core::pricing::{Catalog, ModelPrice, PriceConfidence};
 
 use crate::provider::Provider;
 
-#[derive(Clone)]
 pub struct Route {
     pub provider: Arc<dyn Provider>,
+    /// The provider's name, shared by every spend event of the route (no allocation per request).
+    pub provider_name: Arc<str>,
     /// The name the upstream knows the model by (may differ from the name clients use).
     pub upstream_model: String,
     pub price: Arc<ModelPrice>,
@@ -37,7 +38,8 @@ pub enum RouteError {
 
 #[derive(Debug, Default)]
 pub struct Routes {
-    by_model: HashMap<String, Route>,
+    /// Shared, so looking a route up on the request path copies a pointer, not the route.
+    by_model: HashMap<String, Arc<Route>>,
     /// Serves models no route names, when configured; they are priced by the catalog's fallback.
     default: Option<Arc<dyn Provider>>,
     catalog: Option<Arc<Catalog>>,
@@ -71,12 +73,13 @@ impl Routes {
             })?;
         self.by_model.insert(
             model.to_string(),
-            Route {
+            Arc::new(Route {
+                provider_name: Arc::from(provider.name()),
                 provider,
                 upstream_model: upstream_model.unwrap_or(model).to_string(),
                 price: Arc::new(lookup.price.into_owned()),
                 confidence: lookup.confidence,
-            },
+            }),
         );
         Ok(())
     }
@@ -86,18 +89,19 @@ impl Routes {
     }
 
     /// The route for a model: a configured one, or the default provider's when the catalog can price it.
-    pub fn get(&self, model: &str) -> Option<Route> {
+    pub fn get(&self, model: &str) -> Option<Arc<Route>> {
         if let Some(r) = self.by_model.get(model) {
-            return Some(r.clone());
+            return Some(Arc::clone(r));
         }
         let provider = self.default.as_ref()?;
         let lookup = self.catalog.as_ref()?.lookup(provider.name(), model)?;
-        Some(Route {
+        Some(Arc::new(Route {
+            provider_name: Arc::from(provider.name()),
             provider: Arc::clone(provider),
             upstream_model: model.to_string(),
             price: Arc::new(lookup.price.into_owned()),
             confidence: lookup.confidence,
-        })
+        }))
     }
 
     /// Model names and their providers, sorted, for `GET /v1/models`.
