@@ -78,7 +78,7 @@ fn parse_scaled(s: &str, scale: u32) -> Result<i128, ParseMoneyError> {
 
 /// Formats an integer scaled by `10^scale` as a decimal string with at least `min_frac` decimals and no
 /// trailing zeros beyond them.
-fn format_scaled(value: i128, scale: u32, min_frac: usize) -> String {
+pub fn format_scaled(value: i128, scale: u32, min_frac: usize) -> String {
     let unit = 10i128.pow(scale);
     let sign = if value < 0 { "-" } else { "" };
     let abs = value.unsigned_abs();

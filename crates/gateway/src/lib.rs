@@ -23,6 +23,7 @@ mod proxy;
 pub mod routes;
 pub mod sse;
 pub mod stats;
+pub mod usage_stats;
 
 use std::sync::Arc;
 use std::time::Duration;

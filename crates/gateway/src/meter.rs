@@ -95,6 +95,14 @@ impl Meter {
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
         self.stats.observe(latency, outcome.status.is_error());
+        self.stats.usage.record(
+            self.attribution.team.as_deref(),
+            &self.provider,
+            &self.model,
+            &usage,
+            priced.cost,
+            outcome.status.is_error(),
+        );
         let event = SpendEvent {
             id: self.id,
             started_at_ms: self.started_at_ms,

@@ -15,6 +15,9 @@ pub struct GatewayStats {
     upstream_errors: AtomicU64,
     rejected: AtomicU64,
     latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
+    latency_sum_us: AtomicU64,
+    /// What was metered, by team, provider and model.
+    pub usage: crate::usage_stats::UsageStats,
 }
 
 /// A snapshot of [`GatewayStats`].
@@ -25,6 +28,8 @@ pub struct GatewaySnapshot {
     pub upstream_errors: u64,
     pub rejected: u64,
     pub latency_buckets: Vec<u64>,
+    /// The sum of all latencies, in microseconds (a histogram's `_sum`).
+    pub latency_sum_us: u64,
 }
 
 impl GatewaySnapshot {
@@ -54,6 +59,8 @@ impl Default for GatewayStats {
             upstream_errors: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             latency: Default::default(),
+            latency_sum_us: AtomicU64::new(0),
+            usage: Default::default(),
         }
     }
 }
@@ -70,6 +77,8 @@ impl GatewayStats {
             .position(|&b| ms <= b)
             .unwrap_or(LATENCY_BOUNDS_MS.len());
         self.latency[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     /// A request refused before reaching a provider (bad key, bad body, unknown model).
@@ -88,6 +97,7 @@ impl GatewayStats {
                 .iter()
                 .map(|a| a.load(Ordering::Relaxed))
                 .collect(),
+            latency_sum_us: self.latency_sum_us.load(Ordering::Relaxed),
         }
     }
 }

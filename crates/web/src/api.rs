@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest;
-use spendgate_core::query::{format_share, share_bp, sort_rows, GroupRow, Totals};
+use spendgate_core::query::{format_share, share_bp, GroupRow, Totals};
 use spendgate_core::time::to_rfc3339;
 use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
@@ -25,7 +25,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let readable = Router::new()
         .route("/api/v1/usage/summary", get(summary))
         .route("/api/v1/usage/explorer", get(explorer))
+        .route("/api/v1/usage/explorer/export", get(explorer_export))
         .route("/api/v1/spend-logs", get(spend_logs))
+        .route("/api/v1/spend-logs/export", get(spend_logs_export))
         .route("/api/v1/spend-logs/{id}", get(spend_log));
     let admin = Router::new()
         .route("/api/v1/keys", post(create_key).get(list_keys))
@@ -43,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::metrics))
         .merge(api)
         .with_state(state)
 }
@@ -223,7 +226,10 @@ pub(crate) fn totals_json(t: &Totals) -> Value {
 }
 
 fn window_json(s: &AppState, f: &spendgate_core::Filters) -> Value {
-    let w = s.store.resolve_window(f);
+    window_json_of(s.store.resolve_window(f))
+}
+
+pub(crate) fn window_json_of(w: spendgate_store::ResolvedWindow) -> Value {
     json!({ "from": to_rfc3339(w.from_ms), "to": to_rfc3339(w.to_ms) })
 }
 
@@ -239,11 +245,46 @@ async fn summary(
 }
 
 #[derive(Debug, Deserialize)]
-struct ExplorerParams {
+pub(crate) struct ExplorerParams {
     #[serde(flatten)]
-    filters: FilterParams,
-    group_by: Option<String>,
-    sort: Option<String>,
+    pub(crate) filters: FilterParams,
+    pub(crate) group_by: Option<String>,
+    pub(crate) sort: Option<String>,
+    /// For the export only: `csv` or `json`.
+    pub(crate) format: Option<String>,
+}
+
+/// `GET /api/v1/usage/explorer/export?format=csv|json&group_by=..&<filters>`: the explorer as a file.
+async fn explorer_export(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<ExplorerParams>,
+) -> Result<Response, ApiError> {
+    let format = crate::export::Format::parse(p.format.as_deref())?;
+    let f = p.filters.to_filters()?;
+    let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
+    let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
+    crate::export::explorer_export(&s, &f, group_by, sort, format).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExportParams {
+    #[serde(flatten)]
+    pub(crate) filters: FilterParams,
+    pub(crate) format: Option<String>,
+}
+
+/// `GET /api/v1/spend-logs/export?format=csv|json&<filters>`: every matching spend log, newest first, streamed.
+async fn spend_logs_export(
+    State(s): State<Arc<AppState>>,
+    Query(p): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    let format = crate::export::Format::parse(p.format.as_deref())?;
+    let f = p.filters.to_filters()?;
+    Ok(crate::export::spend_logs_export(
+        Arc::clone(&s.store),
+        f,
+        format,
+    ))
 }
 
 pub(crate) fn row_json(r: &GroupRow, share: u32) -> Value {
@@ -261,12 +302,7 @@ async fn explorer(
     let f = p.filters.to_filters()?;
     let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
     let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
-    let mut rows = s.store.explorer(&f, group_by).await.map_err(store_error)?;
-    sort_rows(&mut rows, sort);
-    let mut total = Totals::default();
-    for r in &rows {
-        total.add(&r.totals);
-    }
+    let (rows, total) = crate::export::explorer_rows(&s, &f, group_by, sort).await?;
     let whole = total.metric(sort);
     let items: Vec<_> = rows
         .iter()

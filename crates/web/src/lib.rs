@@ -5,7 +5,9 @@
 mod api;
 mod auth;
 mod controls_api;
+mod export;
 mod insights_api;
+mod metrics;
 mod pages;
 mod params;
 

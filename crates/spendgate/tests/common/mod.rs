@@ -202,6 +202,15 @@ impl TestServer {
         }
     }
 
+    /// The text of a page, with a session cookie when given.
+    pub async fn page(&self, path: &str, cookie: Option<&str>) -> String {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.unwrap().text().await.unwrap()
+    }
+
     /// Every spend log matching `query`, following cursors.
     pub async fn all_spend_logs(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();

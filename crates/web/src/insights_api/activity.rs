@@ -400,36 +400,10 @@ const CSV_COLUMNS: [&str; 15] = [
     "requests", "errors", "tokens", "cost", "after",
 ];
 
-/// One CSV field, quoted when needed. Fields that a spreadsheet would run as a formula are prefixed with a
-/// quote so an exported feed cannot carry a formula into someone's spreadsheet.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 pub(crate) fn items_csv(items: &[ActivityItem]) -> String {
-    let mut out = CSV_COLUMNS.join(",");
-    out.push('\n');
+    let mut out = crate::export::csv_header(&CSV_COLUMNS);
     for i in items {
-        let v = item_json(i);
-        let cells: Vec<String> = CSV_COLUMNS
-            .iter()
-            .map(|c| match &v[*c] {
-                Value::Null => String::new(),
-                Value::String(s) => csv_field(s),
-                other => csv_field(&other.to_string()),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        out.push_str(&crate::export::csv_line(&CSV_COLUMNS, &item_json(i)));
     }
     out
 }
@@ -465,14 +439,6 @@ pub(super) async fn activity_api(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=1+1"), "'=1+1");
-    }
 
     #[test]
     fn admin_changes_show_what_changed() {

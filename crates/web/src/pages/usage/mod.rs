@@ -50,6 +50,10 @@ pub(crate) struct UsageParams {
     metric: Option<String>,
     cursor: Option<String>,
     fragment: Option<String>,
+    /// `explorer` or `logs`: download this view's explorer or its spend logs instead of the page.
+    export: Option<String>,
+    /// `csv` or `json`, with `export`.
+    format: Option<String>,
 }
 
 /// The breakdowns queried from the rollups for every view: they show numbers (the provider concentration card,
@@ -342,6 +346,26 @@ pub(crate) async fn page(
         Ok(m) => m,
         Err(m) => return invalid(&m),
     };
+    if let Some(what) = non_empty(&params.export) {
+        let exported = match crate::export::Format::parse(non_empty(&params.format)) {
+            Ok(format) => match what {
+                "explorer" => {
+                    crate::export::explorer_export(&p.app, &filters, group_by, metric, format).await
+                }
+                "logs" => Ok(crate::export::spend_logs_export(
+                    Arc::clone(&p.app.store),
+                    filters,
+                    format,
+                )),
+                other => Err(spendgate_gateway::ApiError::invalid_request(
+                    "invalid_export",
+                    format!("export '{other}' is not one of explorer, logs"),
+                )),
+            },
+            Err(e) => Err(e),
+        };
+        return exported.unwrap_or_else(|e| invalid(&e.message));
+    }
     let grain = chart::grain_for(filters.from_ms, filters.to_ms);
     let cursor = non_empty(&params.cursor);
     let mut data = match load(&p, &filters, group_by, grain, cursor).await {

@@ -335,6 +335,23 @@ impl View<'_> {
         );
     }
 
+    /// "Export CSV · JSON" for one part of this view: the same filters, downloaded as a file.
+    fn export_links(&self, what: &str) -> String {
+        let link = |format: &str, label: &str| {
+            format!(
+                "<a href=\"{}\" id=\"export-{what}-{format}\" download>{label}</a>",
+                esc(&self
+                    .q
+                    .url(&[("export", what.into()), ("format", format.into())]))
+            )
+        };
+        format!(
+            "<span class=\"more export\">Export {} · {}</span>",
+            link("csv", "CSV"),
+            link("json", "JSON")
+        )
+    }
+
     fn explorer(&self, s: &mut String, d: &Data, total: &Totals) {
         s.push_str("<section class=\"panel\" id=\"explorer\"><div class=\"panel-head\"><h2>Explorer</h2><nav class=\"chips\" aria-label=\"Group by\">");
         for (g, label) in GROUPINGS {
@@ -346,7 +363,12 @@ impl View<'_> {
                 g.as_str()
             );
         }
-        let _ = write!(s, "</nav>{}</div>", self.metric_tabs());
+        let _ = write!(
+            s,
+            "</nav>{}{}</div>",
+            self.metric_tabs(),
+            self.export_links("explorer")
+        );
         let sort_head = |m: SortBy, label: &str| -> String {
             let cls = if m == self.metric {
                 "num sorted"
@@ -487,7 +509,8 @@ impl View<'_> {
         let _ = write!(
             s,
             "<section class=\"panel\" id=\"logs\"><div class=\"panel-head\"><h2>Requests</h2>\
-             <span class=\"muted\">newest first, {LOG_PAGE} a page</span></div>"
+             <span class=\"muted\">newest first, {LOG_PAGE} a page</span>{}</div>",
+            self.export_links("logs")
         );
         if d.logs.items.is_empty() {
             s.push_str("<p class=\"muted\">No requests match.</p></section>");
