@@ -380,3 +380,112 @@ async fn metrics_report_usage_cost_latency_queue_budgets_and_wallets() {
         5_000_000_000_000 - picos(&support["cost"])
     );
 }
+
+/// Route paths written as literals in `.route("...")` calls of a source file.
+fn route_literals(src: &str) -> Vec<String> {
+    src.split(".route(")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start();
+            let rest = rest.strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route_with_the_access_it_claims() {
+    let s = TestServer::start().await;
+    let (st, _, text) = get_text(&s, None, "/api/openapi.json").await;
+    assert_eq!(st, 200);
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+
+    // Every route literal outside the pages (and the stand-alone mock upstream) is documented.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sources = vec![root.join("gateway/src/proxy.rs")];
+    let mut dirs = vec![root.join("web/src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.ends_with("pages") {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(p);
+            }
+        }
+    }
+    let mut seen = 0;
+    for file in sources {
+        let src = std::fs::read_to_string(&file).unwrap();
+        let src = src.split("pub fn mock_upstream_router").next().unwrap();
+        for path in route_literals(src) {
+            seen += 1;
+            assert!(
+                paths.contains_key(&path),
+                "{path} (in {}) is not in /api/openapi.json: add it through openapi::ApiRouter or PROXY_OPS",
+                file.display()
+            );
+        }
+    }
+    assert!(seen >= 3, "the proxy routes were found by the scan");
+    assert!(paths.len() >= 25, "{} paths", paths.len());
+
+    // Every documented operation exists and enforces the access it documents.
+    let (_, v) = s
+        .admin_post(
+            "/api/v1/viewer-tokens",
+            serde_json::json!({ "team": "search" }),
+        )
+        .await;
+    let viewer = v["token"].as_str().unwrap().to_string();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let url = format!("{}{}", s.base, path.replace("{id}", "1"));
+            let call = |token: Option<String>| {
+                let mut req = match method.as_str() {
+                    "get" => s.client.get(&url),
+                    "post" => s.client.post(&url).json(&serde_json::json!({})),
+                    other => panic!("unexpected method {other}"),
+                };
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                async move { req.send().await.unwrap().status().as_u16() }
+            };
+            let schemes: Vec<&str> = op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|o| o.as_object().unwrap().keys().map(String::as_str))
+                .collect();
+            if schemes.contains(&"virtualKey") {
+                let st = call(None).await;
+                assert_eq!(st, 401, "{method} {path} without a key");
+                continue;
+            }
+            let admin = call(Some("test-admin-token".into())).await;
+            assert!(
+                admin != 404 && admin != 405 && admin < 500,
+                "{method} {path} with the admin token answered {admin}"
+            );
+            if schemes.is_empty() {
+                continue;
+            }
+            assert_eq!(call(None).await, 401, "{method} {path} without a token");
+            let as_viewer = call(Some(viewer.clone())).await;
+            if schemes.contains(&"viewerToken") {
+                assert!(
+                    as_viewer != 401 && as_viewer != 403,
+                    "{method} {path} documented as readable by a viewer answered {as_viewer}"
+                );
+            } else {
+                assert!(
+                    as_viewer == 403 || as_viewer == 401,
+                    "{method} {path} documented as admin-only answered {as_viewer} to a viewer"
+                );
+            }
+        }
+    }
+}

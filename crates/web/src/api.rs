@@ -17,36 +17,151 @@ use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
 
 use crate::auth::{admin_only, authenticate};
+use crate::openapi::{f, Access, ApiRouter, Op, Param, EXPLORER_QUERY, FILTERS, FORMAT};
 use crate::params::{parse_group_by, parse_sort, FilterParams};
 use crate::AppState;
 
+const SUMMARY: Op = Op::get(
+    "/api/v1/usage/summary",
+    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages.",
+    Access::Reader,
+)
+.query(FILTERS);
+const EXPLORER: Op = Op::get(
+    "/api/v1/usage/explorer",
+    "Totals grouped by one dimension, with each group's share; the No team row included.",
+    Access::Reader,
+)
+.query(FILTERS)
+.also(EXPLORER_QUERY);
+const EXPLORER_EXPORT: Op = Op::get(
+    "/api/v1/usage/explorer/export",
+    "The explorer as a CSV or JSON file.",
+    Access::Reader,
+)
+.query(FILTERS)
+.also(EXPLORER_QUERY)
+.also(FORMAT)
+.produces("text/csv");
+const SPEND_LOGS: Op = Op::get(
+    "/api/v1/spend-logs",
+    "Spend logs matching the filters, newest first, paged by cursor.",
+    Access::Reader,
+)
+.query(FILTERS)
+.also(&[
+    Param {
+        name: "limit",
+        description: "Logs per page, 1 to 1000 (default 50).",
+        ty: "integer",
+    },
+    Param {
+        name: "cursor",
+        description: "next_cursor of the previous page.",
+        ty: "string",
+    },
+]);
+const SPEND_LOGS_EXPORT: Op = Op::get(
+    "/api/v1/spend-logs/export",
+    "Every spend log matching the filters as CSV or a JSON array, newest first, streamed.",
+    Access::Reader,
+)
+.query(FILTERS)
+.also(FORMAT)
+.produces("text/csv");
+const SPEND_LOG: Op = Op::get(
+    "/api/v1/spend-logs/{id}",
+    "One spend log with its price lines.",
+    Access::Reader,
+);
+const CREATE_KEY: Op = Op::post(
+    "/api/v1/keys",
+    "Creates a virtual key; the key is in the answer and shown only this once.",
+    Access::Admin,
+)
+.body(&[
+    f("user", "string", true, "Who the key belongs to."),
+    f(
+        "team",
+        "string",
+        false,
+        "The user's team; without one, the key's traffic is No team.",
+    ),
+]);
+const LIST_KEYS: Op = Op::get(
+    "/api/v1/keys",
+    "Every virtual key (hints only; keys are stored hashed).",
+    Access::Admin,
+);
+const CREATE_VIEWER: Op = Op::post(
+    "/api/v1/viewer-tokens",
+    "Creates a read-only token confined to one team; shown once.",
+    Access::Admin,
+)
+.body(&[
+    f("team", "string", true, "The team it may read."),
+    f("name", "string", false, "A name for the token."),
+]);
+const PRICING: Op = Op::get(
+    "/api/v1/pricing",
+    "The pricing catalog in force, with each price's source.",
+    Access::Admin,
+);
+const STATUS: Op = Op::get(
+    "/api/v1/status",
+    "This replica: version, writer queue and gateway counters.",
+    Access::Admin,
+);
+const HEALTHZ: Op = Op::get("/healthz", "Liveness.", Access::Public);
+const METRICS: Op = Op::get(
+    "/metrics",
+    "Prometheus text exposition: usage, cost, latency, queue, budgets and wallets.",
+    Access::AdminOutsideDemo,
+)
+.produces("text/plain");
+const OPENAPI: Op = Op::get("/api/openapi.json", "This document.", Access::Public);
+
 pub fn router(state: Arc<AppState>) -> Router {
     // What a team viewer may read: usage and spend logs, confined to its team by the store.
-    let readable = Router::new()
-        .route("/api/v1/usage/summary", get(summary))
-        .route("/api/v1/usage/explorer", get(explorer))
-        .route("/api/v1/usage/explorer/export", get(explorer_export))
-        .route("/api/v1/spend-logs", get(spend_logs))
-        .route("/api/v1/spend-logs/export", get(spend_logs_export))
-        .route("/api/v1/spend-logs/{id}", get(spend_log));
-    let admin = Router::new()
-        .route("/api/v1/keys", post(create_key).get(list_keys))
-        .route("/api/v1/viewer-tokens", post(create_viewer_token))
-        .route("/api/v1/pricing", get(pricing))
-        .route("/api/v1/status", get(status))
+    let readable = ApiRouter::default()
+        .op(&SUMMARY, get(summary))
+        .op(&EXPLORER, get(explorer))
+        .op(&EXPLORER_EXPORT, get(explorer_export))
+        .op(&SPEND_LOGS, get(spend_logs))
+        .op(&SPEND_LOGS_EXPORT, get(spend_logs_export))
+        .op(&SPEND_LOG, get(spend_log));
+    let admin = ApiRouter::default()
+        .op(&CREATE_KEY, post(create_key))
+        .op(&LIST_KEYS, get(list_keys))
+        .op(&CREATE_VIEWER, post(create_viewer_token))
+        .op(&PRICING, get(pricing))
+        .op(&STATUS, get(status))
         .merge(crate::controls_api::routes())
         .merge(crate::insights_api::routes())
-        .route_layer(middleware::from_fn(admin_only));
-    let api = readable
-        .merge(admin)
-        .route_layer(middleware::from_fn_with_state(
+        .map(|r| r.route_layer(middleware::from_fn(admin_only)));
+    let authed = readable.merge(admin).map(|r| {
+        r.route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             authenticate,
-        ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(crate::metrics::metrics))
-        .merge(api)
+        ))
+    });
+    let (routes, ops) = ApiRouter::default()
+        .op(&HEALTHZ, get(healthz))
+        .op(&METRICS, get(crate::metrics::metrics))
+        .merge(authed)
+        .into_parts();
+    // The document is built once from the same table as the router, with itself in it.
+    let mut ops = ops;
+    ops.push(&OPENAPI);
+    let doc = Arc::new(crate::openapi::document(&ops, state.version));
+    routes
+        .route(
+            OPENAPI.path,
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move { Json((*doc).clone()) }
+            }),
+        )
         .with_state(state)
 }
 

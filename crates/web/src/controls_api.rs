@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spendgate_core::controls::{
@@ -23,17 +23,147 @@ use spendgate_store::controls::{
 };
 
 use crate::api::{store_error, JsonBody};
+use crate::openapi::{f, Access, ApiRouter, Field, Op, Param};
 use crate::AppState;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/v1/budgets", post(set_budget).get(list_budgets))
-        .route("/api/v1/wallets", post(create_wallet).get(list_wallets))
-        .route("/api/v1/wallets/{id}/topup", post(topup))
-        .route("/api/v1/wallets/{id}/allocate", post(allocate))
-        .route("/api/v1/wallets/{id}/reclaim", post(reclaim))
-        .route("/api/v1/wallets/{id}/ledger", get(ledger))
-        .route("/api/v1/alerts", get(alerts))
+const SET_BUDGET: Op = Op::post(
+    "/api/v1/budgets",
+    "Creates a budget, or changes the one with the same scope, subject and period.",
+    Access::Admin,
+)
+.body(&[
+    f("name", "string", false, "A name for pages and alerts."),
+    f("scope", "string", true, "org, team, user or key."),
+    f(
+        "subject",
+        "string",
+        false,
+        "The team, user or key id (not for org).",
+    ),
+    f(
+        "period",
+        "string",
+        true,
+        "day, week or month (calendar, in budgets.time_zone).",
+    ),
+    f(
+        "amount",
+        "string",
+        true,
+        "US dollars as a decimal string, e.g. \"250.00\".",
+    ),
+    f(
+        "thresholds",
+        "integer[]",
+        false,
+        "Alert thresholds in percent (default 80, 100).",
+    ),
+    f(
+        "hard_limit",
+        "boolean",
+        false,
+        "Refuse requests (429) that would go over.",
+    ),
+]);
+const LIST_BUDGETS: Op = Op::get(
+    "/api/v1/budgets",
+    "Every budget with its period spend, state, reset time and forecast.",
+    Access::Admin,
+);
+const CREATE_WALLET: Op = Op::post(
+    "/api/v1/wallets",
+    "Creates a prepaid wallet for the org, a team or a user.",
+    Access::Admin,
+)
+.body(&[
+    f("name", "string", false, "A name for pages and alerts."),
+    f("scope", "string", true, "org, team or user."),
+    f(
+        "subject",
+        "string",
+        false,
+        "The team or user (not for org).",
+    ),
+    f(
+        "low_threshold",
+        "string",
+        false,
+        "US dollars under which the wallet is low.",
+    ),
+    f(
+        "initial_balance",
+        "string",
+        false,
+        "A first top-up, US dollars.",
+    ),
+]);
+const LIST_WALLETS: Op = Op::get(
+    "/api/v1/wallets",
+    "Every wallet with its balance, reserved amount, burn rate and projected depletion.",
+    Access::Admin,
+);
+const MOVE_BODY: &[Field] = &[
+    f("amount", "string", true, "US dollars as a decimal string."),
+    f("reason", "string", false, "Recorded on the ledger entry."),
+    f(
+        "wallet",
+        "integer",
+        false,
+        "allocate: the child wallet receiving; reclaim: the child giving back.",
+    ),
+];
+const TOPUP: Op = Op::post(
+    "/api/v1/wallets/{id}/topup",
+    "Adds money to a wallet.",
+    Access::Admin,
+)
+.body(MOVE_BODY);
+const ALLOCATE: Op = Op::post(
+    "/api/v1/wallets/{id}/allocate",
+    "Moves money from this wallet to a child wallet.",
+    Access::Admin,
+)
+.body(MOVE_BODY);
+const RECLAIM: Op = Op::post(
+    "/api/v1/wallets/{id}/reclaim",
+    "Moves money back from a child wallet to this one.",
+    Access::Admin,
+)
+.body(MOVE_BODY);
+const LEDGER: Op = Op::get(
+    "/api/v1/wallets/{id}/ledger",
+    "A wallet's ledger, newest first.",
+    Access::Admin,
+)
+.query(&[
+    Param {
+        name: "limit",
+        description: "Entries, 1 to 1000 (default 100).",
+        ty: "integer",
+    },
+    Param {
+        name: "before",
+        description: "Entries before this ledger id (paging).",
+        ty: "integer",
+    },
+]);
+const ALERTS: Op = Op::get(
+    "/api/v1/alerts",
+    "The latest budget, wallet and anomaly alerts and their webhook deliveries.",
+    Access::Admin,
+);
+
+pub fn routes() -> ApiRouter {
+    ApiRouter::default()
+        .op(&SET_BUDGET, post(set_budget))
+        .op(&LIST_BUDGETS, get(list_budgets))
+        .op(&CREATE_WALLET, post(create_wallet))
+        .op(&LIST_WALLETS, get(list_wallets))
+        .op(&TOPUP, post(topup))
+        .op(&ALLOCATE, post(allocate))
+        .op(&RECLAIM, post(reclaim))
+        .op(&LEDGER, get(ledger))
+        .op(&ALERTS, get(alerts))
 }
 
 /// Who made an admin change: the API only knows the admin token, so the actor is the token's role plus what the

@@ -8,6 +8,7 @@ mod controls_api;
 mod export;
 mod insights_api;
 mod metrics;
+pub mod openapi;
 mod pages;
 mod params;
 
