@@ -230,3 +230,45 @@ async fn activity_lists_requests_admin_changes_and_lifecycle_and_exports_csv() {
     assert!(html.contains("key.create"), "{html}");
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_limited_activity_feed_is_the_head_of_the_whole_feed() {
+    let s = TestServer::start().await;
+    // 30 keys an hour for 20 hours: the feed reads its newest hours first and must still list exactly the
+    // newest items, in the same order as a read of the whole day.
+    let now_hour = Grain::Hour.floor(now_ms());
+    let mut events = Vec::new();
+    for h in 0..20i64 {
+        for k in 0..30u64 {
+            let mut e = event(
+                (h as u64) * 100 + k,
+                now_hour - h * 60 * MINUTE_MS - 5 * MINUTE_MS,
+                "support",
+                "gpt-4o-mini",
+                100 + k,
+                150_000,
+            );
+            e.attribution.key_id = 1_000 + k as i64;
+            events.push(e);
+        }
+    }
+    s.running.store.write_batch(Arc::new(events)).await.unwrap();
+    let feed = |limit: usize| {
+        let s = &s;
+        async move {
+            let (status, v) = s
+                .admin_get(&format!(
+                    "/api/v1/activity?window=24h&source=requests&limit={limit}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{v}");
+            v["items"].as_array().unwrap().clone()
+        }
+    };
+    let whole = feed(10_000).await;
+    assert_eq!(whole.len(), 600);
+    for limit in [1, 29, 30, 31, 50, 125, 599] {
+        let head = feed(limit).await;
+        assert_eq!(head, whole[..limit], "limit {limit}");
+    }
+}
