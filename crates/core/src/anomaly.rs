@@ -86,6 +86,9 @@ pub fn scale(t: &Totals, num: i64, den: i64) -> Totals {
         output_tokens: s(t.output_tokens),
         cached_input_tokens: s(t.cached_input_tokens),
         cache_write_tokens: s(t.cache_write_tokens),
+        avoided_cost: Money::from_picos(
+            t.avoided_cost.picos().saturating_mul(i128::from(num)) / i128::from(den),
+        ),
     }
 }
 

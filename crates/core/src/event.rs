@@ -139,4 +139,8 @@ pub struct SpendEvent {
     /// request again and again can be told apart from one sending many different ones. Never the prompt.
     #[serde(default)]
     pub fingerprint: Option<u64>,
+    /// For a cache hit: what the cached answer's usage costs at today's price, i.e. what the hit saved (its own
+    /// `cost` is zero). Zero for every other request; events journaled before the cache existed read as zero.
+    #[serde(default)]
+    pub avoided_cost: Money,
 }

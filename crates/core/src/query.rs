@@ -109,6 +109,9 @@ pub struct Totals {
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
     pub cache_write_tokens: u64,
+    /// What cache hits would have cost had they gone to the provider (priced when they were answered); zero
+    /// for every other request. Summed like `cost`, never part of it.
+    pub avoided_cost: Money,
 }
 
 impl Totals {
@@ -124,6 +127,7 @@ impl Totals {
         self.output_tokens += o.output_tokens;
         self.cached_input_tokens += o.cached_input_tokens;
         self.cache_write_tokens += o.cache_write_tokens;
+        self.avoided_cost += o.avoided_cost;
     }
 
     /// Cost per request, exact to the picodollar (rounded down).

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod anomalies;
+pub mod cache;
 pub mod controls;
 pub mod error;
 pub mod keys;
@@ -72,6 +73,8 @@ pub struct Gateway {
     pub stats: Arc<GatewayStats>,
     pub controls: Arc<controls::Controls>,
     pub streams: Arc<limits::StreamSlots>,
+    /// The response cache; `None` when `cache.enabled` is off.
+    pub cache: Option<Arc<cache::ResponseCache>>,
 }
 
 impl std::fmt::Debug for Gateway {

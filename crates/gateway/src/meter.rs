@@ -15,7 +15,7 @@ use futures_util::stream::BoxStream;
 use futures_util::{Future, Stream, StreamExt};
 use spendgate_core::pricing::{ModelPrice, PriceConfidence};
 use spendgate_core::usage::estimate_tokens;
-use spendgate_core::{Attribution, CacheOutcome, RequestStatus, SpendEvent, Usage, UsageSource};
+use spendgate_core::{Attribution, RequestStatus, SpendEvent, Usage, UsageSource};
 use spendgate_store::{Ack, SpendWriter};
 use uuid::Uuid;
 
@@ -43,6 +43,8 @@ pub struct Meter {
     pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
+    /// The cache's ticket for this request: gets the answer and decides the cache outcome.
+    pub cache: crate::cache::Ticket,
 }
 
 impl std::fmt::Debug for Meter {
@@ -114,7 +116,9 @@ impl Meter {
             endpoint: self.endpoint.as_str().to_string(),
             stream: self.stream,
             attribution: self.attribution,
-            cache_outcome: CacheOutcome::NotCacheable,
+            cache_outcome: self
+                .cache
+                .settle(outcome.status, outcome.http_status, outcome.reported),
             status: outcome.status,
             http_status: outcome.http_status,
             usage,
@@ -130,6 +134,7 @@ impl Meter {
             error: outcome.error,
             wallet_id,
             fingerprint: self.fingerprint,
+            avoided_cost: spendgate_core::Money::ZERO,
         };
         self.writer.record(event)
     }
@@ -207,6 +212,9 @@ impl Stream for MeteredStream {
         match inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
                 self.scanner.feed(&bytes);
+                if let Some(m) = &self.meter {
+                    m.cache.feed(&bytes);
+                }
                 Poll::Ready(Some(Ok(bytes)))
             }
             Poll::Ready(Some(Err(e))) => {

@@ -31,6 +31,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        // Inside the header limit: the cache reads headers only once they passed it.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&gateway),
+            crate::cache::layer,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&gateway),
             crate::limits::header_limit,
@@ -89,7 +94,7 @@ struct Prepared {
     slot: Option<crate::limits::StreamSlot>,
 }
 
-async fn authenticate(
+pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
@@ -125,7 +130,7 @@ async fn authenticate(
     }
 }
 
-fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(WORKFLOW_HEADER) else {
         return Ok(None);
     };
@@ -144,7 +149,7 @@ fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(s.trim().to_string()))
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
@@ -265,6 +270,11 @@ async fn prepare(
         request_bytes,
         fingerprint,
         hold,
+        cache: parts
+            .extensions
+            .get::<crate::cache::Ticket>()
+            .cloned()
+            .unwrap_or_default(),
     };
     let upstream = UpstreamRequest {
         endpoint,
@@ -412,6 +422,7 @@ async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                         Some(Ok(Some(u))) => (RequestStatus::Ok, Some(*u), None),
                     };
                     let counted = spendgate_core::usage::estimate_tokens(content_bytes(&bytes));
+                    meter.cache.answer(&bytes);
                     let http_status = if matches!(parsed, Some(Err(_))) {
                         StatusCode::BAD_GATEWAY
                     } else {

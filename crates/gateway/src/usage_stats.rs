@@ -70,6 +70,7 @@ impl UsageStats {
             output_tokens: usage.output_tokens,
             cached_input_tokens: usage.cached_input_tokens,
             cache_write_tokens: usage.cache_write_tokens,
+            ..Totals::default()
         });
     }
 

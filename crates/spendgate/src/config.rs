@@ -25,6 +25,8 @@ pub struct Config {
     pub alerts: AlertSettings,
     pub journal: JournalSettings,
     pub anomalies: AnomalySettings,
+    /// The response cache (off unless `enabled = true`).
+    pub cache: spendgate_gateway::cache::CacheConfig,
     /// Set by `demo` only: pages need no login. Not settable from a file.
     #[serde(skip)]
     pub open_pages: bool,
@@ -46,6 +48,7 @@ impl Default for Config {
             alerts: AlertSettings::default(),
             journal: JournalSettings::default(),
             anomalies: AnomalySettings::default(),
+            cache: spendgate_gateway::cache::CacheConfig::default(),
             open_pages: false,
         }
     }
@@ -262,6 +265,29 @@ impl AnomalySettings {
 }
 
 impl Config {
+    /// The response cache, or `None` when it is off. Bounds that cannot work are named.
+    pub fn response_cache(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<spendgate_gateway::cache::ResponseCache>>> {
+        let c = &self.cache;
+        if !c.enabled {
+            return Ok(None);
+        }
+        if c.max_bytes == 0 || c.max_entry_bytes == 0 || c.ttl_secs == 0 {
+            bail!("cache.max_bytes, cache.max_entry_bytes and cache.ttl_secs must be above 0 when cache.enabled = true");
+        }
+        if c.max_entry_bytes > c.max_bytes {
+            bail!(
+                "cache.max_entry_bytes ({}) must not exceed cache.max_bytes ({}); lower it or raise max_bytes",
+                c.max_entry_bytes,
+                c.max_bytes
+            );
+        }
+        Ok(Some(std::sync::Arc::new(
+            spendgate_gateway::cache::ResponseCache::in_memory(c.clone()),
+        )))
+    }
+
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let Some(path) = path else {
             return Ok(Config::default());
@@ -314,5 +340,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("fallback_input_per_mtok"));
+        let c = Config::parse("[cache]\nenabled = true\nscope = \"everyone\"").unwrap_err();
+        assert!(format!("{c:#}").contains("scope"), "{c:#}");
+        let c =
+            Config::parse("[cache]\nenabled = true\nmax_bytes = 10\nmax_entry_bytes = 20").unwrap();
+        let e = c.response_cache().unwrap_err().to_string();
+        assert!(e.contains("max_entry_bytes"), "{e}");
+        assert!(Config::default().response_cache().unwrap().is_none());
     }
 }

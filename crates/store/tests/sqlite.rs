@@ -60,6 +60,7 @@ fn event(
         error: None,
         wallet_id: None,
         fingerprint: Some(42),
+        avoided_cost: Money::ZERO,
     }
 }
 
@@ -85,7 +86,7 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
             1 => Some("search"),
             _ => None,
         };
-        events.push(event(
+        let mut e = event(
             ts,
             team,
             &format!("u{}", i % 7),
@@ -93,7 +94,14 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
             10 + i as u64,
             5,
             1_000 + i as i128,
-        ));
+        );
+        // Every fifth request is a cache hit: no cost, and the cost it avoided summed beside cost.
+        if i % 5 == 0 {
+            e.cache_outcome = CacheOutcome::Hit;
+            e.avoided_cost = e.cost;
+            e.cost = Money::ZERO;
+        }
+        events.push(e);
     }
     let batch = Arc::new(events.clone());
     let r1 = store.write_batch(Arc::clone(&batch)).await.unwrap();
@@ -110,6 +118,9 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let expected: Money = events.iter().map(|e| e.cost).sum();
     assert_eq!(total.requests, 3_000);
     assert_eq!(total.cost, expected);
+    let avoided: Money = events.iter().map(|e| e.avoided_cost).sum();
+    assert!(avoided > Money::ZERO);
+    assert_eq!(total.avoided_cost, avoided);
     assert_eq!(
         total.input_tokens,
         events.iter().map(|e| e.usage.input_tokens).sum::<u64>()
@@ -186,10 +197,29 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
         .sum();
     assert_eq!(hourly, expected);
     assert_eq!(wide_hourly, expected);
+    // Avoided cost sums alike in both rollup shapes: grouped by cache outcome (per-dimension rollups) and
+    // filtered to hits (all-dimension rollups, once a second dimension is filtered).
+    let by_outcome = store.explorer(&f, GroupBy::CacheOutcome).await.unwrap();
+    let hit_row = by_outcome
+        .iter()
+        .find(|r| r.key.as_deref() == Some("hit"))
+        .expect("a hit row");
+    assert_eq!(hit_row.totals.avoided_cost, avoided);
+    let mut wide_avoided = Money::ZERO;
+    for model in ["a", "b"] {
+        let hits = Filters {
+            model: Some(model.into()),
+            cache_outcome: Some(CacheOutcome::Hit),
+            ..f.clone()
+        };
+        wide_avoided += store.summary(&hits).await.unwrap().avoided_cost;
+    }
+    assert_eq!(wide_avoided, avoided);
 
     // Paging through every spend log gives each event once, newest first, and the same sum.
     let mut seen = 0usize;
     let mut sum = Money::ZERO;
+    let mut avoided_in_logs = Money::ZERO;
     let mut cursor: Option<String> = None;
     let mut last_ts = i64::MAX;
     loop {
@@ -198,6 +228,7 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
             assert!(l.event.finished_at_ms <= last_ts);
             last_ts = l.event.finished_at_ms;
             sum += l.event.cost;
+            avoided_in_logs += l.event.avoided_cost;
         }
         seen += page.items.len();
         match page.next_cursor {
@@ -207,6 +238,7 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     }
     assert_eq!(seen, 3_000);
     assert_eq!(sum, expected);
+    assert_eq!(avoided_in_logs, avoided);
 }
 
 #[tokio::test]

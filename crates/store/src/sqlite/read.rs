@@ -114,10 +114,11 @@ fn group_column(g: GroupBy) -> &'static str {
 
 const SUMS: &str =
     "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), \
-                    SUM(cache_write_tokens), SUM(cost_pico)";
+                    SUM(cache_write_tokens), SUM(cost_pico), SUM(avoided_cost_pico)";
 
 const MEASURES: &str =
-    "requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_pico";
+    "requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_pico, \
+     avoided_cost_pico";
 
 /// The per-dimension rollup column a query can read instead of the all-dimension rollups: possible when it
 /// groups by one dimension (or by none) and filters on no other dimension.
@@ -216,6 +217,7 @@ fn totals_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Totals> {
         cached_input_tokens: n(4)?,
         cache_write_tokens: n(5)?,
         cost: Money::from_picos(i128::from(r.get::<_, Option<i64>>(i + 6)?.unwrap_or(0))),
+        avoided_cost: Money::from_picos(i128::from(r.get::<_, Option<i64>>(i + 7)?.unwrap_or(0))),
     })
 }
 
@@ -484,7 +486,7 @@ const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.lat
     (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
     s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
     s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail,
-    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint
+    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint, s.avoided_cost_pico
   FROM spend_logs s";
 
 fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
@@ -538,6 +540,7 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
             fingerprint: r
                 .get::<_, Option<i64>>(26)?
                 .map(super::fingerprint_from_sql),
+            avoided_cost: Money::from_picos(i128::from(r.get::<_, i64>(27)?)),
         },
     })
 }

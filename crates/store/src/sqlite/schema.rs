@@ -57,6 +57,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     ACCESS,
     ANOMALIES,
     NARROW,
+    CACHE,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
@@ -263,6 +264,17 @@ INSERT INTO rollup_dim_day SELECT bucket, 7, workflow_id, SUM(requests), SUM(err
 INSERT INTO rollup_dim_day SELECT bucket, 8, cache_outcome, SUM(requests), SUM(errors), SUM(input_tokens),
     SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
   FROM rollup_day GROUP BY bucket, cache_outcome;
+"#;
+
+/// The response cache: a hit costs nothing and records what it avoided, on its spend log and, summed like cost,
+/// on every rollup (both shapes, so they keep summing alike). Rows written before are zero: nothing was avoided.
+pub const CACHE: &str = r#"
+ALTER TABLE spend_logs ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_minute ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_hour ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_dim_hour ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollup_dim_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.

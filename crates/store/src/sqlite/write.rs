@@ -13,17 +13,18 @@ use crate::{Result, StoreError, WriteReport};
 const INSERT_LOG: &str = "INSERT INTO spend_logs (
     event_id, ts_ms, started_ms, latency_ms, gateway_id, provider_id, model_id, key_id, user_id, team_id,
     workflow_id, endpoint, stream, cache_outcome, status, http_status, input_tokens, output_tokens,
-    cached_input_tokens, cache_write_tokens, cost_pico, usage_source, price_confidence, detail, fingerprint)
+    cached_input_tokens, cache_write_tokens, cost_pico, usage_source, price_confidence, detail, fingerprint,
+    avoided_cost_pico)
   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25)
+    ?25, ?26)
   ON CONFLICT (event_id) DO NOTHING";
 
 fn upsert_rollup_sql(table: &str) -> String {
     format!(
         "INSERT INTO {table} (bucket, team_id, user_id, key_id, provider_id, model_id, gateway_id, workflow_id,
             cache_outcome, requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
-            cost_pico, latency_ms_sum)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+            cost_pico, latency_ms_sum, avoided_cost_pico)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT DO UPDATE SET {ADD_MEASURES}"
     )
 }
@@ -33,7 +34,8 @@ const ADD_MEASURES: &str = "requests = requests + excluded.requests, errors = er
     input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
     cached_input_tokens = cached_input_tokens + excluded.cached_input_tokens,
     cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-    cost_pico = cost_pico + excluded.cost_pico, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum";
+    cost_pico = cost_pico + excluded.cost_pico, latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
+    avoided_cost_pico = avoided_cost_pico + excluded.avoided_cost_pico";
 
 /// The dimensions of one rollup row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,6 +60,7 @@ struct Acc {
     cache_write: i64,
     cost: i64,
     latency: i64,
+    avoided: i64,
 }
 
 impl Acc {
@@ -70,6 +73,7 @@ impl Acc {
         self.cache_write += o.cache_write;
         self.cost += o.cost;
         self.latency += o.latency;
+        self.avoided += o.avoided;
     }
 }
 
@@ -151,6 +155,12 @@ pub(super) fn write_batch(
                     e.id
                 ))
             })?;
+            let avoided = i64::try_from(e.avoided_cost.picos()).map_err(|_| {
+                StoreError::Invalid(format!(
+                    "the avoided cost of request {} does not fit a spend log",
+                    e.id
+                ))
+            })?;
             let detail = serde_json::json!({
                 "price_lines": e.price_lines,
                 "error": e.error,
@@ -182,6 +192,7 @@ pub(super) fn write_batch(
                 e.price_confidence.code(),
                 detail,
                 e.fingerprint.map(super::fingerprint_to_sql),
+                avoided,
             ])?;
             if n == 0 {
                 report.duplicates += 1;
@@ -215,6 +226,7 @@ pub(super) fn write_batch(
                 acc.cache_write += i64_of(e.usage.cache_write_tokens);
                 acc.cost += cost;
                 acc.latency += i64::from(e.latency_ms);
+                acc.avoided += avoided;
             }
         }
     }
@@ -238,7 +250,8 @@ pub(super) fn write_batch(
                 a.cached,
                 a.cache_write,
                 a.cost,
-                a.latency
+                a.latency,
+                a.avoided
             ])?;
         }
     }
@@ -263,8 +276,8 @@ pub(super) fn write_batch(
         }
         let mut up = tx.prepare_cached(&format!(
             "INSERT INTO {table} (bucket, dim, value, requests, errors, input_tokens, output_tokens,
-                cached_input_tokens, cache_write_tokens, cost_pico, latency_ms_sum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                cached_input_tokens, cache_write_tokens, cost_pico, latency_ms_sum, avoided_cost_pico)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT DO UPDATE SET {ADD_MEASURES}"
         ))?;
         for ((bucket, code, value), a) in &narrow {
@@ -279,7 +292,8 @@ pub(super) fn write_batch(
                 a.cached,
                 a.cache_write,
                 a.cost,
-                a.latency
+                a.latency,
+                a.avoided
             ])?;
         }
     }
