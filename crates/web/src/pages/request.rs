@@ -148,6 +148,15 @@ pub(crate) async fn page(
         ),
         ("Cache outcome", esc(e.cache_outcome.as_str())),
         (
+            "Avoided cost",
+            // Only a cache hit avoids anything: what its stored answer's usage costs at today's price.
+            format!(
+                "<span title=\"${}\">{}</span>",
+                e.avoided_cost.to_usd_string(),
+                esc(&e.avoided_cost.display_usd())
+            ),
+        ),
+        (
             "Team",
             format!(
                 "<a href=\"{}\">{}</a>",

@@ -1,9 +1,10 @@
 //! `/usage`: the filters (all in the URL, so a view can be shared), summary cards, a chart of the chosen
-//! metric split by the chosen grouping, the explorer table, workflow and cache-outcome panels, and the spend
-//! logs of the current filters.
+//! metric split by the chosen grouping, the explorer table, workflow and cache-outcome panels, the cache
+//! savings (`savings.rs`), and the spend logs of the current filters.
 //!
 //! This file reads the URL and loads the data; `view.rs` renders it.
 
+mod savings;
 mod view;
 
 use view::View;
@@ -383,7 +384,11 @@ pub(crate) async fn page(
         host: host(&headers),
     };
     // The budget-alert panel for these filters (budgets of the filtered team, user or key and the org's).
-    let main = view.main(&data) + &super::budgets::usage_panel(&p, &filters).await;
+    let (savings, budgets) = tokio::join!(
+        savings::panel(&p, &filters),
+        super::budgets::usage_panel(&p, &filters)
+    );
+    let main = view.main(&data) + &savings + &budgets;
     if wants_fragment(params.fragment.as_deref()) {
         return html_response(StatusCode::OK, main);
     }
