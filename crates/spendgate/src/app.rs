@@ -259,7 +259,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         streams: Arc::default(),
         stats: Arc::clone(&stats),
         controls: Arc::clone(&controls),
-        cache: config.response_cache()?,
+        cache: config.response_cache().await?,
     });
     let state = Arc::new(AppState {
         store: Arc::clone(&store),

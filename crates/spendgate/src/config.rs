@@ -266,7 +266,7 @@ impl AnomalySettings {
 
 impl Config {
     /// The response cache, or `None` when it is off. Bounds that cannot work are named.
-    pub fn response_cache(
+    pub async fn response_cache(
         &self,
     ) -> anyhow::Result<Option<std::sync::Arc<spendgate_gateway::cache::ResponseCache>>> {
         let c = &self.cache;
@@ -283,9 +283,15 @@ impl Config {
                 c.max_bytes
             );
         }
-        Ok(Some(std::sync::Arc::new(
-            spendgate_gateway::cache::ResponseCache::in_memory(c.clone()),
-        )))
+        let cache = match &c.redis_addr {
+            None => spendgate_gateway::cache::ResponseCache::in_memory(c.clone()),
+            Some(addr) => spendgate_gateway::cache::ResponseCache::in_redis(c.clone(), addr)
+                .await
+                .with_context(|| {
+                    format!("cache.redis_addr: Redis at {addr} does not answer; start it, or remove redis_addr to cache in memory")
+                })?,
+        };
+        Ok(Some(std::sync::Arc::new(cache)))
     }
 
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -328,8 +334,8 @@ mod tests {
         c.catalog().unwrap();
     }
 
-    #[test]
-    fn mistakes_are_named() {
+    #[tokio::test]
+    async fn mistakes_are_named() {
         let e = Config::parse("listen = 5").unwrap_err().to_string();
         assert!(e.contains("listen"), "{e}");
         let e = format!("{:#}", Config::parse("nope = 1").unwrap_err());
@@ -344,8 +350,8 @@ mod tests {
         assert!(format!("{c:#}").contains("scope"), "{c:#}");
         let c =
             Config::parse("[cache]\nenabled = true\nmax_bytes = 10\nmax_entry_bytes = 20").unwrap();
-        let e = c.response_cache().unwrap_err().to_string();
+        let e = c.response_cache().await.unwrap_err().to_string();
         assert!(e.contains("max_entry_bytes"), "{e}");
-        assert!(Config::default().response_cache().unwrap().is_none());
+        assert!(Config::default().response_cache().await.unwrap().is_none());
     }
 }

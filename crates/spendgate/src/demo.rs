@@ -33,6 +33,11 @@ pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: S
         gateway_name,
         providers: vec![mock("openai"), mock("anthropic")],
         open_pages: true,
+        // The demo's traffic repeats some questions, so the cache has answers to give and /usage savings to show.
+        cache: spendgate_gateway::cache::CacheConfig {
+            enabled: true,
+            ..spendgate_gateway::cache::CacheConfig::default()
+        },
         ..Config::default()
     }
 }
@@ -196,6 +201,7 @@ async fn send(
     workflow: Option<&str>,
     embeddings: bool,
     body: &serde_json::Value,
+    cache_bypass: bool,
 ) {
     let path = if embeddings {
         "/v1/embeddings"
@@ -209,6 +215,9 @@ async fn send(
         .body(body.to_string());
     if let Some(w) = workflow {
         req = req.header("x-spendgate-workflow", w);
+    }
+    if cache_bypass {
+        req = req.header(spendgate_gateway::cache::CACHE_HEADER, "bypass");
     }
     match req.send().await {
         Ok(res) => {
@@ -354,15 +363,17 @@ pub async fn run_traffic(
                 }
                 let model = actor.models[rng.usize(..actor.models.len())];
                 let stream = rng.u32(0..100) < actor.stream_percent;
-                let b = body(
-                    model,
-                    &prompt(&mut rng, actor.prompt_words),
-                    stream,
-                    actor.embeddings,
-                );
+                // A quarter of the requests ask one of the actor's five frequent questions again.
+                let text = if rng.u32(0..100) < 25 {
+                    let question = (i as u64 + 1) * 1_000 + rng.u64(0..5);
+                    prompt(&mut fastrand::Rng::with_seed(question), actor.prompt_words)
+                } else {
+                    prompt(&mut rng, actor.prompt_words)
+                };
+                let b = body(model, &text, stream, actor.embeddings);
                 let (c, base, key) = (client.clone(), base.clone(), key.clone());
                 tokio::spawn(async move {
-                    send(&c, &base, &key, actor.workflow, actor.embeddings, &b).await
+                    send(&c, &base, &key, actor.workflow, actor.embeddings, &b, false).await
                 });
             }
         }));
@@ -402,7 +413,8 @@ pub async fn run_traffic(
                     same.clone(),
                 );
                 tokio::spawn(async move {
-                    send(&c, &base, &key, Some("ticket-triage"), false, &b).await
+                    // The loop skips the cache (as a client retrying past a bad answer would), so its spend spikes.
+                    send(&c, &base, &key, Some("ticket-triage"), false, &b, true).await
                 });
                 if wait(Duration::from_millis(100), &mut stop_spike).await {
                     return;

@@ -304,3 +304,47 @@ async fn the_usage_page_shows_cache_savings() {
     assert!(detail.contains(&cost), "and the avoided cost");
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn answers_kept_in_redis_are_hits_too() {
+    const REDIS: &str = "127.0.0.1:6379";
+    if tokio::net::TcpStream::connect(REDIS).await.is_err() {
+        println!("skipped: Redis at {REDIS} is not reachable");
+        return;
+    }
+    let s = cached_server(|c| c.cache.redis_addr = Some(REDIS.into())).await;
+    // A team of its own: Redis outlives the test, so an earlier run's answers must not be found.
+    let team = format!(
+        "redis-{}-{}",
+        std::process::id(),
+        spendgate_core::time::now_ms()
+    );
+    let (_, key) = s.create_key("ana", Some(&team)).await;
+    for stream in [false, true] {
+        let q = body("kept elsewhere", stream);
+        let mut fill = send(&s, &key, &q, &[]).await;
+        assert_eq!(fill.cache, "miss");
+        // The write to Redis is queued after the answer; poll until it is there. A request that comes too early
+        // is another miss and fill, whose answer is then the one stored.
+        let t0 = std::time::Instant::now();
+        let hit = loop {
+            let r = send(&s, &key, &q, &[]).await;
+            if r.cache == "hit" {
+                break r;
+            }
+            fill = r;
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the answer never reached Redis"
+            );
+        };
+        assert_eq!(hit.body, fill.body);
+        let (miss_log, hit_log) = (
+            s.wait_for_log(&fill.id).await,
+            s.wait_for_log(&hit.id).await,
+        );
+        assert_eq!(picos(&hit_log["avoided_cost"]), picos(&miss_log["cost"]));
+        assert_eq!(picos(&hit_log["cost"]), 0);
+    }
+    s.running.stop().await.unwrap();
+}

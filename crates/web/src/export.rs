@@ -112,7 +112,7 @@ fn attachment(format: Format, stem: &str, body: Body) -> Response {
     res
 }
 
-const EXPLORER_COLUMNS: [&str; 13] = [
+const EXPLORER_COLUMNS: [&str; 14] = [
     "key",
     "label",
     "cost",
@@ -126,6 +126,7 @@ const EXPLORER_COLUMNS: [&str; 13] = [
     "tokens",
     "avg_cost_per_request",
     "avg_tokens_per_request",
+    "avoided_cost",
 ];
 
 /// The explorer's rows for a view, sorted, with their total: what the explorer API and its export both show.
@@ -184,7 +185,7 @@ pub(crate) async fn explorer_export(
     ))
 }
 
-const LOG_COLUMNS: [&str; 26] = [
+const LOG_COLUMNS: [&str; 27] = [
     "id",
     "started_at",
     "finished_at",
@@ -211,6 +212,7 @@ const LOG_COLUMNS: [&str; 26] = [
     "price_lines",
     "error",
     "wallet_id",
+    "avoided_cost",
 ];
 
 /// Where a spend-log export is in its walk over the store's pages.

@@ -98,10 +98,12 @@ pub async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
     }
     let stream = endpoint == Endpoint::ChatCompletions
         && parsed.get("stream").and_then(serde_json::Value::as_bool) == Some(true);
-    parts
-        .extensions
-        .insert(Ticket::fill(Arc::clone(&cache), cache_key, stream));
+    let ticket = Ticket::fill(Arc::clone(&cache), cache_key, stream);
+    parts.extensions.insert(ticket.clone());
     let res = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if res.status() != StatusCode::OK {
+        ticket.refuse();
+    }
     tagged(res, "miss")
 }
 

@@ -11,13 +11,15 @@
 //! when the answer was stored (a 200 with reported usage, complete, within `max_entry_bytes`), `not_cacheable`
 //! otherwise. So `miss` always means "filled", and fills and their cost can be read from the rollups.
 //!
-//! Answers are held in memory only (`memory.rs`, bounded by bytes, least recently used first out, each for
-//! `ttl_secs`); nothing of a request or answer is written to disk. [`AnswerStore`] is the seam for another
-//! backend (Redis, issue 7).
+//! Answers are held in memory (`memory.rs`, bounded by bytes, least recently used first out, each for
+//! `ttl_secs`), or in Redis when `redis_addr` is set (`redis.rs` over the small RESP client in `resp.rs`);
+//! nothing of a request or answer is written to disk by the gateway. [`AnswerStore`] is the seam.
 
 mod key;
 mod layer;
 mod memory;
+mod redis;
+mod resp;
 mod ticket;
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ use spendgate_core::Usage;
 pub use key::{canonical_json, CacheKey};
 pub use layer::layer;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use resp::RespError;
 pub use ticket::Ticket;
 
 /// The request header that skips the cache (`bypass`) and the response header that says what the cache did
@@ -61,6 +65,9 @@ pub struct CacheConfig {
     pub scope: Scope,
     /// Answers larger than this are never stored.
     pub max_entry_bytes: usize,
+    /// `host:port` of a Redis to keep answers in (shared by every gateway using it) instead of this process's
+    /// memory. Redis bounds its own memory (`maxmemory`), so `max_bytes` does not apply there.
+    pub redis_addr: Option<String>,
 }
 
 impl Default for CacheConfig {
@@ -71,6 +78,7 @@ impl Default for CacheConfig {
             ttl_secs: 3600,
             scope: Scope::Team,
             max_entry_bytes: 1 << 20,
+            redis_addr: None,
         }
     }
 }
@@ -119,5 +127,15 @@ impl ResponseCache {
             Duration::from_secs(config.ttl_secs),
         ));
         ResponseCache { config, store }
+    }
+
+    /// A cache in the Redis at `config.redis_addr`, checked with a `PING` so a wrong address is found at start.
+    pub async fn in_redis(config: CacheConfig, addr: &str) -> Result<ResponseCache, RespError> {
+        let store = RedisStore::new(addr, Duration::from_secs(config.ttl_secs));
+        store.ping().await?;
+        Ok(ResponseCache {
+            config,
+            store: Arc::new(store),
+        })
     }
 }

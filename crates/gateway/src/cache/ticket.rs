@@ -15,8 +15,8 @@ enum Gathered {
     Nothing,
     Full(Bytes),
     Chunks(Vec<u8>),
-    /// Past `max_entry_bytes`: dropped, and never stored.
-    TooLarge,
+    /// Past `max_entry_bytes`, or an answer whose HTTP status was not 200: dropped, and never stored.
+    Refused,
 }
 
 #[derive(Debug)]
@@ -60,13 +60,18 @@ impl Ticket {
         }
     }
 
+    /// The answer's status line was not 200 OK (a stream's status is known before its body): never store it.
+    pub fn refuse(&self) {
+        self.gather(|g, _| *g = Gathered::Refused);
+    }
+
     /// A chunk of a streamed answer, on its way to the client.
     pub fn feed(&self, chunk: &[u8]) {
         self.gather(|g, max| match g {
             Gathered::Nothing => *g = fit(chunk.to_vec(), max),
             Gathered::Chunks(v) if v.len() + chunk.len() <= max => v.extend_from_slice(chunk),
-            Gathered::Chunks(_) | Gathered::Full(_) => *g = Gathered::TooLarge,
-            Gathered::TooLarge => {}
+            Gathered::Chunks(_) | Gathered::Full(_) => *g = Gathered::Refused,
+            Gathered::Refused => {}
         });
     }
 
@@ -76,7 +81,7 @@ impl Ticket {
             *g = if body.len() <= max {
                 Gathered::Full(body.clone())
             } else {
-                Gathered::TooLarge
+                Gathered::Refused
             }
         });
     }
@@ -97,12 +102,12 @@ impl Ticket {
         };
         let gathered = {
             let mut g = fill.gathered.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::replace(&mut *g, Gathered::TooLarge)
+            std::mem::replace(&mut *g, Gathered::Refused)
         };
         let body = match gathered {
             Gathered::Full(b) => b,
             Gathered::Chunks(v) => Bytes::from(v),
-            Gathered::Nothing | Gathered::TooLarge => return CacheOutcome::NotCacheable,
+            Gathered::Nothing | Gathered::Refused => return CacheOutcome::NotCacheable,
         };
         let (RequestStatus::Ok, 200, Some(usage)) = (status, http_status, reported) else {
             return CacheOutcome::NotCacheable;
@@ -124,7 +129,7 @@ fn fit(v: Vec<u8>, max: usize) -> Gathered {
     if v.len() <= max {
         Gathered::Chunks(v)
     } else {
-        Gathered::TooLarge
+        Gathered::Refused
     }
 }
 

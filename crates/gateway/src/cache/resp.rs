@@ -1,0 +1,172 @@
+//! A minimal Redis client: RESP2 commands over a few pooled TCP connections. Only what the cache needs (`GET`,
+//! `SET ... PX`, `PING`), so no client crate is pulled in for it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RespError {
+    #[error("Redis could not be reached or the connection broke: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis answered an error: {0}")]
+    Server(String),
+    #[error("Redis sent something this client does not read: {0}")]
+    Protocol(String),
+}
+
+/// A reply, as far as the cache cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+}
+
+/// The longest bulk reply read (a cached answer is far smaller): a corrupt length cannot make us allocate more.
+const MAX_BULK: usize = 256 << 20;
+
+/// Writes one command as a RESP array of bulk strings.
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+async fn read_reply<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Reply, RespError> {
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).await?;
+    let Some(line) = line.strip_suffix(b"\r\n") else {
+        return Err(RespError::Protocol(
+            "a reply line did not end in CRLF".into(),
+        ));
+    };
+    let (kind, rest) = line
+        .split_first()
+        .ok_or_else(|| RespError::Protocol("an empty reply".into()))?;
+    let text = String::from_utf8_lossy(rest).into_owned();
+    let number = || {
+        text.parse::<i64>()
+            .map_err(|_| RespError::Protocol(format!("'{text}' is not a number")))
+    };
+    match kind {
+        b'+' => Ok(Reply::Status(text)),
+        b'-' => Err(RespError::Server(text)),
+        b':' => Ok(Reply::Integer(number()?)),
+        b'$' => {
+            let n = number()?;
+            if n < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n > MAX_BULK {
+                return Err(RespError::Protocol(format!(
+                    "a {n}-byte reply is too large"
+                )));
+            }
+            let mut buf = vec![0; n + 2];
+            r.read_exact(&mut buf).await?;
+            buf.truncate(n);
+            Ok(Reply::Bulk(Some(buf)))
+        }
+        other => Err(RespError::Protocol(format!(
+            "reply type '{}' is not used by the cache",
+            char::from(*other)
+        ))),
+    }
+}
+
+/// A few connections to one Redis, each used by one command at a time and reopened after any failure.
+#[derive(Debug)]
+pub struct RespClient {
+    addr: String,
+    timeout: Duration,
+    conns: Vec<Mutex<Option<BufStream<TcpStream>>>>,
+    next: AtomicUsize,
+}
+
+impl RespClient {
+    pub fn new(addr: &str, connections: usize, timeout: Duration) -> RespClient {
+        RespClient {
+            addr: addr.to_string(),
+            timeout,
+            conns: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sends one command and reads its reply, within the timeout.
+    pub async fn command(&self, args: &[&[u8]]) -> Result<Reply, RespError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut slot = self.conns[i].lock().await;
+        let run = async {
+            if slot.is_none() {
+                let s = TcpStream::connect(&self.addr).await?;
+                s.set_nodelay(true)?;
+                *slot = Some(BufStream::new(s));
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(RespError::Protocol("no connection".into()));
+            };
+            conn.write_all(&encode(args)).await?;
+            conn.flush().await?;
+            read_reply(conn).await
+        };
+        let result = match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(RespError::Timeout(self.timeout)),
+        };
+        // A connection that failed mid-command may hold half a reply: never reuse it. A server error reply was
+        // read whole, so its connection is fine.
+        if matches!(result, Err(ref e) if !matches!(e, RespError::Server(_))) {
+            *slot = None;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_arrays_of_bulk_strings() {
+        assert_eq!(
+            encode(&[b"SET", b"k", b"v\r\n"]),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n".to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_by_type() {
+        let cases: [(&[u8], Result<Reply, &str>); 6] = [
+            (b"+OK\r\n", Ok(Reply::Status("OK".into()))),
+            (b":42\r\n", Ok(Reply::Integer(42))),
+            (b"$-1\r\n", Ok(Reply::Bulk(None))),
+            (
+                b"$5\r\na\r\nbc\r\n",
+                Ok(Reply::Bulk(Some(b"a\r\nbc".to_vec()))),
+            ),
+            (b"-ERR wrong\r\n", Err("Redis answered an error: ERR wrong")),
+            (b"*1\r\n", Err("reply type '*'")),
+        ];
+        for (wire, want) in cases {
+            let mut r = tokio::io::BufReader::new(wire);
+            let got = read_reply(&mut r).await.map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{g}"),
+                (g, w) => panic!("{g:?} vs {w:?}"),
+            }
+        }
+    }
+}
