@@ -361,15 +361,14 @@ pub async fn run_traffic(
                     _ = tokio::time::sleep(Duration::from_millis(actor.every_ms + jitter)) => {}
                     _ = stop.wait_for(|v| *v) => break,
                 }
-                let model = actor.models[rng.usize(..actor.models.len())];
-                let stream = rng.u32(0..100) < actor.stream_percent;
-                // A quarter of the requests ask one of the actor's five frequent questions again.
-                let text = if rng.u32(0..100) < 25 {
-                    let question = (i as u64 + 1) * 1_000 + rng.u64(0..5);
-                    prompt(&mut fastrand::Rng::with_seed(question), actor.prompt_words)
-                } else {
-                    prompt(&mut rng, actor.prompt_words)
-                };
+                // A quarter of the requests ask one of the actor's five frequent questions again: the same
+                // model, stream choice and text each time, so the cache can answer them.
+                let repeat = rng.u32(0..100) < 25;
+                let mut question = fastrand::Rng::with_seed((i as u64 + 1) * 1_000 + rng.u64(0..5));
+                let r = if repeat { &mut question } else { &mut rng };
+                let model = actor.models[r.usize(..actor.models.len())];
+                let stream = r.u32(0..100) < actor.stream_percent;
+                let text = prompt(r, actor.prompt_words);
                 let b = body(model, &text, stream, actor.embeddings);
                 let (c, base, key) = (client.clone(), base.clone(), key.clone());
                 tokio::spawn(async move {
