@@ -156,6 +156,7 @@ impl Generator {
             wallet_id: None,
             // Every generated request is different, as most real traffic is.
             fingerprint: Some(rng.u64(..)),
+            leases: Vec::new(),
         }
     }
 

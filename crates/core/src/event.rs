@@ -139,4 +139,9 @@ pub struct SpendEvent {
     /// request again and again can be told apart from one sending many different ones. Never the prompt.
     #[serde(default)]
     pub fingerprint: Option<u64>,
+    /// The budget and wallet leases this request was held against (replicated mode, see ARCHITECTURE.md
+    /// "Leases"): the store adds `cost` to each lease's recorded spend in the same transaction as this spend log,
+    /// so what a lease still holds back is always exactly what its replica may spend but has not yet written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<i64>,
 }

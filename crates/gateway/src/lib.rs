@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod anomalies;
 pub mod controls;
 pub mod error;
+pub mod heartbeat;
 pub mod keys;
 pub mod limits;
 pub mod meter;

@@ -91,6 +91,7 @@ impl Meter {
         };
         let priced = self.price.price(&usage);
         let wallet_id = self.hold.wallet_id();
+        let leases = self.hold.lease_ids();
         self.hold.settle(priced.cost);
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
@@ -130,6 +131,7 @@ impl Meter {
             error: outcome.error,
             wallet_id,
             fingerprint: self.fingerprint,
+            leases,
         };
         self.writer.record(event)
     }

@@ -242,7 +242,7 @@ async fn prepare(
     } else {
         None
     };
-    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes)?;
+    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes).await?;
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -284,7 +284,7 @@ async fn prepare(
 /// the body (no tokenizer makes more tokens than bytes of UTF-8 text, and the JSON around the messages covers
 /// the per-message overhead), the answer at `max_tokens`, else the model's output cap, else the configured
 /// default; so a hold is never smaller than the cost it stands for.
-fn reserve(
+async fn reserve(
     gw: &Gateway,
     key: &spendgate_store::KeyRecord,
     head: &RequestHead,
@@ -321,7 +321,8 @@ fn reserve(
         ));
     }
     gw.controls
-        .reserve(key.id, &key.user, key.team.as_deref(), estimate)
+        .reserve_leased(key.id, &key.user, key.team.as_deref(), estimate)
+        .await
         .map_err(|r| match r {
             crate::controls::Refusal::Budget {
                 description,

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use spendgate_core::Catalog;
 use spendgate_gateway::alerts::WebhookConfig;
-use spendgate_gateway::controls::{Controls, ControlsConfig};
+use spendgate_gateway::controls::{Controls, ControlsConfig, LeaseSettings};
+use spendgate_gateway::heartbeat::Heart;
 use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
@@ -35,6 +36,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     writer_handle: WriterHandle,
     gateway_name: Arc<str>,
+    heart: Heart,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -53,6 +56,10 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
+        // Leases go back keeping what was spent; the last heartbeat says this replica stopped on purpose.
+        self.controls.release_leases().await;
+        self.heartbeat.abort();
+        self.heart.goodbye().await;
         lifecycle(&*self.store, "gateway.stop", &self.gateway_name, None).await;
         self.writer_handle.shutdown().await;
         match served {
@@ -231,9 +238,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ControlsConfig {
             time_zone,
             default_max_output_tokens: config.budgets.default_max_output_tokens,
+            leases: config.leases_on().then(|| LeaseSettings {
+                gateway: config.gateway_name.clone(),
+                ttl_ms: i64::try_from(config.replicas.lease_ttl_secs.max(1) * 1000)
+                    .unwrap_or(30_000),
+                horizon_ms: i64::try_from(config.replicas.lease_horizon_secs.max(1) * 1000)
+                    .unwrap_or(10_000),
+            }),
         },
     )
     .await?;
+    controls.spawn_renewal();
     tokio::spawn(spendgate_gateway::alerts::run_dispatcher(
         Arc::clone(&store),
         alerts_rx,
@@ -265,8 +280,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         catalog: Arc::clone(&catalog),
         writer_stats: Arc::clone(writer.stats()),
         writer: writer.clone(),
-        gateway_stats: stats,
-        gateway_name: name,
+        gateway_stats: Arc::clone(&stats),
+        gateway_name: Arc::clone(&name),
+        gateway_stale_after_ms: i64::try_from(config.replicas.stale_after_secs.max(1) * 1000)
+            .unwrap_or(20_000),
         admin_token: AdminToken::new(&token),
         version: VERSION,
         open_pages: config.open_pages,
@@ -308,6 +325,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         })
         .await
     });
+    let heart = Heart {
+        name: config.gateway_name.clone(),
+        version: VERSION.to_string(),
+        stats,
+        writer: Arc::clone(writer.stats()),
+        store: Arc::clone(&store),
+    };
+    let heartbeat = heart
+        .clone()
+        .spawn(Duration::from_secs(config.replicas.heartbeat_secs.max(1)));
     tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
     let started = serde_json::json!({ "version": VERSION, "listen": addr.to_string() });
     lifecycle(
@@ -329,5 +356,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         server,
         writer_handle,
         gateway_name: Arc::from(config.gateway_name.as_str()),
+        heart,
+        heartbeat,
     })
 }

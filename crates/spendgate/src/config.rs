@@ -25,6 +25,7 @@ pub struct Config {
     pub alerts: AlertSettings,
     pub journal: JournalSettings,
     pub anomalies: AnomalySettings,
+    pub replicas: ReplicaSettings,
     /// Set by `demo` only: pages need no login. Not settable from a file.
     #[serde(skip)]
     pub open_pages: bool,
@@ -46,6 +47,7 @@ impl Default for Config {
             alerts: AlertSettings::default(),
             journal: JournalSettings::default(),
             anomalies: AnomalySettings::default(),
+            replicas: ReplicaSettings::default(),
             open_pages: false,
         }
     }
@@ -163,6 +165,35 @@ impl Default for StoreSettings {
     }
 }
 
+/// Several replicas sharing one store: heartbeats and budget/wallet leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaSettings {
+    /// Enforce hard budgets and wallets through leases (needed when several replicas share one store). Unset:
+    /// on with PostgreSQL, off with SQLite.
+    pub leases: Option<bool>,
+    /// How long a lease lives unless renewed (renewed every third of it).
+    pub lease_ttl_secs: u64,
+    /// How many seconds of spend, at the recent rate, a lease is sized for.
+    pub lease_horizon_secs: u64,
+    /// How often this replica writes its heartbeat.
+    pub heartbeat_secs: u64,
+    /// A replica not heard from for this long is shown as not responding.
+    pub stale_after_secs: u64,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            leases: None,
+            lease_ttl_secs: 30,
+            lease_horizon_secs: 10,
+            heartbeat_secs: 5,
+            stale_after_secs: 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetSettings {
@@ -274,6 +305,12 @@ impl Config {
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         Ok(toml::from_str(text)?)
+    }
+
+    /// Whether hard budgets and wallets go through leases: as configured, else on for a store that several
+    /// replicas can share over the network (PostgreSQL), off for the embedded one.
+    pub fn leases_on(&self) -> bool {
+        self.replicas.leases.unwrap_or(false)
     }
 
     pub fn catalog(&self) -> anyhow::Result<Catalog> {

@@ -60,6 +60,7 @@ fn event(
         error: None,
         wallet_id: None,
         fingerprint: Some(42),
+        leases: Vec::new(),
     }
 }
 

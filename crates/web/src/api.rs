@@ -541,5 +541,9 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "latency_p50_ms": g.latency_percentile_ms(50),
             "latency_p95_ms": g.latency_percentile_ms(95),
         },
+        "leases": {
+            "enabled": s.controls.leased(),
+            "round_trips": s.controls.lease_round_trips(),
+        },
     }))
 }

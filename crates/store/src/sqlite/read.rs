@@ -538,6 +538,7 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
             fingerprint: r
                 .get::<_, Option<i64>>(26)?
                 .map(super::fingerprint_from_sql),
+            leases: Vec::new(),
         },
     })
 }

@@ -57,6 +57,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     ACCESS,
     ANOMALIES,
     NARROW,
+    super::replicas::REPLICAS,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.

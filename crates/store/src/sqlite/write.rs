@@ -142,6 +142,7 @@ pub(super) fn write_batch(
     let mut report = WriteReport::default();
     let tx = w.conn.transaction()?;
     let mut rollups: [HashMap<(i64, Dims), Acc>; 3] = Default::default();
+    let mut by_lease: HashMap<i64, i64> = HashMap::new();
     {
         let mut ins = tx.prepare_cached(INSERT_LOG)?;
         for (e, d) in events.iter().zip(&dims) {
@@ -188,6 +189,9 @@ pub(super) fn write_batch(
                 continue;
             }
             report.inserted += 1;
+            for lease in &e.leases {
+                *by_lease.entry(*lease).or_default() += cost;
+            }
             if let Some(wallet) = e.wallet_id {
                 // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two
                 // can never disagree, and the unique request id keeps a replayed event from charging twice.
@@ -283,6 +287,7 @@ pub(super) fn write_batch(
             ])?;
         }
     }
+    super::replicas::record_spend(&tx, &by_lease)?;
     // Minute rollups are only kept for recent windows; prune them now and then, with an hour of margin so that
     // a query resolved just before the prune still finds its rows.
     let now = now_ms();
