@@ -156,6 +156,8 @@ impl Generator {
             wallet_id: None,
             // Every generated request is different, as most real traffic is.
             fingerprint: Some(rng.u64(..)),
+            attempts: 1,
+            failed_attempts: Vec::new(),
         }
     }
 

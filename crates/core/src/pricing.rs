@@ -24,6 +24,8 @@ pub enum ModelKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
+    /// Required in a catalog file; a provider's own `prices` in the configuration take the provider's name.
+    #[serde(default)]
     pub provider: String,
     pub model: String,
     #[serde(default)]
@@ -200,6 +202,12 @@ impl Catalog {
     pub fn parse(text: &str) -> Result<Vec<ModelPrice>, CatalogError> {
         let file: CatalogFile =
             toml::from_str(text).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        if let Some(m) = file.model.iter().find(|m| m.provider.is_empty()) {
+            return Err(CatalogError::Parse(format!(
+                "model '{}' names no provider; add provider = \"...\" to its entry",
+                m.model
+            )));
+        }
         Ok(file.model)
     }
 

@@ -18,14 +18,11 @@ pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: S
     let mock = |name: &str| ProviderConfig {
         name: name.to_string(),
         kind: "mock".into(),
-        base_url: None,
-        api_key_env: None,
-        models: Vec::new(),
         catalog: true,
-        default: false,
         read_timeout_secs: 30,
         latency_ms: 40,
         chunk_delay_ms: 2,
+        ..ProviderConfig::default()
     };
     Config {
         listen,

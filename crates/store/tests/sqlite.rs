@@ -60,6 +60,8 @@ fn event(
         error: None,
         wallet_id: None,
         fingerprint: Some(42),
+        attempts: 1,
+        failed_attempts: Vec::new(),
     }
 }
 
