@@ -329,6 +329,21 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_cache_prices_follow_the_documented_multipliers() {
+        // Cache write (5 minutes) = 1.25x input, cache read = 0.1x input, in integer micro-units; Claude 3 Haiku's
+        // are rounded on the price page (0.30 and 0.03 for 0.3125 and 0.025).
+        for m in builtin()
+            .models()
+            .iter()
+            .filter(|m| m.provider == "anthropic" && m.model != "claude-3-haiku-20240307")
+        {
+            let input = m.input_per_mtok.micros();
+            assert_eq!(m.cache_write().micros() * 4, input * 5, "{}", m.model);
+            assert_eq!(m.cached_input().micros() * 10, input, "{}", m.model);
+        }
+    }
+
+    #[test]
     fn cost_uses_each_price_once() {
         let m = ModelPrice {
             provider: "openai".into(),

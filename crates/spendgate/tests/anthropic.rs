@@ -147,6 +147,19 @@ async fn messages_streamed_or_not_bill_cache_reads_and_writes_at_their_own_price
     assert_eq!(log["status"], "ok");
     assert_anthropic_usage(&log, &stream_usage(&sse));
     assert_eq!(picos(&log["cost"]), catalog_cost(&log));
+
+    // The usage page shows the cache writes next to the cached (read) tokens.
+    s.wait_for_summary("window=1h", std::time::Duration::from_secs(10), |v| {
+        v["requests"] == 2
+    })
+    .await;
+    let cookie = s.login("test-admin-token").await;
+    let html = s.page("/usage?window=1h", &cookie).await;
+    assert!(html.contains("<span id=\"cache-writes\">"), "{html}");
+    assert!(
+        !html.contains("<span id=\"cache-writes\">0</span>"),
+        "{html}"
+    );
     s.running.stop().await.unwrap();
 }
 
