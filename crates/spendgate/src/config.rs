@@ -412,6 +412,36 @@ mod tests {
         c.catalog().unwrap();
     }
 
+    /// The commented provider and route examples of the example file parse, once uncommented.
+    #[test]
+    fn the_example_providers_and_routes_parse() {
+        let text: String = include_str!("../../../spendgate.example.toml")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .skip_while(|l| !l.starts_with("[[providers]]"))
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.trim_start().starts_with('#')
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text).unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["anthropic", "azure", "openrouter", "local"]);
+        let azure = &c.providers[1];
+        assert_eq!(azure.query["api-version"], "preview");
+        assert_eq!(azure.model_map["gpt-4o-mini"], "my-gpt-4o-mini-deployment");
+        let price = azure.price_of("gpt-4o-mini").unwrap();
+        assert_eq!(price.provider, "azure");
+        assert_eq!(price.input_per_mtok, PricePerMtok::parse("0.165").unwrap());
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].targets.len(), 2);
+        assert_eq!(c.routes[0].retries, 1);
+    }
+
     #[test]
     fn mistakes_are_named() {
         let e = Config::parse("listen = 5").unwrap_err().to_string();
