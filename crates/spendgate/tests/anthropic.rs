@@ -315,6 +315,7 @@ async fn the_anthropic_provider_sends_its_own_key_and_version_never_the_virtual_
     })
     .await;
     let (_, key) = s.create_key("dana", Some("legal")).await;
+    let mut answers = Vec::new();
     for stream in [false, true] {
         let res = s
             .client
@@ -337,9 +338,24 @@ async fn the_anthropic_provider_sends_its_own_key_and_version_never_the_virtual_
         assert_anthropic_usage(&log, &usage);
         assert_eq!(picos(&log["cost"]), catalog_cost(&log));
         assert!(!log.to_string().contains("sk-ant-test-provider-key"));
+        answers.push((stream, text));
     }
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
+    // The bytes passed through unchanged: the same request sent straight to the upstream gets the same answer.
+    for (stream, through_gateway) in answers {
+        let direct = s
+            .client
+            .post(format!("{upstream}/messages"))
+            .json(&messages_body(&long_prompt(), stream))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(through_gateway, direct, "stream={stream}");
+    }
     for r in &seen {
         assert_eq!(r.path_and_query, "/v1/messages");
         assert_eq!(r.headers["x-api-key"], "sk-ant-test-provider-key");

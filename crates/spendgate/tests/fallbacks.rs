@@ -265,8 +265,30 @@ source = "contract 2026"
     assert_eq!(picos(&log["cost"]), expected);
     assert_ne!(picos(&log["cost"]), catalog_cost(&log));
 
+    // The Responses API goes to the same upstream, with the same mapping.
+    let res = s
+        .client
+        .post(format!("{}/v1/responses", s.base))
+        .bearer_auth(&key)
+        .json(&json!({ "model": "gpt-4o-mini", "input": "hello", "stream": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    assert!(res.text().await.unwrap().contains("response.completed"));
+    let responses_log = s.wait_for_log(&id).await;
+    assert_eq!(responses_log["endpoint"], "responses");
+    assert_eq!(responses_log["provider"], "azure");
+    assert_eq!(responses_log["usage_source"], "reported");
+
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 1);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[1].path_and_query,
+        "/v1/responses?api-version=2024-10-21"
+    );
+    assert_eq!(seen[1].body["model"], "my-gpt4o-mini-deployment");
     let r = &seen[0];
     assert_eq!(
         r.path_and_query,
