@@ -344,16 +344,12 @@ async fn the_anthropic_provider_sends_its_own_key_and_version_never_the_virtual_
     assert_eq!(seen.len(), 2);
     // The bytes passed through unchanged: the same request sent straight to the upstream gets the same answer.
     for (stream, through_gateway) in answers {
-        let direct = s
-            .client
-            .post(format!("{upstream}/messages"))
-            .json(&messages_body(&long_prompt(), stream))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let direct = common::text_of(
+            s.client
+                .post(format!("{upstream}/messages"))
+                .json(&messages_body(&long_prompt(), stream)),
+        )
+        .await;
         assert_eq!(through_gateway, direct, "stream={stream}");
     }
     for r in &seen {

@@ -183,15 +183,12 @@ impl TestServer {
 
     /// A page's HTML, with a session cookie from [`TestServer::login`].
     pub async fn page(&self, path: &str, cookie: &str) -> String {
-        self.client
-            .get(format!("{}{}", self.base, path))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        text_of(
+            self.client
+                .get(format!("{}{}", self.base, path))
+                .header("cookie", cookie),
+        )
+        .await
     }
 
     /// The spend log of one request (its `x-spendgate-request-id`), polled until it is written.
@@ -236,6 +233,11 @@ pub fn request_id(res: &reqwest::Response) -> String {
         .to_str()
         .unwrap()
         .to_string()
+}
+
+/// Sends a request and reads its whole answer as text.
+pub async fn text_of(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
 }
 
 /// A client that shows redirects instead of following them.
