@@ -393,3 +393,42 @@ async fn a_client_leaving_a_messages_stream_is_billed_with_the_reported_usage() 
     assert_eq!(picos(&log["cost"]), catalog_cost(&log));
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_messages_stream_cut_short_is_an_upstream_error_billed_for_what_was_reported_and_delivered(
+) {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("erin", Some("growth")).await;
+    let body = messages_body(&format!("{} [mock:fault=truncate]", long_prompt()), true);
+    let res = post(&s, "/v1/messages", ("x-api-key", &key), &body).await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let sse = res.text().await.unwrap();
+    assert!(sse.contains("message_start") && !sse.contains("message_stop"));
+    let delivered: usize = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter(|v| v["type"] == "content_block_delta")
+        .map(|v| v["delta"]["text"].as_str().unwrap().len())
+        .sum();
+    let log = s.wait_for_log(&id).await;
+    assert_eq!(log["status"], "upstream_error");
+    assert!(log["error"].as_str().unwrap().contains("ended early"));
+    // The input counts came in message_start; the output is at least what was delivered (four bytes a token).
+    let started = stream_usage(&sse);
+    assert_eq!(
+        log["cached_input_tokens"],
+        started["cache_read_input_tokens"]
+    );
+    assert_eq!(
+        log["cache_write_tokens"],
+        started["cache_creation_input_tokens"]
+    );
+    assert_eq!(
+        log["output_tokens"].as_u64().unwrap(),
+        u64::try_from(delivered.div_ceil(4)).unwrap().max(1)
+    );
+    assert_eq!(picos(&log["cost"]), catalog_cost(&log));
+    s.running.stop().await.unwrap();
+}
