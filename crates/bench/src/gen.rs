@@ -157,6 +157,8 @@ impl Generator {
             // Every generated request is different, as most real traffic is.
             fingerprint: Some(rng.u64(..)),
             leases: Vec::new(),
+            attempts: 1,
+            failed_attempts: Vec::new(),
         }
     }
 

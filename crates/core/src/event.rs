@@ -144,4 +144,30 @@ pub struct SpendEvent {
     /// so what a lease still holds back is always exactly what its replica may spend but has not yet written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<i64>,
+    /// Upstream calls made for this request: 1, or more when its route retried or fell back to another target
+    /// (after an upstream 5xx, a connect error or a timeout, before any byte reached the client). `provider` is
+    /// the one that answered last.
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// The attempts that failed before the last one, in order (empty when the first attempt answered).
+    #[serde(default)]
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One upstream call of a request that failed and was followed by another attempt. Costs nothing: providers do
+/// not bill errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub provider: String,
+    /// The model name the upstream was asked for.
+    pub model: String,
+    /// The upstream's HTTP status, or the status the gateway would have answered (502 for a connect error, 504
+    /// for a timeout).
+    pub http_status: u16,
+    /// What went wrong, in a few words. Never a key or a prompt.
+    pub error: String,
 }

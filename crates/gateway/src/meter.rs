@@ -15,11 +15,14 @@ use futures_util::stream::BoxStream;
 use futures_util::{Future, Stream, StreamExt};
 use spendgate_core::pricing::{ModelPrice, PriceConfidence};
 use spendgate_core::usage::estimate_tokens;
-use spendgate_core::{Attribution, CacheOutcome, RequestStatus, SpendEvent, Usage, UsageSource};
+use spendgate_core::{
+    Attribution, CacheOutcome, FailedAttempt, RequestStatus, SpendEvent, Usage, UsageSource,
+};
 use spendgate_store::{Ack, SpendWriter};
 use uuid::Uuid;
 
 use crate::provider::{Endpoint, ProviderError};
+use crate::routes::Target;
 use crate::sse::UsageScanner;
 use crate::stats::GatewayStats;
 
@@ -43,6 +46,8 @@ pub struct Meter {
     pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
+    /// Upstream calls that failed before the current one (fallbacks and retries).
+    pub failed_attempts: Vec<FailedAttempt>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -67,6 +72,23 @@ pub struct Outcome {
 }
 
 impl Meter {
+    /// Points the meter at the target about to be called: its provider and price are the spend log's.
+    pub fn aim(&mut self, target: &Target) {
+        self.provider = Arc::clone(&target.provider_name);
+        self.price = Arc::clone(&target.price);
+        self.confidence = target.confidence;
+    }
+
+    /// Notes that the call to the current target failed and another one follows.
+    pub fn failed_attempt(&mut self, upstream_model: &str, http_status: u16, error: String) {
+        self.failed_attempts.push(FailedAttempt {
+            provider: self.provider.to_string(),
+            model: upstream_model.to_string(),
+            http_status,
+            error,
+        });
+    }
+
     /// Prices the outcome and queues the spend event. The returned [`Ack`] resolves once the event is in the
     /// journal; the response's last byte waits for it.
     pub fn finish(self, outcome: Outcome) -> Ack {
@@ -132,6 +154,8 @@ impl Meter {
             wallet_id,
             fingerprint: self.fingerprint,
             leases,
+            attempts: u32::try_from(self.failed_attempts.len() + 1).unwrap_or(u32::MAX),
+            failed_attempts: self.failed_attempts,
         };
         self.writer.record(event)
     }
@@ -158,7 +182,7 @@ impl MeteredStream {
     ) -> Self {
         MeteredStream {
             inner: Some(inner),
-            scanner: UsageScanner::new(),
+            scanner: UsageScanner::for_format(crate::protocol::format_of(meter.endpoint)),
             meter: Some(meter),
             max_duration,
             ack: None,
@@ -172,7 +196,7 @@ impl MeteredStream {
             meter.finish(Outcome {
                 status,
                 http_status: 200,
-                reported: self.scanner.reported(),
+                reported: self.scanner.usage(),
                 counted_output_tokens: self.scanner.estimated_output_tokens(),
                 error,
             })
@@ -222,12 +246,14 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(None) => {
                 self.inner = None;
-                // A stream that ends without [DONE] and without usage was cut short upstream.
-                let cut = !self.scanner.saw_done() && self.scanner.reported().is_none();
-                let (status, error) = if cut {
+                // A stream that ends before its final usage or end marker was cut short upstream.
+                let (status, error) = if !self.scanner.saw_done() {
                     (
                         RequestStatus::UpstreamError,
-                        Some("the stream ended early, without [DONE] or usage".to_string()),
+                        Some(
+                            "the stream ended early, before its end marker or final usage"
+                                .to_string(),
+                        ),
                     )
                 } else if self.scanner.reported().is_none() {
                     (
@@ -262,7 +288,7 @@ impl Drop for MeteredStream {
             drop(meter.finish(Outcome {
                 status: RequestStatus::ClientDisconnected,
                 http_status: 200,
-                reported: scanner.reported(),
+                reported: scanner.usage(),
                 counted_output_tokens: scanner.estimated_output_tokens(),
                 error: Some("the client disconnected before the end of the stream".into()),
             }));

@@ -198,15 +198,8 @@ pub async fn three_replicas_share_budgets_and_wallets(store: &(dyn Fn(&mut Confi
     // Every replica's overview lists all three from their heartbeats.
     for r in [&r1, &r2, &r3] {
         let page = r
-            .client
-            .get(format!("{}/overview", r.base))
-            .header("cookie", r.login("test-admin-token").await)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .page("/overview", &r.login("test-admin-token").await)
+            .await;
         for name in ["replica-1", "replica-2", "replica-3"] {
             assert!(page.contains(name), "{name} is on {}'s overview", r.base);
         }

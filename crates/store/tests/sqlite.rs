@@ -61,6 +61,8 @@ fn event(
         wallet_id: None,
         fingerprint: Some(42),
         leases: Vec::new(),
+        attempts: 1,
+        failed_attempts: Vec::new(),
     }
 }
 

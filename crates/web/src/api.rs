@@ -461,6 +461,8 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "price_lines": e.price_lines,
         "error": e.error,
         "wallet_id": e.wallet_id,
+        "attempts": e.attempts,
+        "failed_attempts": e.failed_attempts,
     })
 }
 

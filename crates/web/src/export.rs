@@ -184,7 +184,7 @@ pub(crate) async fn explorer_export(
     ))
 }
 
-const LOG_COLUMNS: [&str; 26] = [
+const LOG_COLUMNS: [&str; 27] = [
     "id",
     "started_at",
     "finished_at",
@@ -211,6 +211,7 @@ const LOG_COLUMNS: [&str; 26] = [
     "price_lines",
     "error",
     "wallet_id",
+    "attempts",
 ];
 
 /// Where a spend-log export is in its walk over the store's pages.

@@ -58,6 +58,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     ANOMALIES,
     NARROW,
     super::replicas::REPLICAS,
+    ATTEMPTS,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
@@ -264,6 +265,12 @@ INSERT INTO rollup_dim_day SELECT bucket, 7, workflow_id, SUM(requests), SUM(err
 INSERT INTO rollup_dim_day SELECT bucket, 8, cache_outcome, SUM(requests), SUM(errors), SUM(input_tokens),
     SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
   FROM rollup_day GROUP BY bucket, cache_outcome;
+"#;
+
+/// Fallbacks and retries: how many upstream calls a request took (1 without a retry). The failed attempts
+/// themselves (provider, model, status, error) are kept in `detail` as `failed_attempts`.
+pub const ATTEMPTS: &str = r#"
+ALTER TABLE spend_logs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
 "#;
 
 /// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.

@@ -13,9 +13,10 @@ use crate::{Result, StoreError, WriteReport};
 const INSERT_LOG: &str = "INSERT INTO spend_logs (
     event_id, ts_ms, started_ms, latency_ms, gateway_id, provider_id, model_id, key_id, user_id, team_id,
     workflow_id, endpoint, stream, cache_outcome, status, http_status, input_tokens, output_tokens,
-    cached_input_tokens, cache_write_tokens, cost_pico, usage_source, price_confidence, detail, fingerprint)
+    cached_input_tokens, cache_write_tokens, cost_pico, usage_source, price_confidence, detail, fingerprint,
+    attempts)
   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25)
+    ?25, ?26)
   ON CONFLICT (event_id) DO NOTHING";
 
 fn upsert_rollup_sql(table: &str) -> String {
@@ -155,6 +156,7 @@ pub(super) fn write_batch(
             let detail = serde_json::json!({
                 "price_lines": e.price_lines,
                 "error": e.error,
+                "failed_attempts": e.failed_attempts,
             })
             .to_string();
             let n = ins.execute(params![
@@ -183,6 +185,7 @@ pub(super) fn write_batch(
                 e.price_confidence.code(),
                 detail,
                 e.fingerprint.map(super::fingerprint_to_sql),
+                e.attempts,
             ])?;
             if n == 0 {
                 report.duplicates += 1;
