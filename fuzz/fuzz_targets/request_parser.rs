@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
         let usage = head.asked_for_usage();
         assert!(!usage || head.stream_options.is_some());
         let max = head.max_output();
-        assert_eq!(max, head.max_completion_tokens.or(head.max_tokens));
+        assert_eq!(
+            max,
+            head.max_completion_tokens
+                .or(head.max_output_tokens)
+                .or(head.max_tokens)
+        );
     }
 
     let body_usage = usage_of_body(data);

@@ -156,6 +156,9 @@ impl Generator {
             wallet_id: None,
             // Every generated request is different, as most real traffic is.
             fingerprint: Some(rng.u64(..)),
+            leases: Vec::new(),
+            attempts: 1,
+            failed_attempts: Vec::new(),
             avoided_cost: spendgate_core::Money::ZERO,
         }
     }

@@ -344,6 +344,7 @@ pub async fn rss(
         name: "openai".into(),
         latency: Duration::ZERO,
         chunk_delay,
+        fault: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let up_addr = listener.local_addr()?;

@@ -139,8 +139,39 @@ pub struct SpendEvent {
     /// request again and again can be told apart from one sending many different ones. Never the prompt.
     #[serde(default)]
     pub fingerprint: Option<u64>,
+    /// The budget and wallet leases this request was held against (replicated mode, see ARCHITECTURE.md
+    /// "Leases"): the store adds `cost` to each lease's recorded spend in the same transaction as this spend log,
+    /// so what a lease still holds back is always exactly what its replica may spend but has not yet written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<i64>,
+    /// Upstream calls made for this request: 1, or more when its route retried or fell back to another target
+    /// (after an upstream 5xx, a connect error or a timeout, before any byte reached the client). `provider` is
+    /// the one that answered last.
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// The attempts that failed before the last one, in order (empty when the first attempt answered).
+    #[serde(default)]
+    pub failed_attempts: Vec<FailedAttempt>,
     /// For a cache hit: what the cached answer's usage costs at today's price, i.e. what the hit saved (its own
     /// `cost` is zero). Zero for every other request; events journaled before the cache existed read as zero.
     #[serde(default)]
     pub avoided_cost: Money,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One upstream call of a request that failed and was followed by another attempt. Costs nothing: providers do
+/// not bill errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedAttempt {
+    pub provider: String,
+    /// The model name the upstream was asked for.
+    pub model: String,
+    /// The upstream's HTTP status, or the status the gateway would have answered (502 for a connect error, 504
+    /// for a timeout).
+    pub http_status: u16,
+    /// What went wrong, in a few words. Never a key or a prompt.
+    pub error: String,
 }

@@ -13,7 +13,7 @@ pub mod query;
 pub mod time;
 pub mod usage;
 
-pub use event::{Attribution, CacheOutcome, RequestStatus, SpendEvent};
+pub use event::{Attribution, CacheOutcome, FailedAttempt, RequestStatus, SpendEvent};
 pub use money::{Money, PricePerMtok};
 pub use pricing::{Catalog, ModelPrice, PriceConfidence, UnknownModelPolicy};
 pub use query::{Filters, GroupBy, GroupRow, SortBy, Totals};

@@ -24,6 +24,8 @@ pub enum ModelKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
+    /// Required in a catalog file; a provider's own `prices` in the configuration take the provider's name.
+    #[serde(default)]
     pub provider: String,
     pub model: String,
     #[serde(default)]
@@ -200,6 +202,12 @@ impl Catalog {
     pub fn parse(text: &str) -> Result<Vec<ModelPrice>, CatalogError> {
         let file: CatalogFile =
             toml::from_str(text).map_err(|e| CatalogError::Parse(e.to_string()))?;
+        if let Some(m) = file.model.iter().find(|m| m.provider.is_empty()) {
+            return Err(CatalogError::Parse(format!(
+                "model '{}' names no provider; add provider = \"...\" to its entry",
+                m.model
+            )));
+        }
         Ok(file.model)
     }
 
@@ -318,6 +326,21 @@ mod tests {
         }
         assert!(c.get("gpt-4o-mini").is_some());
         assert!(c.models().iter().any(|m| m.provider == "anthropic"));
+    }
+
+    #[test]
+    fn anthropic_cache_prices_follow_the_documented_multipliers() {
+        // Cache write (5 minutes) = 1.25x input, cache read = 0.1x input, in integer micro-units; Claude 3 Haiku's
+        // are rounded on the price page (0.30 and 0.03 for 0.3125 and 0.025).
+        for m in builtin()
+            .models()
+            .iter()
+            .filter(|m| m.provider == "anthropic" && m.model != "claude-3-haiku-20240307")
+        {
+            let input = m.input_per_mtok.micros();
+            assert_eq!(m.cache_write().micros() * 4, input * 5, "{}", m.model);
+            assert_eq!(m.cached_input().micros() * 10, input, "{}", m.model);
+        }
     }
 
     #[test]

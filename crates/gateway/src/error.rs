@@ -1,4 +1,7 @@
-//! Errors the gateway returns to clients, in OpenAI's shape: `{"error":{"message","type","code"}}`.
+//! Errors the gateway returns to clients, in the shape of the API the client called: OpenAI's
+//! `{"error":{"message","type","code"}}`, or on the Anthropic Messages route Anthropic's
+//! `{"type":"error","error":{"type","message"}}` (docs.anthropic.com/en/api/errors), so each SDK raises its own
+//! typed error.
 //!
 //! Building the response has no side effects; logging happens where the error is raised.
 
@@ -13,6 +16,15 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `Retry-After` on rate and budget errors.
     pub retry_after: Option<u64>,
+    pub shape: ErrorShape,
+}
+
+/// Which API's error body to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorShape {
+    #[default]
+    OpenAi,
+    Anthropic,
 }
 
 impl ApiError {
@@ -28,7 +40,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            shape: ErrorShape::OpenAi,
         }
+    }
+
+    /// The same error in another API's shape.
+    pub fn shaped(mut self, shape: ErrorShape) -> ApiError {
+        self.shape = shape;
+        self
     }
 
     pub fn invalid_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -88,9 +107,31 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null }
-        })
+        match self.shape {
+            ErrorShape::OpenAi => serde_json::json!({
+                "error": { "message": self.message, "type": self.kind, "code": self.code, "param": null }
+            }),
+            ErrorShape::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": { "type": anthropic_type(self.status), "message": self.message, "code": self.code },
+            }),
+        }
+    }
+}
+
+/// Anthropic's error type for an HTTP status (docs.anthropic.com/en/api/errors).
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ => "api_error",
     }
 }
 

@@ -2,21 +2,28 @@
 //! byte for byte while reading its usage, and records one priced spend event per request.
 //!
 //! The layers a request goes through, in order (see `proxy.rs`):
-//! 1. `authenticate`: `Authorization: Bearer sk-...` -> the key's user and team (from memory);
+//! 1. `authenticate`: `Authorization: Bearer sk-...` or `x-api-key: sk-...` -> the key's user and team (from
+//!    memory);
 //! 2. read the body under the size limit; parse only its head (model, stream, max tokens);
-//! 3. route: model -> provider and price; unknown models are refused before any upstream call;
+//! 3. route: model -> targets (provider, upstream model, price); unknown models are refused before any upstream
+//!    call;
 //! 4. reserve: the worst-case cost is held against hard budgets and the paying wallet (429 / 402 when not);
-//! 5. forward, in a task of its own so that a client hanging up cannot stop the recording;
-//! 6. meter: usage from the body or the stream's last chunk -> [`spendgate_core::SpendEvent`] -> writer.
+//! 5. forward, in a task of its own so that a client hanging up cannot stop the recording; a 5xx, connect error
+//!    or timeout falls back to the route's next target (`forward.rs`);
+//! 6. meter: usage from the body or the stream, read by the API's wire format (`protocol/`) ->
+//!    [`spendgate_core::SpendEvent`] -> writer.
 
 pub mod alerts;
 pub mod anomalies;
 pub mod cache;
 pub mod controls;
 pub mod error;
+mod forward;
+pub mod heartbeat;
 pub mod keys;
 pub mod limits;
 pub mod meter;
+mod mock_upstream;
 pub mod protocol;
 pub mod provider;
 pub mod providers;
@@ -33,7 +40,8 @@ use spendgate_store::SpendWriter;
 
 pub use error::ApiError;
 pub use keys::KeyCache;
-pub use proxy::{mock_upstream_router, router};
+pub use mock_upstream::mock_upstream_router;
+pub use proxy::router;
 pub use routes::Routes;
 pub use stats::GatewayStats;
 

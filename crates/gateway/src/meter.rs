@@ -15,11 +15,12 @@ use futures_util::stream::BoxStream;
 use futures_util::{Future, Stream, StreamExt};
 use spendgate_core::pricing::{ModelPrice, PriceConfidence};
 use spendgate_core::usage::estimate_tokens;
-use spendgate_core::{Attribution, RequestStatus, SpendEvent, Usage, UsageSource};
+use spendgate_core::{Attribution, FailedAttempt, RequestStatus, SpendEvent, Usage, UsageSource};
 use spendgate_store::{Ack, SpendWriter};
 use uuid::Uuid;
 
 use crate::provider::{Endpoint, ProviderError};
+use crate::routes::Target;
 use crate::sse::UsageScanner;
 use crate::stats::GatewayStats;
 
@@ -43,6 +44,8 @@ pub struct Meter {
     pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
+    /// Upstream calls that failed before the current one (fallbacks and retries).
+    pub failed_attempts: Vec<FailedAttempt>,
     /// The cache's ticket for this request: gets the answer and decides the cache outcome.
     pub cache: crate::cache::Ticket,
 }
@@ -69,6 +72,23 @@ pub struct Outcome {
 }
 
 impl Meter {
+    /// Points the meter at the target about to be called: its provider and price are the spend log's.
+    pub fn aim(&mut self, target: &Target) {
+        self.provider = Arc::clone(&target.provider_name);
+        self.price = Arc::clone(&target.price);
+        self.confidence = target.confidence;
+    }
+
+    /// Notes that the call to the current target failed and another one follows.
+    pub fn failed_attempt(&mut self, upstream_model: &str, http_status: u16, error: String) {
+        self.failed_attempts.push(FailedAttempt {
+            provider: self.provider.to_string(),
+            model: upstream_model.to_string(),
+            http_status,
+            error,
+        });
+    }
+
     /// Prices the outcome and queues the spend event. The returned [`Ack`] resolves once the event is in the
     /// journal; the response's last byte waits for it.
     pub fn finish(self, outcome: Outcome) -> Ack {
@@ -93,6 +113,7 @@ impl Meter {
         };
         let priced = self.price.price(&usage);
         let wallet_id = self.hold.wallet_id();
+        let leases = self.hold.lease_ids();
         self.hold.settle(priced.cost);
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
@@ -116,9 +137,12 @@ impl Meter {
             endpoint: self.endpoint.as_str().to_string(),
             stream: self.stream,
             attribution: self.attribution,
-            cache_outcome: self
-                .cache
-                .settle(outcome.status, outcome.http_status, outcome.reported),
+            cache_outcome: self.cache.settle(
+                outcome.status,
+                outcome.http_status,
+                outcome.reported,
+                &self.provider,
+            ),
             status: outcome.status,
             http_status: outcome.http_status,
             usage,
@@ -134,6 +158,9 @@ impl Meter {
             error: outcome.error,
             wallet_id,
             fingerprint: self.fingerprint,
+            leases,
+            attempts: u32::try_from(self.failed_attempts.len() + 1).unwrap_or(u32::MAX),
+            failed_attempts: self.failed_attempts,
             avoided_cost: spendgate_core::Money::ZERO,
         };
         self.writer.record(event)
@@ -161,7 +188,7 @@ impl MeteredStream {
     ) -> Self {
         MeteredStream {
             inner: Some(inner),
-            scanner: UsageScanner::new(),
+            scanner: UsageScanner::for_format(crate::protocol::format_of(meter.endpoint)),
             meter: Some(meter),
             max_duration,
             ack: None,
@@ -175,7 +202,7 @@ impl MeteredStream {
             meter.finish(Outcome {
                 status,
                 http_status: 200,
-                reported: self.scanner.reported(),
+                reported: self.scanner.usage(),
                 counted_output_tokens: self.scanner.estimated_output_tokens(),
                 error,
             })
@@ -228,12 +255,14 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(None) => {
                 self.inner = None;
-                // A stream that ends without [DONE] and without usage was cut short upstream.
-                let cut = !self.scanner.saw_done() && self.scanner.reported().is_none();
-                let (status, error) = if cut {
+                // A stream that ends before its final usage or end marker was cut short upstream.
+                let (status, error) = if !self.scanner.saw_done() {
                     (
                         RequestStatus::UpstreamError,
-                        Some("the stream ended early, without [DONE] or usage".to_string()),
+                        Some(
+                            "the stream ended early, before its end marker or final usage"
+                                .to_string(),
+                        ),
                     )
                 } else if self.scanner.reported().is_none() {
                     (
@@ -268,7 +297,7 @@ impl Drop for MeteredStream {
             drop(meter.finish(Outcome {
                 status: RequestStatus::ClientDisconnected,
                 http_status: 200,
-                reported: scanner.reported(),
+                reported: scanner.usage(),
                 counted_output_tokens: scanner.estimated_output_tokens(),
                 error: Some("the client disconnected before the end of the stream".into()),
             }));

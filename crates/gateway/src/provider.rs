@@ -9,6 +9,10 @@ use futures_util::stream::BoxStream;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// The OpenAI Responses API.
+    Responses,
+    /// The Anthropic Messages API.
+    Messages,
 }
 
 impl Endpoint {
@@ -16,15 +20,24 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Messages => "messages",
         }
     }
 
-    /// The path below an OpenAI-compatible base URL.
+    /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`).
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
             Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Messages => "/messages",
         }
+    }
+
+    /// Whether the answer can be a stream.
+    pub fn can_stream(self) -> bool {
+        self != Endpoint::Embeddings
     }
 }
 
@@ -37,6 +50,9 @@ pub struct UpstreamRequest {
     pub stream: bool,
     /// The JSON body, already adjusted (stream usage requested, model renamed).
     pub body: Bytes,
+    /// Protocol headers of the client's request that the upstream needs too (`anthropic-version`,
+    /// `anthropic-beta`). Never credentials.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub enum UpstreamBody {
@@ -76,6 +92,8 @@ pub enum ProviderError {
 pub trait Provider: Send + Sync + 'static {
     /// The provider's name as shown on spend logs ("openai", "anthropic", "mock", ...).
     fn name(&self) -> &str;
+    /// Whether this provider speaks the API of `endpoint` (requests for others are refused before any call).
+    fn speaks(&self, endpoint: Endpoint) -> bool;
     async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, ProviderError>;
 }
 

@@ -1,23 +1,24 @@
-//! The HTTP handlers of the OpenAI-compatible API. Thin: each step is a function named for what it does.
+//! The HTTP handlers of the client-facing API: OpenAI's chat completions, embeddings and Responses, and
+//! Anthropic's Messages. Thin: each step is a function named for what it does; forwarding is in `forward.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use spendgate_core::{Attribution, RequestStatus};
+use spendgate_core::Attribution;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::meter::{Meter, MeteredStream, Outcome};
-use crate::protocol::{usage_of_body, RequestHead};
-use crate::provider::{Endpoint, ProviderError, UpstreamBody, UpstreamRequest};
-use crate::providers::MockProvider;
+use crate::forward::{error_shape, forward, Prepared};
+use crate::meter::Meter;
+use crate::protocol::{format_of, RequestHead};
+use crate::provider::Endpoint;
 use crate::Gateway;
 
 /// The header that tags a request with a workflow.
@@ -25,11 +26,17 @@ pub const WORKFLOW_HEADER: &str = "x-spendgate-workflow";
 /// The header every proxied response carries: the id of its spend log.
 pub const REQUEST_ID_HEADER: &str = "x-spendgate-request-id";
 
-/// The client-facing API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`.
+/// Anthropic's protocol headers that are passed on to the upstream (never credentials).
+const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// The client-facing API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/messages`,
+/// `/v1/models`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
+        .route("/v1/messages", post(messages))
         .route("/v1/models", get(models))
         // Inside the header limit: the cache reads headers only once they passed it.
         .route_layer(axum::middleware::from_fn_with_state(
@@ -49,6 +56,14 @@ async fn chat_completions(State(gw): State<Arc<Gateway>>, req: Request) -> Respo
 
 async fn embeddings(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     handle(gw, Endpoint::Embeddings, req).await
+}
+
+async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Endpoint::Responses, req).await
+}
+
+async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Endpoint::Messages, req).await
 }
 
 async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
@@ -73,45 +88,50 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
             let task = tokio::spawn(forward(gw, prepared));
             match task.await {
                 Ok(res) => res,
-                Err(_) => {
-                    ApiError::internal("the request failed inside the gateway").into_response()
-                }
+                Err(_) => ApiError::internal("the request failed inside the gateway")
+                    .shaped(error_shape(endpoint))
+                    .into_response(),
             }
         }
         Err(e) => {
             gw.stats.reject();
-            e.into_response()
+            e.shaped(error_shape(endpoint)).into_response()
         }
     }
 }
 
-/// A request that passed every check and is ready to go upstream.
-struct Prepared {
-    meter: Meter,
-    upstream: UpstreamRequest,
-    route: Arc<crate::routes::Route>,
-    /// Held while a stream is open, so one key cannot open more than its share.
-    slot: Option<crate::limits::StreamSlot>,
+/// The virtual key of a request: `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>` (Anthropic
+/// SDKs), on every route.
+fn key_of(headers: &HeaderMap) -> Result<&str, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'.")
+            });
+    }
+    match headers.get("x-api-key") {
+        Some(value) => value.to_str().map(str::trim).map_err(|_| {
+            ApiError::invalid_key("The x-api-key header must be a spendgate virtual key.")
+        }),
+        None => Err(ApiError::invalid_key(
+            "No API key was sent. Send a spendgate virtual key as 'Authorization: Bearer sk-sg-...' or as \
+             'x-api-key: sk-sg-...'.",
+        )),
+    }
 }
 
 pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::invalid_key("No API key was sent. Send a spendgate virtual key as 'Authorization: Bearer sk-sg-...'."))?;
-    let secret = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'.")
-        })?;
+    let secret = key_of(headers)?;
     match gw.keys.authenticate(secret).await {
         Ok(Some(k)) => Ok(k),
         // The key itself is never echoed back or logged.
@@ -163,14 +183,16 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
 
 /// Rewrites the body when the upstream needs something the client did not send: usage in streams, or another
 /// model name. Otherwise the client's bytes go upstream untouched.
-fn upstream_body(
+pub(crate) fn upstream_body(
     body: Bytes,
     head: &RequestHead,
     endpoint: Endpoint,
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
-    let needs_usage =
-        endpoint == Endpoint::ChatCompletions && head.wants_stream() && !head.asked_for_usage();
+    let needs_usage = format_of(endpoint).usage_on_request()
+        && endpoint.can_stream()
+        && head.wants_stream()
+        && !head.asked_for_usage();
     let renamed = head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
@@ -226,14 +248,30 @@ async fn prepare(
         .routes
         .get(&model)
         .ok_or_else(|| ApiError::model_not_found(&model))?;
-    let stream = head.wants_stream() && endpoint == Endpoint::ChatCompletions;
+    let first = route
+        .targets
+        .iter()
+        .find(|t| t.provider.speaks(endpoint))
+        .ok_or_else(|| {
+            ApiError::invalid_request(
+                "unsupported_api",
+                format!(
+                    "The model '{model}' is served by provider '{}', which does not speak the API of /v1{}. Call \
+                     the route its provider speaks, or ask an operator to route the model to a provider that \
+                     speaks this one.",
+                    route.first().provider_name,
+                    endpoint.path()
+                ),
+            )
+        })?;
+    let stream = head.wants_stream() && endpoint.can_stream();
     let request_bytes = body.len();
     // Hashed before the body is rewritten for the upstream, so it is what the client really sent.
     let fingerprint = Some(spendgate_core::anomaly::fingerprint(
         endpoint.as_str(),
         &body,
     ));
-    let upstream_body = upstream_body(body, &head, endpoint, &route.upstream_model)?;
+    let first_body = upstream_body(body.clone(), &head, endpoint, &first.upstream_model)?;
     let slot = if stream {
         let max = gw.limits.max_streams_per_key;
         Some(gw.streams.take(key.id, max).ok_or_else(|| {
@@ -247,13 +285,24 @@ async fn prepare(
     } else {
         None
     };
-    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes)?;
+    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes).await?;
+    let headers = if endpoint == Endpoint::Messages {
+        ANTHROPIC_HEADERS
+            .iter()
+            .filter_map(|&h| {
+                let v = parts.headers.get(h)?.to_str().ok()?;
+                Some((h, v.to_string()))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
         stats: Arc::clone(&gw.stats),
         gateway: Arc::clone(&gw.name),
-        provider: Arc::clone(&route.provider_name),
+        provider: Arc::clone(&first.provider_name),
         model,
         endpoint,
         stream,
@@ -263,28 +312,28 @@ async fn prepare(
             team: key.team.clone(),
             workflow,
         },
-        price: Arc::clone(&route.price),
-        confidence: route.confidence,
+        price: Arc::clone(&first.price),
+        confidence: first.confidence,
         started_at_ms,
         started,
         request_bytes,
         fingerprint,
         hold,
+        failed_attempts: Vec::new(),
         cache: parts
             .extensions
             .get::<crate::cache::Ticket>()
             .cloned()
             .unwrap_or_default(),
     };
-    let upstream = UpstreamRequest {
-        endpoint,
-        model: route.upstream_model.clone(),
-        stream,
-        body: upstream_body,
-    };
     Ok(Prepared {
         meter,
-        upstream,
+        endpoint,
+        head,
+        body,
+        first_body,
+        stream,
+        headers,
         route,
         slot,
     })
@@ -293,8 +342,9 @@ async fn prepare(
 /// Holds the request's worst-case cost against budgets and wallets. The prompt is taken at one token per byte of
 /// the body (no tokenizer makes more tokens than bytes of UTF-8 text, and the JSON around the messages covers
 /// the per-message overhead), the answer at `max_tokens`, else the model's output cap, else the configured
-/// default; so a hold is never smaller than the cost it stands for.
-fn reserve(
+/// default; so a hold is never smaller than the cost it stands for. A route with fallbacks holds the cost at its
+/// dearest target, since any of them may answer.
+async fn reserve(
     gw: &Gateway,
     key: &spendgate_store::KeyRecord,
     head: &RequestHead,
@@ -302,20 +352,33 @@ fn reserve(
     route: &crate::routes::Route,
     request_bytes: usize,
 ) -> Result<crate::controls::Hold, ApiError> {
-    let output = match endpoint {
-        Endpoint::Embeddings => 0,
-        Endpoint::ChatCompletions => head
-            .max_output()
-            .or(route.price.max_output_tokens.filter(|m| *m > 0))
-            .unwrap_or(gw.controls.config().default_max_output_tokens),
+    let worst = |price: &spendgate_core::ModelPrice| {
+        let output = match endpoint {
+            Endpoint::Embeddings => 0,
+            _ => head
+                .max_output()
+                .or(price.max_output_tokens.filter(|m| *m > 0))
+                .unwrap_or(gw.controls.config().default_max_output_tokens),
+        };
+        // A prompt written to the cache may be billed above the input price (Anthropic: 1.25x).
+        let usage = spendgate_core::Usage {
+            input_tokens: request_bytes as u64,
+            output_tokens: output,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+        };
+        let written = spendgate_core::Usage {
+            cache_write_tokens: request_bytes as u64,
+            ..usage
+        };
+        price.price(&usage).cost.max(price.price(&written).cost)
     };
-    let worst = spendgate_core::Usage {
-        input_tokens: request_bytes as u64,
-        output_tokens: output,
-        cached_input_tokens: 0,
-        cache_write_tokens: 0,
-    };
-    let estimate = route.price.price(&worst).cost;
+    let estimate = route
+        .targets
+        .iter()
+        .map(|t| worst(&t.price))
+        .max()
+        .unwrap_or_default();
     if gw.limits.fail_closed_for_hard_limits
         && gw.writer.stats().store_failing()
         && gw
@@ -331,7 +394,8 @@ fn reserve(
         ));
     }
     gw.controls
-        .reserve(key.id, &key.user, key.team.as_deref(), estimate)
+        .reserve_leased(key.id, &key.user, key.team.as_deref(), estimate)
+        .await
         .map_err(|r| match r {
             crate::controls::Refusal::Budget {
                 description,
@@ -353,182 +417,4 @@ fn reserve(
                 description,
             ),
         })
-}
-
-fn provider_error(e: &ProviderError) -> ApiError {
-    match e {
-        ProviderError::Timeout => ApiError::upstream(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            "The provider did not answer in time. Retry, or raise the provider's read timeout.",
-        ),
-        other => ApiError::upstream(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            format!("The provider failed: {other}."),
-        ),
-    }
-}
-
-async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
-    let Prepared {
-        meter,
-        upstream,
-        route,
-        slot,
-    } = p;
-    let request_id = meter.id;
-    let result = route.provider.send(upstream).await;
-    let mut res = match result {
-        Err(e) => {
-            let err = provider_error(&e);
-            tracing::warn!(request_id = %request_id, provider = %meter.provider, error = %e, "The upstream call failed.");
-            let ack = meter.finish(Outcome {
-                status: RequestStatus::UpstreamError,
-                http_status: err.status.as_u16(),
-                reported: None,
-                counted_output_tokens: 0,
-                error: Some(e.to_string()),
-            });
-            journaled(ack, request_id).await;
-            err.into_response()
-        }
-        Ok(up) => {
-            let status = StatusCode::from_u16(up.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let content_type = up.content_type.and_then(|c| HeaderValue::from_str(&c).ok());
-            match up.body {
-                UpstreamBody::Full(bytes) => {
-                    let parsed = if status.is_success() {
-                        Some(usage_of_body(&bytes))
-                    } else {
-                        None
-                    };
-                    let (outcome_status, reported, error) = match &parsed {
-                        None => (
-                            RequestStatus::UpstreamError,
-                            None,
-                            Some(format!("the upstream answered {}", status.as_u16())),
-                        ),
-                        Some(Err(_)) => (
-                            RequestStatus::UpstreamError,
-                            None,
-                            Some("the upstream's answer was not valid JSON".to_string()),
-                        ),
-                        Some(Ok(None)) => (
-                            RequestStatus::Ok,
-                            None,
-                            Some("the upstream sent no usage; tokens were counted".to_string()),
-                        ),
-                        Some(Ok(Some(u))) => (RequestStatus::Ok, Some(*u), None),
-                    };
-                    let counted = spendgate_core::usage::estimate_tokens(content_bytes(&bytes));
-                    meter.cache.answer(&bytes);
-                    let http_status = if matches!(parsed, Some(Err(_))) {
-                        StatusCode::BAD_GATEWAY
-                    } else {
-                        status
-                    };
-                    let ack = meter.finish(Outcome {
-                        status: outcome_status,
-                        http_status: http_status.as_u16(),
-                        reported,
-                        counted_output_tokens: counted,
-                        error,
-                    });
-                    journaled(ack, request_id).await;
-                    if matches!(parsed, Some(Err(_))) {
-                        // Passing a broken body on would only move the failure into the client's JSON parser.
-                        ApiError::upstream(
-                            StatusCode::BAD_GATEWAY,
-                            "upstream_bad_response",
-                            "The provider answered with a body that is not valid JSON; retry the request.",
-                        )
-                        .into_response()
-                    } else {
-                        let mut r = Response::new(Body::from(bytes));
-                        *r.status_mut() = status;
-                        if let Some(ct) = content_type {
-                            r.headers_mut().insert(header::CONTENT_TYPE, ct);
-                        }
-                        r
-                    }
-                }
-                UpstreamBody::Stream(s) => {
-                    let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot);
-                    let mut r = Response::new(Body::from_stream(metered));
-                    *r.status_mut() = status;
-                    let h = r.headers_mut();
-                    h.insert(
-                        header::CONTENT_TYPE,
-                        content_type.unwrap_or(HeaderValue::from_static("text/event-stream")),
-                    );
-                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    r
-                }
-            }
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
-        res.headers_mut().insert(REQUEST_ID_HEADER, v);
-    }
-    res
-}
-
-/// Waits until a spend event is in the journal: an answer is sent only once its spend log cannot be lost.
-async fn journaled(ack: spendgate_store::Ack, request_id: Uuid) {
-    if !ack.await {
-        tracing::error!(request_id = %request_id, "A spend event arrived after the writer stopped; it was not recorded.");
-    }
-}
-
-/// Bytes of `"content"` strings in a complete answer, to count output when no usage was sent.
-fn content_bytes(body: &[u8]) -> usize {
-    let mut s = crate::sse::UsageScanner::new();
-    s.feed(b"data: ");
-    s.feed(body);
-    s.feed(b"\n");
-    usize::try_from(s.estimated_output_tokens()).unwrap_or(0) * 4
-}
-
-/// A stand-alone mock upstream speaking the OpenAI API, for benchmarks and for trying a real
-/// OpenAI-compatible provider configuration without a real provider.
-pub fn mock_upstream_router(mock: Arc<MockProvider>) -> Router {
-    async fn serve(mock: Arc<MockProvider>, endpoint: Endpoint, body: Bytes) -> Response {
-        let head: RequestHead = match serde_json::from_slice(&body) {
-            Ok(h) => h,
-            Err(e) => {
-                return ApiError::invalid_request("invalid_json", e.to_string()).into_response()
-            }
-        };
-        let req = UpstreamRequest {
-            endpoint,
-            model: head.model.clone().unwrap_or_default(),
-            stream: head.wants_stream(),
-            body,
-        };
-        use crate::provider::Provider;
-        match mock.send(req).await {
-            Ok(up) => {
-                let ct = up.content_type.unwrap_or_else(|| "application/json".into());
-                let body = match up.body {
-                    UpstreamBody::Full(b) => Body::from(b),
-                    UpstreamBody::Stream(s) => Body::from_stream(s),
-                };
-                let status =
-                    StatusCode::from_u16(up.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                (status, [(header::CONTENT_TYPE, ct)], body).into_response()
-            }
-            Err(e) => ApiError::internal(e.to_string()).into_response(),
-        }
-    }
-    let chat = Arc::clone(&mock);
-    Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(move |b: Bytes| serve(Arc::clone(&chat), Endpoint::ChatCompletions, b)),
-        )
-        .route(
-            "/v1/embeddings",
-            post(move |b: Bytes| serve(Arc::clone(&mock), Endpoint::Embeddings, b)),
-        )
 }

@@ -1,5 +1,10 @@
 //! Which provider serves which model, and at what price. Built once from configuration and checked then, so
 //! that a missing price is a start-up error, not a surprise on a live request.
+//!
+//! A route is a list of targets tried in order: the first answers unless it fails with a 5xx, a connect error or
+//! a timeout before any byte reached the client, then the next is tried (fallbacks; a target listed again is a
+//! retry). Each target carries its own upstream model name and price, so the spend log is priced by the provider
+//! that answered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,9 +13,11 @@ use spendgate_core::pricing::{Catalog, ModelPrice, PriceConfidence};
 
 use crate::provider::Provider;
 
-pub struct Route {
+/// One provider a route can send a request to.
+#[derive(Clone)]
+pub struct Target {
     pub provider: Arc<dyn Provider>,
-    /// The provider's name, shared by every spend event of the route (no allocation per request).
+    /// The provider's name, shared by every spend event of the target (no allocation per request).
     pub provider_name: Arc<str>,
     /// The name the upstream knows the model by (may differ from the name clients use).
     pub upstream_model: String,
@@ -18,22 +25,38 @@ pub struct Route {
     pub confidence: PriceConfidence,
 }
 
-impl std::fmt::Debug for Route {
+impl std::fmt::Debug for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Route")
+        f.debug_struct("Target")
             .field("provider", &self.provider.name())
             .field("model", &self.upstream_model)
             .finish()
     }
 }
 
+/// The targets of one model, in the order they are tried. Never empty.
+#[derive(Debug)]
+pub struct Route {
+    pub targets: Vec<Target>,
+}
+
+impl Route {
+    pub fn first(&self) -> &Target {
+        &self.targets[0]
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(
-        "model '{model}' (provider '{provider}') has no price in the catalog; add a [[pricing]] entry for it \
-         or set unknown_models = \"fallback\" with fallback prices"
+        "model '{model}' (provider '{provider}') has no price in the catalog; add a [[pricing.model]] entry (or a \
+         price in the provider's prices) for it, or set unknown_models = \"fallback\" with fallback prices"
     )]
     NoPrice { provider: String, model: String },
+    #[error(
+        "the route for model '{model}' has no targets; list at least one provider in its targets"
+    )]
+    NoTargets { model: String },
 }
 
 #[derive(Debug, Default)]
@@ -54,33 +77,65 @@ impl Routes {
         }
     }
 
-    /// Routes `model` to `provider`, priced from the catalog (or its fallback, flagged low-confidence).
+    /// A target for clients' `model` on `provider`, asked for as `upstream_model` (default: the same name) and
+    /// priced by `price` when given, else by the catalog entry of the client's model name, else of the upstream
+    /// model name, else by the catalog's fallback (flagged low-confidence).
+    pub fn target(
+        &self,
+        model: &str,
+        provider: Arc<dyn Provider>,
+        upstream_model: Option<&str>,
+        price: Option<ModelPrice>,
+    ) -> Result<Target, RouteError> {
+        let upstream = upstream_model.unwrap_or(model);
+        let no_price = || RouteError::NoPrice {
+            provider: provider.name().to_string(),
+            model: model.to_string(),
+        };
+        let (price, confidence) = match price {
+            Some(p) => (p, PriceConfidence::Exact),
+            None => {
+                let catalog = self.catalog.as_ref().ok_or_else(no_price)?;
+                match catalog.get(model).or_else(|| catalog.get(upstream)) {
+                    Some(p) => (p.clone(), PriceConfidence::Exact),
+                    None => {
+                        let l = catalog
+                            .lookup(provider.name(), model)
+                            .ok_or_else(no_price)?;
+                        (l.price.into_owned(), l.confidence)
+                    }
+                }
+            }
+        };
+        Ok(Target {
+            provider_name: Arc::from(provider.name()),
+            provider,
+            upstream_model: upstream.to_string(),
+            price: Arc::new(price),
+            confidence,
+        })
+    }
+
+    /// Routes `model` to `provider` alone, priced from the catalog.
     pub fn add(
         &mut self,
         model: &str,
         provider: Arc<dyn Provider>,
         upstream_model: Option<&str>,
     ) -> Result<(), RouteError> {
-        let catalog = self.catalog.as_ref().ok_or_else(|| RouteError::NoPrice {
-            provider: provider.name().to_string(),
-            model: model.to_string(),
-        })?;
-        let lookup = catalog
-            .lookup(provider.name(), model)
-            .ok_or_else(|| RouteError::NoPrice {
-                provider: provider.name().to_string(),
+        let target = self.target(model, provider, upstream_model, None)?;
+        self.insert(model, vec![target])
+    }
+
+    /// Routes `model` to `targets`, tried in order. Replaces an earlier route of the same model.
+    pub fn insert(&mut self, model: &str, targets: Vec<Target>) -> Result<(), RouteError> {
+        if targets.is_empty() {
+            return Err(RouteError::NoTargets {
                 model: model.to_string(),
-            })?;
-        self.by_model.insert(
-            model.to_string(),
-            Arc::new(Route {
-                provider_name: Arc::from(provider.name()),
-                provider,
-                upstream_model: upstream_model.unwrap_or(model).to_string(),
-                price: Arc::new(lookup.price.into_owned()),
-                confidence: lookup.confidence,
-            }),
-        );
+            });
+        }
+        self.by_model
+            .insert(model.to_string(), Arc::new(Route { targets }));
         Ok(())
     }
 
@@ -94,22 +149,18 @@ impl Routes {
             return Some(Arc::clone(r));
         }
         let provider = self.default.as_ref()?;
-        let lookup = self.catalog.as_ref()?.lookup(provider.name(), model)?;
+        let target = self.target(model, Arc::clone(provider), None, None).ok()?;
         Some(Arc::new(Route {
-            provider_name: Arc::from(provider.name()),
-            provider: Arc::clone(provider),
-            upstream_model: model.to_string(),
-            price: Arc::new(lookup.price.into_owned()),
-            confidence: lookup.confidence,
+            targets: vec![target],
         }))
     }
 
-    /// Model names and their providers, sorted, for `GET /v1/models`.
+    /// Model names and the provider of their first target, sorted, for `GET /v1/models`.
     pub fn list(&self) -> Vec<(String, String)> {
         let mut v: Vec<_> = self
             .by_model
             .iter()
-            .map(|(m, r)| (m.clone(), r.provider.name().to_string()))
+            .map(|(m, r)| (m.clone(), r.first().provider.name().to_string()))
             .collect();
         v.sort();
         v

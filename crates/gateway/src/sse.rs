@@ -1,31 +1,53 @@
-//! Reads usage out of an OpenAI server-sent-event stream as its bytes go by, without changing them.
+//! Reads usage out of a server-sent-event stream as its bytes go by, without changing them.
 //!
-//! Chunks arrive split anywhere, so the scanner keeps the unfinished last line between chunks. Only `data:`
-//! lines that mention `"usage"` are parsed as JSON; for every other line it counts the bytes of
-//! `"content"` strings, which gives an estimate of the output when the upstream sends no usage at all.
+//! Chunks arrive split anywhere, so the scanner keeps the unfinished last line between chunks. Each `data:` line
+//! goes to the stream's [`WireFormat`] (OpenAI chat, Responses or Anthropic Messages), which picks out usage and
+//! the end marker; for every line it also counts the bytes of answer text, which gives an estimate of the output
+//! when the upstream sends no usage at all.
 
 use spendgate_core::usage::estimate_tokens;
 use spendgate_core::Usage;
 
-use crate::protocol::WithUsage;
+use crate::protocol::{chat::Chat, text_len, StreamState, WireFormat};
 
-#[derive(Debug, Default)]
 pub struct UsageScanner {
+    format: &'static dyn WireFormat,
     partial: Vec<u8>,
-    usage: Option<Usage>,
+    state: StreamState,
     content_bytes: usize,
-    saw_done: bool,
     /// Lines longer than this are not kept whole (a hostile upstream cannot make us buffer without bound).
     max_line: usize,
+}
+
+impl std::fmt::Debug for UsageScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageScanner")
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Default for UsageScanner {
+    fn default() -> Self {
+        UsageScanner::new()
+    }
 }
 
 const MAX_LINE: usize = 1 << 20;
 
 impl UsageScanner {
+    /// A scanner for OpenAI chat completion streams.
     pub fn new() -> UsageScanner {
+        UsageScanner::for_format(&Chat)
+    }
+
+    pub fn for_format(format: &'static dyn WireFormat) -> UsageScanner {
         UsageScanner {
+            format,
+            partial: Vec::new(),
+            state: StreamState::default(),
+            content_bytes: 0,
             max_line: MAX_LINE,
-            ..UsageScanner::default()
         }
     }
 
@@ -55,23 +77,24 @@ impl UsageScanner {
             return;
         };
         let data = data.strip_prefix(b" ").unwrap_or(data);
-        if data == b"[DONE]" {
-            self.saw_done = true;
-            return;
-        }
-        if contains(data, b"\"usage\"") {
-            if let Ok(w) = serde_json::from_slice::<WithUsage>(data) {
-                if let Some(u) = w.usage {
-                    self.usage = Some(u.normalise());
-                }
-            }
-        }
-        self.content_bytes += content_len(data);
+        self.format.stream_event(data, &mut self.state);
+        self.content_bytes += text_len(data, self.format.text_key(true));
     }
 
     /// The usage the stream reported, if any.
     pub fn reported(&self) -> Option<Usage> {
-        self.usage
+        self.state.usage
+    }
+
+    /// The usage to bill: as reported, except that a stream cut short before its end (Anthropic reports usage in
+    /// its first event) is billed for at least the output that was counted.
+    pub fn usage(&self) -> Option<Usage> {
+        self.state.usage.map(|mut u| {
+            if !self.state.done {
+                u.output_tokens = u.output_tokens.max(self.estimated_output_tokens());
+            }
+            u
+        })
     }
 
     /// Output tokens estimated from the content seen so far.
@@ -79,37 +102,10 @@ impl UsageScanner {
         estimate_tokens(self.content_bytes)
     }
 
+    /// Whether the stream told all billing needs (its final usage or its end marker).
     pub fn saw_done(&self) -> bool {
-        self.saw_done
+        self.state.done
     }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Bytes inside `"content":"..."` strings of one data line (escapes counted as written).
-fn content_len(data: &[u8]) -> usize {
-    const KEY: &[u8] = b"\"content\":\"";
-    let mut total = 0;
-    let mut i = 0;
-    while let Some(off) = data[i..].windows(KEY.len()).position(|w| w == KEY) {
-        let start = i + off + KEY.len();
-        let mut j = start;
-        while j < data.len() {
-            match data[j] {
-                b'\\' => j += 2,
-                b'"' => break,
-                _ => j += 1,
-            }
-        }
-        total += j.min(data.len()) - start;
-        i = j.min(data.len());
-        if i >= data.len() {
-            break;
-        }
-    }
-    total
 }
 
 #[cfg(test)]
@@ -150,6 +146,28 @@ data: [DONE]\n\n";
         s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"abcdefgh\"}}]}\n\ndata: [DONE]\n\n");
         assert_eq!(s.reported(), None);
         assert_eq!(s.estimated_output_tokens(), 2);
+    }
+
+    #[test]
+    fn an_anthropic_stream_split_anywhere_gives_its_usage_and_text() {
+        let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":1024,\"output_tokens\":1}}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"abcdefgh\"}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let bytes = stream.as_bytes();
+        for split in 1..bytes.len() {
+            let mut s = UsageScanner::for_format(&crate::protocol::messages::Messages);
+            s.feed(&bytes[..split]);
+            s.feed(&bytes[split..]);
+            let u = s.reported().expect("usage found");
+            assert_eq!(
+                (u.input_tokens, u.cached_input_tokens, u.output_tokens),
+                (1029, 1024, 2),
+                "split at {split}"
+            );
+            assert!(s.saw_done());
+            assert_eq!(s.estimated_output_tokens(), 2);
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wiring: from a [`Config`] to a running server. Used by `serve`, `demo` and the integration tests.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +8,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use spendgate_core::Catalog;
 use spendgate_gateway::alerts::WebhookConfig;
-use spendgate_gateway::controls::{Controls, ControlsConfig};
+use spendgate_gateway::controls::{Controls, ControlsConfig, LeaseSettings};
+use spendgate_gateway::heartbeat::Heart;
 use spendgate_gateway::provider::Provider;
-use spendgate_gateway::providers::{MockConfig, MockProvider, OpenAiCompatible, OpenAiConfig};
+use spendgate_gateway::providers::mock::Fault;
+use spendgate_gateway::providers::{
+    Anthropic, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
+};
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
 use spendgate_store::journal::{JournalConfig, SyncMode};
 use spendgate_store::sqlite::SqliteOptions;
@@ -17,7 +22,7 @@ use spendgate_store::{spawn_writer, SpendWriter, SqliteStore, Store, WriterConfi
 use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, ProviderConfig, MAX_ATTEMPTS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -35,6 +40,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     writer_handle: WriterHandle,
     gateway_name: Arc<str>,
+    heart: Heart,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -53,6 +60,10 @@ impl Running {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let served = self.server.await;
+        // Leases go back keeping what was spent; the last heartbeat says this replica stopped on purpose.
+        self.controls.release_leases().await;
+        self.heartbeat.abort();
+        self.heart.goodbye().await;
         lifecycle(&*self.store, "gateway.stop", &self.gateway_name, None).await;
         self.writer_handle.shutdown().await;
         match served {
@@ -64,35 +75,59 @@ impl Running {
 }
 
 fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
+    let http = |default_base: Option<&str>| -> anyhow::Result<HttpConfig> {
+        let base_url = p
+            .base_url
+            .clone()
+            .or(default_base.map(str::to_string))
+            .with_context(|| {
+                format!(
+                    "provider '{}' of kind \"{}\" needs base_url",
+                    p.name, p.kind
+                )
+            })?;
+        let api_key = match &p.api_key_env {
+            Some(var) => Some(std::env::var(var).with_context(|| {
+                format!(
+                    "provider '{}' reads its API key from ${var}, which is not set",
+                    p.name
+                )
+            })?),
+            None => None,
+        };
+        Ok(HttpConfig {
+            name: p.name.clone(),
+            base_url,
+            api_key,
+            api_key_header: p.api_key_header.clone(),
+            headers: p.headers.clone().into_iter().collect(),
+            query: p.query.clone().into_iter().collect(),
+            connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+            read_timeout: Duration::from_secs(p.read_timeout_secs),
+        })
+    };
+    if p.fault.is_some() && p.kind != "mock" {
+        bail!("provider '{}': fault is for kind \"mock\" only", p.name);
+    }
     Ok(match p.kind.as_str() {
         "mock" => Arc::new(MockProvider::new(MockConfig {
             name: p.name.clone(),
             latency: Duration::from_millis(p.latency_ms),
             chunk_delay: Duration::from_millis(p.chunk_delay_ms),
-        })),
-        "openai" => {
-            let base_url = p.base_url.clone().with_context(|| {
-                format!("provider '{}' of kind \"openai\" needs base_url", p.name)
-            })?;
-            let api_key = match &p.api_key_env {
-                Some(var) => Some(std::env::var(var).with_context(|| {
+            fault: match &p.fault {
+                None => None,
+                Some(f) => Some(Fault::parse(f.as_bytes()).with_context(|| {
                     format!(
-                        "provider '{}' reads its API key from ${var}, which is not set",
+                        "provider '{}': fault \"{f}\" is not one of status500, slow, truncate, badjson, nousage",
                         p.name
                     )
                 })?),
-                None => None,
-            };
-            Arc::new(OpenAiCompatible::new(OpenAiConfig {
-                name: p.name.clone(),
-                base_url,
-                api_key,
-                connect_timeout: Duration::from_secs(10),
-                read_timeout: Duration::from_secs(p.read_timeout_secs),
-            })?)
-        }
+            },
+        })),
+        "openai" => Arc::new(OpenAiCompatible::new(http(None)?)?),
+        "anthropic" => Arc::new(Anthropic::new(http(Some("https://api.anthropic.com/v1"))?)?),
         other => bail!(
-            "provider '{}' has kind \"{other}\"; use \"openai\" or \"mock\"",
+            "provider '{}' has kind \"{other}\"; use \"openai\", \"anthropic\" or \"mock\"",
             p.name
         ),
     })
@@ -100,8 +135,18 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
 
 fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Routes> {
     let mut routes = Routes::new(Arc::clone(catalog));
+    let mut by_name: HashMap<&str, (Arc<dyn Provider>, &ProviderConfig)> = HashMap::new();
     for p in &config.providers {
         let provider = build_provider(p)?;
+        if by_name
+            .insert(&p.name, (Arc::clone(&provider), p))
+            .is_some()
+        {
+            bail!(
+                "two providers are named '{}'; give each its own name",
+                p.name
+            );
+        }
         let mut models = p.models.clone();
         if p.catalog {
             models.extend(
@@ -112,12 +157,52 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
                     .map(|m| m.model.clone()),
             );
         }
+        models.extend(p.model_map.keys().cloned());
+        models.extend(p.prices.iter().map(|o| o.model.clone()));
+        models.sort();
+        models.dedup();
         for m in &models {
-            routes.add(m, Arc::clone(&provider), None)?;
+            let target = routes.target(
+                m,
+                Arc::clone(&provider),
+                p.model_map.get(m).map(String::as_str),
+                p.price_of(m),
+            )?;
+            routes.insert(m, vec![target])?;
         }
         if p.default {
             routes.set_default(provider);
         }
+    }
+    for r in &config.routes {
+        let mut targets = Vec::new();
+        for t in &r.targets {
+            let (provider, p) = by_name.get(t.provider.as_str()).with_context(|| {
+                format!(
+                    "the route for model '{}' names provider '{}', which is not configured",
+                    r.model, t.provider
+                )
+            })?;
+            let upstream = t
+                .model
+                .as_deref()
+                .or(p.model_map.get(&r.model).map(String::as_str));
+            let target = routes.target(
+                &r.model,
+                Arc::clone(provider),
+                upstream,
+                p.price_of(&r.model),
+            )?;
+            for _ in 0..=r.retries.min(MAX_ATTEMPTS) {
+                targets.push(target.clone());
+            }
+        }
+        let max = r
+            .max_attempts
+            .unwrap_or(MAX_ATTEMPTS)
+            .clamp(1, MAX_ATTEMPTS);
+        targets.truncate(max as usize);
+        routes.insert(&r.model, targets)?;
     }
     Ok(routes)
 }
@@ -231,9 +316,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ControlsConfig {
             time_zone,
             default_max_output_tokens: config.budgets.default_max_output_tokens,
+            leases: config.leases_on().then(|| LeaseSettings {
+                gateway: config.gateway_name.clone(),
+                ttl_ms: i64::try_from(config.replicas.lease_ttl_secs.max(1) * 1000)
+                    .unwrap_or(30_000),
+                horizon_ms: i64::try_from(config.replicas.lease_horizon_secs.max(1) * 1000)
+                    .unwrap_or(10_000),
+            }),
         },
     )
     .await?;
+    controls.spawn_renewal();
     tokio::spawn(spendgate_gateway::alerts::run_dispatcher(
         Arc::clone(&store),
         alerts_rx,
@@ -266,8 +359,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         catalog: Arc::clone(&catalog),
         writer_stats: Arc::clone(writer.stats()),
         writer: writer.clone(),
-        gateway_stats: stats,
-        gateway_name: name,
+        gateway_stats: Arc::clone(&stats),
+        gateway_name: Arc::clone(&name),
+        gateway_stale_after_ms: i64::try_from(config.replicas.stale_after_secs.max(1) * 1000)
+            .unwrap_or(20_000),
         admin_token: AdminToken::new(&token),
         version: VERSION,
         open_pages: config.open_pages,
@@ -309,6 +404,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         })
         .await
     });
+    let heart = Heart {
+        name: config.gateway_name.clone(),
+        version: VERSION.to_string(),
+        stats,
+        writer: Arc::clone(writer.stats()),
+        store: Arc::clone(&store),
+    };
+    let heartbeat = heart
+        .clone()
+        .spawn(Duration::from_secs(config.replicas.heartbeat_secs.max(1)));
     tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
     let started = serde_json::json!({ "version": VERSION, "listen": addr.to_string() });
     lifecycle(
@@ -330,5 +435,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         server,
         writer_handle,
         gateway_name: Arc::from(config.gateway_name.as_str()),
+        heart,
+        heartbeat,
     })
 }

@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, then `SPENDGATE_*` environment variables and command-line flags on top.
 //! Every setting is documented in `docs/configuration.md`; `spendgate.example.toml` shows them all.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -18,6 +19,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub pricing: PricingConfig,
     pub providers: Vec<ProviderConfig>,
+    /// Models served by several targets in turn (fallbacks and retries). A route replaces the single-provider
+    /// route its model would otherwise have.
+    pub routes: Vec<RouteConfig>,
     pub limits: LimitsConfig,
     pub writer: WriterSettings,
     pub store: StoreSettings,
@@ -25,6 +29,7 @@ pub struct Config {
     pub alerts: AlertSettings,
     pub journal: JournalSettings,
     pub anomalies: AnomalySettings,
+    pub replicas: ReplicaSettings,
     /// The response cache (off unless `enabled = true`).
     pub cache: spendgate_gateway::cache::CacheConfig,
     /// Set by `demo` only: pages need no login. Not settable from a file.
@@ -41,6 +46,7 @@ impl Default for Config {
             admin_token: None,
             pricing: PricingConfig::default(),
             providers: Vec::new(),
+            routes: Vec::new(),
             limits: LimitsConfig::default(),
             writer: WriterSettings::default(),
             store: StoreSettings::default(),
@@ -48,6 +54,7 @@ impl Default for Config {
             alerts: AlertSettings::default(),
             journal: JournalSettings::default(),
             anomalies: AnomalySettings::default(),
+            replicas: ReplicaSettings::default(),
             cache: spendgate_gateway::cache::CacheConfig::default(),
             open_pages: false,
         }
@@ -81,27 +88,125 @@ impl Default for PricingConfig {
 pub struct ProviderConfig {
     /// The name shown on spend logs; also the catalog provider its models are priced under.
     pub name: String,
-    /// "openai" (any OpenAI-compatible API) or "mock".
+    /// "openai" (any OpenAI-compatible API: OpenAI, Azure OpenAI, OpenRouter, vLLM, Ollama, ...), "anthropic"
+    /// (the Messages API) or "mock".
     pub kind: String,
+    /// Required for "openai"; "anthropic" defaults to `https://api.anthropic.com/v1`. `{model}` is replaced by
+    /// the upstream model name (Azure OpenAI deployments).
     #[serde(default)]
     pub base_url: Option<String>,
     /// The environment variable holding the API key (the key itself never goes in the file).
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// Send the key raw in this header (Azure OpenAI: "api-key") instead of `Authorization: Bearer` ("openai")
+    /// or `x-api-key` ("anthropic").
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Extra headers on every upstream request (not for secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra query parameters on every upstream request (Azure OpenAI: `api-version`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
     /// Models this provider serves. Empty with `catalog = true`: every catalog model of the provider's name.
     #[serde(default)]
     pub models: Vec<String>,
     #[serde(default)]
     pub catalog: bool,
+    /// Client model name -> the name the upstream knows it by (an Azure deployment, an OpenRouter slug). A
+    /// mapped model is served even when `models` does not list it.
+    #[serde(default)]
+    pub model_map: BTreeMap<String, String>,
+    /// Prices for this provider's models that replace the catalog's (a negotiated rate, a self-hosted model), in
+    /// the catalog's format without `provider`.
+    #[serde(default)]
+    pub prices: Vec<ModelPrice>,
     /// Serve models no provider lists (priced by the fallback, or refused).
     #[serde(default)]
     pub default: bool,
     #[serde(default = "default_timeout")]
     pub read_timeout_secs: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
     #[serde(default)]
     pub latency_ms: u64,
     #[serde(default)]
     pub chunk_delay_ms: u64,
+    /// "mock" only: misbehave on every request ("status500", "slow", "truncate", "badjson", "nousage"), to try
+    /// fallbacks.
+    #[serde(default)]
+    pub fault: Option<String>,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            name: String::new(),
+            kind: String::new(),
+            base_url: None,
+            api_key_env: None,
+            api_key_header: None,
+            headers: BTreeMap::new(),
+            query: BTreeMap::new(),
+            models: Vec::new(),
+            catalog: false,
+            model_map: BTreeMap::new(),
+            prices: Vec::new(),
+            default: false,
+            read_timeout_secs: default_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+            fault: None,
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// This provider's own price for `model`, when it sets one.
+    pub fn price_of(&self, model: &str) -> Option<ModelPrice> {
+        self.prices
+            .iter()
+            .find(|p| p.model == model)
+            .map(|p| ModelPrice {
+                provider: self.name.clone(),
+                ..p.clone()
+            })
+    }
+}
+
+/// A model served by several targets, tried in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The model name clients send.
+    pub model: String,
+    /// Providers in the order they are tried. An upstream 5xx, a connect error or a timeout moves on to the next,
+    /// as long as nothing was sent to the client yet.
+    pub targets: Vec<TargetConfig>,
+    /// Extra tries of each target before moving on (0: each target once).
+    #[serde(default)]
+    pub retries: u32,
+    /// The most upstream calls one request may make (default: every target with its retries; at most 10).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A provider's `name`.
+    pub provider: String,
+    /// The name the upstream knows the model by (default: the provider's `model_map`, else the route's model).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// The most upstream calls one request may make, whatever a route says.
+pub const MAX_ATTEMPTS: u32 = 10;
+
+fn default_connect_timeout() -> u64 {
+    10
 }
 
 fn default_timeout() -> u64 {
@@ -162,6 +267,35 @@ impl Default for StoreSettings {
         StoreSettings {
             minute_retention_hours: 48,
             busy_timeout_ms: 5000,
+        }
+    }
+}
+
+/// Several replicas sharing one store: heartbeats and budget/wallet leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaSettings {
+    /// Enforce hard budgets and wallets through leases (needed when several replicas share one store). Unset:
+    /// on with PostgreSQL, off with SQLite.
+    pub leases: Option<bool>,
+    /// How long a lease lives unless renewed (renewed every third of it).
+    pub lease_ttl_secs: u64,
+    /// How many seconds of spend, at the recent rate, a lease is sized for.
+    pub lease_horizon_secs: u64,
+    /// How often this replica writes its heartbeat.
+    pub heartbeat_secs: u64,
+    /// A replica not heard from for this long is shown as not responding.
+    pub stale_after_secs: u64,
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings {
+            leases: None,
+            lease_ttl_secs: 30,
+            lease_horizon_secs: 10,
+            heartbeat_secs: 5,
+            stale_after_secs: 20,
         }
     }
 }
@@ -308,6 +442,12 @@ impl Config {
         Ok(toml::from_str(text)?)
     }
 
+    /// Whether hard budgets and wallets go through leases: as configured, else on for a store that several
+    /// replicas can share over the network (PostgreSQL), off for the embedded one.
+    pub fn leases_on(&self) -> bool {
+        self.replicas.leases.unwrap_or(false)
+    }
+
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
         let policy = match self.pricing.unknown_models.as_str() {
             "refuse" => UnknownModelPolicy::Refuse,
@@ -319,6 +459,13 @@ impl Config {
             },
             other => bail!("pricing.unknown_models must be \"refuse\" or \"fallback\", not \"{other}\""),
         };
+        if let Some(m) = self.pricing.model.iter().find(|m| m.provider.is_empty()) {
+            bail!(
+                "pricing.model '{}' names no provider; add provider = \"...\" (or put the price in that \
+                 provider's prices)",
+                m.model
+            );
+        }
         Ok(Catalog::with_overrides(self.pricing.model.clone(), policy)?)
     }
 }
@@ -332,6 +479,36 @@ mod tests {
         let c = Config::parse(include_str!("../../../spendgate.example.toml")).unwrap();
         assert!(!c.providers.is_empty());
         c.catalog().unwrap();
+    }
+
+    /// The commented provider and route examples of the example file parse, once uncommented.
+    #[test]
+    fn the_example_providers_and_routes_parse() {
+        let text: String = include_str!("../../../spendgate.example.toml")
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .skip_while(|l| !l.starts_with("[[providers]]"))
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.trim_start().starts_with('#')
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text).unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["anthropic", "azure", "openrouter", "local"]);
+        let azure = &c.providers[1];
+        assert_eq!(azure.query["api-version"], "preview");
+        assert_eq!(azure.model_map["gpt-4o-mini"], "my-gpt-4o-mini-deployment");
+        let price = azure.price_of("gpt-4o-mini").unwrap();
+        assert_eq!(price.provider, "azure");
+        assert_eq!(price.input_per_mtok, PricePerMtok::parse("0.165").unwrap());
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].targets.len(), 2);
+        assert_eq!(c.routes[0].retries, 1);
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! `spendgate demo`: the product on its embedded store with the mock provider and live synthetic traffic.
 //!
 //! The traffic goes over real HTTP through the gateway, like any client's: several teams and users, several
-//! workflows, one integration whose key has no team, streaming and not, and after a minute a planted spike in
-//! one team: a retry loop sending the same request fast.
+//! workflows, one integration whose key has no team, streaming and not, over every API the gateway speaks (OpenAI
+//! chat completions, embeddings and Responses; Anthropic Messages with a cached system prompt, so cache reads and
+//! writes show), and after a minute a planted spike in one team: a retry loop sending the same request fast.
 
 use std::time::Duration;
 
@@ -18,14 +19,11 @@ pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: S
     let mock = |name: &str| ProviderConfig {
         name: name.to_string(),
         kind: "mock".into(),
-        base_url: None,
-        api_key_env: None,
-        models: Vec::new(),
         catalog: true,
-        default: false,
         read_timeout_secs: 30,
         latency_ms: 40,
         chunk_delay_ms: 2,
+        ..ProviderConfig::default()
     };
     Config {
         listen,
@@ -42,6 +40,28 @@ pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: S
     }
 }
 
+/// The API a simulated client calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Embeddings,
+    /// OpenAI's Responses API.
+    Responses,
+    /// Anthropic's Messages API, with the long context marked for the prompt cache.
+    Messages,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Api::Chat => "/v1/chat/completions",
+            Api::Embeddings => "/v1/embeddings",
+            Api::Responses => "/v1/responses",
+            Api::Messages => "/v1/messages",
+        }
+    }
+}
+
 /// One simulated client.
 struct Actor {
     user: &'static str,
@@ -51,7 +71,7 @@ struct Actor {
     every_ms: u64,
     prompt_words: (usize, usize),
     stream_percent: u32,
-    embeddings: bool,
+    api: Api,
     /// A pilot that stops after this many seconds (its spend then stays put, so its budget sits near).
     active_secs: Option<u64>,
 }
@@ -65,7 +85,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 700,
         prompt_words: (150, 500),
         stream_percent: 50,
-        embeddings: false,
+        api: Api::Chat,
         active_secs: None,
     },
     Actor {
@@ -76,7 +96,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 2_000,
         prompt_words: (300, 900),
         stream_percent: 80,
-        embeddings: false,
+        api: Api::Chat,
         active_secs: None,
     },
     Actor {
@@ -87,7 +107,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 300,
         prompt_words: (20, 120),
         stream_percent: 0,
-        embeddings: true,
+        api: Api::Embeddings,
         active_secs: None,
     },
     Actor {
@@ -98,7 +118,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 1_500,
         prompt_words: (200, 700),
         stream_percent: 30,
-        embeddings: false,
+        api: Api::Chat,
         active_secs: None,
     },
     Actor {
@@ -109,7 +129,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 4_000,
         prompt_words: (800, 2_500),
         stream_percent: 100,
-        embeddings: false,
+        api: Api::Messages,
         active_secs: None,
     },
     Actor {
@@ -120,7 +140,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 3_000,
         prompt_words: (100, 1_500),
         stream_percent: 20,
-        embeddings: false,
+        api: Api::Responses,
         active_secs: None,
     },
     Actor {
@@ -131,7 +151,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 2_500,
         prompt_words: (400, 1_200),
         stream_percent: 0,
-        embeddings: false,
+        api: Api::Chat,
         active_secs: None,
     },
     Actor {
@@ -142,7 +162,7 @@ const ACTORS: &[Actor] = &[
         every_ms: 1_500,
         prompt_words: (1_000, 2_000),
         stream_percent: 50,
-        embeddings: false,
+        api: Api::Messages,
         active_secs: Some(40),
     },
 ];
@@ -182,15 +202,28 @@ fn prompt(rng: &mut fastrand::Rng, words: (usize, usize)) -> String {
     s
 }
 
-fn body(model: &str, text: &str, stream: bool, embeddings: bool) -> serde_json::Value {
-    if embeddings {
-        serde_json::json!({ "model": model, "input": text })
-    } else {
-        serde_json::json!({
+fn body(model: &str, text: &str, stream: bool, api: Api) -> serde_json::Value {
+    match api {
+        Api::Embeddings => serde_json::json!({ "model": model, "input": text }),
+        Api::Chat => serde_json::json!({
             "model": model,
             "stream": stream,
             "messages": [{ "role": "system", "content": "You are a helpful assistant." }, { "role": "user", "content": text }],
-        })
+        }),
+        Api::Responses => serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "instructions": "You are a helpful assistant.",
+            "input": text,
+        }),
+        // The document goes in a system block marked for the cache, as an Anthropic client would send it.
+        Api::Messages => serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "max_tokens": 1024,
+            "system": [{ "type": "text", "text": text, "cache_control": { "type": "ephemeral" } }],
+            "messages": [{ "role": "user", "content": "Review the document above." }],
+        }),
     }
 }
 
@@ -199,18 +232,19 @@ async fn send(
     base: &str,
     key: &str,
     workflow: Option<&str>,
-    embeddings: bool,
+    api: Api,
     body: &serde_json::Value,
     cache_bypass: bool,
 ) {
-    let path = if embeddings {
-        "/v1/embeddings"
+    let mut req = client.post(format!("{base}{}", api.path()));
+    // Anthropic's clients send their key as x-api-key; OpenAI's as a bearer token. The gateway takes both.
+    req = if api == Api::Messages {
+        req.header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
     } else {
-        "/v1/chat/completions"
+        req.bearer_auth(key)
     };
-    let mut req = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(key)
+    let mut req = req
         .header("content-type", "application/json")
         .body(body.to_string());
     if let Some(w) = workflow {
@@ -369,10 +403,10 @@ pub async fn run_traffic(
                 let model = actor.models[r.usize(..actor.models.len())];
                 let stream = r.u32(0..100) < actor.stream_percent;
                 let text = prompt(r, actor.prompt_words);
-                let b = body(model, &text, stream, actor.embeddings);
+                let b = body(model, &text, stream, actor.api);
                 let (c, base, key) = (client.clone(), base.clone(), key.clone());
                 tokio::spawn(async move {
-                    send(&c, &base, &key, actor.workflow, actor.embeddings, &b, false).await
+                    send(&c, &base, &key, actor.workflow, actor.api, &b, false).await
                 });
             }
         }));
@@ -387,7 +421,7 @@ pub async fn run_traffic(
             "gpt-4.1",
             &prompt(&mut fastrand::Rng::with_seed(42), (600, 600)),
             false,
-            false,
+            Api::Chat,
         );
         let wait = |d: Duration, stop: &mut watch::Receiver<bool>| {
             let mut stop = stop.clone();
@@ -413,7 +447,7 @@ pub async fn run_traffic(
                 );
                 tokio::spawn(async move {
                     // The loop skips the cache (as a client retrying past a bad answer would), so its spend spikes.
-                    send(&c, &base, &key, Some("ticket-triage"), false, &b, true).await
+                    send(&c, &base, &key, Some("ticket-triage"), Api::Chat, &b, true).await
                 });
                 if wait(Duration::from_millis(100), &mut stop_spike).await {
                     return;

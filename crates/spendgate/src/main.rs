@@ -99,7 +99,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Serve only the mock provider as an OpenAI-compatible upstream (for benchmarks and trials).
+    /// Serve only the mock provider as an OpenAI-compatible and Anthropic-compatible upstream (for benchmarks and
+    /// trials).
     MockUpstream {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: String,
@@ -438,6 +439,7 @@ async fn main() -> anyhow::Result<()> {
                     name: "mock".into(),
                     latency: std::time::Duration::from_millis(latency_ms),
                     chunk_delay: std::time::Duration::ZERO,
+                    fault: None,
                 },
             );
             let listener = tokio::net::TcpListener::bind(&listen)

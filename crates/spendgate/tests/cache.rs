@@ -291,7 +291,7 @@ async fn the_usage_page_shows_cache_savings() {
         .as_str()
         .unwrap()
         .to_string();
-    let page = s.page("/usage?window=1h", None).await;
+    let page = s.page("/usage?window=1h", "").await;
     let panel = page
         .split("Cache savings")
         .nth(1)
@@ -299,7 +299,7 @@ async fn the_usage_page_shows_cache_savings() {
     assert!(panel.contains("search"), "savings by team");
     assert!(panel.contains(MODEL), "savings by model");
     assert!(panel.contains(&cost), "avoided cost ${cost} shown");
-    let detail = s.page(&format!("/requests/{}", hit.id), None).await;
+    let detail = s.page(&format!("/requests/{}", hit.id), "").await;
     assert!(detail.contains("hit"), "the request page shows the outcome");
     assert!(detail.contains(&cost), "and the avoided cost");
     s.running.stop().await.unwrap();

@@ -237,9 +237,7 @@ async fn explorer_exports_match_the_explorer_from_the_api_and_the_page() {
 
     // From the page, with a session: the links are on /usage and serve the same file.
     let cookie = s.login("test-admin-token").await;
-    let page = s
-        .page("/usage?window=1h&group_by=team", Some(&cookie))
-        .await;
+    let page = s.page("/usage?window=1h&group_by=team", &cookie).await;
     let href = page
         .split("id=\"export-explorer-json\"")
         .next()

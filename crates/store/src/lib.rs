@@ -6,6 +6,7 @@
 
 pub mod controls;
 pub mod journal;
+pub mod replicas;
 pub mod sqlite;
 pub mod writer;
 
@@ -211,4 +212,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>>;
     async fn record_audit(&self, entry: AuditEntry) -> Result<()>;
     async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>>;
+
+    /// Grants, grows, shrinks or renews this replica's lease on a budget or wallet, in one transaction (see
+    /// [`replicas`]).
+    async fn lease(&self, req: replicas::LeaseRequest) -> Result<replicas::LeaseGrant>;
+    /// Ends a lease, keeping `keep` of it (what the replica spent): the rest is free for others at once.
+    async fn release_lease(&self, id: i64, keep: Money) -> Result<()>;
+    /// Leases still live at `now_ms`.
+    async fn list_leases(&self, now_ms: i64) -> Result<Vec<replicas::LeaseRecord>>;
+    /// Records a replica's heartbeat (one row per gateway name).
+    async fn heartbeat(&self, beat: replicas::GatewayBeat) -> Result<()>;
+    /// Every replica that ever beat, most recently seen first.
+    async fn list_gateways(&self) -> Result<Vec<replicas::GatewayBeat>>;
 }

@@ -60,6 +60,9 @@ fn event(
         error: None,
         wallet_id: None,
         fingerprint: Some(42),
+        leases: Vec::new(),
+        attempts: 1,
+        failed_attempts: Vec::new(),
         avoided_cost: Money::ZERO,
     }
 }

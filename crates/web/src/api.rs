@@ -463,6 +463,8 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "price_lines": e.price_lines,
         "error": e.error,
         "wallet_id": e.wallet_id,
+        "attempts": e.attempts,
+        "failed_attempts": e.failed_attempts,
     })
 }
 
@@ -542,6 +544,10 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "rejected": g.rejected,
             "latency_p50_ms": g.latency_percentile_ms(50),
             "latency_p95_ms": g.latency_percentile_ms(95),
+        },
+        "leases": {
+            "enabled": s.controls.leased(),
+            "round_trips": s.controls.lease_round_trips(),
         },
     }))
 }

@@ -185,7 +185,7 @@ pub(crate) async fn explorer_export(
     ))
 }
 
-const LOG_COLUMNS: [&str; 27] = [
+const LOG_COLUMNS: [&str; 28] = [
     "id",
     "started_at",
     "finished_at",
@@ -212,6 +212,7 @@ const LOG_COLUMNS: [&str; 27] = [
     "price_lines",
     "error",
     "wallet_id",
+    "attempts",
     "avoided_cost",
 ];
 

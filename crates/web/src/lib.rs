@@ -30,6 +30,8 @@ pub struct AppState {
     pub writer: SpendWriter,
     pub gateway_stats: Arc<GatewayStats>,
     pub gateway_name: Arc<str>,
+    /// A replica whose last heartbeat is older than this is shown as not responding.
+    pub gateway_stale_after_ms: i64,
     pub admin_token: AdminToken,
     pub version: &'static str,
     /// In `demo` the pages are open to anyone who can reach them; everywhere else they need a login.

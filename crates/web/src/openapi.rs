@@ -220,6 +220,16 @@ pub const PROXY_OPS: &[Op] = &[
         "OpenAI Embeddings, forwarded and metered.",
         Access::VirtualKey,
     ),
+    Op::post(
+        "/v1/responses",
+        "OpenAI Responses, streaming or not, forwarded and metered.",
+        Access::VirtualKey,
+    ),
+    Op::post(
+        "/v1/messages",
+        "Anthropic Messages, streaming or not, forwarded and metered (virtual key as x-api-key or bearer).",
+        Access::VirtualKey,
+    ),
     Op::get(
         "/v1/models",
         "The models this gateway routes (OpenAI list shape).",

@@ -128,6 +128,12 @@ impl Hit<'_> {
     ) -> Option<Response> {
         let model = self.parsed.get("model")?.as_str()?;
         let route = gw.routes.get(model)?;
+        // Priced as the target that answered, if the route still has it.
+        let target = route
+            .targets
+            .iter()
+            .find(|t| *t.provider_name == *answer.provider)
+            .unwrap_or(route.first());
         let workflow = match workflow_of(headers) {
             Ok(w) => w,
             Err(e) => {
@@ -140,7 +146,7 @@ impl Hit<'_> {
         gw.stats.observe(latency, false);
         gw.stats.usage.record(
             self.key.team.as_deref(),
-            &route.provider_name,
+            &target.provider_name,
             model,
             &Usage::default(),
             Money::ZERO,
@@ -154,7 +160,7 @@ impl Hit<'_> {
             finished_at_ms: spendgate_core::time::now_ms(),
             latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
             gateway: gw.name.to_string(),
-            provider: route.provider_name.to_string(),
+            provider: target.provider_name.to_string(),
             model: model.to_string(),
             endpoint: self.endpoint.as_str().to_string(),
             stream: answer.stream,
@@ -170,7 +176,7 @@ impl Hit<'_> {
             usage: Usage::default(),
             usage_source: UsageSource::Reported,
             cost: Money::ZERO,
-            price_confidence: route.confidence,
+            price_confidence: target.confidence,
             price_lines: Vec::new(),
             error: None,
             wallet_id: None,
@@ -178,7 +184,11 @@ impl Hit<'_> {
                 self.endpoint.as_str(),
                 self.body,
             )),
-            avoided_cost: route.price.price(&answer.usage).cost,
+            leases: Vec::new(),
+            // No upstream call was made.
+            attempts: 0,
+            failed_attempts: Vec::new(),
+            avoided_cost: target.price.price(&answer.usage).cost,
         };
         // As for any answer: it is sent only once its spend log cannot be lost.
         if !gw.writer.record(event).await {

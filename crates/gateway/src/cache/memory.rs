@@ -144,6 +144,7 @@ mod tests {
             body: Bytes::from(vec![b'x'; len]),
             stream: false,
             usage: Usage::default(),
+            provider: String::new(),
         })
     }
 

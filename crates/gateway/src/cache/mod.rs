@@ -90,12 +90,18 @@ pub struct CachedAnswer {
     /// A stored SSE stream (replayed as `text/event-stream`) rather than one JSON body.
     pub stream: bool,
     pub usage: Usage,
+    /// The provider that answered (a route may fall back to another target): a hit's avoided cost is priced
+    /// at that target's price.
+    pub provider: String,
 }
 
 impl CachedAnswer {
     /// What an entry counts against `max_bytes`: its body plus a fixed allowance for the key and bookkeeping.
     pub fn charged_bytes(&self) -> usize {
-        self.body.len().saturating_add(ENTRY_OVERHEAD)
+        self.body
+            .len()
+            .saturating_add(self.provider.len())
+            .saturating_add(ENTRY_OVERHEAD)
     }
 }
 

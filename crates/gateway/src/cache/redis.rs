@@ -14,12 +14,13 @@ use super::resp::{Reply, RespClient, RespError};
 use super::{AnswerStore, CacheKey, CachedAnswer};
 
 /// The format tag of a stored entry; a value without it (another writer, an older format) is ignored.
-const MAGIC: &[u8; 4] = b"SGC1";
-const HEADER: usize = MAGIC.len() + 1 + 4 * 8;
+const MAGIC: &[u8; 4] = b"SGC2";
+const HEADER: usize = MAGIC.len() + 1 + 4 * 8 + 2;
 
-/// An answer as stored in Redis: tag, stream flag, the four token counts (little endian), then the body.
+/// An answer as stored in Redis: tag, stream flag, the four token counts (little endian), the provider's name
+/// (length as u16, then the bytes), then the body.
 pub fn encode(a: &CachedAnswer) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + a.body.len());
+    let mut out = Vec::with_capacity(HEADER + a.provider.len() + a.body.len());
     out.extend_from_slice(MAGIC);
     out.push(u8::from(a.stream));
     for n in [
@@ -30,6 +31,10 @@ pub fn encode(a: &CachedAnswer) -> Vec<u8> {
     ] {
         out.extend_from_slice(&n.to_le_bytes());
     }
+    // Provider names are short identifiers from the configuration; a longer one is cut, never overflowed.
+    let name = &a.provider.as_bytes()[..a.provider.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(name);
     out.extend_from_slice(&a.body);
     out
 }
@@ -41,8 +46,11 @@ pub fn decode(v: &[u8]) -> Option<CachedAnswer> {
     for (i, slot) in n.iter_mut().enumerate() {
         *slot = u64::from_le_bytes(rest.get(i * 8..i * 8 + 8)?.try_into().ok()?);
     }
+    let len = usize::from(u16::from_le_bytes(rest.get(32..34)?.try_into().ok()?));
+    let provider = String::from_utf8(rest.get(34..34 + len)?.to_vec()).ok()?;
     Some(CachedAnswer {
-        body: Bytes::copy_from_slice(rest.get(32..)?),
+        provider,
+        body: Bytes::copy_from_slice(rest.get(34 + len..)?),
         stream: stream == 1,
         usage: Usage {
             input_tokens: n[0],
@@ -149,6 +157,7 @@ mod tests {
                 cached_input_tokens: 3,
                 cache_write_tokens: 4,
             },
+            provider: "openai".into(),
         };
         assert_eq!(decode(&encode(&a)), Some(a));
         assert_eq!(decode(b"hello"), None);

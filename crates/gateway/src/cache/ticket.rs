@@ -94,6 +94,7 @@ impl Ticket {
         status: RequestStatus,
         http_status: u16,
         reported: Option<Usage>,
+        provider: &str,
     ) -> CacheOutcome {
         let fill = match self.0.as_deref() {
             None => return CacheOutcome::NotCacheable,
@@ -116,6 +117,7 @@ impl Ticket {
             body,
             stream: fill.stream,
             usage,
+            provider: provider.to_string(),
         };
         if answer.charged_bytes() > fill.cache.config.max_bytes {
             return CacheOutcome::NotCacheable;
@@ -166,7 +168,7 @@ mod tests {
         let t = Ticket::fill(Arc::clone(&c), CacheKey([1; 32]), true);
         t.feed(b"data: a\n\n");
         assert_eq!(
-            t.settle(RequestStatus::Ok, 200, Some(USAGE)),
+            t.settle(RequestStatus::Ok, 200, Some(USAGE), "p"),
             CacheOutcome::Miss
         );
         assert_eq!(store.usage().entries, 1);
@@ -184,7 +186,7 @@ mod tests {
             ),
         ];
         for (t, s, h, u) in cases {
-            assert_eq!(t.settle(s, h, u), CacheOutcome::NotCacheable);
+            assert_eq!(t.settle(s, h, u, "p"), CacheOutcome::NotCacheable);
         }
         for (s, h, u) in [
             (RequestStatus::UpstreamError, 500, None),
@@ -194,15 +196,19 @@ mod tests {
         ] {
             let t = Ticket::fill(Arc::clone(&c), CacheKey([4; 32]), false);
             t.answer(&Bytes::from_static(b"{}"));
-            assert_eq!(t.settle(s, h, u), CacheOutcome::NotCacheable, "{s:?} {h}");
+            assert_eq!(
+                t.settle(s, h, u, "p"),
+                CacheOutcome::NotCacheable,
+                "{s:?} {h}"
+            );
         }
         assert_eq!(store.usage().entries, 1);
         assert_eq!(
-            Ticket::bypass().settle(RequestStatus::Ok, 200, Some(USAGE)),
+            Ticket::bypass().settle(RequestStatus::Ok, 200, Some(USAGE), "p"),
             CacheOutcome::Bypass
         );
         assert_eq!(
-            Ticket::default().settle(RequestStatus::Ok, 200, Some(USAGE)),
+            Ticket::default().settle(RequestStatus::Ok, 200, Some(USAGE), "p"),
             CacheOutcome::NotCacheable
         );
     }

@@ -1,7 +1,11 @@
 //! Provider implementations, one per file.
 
+pub mod anthropic;
+pub mod http;
 pub mod mock;
 pub mod openai;
 
+pub use anthropic::Anthropic;
+pub use http::HttpConfig;
 pub use mock::{MockConfig, MockProvider};
-pub use openai::{OpenAiCompatible, OpenAiConfig};
+pub use openai::OpenAiCompatible;

@@ -25,14 +25,9 @@ pub fn mock_provider(name: &str) -> ProviderConfig {
     ProviderConfig {
         name: name.into(),
         kind: "mock".into(),
-        base_url: None,
-        api_key_env: None,
-        models: Vec::new(),
         catalog: true,
-        default: false,
         read_timeout_secs: 30,
-        latency_ms: 0,
-        chunk_delay_ms: 0,
+        ..ProviderConfig::default()
     }
 }
 
@@ -186,6 +181,16 @@ impl TestServer {
         }
     }
 
+    /// A page's HTML, with a session cookie from [`TestServer::login`].
+    pub async fn page(&self, path: &str, cookie: &str) -> String {
+        text_of(
+            self.client
+                .get(format!("{}{}", self.base, path))
+                .header("cookie", cookie),
+        )
+        .await
+    }
+
     /// The spend log of one request (its `x-spendgate-request-id`), polled until it is written.
     pub async fn wait_for_log(&self, id: &str) -> Value {
         let t0 = Instant::now();
@@ -200,15 +205,6 @@ impl TestServer {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    /// The text of a page, with a session cookie when given.
-    pub async fn page(&self, path: &str, cookie: Option<&str>) -> String {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
-        }
-        req.send().await.unwrap().text().await.unwrap()
     }
 
     /// Every spend log matching `query`, following cursors.
@@ -229,6 +225,19 @@ impl TestServer {
             }
         }
     }
+}
+
+/// The id of the spend log of a proxied request (its `x-spendgate-request-id` header).
+pub fn request_id(res: &reqwest::Response) -> String {
+    res.headers()["x-spendgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Sends a request and reads its whole answer as text.
+pub async fn text_of(req: reqwest::RequestBuilder) -> String {
+    req.send().await.unwrap().text().await.unwrap()
 }
 
 /// A client that shows redirects instead of following them.
@@ -278,4 +287,77 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The exact cost of a spend log in picodollars, recomputed here from its token counts and the shipped catalog's
+/// prices, independently of the gateway's pricing code: a price in microdollars per million tokens is a price in
+/// picodollars per token, so each kind of token costs `tokens x price` exactly.
+pub fn catalog_cost(log: &Value) -> i128 {
+    let catalog = spendgate_core::pricing::Catalog::with_overrides(
+        Vec::new(),
+        spendgate_core::pricing::UnknownModelPolicy::Refuse,
+    )
+    .unwrap();
+    let p = catalog.get(log["model"].as_str().unwrap()).unwrap();
+    let t = |k: &str| i128::from(log[k].as_u64().unwrap());
+    let price = |v: spendgate_core::PricePerMtok| i128::from(v.micros());
+    let (input, cached, written, output) = (
+        t("input_tokens"),
+        t("cached_input_tokens"),
+        t("cache_write_tokens"),
+        t("output_tokens"),
+    );
+    (input - cached - written) * price(p.input_per_mtok)
+        + cached * price(p.cached_input_per_mtok.unwrap_or(p.input_per_mtok))
+        + written * price(p.cache_write_per_mtok.unwrap_or(p.input_per_mtok))
+        + output * price(p.output_per_mtok)
+}
+
+/// What an upstream received: one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path_and_query: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+/// The mock provider served over real HTTP on a loopback port (OpenAI and Anthropic routes under `/v1`), recording
+/// every request it receives. Returns its base URL (`http://127.0.0.1:port/v1`) and the requests seen.
+pub async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let mock =
+        spendgate_gateway::providers::MockProvider::new(spendgate_gateway::providers::MockConfig {
+            name: "mock".into(),
+            ..Default::default()
+        });
+    let record = Arc::clone(&seen);
+    let app =
+        spendgate_gateway::mock_upstream_router(Arc::new(mock)).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let record = Arc::clone(&record);
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    record.lock().unwrap().push(Seen {
+                        path_and_query: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers.clone(),
+                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                    });
+                    next.run(axum::extract::Request::from_parts(
+                        parts,
+                        axum::body::Body::from(bytes),
+                    ))
+                    .await
+                }
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, seen)
 }

@@ -295,10 +295,17 @@ pub(super) fn transfer(
     for id in touched {
         let w = wallet(&tx, id)?
             .ok_or_else(|| StoreError::Invalid(format!("wallet {id} does not exist")))?;
-        if w.balance.picos() < 0 {
+        // Money leased to replicas is spoken for: a transfer may not take it (leases are empty on one replica).
+        let leased = i128::from(super::replicas::wallet_leased(&tx, id, now)?);
+        if w.balance.picos() - leased < 0 {
             return Err(StoreError::Invalid(format!(
-                "wallet {id} does not hold enough for this transfer: it would be {} short",
-                Money::from_picos(-w.balance.picos()).to_usd_string()
+                "wallet {id} does not hold enough for this transfer: it would be {} short{}",
+                Money::from_picos(leased - w.balance.picos()).to_usd_string(),
+                if leased > 0 {
+                    " (counting what gateway replicas hold on lease for requests)"
+                } else {
+                    ""
+                }
             )));
         }
         out.push(w);

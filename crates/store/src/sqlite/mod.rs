@@ -4,6 +4,7 @@
 
 mod controls;
 mod read;
+mod replicas;
 mod schema;
 mod write;
 
@@ -429,5 +430,38 @@ impl Store for SqliteStore {
     async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
         self.with_reader(move |c| controls::list_audit(c, from_ms, to_ms, limit))
             .await
+    }
+
+    async fn lease(
+        &self,
+        req: crate::replicas::LeaseRequest,
+    ) -> Result<crate::replicas::LeaseGrant> {
+        let window = match &req.target {
+            crate::replicas::LeaseTarget::Budget { filters, .. } => {
+                Some(self.resolve_window(filters))
+            }
+            crate::replicas::LeaseTarget::Wallet { .. } => None,
+        };
+        self.with_writer(move |w| replicas::lease(&mut w.conn, &req, now_ms(), window))
+            .await
+    }
+
+    async fn release_lease(&self, id: i64, keep: Money) -> Result<()> {
+        self.with_writer(move |w| replicas::release(&w.conn, id, keep, now_ms()))
+            .await
+    }
+
+    async fn list_leases(&self, now: i64) -> Result<Vec<crate::replicas::LeaseRecord>> {
+        self.with_reader(move |c| replicas::list_leases(c, now))
+            .await
+    }
+
+    async fn heartbeat(&self, beat: crate::replicas::GatewayBeat) -> Result<()> {
+        self.with_writer(move |w| replicas::heartbeat(&w.conn, &beat))
+            .await
+    }
+
+    async fn list_gateways(&self) -> Result<Vec<crate::replicas::GatewayBeat>> {
+        self.with_reader(replicas::list_gateways).await
     }
 }

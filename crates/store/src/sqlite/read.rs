@@ -486,7 +486,8 @@ const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.lat
     (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
     s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
     s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail,
-    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint, s.avoided_cost_pico
+    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint, s.attempts,
+    s.avoided_cost_pico
   FROM spend_logs s";
 
 fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
@@ -496,6 +497,9 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
     let price_lines: Vec<PriceLine> =
         serde_json::from_value(detail.get("price_lines").cloned().unwrap_or_default())
+            .unwrap_or_default();
+    let failed_attempts =
+        serde_json::from_value(detail.get("failed_attempts").cloned().unwrap_or_default())
             .unwrap_or_default();
     let error = detail
         .get("error")
@@ -540,7 +544,10 @@ fn log_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSpendLog> {
             fingerprint: r
                 .get::<_, Option<i64>>(26)?
                 .map(super::fingerprint_from_sql),
-            avoided_cost: Money::from_picos(i128::from(r.get::<_, i64>(27)?)),
+            leases: Vec::new(),
+            attempts: r.get(27)?,
+            failed_attempts,
+            avoided_cost: Money::from_picos(i128::from(r.get::<_, i64>(28)?)),
         },
     })
 }

@@ -57,6 +57,8 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     ACCESS,
     ANOMALIES,
     NARROW,
+    super::replicas::REPLICAS,
+    ATTEMPTS,
     CACHE,
 ];
 
@@ -275,6 +277,12 @@ ALTER TABLE rollup_hour ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollup_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollup_dim_hour ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollup_dim_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Fallbacks and retries: how many upstream calls a request took (1 without a retry). The failed attempts
+/// themselves (provider, model, status, error) are kept in `detail` as `failed_attempts`.
+pub const ATTEMPTS: &str = r#"
+ALTER TABLE spend_logs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
 "#;
 
 /// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.

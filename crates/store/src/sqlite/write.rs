@@ -14,9 +14,9 @@ const INSERT_LOG: &str = "INSERT INTO spend_logs (
     event_id, ts_ms, started_ms, latency_ms, gateway_id, provider_id, model_id, key_id, user_id, team_id,
     workflow_id, endpoint, stream, cache_outcome, status, http_status, input_tokens, output_tokens,
     cached_input_tokens, cache_write_tokens, cost_pico, usage_source, price_confidence, detail, fingerprint,
-    avoided_cost_pico)
+    attempts, avoided_cost_pico)
   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
-    ?25, ?26)
+    ?25, ?26, ?27)
   ON CONFLICT (event_id) DO NOTHING";
 
 fn upsert_rollup_sql(table: &str) -> String {
@@ -146,6 +146,7 @@ pub(super) fn write_batch(
     let mut report = WriteReport::default();
     let tx = w.conn.transaction()?;
     let mut rollups: [HashMap<(i64, Dims), Acc>; 3] = Default::default();
+    let mut by_lease: HashMap<i64, i64> = HashMap::new();
     {
         let mut ins = tx.prepare_cached(INSERT_LOG)?;
         for (e, d) in events.iter().zip(&dims) {
@@ -164,6 +165,7 @@ pub(super) fn write_batch(
             let detail = serde_json::json!({
                 "price_lines": e.price_lines,
                 "error": e.error,
+                "failed_attempts": e.failed_attempts,
             })
             .to_string();
             let n = ins.execute(params![
@@ -192,6 +194,7 @@ pub(super) fn write_batch(
                 e.price_confidence.code(),
                 detail,
                 e.fingerprint.map(super::fingerprint_to_sql),
+                e.attempts,
                 avoided,
             ])?;
             if n == 0 {
@@ -199,6 +202,9 @@ pub(super) fn write_batch(
                 continue;
             }
             report.inserted += 1;
+            for lease in &e.leases {
+                *by_lease.entry(*lease).or_default() += cost;
+            }
             if let Some(wallet) = e.wallet_id {
                 // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two
                 // can never disagree, and the unique request id keeps a replayed event from charging twice.
@@ -297,6 +303,7 @@ pub(super) fn write_batch(
             ])?;
         }
     }
+    super::replicas::record_spend(&tx, &by_lease)?;
     // Minute rollups are only kept for recent windows; prune them now and then, with an hour of margin so that
     // a query resolved just before the prune still finds its rows.
     let now = now_ms();

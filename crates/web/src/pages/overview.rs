@@ -54,6 +54,8 @@ struct Data {
     gateways_hour: Vec<GroupRow>,
     gateways_5m: Vec<GroupRow>,
     gateway_minutes: Vec<spendgate_store::SeriesPoint>,
+    /// Every replica's last heartbeat (empty if the store could not say).
+    beats: Vec<spendgate_store::replicas::GatewayBeat>,
     chart_points: Vec<spendgate_store::SeriesPoint>,
     /// The latest budget alerts. A failure here only blanks that box, not the whole overview.
     alerts: Result<Vec<spendgate_store::controls::AlertRecord>, ()>,
@@ -80,7 +82,7 @@ async fn load(
     let five = span(now - 5 * MINUTE_MS, now);
     // Last seen needs minute precision over a short span only: older means "over an hour ago".
     let minutes = span(now - HOUR_MS, now);
-    let (a, b, c, d, e, f, g, h, i, j, k) = tokio::join!(
+    let (a, b, c, d, e, f, g, h, i, j, k, l) = tokio::join!(
         s.summary(&mtd),
         s.summary(&mtd_prev),
         s.summary(&today),
@@ -92,6 +94,7 @@ async fn load(
         s.series(&minutes, Grain::Minute, Some(GroupBy::Gateway)),
         s.series(chart_filters, grain, Some(GroupBy::Team)),
         s.list_alerts(5),
+        s.list_gateways(),
     );
     Ok(Data {
         mtd: a?,
@@ -103,6 +106,10 @@ async fn load(
         gateways_hour: g?,
         gateways_5m: h?,
         gateway_minutes: i?,
+        beats: l.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Reading gateway heartbeats for the overview failed.");
+            Vec::new()
+        }),
         chart_points: j?,
         alerts: k.map_err(
             |e| tracing::warn!(error = %e, "Reading budget alerts for the overview failed."),
@@ -439,10 +446,17 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
     s.push_str("</div></section>");
 }
 
-/// One gateway's row: what the rollups know about it, and for this process what it knows about itself.
+/// One gateway's row: traffic from the rollups (every replica's), and from each replica's heartbeat its last
+/// sign of life, uptime, version and latency. A replica whose heartbeat is older than
+/// `replicas.stale_after_secs` is marked as not responding; one that said goodbye, as stopped.
 fn render_gateways(s: &mut String, p: &Pages, d: &Data, now: i64) {
     let own = &*p.app.gateway_name;
     let mut names: Vec<String> = d.gateways_hour.iter().map(|r| r.label.clone()).collect();
+    for b in &d.beats {
+        if !names.contains(&b.name) {
+            names.push(b.name.clone());
+        }
+    }
     for pt in &d.gateway_minutes {
         if let Some(g) = &pt.group {
             if !names.contains(g) {
@@ -495,14 +509,40 @@ fn render_gateways(s: &mut String, p: &Pages, d: &Data, now: i64) {
                 None => "<span class=\"muted\">over an hour ago</span>".into(),
             }
         };
+        let beat = d.beats.iter().find(|b| &b.name == name);
+        let last_seen = match beat.filter(|_| !is_own) {
+            Some(b) if b.stopped => format!(
+                "<span class=\"muted\">■ stopped {}</span>",
+                esc(&ago(b.last_seen_ms, now))
+            ),
+            Some(b) if now - b.last_seen_ms > p.app.gateway_stale_after_ms => format!(
+                "<span class=\"warn\" data-stale=\"1\">● not responding: last heartbeat {}</span>",
+                esc(&ago(b.last_seen_ms, now))
+            ),
+            Some(b) => format!(
+                "<span class=\"ok\">● {}</span>",
+                esc(&ago(b.last_seen_ms, now))
+            ),
+            None => last_seen,
+        };
+        let ms = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| format!("≤ {} ms", int(v)));
         let (uptime, version, p50, p95) = if is_own {
-            let ms =
-                |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| format!("≤ {} ms", int(v)));
             (
                 duration(now - stats.started_at_ms),
                 format!("v{}", esc(p.app.version)),
                 ms(stats.latency_percentile_ms(50)),
                 ms(stats.latency_percentile_ms(95)),
+            )
+        } else if let Some(b) = beat {
+            (
+                if b.stopped {
+                    "—".to_string()
+                } else {
+                    duration(b.last_seen_ms - b.started_at_ms)
+                },
+                format!("v{}", esc(&b.version)),
+                ms(b.latency_p50_ms),
+                ms(b.latency_p95_ms),
             )
         } else {
             ("—".into(), "—".into(), "—".into(), "—".into())

@@ -23,6 +23,34 @@ fn kind_label(k: TokenKind) -> &'static str {
     }
 }
 
+/// The upstream calls that failed before the one that answered (fallbacks and retries), if any.
+fn failed_attempts(s: &mut String, e: &spendgate_core::SpendEvent) {
+    if e.failed_attempts.is_empty() {
+        return;
+    }
+    s.push_str(
+        "<h3>Failed attempts</h3><table class=\"data\" id=\"failed-attempts\"><thead><tr><th class=\"num\">#</th>\
+         <th>Provider</th><th>Upstream model</th><th class=\"num\">HTTP</th><th>Error</th></tr></thead><tbody>",
+    );
+    for (i, a) in e.failed_attempts.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            i + 1,
+            esc(&a.provider),
+            esc(&a.model),
+            a.http_status,
+            esc(&a.error)
+        );
+    }
+    let _ = write!(
+        s,
+        "</tbody></table><p class=\"muted small\">Failed attempts cost nothing; attempt {} ({}) answered.</p>",
+        e.attempts,
+        esc(&e.provider)
+    );
+}
+
 pub(crate) async fn page(
     State(p): State<Arc<Pages>>,
     Extension(csrf): Extension<SessionCsrf>,
@@ -118,6 +146,19 @@ pub(crate) async fn page(
         ),
         ("Error", e.error.as_deref().map_or_else(|| "—".into(), esc)),
         (
+            "Attempts",
+            if e.attempts > 1 {
+                format!(
+                    "<span id=\"attempts\">{}</span> (fell back {} time{})",
+                    e.attempts,
+                    e.attempts - 1,
+                    if e.attempts == 2 { "" } else { "s" }
+                )
+            } else {
+                format!("<span id=\"attempts\">{}</span>", e.attempts)
+            },
+        ),
+        (
             "Gateway",
             format!(
                 "<a href=\"{}\">{}</a>",
@@ -193,7 +234,9 @@ pub(crate) async fn page(
     for (k, v) in rows {
         let _ = write!(s, "<div><dt>{k}</dt><dd>{v}</dd></div>");
     }
-    s.push_str("</dl></section>");
+    s.push_str("</dl>");
+    failed_attempts(&mut s, e);
+    s.push_str("</section>");
 
     s.push_str(
         "<section class=\"panel\"><h2>Price lines</h2><table class=\"data\" id=\"price-lines\"><thead><tr><th>Tokens</th>\

@@ -270,7 +270,7 @@ impl View<'_> {
              <div class=\"card\"><h3>Total cost</h3><p class=\"big\" id=\"total-cost\" title=\"${}\">{}</p></div>\
              <div class=\"card\"><h3>Requests</h3><p class=\"big\" title=\"{}\">{}</p><p class=\"sub\">{} errors</p></div>\
              <div class=\"card\"><h3>Tokens</h3><p class=\"big\" title=\"{}\">{}</p>\
-             <p class=\"sub\">{} in · {} out · {} cached</p></div>\
+             <p class=\"sub\">{} in · {} out · {} cached · <span id=\"cache-writes\">{}</span> cache writes</p></div>\
              <div class=\"card\"><h3>Avg cost / request</h3><p class=\"big\" title=\"${}\">{}</p></div>\
              <div class=\"card\"><h3>Avg tokens / request</h3><p class=\"big\">{}</p></div>\
              <div class=\"card\"><h3>Provider concentration</h3><p class=\"big\">{}%</p><p class=\"sub\">top: {}</p></div>\
@@ -285,6 +285,7 @@ impl View<'_> {
             compact(t.input_tokens),
             compact(t.output_tokens),
             compact(t.cached_input_tokens),
+            compact(t.cache_write_tokens),
             t.cost_per_request().to_usd_string(),
             esc(&t.cost_per_request().display_usd()),
             int(t.tokens_per_request()),

@@ -10,6 +10,8 @@
 //! the store through the spend-event writer (a wallet's `settle` ledger entry is written in the same
 //! transaction as the spend log).
 
+mod leases;
+
 use std::sync::{Arc, Mutex};
 
 use jiff::tz::TimeZone;
@@ -25,12 +27,18 @@ use spendgate_store::controls::{
 use spendgate_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
+pub use leases::LeaseSettings;
+use leases::{LeaseNeed, LocalLease};
+use spendgate_store::replicas::LeaseTarget;
+
 #[derive(Debug, Clone)]
 pub struct ControlsConfig {
     /// The zone budget periods follow (a "day" starts at local midnight).
     pub time_zone: TimeZone,
     /// Output tokens assumed for a reservation when the request sets no max_tokens and the catalog knows no cap.
     pub default_max_output_tokens: u64,
+    /// Share hard limits with other replicas through leases (see `leases.rs`); `None` on a single replica.
+    pub leases: Option<LeaseSettings>,
 }
 
 impl Default for ControlsConfig {
@@ -38,8 +46,20 @@ impl Default for ControlsConfig {
         ControlsConfig {
             time_zone: TimeZone::UTC,
             default_max_output_tokens: 4096,
+            leases: None,
         }
     }
+}
+
+/// How many times a request asks for more lease before it is refused.
+const MAX_LEASE_ATTEMPTS: usize = 4;
+
+/// The outcome of one attempt to hold a request's cost.
+enum Attempt {
+    Held(Hold),
+    Refused(Refusal),
+    /// It could run if this replica had (more of) these leases.
+    NeedLeases(Vec<LeaseNeed>),
 }
 
 /// Why a request was refused.
@@ -60,6 +80,7 @@ struct LiveBudget {
     end_ms: i64,
     spent: Money,
     reserved: Money,
+    lease: Option<LocalLease>,
 }
 
 struct LiveWallet {
@@ -68,6 +89,7 @@ struct LiveWallet {
     reserved: Money,
     /// When the wallet last became healthy: low and depleted alerts fire once per such epoch.
     epoch_ms: i64,
+    lease: Option<LocalLease>,
 }
 
 impl LiveWallet {
@@ -87,6 +109,11 @@ pub struct Controls {
     config: ControlsConfig,
     state: Mutex<State>,
     alerts: mpsc::UnboundedSender<NewAlert>,
+    /// Lease requests sent to the store (on demand and renewals), for status and benchmarks.
+    lease_round_trips: std::sync::atomic::AtomicU64,
+    /// One lease request at a time per replica; requests waiting for it are counted to size it.
+    lease_gate: tokio::sync::Mutex<()>,
+    lease_waiters: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Controls {
@@ -101,6 +128,8 @@ pub struct Hold {
     /// Every budget covering the request (id, amount held; zero for budgets without a hard limit).
     budgets: Vec<(i64, Money)>,
     wallet: Option<(i64, Money)>,
+    /// The leases the request was held against (replicated mode).
+    leases: Vec<i64>,
 }
 
 impl std::fmt::Debug for Hold {
@@ -119,7 +148,13 @@ impl Hold {
             controls: None,
             budgets: Vec::new(),
             wallet: None,
+            leases: Vec::new(),
         }
+    }
+
+    /// The leases the request was held against, for its spend event.
+    pub fn lease_ids(&self) -> Vec<i64> {
+        self.leases.clone()
     }
 
     /// The wallet paying for the request, if any.
@@ -130,7 +165,7 @@ impl Hold {
     /// Replaces what was held with what the request really cost.
     pub fn settle(mut self, actual: Money) {
         if let Some(c) = self.controls.take() {
-            c.settle(&self.budgets, self.wallet, actual);
+            c.settle(&self.budgets, self.wallet, &self.leases, actual);
         }
     }
 }
@@ -138,7 +173,7 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(c) = self.controls.take() {
-            c.settle(&self.budgets, self.wallet, Money::ZERO);
+            c.settle(&self.budgets, self.wallet, &self.leases, Money::ZERO);
         }
     }
 }
@@ -178,6 +213,9 @@ impl Controls {
             config,
             state: Mutex::new(State::default()),
             alerts: tx,
+            lease_round_trips: Default::default(),
+            lease_gate: tokio::sync::Mutex::new(()),
+            lease_waiters: Default::default(),
         });
         for b in controls.store.list_budgets().await? {
             controls.install_budget(b).await?;
@@ -215,11 +253,11 @@ impl Controls {
             self.alert_budget(&rec, start_ms, t, spent);
         }
         let mut st = self.lock();
-        let reserved = st
+        let (reserved, lease) = st
             .budgets
-            .iter()
+            .iter_mut()
             .find(|b| b.rec.id == rec.id)
-            .map_or(Money::ZERO, |b| b.reserved);
+            .map_or((Money::ZERO, None), |b| (b.reserved, b.lease.take()));
         st.budgets.retain(|b| b.rec.id != rec.id);
         st.budgets.push(LiveBudget {
             rec,
@@ -227,18 +265,19 @@ impl Controls {
             end_ms,
             spent,
             reserved,
+            lease,
         });
         Ok(())
     }
 
     fn install_wallet(&self, rec: WalletRecord) {
         let mut st = self.lock();
-        let (reserved, epoch_ms) = st
+        let (reserved, epoch_ms, lease) = st
             .wallets
-            .iter()
+            .iter_mut()
             .find(|w| w.rec.id == rec.id)
-            .map_or((Money::ZERO, rec.created_at_ms), |w| {
-                (w.reserved, w.epoch_ms)
+            .map_or((Money::ZERO, rec.created_at_ms, None), |w| {
+                (w.reserved, w.epoch_ms, w.lease.take())
             });
         st.wallets.retain(|w| w.rec.id != rec.id);
         let balance = rec.balance;
@@ -247,6 +286,7 @@ impl Controls {
             balance,
             reserved,
             epoch_ms,
+            lease,
         });
     }
 
@@ -256,7 +296,8 @@ impl Controls {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds `estimate` for a request by (key, user, team), or says why it cannot run.
+    /// Holds `estimate` for a request by (key, user, team), or says why it cannot run. With leases on, a
+    /// request that does not fit this replica's leases is refused; [`Controls::reserve_leased`] asks for more.
     pub fn reserve(
         self: &Arc<Self>,
         key_id: i64,
@@ -264,10 +305,50 @@ impl Controls {
         team: Option<&str>,
         estimate: Money,
     ) -> Result<Hold, Refusal> {
+        match self.try_reserve(key_id, user, team, estimate, false) {
+            Attempt::Held(h) => Ok(h),
+            Attempt::Refused(r) => Err(r),
+            // Not asked for: `may_lease` is false.
+            Attempt::NeedLeases(_) => Err(Refusal::Funds {
+                description: "No lease covers this request; retry.".into(),
+            }),
+        }
+    }
+
+    /// Like [`Controls::reserve`], but when this replica's leases are too small it asks the store for more (one
+    /// round trip) and tries once more.
+    pub async fn reserve_leased(
+        self: &Arc<Self>,
+        key_id: i64,
+        user: &str,
+        team: Option<&str>,
+        estimate: Money,
+    ) -> Result<Hold, Refusal> {
+        // Requests of a burst race for the room a grant brings; a request that lost the race asks again. A store
+        // that has no more room marks the lease exhausted, and the next attempt is refused without asking.
+        for _ in 0..MAX_LEASE_ATTEMPTS {
+            match self.try_reserve(key_id, user, team, estimate, true) {
+                Attempt::Held(h) => return Ok(h),
+                Attempt::Refused(r) => return Err(r),
+                Attempt::NeedLeases(needs) => self.acquire(needs).await,
+            }
+        }
+        self.reserve(key_id, user, team, estimate)
+    }
+
+    fn try_reserve(
+        self: &Arc<Self>,
+        key_id: i64,
+        user: &str,
+        team: Option<&str>,
+        estimate: Money,
+        may_lease: bool,
+    ) -> Attempt {
         let now = now_ms();
+        let leased = self.config.leases.is_some();
         let mut st = self.lock();
         if st.budgets.is_empty() && st.wallets.is_empty() {
-            return Ok(Hold::none());
+            return Attempt::Held(Hold::none());
         }
         let mut stale = false;
         for b in st.budgets.iter_mut().filter(|b| now >= b.end_ms) {
@@ -289,11 +370,28 @@ impl Controls {
             .filter(|(_, b)| b.rec.def.scope.covers(key_id, user, team))
             .map(|(i, _)| i)
             .collect();
+        let mut needs = Vec::new();
         for &i in &covering {
             let b = &st.budgets[i];
-            if b.rec.def.hard_limit && b.spent + b.reserved + estimate > b.rec.def.amount {
+            if !b.rec.def.hard_limit {
+                continue;
+            }
+            let over_locally = b.spent + b.reserved + estimate > b.rec.def.amount;
+            let lease_fits = b
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.fits(b.reserved, estimate, now, b.start_ms));
+            let exhausted = b.lease.as_ref().is_some_and(|l| l.exhausted(now));
+            if !over_locally && leased && !lease_fits && may_lease && !exhausted {
+                needs.push(LeaseNeed {
+                    target: b.lease_target(now),
+                    at_least: estimate,
+                });
+                continue;
+            }
+            if over_locally || (leased && !lease_fits) {
                 let retry = u64::try_from((b.end_ms - now).max(1000) / 1000).unwrap_or(1);
-                return Err(Refusal::Budget {
+                return Attempt::Refused(Refusal::Budget {
                     description: format!(
                         "The {} budget of {} ({} a {}) has no room left for this request; it resets in {} s.",
                         b.rec.def.period.as_str(),
@@ -311,20 +409,41 @@ impl Controls {
             .into_iter()
             .chain(team.map(|t| Scope::Team(t.to_string())))
             .chain([Scope::Org]);
-        let mut wallet = None;
+        let mut payer = None;
         let mut any_wallet = false;
         for scope in chain {
-            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.def.scope == scope) {
+            if let Some(i) = st.wallets.iter().position(|w| w.rec.def.scope == scope) {
                 any_wallet = true;
-                if w.available() >= estimate {
-                    w.reserved += estimate;
-                    wallet = Some((w.rec.id, estimate));
+                let w = &st.wallets[i];
+                if !leased {
+                    if w.available() >= estimate {
+                        payer = Some(i);
+                        break;
+                    }
+                    continue;
+                }
+                if w.lease
+                    .as_ref()
+                    .is_some_and(|l| l.fits(w.reserved, estimate, now, 0))
+                {
+                    payer = Some(i);
+                    break;
+                }
+                let exhausted = w.lease.as_ref().is_some_and(|l| l.exhausted(now));
+                if may_lease && !exhausted && w.available() >= estimate {
+                    needs.push(LeaseNeed {
+                        target: LeaseTarget::Wallet { id: w.rec.id },
+                        at_least: estimate,
+                    });
                     break;
                 }
             }
         }
-        if any_wallet && wallet.is_none() {
-            return Err(Refusal::Funds {
+        if !needs.is_empty() {
+            return Attempt::NeedLeases(needs);
+        }
+        if any_wallet && payer.is_none() {
+            return Attempt::Refused(Refusal::Funds {
                 description: format!(
                     "No wallet that pays for this request holds enough: it may cost up to {}. Ask an admin to top up \
                      the wallet of user {user}{}.",
@@ -333,10 +452,18 @@ impl Controls {
                 ),
             });
         }
+        let mut leases = Vec::new();
+        let wallet = payer.map(|i| {
+            let w = &mut st.wallets[i];
+            w.reserved += estimate;
+            leases.extend(w.lease.as_ref().map(|l| l.id));
+            (w.rec.id, estimate)
+        });
         let mut budgets = Vec::with_capacity(covering.len());
         for i in covering {
             let b = &mut st.budgets[i];
             let held = if b.rec.def.hard_limit {
+                leases.extend(b.lease.as_ref().filter(|_| leased).map(|l| l.id));
                 estimate
             } else {
                 Money::ZERO
@@ -344,20 +471,33 @@ impl Controls {
             b.reserved += held;
             budgets.push((b.rec.id, held));
         }
-        Ok(Hold {
+        Attempt::Held(Hold {
             controls: Some(Arc::clone(self)),
             budgets,
             wallet,
+            leases,
         })
     }
 
-    fn settle(&self, budgets: &[(i64, Money)], wallet: Option<(i64, Money)>, actual: Money) {
+    fn settle(
+        &self,
+        budgets: &[(i64, Money)],
+        wallet: Option<(i64, Money)>,
+        leases: &[i64],
+        actual: Money,
+    ) {
+        let drew_on = |l: &mut Option<LocalLease>| {
+            if let Some(l) = l.as_mut().filter(|l| leases.contains(&l.id)) {
+                l.used += actual;
+            }
+        };
         let mut alerts = Vec::new();
         {
             let mut st = self.lock();
             for (id, held) in budgets {
                 if let Some(b) = st.budgets.iter_mut().find(|b| b.rec.id == *id) {
                     b.reserved = b.reserved.saturating_sub(*held).max(Money::ZERO);
+                    drew_on(&mut b.lease);
                     let before = b.spent;
                     b.spent += actual;
                     for t in crossed(before, b.spent, b.rec.def.amount, &b.rec.def.thresholds) {
@@ -368,6 +508,7 @@ impl Controls {
             if let Some((id, held)) = wallet {
                 if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
                     w.reserved = w.reserved.saturating_sub(held).max(Money::ZERO);
+                    drew_on(&mut w.lease);
                     let before = wallet_status(w.available() + actual, w.rec.def.low_threshold);
                     w.balance = w.balance - actual;
                     let after = wallet_status(w.available(), w.rec.def.low_threshold);
@@ -438,6 +579,19 @@ impl Controls {
     /// the webhooks like a budget alert.
     pub fn raise(&self, alert: NewAlert) {
         let _ = self.alerts.send(alert);
+    }
+
+    /// Reloads budgets' spend and wallets' balances from the store, so that a replica sees what the others spent.
+    pub async fn refresh_from_store(&self) {
+        self.refresh_budgets().await;
+        match self.store.list_wallets().await {
+            Ok(list) => {
+                for w in list {
+                    self.install_wallet(w);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Listing wallets failed."),
+        }
     }
 
     /// Reloads every budget's period spend from the store (after a period rolls over).

@@ -1,49 +1,14 @@
-//! The parts of the OpenAI wire format the gateway reads. Everything else in a body passes through untouched.
+//! OpenAI chat completions and embeddings.
 //!
 //! Shapes follow OpenAI's API reference (platform.openai.com/docs/api-reference/chat, .../embeddings):
-//! `usage.prompt_tokens`, `usage.completion_tokens`, `usage.prompt_tokens_details.cached_tokens`, and for
-//! streams the final chunk carrying `usage` when `stream_options.include_usage` is true.
+//! `usage.prompt_tokens` (the whole prompt, cached tokens included), `usage.completion_tokens`,
+//! `usage.prompt_tokens_details.cached_tokens`; a stream's final chunk carries `usage` when
+//! `stream_options.include_usage` is true, and `data: [DONE]` ends it.
 
 use serde::Deserialize;
-use spendgate_core::usage::MAX_TOKENS;
 use spendgate_core::Usage;
 
-/// The head of a chat or embeddings request: what routing, metering and budgets need.
-#[derive(Debug, Deserialize)]
-pub struct RequestHead {
-    pub model: Option<String>,
-    #[serde(default)]
-    pub stream: Option<bool>,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
-    #[serde(default)]
-    pub max_completion_tokens: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: Option<bool>,
-}
-
-impl RequestHead {
-    pub fn wants_stream(&self) -> bool {
-        self.stream.unwrap_or(false)
-    }
-
-    pub fn asked_for_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
-    }
-
-    pub fn max_output(&self) -> Option<u64> {
-        self.max_completion_tokens.or(self.max_tokens)
-    }
-}
+use super::{contains, normalised, StreamState, WireFormat};
 
 #[derive(Debug, Deserialize)]
 pub struct WireUsage {
@@ -67,15 +32,7 @@ impl WireUsage {
             .prompt_tokens_details
             .as_ref()
             .map_or(0, |d| d.cached_tokens);
-        // Counts come from the upstream; a broken or hostile one must not be able to produce an absurd bill.
-        let prompt = self.prompt_tokens.min(MAX_TOKENS);
-        Usage {
-            input_tokens: prompt,
-            output_tokens: self.completion_tokens.min(MAX_TOKENS),
-            // A cached count above the prompt is a broken upstream; never bill more cached tokens than prompt.
-            cached_input_tokens: cached.min(prompt),
-            cache_write_tokens: 0,
-        }
+        normalised(self.prompt_tokens, self.completion_tokens, cached, 0)
     }
 }
 
@@ -86,17 +43,47 @@ pub struct WithUsage {
     pub usage: Option<WireUsage>,
 }
 
-/// The usage in a complete (non-streaming) response body: `Err` when the body is not JSON at all, `Ok(None)` when
-/// it is but carries no usage.
+/// The usage in a complete chat or embeddings body.
 pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
     Ok(serde_json::from_slice::<WithUsage>(body)?
         .usage
         .map(|u| u.normalise()))
 }
 
+/// OpenAI chat completions and embeddings.
+#[derive(Debug, Clone, Copy)]
+pub struct Chat;
+
+impl WireFormat for Chat {
+    fn body_usage(&self, body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+        usage_of_body(body)
+    }
+
+    fn stream_event(&self, data: &[u8], state: &mut StreamState) {
+        if data == b"[DONE]" {
+            state.done = true;
+        } else if contains(data, b"\"usage\"") {
+            if let Ok(Some(u)) = usage_of_body(data) {
+                // The usage chunk is the stream's summary, sent after the last content chunk.
+                state.usage = Some(u);
+                state.done = true;
+            }
+        }
+    }
+
+    fn text_key(&self, _stream: bool) -> &'static [u8] {
+        b"content"
+    }
+
+    fn usage_on_request(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spendgate_core::usage::MAX_TOKENS;
 
     #[test]
     fn absurd_upstream_counts_are_capped_and_priced_without_overflow() {

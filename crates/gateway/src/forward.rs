@@ -1,0 +1,256 @@
+//! Forwarding a prepared request: its route's targets are tried in order until one answers (fallbacks and
+//! retries, bounded by the route, and only before any byte reached the client), then the answer is passed back
+//! byte for byte while its usage is read, and the request is recorded once.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use spendgate_core::RequestStatus;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorShape};
+use crate::meter::{Meter, MeteredStream, Outcome};
+use crate::protocol::{format_of, text_len, RequestHead};
+use crate::provider::{Endpoint, ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse};
+use crate::proxy::{upstream_body, REQUEST_ID_HEADER};
+use crate::routes::{Route, Target};
+use crate::Gateway;
+
+/// A request that passed every check and is ready to go upstream.
+pub(crate) struct Prepared {
+    pub meter: Meter,
+    pub endpoint: Endpoint,
+    pub head: RequestHead,
+    /// The body as the client sent it.
+    pub body: Bytes,
+    /// The body for the first target (usage requested, model renamed), built before any upstream call.
+    pub first_body: Bytes,
+    pub stream: bool,
+    /// Protocol headers passed on to the upstream.
+    pub headers: Vec<(&'static str, String)>,
+    pub route: Arc<Route>,
+    /// Held while a stream is open, so one key cannot open more than its share.
+    pub slot: Option<crate::limits::StreamSlot>,
+}
+
+/// The error shape of an endpoint's API.
+pub(crate) fn error_shape(endpoint: Endpoint) -> ErrorShape {
+    if endpoint == Endpoint::Messages {
+        ErrorShape::Anthropic
+    } else {
+        ErrorShape::OpenAi
+    }
+}
+
+fn provider_error(e: &ProviderError) -> ApiError {
+    match e {
+        ProviderError::Timeout => ApiError::upstream(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "The provider did not answer in time. Retry, or raise the provider's read timeout.",
+        ),
+        other => ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            format!("The provider failed: {other}."),
+        ),
+    }
+}
+
+/// Why an attempt may be followed by the next target: an upstream 5xx, a connect error or a timeout. Nothing
+/// has reached the client then (error bodies are read whole), and providers do not bill failed calls.
+fn retryable(result: &Result<UpstreamResponse, ProviderError>) -> Option<(u16, String)> {
+    match result {
+        Err(e @ (ProviderError::Timeout | ProviderError::Connect(_))) => {
+            Some((provider_error(e).status.as_u16(), e.to_string()))
+        }
+        Ok(up) if up.status >= 500 => {
+            Some((up.status, format!("the upstream answered {}", up.status)))
+        }
+        _ => None,
+    }
+}
+
+pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
+    let Prepared {
+        mut meter,
+        endpoint,
+        head,
+        body,
+        first_body,
+        stream,
+        headers,
+        route,
+        slot,
+    } = p;
+    let request_id = meter.id;
+    let shape = error_shape(endpoint);
+    // `prepare` refused routes without a target that speaks the endpoint's API.
+    let targets: Vec<&Target> = route
+        .targets
+        .iter()
+        .filter(|t| t.provider.speaks(endpoint))
+        .collect();
+    let mut next_body = Some(first_body);
+    let mut i = 0;
+    let mut res = loop {
+        let Some(target) = targets.get(i) else {
+            break ApiError::internal("the route has no target for this API")
+                .shaped(shape)
+                .into_response();
+        };
+        let last = i + 1 >= targets.len();
+        meter.aim(target);
+        let body = match next_body.take() {
+            Some(b) => Ok(b),
+            None => upstream_body(body.clone(), &head, endpoint, &target.upstream_model),
+        };
+        let result = match body {
+            Ok(body) => {
+                let req = UpstreamRequest {
+                    endpoint,
+                    model: target.upstream_model.clone(),
+                    stream,
+                    body,
+                    headers: headers.clone(),
+                };
+                target.provider.send(req).await
+            }
+            Err(e) => Err(ProviderError::Body(e.message)),
+        };
+        match retryable(&result) {
+            Some((status, error)) if !last => {
+                tracing::warn!(request_id = %request_id, provider = %target.provider_name, status, error = %error,
+                    "An upstream attempt failed; trying the route's next target.");
+                meter.failed_attempt(&target.upstream_model, status, error);
+                i += 1;
+            }
+            _ => break answer(&gw, meter, result, shape, slot).await,
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    res
+}
+
+/// Passes the last attempt's answer to the client and records the request.
+async fn answer(
+    gw: &Gateway,
+    meter: Meter,
+    result: Result<UpstreamResponse, ProviderError>,
+    shape: ErrorShape,
+    slot: Option<crate::limits::StreamSlot>,
+) -> Response {
+    let request_id = meter.id;
+    let up = match result {
+        Ok(up) => up,
+        Err(e) => {
+            let err = provider_error(&e).shaped(shape);
+            tracing::warn!(request_id = %request_id, provider = %meter.provider, error = %e, "The upstream call failed.");
+            let ack = meter.finish(Outcome {
+                status: RequestStatus::UpstreamError,
+                http_status: err.status.as_u16(),
+                reported: None,
+                counted_output_tokens: 0,
+                error: Some(e.to_string()),
+            });
+            journaled(ack, request_id).await;
+            return err.into_response();
+        }
+    };
+    let status = StatusCode::from_u16(up.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = up.content_type.and_then(|c| HeaderValue::from_str(&c).ok());
+    match up.body {
+        UpstreamBody::Full(bytes) => full_answer(meter, status, content_type, bytes, shape).await,
+        UpstreamBody::Stream(s) => {
+            let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot);
+            let mut r = Response::new(Body::from_stream(metered));
+            *r.status_mut() = status;
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                content_type.unwrap_or(HeaderValue::from_static("text/event-stream")),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+    }
+}
+
+/// A complete answer: its usage read from the body, recorded, then the bytes passed on unchanged.
+async fn full_answer(
+    meter: Meter,
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    bytes: Bytes,
+    shape: ErrorShape,
+) -> Response {
+    let request_id = meter.id;
+    let format = format_of(meter.endpoint);
+    let parsed = if status.is_success() {
+        Some(format.body_usage(&bytes))
+    } else {
+        None
+    };
+    let (outcome_status, reported, error) = match &parsed {
+        None => (
+            RequestStatus::UpstreamError,
+            None,
+            Some(format!("the upstream answered {}", status.as_u16())),
+        ),
+        Some(Err(_)) => (
+            RequestStatus::UpstreamError,
+            None,
+            Some("the upstream's answer was not valid JSON".to_string()),
+        ),
+        Some(Ok(None)) => (
+            RequestStatus::Ok,
+            None,
+            Some("the upstream sent no usage; tokens were counted".to_string()),
+        ),
+        Some(Ok(Some(u))) => (RequestStatus::Ok, Some(*u), None),
+    };
+    let counted = spendgate_core::usage::estimate_tokens(text_len(&bytes, format.text_key(false)));
+    meter.cache.answer(&bytes);
+    let broken = matches!(parsed, Some(Err(_)));
+    let http_status = if broken {
+        StatusCode::BAD_GATEWAY
+    } else {
+        status
+    };
+    let ack = meter.finish(Outcome {
+        status: outcome_status,
+        http_status: http_status.as_u16(),
+        reported,
+        counted_output_tokens: counted,
+        error,
+    });
+    journaled(ack, request_id).await;
+    if broken {
+        // Passing a broken body on would only move the failure into the client's JSON parser.
+        return ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream_bad_response",
+            "The provider answered with a body that is not valid JSON; retry the request.",
+        )
+        .shaped(shape)
+        .into_response();
+    }
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    if let Some(ct) = content_type {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    r
+}
+
+/// Waits until a spend event is in the journal: an answer is sent only once its spend log cannot be lost.
+async fn journaled(ack: spendgate_store::Ack, request_id: Uuid) {
+    if !ack.await {
+        tracing::error!(request_id = %request_id, "A spend event arrived after the writer stopped; it was not recorded.");
+    }
+}

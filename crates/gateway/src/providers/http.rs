@@ -1,0 +1,165 @@
+//! What every HTTP provider shares: its configuration, a pooled client, the request it sends and how it reads
+//! the answer. `openai.rs` and `anthropic.rs` only say which APIs they speak and how the key is sent.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::provider::{ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse};
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Shown on spend logs.
+    pub name: String,
+    /// E.g. `https://api.openai.com/v1`. `{model}` is replaced by the upstream model name (Azure OpenAI's
+    /// `.../openai/deployments/{model}`).
+    pub base_url: String,
+    /// The API key, read from the environment variable the configuration names. Never logged.
+    pub api_key: Option<String>,
+    /// Send the key as the raw value of this header (Azure OpenAI: `api-key`) instead of the provider's usual
+    /// way (`Authorization: Bearer` for OpenAI-compatible APIs, `x-api-key` for Anthropic).
+    pub api_key_header: Option<String>,
+    /// Extra headers on every request (OpenRouter's `HTTP-Referer`, ...). Not for secrets: they are in the file.
+    pub headers: Vec<(String, String)>,
+    /// Extra query parameters on every request (Azure OpenAI's `api-version`).
+    pub query: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+    /// Longest wait for any read from the upstream (headers or the next chunk of a stream).
+    pub read_timeout: Duration,
+}
+
+/// How a provider sends its key when the configuration does not say otherwise.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyStyle {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The raw key in this header.
+    Header(&'static str),
+}
+
+pub struct HttpUpstream {
+    pub config: HttpConfig,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key and the extra headers are deliberately left out.
+        f.debug_struct("HttpUpstream")
+            .field("name", &self.config.name)
+            .field("base_url", &self.config.base_url)
+            .finish()
+    }
+}
+
+impl HttpUpstream {
+    pub fn new(config: HttpConfig) -> Result<HttpUpstream, ProviderError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(256)
+            .build()
+            .map_err(|e| ProviderError::Config(e.to_string()))?;
+        let upstream = HttpUpstream { config, client };
+        // A base URL that cannot be parsed is a start-up error, not a failure of every request.
+        upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        Ok(upstream)
+    }
+
+    fn url(
+        &self,
+        endpoint: crate::provider::Endpoint,
+        model: &str,
+    ) -> Result<reqwest::Url, ProviderError> {
+        let base = self.config.base_url.replace("{model}", model);
+        let text = format!("{}{}", base.trim_end_matches('/'), endpoint.path());
+        let mut url = reqwest::Url::parse(&text).map_err(|e| {
+            ProviderError::Config(format!(
+                "provider '{}' has a base_url that is not a URL ({e})",
+                self.config.name
+            ))
+        })?;
+        if !self.config.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &self.config.query {
+                pairs.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Posts the request and reads the answer: a stream when one was asked for and the upstream sends one with a
+    /// success status, the whole body otherwise.
+    pub async fn post(
+        &self,
+        req: UpstreamRequest,
+        key_style: KeyStyle,
+        fixed_headers: &[(&'static str, &'static str)],
+    ) -> Result<UpstreamResponse, ProviderError> {
+        let url = self.url(req.endpoint, &req.model)?;
+        let mut builder = self
+            .client
+            .post(url)
+            .header("content-type", "application/json");
+        for (k, v) in fixed_headers {
+            // The client's own value (a newer `anthropic-version`, say) wins over the default.
+            if !req.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                builder = builder.header(*k, *v);
+            }
+        }
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v);
+        }
+        for (k, v) in &self.config.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(key) = &self.config.api_key {
+            builder = match (&self.config.api_key_header, key_style) {
+                (Some(h), _) => builder.header(h.as_str(), key),
+                (None, KeyStyle::Bearer) => builder.bearer_auth(key),
+                (None, KeyStyle::Header(h)) => builder.header(h, key),
+            };
+        }
+        let res = builder.body(req.body).send().await.map_err(map_err)?;
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let is_sse = content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let body = if req.stream && is_sse && status < 400 {
+            UpstreamBody::Stream(res.bytes_stream().map(|r| r.map_err(map_err)).boxed())
+        } else {
+            UpstreamBody::Full(res.bytes().await.map_err(map_err)?)
+        };
+        Ok(UpstreamResponse {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+fn map_err(e: reqwest::Error) -> ProviderError {
+    // reqwest's messages name the URL (and so any query parameters); keep ours to the cause.
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        if !cause.is_empty() {
+            cause.push_str(": ");
+        }
+        cause.push_str(&s.to_string());
+        src = s.source();
+    }
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else if e.is_connect() {
+        ProviderError::Connect(cause)
+    } else {
+        ProviderError::Body(cause)
+    }
+}

@@ -1,0 +1,231 @@
+//! Several replicas sharing one store: hard budgets and wallets hold across them through leases, totals agree
+//! on every replica, and every replica lists the others from their heartbeats.
+//!
+//! Here the replicas share one SQLite file (several processes on one machine can); `postgres.rs` runs the same
+//! checks on PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{chat_body, picos, TestServer};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use spendgate::config::Config;
+
+/// Starts a replica named `name` whose store is set by `store` (the same for every replica).
+async fn replica(name: &str, store: &(dyn Fn(&mut Config) + Sync)) -> TestServer {
+    let name = name.to_string();
+    TestServer::start_with(move |c| {
+        c.gateway_name = name;
+        c.replicas.leases = Some(true);
+        // Short leases so that a test sees renewals; the journal is per replica and off here (replicas share the
+        // data directory in the SQLite variant).
+        c.replicas.lease_ttl_secs = 6;
+        c.replicas.heartbeat_secs = 1;
+        c.journal.enabled = false;
+        store(c);
+    })
+    .await
+}
+
+/// Sends `n` requests at once, spread round-robin over `bases`; returns (status, error code) of each.
+async fn spread(bases: &[String], key: &str, n: usize) -> Vec<(u16, Option<String>)> {
+    let client = reqwest::Client::new();
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (client, base, key) = (
+                client.clone(),
+                bases[i % bases.len()].clone(),
+                key.to_string(),
+            );
+            async move {
+                let mut body = chat_body("gpt-4o-mini", &format!("request number {i}"), i % 2 == 0);
+                body["max_tokens"] = json!(20);
+                let r = client
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap();
+                let code = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+                (status, code)
+            }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await
+}
+
+/// Lease requests all replicas sent to the store so far.
+async fn round_trips(replicas: &[&TestServer]) -> u64 {
+    let mut trips = 0;
+    for r in replicas {
+        let (_, st) = r.admin_get("/api/v1/status").await;
+        assert_eq!(st["leases"]["enabled"], true);
+        trips += st["leases"]["round_trips"].as_u64().unwrap();
+    }
+    trips
+}
+
+/// The whole scenario, on whatever store `store` configures.
+pub async fn three_replicas_share_budgets_and_wallets(store: &(dyn Fn(&mut Config) + Sync)) {
+    let r1 = replica("replica-1", store).await;
+    let (_, research) = r1.create_key("hana", Some("research")).await;
+    let (_, labs) = r1.create_key("ivan", Some("labs")).await;
+    let (_, big) = r1.create_key("jo", Some("big")).await;
+    let (st, b) = r1
+        .admin_post(
+            "/api/v1/budgets",
+            json!({ "scope": "team", "subject": "research", "period": "day", "amount": "0.0005", "hard_limit": true }),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let (st, w) = r1
+        .admin_post(
+            "/api/v1/wallets",
+            json!({ "scope": "team", "subject": "labs", "initial_balance": "0.0004" }),
+        )
+        .await;
+    assert_eq!(st, 201, "{w}");
+    let wallet_id = w["id"].as_i64().unwrap();
+    let (st, _) = r1
+        .admin_post(
+            "/api/v1/budgets",
+            json!({ "scope": "team", "subject": "big", "period": "month", "amount": "1000", "hard_limit": true }),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let r2 = replica("replica-2", store).await;
+    let r3 = replica("replica-3", store).await;
+    let bases = vec![r1.base.clone(), r2.base.clone(), r3.base.clone()];
+
+    // A hard budget: 200 requests over three replicas never spend more than the amount.
+    let results = spread(&bases, &research, 200).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.0 == 200 || (r.0 == 429 && r.1.as_deref() == Some("budget_exceeded"))),
+        "{results:?}"
+    );
+    assert!(ok > 0 && ok < 200, "{ok} ran");
+    r1.wait_for_summary("team=research&window=1h", Duration::from_secs(20), |v| {
+        v["requests"] == ok as u64
+    })
+    .await;
+    let logs = r1.all_spend_logs("team=research&window=1h").await;
+    let spent: i128 = logs.iter().map(|l| picos(&l["cost"])).sum();
+    let amount = spendgate_core::Money::parse_usd("0.0005").unwrap().picos();
+    let gateways: std::collections::BTreeSet<&str> = logs
+        .iter()
+        .map(|l| l["gateway"].as_str().unwrap())
+        .collect();
+    println!(
+        "budget across 3 replicas: {ok} of 200 ran on {gateways:?}, spent {spent} of {amount}"
+    );
+    assert!(spent <= amount, "spent {spent} must not pass {amount}");
+
+    println!(
+        "lease round trips with the budget exhausted: {} for 200 requests",
+        round_trips(&[&r1, &r2, &r3]).await
+    );
+
+    // A small wallet: never below zero, balance = top-up - spend.
+    let results = spread(&bases, &labs, 200).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.0 == 200 || (r.0 == 402 && r.1.as_deref() == Some("insufficient_funds"))),
+        "{results:?}"
+    );
+    assert!(ok > 0, "the wallet paid for some");
+    r1.wait_for_summary("team=labs&window=1h", Duration::from_secs(20), |v| {
+        v["requests"] == ok as u64
+    })
+    .await;
+    let logs = r1.all_spend_logs("team=labs&window=1h").await;
+    let wallet_spent: i128 = logs.iter().map(|l| picos(&l["cost"])).sum();
+    let top_up = spendgate_core::Money::parse_usd("0.0004").unwrap().picos();
+    let balance = r1
+        .running
+        .store
+        .ledger_sum(wallet_id)
+        .await
+        .unwrap()
+        .picos();
+    println!("wallet across 3 replicas: {ok} of 200 ran, spent {wallet_spent} of {top_up}");
+    assert!(balance >= 0, "the wallet never goes below zero: {balance}");
+    assert_eq!(balance, top_up - wallet_spent);
+
+    // A budget with room: leases are taken once and then spent from in memory.
+    let before: u64 = round_trips(&[&r1, &r2, &r3]).await;
+    let results = spread(&bases, &big, 600).await;
+    assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
+    let trips = round_trips(&[&r1, &r2, &r3]).await - before;
+    println!(
+        "lease round trips with room: {trips} for 600 requests ({} per 1,000)",
+        trips * 1000 / 600
+    );
+    assert!(
+        trips < 600,
+        "requests are held against leases in memory, not one store trip each"
+    );
+
+    // Every replica reads the same totals, to the last unit.
+    let mut totals = Vec::new();
+    for r in [&r1, &r2, &r3] {
+        let (_, v) = r.admin_get("/api/v1/usage/summary?window=1h").await;
+        let (_, e) = r
+            .admin_get("/api/v1/usage/explorer?window=1h&group_by=gateway")
+            .await;
+        totals.push((v["cost"].clone(), v["requests"].clone(), e["rows"].clone()));
+    }
+    assert!(totals.windows(2).all(|w| w[0] == w[1]), "{totals:?}");
+
+    // Every replica's overview lists all three from their heartbeats.
+    for r in [&r1, &r2, &r3] {
+        let page = r
+            .page("/overview", &r.login("test-admin-token").await)
+            .await;
+        for name in ["replica-1", "replica-2", "replica-3"] {
+            assert!(page.contains(name), "{name} is on {}'s overview", r.base);
+        }
+    }
+
+    // A replica that stops gives its leases back, keeping what it spent; the others can then use the room.
+    r3.running.stop().await.unwrap();
+    let live = r1
+        .running
+        .store
+        .list_leases(spendgate_core::time::now_ms())
+        .await
+        .unwrap();
+    assert!(
+        live.iter()
+            .filter(|l| l.gateway == "replica-3")
+            .all(|l| l.granted == l.recorded),
+        "replica-3 kept only what it wrote: {live:?}"
+    );
+    r1.running.stop().await.unwrap();
+    r2.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_on_one_sqlite_file_never_overshoot() {
+    let shared = tempfile::tempdir().unwrap();
+    let dir = shared.path().to_path_buf();
+    three_replicas_share_budgets_and_wallets(&move |c: &mut Config| c.data_dir = dir.clone()).await;
+}
