@@ -35,9 +35,19 @@ struct Answer {
 }
 
 async fn send(s: &TestServer, key: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+    send_to(s, "/v1/chat/completions", key, body, headers).await
+}
+
+async fn send_to(
+    s: &TestServer,
+    path: &str,
+    key: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = s
         .client
-        .post(format!("{}/v1/chat/completions", s.base))
+        .post(format!("{}{path}", s.base))
         .bearer_auth(key)
         .json(body);
     for (k, v) in headers {
@@ -174,6 +184,25 @@ async fn failed_cut_and_usage_less_answers_are_never_cached() {
             let log = s.wait_for_log(&r.id).await;
             assert_eq!(log["cache_outcome"], "not_cacheable", "{fault}: {log}");
         }
+    }
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn routes_the_cache_does_not_know_pass_through_as_not_cacheable() {
+    let s = cached_server(|_| {}).await;
+    let (_, key) = s.create_key("ana", Some("search")).await;
+    let q = json!({
+        "model": "claude-haiku-4-5",
+        "max_tokens": 12,
+        "messages": [{ "role": "user", "content": "not for the cache" }],
+    });
+    for _ in 0..2 {
+        let r = send_to(&s, "/v1/messages", &key, &q, &[]).await;
+        assert_eq!((r.status, r.cache.as_str()), (200, ""));
+        let log = s.wait_for_log(&r.id).await;
+        assert_eq!(log["cache_outcome"], "not_cacheable");
+        assert!(picos(&log["cost"]) > 0);
     }
     s.running.stop().await.unwrap();
 }
