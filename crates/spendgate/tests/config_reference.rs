@@ -47,11 +47,15 @@ struct Fields<'a> {
 impl<'de> MapAccess<'de> for Fields<'_> {
     type Error = Stop;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Stop> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Stop> {
         match self.fields.next() {
             Some(f) => {
                 self.current = f;
-                seed.deserialize(de::value::StrDeserializer::new(f)).map(Some)
+                seed.deserialize(de::value::StrDeserializer::new(f))
+                    .map(Some)
             }
             None => Ok(None),
         }
@@ -79,7 +83,10 @@ struct OneElement<'a> {
 impl<'de> SeqAccess<'de> for OneElement<'_> {
     type Error = Stop;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Stop> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Stop> {
         match self.walker.take() {
             Some(w) => seed.deserialize(w).map(Some),
             None => Ok(None),
@@ -196,9 +203,13 @@ fn every_setting_is_documented_and_the_example_parses() {
     );
     let example = std::fs::read_to_string(root.join("spendgate.example.toml")).unwrap();
     Config::parse(&example).unwrap();
-    for section in settings.iter().filter_map(|s| s.split_once('.').map(|p| p.0)) {
+    for section in settings
+        .iter()
+        .filter_map(|s| s.split_once('.').map(|p| p.0))
+    {
         assert!(
-            example.contains(&format!("[{section}]")) || example.contains(&format!("[[{section}]]")),
+            example.contains(&format!("[{section}]"))
+                || example.contains(&format!("[[{section}]]")),
             "spendgate.example.toml has no [{section}] section"
         );
     }
