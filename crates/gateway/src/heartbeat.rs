@@ -101,6 +101,40 @@ impl Heart {
     }
 }
 
+/// Watches the shared store for spend written by other replicas (the newest spend log changes) and announces it
+/// to this replica's live pages, every `every`. Runs while replicas share the store.
+pub fn watch_other_replicas(
+    store: Arc<dyn Store>,
+    writer: spendgate_store::SpendWriter,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // The newest spend log seen; `None` until the first look (which sets the baseline, announcing nothing).
+        let mut newest: Option<Option<uuid::Uuid>> = None;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            let recent = spendgate_core::Filters {
+                from_ms: now - 3_600_000,
+                to_ms: now + 60_000,
+                ..Default::default()
+            };
+            match store.spend_logs(&recent, 1, None).await {
+                Ok(page) => {
+                    let id = page.items.first().map(|l| l.event.id);
+                    if newest.is_some_and(|n| n != id) {
+                        writer.announce_external(1);
+                    }
+                    newest = Some(id);
+                }
+                Err(e) => tracing::debug!(error = %e, "Looking for other replicas' spend failed."),
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ pub struct Running {
     gateway_name: Arc<str>,
     heart: Heart,
     heartbeat: tokio::task::JoinHandle<()>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -63,6 +64,9 @@ impl Running {
         // Leases go back keeping what was spent; the last heartbeat says this replica stopped on purpose.
         self.controls.release_leases().await;
         self.heartbeat.abort();
+        if let Some(w) = &self.watcher {
+            w.abort();
+        }
         self.heart.goodbye().await;
         lifecycle(&*self.store, "gateway.stop", &self.gateway_name, None).await;
         self.writer_handle.shutdown().await;
@@ -414,6 +418,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let heartbeat = heart
         .clone()
         .spawn(Duration::from_secs(config.replicas.heartbeat_secs.max(1)));
+    // Other replicas' spend reaches this replica's live pages within half a second.
+    let watcher = config.leases_on().then(|| {
+        spendgate_gateway::heartbeat::watch_other_replicas(
+            Arc::clone(&store),
+            writer.clone(),
+            Duration::from_millis(500),
+        )
+    });
     tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
     let started = serde_json::json!({ "version": VERSION, "listen": addr.to_string() });
     lifecycle(
@@ -437,5 +449,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         gateway_name: Arc::from(config.gateway_name.as_str()),
         heart,
         heartbeat,
+        watcher,
     })
 }

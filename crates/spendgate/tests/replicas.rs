@@ -111,6 +111,47 @@ pub async fn three_replicas_share_budgets_and_wallets(store: &(dyn Fn(&mut Confi
     let r3 = replica("replica-3", store).await;
     let bases = vec![r1.base.clone(), r2.base.clone(), r3.base.clone()];
 
+    // Spend through one replica reaches another's live pages (its /events stream) without a reload. Nothing
+    // else is spent yet, so the only thing replica-2 can announce is replica-1's request.
+    let cookie = r2.login("test-admin-token").await;
+    let mut events = r2
+        .client
+        .get(format!("{}/events", r2.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let (st, _) = (
+        r1.client
+            .post(format!("{}/v1/chat/completions", r1.base))
+            .bearer_auth(&big)
+            .json(&chat_body("gpt-4o-mini", "seen elsewhere", false))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        (),
+    );
+    assert_eq!(st, 200);
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut seen = String::new();
+        while let Some(chunk) = events.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: spend") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        got.ok(),
+        Some(true),
+        "replica-2's live stream announced replica-1's spend"
+    );
+    drop(events);
+
     // A hard budget: 200 requests over three replicas never spend more than the amount.
     let results = spread(&bases, &research, 200).await;
     let ok = results.iter().filter(|r| r.0 == 200).count();

@@ -198,6 +198,15 @@ impl SpendWriter {
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
         self.committed.subscribe()
     }
+
+    /// Announces spend another replica wrote to the shared store, so that this replica's live pages refresh
+    /// for it as for its own.
+    pub fn announce_external(&self, events: usize) {
+        let _ = self.committed.send(Committed {
+            events,
+            at_ms: now_ms(),
+        });
+    }
 }
 
 /// Owns the writer task (and the journal thread); [`WriterHandle::shutdown`] drains them.
