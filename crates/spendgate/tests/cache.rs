@@ -189,6 +189,49 @@ async fn failed_cut_and_usage_less_answers_are_never_cached() {
 }
 
 #[tokio::test]
+async fn a_hit_is_priced_as_the_fallback_target_that_answered() {
+    // The route's first target always fails and would price the model a hundred times higher.
+    let extra = spendgate::config::Config::parse(
+        r#"
+[[providers]]
+name = "primary"
+kind = "mock"
+fault = "status500"
+prices = [{ model = "gpt-4o-mini", input_per_mtok = "100", output_per_mtok = "100" }]
+
+[[routes]]
+model = "gpt-4o-mini"
+targets = [{ provider = "primary" }, { provider = "openai" }]
+"#,
+    )
+    .unwrap();
+    let s = cached_server(|c| {
+        c.providers.extend(extra.providers);
+        c.routes = extra.routes;
+    })
+    .await;
+    let (_, key) = s.create_key("ana", Some("search")).await;
+    let q = body("fall back, then remember", false);
+    let miss = send(&s, &key, &q, &[]).await;
+    let hit = send(&s, &key, &q, &[]).await;
+    assert_eq!((miss.cache.as_str(), hit.cache.as_str()), ("miss", "hit"));
+    let (miss, hit) = (
+        s.wait_for_log(&miss.id).await,
+        s.wait_for_log(&hit.id).await,
+    );
+    assert_eq!(
+        (miss["provider"].as_str(), miss["attempts"].as_u64()),
+        (Some("openai"), Some(2))
+    );
+    assert_eq!(
+        (hit["provider"].as_str(), hit["attempts"].as_u64()),
+        (Some("openai"), Some(0))
+    );
+    assert_eq!(picos(&hit["avoided_cost"]), picos(&miss["cost"]));
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn routes_the_cache_does_not_know_pass_through_as_not_cacheable() {
     let s = cached_server(|_| {}).await;
     let (_, key) = s.create_key("ana", Some("search")).await;
