@@ -124,6 +124,7 @@ impl Meter {
             &self.model,
             &usage,
             priced.cost,
+            spendgate_core::Money::ZERO,
             outcome.status.is_error(),
         );
         let event = SpendEvent {

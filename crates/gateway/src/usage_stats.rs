@@ -40,6 +40,7 @@ impl UsageStats {
         model: &str,
         usage: &Usage,
         cost: Money,
+        avoided_cost: Money,
         error: bool,
     ) {
         let mut map = match self.series.lock() {
@@ -70,7 +71,7 @@ impl UsageStats {
             output_tokens: usage.output_tokens,
             cached_input_tokens: usage.cached_input_tokens,
             cache_write_tokens: usage.cache_write_tokens,
-            ..Totals::default()
+            avoided_cost,
         });
     }
 
@@ -106,10 +107,19 @@ mod tests {
                 "m",
                 &u,
                 Money::from_picos(3),
+                Money::ZERO,
                 false,
             );
         }
-        s.record(None, "openai", "m", &u, Money::from_picos(3), true);
+        s.record(
+            None,
+            "openai",
+            "m",
+            &u,
+            Money::from_picos(3),
+            Money::ZERO,
+            true,
+        );
         let snap = s.snapshot();
         assert_eq!(snap.len(), MAX_SERIES + 2);
         let other = snap

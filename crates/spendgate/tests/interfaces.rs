@@ -285,7 +285,8 @@ fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_usage_cost_latency_queue_budgets_and_wallets() {
-    let s = TestServer::start().await;
+    // With the response cache on, the traffic's repeated questions become hits with an avoided cost.
+    let s = TestServer::start_with(|c| c.cache.enabled = true).await;
     let (_, b) = s
         .admin_post(
             "/api/v1/budgets",
@@ -302,7 +303,22 @@ async fn metrics_report_usage_cost_latency_queue_budgets_and_wallets() {
         )
         .await;
     assert!(w["id"].is_number(), "{w}");
-    traffic(&s, 90).await;
+    let keys = traffic(&s, 88).await;
+    // The same question twice: the second is answered from the cache.
+    for _ in 0..2 {
+        let r = s
+            .chat(
+                &keys[0],
+                chat_body("gpt-4o-mini", "what is a budget?", false),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    s.wait_for_summary("window=1h", Duration::from_secs(20), |v| {
+        v["requests"] == 90
+    })
+    .await;
 
     // Outside demo, the scrape needs the admin token.
     let (st, _, _) = get_text(&s, None, "/metrics").await;
@@ -326,6 +342,16 @@ async fn metrics_report_usage_cost_latency_queue_budgets_and_wallets() {
     }
     assert_eq!(cost, picos(&summary["cost"]));
     assert_eq!(requests, 90);
+    let avoided: i128 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("spendgate_cache_avoided_usd_total{"))
+        .map(|rest| {
+            let v = rest.rsplit(' ').next().unwrap();
+            spendgate_core::Money::parse_usd(v).unwrap().picos()
+        })
+        .sum();
+    assert!(avoided > 0, "some requests were cache hits");
+    assert_eq!(avoided, picos(&summary["avoided_cost"]));
     assert!(
         text.contains("team=\"No team\""),
         "unattributed traffic is its own series"

@@ -5,6 +5,7 @@
 //!   `spendgate_cost_usd_total`, by `team` (`No team` for unattributed traffic), `provider` and `model`. At most
 //!   1,000 team/provider/model combinations are kept apart; later ones are counted as `team="other"`,
 //!   `model="other"` (`gateway::usage_stats`), so the cardinality is bounded whatever clients send.
+//!   `spendgate_cache_avoided_usd_total` (same labels): what response-cache hits would have cost.
 //! - `spendgate_request_duration_seconds` (histogram), `spendgate_rejected_requests_total`,
 //!   `spendgate_upstream_errors_total`.
 //! - `spendgate_queue_pending_events`, `spendgate_queue_oldest_pending_age_seconds`,
@@ -188,6 +189,15 @@ async fn render(s: &AppState) -> String {
     );
     for (l, (_, t)) in labels.iter().zip(&series) {
         m.sample("spendgate_cost_usd_total", l, &usd(t.cost));
+    }
+
+    m.head(
+        "spendgate_cache_avoided_usd_total",
+        "counter",
+        "What cache hits would have cost, in US dollars (the answers they replayed, priced now).",
+    );
+    for (l, (_, t)) in labels.iter().zip(&series) {
+        m.sample("spendgate_cache_avoided_usd_total", l, &usd(t.avoided_cost));
     }
 
     // Latency and refusals.

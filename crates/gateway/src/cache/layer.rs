@@ -144,12 +144,14 @@ impl Hit<'_> {
         let id = Uuid::now_v7();
         let latency = self.started.elapsed();
         gw.stats.observe(latency, false);
+        let avoided = target.price.price(&answer.usage).cost;
         gw.stats.usage.record(
             self.key.team.as_deref(),
             &target.provider_name,
             model,
             &Usage::default(),
             Money::ZERO,
+            avoided,
             false,
         );
         // The hit itself is free: no tokens billed, no wallet charged, no budget spent. What it saved is the
@@ -188,7 +190,7 @@ impl Hit<'_> {
             // No upstream call was made.
             attempts: 0,
             failed_attempts: Vec::new(),
-            avoided_cost: target.price.price(&answer.usage).cost,
+            avoided_cost: avoided,
         };
         // As for any answer: it is sent only once its spend log cannot be lost.
         if !gw.writer.record(event).await {
