@@ -123,9 +123,11 @@ impl Meter {
             &self.provider,
             &self.model,
             &usage,
-            priced.cost,
-            spendgate_core::Money::ZERO,
-            outcome.status.is_error(),
+            crate::usage_stats::Amounts {
+                cost: priced.cost,
+                avoided_cost: spendgate_core::Money::ZERO,
+                error: outcome.status.is_error(),
+            },
         );
         let event = SpendEvent {
             id: self.id,

@@ -25,6 +25,15 @@ pub struct SeriesKey {
     pub model: String,
 }
 
+/// What one request cost, avoided, and whether it failed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Amounts {
+    pub cost: Money,
+    /// What a cache hit would have cost.
+    pub avoided_cost: Money,
+    pub error: bool,
+}
+
 /// Totals by series, behind one short lock per metered request.
 #[derive(Debug, Default)]
 pub struct UsageStats {
@@ -39,9 +48,7 @@ impl UsageStats {
         provider: &str,
         model: &str,
         usage: &Usage,
-        cost: Money,
-        avoided_cost: Money,
-        error: bool,
+        amounts: Amounts,
     ) {
         let mut map = match self.series.lock() {
             Ok(m) => m,
@@ -64,14 +71,14 @@ impl UsageStats {
             }
         };
         map.entry(key).or_default().add(&Totals {
-            cost,
+            cost: amounts.cost,
             requests: 1,
-            errors: u64::from(error),
+            errors: u64::from(amounts.error),
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cached_input_tokens: usage.cached_input_tokens,
             cache_write_tokens: usage.cache_write_tokens,
-            avoided_cost,
+            avoided_cost: amounts.avoided_cost,
         });
     }
 
@@ -106,9 +113,10 @@ mod tests {
                 "openai",
                 "m",
                 &u,
-                Money::from_picos(3),
-                Money::ZERO,
-                false,
+                Amounts {
+                    cost: Money::from_picos(3),
+                    ..Amounts::default()
+                },
             );
         }
         s.record(
@@ -116,9 +124,11 @@ mod tests {
             "openai",
             "m",
             &u,
-            Money::from_picos(3),
-            Money::ZERO,
-            true,
+            Amounts {
+                cost: Money::from_picos(3),
+                error: true,
+                ..Amounts::default()
+            },
         );
         let snap = s.snapshot();
         assert_eq!(snap.len(), MAX_SERIES + 2);

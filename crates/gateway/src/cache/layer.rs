@@ -150,9 +150,11 @@ impl Hit<'_> {
             &target.provider_name,
             model,
             &Usage::default(),
-            Money::ZERO,
-            avoided,
-            false,
+            crate::usage_stats::Amounts {
+                cost: Money::ZERO,
+                avoided_cost: avoided,
+                error: false,
+            },
         );
         // The hit itself is free: no tokens billed, no wallet charged, no budget spent. What it saved is the
         // stored answer's usage at today's price.
