@@ -3,6 +3,8 @@
 //! Dimensions (teams, users, providers, models, gateways, workflows) are interned into `labels` so that spend
 //! logs and rollups hold small integers: smaller rows, faster group-bys. Id 0 means "none" (the No team bucket,
 //! no workflow) so that it takes part in unique keys like any other value (SQLite treats NULLs as distinct).
+//! The labels' kinds and the dimension codes of the per-dimension rollups are shared with PostgreSQL
+//! (`crate::sql::plan`).
 
 pub const MIGRATIONS: &[&str] = &[
     r#"
@@ -60,7 +62,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
-pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
+pub use crate::sql::plan::ROLLUP_TABLES;
 
 pub fn rollup_ddl(table: &str) -> String {
     format!(
@@ -85,17 +87,6 @@ pub fn rollup_ddl(table: &str) -> String {
     PRIMARY KEY (bucket, team_id, user_id, key_id, provider_id, model_id, gateway_id, workflow_id, cache_outcome)
 ) WITHOUT ROWID;"
     )
-}
-
-/// Label kinds, as stored in `labels.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LabelKind {
-    Team = 1,
-    User = 2,
-    Provider = 3,
-    Model = 4,
-    Gateway = 5,
-    Workflow = 6,
 }
 
 /// Controls: budgets, wallets and their ledger, alerts and deliveries, the audit log.
@@ -264,22 +255,3 @@ INSERT INTO rollup_dim_day SELECT bucket, 8, cache_outcome, SUM(requests), SUM(e
     SUM(output_tokens), SUM(cached_input_tokens), SUM(cache_write_tokens), SUM(cost_pico), SUM(latency_ms_sum)
   FROM rollup_day GROUP BY bucket, cache_outcome;
 "#;
-
-/// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.
-pub const DIM_CODES: [(&str, i64); 8] = [
-    ("team_id", 1),
-    ("user_id", 2),
-    ("key_id", 3),
-    ("provider_id", 4),
-    ("model_id", 5),
-    ("gateway_id", 6),
-    ("workflow_id", 7),
-    ("cache_outcome", 8),
-];
-
-pub fn dim_code(column: &str) -> Option<i64> {
-    DIM_CODES
-        .iter()
-        .find(|(c, _)| *c == column)
-        .map(|(_, code)| *code)
-}
