@@ -149,18 +149,38 @@ impl Default for WriterSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
+    /// Where the store lives: unset (SQLite in `data_dir`), a directory or `sqlite://<dir>` (SQLite there), or
+    /// `postgres://user[:password]@host[:port]/database` (PostgreSQL). `--store` overrides it.
+    pub url: Option<String>,
     pub minute_retention_hours: i64,
-    /// How long a database write waits for a lock before it fails (and the writer retries it).
+    /// How long a database write waits for a lock before it fails (and the writer retries it). SQLite only.
     pub busy_timeout_ms: u64,
+    /// PostgreSQL only: spend logs are dropped, a whole month at a time, once their month ended this many days
+    /// ago. Unset keeps them forever. Rollups (every total, chart and explorer figure) are never dropped.
+    pub retention_days: Option<u32>,
+    /// PostgreSQL only: connections used for reads at most (the writer has one more of its own).
+    pub pool_size: usize,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
+            url: None,
             minute_retention_hours: 48,
             busy_timeout_ms: 5000,
+            retention_days: None,
+            pool_size: 8,
         }
     }
+}
+
+/// Where the store lives, as `[store] url` (or `--store`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The directory holding `spendgate.db`.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (shown only through `spendgate_store::postgres::redact_url`).
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,6 +296,27 @@ impl Config {
         Ok(toml::from_str(text)?)
     }
 
+    pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
+        let url = self.store.url.as_deref().map(str::trim).unwrap_or("");
+        if url.is_empty() {
+            return Ok(StoreLocation::Sqlite(self.data_dir.clone()));
+        }
+        if let Some(dir) = url.strip_prefix("sqlite://") {
+            return Ok(StoreLocation::Sqlite(PathBuf::from(dir)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(url.to_string()));
+        }
+        if url.contains("://") {
+            bail!(
+                "[store] url '{}' is not a store spendgate knows; use a directory, sqlite://<dir> or \
+                 postgres://user@host:port/database",
+                spendgate_store::postgres::redact_url(url)
+            );
+        }
+        Ok(StoreLocation::Sqlite(PathBuf::from(url)))
+    }
+
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
         let policy = match self.pricing.unknown_models.as_str() {
             "refuse" => UnknownModelPolicy::Refuse,
@@ -300,6 +341,36 @@ mod tests {
         let c = Config::parse(include_str!("../../../spendgate.example.toml")).unwrap();
         assert!(!c.providers.is_empty());
         c.catalog().unwrap();
+    }
+
+    #[test]
+    fn the_store_url_selects_the_backend_and_never_shows_a_password() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite(c.data_dir.clone())
+        );
+        c.store.url = Some("sqlite:///var/lib/sg".into());
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite("/var/lib/sg".into())
+        );
+        c.store.url = Some("./data".into());
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite("./data".into())
+        );
+        c.store.url = Some("postgres://app:pw@db:5432/spend".into());
+        assert!(matches!(
+            c.store_location().unwrap(),
+            StoreLocation::Postgres(_)
+        ));
+        c.store.url = Some("mysql://app:hunter2@db/spend".into());
+        let e = c.store_location().unwrap_err().to_string();
+        assert!(e.contains("postgres://") && !e.contains("hunter2"), "{e}");
+        let parsed =
+            Config::parse("[store]\nurl = \"postgres://x@h/db\"\nretention_days = 90").unwrap();
+        assert_eq!(parsed.store.retention_days, Some(90));
     }
 
     #[test]

@@ -64,6 +64,22 @@ impl PostgresOptions {
     }
 }
 
+/// A driver error with its causes ("error connecting to server: Connection refused"), which its `Display`
+/// alone leaves out.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// The writer's connection and what it remembers between batches.
 struct WriterState {
     client: Option<Client>,

@@ -111,7 +111,7 @@ impl Pool {
                 .await
                 .map_err(|e| StoreError::Connect {
                     url: self.shown.clone(),
-                    reason: e.to_string(),
+                    reason: super::describe(&e),
                 })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
