@@ -159,6 +159,38 @@ pub async fn writes_are_idempotent_and_rollups_match_spend_logs(store: &dyn Stor
     assert_eq!(hourly, expected);
     assert_eq!(wide_hourly, expected);
 
+    // The activity history (per key, workflow and gateway, from the hour rollups) sums alike and names No team.
+    let activity = store
+        .request_activity(&f, spendgate_core::time::Grain::Hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        activity.iter().map(|a| a.totals.cost).sum::<Money>(),
+        expected
+    );
+    assert!(activity.iter().any(|a| a.team.is_none()));
+    assert!(activity
+        .iter()
+        .all(|a| a.gateway == "gw-1" && !a.user.is_empty()));
+
+    // A viewer of one team sees that team only, whatever else the view asks for.
+    let support = rows
+        .iter()
+        .find(|r| r.key.as_deref() == Some("support"))
+        .unwrap();
+    let viewer = Filters {
+        scope_team: Some("support".into()),
+        ..f.clone()
+    };
+    assert_eq!(store.summary(&viewer).await.unwrap(), support.totals);
+    let seen = store.explorer(&viewer, GroupBy::Team).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    let no_team_as_viewer = Filters {
+        team: Some(NO_TEAM_FILTER.into()),
+        ..viewer.clone()
+    };
+    assert_eq!(store.summary(&no_team_as_viewer).await.unwrap().requests, 0);
+
     // Paging through every spend log gives each event once, newest first, and the same sum.
     let mut seen = 0usize;
     let mut sum = Money::ZERO;
