@@ -223,6 +223,14 @@ fn store_shown(config: &Config) -> String {
 /// Starts spendgate on `config.listen` (port 0 picks a free port).
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let catalog = Arc::new(config.catalog()?);
+    // The data directory holds the journal and the admin token whatever the store; SQLite creates it for its
+    // file, PostgreSQL does not.
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let store = open_store(config).await?;
     let routes = build_routes(config, &catalog)?;
     let (token, token_file) = admin_token(config)?;
