@@ -98,14 +98,7 @@ async fn months_get_partitions_and_retention_drops_old_spend_logs_but_keeps_roll
         event(now, Some("live"), "u", "m", 10, 5, 99),
         event(later_ts, Some("future"), "u", "m", 10, 5, 7),
     ]);
-    assert_eq!(
-        store
-            .write_batch(Arc::clone(&batch))
-            .await
-            .unwrap()
-            .inserted,
-        3
-    );
+    assert_eq!(common::write(&store, &batch).await.inserted, 3);
     let parts = store.partitions().await.unwrap();
     assert_eq!(
         parts.len(),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
-use spendgate_core::time::{now_ms, Grain, HOUR_MS};
+use spendgate_core::time::{now_ms, Grain};
 use spendgate_core::{Money, SpendEvent};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient, Row};
@@ -115,17 +115,7 @@ impl std::fmt::Debug for PostgresStore {
 
 /// PostgreSQL cells for the shared row mappers. Money is a `BIGINT` column or a sum cast to text.
 impl Cells for Row {
-    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        Ok(self.try_get(i)?)
-    }
-
-    fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.try_get(i)?)
-    }
-
-    fn flag(&self, i: usize) -> Result<bool> {
-        Ok(self.try_get(i)?)
-    }
+    rows::plain_cells!(try_get);
 
     fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
         Ok(self.try_get(i)?)
@@ -216,7 +206,7 @@ impl PostgresStore {
     }
 
     fn minute_retention_ms(&self) -> i64 {
-        self.options.minute_retention_hours.max(2) * HOUR_MS
+        crate::sql::plan::minute_retention_ms(self.options.minute_retention_hours)
     }
 
     /// The spend-log partitions that exist, oldest first: (name, first ms, end ms).
@@ -291,12 +281,7 @@ impl Store for PostgresStore {
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
-        crate::sql::plan::resolve_window(
-            filters.from_ms,
-            filters.to_ms,
-            now_ms(),
-            self.minute_retention_ms(),
-        )
+        crate::sql::plan::window_of(filters, self.minute_retention_ms())
     }
 
     async fn summary(&self, filters: &Filters) -> Result<Totals> {

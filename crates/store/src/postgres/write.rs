@@ -217,7 +217,7 @@ pub(super) async fn write_batch(
     if maintain {
         let cutoff = batch::minute_prune_cutoff(
             now,
-            options.minute_retention_hours.max(2) * spendgate_core::time::HOUR_MS,
+            crate::sql::plan::minute_retention_ms(options.minute_retention_hours),
         );
         tx.execute("DELETE FROM rollup_minute WHERE bucket < $1", &[&cutoff])
             .await?;

@@ -136,6 +136,21 @@ pub fn resolve_window(
     }
 }
 
+/// The window a store reads for these filters now (see `resolve_window`).
+pub fn window_of(f: &Filters, minute_retention_ms: i64) -> ResolvedWindow {
+    resolve_window(
+        f.from_ms,
+        f.to_ms,
+        spendgate_core::time::now_ms(),
+        minute_retention_ms,
+    )
+}
+
+/// How long minute rollups are kept, from the setting in hours (two at least: windows reach back an hour).
+pub fn minute_retention_ms(hours: i64) -> i64 {
+    hours.max(2) * spendgate_core::time::HOUR_MS
+}
+
 /// One dimension filter of a query: a fixed id, or a name still to be looked up in `labels`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Term {

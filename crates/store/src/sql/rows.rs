@@ -45,6 +45,25 @@ pub trait Cells {
     }
 }
 
+/// The `Cells` methods every driver reads the same way, through its own getter (`get` for rusqlite, `try_get`
+/// for tokio-postgres): integers, texts and flags.
+macro_rules! plain_cells {
+    ($get:ident) => {
+        fn opt_int(&self, i: usize) -> $crate::Result<Option<i64>> {
+            Ok(self.$get(i)?)
+        }
+
+        fn opt_text(&self, i: usize) -> $crate::Result<Option<String>> {
+            Ok(self.$get(i)?)
+        }
+
+        fn flag(&self, i: usize) -> $crate::Result<bool> {
+            Ok(self.$get(i)?)
+        }
+    };
+}
+pub(crate) use plain_cells;
+
 /// Parses a sum of picodollars written as decimal text (how both backends return money sums).
 pub fn parse_picos(s: &str) -> Result<Money> {
     s.trim()

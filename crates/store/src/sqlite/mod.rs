@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Params, Row};
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
-use spendgate_core::time::{now_ms, Grain, HOUR_MS};
+use spendgate_core::time::{now_ms, Grain};
 use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
 
@@ -128,7 +128,7 @@ impl SqliteStore {
     }
 
     fn minute_retention_ms(&self) -> i64 {
-        self.options.minute_retention_hours.max(2) * HOUR_MS
+        crate::sql::plan::minute_retention_ms(self.options.minute_retention_hours)
     }
 
     /// Runs `f` with the writer connection on the blocking pool.
@@ -172,17 +172,7 @@ impl SqliteStore {
 
 /// SQLite cells for the shared row mappers. Flags are stored as 0/1 integers and UUIDs as 16-byte blobs.
 impl Cells for Row<'_> {
-    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
-        Ok(self.get(i)?)
-    }
-
-    fn opt_text(&self, i: usize) -> Result<Option<String>> {
-        Ok(self.get(i)?)
-    }
-
-    fn flag(&self, i: usize) -> Result<bool> {
-        Ok(self.get(i)?)
-    }
+    rows::plain_cells!(get);
 
     fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
         let bytes: Option<Vec<u8>> = self.get(i)?;
@@ -322,12 +312,7 @@ impl Store for SqliteStore {
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
-        crate::sql::plan::resolve_window(
-            filters.from_ms,
-            filters.to_ms,
-            now_ms(),
-            self.minute_retention_ms(),
-        )
+        crate::sql::plan::window_of(filters, self.minute_retention_ms())
     }
 
     async fn summary(&self, filters: &Filters) -> Result<Totals> {

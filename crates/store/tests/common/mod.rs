@@ -65,6 +65,14 @@ pub fn event(
     }
 }
 
+/// Writes a batch that stays available for writing again.
+pub async fn write(
+    store: &dyn Store,
+    batch: &Arc<Vec<SpendEvent>>,
+) -> spendgate_store::WriteReport {
+    store.write_batch(Arc::clone(batch)).await.unwrap()
+}
+
 pub fn window(from: i64, to: i64) -> Filters {
     Filters {
         from_ms: from,
@@ -266,10 +274,11 @@ pub async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected(st
 pub async fn repeated_requests_find_one_key_sending_one_fingerprint_many_times(store: &dyn Store) {
     let now = now_ms();
     let mut events = Vec::new();
-    // Key 1 repeats one request 25 times in the last minute; its other requests all differ.
-    for i in 0..25 {
+    // Key 1 repeats one request 25 times in the last minute (a fingerprint with the high bit set: it must survive
+    // a signed database integer); its other 25 requests all differ.
+    for i in 0..50i64 {
         let mut e = event(
-            now - 60_000 + i * 100,
+            now - 60_000 + (i % 25) * 100,
             Some("support"),
             "bot",
             "m",
@@ -277,20 +286,11 @@ pub async fn repeated_requests_find_one_key_sending_one_fingerprint_many_times(s
             1,
             5,
         );
-        e.fingerprint = Some(u64::MAX - 1); // high bit set: must survive the signed SQLite integer
-        events.push(e);
-    }
-    for i in 0..25 {
-        let mut e = event(
-            now - 60_000 + i * 100,
-            Some("support"),
-            "bot",
-            "m",
-            10,
-            1,
-            5,
-        );
-        e.fingerprint = Some(u64::try_from(i).unwrap());
+        e.fingerprint = Some(if i < 25 {
+            u64::MAX - 1
+        } else {
+            u64::try_from(i).unwrap()
+        });
         events.push(e);
     }
     // Key 2 repeated the same request long ago: outside the window.
@@ -355,14 +355,7 @@ pub async fn wallet_charges_keep_the_ledger_equal_to_the_balance(store: &dyn Sto
         .collect();
     let spent: Money = events.iter().map(|e| e.cost).sum();
     let batch = Arc::new(events);
-    assert_eq!(
-        store
-            .write_batch(Arc::clone(&batch))
-            .await
-            .unwrap()
-            .inserted,
-        200
-    );
+    assert_eq!(write(store, &batch).await.inserted, 200);
     assert_eq!(store.write_batch(batch).await.unwrap().duplicates, 200);
     let after = store
         .list_wallets()
