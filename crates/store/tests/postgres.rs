@@ -212,3 +212,53 @@ async fn several_writers_intern_the_same_labels_and_count_every_event_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_store_reconnects_after_the_server_drops_its_connections() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    let now = now_ms();
+    let f = window(now - HOUR_MS, now + HOUR_MS);
+    let first = Arc::new(vec![event(now, Some("t"), "u", "m", 1, 1, 11)]);
+    assert_eq!(common::write(&store, &first).await.inserted, 1);
+    assert_eq!(store.summary(&f).await.unwrap().requests, 1);
+
+    // The server ends every connection of this database, as a restart or a failover would.
+    let (admin, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        killed >= 2,
+        "the writer's and a reader's connections were ended ({killed})"
+    );
+
+    // The batching writer retries a failed batch; here the caller does, at most twice: the first attempt may
+    // meet the dead connection, the next one reconnects. The event counts once either way.
+    let second = Arc::new(vec![event(now, Some("t"), "u", "m", 1, 1, 22)]);
+    let mut written = None;
+    for _ in 0..2 {
+        if let Ok(r) = store.write_batch(Arc::clone(&second)).await {
+            written = Some(r);
+            break;
+        }
+    }
+    assert_eq!(written.map(|r| r.inserted), Some(1));
+    // A read on a pooled connection that died fails once; that connection is discarded and the next read opens
+    // a new one.
+    let mut totals = store.summary(&f).await;
+    if totals.is_err() {
+        totals = store.summary(&f).await;
+    }
+    let totals = totals.unwrap();
+    assert_eq!((totals.requests, totals.cost), (2, Money::from_picos(33)));
+}

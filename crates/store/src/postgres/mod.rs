@@ -138,6 +138,34 @@ impl Cells for Row {
     }
 }
 
+/// Runs `$body` with a pooled connection bound to `$c`, and keeps the connection out of the pool when the body
+/// fails: after a server restart or a network cut the error can arrive before the client knows its connection
+/// is closed, and such a connection must not serve the next query.
+macro_rules! pooled {
+    ($self:ident, $c:ident => $body:expr) => {{
+        let mut conn = $self.pool.get().await?;
+        let result = {
+            let $c: &Client = &conn;
+            $body.await
+        };
+        if result.is_err() {
+            conn.discard();
+        }
+        result
+    }};
+    ($self:ident, mut $c:ident => $body:expr) => {{
+        let mut conn = $self.pool.get().await?;
+        let result = {
+            let $c: &mut Client = &mut conn;
+            $body.await
+        };
+        if result.is_err() {
+            conn.discard();
+        }
+        result
+    }};
+}
+
 /// Runs a shared query (integer parameters) and maps every row.
 async fn run<T>(
     c: &impl GenericClient,
@@ -211,7 +239,7 @@ impl PostgresStore {
 
     /// The spend-log partitions that exist, oldest first: (name, first ms, end ms).
     pub async fn partitions(&self) -> Result<Vec<(String, i64, i64)>> {
-        partitions::list(&*self.pool.get().await?).await
+        pooled!(self, c => partitions::list(c))
     }
 
     /// Applies the retention as of `now_ms` (the writer also does every few minutes); returns the partitions
@@ -234,27 +262,32 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
         let mut w = self.writer.lock().await;
-        write::write_batch(&mut w, &self.pool, &events, &self.options).await
+        let result = write::write_batch(&mut w, &self.pool, &events, &self.options).await;
+        if result.is_err() {
+            // The batch is retried by the writer; on a new connection, because this one may be dead without
+            // knowing it yet (a server restart). A live one costs only a reconnect, and failures are rare.
+            w.client = None;
+        }
+        result
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
-        controls::create_key(&*self.pool.get().await?, key).await
+        pooled!(self, c => controls::create_key(c, key))
     }
 
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>> {
         let sql = format!("SELECT {} FROM keys WHERE hash = $1", rows::KEY_COLUMNS);
-        first(
-            &*self.pool.get().await?,
+        pooled!(self, c => first(
+            c,
             &sql,
             &[&&hash[..]],
             rows::key_record,
-        )
-        .await
+        ))
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
         let sql = format!("SELECT {} FROM keys ORDER BY id", rows::KEY_COLUMNS);
-        all(&*self.pool.get().await?, &sql, &[], rows::key_record).await
+        pooled!(self, c => all(c, &sql, &[], rows::key_record))
     }
 
     async fn create_viewer_token(
@@ -263,7 +296,7 @@ impl Store for PostgresStore {
         team: String,
         name: String,
     ) -> Result<ViewerToken> {
-        controls::create_viewer(&*self.pool.get().await?, hash, team, name).await
+        pooled!(self, c => controls::create_viewer(c, hash, team, name))
     }
 
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {
@@ -271,13 +304,12 @@ impl Store for PostgresStore {
             "SELECT {} FROM viewer_tokens WHERE hash = $1 AND revoked_at_ms IS NULL",
             rows::VIEWER_COLUMNS
         );
-        first(
-            &*self.pool.get().await?,
+        pooled!(self, c => first(
+            c,
             &sql,
             &[&&hash[..]],
             rows::viewer_token,
-        )
-        .await
+        ))
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
@@ -286,12 +318,12 @@ impl Store for PostgresStore {
 
     async fn summary(&self, filters: &Filters) -> Result<Totals> {
         let w = self.resolve_window(filters);
-        read::summary(&*self.pool.get().await?, filters, w).await
+        pooled!(self, c => read::summary(c, filters, w))
     }
 
     async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
         let w = self.resolve_window(filters);
-        read::explorer(&*self.pool.get().await?, filters, w, group_by).await
+        pooled!(self, c => read::explorer(c, filters, w, group_by))
     }
 
     async fn series(
@@ -300,11 +332,11 @@ impl Store for PostgresStore {
         grain: Grain,
         group_by: Option<GroupBy>,
     ) -> Result<Vec<SeriesPoint>> {
-        read::series(&*self.pool.get().await?, filters, grain, group_by).await
+        pooled!(self, c => read::series(c, filters, grain, group_by))
     }
 
     async fn request_activity(&self, filters: &Filters, grain: Grain) -> Result<Vec<ActivityRow>> {
-        read::request_activity(&*self.pool.get().await?, filters, grain).await
+        pooled!(self, c => read::request_activity(c, filters, grain))
     }
 
     async fn spend_logs(
@@ -314,12 +346,12 @@ impl Store for PostgresStore {
         cursor: Option<&str>,
     ) -> Result<SpendLogPage> {
         let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
-        read::spend_logs(&*self.pool.get().await?, filters, limit, cursor).await
+        pooled!(self, c => read::spend_logs(c, filters, limit, cursor))
     }
 
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
         let sql = format!("{} WHERE s.event_id = $1", crate::sql::queries::LOG_SELECT);
-        first(&*self.pool.get().await?, &sql, &[&id], rows::stored_log).await
+        pooled!(self, c => first(c, &sql, &[&id], rows::stored_log))
     }
 
     async fn repeated_requests(
@@ -327,28 +359,28 @@ impl Store for PostgresStore {
         since_ms: i64,
         min_repeats: u64,
     ) -> Result<Vec<spendgate_core::anomaly::RepeatedRequest>> {
-        read::repeated_requests(&*self.pool.get().await?, since_ms, min_repeats).await
+        pooled!(self, c => read::repeated_requests(c, since_ms, min_repeats))
     }
 
     async fn upsert_budget(
         &self,
         budget: NewBudget,
     ) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
-        controls::upsert_budget(&mut *self.pool.get().await?, &budget).await
+        pooled!(self, mut c => controls::upsert_budget(c, &budget))
     }
 
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
         let sql = format!("SELECT {} FROM budgets ORDER BY id", rows::BUDGET_COLUMNS);
-        all(&*self.pool.get().await?, &sql, &[], rows::budget).await
+        pooled!(self, c => all(c, &sql, &[], rows::budget))
     }
 
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
-        controls::create_wallet(&*self.pool.get().await?, &wallet).await
+        pooled!(self, c => controls::create_wallet(c, &wallet))
     }
 
     async fn list_wallets(&self) -> Result<Vec<WalletRecord>> {
         let sql = format!("SELECT {} FROM wallets ORDER BY id", rows::WALLET_COLUMNS);
-        all(&*self.pool.get().await?, &sql, &[], rows::wallet).await
+        pooled!(self, c => all(c, &sql, &[], rows::wallet))
     }
 
     async fn transfer(
@@ -357,7 +389,7 @@ impl Store for PostgresStore {
         actor: &str,
         reason: &str,
     ) -> Result<Vec<WalletRecord>> {
-        controls::transfer(&mut *self.pool.get().await?, &transfer, actor, reason).await
+        pooled!(self, mut c => controls::transfer(c, &transfer, actor, reason))
     }
 
     async fn ledger(
@@ -366,38 +398,38 @@ impl Store for PostgresStore {
         limit: usize,
         before_id: Option<i64>,
     ) -> Result<Vec<LedgerEntry>> {
-        controls::ledger(&*self.pool.get().await?, wallet, limit, before_id).await
+        pooled!(self, c => controls::ledger(c, wallet, limit, before_id))
     }
 
     async fn ledger_sum(&self, wallet: i64) -> Result<Money> {
-        controls::ledger_sum(&*self.pool.get().await?, wallet).await
+        pooled!(self, c => controls::ledger_sum(c, wallet))
     }
 
     async fn wallet_spent_since(&self, wallet: i64, since_ms: i64) -> Result<Money> {
-        controls::spent_since(&*self.pool.get().await?, wallet, since_ms).await
+        pooled!(self, c => controls::spent_since(c, wallet, since_ms))
     }
 
     async fn record_alert(&self, alert: NewAlert) -> Result<Option<AlertRecord>> {
-        controls::record_alert(&*self.pool.get().await?, &alert).await
+        pooled!(self, c => controls::record_alert(c, &alert))
     }
 
     async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
-        controls::list_alerts(&*self.pool.get().await?, limit).await
+        pooled!(self, c => controls::list_alerts(c, limit))
     }
 
     async fn record_delivery(&self, delivery: Delivery) -> Result<()> {
-        controls::record_delivery(&*self.pool.get().await?, &delivery).await
+        pooled!(self, c => controls::record_delivery(c, &delivery))
     }
 
     async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
-        controls::list_deliveries(&*self.pool.get().await?, limit).await
+        pooled!(self, c => controls::list_deliveries(c, limit))
     }
 
     async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
-        controls::record_audit(&*self.pool.get().await?, &entry).await
+        pooled!(self, c => controls::record_audit(c, &entry))
     }
 
     async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
-        controls::list_audit(&*self.pool.get().await?, from_ms, to_ms, limit).await
+        pooled!(self, c => controls::list_audit(c, from_ms, to_ms, limit))
     }
 }

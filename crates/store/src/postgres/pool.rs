@@ -51,6 +51,13 @@ pub(super) struct Pooled<'a> {
     _slot: SemaphorePermit<'a>,
 }
 
+impl Pooled<'_> {
+    /// Closes the connection instead of returning it to the pool (after an error it may be dead).
+    pub fn discard(&mut self) {
+        self.client = None;
+    }
+}
+
 impl Deref for Pooled<'_> {
     type Target = Client;
 
