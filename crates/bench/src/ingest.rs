@@ -1,4 +1,5 @@
-//! Figure 3: spend events ingested per second into SQLite, and the store generation behind figure 4.
+//! Figure 3: spend events ingested per second into SQLite and into PostgreSQL, and the store generation behind
+//! figure 4.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use spendgate_core::time::{now_ms, DAY_MS};
 use spendgate_core::SpendEvent;
+use spendgate_store::postgres::scratch::ScratchDatabase;
+use spendgate_store::postgres::PostgresOptions;
 use spendgate_store::sqlite::SqliteOptions;
-use spendgate_store::{spawn_writer, SqliteStore, Store, WriterConfig};
+use spendgate_store::{spawn_writer, PostgresStore, SqliteStore, Store, StoreError, WriterConfig};
 
 use crate::gen::Generator;
 use crate::procs;
@@ -30,48 +33,126 @@ fn live_batch(g: &mut Generator, n: usize) -> Vec<SpendEvent> {
         .collect()
 }
 
-/// Ingest rate two ways: `write_batch` calls with batches of the writer's size (the store alone), and the
-/// whole path a gateway uses (`SpendWriter::record` for each event, the writer's batching, then the store).
-pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Result<Value> {
+/// `write_batch` calls with batches of the writer's size (the store alone): (events written, microseconds).
+/// Generation is outside the timed part.
+async fn store_alone(
+    store: &dyn Store,
+    g: &mut Generator,
+    events: usize,
+) -> anyhow::Result<(u64, u64)> {
     let batch = WriterConfig::default().max_batch;
-    let mut g = Generator::new(1)?;
-
-    // 1. The store alone. Generation is outside the timed part.
-    let dir = procs::fresh_dir(&work.join("ingest-store"))?;
-    let store = SqliteStore::open(&dir, SqliteOptions::default())?;
     let mut written = 0u64;
     let mut write_us = 0u64;
     let mut left = events;
     while left > 0 {
         let n = left.min(batch);
         left -= n;
-        let b = Arc::new(live_batch(&mut g, n));
+        let b = Arc::new(live_batch(g, n));
         let t = Instant::now();
         let r = store.write_batch(b).await?;
         write_us += us(t.elapsed());
         written += r.inserted as u64;
     }
-    drop(store);
-    let direct_rate = per_sec(written, write_us);
+    Ok((written, write_us))
+}
 
-    // 2. Through the writer, as the gateway records them.
-    let dir = procs::fresh_dir(&work.join("ingest-writer"))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir, SqliteOptions::default())?);
-    let all = live_batch(&mut g, events);
-    let (writer, handle) = spawn_writer(Arc::clone(&store), WriterConfig::default(), None)?;
+/// The whole path a gateway uses: `SpendWriter::record` for each event, the writer's batching, then the store.
+/// (events written, microseconds).
+async fn through_writer(
+    store: Arc<dyn Store>,
+    g: &mut Generator,
+    events: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let all = live_batch(g, events);
+    let (writer, handle) = spawn_writer(store, WriterConfig::default(), None)?;
     let t = Instant::now();
     for e in all {
         drop(writer.record(e));
     }
     handle.shutdown().await;
     let writer_us = us(t.elapsed());
-    let snap = writer.stats().snapshot();
-    let writer_rate = per_sec(snap.written_total, writer_us);
+    let written = writer.stats().snapshot().written_total;
     anyhow::ensure!(
-        snap.written_total == events as u64,
-        "the writer wrote {} of {events} events",
-        snap.written_total
+        written == events as u64,
+        "the writer wrote {written} of {events} events"
     );
+    Ok((written, writer_us))
+}
+
+/// A fresh PostgreSQL store in a scratch database of its own (dropped with the returned guard), or why there is
+/// none: the server named by `SPENDGATE_BENCH_PG` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+async fn postgres_store() -> anyhow::Result<Result<(ScratchDatabase, PostgresStore), String>> {
+    let (url, db) = ScratchDatabase::from_env("SPENDGATE_BENCH_PG").await;
+    let db = match db {
+        Ok(db) => db,
+        Err(e @ StoreError::Connect { .. }) => {
+            return Ok(Err(format!("PostgreSQL not reachable at {url} ({e})")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let store = PostgresStore::connect(PostgresOptions::new(db.url())).await?;
+    Ok(Ok((db, store)))
+}
+
+/// The PostgreSQL ingest figures, or the reason they were skipped.
+async fn postgres_rates(
+    g: &mut Generator,
+    events: usize,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Value> {
+    let batch = WriterConfig::default().max_batch;
+    let (_db, store) = match postgres_store().await? {
+        Ok(s) => s,
+        Err(reason) => {
+            eprintln!("spendgate-bench: PostgreSQL ingest skipped: {reason}");
+            rows.push(Row::new(
+                "3 ingest",
+                "PostgreSQL",
+                format!("skipped: {reason}"),
+            ));
+            return Ok(json!({ "skipped": reason }));
+        }
+    };
+    let (written, write_us) = store_alone(&store, g, events).await?;
+    drop(store);
+    let (_db2, store2) = match postgres_store().await? {
+        Ok(s) => s,
+        Err(reason) => anyhow::bail!("PostgreSQL went away during the figure: {reason}"),
+    };
+    let (via, via_us) = through_writer(Arc::new(store2), g, events).await?;
+    let (direct_rate, writer_rate) = (per_sec(written, write_us), per_sec(via, via_us));
+    rows.push(Row::new(
+        "3 ingest",
+        "PostgreSQL, through the batching writer (events/s)",
+        thousands(writer_rate),
+    ));
+    rows.push(Row::new(
+        "3 ingest",
+        format!("PostgreSQL, write_batch of {batch} alone (events/s)"),
+        thousands(direct_rate),
+    ));
+    Ok(json!({
+        "write_batch": { "events": written, "elapsed_us": write_us, "events_per_sec": direct_rate },
+        "via_writer": { "events": via, "elapsed_us": via_us, "events_per_sec": writer_rate },
+    }))
+}
+
+/// Ingest rate two ways, into SQLite and into PostgreSQL: `write_batch` calls with batches of the writer's size
+/// (the store alone), and the whole path a gateway uses.
+pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Result<Value> {
+    let batch = WriterConfig::default().max_batch;
+    let mut g = Generator::new(1)?;
+
+    let dir = procs::fresh_dir(&work.join("ingest-store"))?;
+    let store = SqliteStore::open(&dir, SqliteOptions::default())?;
+    let (written, write_us) = store_alone(&store, &mut g, events).await?;
+    drop(store);
+    let direct_rate = per_sec(written, write_us);
+
+    let dir = procs::fresh_dir(&work.join("ingest-writer"))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir, SqliteOptions::default())?);
+    let (via, writer_us) = through_writer(store, &mut g, events).await?;
+    let writer_rate = per_sec(via, writer_us);
 
     let journal = journal_cost(work, &mut g, (events / 10).clamp(1_000, 20_000)).await?;
     rows.push(Row::new(
@@ -98,12 +179,13 @@ pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Res
         format!("SQLite, write_batch of {batch} alone (events/s)"),
         thousands(direct_rate),
     ));
+    let postgresql = postgres_rates(&mut g, events, rows).await?;
     Ok(json!({
         "events": events,
         "batch": batch,
         "sqlite_write_batch": { "events": written, "elapsed_us": write_us, "events_per_sec": direct_rate },
-        "sqlite_via_writer": { "events": snap.written_total, "elapsed_us": writer_us, "events_per_sec": writer_rate },
-        "postgresql": "not measured: no PostgreSQL backend exists yet",
+        "sqlite_via_writer": { "events": via, "elapsed_us": writer_us, "events_per_sec": writer_rate },
+        "postgresql": postgresql,
         "journal": { "ack_p50_us": journal.0, "ack_p99_us": journal.1, "acks_per_sec_64": journal.2,
                      "acks_per_sec_64_without_journal": journal.3 },
     }))

@@ -50,7 +50,7 @@ struct Cli {
 enum Cmd {
     /// Every figure, in order (the default).
     All,
-    /// Figure 3: spend events ingested per second into SQLite.
+    /// Figure 3: spend events ingested per second into SQLite and PostgreSQL (`SPENDGATE_BENCH_PG`).
     Ingest {
         #[arg(long)]
         events: Option<usize>,

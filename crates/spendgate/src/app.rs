@@ -17,12 +17,15 @@ use spendgate_gateway::providers::{
 };
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
 use spendgate_store::journal::{JournalConfig, SyncMode};
+use spendgate_store::postgres::{redact_url, PostgresOptions};
 use spendgate_store::sqlite::SqliteOptions;
-use spendgate_store::{spawn_writer, SpendWriter, SqliteStore, Store, WriterConfig, WriterHandle};
+use spendgate_store::{
+    spawn_writer, PostgresStore, SpendWriter, SqliteStore, Store, WriterConfig, WriterHandle,
+};
 use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ProviderConfig, MAX_ATTEMPTS};
+use crate::config::{Config, ProviderConfig, StoreLocation, MAX_ATTEMPTS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -266,22 +269,58 @@ async fn lifecycle(
     }
 }
 
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(
-        &config.data_dir,
-        SqliteOptions {
-            minute_retention_hours: config.store.minute_retention_hours,
-            busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
-            ..SqliteOptions::default()
-        },
-    )?;
-    Ok(Arc::new(store))
+/// Opens the store `[store] url` names: SQLite (the default, in the data directory) or PostgreSQL.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let s = &config.store;
+    match config.store_location()? {
+        StoreLocation::Sqlite(dir) => {
+            if s.retention_days.is_some() {
+                bail!("[store] retention_days drops PostgreSQL partitions; SQLite keeps every spend log, so remove it or set [store] url to a postgres:// URL");
+            }
+            let store = SqliteStore::open(
+                &dir,
+                SqliteOptions {
+                    minute_retention_hours: s.minute_retention_hours,
+                    busy_timeout: Duration::from_millis(s.busy_timeout_ms),
+                    ..SqliteOptions::default()
+                },
+            )?;
+            Ok(Arc::new(store))
+        }
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::connect(PostgresOptions {
+                minute_retention_hours: s.minute_retention_hours,
+                retention_days: s.retention_days,
+                pool_size: s.pool_size,
+                ..PostgresOptions::new(url)
+            })
+            .await?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Where the store is, fit for a log line (a PostgreSQL password is never shown).
+fn store_shown(config: &Config) -> String {
+    match config.store_location() {
+        Ok(StoreLocation::Sqlite(dir)) => dir.join("spendgate.db").display().to_string(),
+        Ok(StoreLocation::Postgres(url)) => redact_url(&url),
+        Err(_) => "(invalid)".into(),
+    }
 }
 
 /// Starts spendgate on `config.listen` (port 0 picks a free port).
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let catalog = Arc::new(config.catalog()?);
-    let store = open_store(config)?;
+    // The data directory holds the journal and the admin token whatever the store; SQLite creates it for its
+    // file, PostgreSQL does not.
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let store = open_store(config).await?;
     let routes = build_routes(config, &catalog)?;
     let (token, token_file) = admin_token(config)?;
     // Events left in the journal by a previous run that died reach the store before any new traffic.
@@ -426,7 +465,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             Duration::from_millis(500),
         )
     });
-    tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), "spendgate is listening.");
+    tracing::info!(%addr, gateway = %config.gateway_name, data_dir = %config.data_dir.display(), store = %store_shown(config), "spendgate is listening.");
+
     let started = serde_json::json!({ "version": VERSION, "listen": addr.to_string() });
     lifecycle(
         &*store,

@@ -257,16 +257,27 @@ impl Default for WriterSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSettings {
+    /// Where the store lives: unset (SQLite in `data_dir`), a directory or `sqlite://<dir>` (SQLite there), or
+    /// `postgres://user[:password]@host[:port]/database` (PostgreSQL). `--store` overrides it.
+    pub url: Option<String>,
     pub minute_retention_hours: i64,
-    /// How long a database write waits for a lock before it fails (and the writer retries it).
+    /// How long a database write waits for a lock before it fails (and the writer retries it). SQLite only.
     pub busy_timeout_ms: u64,
+    /// PostgreSQL only: spend logs are dropped, a whole month at a time, once their month ended this many days
+    /// ago. Unset keeps them forever. Rollups (every total, chart and explorer figure) are never dropped.
+    pub retention_days: Option<u32>,
+    /// PostgreSQL only: connections used for reads at most (the writer has one more of its own).
+    pub pool_size: usize,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
+            url: None,
             minute_retention_hours: 48,
             busy_timeout_ms: 5000,
+            retention_days: None,
+            pool_size: 8,
         }
     }
 }
@@ -298,6 +309,15 @@ impl Default for ReplicaSettings {
             stale_after_secs: 20,
         }
     }
+}
+
+/// Where the store lives, as `[store] url` (or `--store`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The directory holding `spendgate.db`.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (shown only through `spendgate_store::postgres::redact_url`).
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -445,7 +465,30 @@ impl Config {
     /// Whether hard budgets and wallets go through leases: as configured, else on for a store that several
     /// replicas can share over the network (PostgreSQL), off for the embedded one.
     pub fn leases_on(&self) -> bool {
-        self.replicas.leases.unwrap_or(false)
+        self.replicas
+            .leases
+            .unwrap_or_else(|| matches!(self.store_location(), Ok(StoreLocation::Postgres(_))))
+    }
+
+    pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
+        let url = self.store.url.as_deref().map(str::trim).unwrap_or("");
+        if url.is_empty() {
+            return Ok(StoreLocation::Sqlite(self.data_dir.clone()));
+        }
+        if let Some(dir) = url.strip_prefix("sqlite://") {
+            return Ok(StoreLocation::Sqlite(PathBuf::from(dir)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(url.to_string()));
+        }
+        if url.contains("://") {
+            bail!(
+                "[store] url '{}' is not a store spendgate knows; use a directory, sqlite://<dir> or \
+                 postgres://user@host:port/database",
+                spendgate_store::postgres::redact_url(url)
+            );
+        }
+        Ok(StoreLocation::Sqlite(PathBuf::from(url)))
     }
 
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
@@ -509,6 +552,36 @@ mod tests {
         assert_eq!(c.routes.len(), 1);
         assert_eq!(c.routes[0].targets.len(), 2);
         assert_eq!(c.routes[0].retries, 1);
+    }
+
+    #[test]
+    fn the_store_url_selects_the_backend_and_never_shows_a_password() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite(c.data_dir.clone())
+        );
+        c.store.url = Some("sqlite:///var/lib/sg".into());
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite("/var/lib/sg".into())
+        );
+        c.store.url = Some("./data".into());
+        assert_eq!(
+            c.store_location().unwrap(),
+            StoreLocation::Sqlite("./data".into())
+        );
+        c.store.url = Some("postgres://app:pw@db:5432/spend".into());
+        assert!(matches!(
+            c.store_location().unwrap(),
+            StoreLocation::Postgres(_)
+        ));
+        c.store.url = Some("mysql://app:hunter2@db/spend".into());
+        let e = c.store_location().unwrap_err().to_string();
+        assert!(e.contains("postgres://") && !e.contains("hunter2"), "{e}");
+        let parsed =
+            Config::parse("[store]\nurl = \"postgres://x@h/db\"\nretention_days = 90").unwrap();
+        assert_eq!(parsed.store.retention_days, Some(90));
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway, the API and the pages on the embedded store with the mock provider and live traffic.
+    /// Run the gateway, the API and the pages with the mock provider and live traffic (SQLite unless --store).
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080", env = "SPENDGATE_LISTEN")]
         listen: String,
@@ -36,6 +36,9 @@ enum Command {
         /// Start without the synthetic traffic.
         #[arg(long)]
         no_traffic: bool,
+        /// The store: a directory or sqlite://<dir> (SQLite), or postgres://user@host:port/database.
+        #[arg(long, env = "SPENDGATE_STORE")]
+        store: Option<String>,
     },
     /// Run the gateway with a configuration file.
     Serve {
@@ -47,6 +50,10 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long, env = "SPENDGATE_GATEWAY_NAME")]
         gateway_name: Option<String>,
+        /// The store, overriding [store] url: a directory or sqlite://<dir> (SQLite), or
+        /// postgres://user@host:port/database.
+        #[arg(long, env = "SPENDGATE_STORE")]
+        store: Option<String>,
     },
     /// Manage virtual keys.
     Keys {
@@ -121,6 +128,9 @@ enum KeysCommand {
         config: Option<PathBuf>,
         #[arg(long, env = "SPENDGATE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The store, overriding [store] url (see `serve --store`).
+        #[arg(long, env = "SPENDGATE_STORE")]
+        store: Option<String>,
     },
 }
 
@@ -228,14 +238,21 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             gateway_name,
             no_traffic,
+            store,
         } => {
-            let config = demo::demo_config(listen, data_dir, gateway_name);
+            let mut config = demo::demo_config(listen, data_dir, gateway_name);
+            config.store.url = store.or(config.store.url);
             let running = app::start(&config).await?;
             let base = format!("http://{}", running.addr);
             println!();
             println!("  spendgate demo is running.");
             println!("  Dashboard and API:   {base}/  (JSON: {base}/api/v1/usage/explorer?group_by=team)");
-            println!("  OpenAI-compatible:   {base}/v1  (create a key: spendgate keys create --user you --team yours --data-dir {})", config.data_dir.display());
+            let store_flag = match &config.store.url {
+                // Never the password, even on the terminal of the person who typed it (screens get shared).
+                Some(url) => format!("--store '{}'", spendgate_store::postgres::redact_url(url)),
+                None => format!("--data-dir {}", config.data_dir.display()),
+            };
+            println!("  OpenAI-compatible:   {base}/v1  (create a key: spendgate keys create --user you --team yours {store_flag})");
             match &running.admin_token_file {
                 Some(p) => println!("  Admin token:         in {}", p.display()),
                 None => println!("  Admin token:         from SPENDGATE_ADMIN_TOKEN"),
@@ -273,8 +290,12 @@ async fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             gateway_name,
+            store,
         } => {
             let mut c = config::Config::load(config.as_deref())?;
+            if store.is_some() {
+                c.store.url = store;
+            }
             if let Some(l) = listen {
                 c.listen = l;
             }
@@ -304,13 +325,17 @@ async fn main() -> anyhow::Result<()> {
                     team,
                     config,
                     data_dir,
+                    store,
                 },
         } => {
             let mut c = config::Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 c.data_dir = d;
             }
-            let store = app::open_store(&c)?;
+            if store.is_some() {
+                c.store.url = store;
+            }
+            let store = app::open_store(&c).await?;
             let (_, secret) = spendgate_gateway::keys::create_key(&*store, &user, team.as_deref())
                 .await
                 .context("could not create the key")?;

@@ -1,12 +1,14 @@
 //! spendgate's storage.
 //!
 //! One trait, [`Store`], is the seam between the product and a database; `sqlite` is the embedded default
-//! backend. The [`writer`] batches spend events from the hot path into the store, so that no request waits on
+//! backend and `postgres` the server one. Both share their query plans, SQL and row mappers (`sql`). The [`writer`] batches spend events from the hot path into the store, so that no request waits on
 //! a database.
 
 pub mod controls;
 pub mod journal;
+pub mod postgres;
 pub mod replicas;
+mod sql;
 pub mod sqlite;
 pub mod writer;
 
@@ -21,6 +23,7 @@ use controls::{
     NewWallet, Transfer, WalletRecord,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use writer::{spawn_writer, Ack, SpendWriter, WriterConfig, WriterHandle, WriterStats};
 
@@ -30,6 +33,8 @@ pub enum StoreError {
     Database(String),
     #[error("could not open the data directory '{path}': {reason}")]
     Open { path: String, reason: String },
+    #[error("could not connect to PostgreSQL at {url}: {reason}; check [store] url (or --store)")]
+    Connect { url: String, reason: String },
     #[error("{0}")]
     Invalid(String),
     #[error("the database worker stopped unexpectedly")]
@@ -39,6 +44,12 @@ pub enum StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(e.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(postgres::describe(&e))
     }
 }
 

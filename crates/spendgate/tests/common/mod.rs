@@ -1,5 +1,5 @@
 //! Shared set-up for integration tests: a real spendgate on a loopback port, a real SQLite file in a temporary
-//! directory, and the mock provider. Nothing of our own is mocked.
+//! directory (or a PostgreSQL database of its own), and the mock provider. Nothing of our own is mocked.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -8,17 +8,34 @@
     clippy::print_stdout
 )]
 
+pub mod reconcile;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spendgate::app::{start, Running};
 use spendgate::config::{Config, ProviderConfig};
 
-pub struct TestServer {
-    pub running: Running,
+/// A spendgate reached over HTTP with the test admin token: a [`TestServer`] in this process, or a binary
+/// started as a child process.
+pub struct Api {
     pub base: String,
     pub client: reqwest::Client,
+}
+
+pub struct TestServer {
+    pub running: Running,
+    pub api: Api,
     pub dir: tempfile::TempDir,
+}
+
+/// A test server is used through its HTTP API (`s.base`, `s.admin_get(...)`).
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 pub fn mock_provider(name: &str) -> ProviderConfig {
@@ -56,12 +73,16 @@ impl TestServer {
         let base = format!("http://{}", running.addr);
         TestServer {
             running,
-            base,
-            client: reqwest::Client::new(),
+            api: Api {
+                base,
+                client: reqwest::Client::new(),
+            },
             dir,
         }
     }
+}
 
+impl Api {
     pub async fn admin_get(&self, path_and_query: &str) -> (u16, Value) {
         let res = self
             .client

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, Params, Row};
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
-use spendgate_core::time::{now_ms, Grain, HOUR_MS};
+use spendgate_core::time::{now_ms, Grain};
 use spendgate_core::{Money, SpendEvent};
 use uuid::Uuid;
 
@@ -23,11 +24,13 @@ use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
     NewWallet, Transfer, WalletRecord,
 };
+use crate::sql::plan::LabelKind;
+use crate::sql::rows::{self, Cells};
+use crate::sql::Query;
 use crate::{
     KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
     StoredSpendLog, ViewerToken, WriteReport,
 };
-use schema::LabelKind;
 
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -126,7 +129,7 @@ impl SqliteStore {
     }
 
     fn minute_retention_ms(&self) -> i64 {
-        self.options.minute_retention_hours.max(2) * HOUR_MS
+        crate::sql::plan::minute_retention_ms(self.options.minute_retention_hours)
     }
 
     /// Runs `f` with the writer connection on the blocking pool.
@@ -168,13 +171,58 @@ impl SqliteStore {
     }
 }
 
-/// Fingerprints are 64-bit hashes; SQLite integers are signed, so the same 64 bits are stored as an i64.
-fn fingerprint_to_sql(fp: u64) -> i64 {
-    i64::from_ne_bytes(fp.to_ne_bytes())
+/// SQLite cells for the shared row mappers. Flags are stored as 0/1 integers and UUIDs as 16-byte blobs.
+impl Cells for Row<'_> {
+    rows::plain_cells!(get);
+
+    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
+        let bytes: Option<Vec<u8>> = self.get(i)?;
+        Ok(bytes.and_then(|b| Uuid::from_slice(&b).ok()))
+    }
+
+    fn money(&self, i: usize) -> Result<Money> {
+        match self.get_ref(i)? {
+            ValueRef::Null => Ok(Money::ZERO),
+            ValueRef::Integer(v) => Ok(Money::from_picos(i128::from(v))),
+            ValueRef::Text(t) => rows::parse_picos(&String::from_utf8_lossy(t)),
+            other => Err(StoreError::Database(format!(
+                "column {i} holds {:?}, not an amount",
+                other.data_type()
+            ))),
+        }
+    }
 }
 
-fn fingerprint_from_sql(v: i64) -> u64 {
-    u64::from_ne_bytes(v.to_ne_bytes())
+/// Every row of a statement, mapped by a shared mapper.
+fn all<T>(
+    st: &mut rusqlite::Statement<'_>,
+    params: impl Params,
+    f: impl Fn(&dyn Cells) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut rows = st.query(params)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(f(r as &dyn Cells)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a query, if any, mapped by a shared mapper.
+fn first<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl Fn(&dyn Cells) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut st = c.prepare_cached(sql)?;
+    let mut rows = st.query(params)?;
+    rows.next()?.map(|r| f(r as &dyn Cells)).transpose()
+}
+
+/// Runs a shared query (integer parameters) and maps every row.
+fn run<T>(c: &Connection, q: &Query, f: impl Fn(&dyn Cells) -> Result<T>) -> Result<Vec<T>> {
+    let mut st = c.prepare(&q.sql)?;
+    all(&mut st, rusqlite::params_from_iter(q.params.iter()), f)
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
@@ -195,19 +243,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
-
-fn key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
-    Ok(KeyRecord {
-        id: r.get(0)?,
-        hint: r.get(1)?,
-        user: r.get(2)?,
-        team: r.get(3)?,
-        created_at_ms: r.get(4)?,
-        revoked_at_ms: r.get(5)?,
-    })
-}
-
-const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoked_at_ms";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -232,23 +267,19 @@ impl Store for SqliteStore {
 
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>> {
         self.with_reader(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {KEY_COLUMNS} FROM keys WHERE hash = ?1"),
-                [&hash[..]],
-                key_from_row,
-            )
-            .optional()?)
+            let sql = format!("SELECT {} FROM keys WHERE hash = ?1", rows::KEY_COLUMNS);
+            first(c, &sql, [&hash[..]], rows::key_record)
         })
         .await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
         self.with_reader(|c| {
-            let mut st = c.prepare(&format!("SELECT {KEY_COLUMNS} FROM keys ORDER BY id"))?;
-            let rows = st
-                .query_map([], key_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM keys ORDER BY id",
+                rows::KEY_COLUMNS
+            ))?;
+            all(&mut st, [], rows::key_record)
         })
         .await
     }
@@ -272,23 +303,17 @@ impl Store for SqliteStore {
 
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {
         self.with_reader(move |c| {
-            Ok(c.query_row(
-                "SELECT id, team, name, created_at_ms FROM viewer_tokens WHERE hash = ?1 AND revoked_at_ms IS NULL",
-                [&hash[..]],
-                |r| Ok(ViewerToken { id: r.get(0)?, team: r.get(1)?, name: r.get(2)?, created_at_ms: r.get(3)? }),
-            )
-            .optional()?)
+            let sql = format!(
+                "SELECT {} FROM viewer_tokens WHERE hash = ?1 AND revoked_at_ms IS NULL",
+                rows::VIEWER_COLUMNS
+            );
+            first(c, &sql, [&hash[..]], rows::viewer_token)
         })
         .await
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
-        read::resolve_window(
-            filters.from_ms,
-            filters.to_ms,
-            now_ms(),
-            self.minute_retention_ms(),
-        )
+        crate::sql::plan::window_of(filters, self.minute_retention_ms())
     }
 
     async fn summary(&self, filters: &Filters) -> Result<Totals> {
@@ -332,7 +357,7 @@ impl Store for SqliteStore {
         cursor: Option<&str>,
     ) -> Result<SpendLogPage> {
         let f = filters.clone();
-        let cursor = cursor.map(read::parse_cursor).transpose()?;
+        let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
         self.with_reader(move |c| read::spend_logs(c, &f, limit, cursor))
             .await
     }

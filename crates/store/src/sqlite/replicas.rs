@@ -2,7 +2,7 @@
 //! by several spendgate processes on one machine; the lease transaction runs on the writer connection with an
 //! immediate lock, so two grants can never both see the same room.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use spendgate_core::Money;
@@ -140,7 +140,7 @@ pub(super) fn release(conn: &Connection, id: i64, keep: Money, now_ms: i64) -> R
 }
 
 /// Adds logged spend to the leases it was drawn against, in the spend logs' transaction.
-pub(super) fn record_spend(tx: &Transaction<'_>, by_lease: &HashMap<i64, i64>) -> Result<()> {
+pub(super) fn record_spend(tx: &Transaction<'_>, by_lease: &BTreeMap<i64, i64>) -> Result<()> {
     if by_lease.is_empty() {
         return Ok(());
     }

@@ -3,6 +3,8 @@
 //! Dimensions (teams, users, providers, models, gateways, workflows) are interned into `labels` so that spend
 //! logs and rollups hold small integers: smaller rows, faster group-bys. Id 0 means "none" (the No team bucket,
 //! no workflow) so that it takes part in unique keys like any other value (SQLite treats NULLs as distinct).
+//! The labels' kinds and the dimension codes of the per-dimension rollups are shared with PostgreSQL
+//! (`crate::sql::plan`).
 
 pub const MIGRATIONS: &[&str] = &[
     r#"
@@ -63,7 +65,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
-pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
+pub use crate::sql::plan::ROLLUP_TABLES;
 
 pub fn rollup_ddl(table: &str) -> String {
     format!(
@@ -88,17 +90,6 @@ pub fn rollup_ddl(table: &str) -> String {
     PRIMARY KEY (bucket, team_id, user_id, key_id, provider_id, model_id, gateway_id, workflow_id, cache_outcome)
 ) WITHOUT ROWID;"
     )
-}
-
-/// Label kinds, as stored in `labels.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LabelKind {
-    Team = 1,
-    User = 2,
-    Provider = 3,
-    Model = 4,
-    Gateway = 5,
-    Workflow = 6,
 }
 
 /// Controls: budgets, wallets and their ledger, alerts and deliveries, the audit log.
@@ -268,6 +259,12 @@ INSERT INTO rollup_dim_day SELECT bucket, 8, cache_outcome, SUM(requests), SUM(e
   FROM rollup_day GROUP BY bucket, cache_outcome;
 "#;
 
+/// Fallbacks and retries: how many upstream calls a request took (1 without a retry). The failed attempts
+/// themselves (provider, model, status, error) are kept in `detail` as `failed_attempts`.
+pub const ATTEMPTS: &str = r#"
+ALTER TABLE spend_logs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+"#;
+
 /// The response cache: a hit costs nothing and records what it avoided, on its spend log and, summed like cost,
 /// on every rollup (both shapes, so they keep summing alike). Rows written before are zero: nothing was avoided.
 pub const CACHE: &str = r#"
@@ -278,28 +275,3 @@ ALTER TABLE rollup_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollup_dim_hour ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollup_dim_day ADD COLUMN avoided_cost_pico INTEGER NOT NULL DEFAULT 0;
 "#;
-
-/// Fallbacks and retries: how many upstream calls a request took (1 without a retry). The failed attempts
-/// themselves (provider, model, status, error) are kept in `detail` as `failed_attempts`.
-pub const ATTEMPTS: &str = r#"
-ALTER TABLE spend_logs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
-"#;
-
-/// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.
-pub const DIM_CODES: [(&str, i64); 8] = [
-    ("team_id", 1),
-    ("user_id", 2),
-    ("key_id", 3),
-    ("provider_id", 4),
-    ("model_id", 5),
-    ("gateway_id", 6),
-    ("workflow_id", 7),
-    ("cache_outcome", 8),
-];
-
-pub fn dim_code(column: &str) -> Option<i64> {
-    DIM_CODES
-        .iter()
-        .find(|(c, _)| *c == column)
-        .map(|(_, code)| *code)
-}

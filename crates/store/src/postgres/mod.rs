@@ -1,0 +1,465 @@
+//! The PostgreSQL backend: the same schema, queries and semantics as SQLite (both share `crate::sql`), on a
+//! server several gateways can write to at once. Reads use a small pool of connections; the writer keeps its
+//! own connection and its label cache. Spend logs are partitioned by month with an optional retention
+//! (`partitions.rs`); everything a page reads comes from rollups, which retention never touches.
+
+mod controls;
+mod partitions;
+mod pool;
+mod read;
+mod replicas;
+mod schema;
+pub mod scratch;
+mod write;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
+use spendgate_core::time::{now_ms, Grain};
+use spendgate_core::{Money, SpendEvent};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, GenericClient, Row};
+use uuid::Uuid;
+
+use crate::controls::{
+    AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
+    NewWallet, Transfer, WalletRecord,
+};
+use crate::sql::plan::LabelKind;
+use crate::sql::rows::{self, Cells};
+use crate::sql::Query;
+use crate::{
+    ActivityRow, KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store,
+    StoreError, StoredSpendLog, ViewerToken, WriteReport,
+};
+pub use pool::redact_url;
+
+/// Settings of the PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// `postgres://user[:password]@host[:port]/database` (or any form `tokio-postgres` reads). Never shown
+    /// with its password.
+    pub url: String,
+    /// How long minute-grain rollups are kept. Older windows are read at hour precision.
+    pub minute_retention_hours: i64,
+    /// Spend logs are dropped (by whole month) once their month ended this many days ago; `None` keeps them
+    /// forever. Rollups are kept whatever this says.
+    pub retention_days: Option<u32>,
+    /// Reader connections at most.
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            url: url.into(),
+            minute_retention_hours: 48,
+            retention_days: None,
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A driver error with its causes ("error connecting to server: Connection refused"), which its `Display`
+/// alone leaves out.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// The writer's connection and what it remembers between batches.
+struct WriterState {
+    client: Option<Client>,
+    labels: HashMap<(LabelKind, String), i64>,
+    /// Months whose spend-log partition is known to exist.
+    months: HashSet<i64>,
+    last_maintenance_ms: i64,
+}
+
+impl WriterState {
+    /// The writer's connection, opened again if the last one died (a server restart, a network cut).
+    async fn client(&mut self, pool: &pool::Pool) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = Some(pool.connect().await?);
+        }
+        self.client.as_mut().ok_or(StoreError::WorkerGone)
+    }
+}
+
+pub struct PostgresStore {
+    options: PostgresOptions,
+    pool: pool::Pool,
+    writer: tokio::sync::Mutex<WriterState>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.pool.shown())
+            .finish()
+    }
+}
+
+/// PostgreSQL cells for the shared row mappers. Money is a `BIGINT` column or a sum cast to text.
+impl Cells for Row {
+    rows::plain_cells!(try_get);
+
+    fn opt_uuid(&self, i: usize) -> Result<Option<Uuid>> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn money(&self, i: usize) -> Result<Money> {
+        let ty = self.columns().get(i).map(|c| c.type_().clone());
+        match ty {
+            Some(Type::INT8) => Ok(Money::from_picos(i128::from(
+                self.try_get::<_, Option<i64>>(i)?.unwrap_or(0),
+            ))),
+            Some(Type::TEXT) => match self.try_get::<_, Option<String>>(i)? {
+                Some(s) => rows::parse_picos(&s),
+                None => Ok(Money::ZERO),
+            },
+            other => Err(StoreError::Database(format!(
+                "column {i} is {other:?}, not an amount; cast sums to TEXT"
+            ))),
+        }
+    }
+}
+
+/// Runs `$body` with a pooled connection bound to `$c`, and keeps the connection out of the pool when the body
+/// fails: after a server restart or a network cut the error can arrive before the client knows its connection
+/// is closed, and such a connection must not serve the next query.
+macro_rules! pooled {
+    ($self:ident, $c:ident => $body:expr) => {{
+        let mut conn = $self.pool.get().await?;
+        let result = {
+            let $c: &Client = &conn;
+            $body.await
+        };
+        if result.is_err() {
+            conn.discard();
+        }
+        result
+    }};
+    ($self:ident, mut $c:ident => $body:expr) => {{
+        let mut conn = $self.pool.get().await?;
+        let result = {
+            let $c: &mut Client = &mut conn;
+            $body.await
+        };
+        if result.is_err() {
+            conn.discard();
+        }
+        result
+    }};
+}
+
+/// Runs a shared query (integer parameters) and maps every row.
+async fn run<T>(
+    c: &impl GenericClient,
+    q: &Query,
+    f: impl Fn(&dyn Cells) -> Result<T>,
+) -> Result<Vec<T>> {
+    let params: Vec<&(dyn ToSql + Sync)> =
+        q.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+    let rows = c.query(q.sql.as_str(), &params).await?;
+    rows.iter().map(|r| f(r)).collect()
+}
+
+/// The first row of a query, if any, mapped by a shared mapper.
+async fn first<T>(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    f: impl Fn(&dyn Cells) -> Result<T>,
+) -> Result<Option<T>> {
+    c.query_opt(sql, params)
+        .await?
+        .as_ref()
+        .map(|r| f(r))
+        .transpose()
+}
+
+/// Every row of a query, mapped by a shared mapper.
+async fn all<T>(
+    c: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    f: impl Fn(&dyn Cells) -> Result<T>,
+) -> Result<Vec<T>> {
+    c.query(sql, params).await?.iter().map(|r| f(r)).collect()
+}
+
+impl PostgresStore {
+    /// Connects, applies pending migrations, creates this month's and next month's spend-log partitions and
+    /// applies the retention. The error names the server (without its password) and what to check.
+    pub async fn connect(options: PostgresOptions) -> Result<PostgresStore> {
+        let pool = pool::Pool::new(&options.url, options.pool_size, options.connect_timeout)?;
+        let mut client = pool.connect().await?;
+        schema::migrate(&mut client).await?;
+        let mut months = HashSet::new();
+        let now = now_ms();
+        let this = partitions::month_of(now)?;
+        partitions::ensure(&mut client, &mut months, [this, this + 1]).await?;
+        if let Some(days) = options.retention_days {
+            partitions::drop_expired(&mut client, &mut months, days, now).await?;
+        }
+        Ok(PostgresStore {
+            options,
+            pool,
+            writer: tokio::sync::Mutex::new(WriterState {
+                client: Some(client),
+                labels: HashMap::new(),
+                months,
+                last_maintenance_ms: now,
+            }),
+        })
+    }
+
+    /// The server's URL without its password.
+    pub fn url(&self) -> &str {
+        self.pool.shown()
+    }
+
+    fn minute_retention_ms(&self) -> i64 {
+        crate::sql::plan::minute_retention_ms(self.options.minute_retention_hours)
+    }
+
+    /// The spend-log partitions that exist, oldest first: (name, first ms, end ms).
+    pub async fn partitions(&self) -> Result<Vec<(String, i64, i64)>> {
+        pooled!(self, c => partitions::list(c))
+    }
+
+    /// Applies the retention as of `now_ms` (the writer also does every few minutes); returns the partitions
+    /// dropped.
+    pub async fn drop_expired_partitions(&self, now_ms: i64) -> Result<Vec<String>> {
+        let Some(days) = self.options.retention_days else {
+            return Ok(Vec::new());
+        };
+        let mut w = self.writer.lock().await;
+        let WriterState { months, .. } = &mut *w;
+        let mut months = std::mem::take(months);
+        let client = w.client(&self.pool).await?;
+        let dropped = partitions::drop_expired(client, &mut months, days, now_ms).await;
+        w.months = months;
+        dropped
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
+        let mut w = self.writer.lock().await;
+        let result = write::write_batch(&mut w, &self.pool, &events, &self.options).await;
+        if result.is_err() {
+            // The batch is retried by the writer; on a new connection, because this one may be dead without
+            // knowing it yet (a server restart). A live one costs only a reconnect, and failures are rare.
+            w.client = None;
+        }
+        result
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
+        pooled!(self, c => controls::create_key(c, key))
+    }
+
+    async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>> {
+        let sql = format!("SELECT {} FROM keys WHERE hash = $1", rows::KEY_COLUMNS);
+        pooled!(self, c => first(
+            c,
+            &sql,
+            &[&&hash[..]],
+            rows::key_record,
+        ))
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        let sql = format!("SELECT {} FROM keys ORDER BY id", rows::KEY_COLUMNS);
+        pooled!(self, c => all(c, &sql, &[], rows::key_record))
+    }
+
+    async fn create_viewer_token(
+        &self,
+        hash: [u8; 32],
+        team: String,
+        name: String,
+    ) -> Result<ViewerToken> {
+        pooled!(self, c => controls::create_viewer(c, hash, team, name))
+    }
+
+    async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {
+        let sql = format!(
+            "SELECT {} FROM viewer_tokens WHERE hash = $1 AND revoked_at_ms IS NULL",
+            rows::VIEWER_COLUMNS
+        );
+        pooled!(self, c => first(
+            c,
+            &sql,
+            &[&&hash[..]],
+            rows::viewer_token,
+        ))
+    }
+
+    fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {
+        crate::sql::plan::window_of(filters, self.minute_retention_ms())
+    }
+
+    async fn summary(&self, filters: &Filters) -> Result<Totals> {
+        let w = self.resolve_window(filters);
+        pooled!(self, c => read::summary(c, filters, w))
+    }
+
+    async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
+        let w = self.resolve_window(filters);
+        pooled!(self, c => read::explorer(c, filters, w, group_by))
+    }
+
+    async fn series(
+        &self,
+        filters: &Filters,
+        grain: Grain,
+        group_by: Option<GroupBy>,
+    ) -> Result<Vec<SeriesPoint>> {
+        pooled!(self, c => read::series(c, filters, grain, group_by))
+    }
+
+    async fn request_activity(&self, filters: &Filters, grain: Grain) -> Result<Vec<ActivityRow>> {
+        pooled!(self, c => read::request_activity(c, filters, grain))
+    }
+
+    async fn spend_logs(
+        &self,
+        filters: &Filters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<SpendLogPage> {
+        let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
+        pooled!(self, c => read::spend_logs(c, filters, limit, cursor))
+    }
+
+    async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
+        let sql = format!("{} WHERE s.event_id = $1", crate::sql::queries::LOG_SELECT);
+        pooled!(self, c => first(c, &sql, &[&id], rows::stored_log))
+    }
+
+    async fn repeated_requests(
+        &self,
+        since_ms: i64,
+        min_repeats: u64,
+    ) -> Result<Vec<spendgate_core::anomaly::RepeatedRequest>> {
+        pooled!(self, c => read::repeated_requests(c, since_ms, min_repeats))
+    }
+
+    async fn upsert_budget(
+        &self,
+        budget: NewBudget,
+    ) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
+        pooled!(self, mut c => controls::upsert_budget(c, &budget))
+    }
+
+    async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
+        let sql = format!("SELECT {} FROM budgets ORDER BY id", rows::BUDGET_COLUMNS);
+        pooled!(self, c => all(c, &sql, &[], rows::budget))
+    }
+
+    async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
+        pooled!(self, c => controls::create_wallet(c, &wallet))
+    }
+
+    async fn list_wallets(&self) -> Result<Vec<WalletRecord>> {
+        let sql = format!("SELECT {} FROM wallets ORDER BY id", rows::WALLET_COLUMNS);
+        pooled!(self, c => all(c, &sql, &[], rows::wallet))
+    }
+
+    async fn transfer(
+        &self,
+        transfer: Transfer,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<WalletRecord>> {
+        pooled!(self, mut c => controls::transfer(c, &transfer, actor, reason))
+    }
+
+    async fn ledger(
+        &self,
+        wallet: i64,
+        limit: usize,
+        before_id: Option<i64>,
+    ) -> Result<Vec<LedgerEntry>> {
+        pooled!(self, c => controls::ledger(c, wallet, limit, before_id))
+    }
+
+    async fn ledger_sum(&self, wallet: i64) -> Result<Money> {
+        pooled!(self, c => controls::ledger_sum(c, wallet))
+    }
+
+    async fn wallet_spent_since(&self, wallet: i64, since_ms: i64) -> Result<Money> {
+        pooled!(self, c => controls::spent_since(c, wallet, since_ms))
+    }
+
+    async fn record_alert(&self, alert: NewAlert) -> Result<Option<AlertRecord>> {
+        pooled!(self, c => controls::record_alert(c, &alert))
+    }
+
+    async fn list_alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        pooled!(self, c => controls::list_alerts(c, limit))
+    }
+
+    async fn record_delivery(&self, delivery: Delivery) -> Result<()> {
+        pooled!(self, c => controls::record_delivery(c, &delivery))
+    }
+
+    async fn list_deliveries(&self, limit: usize) -> Result<Vec<Delivery>> {
+        pooled!(self, c => controls::list_deliveries(c, limit))
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<()> {
+        pooled!(self, c => controls::record_audit(c, &entry))
+    }
+
+    async fn list_audit(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+        pooled!(self, c => controls::list_audit(c, from_ms, to_ms, limit))
+    }
+
+    async fn lease(
+        &self,
+        req: crate::replicas::LeaseRequest,
+    ) -> Result<crate::replicas::LeaseGrant> {
+        let window = match &req.target {
+            crate::replicas::LeaseTarget::Budget { filters, .. } => {
+                Some(self.resolve_window(filters))
+            }
+            crate::replicas::LeaseTarget::Wallet { .. } => None,
+        };
+        pooled!(self, mut c => replicas::lease(c, &req, now_ms(), window))
+    }
+
+    async fn release_lease(&self, id: i64, keep: Money) -> Result<()> {
+        pooled!(self, c => replicas::release(c, id, keep, now_ms()))
+    }
+
+    async fn list_leases(&self, now: i64) -> Result<Vec<crate::replicas::LeaseRecord>> {
+        pooled!(self, c => replicas::list_leases(c, now))
+    }
+
+    async fn heartbeat(&self, beat: crate::replicas::GatewayBeat) -> Result<()> {
+        pooled!(self, c => replicas::heartbeat(c, &beat))
+    }
+
+    async fn list_gateways(&self) -> Result<Vec<crate::replicas::GatewayBeat>> {
+        pooled!(self, c => replicas::list_gateways(c))
+    }
+}

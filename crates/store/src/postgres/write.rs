@@ -1,0 +1,315 @@
+//! The write path on PostgreSQL: one transaction per batch, a handful of statements whatever its size.
+//!
+//! 1. Labels the batch names for the first time are interned in one statement (`INSERT ... ON CONFLICT DO
+//!    NOTHING`, then one `SELECT` for their ids), outside the transaction: an orphan label is harmless, and
+//!    several processes may intern the same name at once. Ids are cached.
+//! 2. The months of the batch get their spend-log partition if they have none (`partitions.rs`).
+//! 3. All spend logs go in one `INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT DO NOTHING
+//!    RETURNING event_id`: the ids returned are exactly the events stored for the first time, and only they
+//!    are folded into the rollups and charged to wallets, so a replayed batch counts nothing twice.
+//! 4. The rollup rows (`crate::sql::batch`, shared with SQLite) are upserted with one statement per table,
+//!    adding to the rows already there, in key order so that concurrent writers never deadlock.
+//! 5. Wallet charges: one ledger row per charged event and each wallet's balance moved by their sum.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use spendgate_core::time::now_ms;
+use spendgate_core::SpendEvent;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
+use uuid::Uuid;
+
+use super::{partitions, pool::Pool, PostgresOptions, WriterState};
+use crate::controls::LedgerKind;
+use crate::sql::batch::{
+    self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
+};
+use crate::sql::ledger::settle_effect;
+use crate::sql::plan::{LabelKind, ROLLUP_TABLES};
+use crate::sql::rows::{detail_json, fingerprint_to_sql};
+use crate::{Result, StoreError, WriteReport};
+
+/// `unnest($first::bigint[], ...)` over `n` integer arrays numbered from `first`.
+fn unnest_ints(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}::bigint[]"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Interns every label of the batch that the cache does not hold, in two statements.
+async fn intern_labels(
+    client: &Client,
+    cache: &mut HashMap<(LabelKind, String), i64>,
+    events: &[&SpendEvent],
+) -> Result<()> {
+    let mut missing: HashSet<(LabelKind, &str)> = HashSet::new();
+    for e in events {
+        for (kind, name) in batch::label_names(e) {
+            if !cache.contains_key(&(kind, name.to_string())) {
+                missing.insert((kind, name));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<i64> = missing.iter().map(|(k, _)| k.code()).collect();
+    let names: Vec<&str> = missing.iter().map(|(_, n)| *n).collect();
+    client
+        .execute(
+            "INSERT INTO labels (kind, name) SELECT * FROM unnest($1::bigint[], $2::text[])
+             ON CONFLICT DO NOTHING",
+            &[&kinds, &names],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT l.kind, l.name, l.id FROM labels l
+               JOIN unnest($1::bigint[], $2::text[]) AS u (kind, name) ON l.kind = u.kind AND l.name = u.name",
+            &[&kinds, &names],
+        )
+        .await?;
+    for r in rows {
+        let kind = LabelKind::from_code(r.try_get(0)?)
+            .ok_or_else(|| StoreError::Database("a label has an unknown kind".into()))?;
+        cache.insert((kind, r.try_get(1)?), r.try_get(2)?);
+    }
+    Ok(())
+}
+
+/// Upserts rollup rows given as columns (key columns first, then the measures), adding to existing rows.
+async fn upsert_rollup(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &str,
+    columns: Vec<Vec<i64>>,
+) -> Result<()> {
+    if columns.first().is_none_or(Vec::is_empty) {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT * FROM unnest({})
+         ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}",
+        unnest_ints(1, columns.len())
+    );
+    let params: Vec<&(dyn ToSql + Sync)> =
+        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+    tx.execute(sql.as_str(), &params).await?;
+    Ok(())
+}
+
+/// Rows given as arrays of integers, turned into one array per column.
+fn columns_of<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> Vec<Vec<i64>> {
+    let mut cols = vec![Vec::new(); N];
+    for row in rows {
+        for (c, v) in cols.iter_mut().zip(row) {
+            c.push(v);
+        }
+    }
+    cols
+}
+
+pub(super) async fn write_batch(
+    w: &mut WriterState,
+    pool: &Pool,
+    events: &[SpendEvent],
+    options: &PostgresOptions,
+) -> Result<WriteReport> {
+    let now = now_ms();
+    let mut report = WriteReport::default();
+    // Events of a month that retention dropped (or will drop) are not written again: their first copy may have
+    // been counted in the rollups before its partition went, and nothing could tell a replay from a new event.
+    let mut live = Vec::with_capacity(events.len());
+    for e in events {
+        if partitions::expired(e.finished_at_ms, options.retention_days, now)? {
+            report.duplicates += 1;
+        } else {
+            live.push(e);
+        }
+    }
+    let mut months = std::mem::take(&mut w.months);
+    let mut labels = std::mem::take(&mut w.labels);
+    let client = w.client(pool).await?;
+    let prepared = prepare(client, &mut labels, &mut months, &live).await;
+    w.labels = labels;
+    w.months = months;
+    let dims = prepared?;
+
+    let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
+    let client = w.client(pool).await?;
+    let tx = client.transaction().await?;
+    let mut ids = Vec::with_capacity(live.len());
+    let mut text = (
+        Vec::with_capacity(live.len()),
+        Vec::with_capacity(live.len()),
+    );
+    let mut streams = Vec::with_capacity(live.len());
+    let mut fingerprints = Vec::with_capacity(live.len());
+    let mut ints = Vec::with_capacity(live.len());
+    let mut costs = Vec::with_capacity(live.len());
+    for (e, d) in live.iter().zip(&dims) {
+        let cost = batch::cost_of(e)?;
+        let avoided = batch::avoided_of(e)?;
+        ids.push(e.id);
+        text.0.push(e.endpoint.as_str());
+        text.1.push(detail_json(e));
+        streams.push(e.stream);
+        fingerprints.push(e.fingerprint.map(fingerprint_to_sql));
+        ints.push(batch::log_ints(e, d, cost, avoided));
+        costs.push((cost, avoided));
+    }
+    let int_columns = columns_of(ints.into_iter());
+    let sql = format!(
+        "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {})
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::bigint[], {})
+         ON CONFLICT DO NOTHING RETURNING event_id",
+        batch::LOG_INT_COLUMNS.join(", "),
+        unnest_ints(6, batch::LOG_INT_COLUMNS.len())
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&ids, &text.0, &text.1, &streams, &fingerprints];
+    params.extend(int_columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+    let mut fresh: HashSet<Uuid> = HashSet::new();
+    if !live.is_empty() {
+        for r in tx.query(sql.as_str(), &params).await? {
+            fresh.insert(r.try_get(0)?);
+        }
+    }
+
+    let mut agg = Aggregates::default();
+    let mut charges: Vec<[i64; 3]> = Vec::new();
+    let mut charge_ids: Vec<Uuid> = Vec::new();
+    for ((e, d), (cost, avoided)) in live.iter().zip(&dims).zip(&costs) {
+        // `remove`, so that an id twice in one batch counts once.
+        if !fresh.remove(&e.id) {
+            report.duplicates += 1;
+            continue;
+        }
+        report.inserted += 1;
+        agg.add(e, d, *cost, *avoided);
+        if let Some(wallet) = e.wallet_id {
+            charges.push([wallet, -cost, e.finished_at_ms]);
+            charge_ids.push(e.id);
+        }
+    }
+    agg.fold_narrow();
+    for (i, table) in ROLLUP_TABLES.iter().enumerate() {
+        let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
+            let mut row = [0i64; 9 + batch::MEASURE_COUNT];
+            row[0] = *bucket;
+            row[1..9].copy_from_slice(&d.values());
+            row[9..].copy_from_slice(&a.values());
+            row
+        });
+        upsert_rollup(&tx, table, ROLLUP_DIMS, columns_of(rows)).await?;
+    }
+    for (i, table) in ["rollup_dim_hour", "rollup_dim_day"].iter().enumerate() {
+        let rows = agg.narrow[i].iter().map(|((bucket, code, value), a)| {
+            let mut row = [0i64; 3 + batch::MEASURE_COUNT];
+            row[..3].copy_from_slice(&[*code, *bucket, *value]);
+            row[3..].copy_from_slice(&a.values());
+            row
+        });
+        upsert_rollup(&tx, table, "dim, bucket, value", columns_of(rows)).await?;
+    }
+    settle(&tx, &charges, &charge_ids).await?;
+    super::replicas::record_spend(&tx, &agg.leases).await?;
+
+    if maintain {
+        let cutoff = batch::minute_prune_cutoff(
+            now,
+            crate::sql::plan::minute_retention_ms(options.minute_retention_hours),
+        );
+        tx.execute("DELETE FROM rollup_minute WHERE bucket < $1", &[&cutoff])
+            .await?;
+    }
+    tx.commit().await?;
+    if maintain {
+        w.last_maintenance_ms = now;
+        if let Some(days) = options.retention_days {
+            // After the commit: dropping a partition takes a short exclusive lock, never held by a batch.
+            let mut months = std::mem::take(&mut w.months);
+            let client = w.client(pool).await?;
+            let dropped = partitions::drop_expired(client, &mut months, days, now).await;
+            w.months = months;
+            if let Err(e) = dropped {
+                tracing::warn!(error = %e, "Dropping expired spend-log partitions failed; the next maintenance retries.");
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Labels and partitions of a batch, before its transaction; returns the dimensions of each event.
+async fn prepare(
+    client: &mut Client,
+    labels: &mut HashMap<(LabelKind, String), i64>,
+    months: &mut HashSet<i64>,
+    live: &[&SpendEvent],
+) -> Result<Vec<batch::Dims>> {
+    intern_labels(client, labels, live).await?;
+    let needed = live
+        .iter()
+        .map(|e| partitions::month_of(e.finished_at_ms))
+        .collect::<Result<HashSet<i64>>>()?;
+    partitions::ensure(client, months, needed).await?;
+    live.iter()
+        .map(|e| {
+            batch::dims_of(e, |kind, name| {
+                labels
+                    .get(&(kind, name.to_string()))
+                    .copied()
+                    .ok_or_else(|| StoreError::Database(format!("label '{name}' was not interned")))
+            })
+        })
+        .collect()
+}
+
+/// Charges wallets for newly stored events: one `settle` ledger row each, and every wallet's balance and
+/// spent total moved by their sum (in wallet order, like the rollups, so concurrent writers never deadlock).
+async fn settle(tx: &Transaction<'_>, charges: &[[i64; 3]], ids: &[Uuid]) -> Result<()> {
+    if charges.is_empty() {
+        return Ok(());
+    }
+    let mut per_wallet: BTreeMap<i64, [i64; 3]> = BTreeMap::new();
+    for [wallet, amount, _] in charges {
+        let (allocated, spent) = settle_effect(LedgerKind::Settle, *amount);
+        let t = per_wallet.entry(*wallet).or_default();
+        t[0] += amount;
+        t[1] += allocated;
+        t[2] += spent;
+    }
+    let moves = columns_of(per_wallet.iter().map(|(w, [a, b, c])| [*w, *a, *b, *c]));
+    let mut updated = HashSet::new();
+    for r in tx
+        .query(
+            "UPDATE wallets AS w SET balance_pico = w.balance_pico + d.amount,
+                allocated_pico = w.allocated_pico + d.allocated, spent_pico = w.spent_pico + d.spent
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS d (id, amount, allocated, spent)
+             WHERE w.id = d.id RETURNING w.id",
+            &[&moves[0], &moves[1], &moves[2], &moves[3]],
+        )
+        .await?
+    {
+        updated.insert(r.try_get::<_, i64>(0)?);
+    }
+    if let Some(missing) = per_wallet.keys().find(|id| !updated.contains(*id)) {
+        return Err(crate::sql::ledger::missing_wallet(*missing));
+    }
+    let cols = columns_of(charges.iter().copied());
+    tx.execute(
+        "INSERT INTO ledger (wallet_id, kind, amount_pico, actor, reason, request_id, at_ms)
+         SELECT w, $5, a, 'gateway', 'request', r, t
+           FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::bigint[]) AS u (w, a, r, t)",
+        &[
+            &cols[0],
+            &cols[1],
+            &ids,
+            &cols[2],
+            &LedgerKind::Settle.as_str(),
+        ],
+    )
+    .await?;
+    Ok(())
+}

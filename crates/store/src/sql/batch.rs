@@ -1,0 +1,293 @@
+//! A batch of spend events folded into rollup rows, once for both backends: the all-dimension rows of every grain
+//! and the per-dimension rows of hours and days, the latter folded from the former (never from single events) so
+//! that both kinds always hold exactly the same sums.
+
+use std::collections::{BTreeMap, HashMap};
+
+use spendgate_core::time::{Grain, HOUR_MS};
+use spendgate_core::SpendEvent;
+
+use super::plan::{LabelKind, DIM_CODES};
+use crate::{Result, StoreError};
+
+/// The dimension columns of the all-dimension rollups, in key order.
+pub const ROLLUP_DIMS: &str =
+    "bucket, team_id, user_id, key_id, provider_id, model_id, gateway_id, workflow_id, cache_outcome";
+
+/// The measure columns every rollup shares.
+pub const ROLLUP_MEASURES: &str =
+    "requests, errors, input_tokens, output_tokens, cached_input_tokens, \
+    cache_write_tokens, cost_pico, latency_ms_sum, avoided_cost_pico";
+
+/// How many measure columns `ROLLUP_MEASURES` names (what `Acc::values` returns).
+pub const MEASURE_COUNT: usize = 9;
+
+/// How an upsert into a rollup aliased `r` adds a batch's sums to the row already there.
+pub const ADD_MEASURES: &str = "requests = r.requests + excluded.requests, errors = r.errors + excluded.errors,
+    input_tokens = r.input_tokens + excluded.input_tokens, output_tokens = r.output_tokens + excluded.output_tokens,
+    cached_input_tokens = r.cached_input_tokens + excluded.cached_input_tokens,
+    cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
+    cost_pico = r.cost_pico + excluded.cost_pico, latency_ms_sum = r.latency_ms_sum + excluded.latency_ms_sum,
+    avoided_cost_pico = r.avoided_cost_pico + excluded.avoided_cost_pico";
+
+/// How often minute rollups are pruned, and old partitions dropped.
+pub const MAINTENANCE_EVERY_MS: i64 = 10 * 60_000;
+
+/// Minute rollups older than this bucket can go: the retention plus an hour of margin, so that a query resolved
+/// just before the prune still finds its rows.
+pub fn minute_prune_cutoff(now_ms: i64, minute_retention_ms: i64) -> i64 {
+    Grain::Minute.bucket(now_ms - minute_retention_ms - HOUR_MS)
+}
+
+/// The dimensions of one rollup row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dims {
+    pub team: i64,
+    pub user: i64,
+    pub key: i64,
+    pub provider: i64,
+    pub model: i64,
+    pub gateway: i64,
+    pub workflow: i64,
+    pub cache_outcome: i64,
+}
+
+impl Dims {
+    /// The values in the order of `DIM_CODES` (and of the rollups' key columns after the bucket).
+    pub fn values(&self) -> [i64; 8] {
+        [
+            self.team,
+            self.user,
+            self.key,
+            self.provider,
+            self.model,
+            self.gateway,
+            self.workflow,
+            self.cache_outcome,
+        ]
+    }
+}
+
+/// The dimensions of an event, with label ids from `label` (which interns or looks up a name).
+pub fn dims_of(
+    e: &SpendEvent,
+    mut label: impl FnMut(LabelKind, &str) -> Result<i64>,
+) -> Result<Dims> {
+    let a = &e.attribution;
+    Ok(Dims {
+        team: match &a.team {
+            Some(t) => label(LabelKind::Team, t)?,
+            None => 0,
+        },
+        user: label(LabelKind::User, &a.user)?,
+        key: a.key_id,
+        provider: label(LabelKind::Provider, &e.provider)?,
+        model: label(LabelKind::Model, &e.model)?,
+        gateway: label(LabelKind::Gateway, &e.gateway)?,
+        workflow: match &a.workflow {
+            Some(wf) => label(LabelKind::Workflow, wf)?,
+            None => 0,
+        },
+        cache_outcome: e.cache_outcome.code(),
+    })
+}
+
+/// Every (kind, name) an event needs a label for.
+pub fn label_names(e: &SpendEvent) -> impl Iterator<Item = (LabelKind, &str)> {
+    let a = &e.attribution;
+    [
+        a.team.as_deref().map(|t| (LabelKind::Team, t)),
+        Some((LabelKind::User, a.user.as_str())),
+        Some((LabelKind::Provider, e.provider.as_str())),
+        Some((LabelKind::Model, e.model.as_str())),
+        Some((LabelKind::Gateway, e.gateway.as_str())),
+        a.workflow.as_deref().map(|w| (LabelKind::Workflow, w)),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Sums of one rollup row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acc {
+    pub requests: i64,
+    pub errors: i64,
+    pub input: i64,
+    pub output: i64,
+    pub cached: i64,
+    pub cache_write: i64,
+    pub cost: i64,
+    pub latency: i64,
+    /// What cache hits avoided (picodollars).
+    pub avoided: i64,
+}
+
+impl Acc {
+    pub fn add(&mut self, o: &Acc) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input += o.input;
+        self.output += o.output;
+        self.cached += o.cached;
+        self.cache_write += o.cache_write;
+        self.cost += o.cost;
+        self.latency += o.latency;
+        self.avoided += o.avoided;
+    }
+
+    pub fn values(&self) -> [i64; MEASURE_COUNT] {
+        [
+            self.requests,
+            self.errors,
+            self.input,
+            self.output,
+            self.cached,
+            self.cache_write,
+            self.cost,
+            self.latency,
+            self.avoided,
+        ]
+    }
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The cost of an event as stored in one spend-log row.
+pub fn cost_of(e: &SpendEvent) -> Result<i64> {
+    i64::try_from(e.cost.picos()).map_err(|_| {
+        StoreError::Invalid(format!(
+            "the cost of request {} does not fit a spend log",
+            e.id
+        ))
+    })
+}
+
+/// The avoided cost of an event (a cache hit's) as stored in one spend-log row.
+pub fn avoided_of(e: &SpendEvent) -> Result<i64> {
+    i64::try_from(e.avoided_cost.picos()).map_err(|_| {
+        StoreError::Invalid(format!(
+            "the avoided cost of request {} does not fit a spend log",
+            e.id
+        ))
+    })
+}
+
+/// The token counts of an event as stored: input, output, cached input, cache write.
+pub fn tokens_of(e: &SpendEvent) -> [i64; 4] {
+    [
+        i64_of(e.usage.input_tokens),
+        i64_of(e.usage.output_tokens),
+        i64_of(e.usage.cached_input_tokens),
+        i64_of(e.usage.cache_write_tokens),
+    ]
+}
+
+/// The integer columns of a spend log, in the order `log_ints` fills them (the other columns are the event id,
+/// the endpoint, the detail, the stream flag and the fingerprint).
+pub const LOG_INT_COLUMNS: [&str; 22] = [
+    "ts_ms",
+    "started_ms",
+    "latency_ms",
+    "gateway_id",
+    "provider_id",
+    "model_id",
+    "key_id",
+    "user_id",
+    "team_id",
+    "workflow_id",
+    "cache_outcome",
+    "status",
+    "http_status",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cost_pico",
+    "usage_source",
+    "price_confidence",
+    "attempts",
+    "avoided_cost_pico",
+];
+
+pub fn log_ints(e: &SpendEvent, d: &Dims, cost: i64, avoided: i64) -> [i64; 22] {
+    let [input, output, cached, cache_write] = tokens_of(e);
+    [
+        e.finished_at_ms,
+        e.started_at_ms,
+        i64::from(e.latency_ms),
+        d.gateway,
+        d.provider,
+        d.model,
+        d.key,
+        d.user,
+        d.team,
+        d.workflow,
+        d.cache_outcome,
+        e.status.code(),
+        i64::from(e.http_status),
+        input,
+        output,
+        cached,
+        cache_write,
+        cost,
+        e.usage_source.code(),
+        e.price_confidence.code(),
+        i64::from(e.attempts),
+        avoided,
+    ]
+}
+
+/// The rollup rows of a batch. Sorted maps, so that every writer updates rows in the same order (concurrent
+/// writers to a server database then wait for each other instead of deadlocking).
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    /// Per grain (minute, hour, day): (bucket, dims) -> sums.
+    pub grains: [BTreeMap<(i64, Dims), Acc>; 3],
+    /// Per grain (hour, day): (bucket, dim code, value) -> sums.
+    pub narrow: [BTreeMap<(i64, i64, i64), Acc>; 2],
+    /// Lease id -> the cost of the newly stored events drawn against it (added to the lease's recorded spend in
+    /// the same transaction, see `crate::replicas`).
+    pub leases: BTreeMap<i64, i64>,
+}
+
+impl Aggregates {
+    /// Adds one newly stored event.
+    pub fn add(&mut self, e: &SpendEvent, d: &Dims, cost: i64, avoided: i64) {
+        for lease in &e.leases {
+            *self.leases.entry(*lease).or_default() += cost;
+        }
+        let [input, output, cached, cache_write] = tokens_of(e);
+        let one = Acc {
+            requests: 1,
+            errors: i64::from(e.status.is_error()),
+            input,
+            output,
+            cached,
+            cache_write,
+            cost,
+            latency: i64::from(e.latency_ms),
+            avoided,
+        };
+        for (i, g) in Grain::ALL.iter().enumerate() {
+            self.grains[i]
+                .entry((g.bucket(e.finished_at_ms), *d))
+                .or_default()
+                .add(&one);
+        }
+    }
+
+    /// Folds the hour and day rows into the per-dimension rows. Call once, after the last `add`.
+    pub fn fold_narrow(&mut self) {
+        for (n, grain) in [(0usize, 1usize), (1, 2)] {
+            let mut narrow: HashMap<(i64, i64, i64), Acc> = HashMap::new();
+            for ((bucket, d), a) in &self.grains[grain] {
+                for ((_, code), value) in DIM_CODES.iter().zip(d.values()) {
+                    narrow.entry((*bucket, *code, value)).or_default().add(a);
+                }
+            }
+            self.narrow[n] = narrow.into_iter().collect();
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Query plans shared by the backends: how a window is aligned, which filters a view applies, which rollup (all
+//! dimensions or one) can answer it, and how group ids become the names people read.
+
+use std::collections::HashMap;
+
+use spendgate_core::query::{
+    sort_rows, Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER, NO_TEAM_LABEL,
+    NO_WORKFLOW_LABEL,
+};
+use spendgate_core::time::Grain;
+use spendgate_core::CacheOutcome;
+
+use crate::{ResolvedWindow, Result, SeriesPoint, SpendLogPage, StoreError, StoredSpendLog};
+
+/// Label kinds, as stored in `labels.kind`. Dimension values are interned into `labels` so that spend logs and
+/// rollups hold small integers; id 0 means "none" (the No team bucket, no workflow) so that it takes part in
+/// unique keys like any other value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LabelKind {
+    Team = 1,
+    User = 2,
+    Provider = 3,
+    Model = 4,
+    Gateway = 5,
+    Workflow = 6,
+}
+
+impl LabelKind {
+    pub const ALL: [LabelKind; 6] = [
+        LabelKind::Team,
+        LabelKind::User,
+        LabelKind::Provider,
+        LabelKind::Model,
+        LabelKind::Gateway,
+        LabelKind::Workflow,
+    ];
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(c: i64) -> Option<LabelKind> {
+        LabelKind::ALL.into_iter().find(|k| k.code() == c)
+    }
+}
+
+/// The three all-dimension rollup tables, one per grain.
+pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_day"];
+
+/// The dimension columns of the all-dimension rollups and their codes in the per-dimension ones.
+pub const DIM_CODES: [(&str, i64); 8] = [
+    ("team_id", 1),
+    ("user_id", 2),
+    ("key_id", 3),
+    ("provider_id", 4),
+    ("model_id", 5),
+    ("gateway_id", 6),
+    ("workflow_id", 7),
+    ("cache_outcome", 8),
+];
+
+pub fn dim_code(column: &str) -> Option<i64> {
+    DIM_CODES
+        .iter()
+        .find(|(c, _)| *c == column)
+        .map(|(_, code)| *code)
+}
+
+pub fn rollup_table(g: Grain) -> &'static str {
+    match g {
+        Grain::Minute => ROLLUP_TABLES[0],
+        Grain::Hour => ROLLUP_TABLES[1],
+        Grain::Day => ROLLUP_TABLES[2],
+    }
+}
+
+/// The per-dimension rollup of a grain; minutes have none (their windows are short).
+pub fn narrow_table(g: Grain) -> Option<&'static str> {
+    match g {
+        Grain::Minute => None,
+        Grain::Hour => Some("rollup_dim_hour"),
+        Grain::Day => Some("rollup_dim_day"),
+    }
+}
+
+pub fn group_column(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Team => "team_id",
+        GroupBy::User => "user_id",
+        GroupBy::Key => "key_id",
+        GroupBy::Provider => "provider_id",
+        GroupBy::Model => "model_id",
+        GroupBy::Gateway => "gateway_id",
+        GroupBy::Workflow => "workflow_id",
+        GroupBy::CacheOutcome => "cache_outcome",
+    }
+}
+
+/// The per-dimension rollup column a query can read instead of the all-dimension rollups: possible when it
+/// groups by one dimension (or by none) and filters on no other dimension.
+pub fn narrow_column(
+    group: Option<&'static str>,
+    dims: &[(&'static str, i64)],
+) -> Option<&'static str> {
+    match (group, dims) {
+        (Some(g), []) => Some(g),
+        (Some(g), [(c, _)]) if *c == g => Some(g),
+        // A total is the same over any dimension; the gateway has the fewest values.
+        (None, []) => Some("gateway_id"),
+        (None, [(c, _)]) => Some(c),
+        _ => None,
+    }
+}
+
+/// Aligns a window to minutes, and to hours where it reaches back past the minute rollups' retention.
+pub fn resolve_window(
+    from_ms: i64,
+    to_ms: i64,
+    now_ms: i64,
+    minute_retention_ms: i64,
+) -> ResolvedWindow {
+    let horizon = now_ms - minute_retention_ms;
+    let from = if from_ms < horizon {
+        Grain::Hour.floor(from_ms)
+    } else {
+        Grain::Minute.floor(from_ms)
+    };
+    let to = if to_ms < horizon {
+        Grain::Hour.ceil(to_ms)
+    } else {
+        Grain::Minute.ceil(to_ms)
+    };
+    ResolvedWindow {
+        from_ms: from,
+        to_ms: to.max(from),
+    }
+}
+
+/// The window a store reads for these filters now (see `resolve_window`).
+pub fn window_of(f: &Filters, minute_retention_ms: i64) -> ResolvedWindow {
+    resolve_window(
+        f.from_ms,
+        f.to_ms,
+        spendgate_core::time::now_ms(),
+        minute_retention_ms,
+    )
+}
+
+/// How long minute rollups are kept, from the setting in hours (two at least: windows reach back an hour).
+pub fn minute_retention_ms(hours: i64) -> i64 {
+    hours.max(2) * spendgate_core::time::HOUR_MS
+}
+
+/// One dimension filter of a query: a fixed id, or a name still to be looked up in `labels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Term {
+    Fixed(&'static str, i64),
+    Named(&'static str, LabelKind, String),
+}
+
+/// The dimension filters of a query, in the order the plans expect (the viewer's scope first).
+pub fn filter_terms(f: &Filters) -> Vec<Term> {
+    let mut out = Vec::new();
+    if let Some(team) = &f.scope_team {
+        out.push(Term::Named("team_id", LabelKind::Team, team.clone()));
+    }
+    let named = [
+        ("user_id", LabelKind::User, &f.user),
+        ("provider_id", LabelKind::Provider, &f.provider),
+        ("model_id", LabelKind::Model, &f.model),
+        ("gateway_id", LabelKind::Gateway, &f.gateway),
+    ];
+    for (col, kind, value) in named {
+        if let Some(name) = value {
+            out.push(Term::Named(col, kind, name.clone()));
+        }
+    }
+    if let Some(team) = &f.team {
+        out.push(if team == NO_TEAM_FILTER {
+            Term::Fixed("team_id", 0)
+        } else {
+            Term::Named("team_id", LabelKind::Team, team.clone())
+        });
+    }
+    if let Some(wf) = &f.workflow {
+        out.push(if wf == NO_WORKFLOW_LABEL {
+            Term::Fixed("workflow_id", 0)
+        } else {
+            Term::Named("workflow_id", LabelKind::Workflow, wf.clone())
+        });
+    }
+    if let Some(co) = f.cache_outcome {
+        out.push(Term::Fixed("cache_outcome", co.code()));
+    }
+    if let Some(k) = f.key_id {
+        out.push(Term::Fixed("key_id", k));
+    }
+    out
+}
+
+/// Resolves filter terms to (column, id) pairs with the ids found. `None` when a named value was never recorded,
+/// so no row can match.
+pub fn resolve_terms(
+    terms: Vec<Term>,
+    found: &HashMap<(LabelKind, String), i64>,
+) -> Option<Vec<(&'static str, i64)>> {
+    let mut out = Vec::with_capacity(terms.len());
+    for t in terms {
+        match t {
+            Term::Fixed(col, id) => out.push((col, id)),
+            Term::Named(col, kind, name) => out.push((col, *found.get(&(kind, name))?)),
+        }
+    }
+    Some(out)
+}
+
+/// The label kind whose names a grouping shows (`None` for keys and cache outcomes, named otherwise).
+pub fn group_kind(g: GroupBy) -> Option<LabelKind> {
+    match g {
+        GroupBy::Team => Some(LabelKind::Team),
+        GroupBy::User => Some(LabelKind::User),
+        GroupBy::Provider => Some(LabelKind::Provider),
+        GroupBy::Model => Some(LabelKind::Model),
+        GroupBy::Gateway => Some(LabelKind::Gateway),
+        GroupBy::Workflow => Some(LabelKind::Workflow),
+        GroupBy::Key | GroupBy::CacheOutcome => None,
+    }
+}
+
+/// How a key is named in a grouping: its id, its user and the last characters of its secret.
+pub fn key_label(id: i64, user: &str, hint: &str) -> String {
+    format!("key {id} ({user}, …{hint})")
+}
+
+/// The filter key and label of one value of a grouping, given its name when it has one.
+pub fn identity(g: GroupBy, id: i64, name: Option<String>) -> (Option<String>, String) {
+    match g {
+        GroupBy::Team if id == 0 => (None, NO_TEAM_LABEL.to_string()),
+        GroupBy::Workflow if id == 0 => (
+            Some(NO_WORKFLOW_LABEL.to_string()),
+            NO_WORKFLOW_LABEL.to_string(),
+        ),
+        GroupBy::CacheOutcome => {
+            let co = CacheOutcome::from_code(id);
+            (Some(co.as_str().to_string()), co.as_str().to_string())
+        }
+        GroupBy::Key => (
+            Some(id.to_string()),
+            name.unwrap_or_else(|| format!("key {id}")),
+        ),
+        _ => {
+            let l = name.unwrap_or_else(|| format!("#{id}"));
+            (Some(l.clone()), l)
+        }
+    }
+}
+
+/// Explorer rows from (group id, totals) pairs, named and sorted by cost.
+pub fn group_rows(
+    g: GroupBy,
+    raw: Vec<(i64, Totals)>,
+    mut names: HashMap<i64, String>,
+) -> Vec<GroupRow> {
+    let mut rows = Vec::with_capacity(raw.len());
+    for (id, totals) in raw {
+        let (key, label) = identity(g, id, names.remove(&id));
+        rows.push(GroupRow { key, label, totals });
+    }
+    sort_rows(&mut rows, SortBy::Cost);
+    rows
+}
+
+/// Series points from (bucket, group id, totals) rows.
+pub fn series_points(
+    g: Option<GroupBy>,
+    grain: Grain,
+    raw: Vec<(i64, i64, Totals)>,
+    names: &HashMap<i64, String>,
+) -> Vec<SeriesPoint> {
+    raw.into_iter()
+        .map(|(bucket, id, totals)| SeriesPoint {
+            bucket_start_ms: bucket * grain.ms(),
+            group: g.map(|g| identity(g, id, names.get(&id).cloned()).1),
+            totals,
+        })
+        .collect()
+}
+
+/// A page from up to `limit + 1` spend logs: the extra row only says that a next page exists.
+pub fn page_of(mut items: Vec<StoredSpendLog>, limit: usize) -> SpendLogPage {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|l| cursor_of(l.event.finished_at_ms, l.seq))
+    } else {
+        None
+    };
+    SpendLogPage { items, next_cursor }
+}
+
+/// A spend-log cursor: the position (time, sequence) of the last row of the previous page.
+pub fn parse_cursor(s: &str) -> Result<(i64, i64)> {
+    let bad = || {
+        StoreError::Invalid(format!(
+            "cursor '{s}' is not valid; pass the next_cursor of a previous page"
+        ))
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+pub fn cursor_of(ts_ms: i64, seq: i64) -> String {
+    format!("{ts_ms}-{seq}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spendgate_core::time::HOUR_MS;
+
+    #[test]
+    fn windows_align_to_minutes_recently_and_hours_beyond_retention() {
+        let now = 1000 * HOUR_MS;
+        let w = resolve_window(now - HOUR_MS - 1, now - 5, now, 48 * HOUR_MS);
+        assert_eq!(w.from_ms % 60_000, 0);
+        assert!(w.from_ms < now - HOUR_MS);
+        assert!(w.to_ms >= now - 5);
+        let old = resolve_window(now - 100 * HOUR_MS - 1234, now, now, 48 * HOUR_MS);
+        assert_eq!(old.from_ms % HOUR_MS, 0);
+    }
+
+    #[test]
+    fn unknown_names_match_nothing_and_no_team_is_id_zero() {
+        let f = Filters {
+            team: Some(NO_TEAM_FILTER.into()),
+            model: Some("m".into()),
+            ..Filters::default()
+        };
+        let terms = filter_terms(&f);
+        assert_eq!(resolve_terms(terms.clone(), &HashMap::new()), None);
+        let found = HashMap::from([((LabelKind::Model, "m".to_string()), 7)]);
+        assert_eq!(
+            resolve_terms(terms, &found),
+            Some(vec![("model_id", 7), ("team_id", 0)])
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The SQL text of every read, written once for both backends. Sums are cast so that both drivers read them
+//! alike: counts as 64-bit integers and money as decimal text (PostgreSQL sums money as NUMERIC, which may exceed
+//! 64 bits; the text is parsed into an exact `i128`).
+
+use spendgate_core::query::{Filters, GroupBy};
+use spendgate_core::time::{split_span, Grain};
+
+use super::plan::{
+    dim_code, group_column, narrow_column, narrow_table, rollup_table, LabelKind, ROLLUP_TABLES,
+};
+use super::{Dialect, Query};
+use crate::ResolvedWindow;
+
+/// The sums every rollup read returns, in the order `rows::totals_at` reads them.
+pub const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+    CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
+    CAST(SUM(cached_input_tokens) AS BIGINT), CAST(SUM(cache_write_tokens) AS BIGINT), \
+    CAST(SUM(cost_pico) AS TEXT), CAST(SUM(avoided_cost_pico) AS TEXT)";
+
+const MEASURES: &str =
+    "requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
+    cost_pico, avoided_cost_pico";
+
+impl Dialect {
+    /// The placeholder of the `n`th parameter (from 1).
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
+/// ` AND <prefix><column> = <param>` for every dimension filter.
+fn where_dims(q: &mut Query, prefix: &str, dims: &[(&'static str, i64)]) -> String {
+    let mut out = String::new();
+    for (col, id) in dims {
+        let p = q.bind(*id);
+        out.push_str(&format!(" AND {prefix}{col} = {p}"));
+    }
+    out
+}
+
+/// ` AND value = <param>` for the (at most one) filter a per-dimension read carries.
+fn where_value(q: &mut Query, dims: &[(&'static str, i64)]) -> String {
+    let mut out = String::new();
+    for (_, id) in dims {
+        let p = q.bind(*id);
+        out.push_str(&format!(" AND value = {p}"));
+    }
+    out
+}
+
+/// `SELECT g, sums FROM (<one sub-select per span piece>) GROUP BY g` over the rollups (or the sums alone when
+/// there is no group). Whole hours and days come from the per-dimension rollups when the query allows it, the
+/// rest from the all-dimension ones: the same sums, from far fewer rows.
+pub fn rollup_query(
+    d: Dialect,
+    group: Option<&'static str>,
+    w: ResolvedWindow,
+    dims: &[(&'static str, i64)],
+) -> Query {
+    let mut q = Query::new(d);
+    let narrow = narrow_column(group, dims).and_then(dim_code);
+    let mut parts = Vec::new();
+    for (grain, a, b) in split_span(w.from_ms, w.to_ms) {
+        let (lo, hi) = (q.bind(grain.bucket(a)), q.bind(grain.bucket(b)));
+        let part = match (narrow, narrow_table(grain)) {
+            (Some(code), Some(table)) => {
+                let dim = q.bind(code);
+                // At most one filter, on the same dimension (see `narrow_column`).
+                let filter = where_value(&mut q, dims);
+                format!(
+                    "SELECT value AS g, {MEASURES} FROM {table} \
+                     WHERE bucket >= {lo} AND bucket < {hi} AND dim = {dim}{filter}"
+                )
+            }
+            _ => {
+                let filter = where_dims(&mut q, "", dims);
+                format!(
+                    "SELECT {} AS g, {MEASURES} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter}",
+                    group.unwrap_or("0"),
+                    rollup_table(grain)
+                )
+            }
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        parts.push(format!(
+            "SELECT 0 AS g, {MEASURES} FROM {} WHERE 1 = 0",
+            ROLLUP_TABLES[0]
+        ));
+    }
+    let from = parts.join(" UNION ALL ");
+    q.sql = match group {
+        Some(_) => format!("SELECT g, {SUMS} FROM ({from}) AS u GROUP BY g"),
+        None => format!("SELECT {SUMS} FROM ({from}) AS u"),
+    };
+    q
+}
+
+/// Totals per bucket of `grain` (and per group), oldest first: (bucket, group id, sums...).
+pub fn series_query(
+    d: Dialect,
+    f: &Filters,
+    grain: Grain,
+    g: Option<GroupBy>,
+    dims: &[(&'static str, i64)],
+) -> Query {
+    let mut q = Query::new(d);
+    let lo = q.bind(grain.bucket(f.from_ms));
+    let hi = q.bind(grain.bucket(grain.ceil(f.to_ms)));
+    let group_col = g.map(group_column);
+    let narrow = narrow_column(group_col, dims).and_then(dim_code);
+    q.sql = match (narrow, narrow_table(grain)) {
+        (Some(code), Some(table)) => {
+            // One series per value of one dimension (or the total): read the per-dimension rollup.
+            let dim = q.bind(code);
+            let filter = where_value(&mut q, dims);
+            let (select, group) = match g {
+                Some(_) => ("bucket, value", "bucket, value"),
+                None => ("bucket, CAST(0 AS BIGINT)", "bucket"),
+            };
+            format!(
+                "SELECT {select}, {SUMS} FROM {table} WHERE bucket >= {lo} AND bucket < {hi} AND dim = {dim}{filter} \
+                 GROUP BY {group} ORDER BY bucket"
+            )
+        }
+        _ => {
+            let filter = where_dims(&mut q, "", dims);
+            let (select, group) = match group_col {
+                Some(col) => (format!("bucket, {col}"), format!("bucket, {col}")),
+                None => (
+                    "bucket, CAST(0 AS BIGINT)".to_string(),
+                    "bucket".to_string(),
+                ),
+            };
+            format!(
+                "SELECT {select}, {SUMS} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter} GROUP BY {group} \
+                 ORDER BY bucket",
+                rollup_table(grain)
+            )
+        }
+    };
+    q
+}
+
+/// Totals per bucket of `grain`, key, user, team, workflow and gateway, read from the rollup of that grain.
+pub fn activity_query(
+    d: Dialect,
+    f: &Filters,
+    grain: Grain,
+    dims: &[(&'static str, i64)],
+) -> Query {
+    let mut q = Query::new(d);
+    let lo = q.bind(grain.bucket(f.from_ms));
+    let hi = q.bind(grain.bucket(grain.ceil(f.to_ms)));
+    let filter = where_dims(&mut q, "", dims);
+    q.sql = format!(
+        "SELECT bucket, key_id, user_id, team_id, workflow_id, gateway_id, {SUMS} FROM {} \
+         WHERE bucket >= {lo} AND bucket < {hi}{filter} \
+         GROUP BY bucket, key_id, user_id, team_id, workflow_id, gateway_id ORDER BY bucket, key_id",
+        rollup_table(grain)
+    );
+    q
+}
+
+/// A spend log with its names, in the order `rows::stored_log` reads it.
+pub const LOG_SELECT: &str = "SELECT s.seq, s.event_id, s.ts_ms, s.started_ms, s.latency_ms,
+    (SELECT name FROM labels WHERE id = s.gateway_id), (SELECT name FROM labels WHERE id = s.provider_id),
+    (SELECT name FROM labels WHERE id = s.model_id), s.key_id, (SELECT name FROM labels WHERE id = s.user_id),
+    (SELECT name FROM labels WHERE id = s.team_id), (SELECT name FROM labels WHERE id = s.workflow_id),
+    s.endpoint, s.stream, s.cache_outcome, s.status, s.http_status, s.input_tokens, s.output_tokens,
+    s.cached_input_tokens, s.cache_write_tokens, s.cost_pico, s.usage_source, s.price_confidence, s.detail,
+    (SELECT wallet_id FROM ledger WHERE request_id = s.event_id), s.fingerprint, s.attempts, s.avoided_cost_pico
+  FROM spend_logs s";
+
+/// One page of spend logs, newest first, one more row than `limit` (to know whether a next page exists).
+pub fn spend_logs_query(
+    d: Dialect,
+    f: &Filters,
+    dims: &[(&'static str, i64)],
+    limit: usize,
+    cursor: Option<(i64, i64)>,
+) -> Query {
+    let mut q = Query::new(d);
+    let (lo, hi) = (q.bind(f.from_ms), q.bind(f.to_ms));
+    let mut sql = format!("{LOG_SELECT} WHERE s.ts_ms >= {lo} AND s.ts_ms < {hi}");
+    sql.push_str(&where_dims(&mut q, "s.", dims));
+    if let Some((ts, seq)) = cursor {
+        let (a, b) = (q.bind(ts), q.bind(seq));
+        sql.push_str(&format!(" AND (s.ts_ms, s.seq) < ({a}, {b})"));
+    }
+    let n = q.bind(i64::try_from(limit + 1).unwrap_or(1001));
+    sql.push_str(&format!(" ORDER BY s.ts_ms DESC, s.seq DESC LIMIT {n}"));
+    q.sql = sql;
+    q
+}
+
+/// Pairs of (key, fingerprint) repeated at least `min_repeats` times since `since_ms`, most repeated first.
+pub fn repeated_query(d: Dialect, since_ms: i64, min_repeats: u64) -> Query {
+    let mut q = Query::new(d);
+    let since = q.bind(since_ms);
+    let min = q.bind(i64::try_from(min_repeats).unwrap_or(i64::MAX));
+    q.sql = format!(
+        "SELECT key_id, fingerprint, CAST(COUNT(*) AS BIGINT), MIN(ts_ms), MAX(ts_ms), CAST(SUM(cost_pico) AS TEXT),
+                MAX(team_id), MAX(workflow_id)
+           FROM spend_logs WHERE ts_ms >= {since} AND fingerprint IS NOT NULL
+          GROUP BY key_id, fingerprint HAVING COUNT(*) >= {min}
+          ORDER BY COUNT(*) DESC LIMIT 100"
+    );
+    q
+}
+
+/// The names of every label of one kind: (id, name).
+pub fn names_query(d: Dialect, kind: LabelKind) -> Query {
+    let mut q = Query::new(d);
+    let k = q.bind(kind.code());
+    q.sql = format!("SELECT id, name FROM labels WHERE kind = {k}");
+    q
+}
+
+/// Every key as (id, user, hint), to name a grouping by key.
+pub const KEY_NAMES: &str = "SELECT id, user_name, hint FROM keys";
+
+/// The names of these label ids: (id, name). `None` when there is nothing to look up.
+pub fn labels_by_id(d: Dialect, ids: &[i64]) -> Option<Query> {
+    if ids.is_empty() {
+        return None;
+    }
+    let mut q = Query::new(d);
+    let list = ids.iter().map(|id| q.bind(*id)).collect::<Vec<_>>();
+    q.sql = format!(
+        "SELECT id, name FROM labels WHERE id IN ({})",
+        list.join(", ")
+    );
+    Some(q)
+}
+
+/// The id of one label by kind and name (for filters): (kind, name) are bound by the backend as $1/?1, $2/?2.
+pub fn find_label_sql(d: Dialect) -> String {
+    format!(
+        "SELECT id FROM labels WHERE kind = {} AND name = {}",
+        d.placeholder(1),
+        d.placeholder(2)
+    )
+}

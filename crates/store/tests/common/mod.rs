@@ -1,0 +1,618 @@
+//! Store checks shared by every backend: each test file opens its backend and runs these bodies against it, so
+//! SQLite and PostgreSQL are held to the same answers.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
+
+use std::sync::Arc;
+
+use spendgate_core::controls::{Period, Scope};
+use spendgate_core::query::{Filters, GroupBy, NO_TEAM_FILTER};
+use spendgate_core::time::{now_ms, DAY_MS, HOUR_MS};
+use spendgate_core::{
+    Attribution, CacheOutcome, Money, PriceConfidence, RequestStatus, SpendEvent, Usage,
+    UsageSource,
+};
+use spendgate_store::controls::{AuditEntry, NewAlert, NewBudget, NewWallet, Transfer};
+use spendgate_store::{NewKey, Store};
+use uuid::Uuid;
+
+pub fn event(
+    ts: i64,
+    team: Option<&str>,
+    user: &str,
+    model: &str,
+    input: u64,
+    output: u64,
+    cost_picos: i128,
+) -> SpendEvent {
+    SpendEvent {
+        id: Uuid::now_v7(),
+        started_at_ms: ts - 100,
+        finished_at_ms: ts,
+        latency_ms: 100,
+        gateway: "gw-1".into(),
+        provider: "mock".into(),
+        model: model.into(),
+        endpoint: "chat.completions".into(),
+        stream: false,
+        attribution: Attribution {
+            key_id: 1,
+            user: user.into(),
+            team: team.map(str::to_string),
+            workflow: None,
+        },
+        cache_outcome: CacheOutcome::NotCacheable,
+        status: RequestStatus::Ok,
+        http_status: 200,
+        usage: Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: 0,
+            cache_write_tokens: 0,
+        },
+        usage_source: UsageSource::Reported,
+        cost: Money::from_picos(cost_picos),
+        price_confidence: PriceConfidence::Exact,
+        price_lines: vec![],
+        error: None,
+        wallet_id: None,
+        fingerprint: Some(42),
+        leases: Vec::new(),
+        attempts: 1,
+        failed_attempts: Vec::new(),
+        avoided_cost: Money::ZERO,
+    }
+}
+
+/// Writes a batch that stays available for writing again.
+pub async fn write(
+    store: &dyn Store,
+    batch: &Arc<Vec<SpendEvent>>,
+) -> spendgate_store::WriteReport {
+    store.write_batch(Arc::clone(batch)).await.unwrap()
+}
+
+pub fn window(from: i64, to: i64) -> Filters {
+    Filters {
+        from_ms: from,
+        to_ms: to,
+        ..Filters::default()
+    }
+}
+
+pub async fn writes_are_idempotent_and_rollups_match_spend_logs(store: &dyn Store) {
+    let now = now_ms();
+    // Events spread over three days, so the query reads day, hour and minute rollups at once.
+    let mut events = Vec::new();
+    for i in 0..3_000i64 {
+        let ts = now - (i * 97_003) % (3 * DAY_MS);
+        let team = match i % 3 {
+            0 => Some("support"),
+            1 => Some("search"),
+            _ => None,
+        };
+        let mut e = event(
+            ts,
+            team,
+            &format!("u{}", i % 7),
+            if i % 2 == 0 { "a" } else { "b" },
+            10 + i as u64,
+            5,
+            1_000 + i as i128,
+        );
+        // Every fifth request is a cache hit: no cost, and the cost it avoided summed beside cost.
+        if i % 5 == 0 {
+            e.cache_outcome = CacheOutcome::Hit;
+            e.avoided_cost = e.cost;
+            e.cost = Money::ZERO;
+        }
+        // Some took a fallback: the attempts and the failed ones come back from the spend log.
+        if i % 11 == 0 {
+            e.attempts = 2;
+            e.failed_attempts = vec![spendgate_core::FailedAttempt {
+                provider: "first".into(),
+                model: "m".into(),
+                http_status: 503,
+                error: "overloaded".into(),
+            }];
+        }
+        events.push(e);
+    }
+    let batch = Arc::new(events.clone());
+    let r1 = store.write_batch(Arc::clone(&batch)).await.unwrap();
+    assert_eq!(r1.inserted, 3_000);
+    let r2 = store.write_batch(batch).await.unwrap();
+    assert_eq!(
+        (r2.inserted, r2.duplicates),
+        (0, 3_000),
+        "the same events must not count twice"
+    );
+
+    let f = window(now - 4 * DAY_MS, now + HOUR_MS);
+    let total = store.summary(&f).await.unwrap();
+    let expected: Money = events.iter().map(|e| e.cost).sum();
+    assert_eq!(total.requests, 3_000);
+    assert_eq!(total.cost, expected);
+    let avoided: Money = events.iter().map(|e| e.avoided_cost).sum();
+    assert!(avoided > Money::ZERO);
+    assert_eq!(total.avoided_cost, avoided);
+    assert_eq!(
+        total.input_tokens,
+        events.iter().map(|e| e.usage.input_tokens).sum::<u64>()
+    );
+
+    let rows = store.explorer(&f, GroupBy::Team).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let no_team = rows
+        .iter()
+        .find(|r| r.key.is_none())
+        .expect("the No team row is present");
+    assert_eq!(no_team.label, "No team");
+    assert_eq!(no_team.totals.requests, 1_000);
+    assert_eq!(rows.iter().map(|r| r.totals.cost).sum::<Money>(), expected);
+
+    // Filtering on the No team bucket gives the same figures as its explorer row.
+    let nt = store
+        .summary(&Filters {
+            team: Some(NO_TEAM_FILTER.into()),
+            ..f.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(nt, no_team.totals);
+
+    // The per-dimension rollups (read when one dimension is grouped and nothing else filtered) and the
+    // all-dimension ones (read when another dimension is filtered) give the same figures.
+    let by_user = store.explorer(&f, GroupBy::User).await.unwrap();
+    for u in &by_user {
+        let only_u = Filters {
+            user: u.key.clone(),
+            ..f.clone()
+        };
+        let by_model = store.explorer(&only_u, GroupBy::Model).await.unwrap();
+        let mut sum = spendgate_core::Totals::default();
+        for r in &by_model {
+            sum.add(&r.totals);
+        }
+        assert_eq!(sum, u.totals, "user {}", u.label);
+        assert_eq!(store.summary(&only_u).await.unwrap(), u.totals);
+    }
+    let per_hour = store
+        .series(&f, spendgate_core::time::Grain::Hour, Some(GroupBy::Team))
+        .await
+        .unwrap();
+    let hourly: Money = per_hour.iter().map(|p| p.totals.cost).sum();
+    let wide_hourly = hourly_cost(store, &f, "a").await + hourly_cost(store, &f, "b").await;
+    assert_eq!(hourly, expected);
+    assert_eq!(wide_hourly, expected);
+    // Avoided cost sums alike in both rollup shapes: grouped by cache outcome (per-dimension rollups) and
+    // filtered to hits with a model (all-dimension rollups).
+    let by_outcome = store.explorer(&f, GroupBy::CacheOutcome).await.unwrap();
+    let hit_row = by_outcome
+        .iter()
+        .find(|r| r.key.as_deref() == Some("hit"))
+        .expect("a hit row");
+    assert_eq!(hit_row.totals.avoided_cost, avoided);
+    let mut wide_avoided = Money::ZERO;
+    for model in ["a", "b"] {
+        let hits = Filters {
+            model: Some(model.into()),
+            cache_outcome: Some(CacheOutcome::Hit),
+            ..f.clone()
+        };
+        wide_avoided += store.summary(&hits).await.unwrap().avoided_cost;
+    }
+    assert_eq!(wide_avoided, avoided);
+
+    // The activity history (per key, workflow and gateway, from the hour rollups) sums alike and names No team.
+    let activity = store
+        .request_activity(&f, spendgate_core::time::Grain::Hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        activity.iter().map(|a| a.totals.cost).sum::<Money>(),
+        expected
+    );
+    assert!(activity.iter().any(|a| a.team.is_none()));
+    assert!(activity
+        .iter()
+        .all(|a| a.gateway == "gw-1" && !a.user.is_empty()));
+
+    // A viewer of one team sees that team only, whatever else the view asks for.
+    let support = rows
+        .iter()
+        .find(|r| r.key.as_deref() == Some("support"))
+        .unwrap();
+    let viewer = Filters {
+        scope_team: Some("support".into()),
+        ..f.clone()
+    };
+    assert_eq!(store.summary(&viewer).await.unwrap(), support.totals);
+    let seen = store.explorer(&viewer, GroupBy::Team).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    let no_team_as_viewer = Filters {
+        team: Some(NO_TEAM_FILTER.into()),
+        ..viewer.clone()
+    };
+    assert_eq!(store.summary(&no_team_as_viewer).await.unwrap().requests, 0);
+
+    // Paging through every spend log gives each event once, newest first, and the same sum.
+    let mut seen = 0usize;
+    let mut sum = Money::ZERO;
+    let mut avoided_in_logs = Money::ZERO;
+    let mut fallbacks = 0;
+    let mut cursor: Option<String> = None;
+    let mut last_ts = i64::MAX;
+    loop {
+        let page = store.spend_logs(&f, 700, cursor.as_deref()).await.unwrap();
+        for l in &page.items {
+            assert!(l.event.finished_at_ms <= last_ts);
+            last_ts = l.event.finished_at_ms;
+            sum += l.event.cost;
+            avoided_in_logs += l.event.avoided_cost;
+            if l.event.attempts == 2 {
+                fallbacks += 1;
+                assert_eq!(l.event.failed_attempts.len(), 1);
+                assert_eq!(l.event.failed_attempts[0].http_status, 503);
+            }
+        }
+        seen += page.items.len();
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 3_000);
+    assert_eq!(sum, expected);
+    assert_eq!(avoided_in_logs, avoided);
+    assert_eq!(fallbacks, events.iter().filter(|e| e.attempts == 2).count());
+}
+
+/// Leases: a grant never exceeds what is left of a budget or a wallet once the other replicas' live leases are
+/// counted; spend written against a lease is recorded in the same transaction; a released lease keeps only what
+/// was spent, and an expired one stops counting.
+pub async fn leases_never_grant_more_than_is_left(store: &dyn Store) {
+    use spendgate_store::replicas::{LeaseRequest, LeaseTarget};
+    let now = now_ms();
+    let budget = LeaseTarget::Budget {
+        id: 7,
+        period_start_ms: now - HOUR_MS,
+        filters: Box::new(Filters {
+            team: Some("leased".into()),
+            ..window(now - HOUR_MS, now + 1)
+        }),
+        amount: Money::from_picos(1_000),
+    };
+    let ask = |gateway: &str, keep: i128, want: i128, ttl_ms: i64| LeaseRequest {
+        target: budget.clone(),
+        gateway: gateway.into(),
+        keep: Money::from_picos(keep),
+        want: Money::from_picos(want),
+        ttl_ms,
+    };
+    let a = store.lease(ask("a", 0, 600, 60_000)).await.unwrap();
+    assert_eq!(a.granted, Money::from_picos(600));
+    let b = store.lease(ask("b", 0, 600, 60_000)).await.unwrap();
+    assert_eq!(
+        b.granted,
+        Money::from_picos(400),
+        "only what a did not take"
+    );
+    assert_eq!(b.unleased, Money::ZERO);
+    // Spend written against a's lease is recorded with it and counted once (in the rollups, not the lease).
+    let mut e = event(now - 1_000, Some("leased"), "u", "a", 10, 5, 250);
+    e.leases = vec![a.id];
+    store.write_batch(Arc::new(vec![e])).await.unwrap();
+    let live = store.list_leases(now).await.unwrap();
+    let a_row = live.iter().find(|l| l.id == a.id).unwrap();
+    assert_eq!(a_row.recorded, Money::from_picos(250));
+    // a gives back what it did not spend: b can now take it.
+    store
+        .release_lease(a.id, Money::from_picos(250))
+        .await
+        .unwrap();
+    let b2 = store.lease(ask("b", 400, 600, 60_000)).await.unwrap();
+    assert_eq!(b2.granted, Money::from_picos(750), "1,000 - 250 spent");
+    // A lease that expired stops counting: c's short lease is gone once its time has passed.
+    let c = store.lease(ask("c", 0, 100, 1)).await.unwrap();
+    assert_eq!(
+        c.granted,
+        Money::ZERO,
+        "nothing left while b holds the rest"
+    );
+    let live = store.list_leases(now_ms() + 10).await.unwrap();
+    assert!(live.iter().all(|l| l.gateway != "c"));
+}
+
+/// The cost of one model's hourly series by team: read from the all-dimension rollups (a filter on another
+/// dimension than the grouping).
+async fn hourly_cost(store: &dyn Store, f: &Filters, model: &str) -> Money {
+    let only = Filters {
+        model: Some(model.into()),
+        ..f.clone()
+    };
+    store
+        .series(
+            &only,
+            spendgate_core::time::Grain::Hour,
+            Some(GroupBy::Team),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.totals.cost)
+        .sum()
+}
+
+pub async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected(store: &dyn Store) {
+    let now = now_ms();
+    store
+        .write_batch(Arc::new(vec![event(now, Some("t"), "u", "m", 1, 1, 5)]))
+        .await
+        .unwrap();
+    let f = Filters {
+        team: Some("nobody".into()),
+        ..window(now - HOUR_MS, now + HOUR_MS)
+    };
+    assert_eq!(store.summary(&f).await.unwrap().requests, 0);
+    assert!(store.explorer(&f, GroupBy::Model).await.unwrap().is_empty());
+    let err = store
+        .spend_logs(&window(0, now + 1), 10, Some("garbage"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("next_cursor"), "{err}");
+    let one = store
+        .spend_logs(&window(0, now + 1), 10, None)
+        .await
+        .unwrap();
+    let got = store
+        .spend_log(one.items[0].event.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.event.attribution.team.as_deref(), Some("t"));
+}
+
+pub async fn repeated_requests_find_one_key_sending_one_fingerprint_many_times(store: &dyn Store) {
+    let now = now_ms();
+    let mut events = Vec::new();
+    // Key 1 repeats one request 25 times in the last minute (a fingerprint with the high bit set: it must survive
+    // a signed database integer); its other 25 requests all differ.
+    for i in 0..50i64 {
+        let mut e = event(
+            now - 60_000 + (i % 25) * 100,
+            Some("support"),
+            "bot",
+            "m",
+            10,
+            1,
+            5,
+        );
+        e.fingerprint = Some(if i < 25 {
+            u64::MAX - 1
+        } else {
+            u64::try_from(i).unwrap()
+        });
+        events.push(e);
+    }
+    // Key 2 repeated the same request long ago: outside the window.
+    for i in 0..25 {
+        let mut e = event(now - HOUR_MS + i, None, "old", "m", 10, 1, 5);
+        e.attribution.key_id = 2;
+        e.fingerprint = Some(7);
+        events.push(e);
+    }
+    store.write_batch(Arc::new(events)).await.unwrap();
+    let rows = store.repeated_requests(now - 5 * 60_000, 20).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].key_id, 1);
+    assert_eq!(rows[0].fingerprint, u64::MAX - 1);
+    assert_eq!(rows[0].requests, 25);
+    assert_eq!(rows[0].team.as_deref(), Some("support"));
+    assert_eq!(rows[0].cost, Money::from_picos(125));
+    // The fingerprint reads back with the spend log.
+    let page = store
+        .spend_logs(&window(now - 5 * 60_000, now + 1), 1, None)
+        .await
+        .unwrap();
+    assert!(page.items[0].event.fingerprint.is_some());
+}
+
+pub async fn wallet_charges_keep_the_ledger_equal_to_the_balance(store: &dyn Store) {
+    let w = store
+        .create_wallet(NewWallet {
+            name: "support".into(),
+            scope: Scope::Team("support".into()),
+            low_threshold: Money::from_picos(1),
+        })
+        .await
+        .unwrap();
+    let top_up = Money::from_picos(10_000_000_000_000);
+    store
+        .transfer(
+            Transfer::TopUp {
+                wallet: w.id,
+                amount: top_up,
+            },
+            "admin",
+            "first",
+        )
+        .await
+        .unwrap();
+    let now = now_ms();
+    let events: Vec<SpendEvent> = (0..200i64)
+        .map(|i| {
+            let mut e = event(
+                now - i * 1000,
+                Some("support"),
+                "u",
+                "m",
+                10,
+                5,
+                7_000 + i128::from(i),
+            );
+            e.wallet_id = Some(w.id);
+            e
+        })
+        .collect();
+    let spent: Money = events.iter().map(|e| e.cost).sum();
+    let batch = Arc::new(events);
+    assert_eq!(write(store, &batch).await.inserted, 200);
+    assert_eq!(store.write_batch(batch).await.unwrap().duplicates, 200);
+    let after = store
+        .list_wallets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == w.id)
+        .unwrap();
+    assert_eq!(
+        after.balance,
+        top_up - spent,
+        "a replayed batch charges nothing twice"
+    );
+    assert_eq!(after.total_spent, spent);
+    assert_eq!(store.ledger_sum(w.id).await.unwrap(), after.balance);
+    assert_eq!(
+        store.wallet_spent_since(w.id, now - HOUR_MS).await.unwrap(),
+        spent
+    );
+    let entries = store.ledger(w.id, 1000, None).await.unwrap();
+    assert_eq!(entries.len(), 201);
+    assert!(entries.iter().filter(|e| e.request_id.is_some()).count() == 200);
+    // Refusals: moving more than a wallet holds, and wallets for keys.
+    let child = store
+        .create_wallet(NewWallet {
+            name: "child".into(),
+            scope: Scope::User("u".into()),
+            low_threshold: Money::ZERO,
+        })
+        .await
+        .unwrap();
+    let err = store
+        .transfer(
+            Transfer::Allocate {
+                from: w.id,
+                to: child.id,
+                amount: top_up,
+            },
+            "admin",
+            "too much",
+        )
+        .await;
+    assert!(err
+        .unwrap_err()
+        .to_string()
+        .contains("does not hold enough"));
+    assert_eq!(
+        store.ledger_sum(w.id).await.unwrap(),
+        after.balance,
+        "a refused transfer leaves nothing"
+    );
+    assert_eq!(store.ledger_sum(child.id).await.unwrap(), Money::ZERO);
+    assert!(store
+        .create_wallet(NewWallet {
+            name: "k".into(),
+            scope: Scope::Key(1),
+            low_threshold: Money::ZERO,
+        })
+        .await
+        .is_err());
+}
+
+pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
+    let budget = NewBudget {
+        name: Some("team budget".into()),
+        scope: Scope::Team("search".into()),
+        period: Period::Month,
+        amount: Money::from_picos(5_000_000_000_000),
+        thresholds: vec![50, 100],
+        hard_limit: true,
+    };
+    let (before, first) = store.upsert_budget(budget.clone()).await.unwrap();
+    assert!(before.is_none());
+    assert_eq!(first.def, budget);
+    let changed = NewBudget {
+        amount: Money::from_picos(6),
+        hard_limit: false,
+        ..budget
+    };
+    let (before, second) = store.upsert_budget(changed.clone()).await.unwrap();
+    assert_eq!(before.unwrap().def.amount, first.def.amount);
+    assert_eq!((second.id, second.def.clone()), (first.id, changed));
+    assert_eq!(store.list_budgets().await.unwrap().len(), 1);
+
+    let alert = NewAlert {
+        kind: "budget_near".into(),
+        subject: format!("budget:{}", first.id),
+        team: Some("search".into()),
+        period_start_ms: 1_000,
+        threshold: 50,
+        message: "half spent".into(),
+        link: Some("/usage".into()),
+    };
+    let recorded = store.record_alert(alert.clone()).await.unwrap().unwrap();
+    assert!(
+        store.record_alert(alert.clone()).await.unwrap().is_none(),
+        "an alert fires once per crossing"
+    );
+    let listed = store.list_alerts(10).await.unwrap();
+    assert_eq!((listed.len(), listed[0].alert.clone()), (1, alert));
+    store
+        .record_delivery(spendgate_store::controls::Delivery {
+            id: 0,
+            alert_id: recorded.id,
+            target: "http://127.0.0.1:1/hook".into(),
+            attempt: 2,
+            ok: false,
+            detail: "refused".into(),
+            at_ms: 5,
+        })
+        .await
+        .unwrap();
+    let d = store.list_deliveries(10).await.unwrap();
+    assert_eq!(
+        (d[0].alert_id, d[0].attempt, d[0].ok),
+        (recorded.id, 2, false)
+    );
+
+    store
+        .record_audit(AuditEntry {
+            actor: "admin".into(),
+            action: "budget.set".into(),
+            target: "budget:1".into(),
+            before: None,
+            after: Some(serde_json::json!({ "amount": "5.00" })),
+        })
+        .await
+        .unwrap();
+    let audit = store.list_audit(0, now_ms() + 1000, 10).await.unwrap();
+    assert_eq!(
+        audit[0].entry.after,
+        Some(serde_json::json!({ "amount": "5.00" }))
+    );
+
+    let key = store
+        .create_key(NewKey {
+            hash: [7; 32],
+            hint: "abcd".into(),
+            user: "alice".into(),
+            team: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.key_by_hash([7; 32]).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.key_by_hash([8; 32]).await.unwrap(), None);
+    assert_eq!(store.list_keys().await.unwrap(), vec![key]);
+    let viewer = store
+        .create_viewer_token([9; 32], "search".into(), "dash".into())
+        .await
+        .unwrap();
+    assert_eq!(store.viewer_by_hash([9; 32]).await.unwrap(), Some(viewer));
+}
