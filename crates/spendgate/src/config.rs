@@ -527,10 +527,13 @@ mod tests {
     /// The commented provider and route examples of the example file parse, once uncommented.
     #[test]
     fn the_example_providers_and_routes_parse() {
+        // The commented examples run from the first commented `[[providers]]` to the next real section other than
+        // a provider.
         let text: String = include_str!("../../../spendgate.example.toml")
             .lines()
+            .skip_while(|l| !l.starts_with("# [[providers]]"))
+            .take_while(|l| !l.starts_with('[') || l.starts_with("[[providers]]"))
             .filter_map(|l| l.strip_prefix("# "))
-            .skip_while(|l| !l.starts_with("[[providers]]"))
             .filter(|l| {
                 l.starts_with('[')
                     || l.trim_start().starts_with('#')

@@ -179,11 +179,11 @@ impl Controls {
         self.lease_waiters.fetch_sub(1, Ordering::Relaxed);
         for need in needs {
             let (mut keep, current) = self.lease_position(&need.target);
-            if current
-                .as_ref()
-                .is_some_and(|l| l.fits(keep - l.used, need.at_least, now_ms(), l.period_start_ms))
-            {
-                // The request before this one in the queue brought enough room.
+            let now = now_ms();
+            if current.as_ref().is_some_and(|l| {
+                l.fits(keep - l.used, need.at_least, now, l.period_start_ms) || l.exhausted(now)
+            }) {
+                // The request before this one in the queue brought enough room, or learnt that there is none.
                 continue;
             }
             // Asking on demand never shrinks a lease (renewals do): what is granted stays granted.

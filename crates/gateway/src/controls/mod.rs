@@ -52,7 +52,7 @@ impl Default for ControlsConfig {
 }
 
 /// How many times a request asks for more lease before it is refused.
-const MAX_LEASE_ATTEMPTS: usize = 4;
+const MAX_LEASE_ATTEMPTS: usize = 16;
 
 /// The outcome of one attempt to hold a request's cost.
 enum Attempt {
