@@ -81,7 +81,7 @@ async fn through_writer(
 
 /// A fresh PostgreSQL store in a scratch database of its own (dropped with the returned guard), or why there is
 /// none: the server named by `SPENDGATE_BENCH_PG` (default `postgres://postgres@127.0.0.1:5432/postgres`).
-async fn postgres_store() -> anyhow::Result<Result<(ScratchDatabase, PostgresStore), String>> {
+pub async fn postgres_store() -> anyhow::Result<Result<(ScratchDatabase, PostgresStore), String>> {
     let (url, db) = ScratchDatabase::from_env("SPENDGATE_BENCH_PG").await;
     let db = match db {
         Ok(db) => db,
@@ -254,7 +254,7 @@ async fn journal_cost(
 /// Adds `n` spend logs spread evenly (with jitter) over the 90 days before now, oldest first, in batches of
 /// the writer's size. Returns (events written, microseconds spent writing).
 pub async fn fill_history(
-    store: &SqliteStore,
+    store: &dyn Store,
     g: &mut Generator,
     n: u64,
     progress: &str,

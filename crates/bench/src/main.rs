@@ -68,6 +68,9 @@ enum Cmd {
     Query {
         #[arg(long, value_delimiter = ',')]
         logs: Vec<u64>,
+        /// Fill and query a PostgreSQL scratch database (on `SPENDGATE_BENCH_PG`) instead of SQLite.
+        #[arg(long)]
+        postgres: bool,
     },
 }
 
@@ -307,7 +310,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         .await;
         ctx.record("6_rss", r);
     }
-    if let Cmd::Query { logs } = &cmd {
+    let query_on_postgres = matches!(cmd, Cmd::Query { postgres: true, .. });
+    if let Cmd::Query { logs, .. } = &cmd {
         if !logs.is_empty() {
             ctx.plan.query_sizes = logs.clone();
         }
@@ -322,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             &work,
             &ctx.plan.query_sizes,
             ctx.plan.query_reps,
+            query_on_postgres,
             &mut ctx.rows,
         )
         .await;

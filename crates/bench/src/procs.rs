@@ -158,6 +158,19 @@ pub async fn serve(
     data_dir: &Path,
     admin_token: &str,
 ) -> anyhow::Result<Child> {
+    serve_with(bin, work, name, config, data_dir, admin_token, &[]).await
+}
+
+/// Like [`serve`], with more arguments for `serve` (`--store <url>`).
+pub async fn serve_with(
+    bin: &Path,
+    work: &Path,
+    name: &str,
+    config: &Path,
+    data_dir: &Path,
+    admin_token: &str,
+    extra: &[&str],
+) -> anyhow::Result<Child> {
     let addr = free_addr()?;
     let child = Command::new(bin)
         .arg("serve")
@@ -165,6 +178,7 @@ pub async fn serve(
         .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .args([
             "--listen",
             &addr.to_string(),

@@ -34,28 +34,58 @@ pub async fn run(
     work: &Path,
     sizes: &[u64],
     reps: usize,
+    postgres: bool,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<Value> {
     let dir = procs::fresh_dir(&work.join("query-data"))?;
+    // On PostgreSQL: one scratch database for every size (dropped at the end), filled the same way.
+    let pg = if postgres {
+        match crate::ingest::postgres_store().await? {
+            Ok(pair) => Some(pair),
+            Err(why) => anyhow::bail!("--postgres: {why}"),
+        }
+    } else {
+        None
+    };
+    let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
     let mut g = Generator::new(2)?;
     let mut have = 0u64;
     let mut out = Vec::new();
     let client = loadgen::client();
     for &size in sizes {
-        let store = SqliteStore::open(&dir, SqliteOptions::default())?;
+        let sqlite;
+        let store: &dyn spendgate_store::Store = match &pg {
+            Some((_, s)) => s,
+            None => {
+                sqlite = SqliteStore::open(&dir, SqliteOptions::default())?;
+                &sqlite
+            }
+        };
         let (written, write_us) = fill_history(
-            &store,
+            store,
             &mut g,
             size.saturating_sub(have),
             &format!("query data {}", thousands(size)),
         )
         .await?;
         have = have.max(size);
-        drop(store);
         let db_bytes = dir_bytes(&dir);
 
         let config = procs::write_config(work, "query-gateway", None)?;
-        let mut gw = procs::serve(bin, work, "query-gateway", &config, &dir, ADMIN_TOKEN).await?;
+        let store_args: Vec<&str> = match &pg {
+            Some((db, _)) => vec!["--store", db.url()],
+            None => Vec::new(),
+        };
+        let mut gw = procs::serve_with(
+            bin,
+            work,
+            "query-gateway",
+            &config,
+            &dir,
+            ADMIN_TOKEN,
+            &store_args,
+        )
+        .await?;
         let base = format!("http://{}/api/v1/usage", gw.addr);
         let mut queries: Vec<(String, String, Samples)> = Vec::new();
         for window in ["24h", "7d", "30d"] {
@@ -101,7 +131,7 @@ pub async fn run(
             }
             per_query.push(json!({ "query": name, "latency": samples.summary() }));
         }
-        let label = format!("{} logs", thousands(size));
+        let label = format!("{} logs ({backend})", thousands(size));
         let mut explorer_all = Samples::default();
         let mut summary_all = Samples::default();
         for (name, _, s) in &queries {
