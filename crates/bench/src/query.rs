@@ -167,7 +167,7 @@ pub async fn run(
         ));
         rows.push(Row::new(
             "4 queries",
-            format!("{label}: generation into SQLite (events/s, 90 days of history)"),
+            format!("{label}: generation into the store (events/s, 90 days of history)"),
             thousands(per_sec(written, write_us)),
         ));
         out.push(json!({
