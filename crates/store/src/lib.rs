@@ -39,6 +39,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("the database worker stopped unexpectedly")]
     WorkerGone,
+    /// The server ended a transaction that may simply be run again (a deadlock or a serialization failure).
+    #[error("the database asked for the transaction to be run again: {0}")]
+    Retry(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -49,7 +52,16 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Database(postgres::describe(&e))
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(c)
+                if *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                StoreError::Retry(postgres::describe(&e))
+            }
+            _ => StoreError::Database(postgres::describe(&e)),
+        }
     }
 }
 

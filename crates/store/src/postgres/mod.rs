@@ -263,13 +263,23 @@ impl PostgresStore {
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
         let mut w = self.writer.lock().await;
-        let result = write::write_batch(&mut w, &self.pool, &events, &self.options).await;
-        if result.is_err() {
-            // The batch is retried by the writer; on a new connection, because this one may be dead without
-            // knowing it yet (a server restart). A live one costs only a reconnect, and failures are rare.
-            w.client = None;
+        let mut attempts = 0;
+        loop {
+            let result = write::write_batch(&mut w, &self.pool, &events, &self.options).await;
+            match result {
+                // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
+                // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
+                Err(StoreError::Retry(_)) if attempts < 5 => attempts += 1,
+                Err(e) => {
+                    // The batch is retried by the writer; on a new connection, because this one may be dead
+                    // without knowing it yet (a server restart). A live one costs only a reconnect, and failures
+                    // are rare.
+                    w.client = None;
+                    return Err(e);
+                }
+                ok => return ok,
+            }
         }
-        result
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
