@@ -9,16 +9,8 @@ use spendgate_core::Money;
 use tokio_postgres::{Client, GenericClient, Row, Transaction};
 
 use crate::replicas::{GatewayBeat, LeaseGrant, LeaseRecord, LeaseRequest, LeaseTarget};
+use crate::sql::lease::{self, money, pico};
 use crate::{ResolvedWindow, Result, StoreError};
-
-fn pico(m: Money) -> Result<i64> {
-    i64::try_from(m.picos())
-        .map_err(|_| StoreError::Invalid(format!("{} does not fit a lease", m.to_usd_string())))
-}
-
-fn money(p: i64) -> Money {
-    Money::from_picos(i128::from(p))
-}
 
 /// The advisory lock key of a lease target (distinct from the migration lock's key space by its high bits).
 fn lock_key(kind: &str, target_id: i64) -> i64 {
@@ -52,7 +44,6 @@ pub(super) async fn lease(
         .map(|r| -> Result<(i64, i64)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
         .transpose()?;
     let my_recorded = mine.map_or(0, |m| m.1);
-    let keep = pico(req.keep)?.max(my_recorded);
     let others: i64 = tx
         .query_one(
             LIVE_OTHERS,
@@ -79,9 +70,8 @@ pub(super) async fn lease(
             balance - others
         }
     };
-    let available = room - (keep - my_recorded);
-    let added = pico(req.want)?.clamp(0, available.max(0));
-    let granted = keep + added;
+    let g = lease::grant(req, my_recorded, room)?;
+    let granted = g.granted;
     let expires = now_ms + req.ttl_ms.max(1);
     let id: i64 = match mine {
         Some((id, _)) => {
@@ -102,13 +92,7 @@ pub(super) async fn lease(
             .try_get(0)?,
     };
     tx.commit().await?;
-    Ok(LeaseGrant {
-        id,
-        granted: money(granted),
-        added: money(added),
-        unleased: money((available - added).max(0)),
-        expires_at_ms: expires,
-    })
+    Ok(g.answer(id, expires))
 }
 
 pub(super) async fn release(c: &Client, id: i64, keep: Money, now_ms: i64) -> Result<()> {

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use spendgate_core::Money;
 
 use crate::replicas::{GatewayBeat, LeaseGrant, LeaseRecord, LeaseRequest, LeaseTarget};
+use crate::sql::lease::{self, money, pico};
 use crate::{ResolvedWindow, Result, StoreError};
 
 /// The tables: one row per lease (replica, target, period) and one per gateway name.
@@ -39,15 +40,6 @@ CREATE TABLE gateways (
 );
 "#;
 
-fn pico(m: Money) -> Result<i64> {
-    i64::try_from(m.picos())
-        .map_err(|_| StoreError::Invalid(format!("{} does not fit a lease", m.to_usd_string())))
-}
-
-fn money(p: i64) -> Money {
-    Money::from_picos(i128::from(p))
-}
-
 /// Grants a lease (see [`crate::Store::lease`]). `budget_window` is the budget's period so far as the rollups
 /// hold it; `spend_in` reads the spend of a budget's scope in it.
 pub(super) fn lease(
@@ -67,8 +59,6 @@ pub(super) fn lease(
         )
         .optional()?;
     let my_recorded = mine.map_or(0, |m| m.1);
-    // What this replica keeps can never be less than what it has already written against the lease.
-    let keep = pico(req.keep)?.max(my_recorded);
     let others: i64 = tx.query_row(
         "SELECT COALESCE(SUM(MAX(granted_pico - recorded_pico, 0)), 0) FROM leases
           WHERE kind = ?1 AND target_id = ?2 AND period_start = ?3 AND gateway <> ?4 AND expires_at_ms > ?5",
@@ -98,10 +88,8 @@ pub(super) fn lease(
             balance - others
         }
     };
-    // This replica's own unwritten spend is part of what it keeps.
-    let available = room - (keep - my_recorded);
-    let added = pico(req.want)?.clamp(0, available.max(0));
-    let granted = keep + added;
+    let g = lease::grant(req, my_recorded, room)?;
+    let granted = g.granted;
     let expires = now_ms + req.ttl_ms.max(1);
     let id = match mine {
         Some((id, _)) => {
@@ -121,13 +109,7 @@ pub(super) fn lease(
         }
     };
     tx.commit()?;
-    Ok(LeaseGrant {
-        id,
-        granted: money(granted),
-        added: money(added),
-        unleased: money((available - added).max(0)),
-        expires_at_ms: expires,
-    })
+    Ok(g.answer(id, expires))
 }
 
 pub(super) fn release(conn: &Connection, id: i64, keep: Money, now_ms: i64) -> Result<()> {
