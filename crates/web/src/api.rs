@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest;
-use spendgate_core::query::{format_share, share_bp, GroupRow, Totals};
+use spendgate_core::query::{format_share, GroupBy, GroupRow, SortBy, Totals};
 use spendgate_core::time::to_rfc3339;
 use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
@@ -370,15 +370,24 @@ pub(crate) struct ExplorerParams {
     pub(crate) format: Option<String>,
 }
 
+impl ExplorerParams {
+    /// The filters, grouping and sort the explorer and its export read.
+    fn parsed(&self) -> Result<(spendgate_core::Filters, GroupBy, SortBy), ApiError> {
+        Ok((
+            self.filters.to_filters()?,
+            parse_group_by(self.group_by.as_deref().filter(|g| !g.is_empty()))?,
+            parse_sort(self.sort.as_deref().filter(|g| !g.is_empty()))?,
+        ))
+    }
+}
+
 /// `GET /api/v1/usage/explorer/export?format=csv|json&group_by=..&<filters>`: the explorer as a file.
 async fn explorer_export(
     State(s): State<Arc<AppState>>,
     Query(p): Query<ExplorerParams>,
 ) -> Result<Response, ApiError> {
     let format = crate::export::Format::parse(p.format.as_deref())?;
-    let f = p.filters.to_filters()?;
-    let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
-    let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
+    let (f, group_by, sort) = p.parsed()?;
     crate::export::explorer_export(&s, &f, group_by, sort, format).await
 }
 
@@ -415,22 +424,10 @@ async fn explorer(
     State(s): State<Arc<AppState>>,
     Query(p): Query<ExplorerParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let f = p.filters.to_filters()?;
-    let group_by = parse_group_by(p.group_by.as_deref().filter(|g| !g.is_empty()))?;
-    let sort = parse_sort(p.sort.as_deref().filter(|g| !g.is_empty()))?;
-    let (rows, total) = crate::export::explorer_rows(&s, &f, group_by, sort).await?;
-    let whole = total.metric(sort);
-    let items: Vec<_> = rows
-        .iter()
-        .map(|r| row_json(r, share_bp(r.totals.metric(sort), whole)))
-        .collect();
-    Ok(Json(json!({
-        "group_by": group_by.as_str(),
-        "sort": sort.as_str(),
-        "window": window_json(&s, &f),
-        "total": totals_json(&total),
-        "rows": items,
-    })))
+    let (f, group_by, sort) = p.parsed()?;
+    Ok(Json(
+        crate::export::explorer_view(&s, &f, group_by, sort).await?,
+    ))
 }
 
 pub(crate) fn log_json(l: &StoredSpendLog) -> Value {

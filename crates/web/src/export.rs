@@ -145,6 +145,28 @@ pub(crate) async fn explorer_rows(
     Ok((rows, total))
 }
 
+/// The explorer's answer as the API gives it: the rows with their shares, the total and the window read.
+pub(crate) async fn explorer_view(
+    s: &AppState,
+    f: &Filters,
+    group_by: GroupBy,
+    sort: SortBy,
+) -> Result<Value, ApiError> {
+    let (rows, total) = explorer_rows(s, f, group_by, sort).await?;
+    let whole = total.metric(sort);
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| row_json(r, share_bp(r.totals.metric(sort), whole)))
+        .collect();
+    Ok(json!({
+        "group_by": group_by.as_str(),
+        "sort": sort.as_str(),
+        "window": crate::api::window_json_of(s.store.resolve_window(f)),
+        "total": totals_json(&total),
+        "rows": items,
+    }))
+}
+
 /// The explorer as a file. Its rows are groups (bounded by the number of teams, models, ...), so it is built
 /// whole.
 pub(crate) async fn explorer_export(
@@ -154,25 +176,12 @@ pub(crate) async fn explorer_export(
     sort: SortBy,
     format: Format,
 ) -> Result<Response, ApiError> {
-    let (rows, total) = explorer_rows(s, f, group_by, sort).await?;
-    let whole = total.metric(sort);
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| row_json(r, share_bp(r.totals.metric(sort), whole)))
-        .collect();
-    let w = s.store.resolve_window(f);
+    let view = explorer_view(s, f, group_by, sort).await?;
     let body = match format {
-        Format::Json => json!({
-            "group_by": group_by.as_str(),
-            "sort": sort.as_str(),
-            "window": crate::api::window_json_of(w),
-            "total": totals_json(&total),
-            "rows": items,
-        })
-        .to_string(),
+        Format::Json => view.to_string(),
         Format::Csv => {
             let mut out = csv_header(&EXPLORER_COLUMNS);
-            for v in &items {
+            for v in view["rows"].as_array().into_iter().flatten() {
                 out.push_str(&csv_line(&EXPLORER_COLUMNS, v));
             }
             out
