@@ -89,9 +89,14 @@ impl Op {
         }
     }
 
-    /// Adds a further group of query parameters (at most three groups in all).
+    /// Adds a further group of query parameters (at most three groups in all; the operations are constants, so
+    /// a fourth is a compile-time error rather than a silently dropped group).
     pub const fn also(self, more: &'static [Param]) -> Op {
         let q = self.query;
+        assert!(
+            q[2].is_empty(),
+            "an operation takes at most three groups of query parameters"
+        );
         let query = if q[1].is_empty() {
             [q[0], more, &[]]
         } else {
