@@ -14,7 +14,7 @@ use spendgate_core::query::{Filters, GroupBy, Totals, NO_TEAM_FILTER};
 use spendgate_core::Money;
 
 use super::html::{date_time, esc, int, layout, query_string};
-use super::{error_page, html_response, Pages, SessionCsrf};
+use super::{error_page, html_response, invalid_view, Pages, SessionCsrf};
 use crate::insights_api::{effect_rows, explain_view, usage_url, ExplainParams};
 
 /// The breakdowns offered, in the order shown.
@@ -92,15 +92,7 @@ pub(crate) async fn page(
 ) -> Response {
     let q = match params {
         Ok(Query(q)) => q,
-        Err(e) => {
-            return error_page(
-                &p,
-                &csrf,
-                StatusCode::BAD_REQUEST,
-                "This view is not valid",
-                &e.body_text(),
-            )
-        }
+        Err(e) => return invalid_view(&p, &csrf, &e.body_text()),
     };
     let v = match explain_view(&p.app, &q).await {
         Ok(v) => v,

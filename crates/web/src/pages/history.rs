@@ -14,7 +14,7 @@ use spendgate_core::query::{Filters, NO_TEAM_FILTER, NO_TEAM_LABEL};
 use spendgate_core::time::to_rfc3339;
 
 use super::html::{date_time, esc, int, layout, query_string};
-use super::{error_page, html_response, Pages, SessionCsrf};
+use super::{error_page, html_response, invalid_view, Pages, SessionCsrf};
 use crate::insights_api::{activity, item_json, items_csv, ActivityItem, ActivityParams, Source};
 use crate::params::WINDOWS;
 
@@ -56,15 +56,7 @@ pub(crate) async fn page(
 ) -> Response {
     let q = match params {
         Ok(Query(q)) => q,
-        Err(e) => {
-            return error_page(
-                &p,
-                &csrf,
-                StatusCode::BAD_REQUEST,
-                "This view is not valid",
-                &e.body_text(),
-            )
-        }
+        Err(e) => return invalid_view(&p, &csrf, &e.body_text()),
     };
     let view = q.view.as_deref().unwrap_or("activity");
     if view != "activity" {

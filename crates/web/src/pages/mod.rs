@@ -190,6 +190,17 @@ pub(crate) fn html_response(status: StatusCode, body: String) -> Response {
     (status, Html(body)).into_response()
 }
 
+/// The answer to a view whose URL cannot be read: what is wrong, in the site's layout.
+pub(crate) fn invalid_view(p: &Pages, csrf: &SessionCsrf, message: &str) -> Response {
+    error_page(
+        p,
+        csrf,
+        StatusCode::BAD_REQUEST,
+        "This view is not valid",
+        message,
+    )
+}
+
 /// A page that explains what went wrong, in the site's layout.
 pub(crate) fn error_page(
     p: &Pages,
@@ -212,13 +223,7 @@ pub(crate) fn error_page(
 /// An error page for a failed store query. The details go to the log, not to the page.
 pub(crate) fn store_error_page(p: &Pages, csrf: &SessionCsrf, e: StoreError) -> Response {
     match e {
-        StoreError::Invalid(m) => error_page(
-            p,
-            csrf,
-            StatusCode::BAD_REQUEST,
-            "This view is not valid",
-            &m,
-        ),
+        StoreError::Invalid(m) => invalid_view(p, csrf, &m),
         other => {
             tracing::error!(error = %other, "A store query for a page failed.");
             error_page(

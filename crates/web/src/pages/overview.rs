@@ -18,7 +18,7 @@ use spendgate_store::StoreError;
 
 use super::chart;
 use super::html::{ago, compact, duration, esc, hms, int, layout, query_string, trend, updated};
-use super::{error_page, html_response, store_error_page, wants_fragment, Pages, SessionCsrf};
+use super::{html_response, invalid_view, store_error_page, wants_fragment, Pages, SessionCsrf};
 use crate::params::{month_start, FilterParams};
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,15 +135,7 @@ pub(crate) async fn page(
     .to_filters()
     {
         Ok(f) => f,
-        Err(e) => {
-            return error_page(
-                &p,
-                &csrf,
-                StatusCode::BAD_REQUEST,
-                "This view is not valid",
-                &e.message,
-            )
-        }
+        Err(e) => return invalid_view(&p, &csrf, &e.message),
     };
     let now = chart_filters.to_ms;
     let grain = chart::grain_for(chart_filters.from_ms, chart_filters.to_ms);

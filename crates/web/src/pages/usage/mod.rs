@@ -29,7 +29,7 @@ use spendgate_store::{SpendLogPage, StoreError};
 use super::chart;
 use super::html::{compact, datetime_local, esc, hms, int, layout, query_string, updated};
 use super::{
-    error_page, host, html_response, store_error_page, wants_fragment, Pages, SessionCsrf,
+    host, html_response, invalid_view, store_error_page, wants_fragment, Pages, SessionCsrf,
 };
 use crate::params::{parse_group_by, parse_sort, FilterParams, WINDOWS};
 
@@ -316,25 +316,9 @@ pub(crate) async fn page(
 ) -> Response {
     let params = match params {
         Ok(Query(q)) => q,
-        Err(e) => {
-            return error_page(
-                &p,
-                &csrf,
-                StatusCode::BAD_REQUEST,
-                "This view is not valid",
-                &e.body_text(),
-            )
-        }
+        Err(e) => return invalid_view(&p, &csrf, &e.body_text()),
     };
-    let invalid = |m: &str| {
-        error_page(
-            &p,
-            &csrf,
-            StatusCode::BAD_REQUEST,
-            "This view is not valid",
-            m,
-        )
-    };
+    let invalid = |m: &str| invalid_view(&p, &csrf, m);
     let filters = match params.normalised().to_filters() {
         Ok(f) => f,
         Err(e) => return invalid(&e.message),
