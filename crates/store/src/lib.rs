@@ -146,6 +146,9 @@ pub struct ActivityRow {
 pub struct ResolvedWindow {
     pub from_ms: i64,
     pub to_ms: i64,
+    /// The window reaches the present: nothing can have been recorded at or after `to_ms` yet, so its last
+    /// buckets may be read whole.
+    pub open_end: bool,
 }
 
 /// The storage seam. Every page and API answer is read through it; the batching writer writes through it.

@@ -52,6 +52,13 @@ async fn writes_are_idempotent_and_rollups_match_spend_logs() {
 }
 
 #[tokio::test]
+async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::windows_of_every_alignment_sum_exactly_the_events_inside(&store).await;
+}
+
+#[tokio::test]
 async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

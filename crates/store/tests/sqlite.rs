@@ -52,3 +52,9 @@ async fn leases_never_grant_more_than_is_left() {
     let (_dir, store) = open();
     common::leases_never_grant_more_than_is_left(&store).await;
 }
+
+#[tokio::test]
+async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
+    let (_dir, store) = open();
+    common::windows_of_every_alignment_sum_exactly_the_events_inside(&store).await;
+}

@@ -3,7 +3,7 @@
 //! 64 bits; the text is parsed into an exact `i128`).
 
 use spendgate_core::query::{Filters, GroupBy};
-use spendgate_core::time::{split_span, Grain};
+use spendgate_core::time::{plan_span, Grain};
 
 use super::plan::{
     dim_code, group_column, narrow_column, narrow_table, rollup_table, LabelKind, ROLLUP_TABLES,
@@ -20,6 +20,11 @@ pub const SUMS: &str = "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGIN
 const MEASURES: &str =
     "requests, errors, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, \
     cost_pico, avoided_cost_pico";
+
+/// `MEASURES` taken away, under the same names.
+const NEGATED_MEASURES: &str = "-requests AS requests, -errors AS errors, -input_tokens AS input_tokens, \
+    -output_tokens AS output_tokens, -cached_input_tokens AS cached_input_tokens, \
+    -cache_write_tokens AS cache_write_tokens, -cost_pico AS cost_pico, -avoided_cost_pico AS avoided_cost_pico";
 
 impl Dialect {
     /// The placeholder of the `n`th parameter (from 1).
@@ -63,22 +68,33 @@ pub fn rollup_query(
     let mut q = Query::new(d);
     let narrow = narrow_column(group, dims).and_then(dim_code);
     let mut parts = Vec::new();
-    for (grain, a, b) in split_span(w.from_ms, w.to_ms) {
-        let (lo, hi) = (q.bind(grain.bucket(a)), q.bind(grain.bucket(b)));
+    let pieces = plan_span(w.from_ms, w.to_ms, w.open_end);
+    for piece in &pieces {
+        let grain = piece.grain;
+        let (lo, hi) = (
+            q.bind(grain.bucket(piece.from_ms)),
+            q.bind(grain.bucket(piece.to_ms)),
+        );
+        // A subtracted piece (the hours of a first day before the window) reads its measures negated.
+        let measures = if piece.subtract {
+            NEGATED_MEASURES
+        } else {
+            MEASURES
+        };
         let part = match (narrow, narrow_table(grain)) {
             (Some(code), Some(table)) => {
                 let dim = q.bind(code);
                 // At most one filter, on the same dimension (see `narrow_column`).
                 let filter = where_value(&mut q, dims);
                 format!(
-                    "SELECT value AS g, {MEASURES} FROM {table} \
+                    "SELECT value AS g, {measures} FROM {table} \
                      WHERE bucket >= {lo} AND bucket < {hi} AND dim = {dim}{filter}"
                 )
             }
             _ => {
                 let filter = where_dims(&mut q, "", dims);
                 format!(
-                    "SELECT {} AS g, {MEASURES} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter}",
+                    "SELECT {} AS g, {measures} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter}",
                     group.unwrap_or("0"),
                     rollup_table(grain)
                 )
@@ -94,6 +110,11 @@ pub fn rollup_query(
     }
     let from = parts.join(" UNION ALL ");
     q.sql = match group {
+        // With a subtracted piece, a group whose only traffic lay before the window nets to zero requests: it
+        // had none in the window and is left out, as it would be without the subtraction.
+        Some(_) if pieces.iter().any(|p| p.subtract) => {
+            format!("SELECT g, {SUMS} FROM ({from}) AS u GROUP BY g HAVING SUM(requests) <> 0")
+        }
         Some(_) => format!("SELECT g, {SUMS} FROM ({from}) AS u GROUP BY g"),
         None => format!("SELECT {SUMS} FROM ({from}) AS u"),
     };

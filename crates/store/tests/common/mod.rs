@@ -276,6 +276,85 @@ pub async fn writes_are_idempotent_and_rollups_match_spend_logs(store: &dyn Stor
 /// Leases: a grant never exceeds what is left of a budget or a wallet once the other replicas' live leases are
 /// counted; spend written against a lease is recorded in the same transaction; a released lease keeps only what
 /// was spent, and an expired one stops counting.
+/// Windows that start early or late in a day, on and off the hour, that reach the present or end in the past:
+/// each explorer row and the summary equal the sums of exactly the events inside the window, whichever rollup
+/// pieces (added, or a first day less its early hours) the store read them from.
+pub async fn windows_of_every_alignment_sum_exactly_the_events_inside(store: &dyn Store) {
+    let now = now_ms();
+    let mut events = Vec::new();
+    for i in 0..4_000i64 {
+        let ts = now - (i * 101_117) % (5 * DAY_MS);
+        events.push(event(
+            ts,
+            Some("t"),
+            &format!("u{}", i % 9),
+            "m",
+            1 + (i % 13) as u64,
+            1,
+            1_000 + i as i128,
+        ));
+    }
+    let day_start = spendgate_core::time::Grain::Day.floor(now);
+    // A user seen only in the first minutes of a day: a window starting later that day must not list it, even
+    // when the store reads that whole day and takes its early hours away.
+    events.push(event(
+        day_start - 3 * DAY_MS + 60_000,
+        Some("t"),
+        "early",
+        "m",
+        5,
+        1,
+        777,
+    ));
+    store.write_batch(Arc::new(events.clone())).await.unwrap();
+    let mut starts: Vec<i64> = (1..=23)
+        .map(|h| day_start - 3 * DAY_MS + h * HOUR_MS + 7 * 60_000)
+        .collect();
+    starts.extend([
+        now - 30 * 60_000,
+        now - 3 * HOUR_MS - 60_000,
+        now - 25 * HOUR_MS,
+    ]);
+    for from in starts {
+        for to in [now, now - 5 * HOUR_MS - 11 * 60_000, now + DAY_MS] {
+            if to <= from {
+                continue;
+            }
+            let f = window(from, to);
+            let w = store.resolve_window(&f);
+            let inside: Vec<&SpendEvent> = events
+                .iter()
+                .filter(|e| e.finished_at_ms >= w.from_ms && e.finished_at_ms < w.to_ms)
+                .collect();
+            let total = store.summary(&f).await.unwrap();
+            assert_eq!(total.requests, inside.len() as u64, "window {w:?}");
+            assert_eq!(
+                total.cost,
+                inside.iter().map(|e| e.cost).sum::<Money>(),
+                "window {w:?}"
+            );
+            let rows = store.explorer(&f, GroupBy::User).await.unwrap();
+            let mut want = std::collections::BTreeMap::<String, (u64, u64, Money)>::new();
+            for e in &inside {
+                let slot = want.entry(e.attribution.user.clone()).or_default();
+                slot.0 += 1;
+                slot.1 += e.usage.input_tokens;
+                slot.2 += e.cost;
+            }
+            let got: std::collections::BTreeMap<String, (u64, u64, Money)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.label.clone(),
+                        (r.totals.requests, r.totals.input_tokens, r.totals.cost),
+                    )
+                })
+                .collect();
+            assert_eq!(got, want, "window {w:?}");
+        }
+    }
+}
+
 pub async fn leases_never_grant_more_than_is_left(store: &dyn Store) {
     use spendgate_store::replicas::{LeaseRequest, LeaseTarget};
     let now = now_ms();

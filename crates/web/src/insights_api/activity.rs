@@ -450,7 +450,7 @@ pub(super) async fn activity_api(
     let (f, items) = activity(&s, &p).await?;
     match non_empty(&p.format).unwrap_or("json") {
         "json" => Ok(Json(json!({
-            "window": window_json(ResolvedWindow { from_ms: f.from_ms, to_ms: f.to_ms }),
+            "window": window_json(ResolvedWindow { from_ms: f.from_ms, to_ms: f.to_ms, open_end: false }),
             "grain": match activity_grain(f.from_ms, f.to_ms) { Grain::Minute => "minute", Grain::Hour => "hour", Grain::Day => "day" },
             "items": items.iter().map(item_json).collect::<Vec<_>>(),
         }))

@@ -368,8 +368,12 @@ pub(crate) async fn page(
         host: host(&headers),
     };
     // The budget-alert panel for these filters (budgets of the filtered team, user or key and the org's).
+    let outcomes = data
+        .facets
+        .get(&GroupBy::CacheOutcome)
+        .map_or(&[][..], Vec::as_slice);
     let (savings, budgets) = tokio::join!(
-        savings::panel(&p, &filters),
+        savings::panel(&p, &filters, outcomes),
         super::budgets::usage_panel(&p, &filters)
     );
     let main = view.main(&data) + &savings + &budgets;

@@ -2,8 +2,8 @@
 //!
 //! A cache `miss` is always a fill (its answer was stored; an answer that could not be stored is
 //! `not_cacheable`), so fills and their cost are the `miss` rows and the savings are the `hit` rows' avoided cost.
-//! Four explorer queries (hits and fills, by team and by model), each with the page's filters but its own cache
-//! outcome.
+//! Up to four explorer queries (hits and fills, by team and by model), each with the page's filters but its own
+//! cache outcome, and none when the page's cache-outcome grouping shows neither hits nor fills.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,13 +59,24 @@ async fn rows(
     store: &dyn Store,
     f: &Filters,
     g: GroupBy,
+    present: &[CacheOutcome],
 ) -> Result<BTreeMap<String, Saving>, String> {
-    let with = |co: CacheOutcome| Filters {
-        cache_outcome: Some(co),
-        ..f.clone()
+    // Only the outcomes the window holds are read: each read filters on a cache outcome, which the per-dimension
+    // rollups cannot answer, so it scans the all-dimension ones.
+    let read = |co: CacheOutcome| {
+        let f = Filters {
+            cache_outcome: Some(co),
+            ..f.clone()
+        };
+        async move {
+            if present.contains(&co) {
+                store.explorer(&f, g).await
+            } else {
+                Ok(Vec::new())
+            }
+        }
     };
-    let (hits, fills) = (with(CacheOutcome::Hit), with(CacheOutcome::Miss));
-    let (hits, fills) = tokio::join!(store.explorer(&hits, g), store.explorer(&fills, g));
+    let (hits, fills) = tokio::join!(read(CacheOutcome::Hit), read(CacheOutcome::Miss));
     match (hits, fills) {
         (Ok(h), Ok(fl)) => Ok(merge(&h, &fl)),
         (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
@@ -109,8 +120,18 @@ fn table(s: &mut String, heading: &str, rows: &BTreeMap<String, Saving>) {
     );
 }
 
-/// The panel for the page's filters (whatever cache outcome they name: the panel picks its own).
-pub(super) async fn panel(p: &Pages, f: &Filters) -> String {
+/// The panel for the page's filters (whatever cache outcome they name: the panel picks its own). `outcomes` is
+/// the page's grouping by cache outcome under the same filters, already read from the cheap per-dimension
+/// rollups: when it shows no hits and no fills, as for every gateway with the cache off, nothing more is read.
+pub(super) async fn panel(p: &Pages, f: &Filters, outcomes: &[GroupRow]) -> String {
+    let present: Vec<CacheOutcome> = [CacheOutcome::Hit, CacheOutcome::Miss]
+        .into_iter()
+        .filter(|co| {
+            outcomes
+                .iter()
+                .any(|r| r.key.as_deref() == Some(co.as_str()) && r.totals.requests > 0)
+        })
+        .collect();
     let store = &*p.app.store;
     let mut s = String::from(
         "<section class=\"panel\" id=\"cache-savings\"><div class=\"panel-head\"><h2>Cache savings</h2>\
@@ -119,8 +140,8 @@ pub(super) async fn panel(p: &Pages, f: &Filters) -> String {
          − fill cost.</span></div>",
     );
     let (teams, models) = tokio::join!(
-        rows(store, f, GroupBy::Team),
-        rows(store, f, GroupBy::Model)
+        rows(store, f, GroupBy::Team, &present),
+        rows(store, f, GroupBy::Model, &present)
     );
     match (teams, models) {
         (Ok(t), Ok(m)) if t.is_empty() && m.is_empty() => s.push_str(
