@@ -79,20 +79,39 @@ fn parse_scaled(s: &str, scale: u32) -> Result<i128, ParseMoneyError> {
 /// Formats an integer scaled by `10^scale` as a decimal string with at least `min_frac` decimals and no
 /// trailing zeros beyond them.
 pub fn format_scaled(value: i128, scale: u32, min_frac: usize) -> String {
-    let unit = 10i128.pow(scale);
-    let sign = if value < 0 { "-" } else { "" };
+    // One buffer, written from the digits of the absolute value: this runs for every price line of every spend
+    // event (journal and spend-log encoding), so it avoids the intermediate strings of `format!`.
     let abs = value.unsigned_abs();
-    let int = abs / unit.unsigned_abs();
-    let frac = abs % unit.unsigned_abs();
-    let mut frac_s = format!("{frac:0width$}", width = scale as usize);
-    while frac_s.len() > min_frac && frac_s.ends_with('0') {
-        frac_s.pop();
-    }
-    if frac_s.is_empty() {
-        format!("{sign}{int}")
+    let digits = abs.to_string();
+    let scale = scale as usize;
+    let (int, frac) = if digits.len() > scale {
+        digits.split_at(digits.len() - scale)
     } else {
-        format!("{sign}{int}.{frac_s}")
+        ("", digits.as_str())
+    };
+    let pad = scale - frac.len();
+    let digit = |i: usize| {
+        if i < pad {
+            b'0'
+        } else {
+            frac.as_bytes()[i - pad]
+        }
+    };
+    // Trailing zeros go, down to `min_frac` decimals.
+    let mut keep = scale;
+    while keep > min_frac && digit(keep - 1) == b'0' {
+        keep -= 1;
     }
+    let mut out = String::with_capacity(int.len() + scale + 3);
+    if value < 0 {
+        out.push('-');
+    }
+    out.push_str(if int.is_empty() { "0" } else { int });
+    if keep > 0 {
+        out.push('.');
+        out.extend((0..keep).map(|i| char::from(digit(i))));
+    }
+    out
 }
 
 impl Money {
@@ -301,6 +320,54 @@ impl<'de> Deserialize<'de> for PricePerMtok {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plain way of writing `format_scaled`, kept as its reference.
+    fn format_scaled_reference(value: i128, scale: u32, min_frac: usize) -> String {
+        let unit = 10u128.pow(scale);
+        let sign = if value < 0 { "-" } else { "" };
+        let (int, frac) = (value.unsigned_abs() / unit, value.unsigned_abs() % unit);
+        let mut frac_s = format!("{frac:0width$}", width = scale as usize);
+        while frac_s.len() > min_frac && frac_s.ends_with('0') {
+            frac_s.pop();
+        }
+        if frac_s.is_empty() {
+            format!("{sign}{int}")
+        } else {
+            format!("{sign}{int}.{frac_s}")
+        }
+    }
+
+    #[test]
+    fn format_scaled_writes_what_the_reference_writes() {
+        let mut values = vec![
+            0i128,
+            1,
+            -1,
+            10,
+            100,
+            1_000_000_000_000,
+            -1_000_000_000_000,
+            i128::MAX,
+            i128::MIN + 1,
+        ];
+        let mut x: i128 = 7;
+        for _ in 0..2_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407)
+                % 1_000_000_000_000_000_000;
+            values.extend([x, -x, x / 1_000 * 1_000, x % 1_000_000]);
+        }
+        for v in values {
+            for (scale, min_frac) in [(12, 2), (12, 0), (6, 2), (2, 2), (0, 0), (3, 5)] {
+                assert_eq!(
+                    format_scaled(v, scale, min_frac),
+                    format_scaled_reference(v, scale, min_frac),
+                    "{v} {scale} {min_frac}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn parses_and_formats_exactly() {

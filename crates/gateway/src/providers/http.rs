@@ -40,6 +40,9 @@ pub enum KeyStyle {
 pub struct HttpUpstream {
     pub config: HttpConfig,
     client: reqwest::Client,
+    /// The URL of each endpoint, parsed once, when it does not depend on the model (no `{model}` in the base
+    /// URL): parsing it per request showed in profiles (URL and IDNA parsing, about 2% of the gateway's time).
+    fixed_urls: Vec<(crate::provider::Endpoint, reqwest::Url)>,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -61,13 +64,40 @@ impl HttpUpstream {
             .pool_max_idle_per_host(256)
             .build()
             .map_err(|e| ProviderError::Config(e.to_string()))?;
-        let upstream = HttpUpstream { config, client };
+        let mut upstream = HttpUpstream {
+            config,
+            client,
+            fixed_urls: Vec::new(),
+        };
         // A base URL that cannot be parsed is a start-up error, not a failure of every request.
         upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        if !upstream.config.base_url.contains("{model}") {
+            use crate::provider::Endpoint;
+            for e in [
+                Endpoint::ChatCompletions,
+                Endpoint::Embeddings,
+                Endpoint::Responses,
+                Endpoint::Messages,
+            ] {
+                let url = upstream.parse_url(e, "")?;
+                upstream.fixed_urls.push((e, url));
+            }
+        }
         Ok(upstream)
     }
 
     fn url(
+        &self,
+        endpoint: crate::provider::Endpoint,
+        model: &str,
+    ) -> Result<reqwest::Url, ProviderError> {
+        match self.fixed_urls.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, url)) => Ok(url.clone()),
+            None => self.parse_url(endpoint, model),
+        }
+    }
+
+    fn parse_url(
         &self,
         endpoint: crate::provider::Endpoint,
         model: &str,

@@ -200,8 +200,8 @@ CREATE TABLE gateways (
     stopped             BOOLEAN NOT NULL DEFAULT FALSE
 );
 "#,
-    // The same index as SQLite's TEAM_INDEX.
-    crate::sql::plan::TEAM_INDEX,
+    // The same index changes as SQLite's.
+    crate::sql::plan::INDEX_TUNING,
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

@@ -256,12 +256,20 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
 
 /// What a spend log keeps beside its columns: the price lines and the error, as JSON.
 pub fn detail_json(e: &SpendEvent) -> String {
-    serde_json::json!({
-        "price_lines": e.price_lines,
-        "error": e.error,
-        "failed_attempts": e.failed_attempts,
+    /// The spend log's `detail` column, serialised straight from the event's fields (no intermediate JSON tree:
+    /// this runs for every spend log written).
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        price_lines: &'a [PriceLine],
+        error: &'a Option<String>,
+        failed_attempts: &'a [spendgate_core::FailedAttempt],
+    }
+    serde_json::to_string(&Detail {
+        price_lines: &e.price_lines,
+        error: &e.error,
+        failed_attempts: &e.failed_attempts,
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 pub const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoked_at_ms";

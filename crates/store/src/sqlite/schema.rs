@@ -62,7 +62,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     super::replicas::REPLICAS,
     ATTEMPTS,
     CACHE,
-    crate::sql::plan::TEAM_INDEX,
+    crate::sql::plan::INDEX_TUNING,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.

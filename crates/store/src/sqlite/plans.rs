@@ -1,0 +1,60 @@
+//! The query plans SQLite picks for the reads whose cost must not grow with the whole history: checked with
+//! `EXPLAIN QUERY PLAN` on a real (empty) store, so an index change that turns one of them into a full scan fails
+//! here rather than in a benchmark at 10 million spend logs.
+
+#![cfg(test)]
+
+use rusqlite::Connection;
+
+use crate::sql::queries;
+use crate::sql::{Dialect, Query};
+use crate::ResolvedWindow;
+use spendgate_core::time::{now_ms, Grain, DAY_MS, HOUR_MS};
+
+fn plan(c: &Connection, q: &Query) -> String {
+    let mut st = c
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", q.sql))
+        .expect("the query prepares");
+    let rows = st
+        .query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+            r.get::<_, String>(3)
+        })
+        .expect("the plan is readable");
+    rows.map(|r| r.expect("a plan row"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn store() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let s = super::SqliteStore::open(dir.path(), Default::default()).expect("a store");
+    let c = Connection::open(s.path()).expect("a connection");
+    (dir, c)
+}
+
+#[test]
+fn the_retry_loop_detector_reads_recent_spend_logs_by_time() {
+    let (_dir, c) = store();
+    let p = plan(
+        &c,
+        &queries::repeated_query(Dialect::Sqlite, now_ms() - 600_000, 5),
+    );
+    assert!(p.contains("spend_logs_ts"), "{p}");
+    assert!(!p.contains("SCAN spend_logs"), "{p}");
+}
+
+#[test]
+fn one_teams_rollup_reads_use_the_team_index() {
+    let (_dir, c) = store();
+    // Thirty days from 13:00, so that hours (the first day's last eleven) are read as well as days.
+    let now = now_ms();
+    let w = ResolvedWindow {
+        from_ms: Grain::Day.floor(now) - 30 * DAY_MS + 13 * HOUR_MS,
+        to_ms: now,
+        open_end: true,
+    };
+    let q = queries::rollup_query(Dialect::Sqlite, Some("user_id"), w, &[("team_id", 7)]);
+    let p = plan(&c, &q);
+    assert!(p.contains("rollup_day_team"), "{p}");
+    assert!(p.contains("rollup_hour_team"), "{p}");
+}
