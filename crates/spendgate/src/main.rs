@@ -226,6 +226,12 @@ async fn wait_for_ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// mimalloc instead of the C library's allocator: the request path allocates many small, short-lived buffers
+/// (headers, JSON, the spend event), and glibc's malloc/free took about 13% of the gateway's time under load
+/// (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // One TLS stack (rustls with ring) for upstream calls; installed once, before any client is built.
