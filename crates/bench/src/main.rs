@@ -74,6 +74,11 @@ enum Cmd {
     },
 }
 
+/// The gateway's allocator (see `crates/spendgate/src/main.rs`), so that the ingest figure, which runs the store
+/// and the batching writer inside this process, measures them as the gateway runs them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Durations and sizes of one mode.
 struct Plan {
     ingest_events: usize,

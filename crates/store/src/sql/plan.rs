@@ -49,9 +49,10 @@ pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_da
 
 /// Index changes for stores of millions of spend logs, in both backends' migrations.
 ///
-/// An index by team on the hour and day all-dimension rollups: every view of one team reads those rollups (a
-/// team viewer sees nothing else, and clicking a team narrows the page to it), and without the index a 30-day
-/// view of one team out of fifty scans all fifty.
+/// Indexes by team, user and model on the hour and day all-dimension rollups: every view of one team, user or
+/// model reads those rollups (a team viewer sees nothing else, and clicking a row narrows the page to it), and
+/// without an index a 30-day view of one team out of fifty scans all fifty. Dimensions with a handful of values
+/// (provider, gateway, cache outcome) get none: a value holding a third of the traffic is read faster by the scan.
 ///
 /// The `(key_id, fingerprint, ts_ms)` index on spend logs goes: the retry-loop detector, the only reader it was
 /// made for, asks for the last minutes of traffic grouped by key and fingerprint, and SQLite answered that by
@@ -60,6 +61,10 @@ pub const ROLLUP_TABLES: [&str; 3] = ["rollup_minute", "rollup_hour", "rollup_da
 pub const INDEX_TUNING: &str = "
 CREATE INDEX IF NOT EXISTS rollup_hour_team ON rollup_hour (team_id, bucket);
 CREATE INDEX IF NOT EXISTS rollup_day_team ON rollup_day (team_id, bucket);
+CREATE INDEX IF NOT EXISTS rollup_hour_user ON rollup_hour (user_id, bucket);
+CREATE INDEX IF NOT EXISTS rollup_day_user ON rollup_day (user_id, bucket);
+CREATE INDEX IF NOT EXISTS rollup_hour_model ON rollup_hour (model_id, bucket);
+CREATE INDEX IF NOT EXISTS rollup_day_model ON rollup_day (model_id, bucket);
 DROP INDEX IF EXISTS spend_logs_key_fp_ts;
 ";
 

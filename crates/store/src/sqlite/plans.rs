@@ -44,7 +44,7 @@ fn the_retry_loop_detector_reads_recent_spend_logs_by_time() {
 }
 
 #[test]
-fn one_teams_rollup_reads_use_the_team_index() {
+fn rollup_reads_of_one_team_user_or_model_use_its_index() {
     let (_dir, c) = store();
     // Thirty days from 13:00, so that hours (the first day's last eleven) are read as well as days.
     let now = now_ms();
@@ -53,8 +53,14 @@ fn one_teams_rollup_reads_use_the_team_index() {
         to_ms: now,
         open_end: true,
     };
-    let q = queries::rollup_query(Dialect::Sqlite, Some("user_id"), w, &[("team_id", 7)]);
-    let p = plan(&c, &q);
-    assert!(p.contains("rollup_day_team"), "{p}");
-    assert!(p.contains("rollup_hour_team"), "{p}");
+    for (column, group, name) in [
+        ("team_id", "user_id", "team"),
+        ("user_id", "model_id", "user"),
+        ("model_id", "team_id", "model"),
+    ] {
+        let q = queries::rollup_query(Dialect::Sqlite, Some(group), w, &[(column, 7)]);
+        let p = plan(&c, &q);
+        assert!(p.contains(&format!("rollup_day_{name}")), "{p}");
+        assert!(p.contains(&format!("rollup_hour_{name}")), "{p}");
+    }
 }
