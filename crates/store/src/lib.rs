@@ -8,6 +8,7 @@ pub mod controls;
 pub mod journal;
 pub mod postgres;
 pub mod replicas;
+pub mod sealed;
 mod sql;
 pub mod sqlite;
 pub mod writer;

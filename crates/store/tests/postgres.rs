@@ -59,6 +59,13 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
 }
 
 #[tokio::test]
+async fn kept_answers_for_past_days_follow_every_write() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::kept_answers_for_past_days_follow_every_write(&store).await;
+}
+
+#[tokio::test]
 async fn unknown_filter_values_match_nothing_and_bad_cursors_are_rejected() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

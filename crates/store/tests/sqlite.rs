@@ -58,3 +58,9 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
     let (_dir, store) = open();
     common::windows_of_every_alignment_sum_exactly_the_events_inside(&store).await;
 }
+
+#[tokio::test]
+async fn kept_answers_for_past_days_follow_every_write() {
+    let (_dir, store) = open();
+    common::kept_answers_for_past_days_follow_every_write(&store).await;
+}

@@ -104,6 +104,7 @@ pub struct PostgresStore {
     options: PostgresOptions,
     pool: pool::Pool,
     writer: tokio::sync::Mutex<WriterState>,
+    sealed: crate::sealed::SealedAnswers,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -204,6 +205,28 @@ async fn all<T>(
 }
 
 impl PostgresStore {
+    /// Writes one batch, running it again when the server aborted it as a deadlock.
+    async fn write_batch_once(&self, events: &[SpendEvent]) -> Result<WriteReport> {
+        let mut w = self.writer.lock().await;
+        let mut attempts = 0;
+        loop {
+            let result = write::write_batch(&mut w, &self.pool, events, &self.options).await;
+            match result {
+                // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
+                // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
+                Err(StoreError::Retry(_)) if attempts < 5 => attempts += 1,
+                Err(e) => {
+                    // The batch is retried by the writer; on a new connection, because this one may be dead
+                    // without knowing it yet (a server restart). A live one costs only a reconnect, and failures
+                    // are rare.
+                    w.client = None;
+                    return Err(e);
+                }
+                ok => return ok,
+            }
+        }
+    }
+
     /// Connects, applies pending migrations, creates this month's and next month's spend-log partitions and
     /// applies the retention. The error names the server (without its password) and what to check.
     pub async fn connect(options: PostgresOptions) -> Result<PostgresStore> {
@@ -226,6 +249,7 @@ impl PostgresStore {
                 months,
                 last_maintenance_ms: now,
             }),
+            sealed: Default::default(),
         })
     }
 
@@ -262,24 +286,10 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
-        let mut w = self.writer.lock().await;
-        let mut attempts = 0;
-        loop {
-            let result = write::write_batch(&mut w, &self.pool, &events, &self.options).await;
-            match result {
-                // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
-                // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
-                Err(StoreError::Retry(_)) if attempts < 5 => attempts += 1,
-                Err(e) => {
-                    // The batch is retried by the writer; on a new connection, because this one may be dead
-                    // without knowing it yet (a server restart). A live one costs only a reconnect, and failures
-                    // are rare.
-                    w.client = None;
-                    return Err(e);
-                }
-                ok => return ok,
-            }
-        }
+        let report = self.write_batch_once(&events).await;
+        // After the commit (or a failure that may have followed it), so that no answer read before it is kept.
+        self.sealed.note_write(&events);
+        report
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
@@ -333,8 +343,18 @@ impl Store for PostgresStore {
     }
 
     async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
-        let w = self.resolve_window(filters);
-        pooled!(self, c => read::explorer(c, filters, w, group_by))
+        let aligned_from = self.resolve_window(filters).from_ms;
+        self.sealed
+            .answer(
+                filters,
+                aligned_from,
+                format!("explorer {group_by:?}"),
+                |f| async move {
+                    let w = self.resolve_window(&f);
+                    pooled!(self, c => read::explorer(c, &f, w, group_by))
+                },
+            )
+            .await
     }
 
     async fn series(
@@ -343,7 +363,13 @@ impl Store for PostgresStore {
         grain: Grain,
         group_by: Option<GroupBy>,
     ) -> Result<Vec<SeriesPoint>> {
-        pooled!(self, c => read::series(c, filters, grain, group_by))
+        let kind = format!("series {grain:?} {group_by:?}");
+        let aligned_from = self.resolve_window(filters).from_ms;
+        self.sealed
+            .answer(filters, aligned_from, kind, |f| async move {
+                pooled!(self, c => read::series(c, &f, grain, group_by))
+            })
+            .await
     }
 
     async fn request_activity(&self, filters: &Filters, grain: Grain) -> Result<Vec<ActivityRow>> {

@@ -69,6 +69,7 @@ pub struct SqliteStore {
     options: SqliteOptions,
     writer: Arc<Mutex<WriterConn>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    sealed: crate::sealed::SealedAnswers,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -125,6 +126,7 @@ impl SqliteStore {
                 last_prune_ms: 0,
             })),
             readers: Arc::new(Mutex::new(readers)),
+            sealed: Default::default(),
         })
     }
 
@@ -252,8 +254,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 impl Store for SqliteStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
         let retention = self.minute_retention_ms();
-        self.with_writer(move |w| write::write_batch(w, &events, retention))
-            .await
+        let written = Arc::clone(&events);
+        let report = self
+            .with_writer(move |w| write::write_batch(w, &events, retention))
+            .await;
+        self.sealed.note_write(&written);
+        report
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {
@@ -327,9 +333,17 @@ impl Store for SqliteStore {
     }
 
     async fn explorer(&self, filters: &Filters, group_by: GroupBy) -> Result<Vec<GroupRow>> {
-        let f = filters.clone();
-        let w = self.resolve_window(filters);
-        self.with_reader(move |c| read::explorer(c, &f, w, group_by))
+        let aligned_from = self.resolve_window(filters).from_ms;
+        self.sealed
+            .answer(
+                filters,
+                aligned_from,
+                format!("explorer {group_by:?}"),
+                |f| {
+                    let w = self.resolve_window(&f);
+                    self.with_reader(move |c| read::explorer(c, &f, w, group_by))
+                },
+            )
             .await
     }
 
@@ -339,8 +353,12 @@ impl Store for SqliteStore {
         grain: Grain,
         group_by: Option<GroupBy>,
     ) -> Result<Vec<SeriesPoint>> {
-        let f = filters.clone();
-        self.with_reader(move |c| read::series(c, &f, grain, group_by))
+        let kind = format!("series {grain:?} {group_by:?}");
+        let aligned_from = self.resolve_window(filters).from_ms;
+        self.sealed
+            .answer(filters, aligned_from, kind, |f| {
+                self.with_reader(move |c| read::series(c, &f, grain, group_by))
+            })
             .await
     }
 

@@ -355,6 +355,57 @@ pub async fn windows_of_every_alignment_sum_exactly_the_events_inside(store: &dy
     }
 }
 
+async fn series_of(store: &dyn Store, f: &Filters) -> Vec<spendgate_store::SeriesPoint> {
+    store
+        .series(f, spendgate_core::time::Grain::Day, Some(GroupBy::User))
+        .await
+        .unwrap()
+}
+
+/// The explorer and the series keep their answers for the days before today (`store::sealed`): a late write to a
+/// past day must show at once, as must new spend today, and a repeated question must answer the same.
+pub async fn kept_answers_for_past_days_follow_every_write(store: &dyn Store) {
+    let now = now_ms();
+    let f = window(now - 7 * DAY_MS, now + 60_000);
+    let requests = |rows: Vec<spendgate_core::query::GroupRow>| {
+        rows.iter().map(|r| r.totals.requests).sum::<u64>()
+    };
+    let points =
+        |p: Vec<spendgate_store::SeriesPoint>| p.iter().map(|p| p.totals.requests).sum::<u64>();
+    let write = |ts: i64, user: &str| Arc::new(vec![event(ts, Some("t"), user, "m", 1, 1, 100)]);
+    store
+        .write_batch(write(now - 2 * DAY_MS, "a"))
+        .await
+        .unwrap();
+    store.write_batch(write(now - 1, "b")).await.unwrap();
+    assert_eq!(
+        requests(store.explorer(&f, GroupBy::User).await.unwrap()),
+        2
+    );
+    assert_eq!(points(series_of(store, &f).await), 2);
+    // A late event for a past day: the kept answer must not hide it.
+    store
+        .write_batch(write(now - 3 * DAY_MS, "c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        requests(store.explorer(&f, GroupBy::User).await.unwrap()),
+        3
+    );
+    assert_eq!(points(series_of(store, &f).await), 3);
+    // New spend today, then the same question twice.
+    store.write_batch(write(now_ms(), "d")).await.unwrap();
+    let rows = store.explorer(&f, GroupBy::User).await.unwrap();
+    assert_eq!(requests(rows.clone()), 4);
+    assert_eq!(store.explorer(&f, GroupBy::User).await.unwrap(), rows);
+    assert_eq!(points(series_of(store, &f).await), 4);
+    assert_eq!(
+        rows.len(),
+        4,
+        "one row per user, the past and today's parts added up: {rows:?}"
+    );
+}
+
 pub async fn leases_never_grant_more_than_is_left(store: &dyn Store) {
     use spendgate_store::replicas::{LeaseRequest, LeaseTarget};
     let now = now_ms();
