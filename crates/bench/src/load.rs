@@ -65,6 +65,7 @@ impl Setup {
         let fresh_key = procs::create_key(bin, &data_dir, "bench-freshness", "bench")?;
         let config = procs::write_config(work, "gateway", Some(upstream.addr))?;
         let gateway = procs::serve(bin, work, "gateway", &config, &data_dir, ADMIN_TOKEN).await?;
+        controls(&gateway.addr.to_string()).await?;
         Ok(Setup {
             upstream,
             gateway,
@@ -93,6 +94,31 @@ impl Setup {
         self.upstream.check_alive()?;
         self.gateway.check_alive()
     }
+}
+
+/// A hard monthly budget and a prepaid wallet for the bench team, so that every request through the gateway is
+/// checked against both (a hold on each before it is sent, a settlement after) as the "full metering"
+/// asks. Both are far larger than any run spends.
+async fn controls(addr: &str) -> anyhow::Result<()> {
+    let client = loadgen::client();
+    let api = format!("http://{addr}/api/v1");
+    loadgen::post_json(
+        &client,
+        &format!("{api}/budgets"),
+        ADMIN_TOKEN,
+        &serde_json::json!({
+            "scope": "team", "subject": "bench", "period": "month", "amount": "1000000", "hard_limit": true
+        }),
+    )
+    .await?;
+    loadgen::post_json(
+        &client,
+        &format!("{api}/wallets"),
+        ADMIN_TOKEN,
+        &serde_json::json!({ "scope": "team", "subject": "bench", "initial_balance": "1000000" }),
+    )
+    .await?;
+    Ok(())
 }
 
 fn us_i64(v: u64) -> i64 {

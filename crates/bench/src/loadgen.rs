@@ -249,6 +249,29 @@ pub async fn get_json(client: &Http, uri: &str, token: &str) -> anyhow::Result<(
     let req = hyper::Request::get(uri)
         .header("authorization", format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))?;
+    send_json(client, req, "GET", uri).await
+}
+
+/// POSTs `body` as JSON to `uri` with a bearer token and parses the JSON answer.
+pub async fn post_json(
+    client: &Http,
+    uri: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let req = hyper::Request::post(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    Ok(send_json(client, req, "POST", uri).await?.1)
+}
+
+async fn send_json(
+    client: &Http,
+    req: hyper::Request<Full<Bytes>>,
+    method: &str,
+    uri: &str,
+) -> anyhow::Result<(u64, Value)> {
     let start = Instant::now();
     let res = client.request(req).await?;
     let status = res.status();
@@ -256,7 +279,7 @@ pub async fn get_json(client: &Http, uri: &str, token: &str) -> anyhow::Result<(
     let us = elapsed_us(start);
     anyhow::ensure!(
         status.is_success(),
-        "GET {uri} answered {status}: {}",
+        "{method} {uri} answered {status}: {}",
         String::from_utf8_lossy(&body)
     );
     Ok((us, serde_json::from_slice(&body)?))
