@@ -11,7 +11,7 @@
 //!    adding to the rows already there, in key order so that concurrent writers never deadlock.
 //! 5. Wallet charges: one ledger row per charged event and each wallet's balance moved by their sum.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
@@ -24,7 +24,7 @@ use crate::controls::LedgerKind;
 use crate::sql::batch::{
     self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
-use crate::sql::ledger::settle_effect;
+use crate::sql::ledger::settle_totals;
 use crate::sql::plan::{LabelKind, ROLLUP_TABLES};
 use crate::sql::rows::{detail_json, fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
@@ -272,14 +272,7 @@ async fn settle(tx: &Transaction<'_>, charges: &[[i64; 3]], ids: &[Uuid]) -> Res
     if charges.is_empty() {
         return Ok(());
     }
-    let mut per_wallet: BTreeMap<i64, [i64; 3]> = BTreeMap::new();
-    for [wallet, amount, _] in charges {
-        let (allocated, spent) = settle_effect(LedgerKind::Settle, *amount);
-        let t = per_wallet.entry(*wallet).or_default();
-        t[0] += amount;
-        t[1] += allocated;
-        t[2] += spent;
-    }
+    let per_wallet = settle_totals(charges.iter().map(|[wallet, amount, _]| (*wallet, *amount)));
     let moves = columns_of(per_wallet.iter().map(|(w, [a, b, c])| [*w, *a, *b, *c]));
     let mut updated = HashSet::new();
     for r in tx

@@ -30,6 +30,22 @@ impl Posting {
     }
 }
 
+/// How a batch's request charges move each wallet: (balance, allocated, spent) summed per wallet, in wallet
+/// order (both backends update wallets in this order, so concurrent writers never deadlock on them).
+pub fn settle_totals(
+    charges: impl IntoIterator<Item = (i64, i64)>,
+) -> std::collections::BTreeMap<i64, [i64; 3]> {
+    let mut per_wallet = std::collections::BTreeMap::<i64, [i64; 3]>::new();
+    for (wallet, amount) in charges {
+        let (allocated, spent) = settle_effect(LedgerKind::Settle, amount);
+        let t = per_wallet.entry(wallet).or_default();
+        t[0] += amount;
+        t[1] += allocated;
+        t[2] += spent;
+    }
+    per_wallet
+}
+
 /// (allocated, spent) moved by an entry of `kind` and `amount`.
 pub fn settle_effect(kind: LedgerKind, amount: i64) -> (i64, i64) {
     match kind {

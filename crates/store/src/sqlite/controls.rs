@@ -92,6 +92,38 @@ pub(super) fn post(
     Ok(())
 }
 
+/// Charges wallets for a batch's newly stored events: one `settle` ledger row each (its unique request id keeps a
+/// replayed event from charging twice), and each wallet's balance and totals moved once by their sum.
+pub(super) fn settle(tx: &Transaction<'_>, charges: &[(i64, i64, i64, [u8; 16])]) -> Result<()> {
+    if charges.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO ledger (wallet_id, kind, amount_pico, actor, reason, request_id, at_ms)
+         VALUES (?1, ?2, ?3, 'gateway', 'request', ?4, ?5)",
+    )?;
+    for (wallet, amount, at_ms, id) in charges {
+        insert.execute(params![
+            wallet,
+            crate::controls::LedgerKind::Settle.as_str(),
+            amount,
+            &id[..],
+            at_ms
+        ])?;
+    }
+    let mut update = tx.prepare_cached(
+        "UPDATE wallets SET balance_pico = balance_pico + ?2, allocated_pico = allocated_pico + ?3,
+            spent_pico = spent_pico + ?4 WHERE id = ?1",
+    )?;
+    let totals = ledger::settle_totals(charges.iter().map(|(w, a, _, _)| (*w, *a)));
+    for (wallet, [amount, allocated, spent]) in totals {
+        if update.execute(params![wallet, amount, allocated, spent])? == 0 {
+            return Err(ledger::missing_wallet(wallet));
+        }
+    }
+    Ok(())
+}
+
 /// Applies an admin transfer in one transaction (see `ledger::check_after` for what the store refuses).
 pub(super) fn transfer(
     c: &mut Connection,

@@ -69,6 +69,7 @@ pub(super) fn write_batch(
     let mut report = WriteReport::default();
     let tx = w.conn.transaction()?;
     let mut agg = Aggregates::default();
+    let mut charges = Vec::new();
     {
         let mut ins = tx.prepare_cached(&format!(
             "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {}) VALUES ({})
@@ -93,23 +94,13 @@ pub(super) fn write_batch(
             report.inserted += 1;
             if let Some(wallet) = e.wallet_id {
                 // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two
-                // can never disagree, and the unique request id keeps a replayed event from charging twice.
-                super::controls::post(
-                    &tx,
-                    &crate::sql::ledger::Posting {
-                        wallet,
-                        kind: crate::controls::LedgerKind::Settle,
-                        amount: -cost,
-                        counterparty: None,
-                    },
-                    ("gateway", "request"),
-                    Some(&e.id.as_bytes()[..]),
-                    e.finished_at_ms,
-                )?;
+                // can never disagree.
+                charges.push((wallet, -cost, e.finished_at_ms, *e.id.as_bytes()));
             }
             agg.add(e, d, cost, avoided);
         }
     }
+    super::controls::settle(&tx, &charges)?;
     agg.fold_narrow();
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
         let mut up = tx.prepare_cached(&format!(
