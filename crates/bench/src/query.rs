@@ -103,14 +103,24 @@ pub async fn run(
             ));
         }
         // One pass to warm the page cache, then `reps` timed passes, interleaved.
+        // The first pass is also the first time each question is asked: nothing is kept yet for the past days of
+        // its window (`store::sealed`), so it is reported apart; the timed passes ask again, as a dashboard does.
         let mut check_rows = 0u64;
+        let mut first_worst = (0u64, String::new());
         for pass in 0..=reps {
             for (name, uri, samples) in queries.iter_mut() {
                 let (us, v) = loadgen::get_json(&client, uri, ADMIN_TOKEN).await?;
                 if pass > 0 {
                     samples.push(us);
-                } else if name.starts_with("explorer") && name.ends_with("30d") {
-                    check_rows += v["rows"].as_array().map_or(0, |r| r.len() as u64);
+                    continue;
+                }
+                if name.starts_with("explorer") {
+                    if us >= first_worst.0 {
+                        first_worst = (us, name.clone());
+                    }
+                    if name.ends_with("30d") {
+                        check_rows += v["rows"].as_array().map_or(0, |r| r.len() as u64);
+                    }
                 }
             }
         }
@@ -158,6 +168,14 @@ pub async fn run(
         });
         rows.push(Row::new(
             "4 queries",
+            format!(
+                "{label}: explorer asked the first time, worst query ({})",
+                first_worst.1
+            ),
+            ms(first_worst.0 as i64),
+        ));
+        rows.push(Row::new(
+            "4 queries",
             format!("{label}: summary p50 / worst p95 ({})", worst_summary.1),
             format!(
                 "{} / {}",
@@ -180,6 +198,7 @@ pub async fn run(
             "summary": summary_all.summary(),
             "worst_explorer_p95": { "query": worst_explorer.1, "us": worst_explorer.0 },
             "worst_summary_p95": { "query": worst_summary.1, "us": worst_summary.0 },
+            "worst_explorer_first_ask": { "query": first_worst.1, "us": first_worst.0 },
             "queries": per_query,
         }));
     }
