@@ -6,10 +6,10 @@
 //! every time, and the two are added up. Both parts are whole buckets of every grain (the boundary is a day
 //! boundary), so the sum is exactly the answer for the whole window.
 //!
-//! A kept answer goes when this store writes a spend event older than today (a late batch, a replayed journal),
-//! and after `TTL_MS` in any case: another gateway writing to the same database can also write a late event, and
-//! this store does not see it. So a late event for a past day shows within a minute; new spend, which is always
-//! today's, shows at once.
+//! At most `MAX_ITEMS` rows and points are kept, the oldest answers going first. A kept answer goes when this
+//! store writes a spend event older than today (a late batch, a replayed journal), and after `TTL_MS` in any
+//! case: another gateway writing to the same database can also write a late event, and this store does not see
+//! it. So a late event for a past day shows within a minute; new spend, which is always today's, shows at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -23,8 +23,10 @@ use crate::{Result, SeriesPoint};
 
 /// How long a kept answer may be used.
 pub const TTL_MS: i64 = 60_000;
-/// How many answers are kept (the oldest goes first): enough for the views a few dashboards cycle through.
-const CAPACITY: usize = 64;
+/// How many rows and series points are kept in all (the oldest answer goes first), so that memory stays bounded
+/// (about 150 bytes each, so some 15 MB at most): a 30-day chart by user at 1,000 users is 31,000 points, the
+/// rest of its page about 2,000 rows.
+const MAX_ITEMS: usize = 100_000;
 
 #[derive(Clone)]
 enum Answer {
@@ -32,10 +34,21 @@ enum Answer {
     Points(Vec<SeriesPoint>),
 }
 
+impl Answer {
+    fn items(&self) -> usize {
+        match self {
+            Answer::Rows(r) => r.len(),
+            Answer::Points(p) => p.len(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Entries {
     map: HashMap<String, (i64, Answer)>,
     order: VecDeque<String>,
+    /// Rows and points held, in all.
+    items: usize,
     /// Bumped by every write of a past-day event, so that an answer computed while such a write committed is
     /// not kept.
     generation: u64,
@@ -85,6 +98,7 @@ impl SealedAnswers {
             if let Ok(mut e) = self.entries.lock() {
                 e.map.clear();
                 e.order.clear();
+                e.items = 0;
                 e.generation += 1;
             }
         }
@@ -106,15 +120,20 @@ impl SealedAnswers {
         let Ok(mut e) = self.entries.lock() else {
             return;
         };
-        if e.generation != generation {
+        if e.generation != generation || answer.items() > MAX_ITEMS {
             return;
         }
-        if e.map.insert(key.clone(), (now, answer)).is_none() {
-            e.order.push_back(key);
+        e.items += answer.items();
+        match e.map.insert(key.clone(), (now, answer)) {
+            Some((_, replaced)) => e.items -= replaced.items(),
+            None => e.order.push_back(key),
         }
-        while e.order.len() > CAPACITY {
-            if let Some(old) = e.order.pop_front() {
-                e.map.remove(&old);
+        while e.items > MAX_ITEMS {
+            let Some(old) = e.order.pop_front() else {
+                break;
+            };
+            if let Some((_, a)) = e.map.remove(&old) {
+                e.items -= a.items();
             }
         }
     }
@@ -265,5 +284,23 @@ mod tests {
         assert_eq!(c.today.map(|t| (t.from_ms, t.to_ms)), Some((start, now)));
         let old = cut(&f(start - 100, start - 50), start - 100, now).expect("all past");
         assert!(old.today.is_none());
+    }
+
+    #[test]
+    fn kept_rows_and_points_stay_under_the_bound_oldest_going_first() {
+        let sealed = SealedAnswers::default();
+        let rows = |n: usize| Answer::Rows((0..n).map(|_| row(Some("a"), "a", 1, 1)).collect());
+        for i in 0..5 {
+            sealed.put(format!("k{i}"), rows(MAX_ITEMS / 3), 0, 0);
+        }
+        let e = sealed.entries.lock().expect("the lock");
+        assert!(e.items <= MAX_ITEMS, "{}", e.items);
+        assert_eq!(e.items, 3 * (MAX_ITEMS / 3));
+        assert!(!e.map.contains_key("k0") && !e.map.contains_key("k1"));
+        assert!(e.map.contains_key("k4"));
+        drop(e);
+        // An answer larger than the bound alone is not kept.
+        sealed.put("big".into(), rows(MAX_ITEMS + 1), 0, 0);
+        assert!(sealed.get("big", 0).0.is_none());
     }
 }
