@@ -436,11 +436,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
         // (Nagle), which stalled SSE streams by ~40 ms.
         use axum::serve::ListenerExt;
+        // `into_make_service` builds the routing table once: served as is, a `Router` rebuilds it for every
+        // connection (axum's `with_state(())` per connection), about 18 KB each, 18 MB with 1,000 streams open.
         axum::serve(
             listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             }),
-            app,
+            app.into_make_service(),
         )
         .with_graceful_shutdown(async move {
             let _ = rx.wait_for(|v| *v).await;
