@@ -206,7 +206,7 @@ async fn all<T>(
 
 impl PostgresStore {
     /// Writes one batch, running it again when the server aborted it as a deadlock.
-    async fn write_batch_once(&self, events: &[SpendEvent]) -> Result<WriteReport> {
+    async fn write_batch_retrying(&self, events: &[SpendEvent]) -> Result<WriteReport> {
         let mut w = self.writer.lock().await;
         let mut attempts = 0;
         loop {
@@ -286,7 +286,7 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
-        let report = self.write_batch_once(&events).await;
+        let report = self.write_batch_retrying(&events).await;
         // After the commit (or a failure that may have followed it), so that no answer read before it is kept.
         self.sealed.note_write(&events);
         report
