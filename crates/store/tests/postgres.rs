@@ -59,6 +59,13 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
 }
 
 #[tokio::test]
+async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
+}
+
+#[tokio::test]
 async fn kept_answers_for_past_days_follow_every_write() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

@@ -60,6 +60,34 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
 }
 
 #[tokio::test]
+async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside() {
+    let (_dir, store) = open();
+    common::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
+}
+
+/// A store written before the pair rollups existed gets them filled from its all-dimension rollups when it
+/// opens: the same answers as a store that had them from the start.
+#[tokio::test]
+async fn an_older_store_gets_its_pair_rollups_filled_when_it_opens() {
+    let (dir, store) = open();
+    let events = common::provider_and_gateway_events();
+    common::write_in_two_batches(&store, &events).await;
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    conn.execute_batch("DROP TABLE rollup_pair_hour; DROP TABLE rollup_pair_day;")
+        .unwrap();
+    // The last migration creates the pair rollups and fills them.
+    conn.pragma_update(None, "user_version", version - 1)
+        .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    common::check_views_of_one_provider_or_gateway(&store, &events).await;
+}
+
+#[tokio::test]
 async fn kept_answers_for_past_days_follow_every_write() {
     let (_dir, store) = open();
     common::kept_answers_for_past_days_follow_every_write(&store).await;

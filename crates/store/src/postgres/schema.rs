@@ -202,6 +202,8 @@ CREATE TABLE gateways (
 "#,
     // The same index changes as SQLite's.
     crate::sql::plan::INDEX_TUNING,
+    // Pair rollups, created and filled by `plan::pair_migration`.
+    crate::sql::plan::PAIR_MIGRATION,
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.
@@ -241,7 +243,14 @@ pub(super) async fn migrate(client: &mut Client) -> Result<()> {
         if version <= done {
             continue;
         }
-        tx.batch_execute(m).await?;
+        if *m == crate::sql::plan::PAIR_MIGRATION {
+            tx.batch_execute(&crate::sql::plan::pair_migration(
+                crate::sql::Dialect::Postgres,
+            ))
+            .await?;
+        } else {
+            tx.batch_execute(m).await?;
+        }
         if version == 1 {
             for t in ROLLUP_TABLES {
                 tx.batch_execute(&rollup_ddl(t)).await?;

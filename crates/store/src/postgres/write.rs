@@ -25,7 +25,7 @@ use crate::sql::batch::{
     self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::ledger::settle_totals;
-use crate::sql::plan::{LabelKind, ROLLUP_TABLES};
+use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
 use crate::sql::rows::{detail_json, fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
@@ -193,7 +193,7 @@ pub(super) async fn write_batch(
             charge_ids.push(e.id);
         }
     }
-    agg.fold_narrow();
+    agg.finish();
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
         let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
             let mut row = [0i64; 9 + batch::MEASURE_COUNT];
@@ -204,14 +204,25 @@ pub(super) async fn write_batch(
         });
         upsert_rollup(&tx, table, ROLLUP_DIMS, columns_of(rows)).await?;
     }
-    for (i, table) in ["rollup_dim_hour", "rollup_dim_day"].iter().enumerate() {
-        let rows = agg.narrow[i].iter().map(|((bucket, code, value), a)| {
+    for (i, table) in NARROW_TABLES.iter().enumerate() {
+        let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
             let mut row = [0i64; 3 + batch::MEASURE_COUNT];
             row[..3].copy_from_slice(&[*code, *bucket, *value]);
             row[3..].copy_from_slice(&a.values());
             row
         });
         upsert_rollup(&tx, table, "dim, bucket, value", columns_of(rows)).await?;
+    }
+    for (i, table) in PAIR_TABLES.iter().enumerate() {
+        let rows = agg.pairs[i]
+            .iter()
+            .map(|((f, fv, code, bucket, value), a)| {
+                let mut row = [0i64; 5 + batch::MEASURE_COUNT];
+                row[..5].copy_from_slice(&[*f, *fv, *code, *bucket, *value]);
+                row[5..].copy_from_slice(&a.values());
+                row
+            });
+        upsert_rollup(&tx, table, PAIR_KEY, columns_of(rows)).await?;
     }
     settle(&tx, &charges, &charge_ids).await?;
     super::replicas::record_spend(&tx, &agg.leases).await?;

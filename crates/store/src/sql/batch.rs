@@ -1,13 +1,13 @@
-//! A batch of spend events folded into rollup rows, once for both backends: the all-dimension rows of every grain
-//! and the per-dimension rows of hours and days, the latter folded from the former (never from single events) so
-//! that both kinds always hold exactly the same sums.
+//! A batch of spend events folded into rollup rows, once for both backends: the all-dimension rows of every grain,
+//! and the per-dimension and pair rows of hours and days, the latter two folded from the former (never from
+//! single events) so that every kind always holds exactly the same sums.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use spendgate_core::time::{Grain, HOUR_MS};
 use spendgate_core::SpendEvent;
 
-use super::plan::{LabelKind, DIM_CODES};
+use super::plan::{pair_filters, paired, LabelKind, DIM_CODES};
 use crate::{Result, StoreError};
 
 /// The dimension columns of the all-dimension rollups, in key order.
@@ -239,17 +239,40 @@ pub fn log_ints(e: &SpendEvent, d: &Dims, cost: i64, avoided: i64) -> [i64; 22] 
     ]
 }
 
-/// The rollup rows of a batch. Sorted maps, so that every writer updates rows in the same order (concurrent
-/// writers to a server database then wait for each other instead of deadlocking).
+/// The key of a per-dimension rollup row: (dim code, bucket, value).
+pub type NarrowKey = (i64, i64, i64);
+
+/// The key of a pair rollup row: (filter dim code, filter value, dim code, bucket, value).
+pub type PairKey = (i64, i64, i64, i64, i64);
+
+/// The rollup rows of a batch, each kind sorted by its table's key, so that rows are written in key order (the
+/// B-tree pages a batch touches are visited once, in order) and every writer updates rows in the same order
+/// (concurrent writers to a server database then wait for each other instead of deadlocking).
 #[derive(Debug, Default)]
 pub struct Aggregates {
-    /// Per grain (minute, hour, day): (bucket, dims) -> sums.
-    pub grains: [BTreeMap<(i64, Dims), Acc>; 3],
-    /// Per grain (hour, day): (bucket, dim code, value) -> sums.
-    pub narrow: [BTreeMap<(i64, i64, i64), Acc>; 2],
+    /// Per grain (minute, hour, day): (bucket, dims) and sums. One row per event until `finish`.
+    pub grains: [Vec<((i64, Dims), Acc)>; 3],
+    /// Per grain (hour, day): (dim code, bucket, value) and sums.
+    pub narrow: [Vec<(NarrowKey, Acc)>; 2],
+    /// Per grain (hour, day): (filter dim code, filter value, dim code, bucket, value) and sums.
+    pub pairs: [Vec<(PairKey, Acc)>; 2],
     /// Lease id -> the cost of the newly stored events drawn against it (added to the lease's recorded spend in
     /// the same transaction, see `crate::replicas`).
     pub leases: BTreeMap<i64, i64>,
+}
+
+/// Sorts rows by key and sums the rows that share one. Sorting a batch's rows costs less than hashing them
+/// into a map, and leaves them in the order they are written in.
+fn merged<K: Ord + Copy>(mut rows: Vec<(K, Acc)>) -> Vec<(K, Acc)> {
+    rows.sort_unstable_by_key(|(k, _)| *k);
+    let mut out: Vec<(K, Acc)> = Vec::with_capacity(rows.len());
+    for (k, a) in rows {
+        match out.last_mut() {
+            Some((last, sum)) if *last == k => sum.add(&a),
+            _ => out.push((k, a)),
+        }
+    }
+    out
 }
 
 impl Aggregates {
@@ -271,23 +294,40 @@ impl Aggregates {
             avoided,
         };
         for (i, g) in Grain::ALL.iter().enumerate() {
-            self.grains[i]
-                .entry((g.bucket(e.finished_at_ms), *d))
-                .or_default()
-                .add(&one);
+            self.grains[i].push(((g.bucket(e.finished_at_ms), *d), one));
         }
     }
 
-    /// Folds the hour and day rows into the per-dimension rows. Call once, after the last `add`.
-    pub fn fold_narrow(&mut self) {
+    /// Merges the rows of every grain, then folds the hour and day rows into the per-dimension and pair rows.
+    /// Call once, after the last `add`.
+    pub fn finish(&mut self) {
+        for g in &mut self.grains {
+            *g = merged(std::mem::take(g));
+        }
         for (n, grain) in [(0usize, 1usize), (1, 2)] {
-            let mut narrow: HashMap<(i64, i64, i64), Acc> = HashMap::new();
-            for ((bucket, d), a) in &self.grains[grain] {
-                for ((_, code), value) in DIM_CODES.iter().zip(d.values()) {
-                    narrow.entry((*bucket, *code, value)).or_default().add(a);
+            let held = pair_filters(Grain::ALL[grain]);
+            let filters: Vec<(usize, i64, &str)> = DIM_CODES
+                .iter()
+                .enumerate()
+                .filter(|(_, (col, _))| held.contains(col))
+                .map(|(i, (col, code))| (i, *code, *col))
+                .collect();
+            let rows = &self.grains[grain];
+            let mut narrow = Vec::with_capacity(rows.len() * DIM_CODES.len());
+            let mut pairs = Vec::new();
+            for ((bucket, d), a) in rows {
+                let values = d.values();
+                for ((_, code), value) in DIM_CODES.iter().zip(values) {
+                    narrow.push(((*code, *bucket, value), *a));
+                    for &(f, fcode, fcol) in &filters {
+                        if fcode != *code && paired(fcol, values[f]) {
+                            pairs.push(((fcode, values[f], *code, *bucket, value), *a));
+                        }
+                    }
                 }
             }
-            self.narrow[n] = narrow.into_iter().collect();
+            self.narrow[n] = merged(narrow);
+            self.pairs[n] = merged(pairs);
         }
     }
 }

@@ -99,8 +99,8 @@ pub fn rollup_table(g: Grain) -> &'static str {
 pub fn narrow_table(g: Grain) -> Option<&'static str> {
     match g {
         Grain::Minute => None,
-        Grain::Hour => Some("rollup_dim_hour"),
-        Grain::Day => Some("rollup_dim_day"),
+        Grain::Hour => Some(NARROW_TABLES[0]),
+        Grain::Day => Some(NARROW_TABLES[1]),
     }
 }
 
@@ -117,19 +117,183 @@ pub fn group_column(g: GroupBy) -> &'static str {
     }
 }
 
-/// The per-dimension rollup column a query can read instead of the all-dimension rollups: possible when it
-/// groups by one dimension (or by none) and filters on no other dimension.
-pub fn narrow_column(
-    group: Option<&'static str>,
-    dims: &[(&'static str, i64)],
-) -> Option<&'static str> {
+/// The dimensions that the pair rollups (`rollup_pair_hour`, `rollup_pair_day`) hold under a filter: one row per
+/// bucket, value of this dimension and value of another. These are the filters of the pages whose values each
+/// hold a large share of the traffic, so that neither an index nor the all-dimension rollups answer them fast
+/// (a 30-day view of one provider out of two read ~400,000 all-dimension rows per grouping, and a page asks for
+/// four groupings). Every filter costs a batch about seven more upserts per distinct value of it per user and
+/// key in the batch (measured in docs/BENCHMARKS.md). Providers, gateways and cache outcomes are held per hour
+/// and per day; models and workflows, which have more values, per day only: views longer than a week read days,
+/// and their hours come from the all-dimension rollups through the model index or a scan. Teams and users have
+/// indexes and are not held.
+pub fn pair_filters(g: Grain) -> &'static [&'static str] {
+    match g {
+        Grain::Minute => &[],
+        Grain::Hour => &["provider_id", "gateway_id", "cache_outcome"],
+        Grain::Day => &[
+            "provider_id",
+            "model_id",
+            "gateway_id",
+            "workflow_id",
+            "cache_outcome",
+        ],
+    }
+}
+
+/// Whether the pair rollups hold rows under `filter = value`. Cache outcomes are held for hits and misses only:
+/// the cache-savings panel filters on those, and the traffic a cache does not serve (most of it, all of it with
+/// the cache off) would cost as many rows as a provider's for no view that needs them.
+pub fn paired(filter: &str, value: i64) -> bool {
+    filter != "cache_outcome" || PAIRED_CACHE_OUTCOMES.contains(&value)
+}
+
+/// The cache outcomes (`CacheOutcome::code`: hit, miss) that the pair rollups hold.
+pub const PAIRED_CACHE_OUTCOMES: [i64; 2] = [1, 2];
+
+/// The per-dimension rollups of hours and days.
+pub const NARROW_TABLES: [&str; 2] = ["rollup_dim_hour", "rollup_dim_day"];
+
+/// The pair rollups of hours and days, and their key columns in key order.
+pub const PAIR_TABLES: [&str; 2] = ["rollup_pair_hour", "rollup_pair_day"];
+pub const PAIR_KEY: &str = "fdim, fvalue, dim, bucket, value";
+
+/// The pair rollup of a grain; minutes have none (their windows are short).
+pub fn pair_table(g: Grain) -> Option<&'static str> {
+    match g {
+        Grain::Minute => None,
+        Grain::Hour => Some(PAIR_TABLES[0]),
+        Grain::Day => Some(PAIR_TABLES[1]),
+    }
+}
+
+/// Marks the migration that creates the pair rollups and fills them from the all-dimension ones: each backend's
+/// migration runs `pair_migration` in its place, so the tables and the fill follow `pair_filters` and
+/// `DIM_CODES` instead of repeating them.
+pub const PAIR_MIGRATION: &str = "-- pair rollups: see sql::plan::pair_migration";
+
+/// The SQL of `PAIR_MIGRATION` for a backend: both pair tables, then every pair row the all-dimension hour and day
+/// rollups imply.
+pub fn pair_migration(d: super::Dialect) -> String {
+    let (int, money, rowid) = match d {
+        super::Dialect::Sqlite => ("INTEGER", "INTEGER", " WITHOUT ROWID"),
+        super::Dialect::Postgres => ("BIGINT", "NUMERIC(38, 0)", ""),
+    };
+    let case = |on: &str| {
+        let whens: Vec<String> = DIM_CODES
+            .iter()
+            .map(|(col, code)| format!("WHEN {code} THEN r.{col}"))
+            .collect();
+        format!("CASE {on} {} END", whens.join(" "))
+    };
+    let mut sql = String::new();
+    for (grain, table) in [(Grain::Hour, PAIR_TABLES[0]), (Grain::Day, PAIR_TABLES[1])] {
+        sql.push_str(&format!(
+            "CREATE TABLE {table} (
+    fdim {int} NOT NULL, fvalue {int} NOT NULL, dim {int} NOT NULL, bucket {int} NOT NULL, value {int} NOT NULL,
+    requests {int} NOT NULL, errors {int} NOT NULL, input_tokens {int} NOT NULL, output_tokens {int} NOT NULL,
+    cached_input_tokens {int} NOT NULL, cache_write_tokens {int} NOT NULL, cost_pico {money} NOT NULL,
+    latency_ms_sum {int} NOT NULL, avoided_cost_pico {money} NOT NULL,
+    PRIMARY KEY ({PAIR_KEY})
+){rowid};
+"
+        ));
+        let filters = pair_filters(grain)
+            .iter()
+            .filter_map(|c| dim_code(c))
+            .map(|c| format!("SELECT {c} AS code"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let dims = DIM_CODES
+            .iter()
+            .map(|(_, c)| format!("SELECT {c} AS code"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let cache = dim_code("cache_outcome").unwrap_or(0);
+        let held = PAIRED_CACHE_OUTCOMES.map(|c| c.to_string()).join(", ");
+        sql.push_str(&format!(
+            "INSERT INTO {table} ({PAIR_KEY}, {measures})
+SELECT f.code, {fvalue}, d.code, r.bucket, {value}, {sums}
+  FROM {source} AS r, ({filters}) AS f, ({dims}) AS d
+ WHERE f.code <> d.code AND (f.code <> {cache} OR r.cache_outcome IN ({held}))
+ GROUP BY 1, 2, 3, 4, 5;
+",
+            measures = super::batch::ROLLUP_MEASURES,
+            fvalue = case("f.code"),
+            value = case("d.code"),
+            sums = super::batch::ROLLUP_MEASURES
+                .split(',')
+                .map(|m| format!("SUM(r.{})", m.trim()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            source = rollup_table(grain),
+        ));
+    }
+    sql
+}
+
+/// Which rollups answer a query, given the column it groups by (if any) and its dimension filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The per-dimension rollups, rows of dimension `dim`, of one `value` when the query filters on it.
+    Narrow { dim: i64, value: Option<i64> },
+    /// The pair rollups: rows of dimension `dim` under the filter `filter = filter_value`.
+    Pair {
+        filter: i64,
+        filter_value: i64,
+        dim: i64,
+    },
+    /// The all-dimension rollups, with every filter.
+    All,
+}
+
+impl Source {
+    /// The rollup table of this source at `grain`, or `None` when the grain has no such rollup (minutes) and the
+    /// all-dimension rollup must answer instead.
+    pub fn table(self, grain: Grain) -> Option<&'static str> {
+        match self {
+            Source::Narrow { .. } => narrow_table(grain),
+            Source::Pair { filter, .. } => {
+                let held = pair_filters(grain)
+                    .iter()
+                    .any(|c| dim_code(c) == Some(filter));
+                pair_table(grain).filter(|_| held)
+            }
+            Source::All => None,
+        }
+    }
+}
+
+/// The smallest rollup that answers a query: the per-dimension rollups when it groups by one dimension (or by
+/// none) and filters on no other dimension; the pair rollups when it groups by one dimension and filters on one
+/// other that they hold (`PAIR_FILTERS`); the all-dimension rollups otherwise.
+pub fn source(group: Option<&'static str>, dims: &[(&'static str, i64)]) -> Source {
+    let code = |c: &str| dim_code(c).unwrap_or(0);
     match (group, dims) {
-        (Some(g), []) => Some(g),
-        (Some(g), [(c, _)]) if *c == g => Some(g),
+        (Some(g), []) => Source::Narrow {
+            dim: code(g),
+            value: None,
+        },
+        (Some(g), [(c, v)]) if *c == g => Source::Narrow {
+            dim: code(g),
+            value: Some(*v),
+        },
+        (Some(g), [(c, v)]) if pair_filters(Grain::Day).contains(c) && paired(c, *v) => {
+            Source::Pair {
+                filter: code(c),
+                filter_value: *v,
+                dim: code(g),
+            }
+        }
         // A total is the same over any dimension; the gateway has the fewest values.
-        (None, []) => Some("gateway_id"),
-        (None, [(c, _)]) => Some(c),
-        _ => None,
+        (None, []) => Source::Narrow {
+            dim: code("gateway_id"),
+            value: None,
+        },
+        (None, [(c, v)]) => Source::Narrow {
+            dim: code(c),
+            value: Some(*v),
+        },
+        _ => Source::All,
     }
 }
 
@@ -351,6 +515,66 @@ mod tests {
         assert!(w.to_ms >= now - 5);
         let old = resolve_window(now - 100 * HOUR_MS - 1234, now, now, 48 * HOUR_MS);
         assert_eq!(old.from_ms % HOUR_MS, 0);
+    }
+
+    #[test]
+    fn queries_read_the_smallest_rollup_that_answers_them() {
+        assert_eq!(
+            source(Some("user_id"), &[]),
+            Source::Narrow {
+                dim: 2,
+                value: None
+            }
+        );
+        assert_eq!(
+            source(Some("user_id"), &[("provider_id", 9)]),
+            Source::Pair {
+                filter: 4,
+                filter_value: 9,
+                dim: 2
+            }
+        );
+        assert_eq!(
+            source(Some("model_id"), &[("gateway_id", 3)]),
+            Source::Pair {
+                filter: 6,
+                filter_value: 3,
+                dim: 5
+            }
+        );
+        // Teams, users and models are filtered through their indexes on the all-dimension rollups, and two
+        // filters need every dimension.
+        assert_eq!(source(Some("model_id"), &[("team_id", 3)]), Source::All);
+        assert_eq!(
+            source(Some("model_id"), &[("provider_id", 1), ("gateway_id", 3)]),
+            Source::All
+        );
+        assert_eq!(
+            source(None, &[("provider_id", 1)]),
+            Source::Narrow {
+                dim: 4,
+                value: Some(1)
+            }
+        );
+        // Models are held per day only: their hours come from the all-dimension rollups.
+        let by_model = source(Some("team_id"), &[("model_id", 4)]);
+        assert!(matches!(by_model, Source::Pair { .. }));
+        assert_eq!(by_model.table(Grain::Day), Some("rollup_pair_day"));
+        assert_eq!(by_model.table(Grain::Hour), None);
+        // Cache outcomes are paired for hits and misses only.
+        assert!(matches!(
+            source(Some("team_id"), &[("cache_outcome", 1)]),
+            Source::Pair { .. }
+        ));
+        assert_eq!(
+            source(Some("team_id"), &[("cache_outcome", 0)]),
+            Source::All
+        );
+        assert_eq!(Source::All.table(Grain::Day), None);
+        assert_eq!(
+            source(Some("user_id"), &[("provider_id", 9)]).table(Grain::Minute),
+            None
+        );
     }
 
     #[test]

@@ -5,9 +5,7 @@
 use spendgate_core::query::{Filters, GroupBy};
 use spendgate_core::time::{plan_span, Grain};
 
-use super::plan::{
-    dim_code, group_column, narrow_column, narrow_table, rollup_table, LabelKind, ROLLUP_TABLES,
-};
+use super::plan::{group_column, rollup_table, source, LabelKind, Source, ROLLUP_TABLES};
 use super::{Dialect, Query};
 use crate::ResolvedWindow;
 
@@ -46,19 +44,56 @@ fn where_dims(q: &mut Query, prefix: &str, dims: &[(&'static str, i64)]) -> Stri
     out
 }
 
-/// ` AND value = <param>` for the (at most one) filter a per-dimension read carries.
-fn where_value(q: &mut Query, dims: &[(&'static str, i64)]) -> String {
-    let mut out = String::new();
-    for (_, id) in dims {
-        let p = q.bind(*id);
-        out.push_str(&format!(" AND value = {p}"));
+/// The rows one source holds for a grain between two bound buckets: `(group expression, FROM ... WHERE ...)`.
+/// The group expression is `None` when the query has no group (the caller then selects a constant).
+fn source_rows(
+    q: &mut Query,
+    source: Source,
+    grain: Grain,
+    (lo, hi): (&str, &str),
+    group: Option<&'static str>,
+    dims: &[(&'static str, i64)],
+) -> (Option<&'static str>, String) {
+    let range = format!("bucket >= {lo} AND bucket < {hi}");
+    match (source, source.table(grain)) {
+        (Source::Narrow { dim, value }, Some(table)) => {
+            let dim = q.bind(dim);
+            let mut sql = format!("FROM {table} WHERE {range} AND dim = {dim}");
+            if let Some(v) = value {
+                let v = q.bind(v);
+                sql.push_str(&format!(" AND value = {v}"));
+            }
+            (group.map(|_| "value"), sql)
+        }
+        (
+            Source::Pair {
+                filter,
+                filter_value,
+                dim,
+            },
+            Some(table),
+        ) => {
+            let (f, fv, d) = (q.bind(filter), q.bind(filter_value), q.bind(dim));
+            (
+                group.map(|_| "value"),
+                format!(
+                    "FROM {table} WHERE fdim = {f} AND fvalue = {fv} AND dim = {d} AND {range}"
+                ),
+            )
+        }
+        _ => {
+            let filter = where_dims(q, "", dims);
+            (
+                group,
+                format!("FROM {} WHERE {range}{filter}", rollup_table(grain)),
+            )
+        }
     }
-    out
 }
 
 /// `SELECT g, sums FROM (<one sub-select per span piece>) GROUP BY g` over the rollups (or the sums alone when
-/// there is no group). Whole hours and days come from the per-dimension rollups when the query allows it, the
-/// rest from the all-dimension ones: the same sums, from far fewer rows.
+/// there is no group). Whole hours and days come from the smallest rollup that answers the query
+/// (`plan::source`), the rest from the all-dimension ones: the same sums, from far fewer rows.
 pub fn rollup_query(
     d: Dialect,
     group: Option<&'static str>,
@@ -66,7 +101,7 @@ pub fn rollup_query(
     dims: &[(&'static str, i64)],
 ) -> Query {
     let mut q = Query::new(d);
-    let narrow = narrow_column(group, dims).and_then(dim_code);
+    let source = source(group, dims);
     let mut parts = Vec::new();
     let pieces = plan_span(w.from_ms, w.to_ms, w.open_end);
     for piece in &pieces {
@@ -81,26 +116,11 @@ pub fn rollup_query(
         } else {
             MEASURES
         };
-        let part = match (narrow, narrow_table(grain)) {
-            (Some(code), Some(table)) => {
-                let dim = q.bind(code);
-                // At most one filter, on the same dimension (see `narrow_column`).
-                let filter = where_value(&mut q, dims);
-                format!(
-                    "SELECT value AS g, {measures} FROM {table} \
-                     WHERE bucket >= {lo} AND bucket < {hi} AND dim = {dim}{filter}"
-                )
-            }
-            _ => {
-                let filter = where_dims(&mut q, "", dims);
-                format!(
-                    "SELECT {} AS g, {measures} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter}",
-                    group.unwrap_or("0"),
-                    rollup_table(grain)
-                )
-            }
-        };
-        parts.push(part);
+        let (g, rows) = source_rows(&mut q, source, grain, (&lo, &hi), group, dims);
+        parts.push(format!(
+            "SELECT {} AS g, {measures} {rows}",
+            g.unwrap_or("0")
+        ));
     }
     if parts.is_empty() {
         parts.push(format!(
@@ -133,36 +153,21 @@ pub fn series_query(
     let lo = q.bind(grain.bucket(f.from_ms));
     let hi = q.bind(grain.bucket(grain.ceil(f.to_ms)));
     let group_col = g.map(group_column);
-    let narrow = narrow_column(group_col, dims).and_then(dim_code);
-    q.sql = match (narrow, narrow_table(grain)) {
-        (Some(code), Some(table)) => {
-            // One series per value of one dimension (or the total): read the per-dimension rollup.
-            let dim = q.bind(code);
-            let filter = where_value(&mut q, dims);
-            let (select, group) = match g {
-                Some(_) => ("bucket, value", "bucket, value"),
-                None => ("bucket, CAST(0 AS BIGINT)", "bucket"),
-            };
-            format!(
-                "SELECT {select}, {SUMS} FROM {table} WHERE bucket >= {lo} AND bucket < {hi} AND dim = {dim}{filter} \
-                 GROUP BY {group} ORDER BY bucket"
-            )
+    let (group, rows) = source_rows(
+        &mut q,
+        source(group_col, dims),
+        grain,
+        (&lo, &hi),
+        group_col,
+        dims,
+    );
+    q.sql = match group {
+        Some(col) => {
+            format!("SELECT bucket, {col}, {SUMS} {rows} GROUP BY bucket, {col} ORDER BY bucket")
         }
-        _ => {
-            let filter = where_dims(&mut q, "", dims);
-            let (select, group) = match group_col {
-                Some(col) => (format!("bucket, {col}"), format!("bucket, {col}")),
-                None => (
-                    "bucket, CAST(0 AS BIGINT)".to_string(),
-                    "bucket".to_string(),
-                ),
-            };
-            format!(
-                "SELECT {select}, {SUMS} FROM {} WHERE bucket >= {lo} AND bucket < {hi}{filter} GROUP BY {group} \
-                 ORDER BY bucket",
-                rollup_table(grain)
-            )
-        }
+        None => format!(
+            "SELECT bucket, CAST(0 AS BIGINT), {SUMS} {rows} GROUP BY bucket ORDER BY bucket"
+        ),
     };
     q
 }

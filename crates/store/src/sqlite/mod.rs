@@ -238,7 +238,13 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if (i as i64) < version {
             continue;
         }
-        tx.execute_batch(m)?;
+        if *m == crate::sql::plan::PAIR_MIGRATION {
+            tx.execute_batch(&crate::sql::plan::pair_migration(
+                crate::sql::Dialect::Sqlite,
+            ))?;
+        } else {
+            tx.execute_batch(m)?;
+        }
         if i == 0 {
             for t in schema::ROLLUP_TABLES {
                 tx.execute_batch(&schema::rollup_ddl(t))?;

@@ -44,7 +44,7 @@ fn the_retry_loop_detector_reads_recent_spend_logs_by_time() {
 }
 
 #[test]
-fn rollup_reads_of_one_team_user_or_model_use_its_index() {
+fn rollup_reads_of_one_team_user_or_model_use_its_index_or_the_pair_rollups() {
     let (_dir, c) = store();
     // Thirty days from 13:00, so that hours (the first day's last eleven) are read as well as days.
     let now = now_ms();
@@ -56,11 +56,36 @@ fn rollup_reads_of_one_team_user_or_model_use_its_index() {
     for (column, group, name) in [
         ("team_id", "user_id", "team"),
         ("user_id", "model_id", "user"),
-        ("model_id", "team_id", "model"),
     ] {
         let q = queries::rollup_query(Dialect::Sqlite, Some(group), w, &[(column, 7)]);
         let p = plan(&c, &q);
         assert!(p.contains(&format!("rollup_day_{name}")), "{p}");
         assert!(p.contains(&format!("rollup_hour_{name}")), "{p}");
     }
+    // A model's days come from the pair rollups, its hours through the index; a provider's both from the pairs.
+    let pair = "rollup_pair_day USING PRIMARY KEY (fdim=? AND fvalue=? AND dim=? AND bucket>? AND bucket<?)";
+    let p = plan(
+        &c,
+        &queries::rollup_query(Dialect::Sqlite, Some("team_id"), w, &[("model_id", 7)]),
+    );
+    assert!(p.contains(pair) && p.contains("rollup_hour_model"), "{p}");
+    let p = plan(
+        &c,
+        &queries::rollup_query(Dialect::Sqlite, Some("user_id"), w, &[("provider_id", 7)]),
+    );
+    assert!(
+        p.contains(pair) && p.contains("SEARCH rollup_pair_hour USING PRIMARY KEY"),
+        "{p}"
+    );
+    // With two filters, the model index still narrows the days.
+    let p = plan(
+        &c,
+        &queries::rollup_query(
+            Dialect::Sqlite,
+            Some("user_id"),
+            w,
+            &[("model_id", 7), ("provider_id", 2)],
+        ),
+    );
+    assert!(p.contains("rollup_day_model"), "{p}");
 }

@@ -63,6 +63,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     ATTEMPTS,
     CACHE,
     crate::sql::plan::INDEX_TUNING,
+    crate::sql::plan::PAIR_MIGRATION,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.

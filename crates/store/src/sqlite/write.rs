@@ -10,7 +10,7 @@ use super::{LabelCache, WriterConn};
 use crate::sql::batch::{
     self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
-use crate::sql::plan::LabelKind;
+use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES};
 use crate::sql::rows::{detail_json, fingerprint_to_sql};
 use crate::{Result, WriteReport};
 
@@ -49,6 +49,25 @@ fn placeholders(n: usize) -> String {
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Adds rows (`keys` key columns named `key_columns`, then the measures) to a rollup, one cached upsert each.
+fn upsert<R: IntoIterator<Item = i64>>(
+    tx: &Connection,
+    table: &str,
+    key_columns: &str,
+    keys: usize,
+    rows: impl Iterator<Item = R>,
+) -> Result<()> {
+    let mut up = tx.prepare_cached(&format!(
+        "INSERT INTO {table} AS r ({key_columns}, {ROLLUP_MEASURES}) VALUES ({})
+         ON CONFLICT DO UPDATE SET {ADD_MEASURES}",
+        placeholders(keys + batch::MEASURE_COUNT)
+    ))?;
+    for row in rows {
+        up.execute(rusqlite::params_from_iter(row))?;
+    }
+    Ok(())
 }
 
 pub(super) fn write_batch(
@@ -101,30 +120,28 @@ pub(super) fn write_batch(
         }
     }
     super::controls::settle(&tx, &charges)?;
-    agg.fold_narrow();
+    agg.finish();
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
-        let mut up = tx.prepare_cached(&format!(
-            "INSERT INTO {table} AS r ({ROLLUP_DIMS}, {ROLLUP_MEASURES})
-             VALUES ({})
-             ON CONFLICT DO UPDATE SET {ADD_MEASURES}",
-            placeholders(9 + batch::MEASURE_COUNT)
-        ))?;
-        for ((bucket, d), a) in &agg.grains[i] {
-            let values = std::iter::once(*bucket).chain(d.values()).chain(a.values());
-            up.execute(rusqlite::params_from_iter(values))?;
-        }
+        let rows = agg.grains[i]
+            .iter()
+            .map(|((bucket, d), a)| std::iter::once(*bucket).chain(d.values()).chain(a.values()));
+        upsert(&tx, table, ROLLUP_DIMS, 9, rows)?;
     }
-    for (i, table) in ["rollup_dim_hour", "rollup_dim_day"].iter().enumerate() {
-        let mut up = tx.prepare_cached(&format!(
-            "INSERT INTO {table} AS r (bucket, dim, value, {ROLLUP_MEASURES})
-             VALUES ({})
-             ON CONFLICT DO UPDATE SET {ADD_MEASURES}",
-            placeholders(3 + batch::MEASURE_COUNT)
-        ))?;
-        for ((bucket, code, value), a) in &agg.narrow[i] {
-            let values = [*bucket, *code, *value].into_iter().chain(a.values());
-            up.execute(rusqlite::params_from_iter(values))?;
-        }
+    for (i, table) in NARROW_TABLES.iter().enumerate() {
+        let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
+            [*code, *bucket, *value].into_iter().chain(a.values())
+        });
+        upsert(&tx, table, "dim, bucket, value", 3, rows)?;
+    }
+    for (i, table) in PAIR_TABLES.iter().enumerate() {
+        let rows = agg.pairs[i]
+            .iter()
+            .map(|((f, fv, code, bucket, value), a)| {
+                [*f, *fv, *code, *bucket, *value]
+                    .into_iter()
+                    .chain(a.values())
+            });
+        upsert(&tx, table, PAIR_KEY, 5, rows)?;
     }
     super::replicas::record_spend(&tx, &agg.leases)?;
     // Minute rollups are only kept for recent windows; prune them now and then.
