@@ -40,6 +40,7 @@ pages=(
   "/usage?window=7d&provider=openai&group_by=team"
   "/usage?window=30d&gateway=gateway-2&group_by=key"
   "/usage?window=mtd&gateway=gateway-1"
+  "/usage?window=7d&model=claude-3-5-haiku-latest&group_by=user"
   "/usage?window=30d&workflow=team-00-search&group_by=user"
   "/history?view=activity"
   "/history?view=activity&window=7d"

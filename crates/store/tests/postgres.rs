@@ -62,7 +62,7 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
 async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;
-    common::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
+    common::pairs::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
 }
 
 #[tokio::test]

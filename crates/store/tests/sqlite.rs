@@ -62,7 +62,7 @@ async fn windows_of_every_alignment_sum_exactly_the_events_inside() {
 #[tokio::test]
 async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside() {
     let (_dir, store) = open();
-    common::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
+    common::pairs::views_of_one_provider_or_gateway_sum_exactly_the_events_inside(&store).await;
 }
 
 /// A store written before the pair rollups existed gets them filled from its all-dimension rollups when it
@@ -70,8 +70,8 @@ async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside() {
 #[tokio::test]
 async fn an_older_store_gets_its_pair_rollups_filled_when_it_opens() {
     let (dir, store) = open();
-    let events = common::provider_and_gateway_events();
-    common::write_in_two_batches(&store, &events).await;
+    let events = common::pairs::provider_and_gateway_events();
+    common::pairs::write_in_two_batches(&store, &events).await;
     drop(store);
     let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
     let version: i64 = conn
@@ -84,7 +84,7 @@ async fn an_older_store_gets_its_pair_rollups_filled_when_it_opens() {
         .unwrap();
     drop(conn);
     let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
-    common::check_views_of_one_provider_or_gateway(&store, &events).await;
+    common::pairs::check_views_of_one_provider_or_gateway(&store, &events).await;
 }
 
 #[tokio::test]

@@ -244,6 +244,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<()> {
             continue;
         }
         if *m == crate::sql::plan::PAIR_MIGRATION {
+            tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
             tx.batch_execute(&crate::sql::plan::pair_migration(
                 crate::sql::Dialect::Postgres,
             ))

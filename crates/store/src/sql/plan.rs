@@ -121,8 +121,9 @@ pub fn group_column(g: GroupBy) -> &'static str {
 /// bucket, value of this dimension and value of another. These are the filters of the pages whose values each
 /// hold a large share of the traffic, so that neither an index nor the all-dimension rollups answer them fast
 /// (a 30-day view of one provider out of two read ~400,000 all-dimension rows per grouping, and a page asks for
-/// four groupings). Every filter costs a batch about seven more upserts per distinct value of it per user and
-/// key in the batch (measured in docs/BENCHMARKS.md). Providers, gateways and cache outcomes are held per hour
+/// four groupings). Each filter held at a grain adds, to every batch, one upsert per distinct pair of its value
+/// and a value of each other dimension, which for users and keys is about one per event (the cost is measured
+/// in docs/BENCHMARKS.md). Providers, gateways and cache outcomes are held per hour
 /// and per day; models and workflows, which have more values, per day only: views longer than a week read days,
 /// and their hours come from the all-dimension rollups through the model index or a scan. Teams and users have
 /// indexes and are not held.
@@ -170,6 +171,11 @@ pub fn pair_table(g: Grain) -> Option<&'static str> {
 /// migration runs `pair_migration` in its place, so the tables and the fill follow `pair_filters` and
 /// `DIM_CODES` instead of repeating them.
 pub const PAIR_MIGRATION: &str = "-- pair rollups: see sql::plan::pair_migration";
+
+/// Logged before the pair migration runs on a store: on a large one it takes minutes (measured in
+/// docs/BENCHMARKS.md), and the gateway does not listen until it is done.
+pub const PAIR_MIGRATION_NOTE: &str = "Upgrading the store once: filling the pair rollups from the hour and day \
+    rollups. This takes about five minutes at 10 million spend logs; the gateway starts listening when it is done.";
 
 /// The SQL of `PAIR_MIGRATION` for a backend: both pair tables, then every pair row the all-dimension hour and day
 /// rollups imply.

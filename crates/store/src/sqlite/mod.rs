@@ -239,6 +239,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             continue;
         }
         if *m == crate::sql::plan::PAIR_MIGRATION {
+            tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
             tx.execute_batch(&crate::sql::plan::pair_migration(
                 crate::sql::Dialect::Sqlite,
             ))?;
