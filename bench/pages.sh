@@ -47,6 +47,10 @@ pages=(
 )
 # The JSON API needs the admin token even in demo; the store's directory holds it.
 token=$(cat "$data/admin-token" 2>/dev/null || true)
+# A request detail page: the newest spend log's.
+id=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/v1/spend-logs?limit=1" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
+pages+=("/requests/$id")
 for window in 24h 7d 30d; do
   for group in team model user; do
     pages+=("/api/v1/usage/explorer?group_by=$group&window=$window")

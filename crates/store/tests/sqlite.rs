@@ -77,10 +77,14 @@ async fn an_older_store_gets_its_pair_rollups_filled_when_it_opens() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    conn.execute_batch("DROP TABLE rollup_pair_hour; DROP TABLE rollup_pair_day;")
-        .unwrap();
-    // The last migration creates the pair rollups and fills them.
-    conn.pragma_update(None, "user_version", version - 1)
+    // A store of the version before the pair rollups: no pair tables, and the model index without measures. The
+    // last two migrations (`PAIR_MIGRATION`, `MODEL_HOUR_INDEX`) then run when it opens.
+    conn.execute_batch(
+        "DROP TABLE rollup_pair_hour; DROP TABLE rollup_pair_day; DROP INDEX rollup_hour_model;
+         CREATE INDEX rollup_hour_model ON rollup_hour (model_id, bucket);",
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", version - 2)
         .unwrap();
     drop(conn);
     let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();

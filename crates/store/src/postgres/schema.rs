@@ -204,6 +204,7 @@ CREATE TABLE gateways (
     crate::sql::plan::INDEX_TUNING,
     // Pair rollups, created and filled by `plan::pair_migration`.
     crate::sql::plan::PAIR_MIGRATION,
+    crate::sql::plan::MODEL_HOUR_INDEX,
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.
@@ -245,12 +246,10 @@ pub(super) async fn migrate(client: &mut Client) -> Result<()> {
         }
         if *m == crate::sql::plan::PAIR_MIGRATION {
             tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
-            tx.batch_execute(&crate::sql::plan::pair_migration(
-                crate::sql::Dialect::Postgres,
-            ))
-            .await?;
-        } else {
-            tx.batch_execute(m).await?;
+        }
+        match crate::sql::plan::generated_migration(m, crate::sql::Dialect::Postgres) {
+            Some(sql) => tx.batch_execute(&sql).await?,
+            None => tx.batch_execute(m).await?,
         }
         if version == 1 {
             for t in ROLLUP_TABLES {

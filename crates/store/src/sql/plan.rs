@@ -177,6 +177,33 @@ pub const PAIR_MIGRATION: &str = "-- pair rollups: see sql::plan::pair_migration
 pub const PAIR_MIGRATION_NOTE: &str = "Upgrading the store once: filling the pair rollups from the hour and day \
     rollups. This takes about five minutes at 10 million spend logs; the gateway starts listening when it is done.";
 
+/// Marks the migration that makes the hour rollups' model index carry the measures (`model_hour_index`).
+pub const MODEL_HOUR_INDEX: &str = "-- covering model index: see sql::plan::model_hour_index";
+
+/// The SQL of a migration marked `marker` for a backend, when it is generated rather than written out.
+pub fn generated_migration(marker: &str, d: super::Dialect) -> Option<String> {
+    match marker {
+        PAIR_MIGRATION => Some(pair_migration(d)),
+        MODEL_HOUR_INDEX => Some(model_hour_index(d)),
+        _ => None,
+    }
+}
+
+/// The hour rollups' index by model, carrying every measure, so that a read of one model's hours (a week's chart
+/// of one model, which the pair rollups hold per day only) is answered from the index alone instead of visiting
+/// the table for each of its ~36,000 rows at 10 million spend logs: 62-226 ms -> 27-29 ms for that read.
+pub fn model_hour_index(d: super::Dialect) -> String {
+    let measures = super::batch::ROLLUP_MEASURES;
+    let columns = match d {
+        super::Dialect::Sqlite => format!("(model_id, bucket, {measures})"),
+        super::Dialect::Postgres => format!("(model_id, bucket) INCLUDE ({measures})"),
+    };
+    format!(
+        "DROP INDEX IF EXISTS rollup_hour_model;
+CREATE INDEX rollup_hour_model ON rollup_hour {columns};"
+    )
+}
+
 /// The SQL of `PAIR_MIGRATION` for a backend: both pair tables, then every pair row the all-dimension hour and day
 /// rollups imply.
 pub fn pair_migration(d: super::Dialect) -> String {

@@ -240,11 +240,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         }
         if *m == crate::sql::plan::PAIR_MIGRATION {
             tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
-            tx.execute_batch(&crate::sql::plan::pair_migration(
-                crate::sql::Dialect::Sqlite,
-            ))?;
-        } else {
-            tx.execute_batch(m)?;
+        }
+        match crate::sql::plan::generated_migration(m, crate::sql::Dialect::Sqlite) {
+            Some(sql) => tx.execute_batch(&sql)?,
+            None => tx.execute_batch(m)?,
         }
         if i == 0 {
             for t in schema::ROLLUP_TABLES {

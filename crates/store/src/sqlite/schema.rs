@@ -64,6 +64,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     CACHE,
     crate::sql::plan::INDEX_TUNING,
     crate::sql::plan::PAIR_MIGRATION,
+    crate::sql::plan::MODEL_HOUR_INDEX,
 ];
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
