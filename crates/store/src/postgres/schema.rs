@@ -244,7 +244,8 @@ pub(super) async fn migrate(client: &mut Client) -> Result<()> {
         if version <= done {
             continue;
         }
-        if *m == crate::sql::plan::PAIR_MIGRATION {
+        // Only a store that existed before holds rollups to fill; a new one is created in an instant.
+        if *m == crate::sql::plan::PAIR_MIGRATION && done > 0 {
             tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
         }
         match crate::sql::plan::generated_migration(m, crate::sql::Dialect::Postgres) {

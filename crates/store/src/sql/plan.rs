@@ -310,6 +310,8 @@ pub fn source(group: Option<&'static str>, dims: &[(&'static str, i64)]) -> Sour
             dim: code(g),
             value: Some(*v),
         },
+        // Days hold every paired filter (hours a subset, see the test); `Source::table` sends a grain that does
+        // not hold this one to the all-dimension rollups.
         (Some(g), [(c, v)]) if pair_filters(Grain::Day).contains(c) && paired(c, *v) => {
             Source::Pair {
                 filter: code(c),
@@ -589,6 +591,9 @@ mod tests {
                 value: Some(1)
             }
         );
+        assert!(pair_filters(Grain::Hour)
+            .iter()
+            .all(|c| pair_filters(Grain::Day).contains(c)));
         // Models are held per day only: their hours come from the all-dimension rollups.
         let by_model = source(Some("team_id"), &[("model_id", 4)]);
         assert!(matches!(by_model, Source::Pair { .. }));

@@ -238,7 +238,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if (i as i64) < version {
             continue;
         }
-        if *m == crate::sql::plan::PAIR_MIGRATION {
+        // Only a store that existed before holds rollups to fill; a new one is created in an instant.
+        if *m == crate::sql::plan::PAIR_MIGRATION && version > 0 {
             tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
         }
         match crate::sql::plan::generated_migration(m, crate::sql::Dialect::Sqlite) {

@@ -63,33 +63,32 @@ fn rollup_reads_of_one_team_user_or_model_use_its_index_or_the_pair_rollups() {
         assert!(p.contains(&format!("rollup_hour_{name}")), "{p}");
     }
     // A model's days come from the pair rollups, its hours from the index alone (it carries the measures); a
-    // provider's both from the pairs.
-    let pair = "rollup_pair_day USING PRIMARY KEY (fdim=? AND fvalue=? AND dim=? AND bucket>? AND bucket<?)";
-    let p = plan(
-        &c,
-        &queries::rollup_query(Dialect::Sqlite, Some("team_id"), w, &[("model_id", 7)]),
-    );
-    assert!(
-        p.contains(pair) && p.contains("USING COVERING INDEX rollup_hour_model"),
-        "{p}"
-    );
-    let p = plan(
-        &c,
-        &queries::rollup_query(Dialect::Sqlite, Some("user_id"), w, &[("provider_id", 7)]),
-    );
-    assert!(
-        p.contains(pair) && p.contains("SEARCH rollup_pair_hour USING PRIMARY KEY"),
-        "{p}"
-    );
-    // With two filters, the model index still narrows the days.
-    let p = plan(
-        &c,
-        &queries::rollup_query(
-            Dialect::Sqlite,
-            Some("user_id"),
-            w,
-            &[("model_id", 7), ("provider_id", 2)],
+    // provider's both from the pairs; with two filters, the model index still narrows the days.
+    let pair_day = "rollup_pair_day USING PRIMARY KEY (fdim=? AND fvalue=? AND dim=? AND bucket>? AND bucket<?)";
+    let cases: [(&str, &[(&str, i64)], [&str; 2]); 3] = [
+        (
+            "team_id",
+            &[("model_id", 7)],
+            [pair_day, "USING COVERING INDEX rollup_hour_model"],
         ),
-    );
-    assert!(p.contains("rollup_day_model"), "{p}");
+        (
+            "user_id",
+            &[("provider_id", 7)],
+            [pair_day, "SEARCH rollup_pair_hour USING PRIMARY KEY"],
+        ),
+        (
+            "user_id",
+            &[("model_id", 7), ("provider_id", 2)],
+            ["rollup_day_model", "rollup_hour_model"],
+        ),
+    ];
+    for (group, dims, expected) in cases {
+        let p = plan(
+            &c,
+            &queries::rollup_query(Dialect::Sqlite, Some(group), w, dims),
+        );
+        for e in expected {
+            assert!(p.contains(e), "{group} {dims:?}: {p}");
+        }
+    }
 }
