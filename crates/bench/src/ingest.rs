@@ -22,15 +22,15 @@ fn us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Live traffic: events that finished within the last minute.
+/// Live traffic: events that finished within the last minute, in the order they finished. That is the order a
+/// gateway hands them to its writer (each is journalled as its response ends), so the spend logs' time indexes
+/// grow at their ends as they do in production. (Until 2026-12-04 the events came in random order, which made
+/// every time-index insert a random one: about a fifth slower.)
 fn live_batch(g: &mut Generator, n: usize) -> Vec<SpendEvent> {
     let now = now_ms();
-    (0..n)
-        .map(|_| {
-            let back = g.rng().i64(0..60_000);
-            g.event(now - back)
-        })
-        .collect()
+    let mut backs: Vec<i64> = (0..n).map(|_| g.rng().i64(0..60_000)).collect();
+    backs.sort_unstable_by(|a, b| b.cmp(a));
+    backs.into_iter().map(|back| g.event(now - back)).collect()
 }
 
 /// `write_batch` calls with batches of the writer's size (the store alone): (events written, microseconds).

@@ -45,6 +45,13 @@ async fn open(db: &ScratchDatabase, retention_days: Option<u32>) -> PostgresStor
 }
 
 #[tokio::test]
+async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::pairs::a_large_batch_repeating_stored_events_adds_only_the_new_ones(&store).await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

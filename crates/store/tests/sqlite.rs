@@ -18,6 +18,12 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
 }
 
 #[tokio::test]
+async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
+    let (_dir, store) = open();
+    common::pairs::a_large_batch_repeating_stored_events_adds_only_the_new_ones(&store).await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let (_dir, store) = open();
     common::writes_are_idempotent_and_rollups_match_spend_logs(&store).await;

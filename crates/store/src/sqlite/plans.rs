@@ -65,7 +65,9 @@ fn rollup_reads_of_one_team_user_or_model_use_its_index_or_the_pair_rollups() {
     // A model's days come from the pair rollups, its hours from the index alone (it carries the measures); a
     // provider's both from the pairs; with two filters, the model index still narrows the days.
     let pair_day = "rollup_pair_day USING PRIMARY KEY (fdim=? AND fvalue=? AND dim=? AND bucket>? AND bucket<?)";
-    let cases: [(&str, &[(&str, i64)], [&str; 2]); 3] = [
+    // (grouped by, filters, what the plan must name)
+    type Case<'a> = (&'a str, &'a [(&'a str, i64)], [&'a str; 2]);
+    let cases: [Case; 3] = [
         (
             "team_id",
             &[("model_id", 7)],

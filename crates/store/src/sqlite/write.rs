@@ -8,11 +8,11 @@ use spendgate_core::SpendEvent;
 use super::schema::ROLLUP_TABLES;
 use super::{LabelCache, WriterConn};
 use crate::sql::batch::{
-    self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
+    self, Aggregates, Dims, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES};
 use crate::sql::rows::{detail_json, fingerprint_to_sql};
-use crate::{Result, WriteReport};
+use crate::{Result, StoreError, WriteReport};
 
 fn label_id(conn: &Connection, cache: &mut LabelCache, kind: LabelKind, name: &str) -> Result<i64> {
     let by_name = cache.entry(kind).or_default();
@@ -70,6 +70,63 @@ fn upsert<R: IntoIterator<Item = i64>>(
     Ok(())
 }
 
+/// Batches at least this large fold their rollup rows on a second thread: below it, starting the thread costs
+/// about what it saves.
+const PARALLEL_FOLD_FROM: usize = 1024;
+
+/// A wallet charge posted with a batch: (wallet, amount, time, event id).
+type Charge = (i64, i64, i64, [u8; 16]);
+
+/// Inserts the batch's spend logs, noting in `fresh` which were new (a repeated event id is skipped) and
+/// collecting the wallet charges of the new ones.
+fn insert_logs(
+    tx: &Connection,
+    events: &[SpendEvent],
+    dims: &[Dims],
+    fresh: &mut Vec<bool>,
+    charges: &mut Vec<Charge>,
+    report: &mut WriteReport,
+) -> Result<()> {
+    let mut ins = tx.prepare_cached(&format!(
+        "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {}) VALUES ({})
+         ON CONFLICT (event_id) DO NOTHING",
+        batch::LOG_INT_COLUMNS.join(", "),
+        placeholders(5 + batch::LOG_INT_COLUMNS.len())
+    ))?;
+    for (e, d) in events.iter().zip(dims) {
+        let cost = batch::cost_of(e)?;
+        let avoided = batch::avoided_of(e)?;
+        let (id, detail) = (&e.id.as_bytes()[..], detail_json(e));
+        let fingerprint = e.fingerprint.map(fingerprint_to_sql);
+        let ints = batch::log_ints(e, d, cost, avoided);
+        let mut params: Vec<&dyn ToSql> = vec![&id, &e.endpoint, &detail, &e.stream, &fingerprint];
+        params.extend(ints.iter().map(|v| v as &dyn ToSql));
+        let new = ins.execute(&*params)? != 0;
+        fresh.push(new);
+        if !new {
+            report.duplicates += 1;
+            continue;
+        }
+        report.inserted += 1;
+        if let Some(wallet) = e.wallet_id {
+            // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two can
+            // never disagree.
+            charges.push((wallet, -cost, e.finished_at_ms, *e.id.as_bytes()));
+        }
+    }
+    Ok(())
+}
+
+/// Folds newly stored events into the rollup rows of their batch.
+fn fold<'a>(rows: impl Iterator<Item = (&'a SpendEvent, &'a Dims)>) -> Result<Aggregates> {
+    let mut agg = Aggregates::default();
+    for (e, d) in rows {
+        agg.add(e, d, batch::cost_of(e)?, batch::avoided_of(e)?);
+    }
+    agg.finish();
+    Ok(agg)
+}
+
 pub(super) fn write_batch(
     w: &mut WriterConn,
     events: &[SpendEvent],
@@ -87,40 +144,29 @@ pub(super) fn write_batch(
 
     let mut report = WriteReport::default();
     let tx = w.conn.transaction()?;
-    let mut agg = Aggregates::default();
     let mut charges = Vec::new();
-    {
-        let mut ins = tx.prepare_cached(&format!(
-            "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {}) VALUES ({})
-             ON CONFLICT (event_id) DO NOTHING",
-            batch::LOG_INT_COLUMNS.join(", "),
-            placeholders(5 + batch::LOG_INT_COLUMNS.len())
-        ))?;
-        for (e, d) in events.iter().zip(&dims) {
-            let cost = batch::cost_of(e)?;
-            let avoided = batch::avoided_of(e)?;
-            let (id, detail) = (&e.id.as_bytes()[..], detail_json(e));
-            let fingerprint = e.fingerprint.map(fingerprint_to_sql);
-            let ints = batch::log_ints(e, d, cost, avoided);
-            let mut params: Vec<&dyn ToSql> =
-                vec![&id, &e.endpoint, &detail, &e.stream, &fingerprint];
-            params.extend(ints.iter().map(|v| v as &dyn ToSql));
-            let n = ins.execute(&*params)?;
-            if n == 0 {
-                report.duplicates += 1;
-                continue;
-            }
-            report.inserted += 1;
-            if let Some(wallet) = e.wallet_id {
-                // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two
-                // can never disagree.
-                charges.push((wallet, -cost, e.finished_at_ms, *e.id.as_bytes()));
-            }
-            agg.add(e, d, cost, avoided);
+    let mut fresh = Vec::with_capacity(events.len());
+    // A large batch is folded into rollup rows on a second thread while its spend logs are inserted here. The
+    // fold assumes every event is new; in the rare batch that repeats some (a replay after a crash), it is done
+    // again below with the new ones only.
+    let agg = std::thread::scope(|scope| -> Result<Aggregates> {
+        let folding = (events.len() >= PARALLEL_FOLD_FROM)
+            .then(|| scope.spawn(|| fold(events.iter().zip(&dims))));
+        insert_logs(&tx, events, &dims, &mut fresh, &mut charges, &mut report)?;
+        let folded = folding.map(|f| f.join().map_err(|_| StoreError::WorkerGone));
+        match folded {
+            Some(agg) if report.duplicates == 0 => agg?,
+            _ => fold(
+                events
+                    .iter()
+                    .zip(&dims)
+                    .zip(&fresh)
+                    .filter_map(|(row, new)| new.then_some(row)),
+            ),
         }
-    }
+    })?;
     super::controls::settle(&tx, &charges)?;
-    agg.finish();
+
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
         let rows = agg.grains[i]
             .iter()

@@ -21,6 +21,21 @@ pub async fn views_of_one_provider_or_gateway_sum_exactly_the_events_inside(stor
     check_views_of_one_provider_or_gateway(store, &events).await;
 }
 
+/// A batch that repeats events already stored (a journal replayed after a crash) adds only its new events to
+/// every rollup. SQLite folds a large batch's rollup rows while it inserts the spend logs, assuming every event is
+/// new, so such a batch must be folded again; this batch is large enough to take that path.
+pub async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones(store: &dyn Store) {
+    let events = provider_and_gateway_events();
+    let first = store
+        .write_batch(Arc::new(events[..1_200].to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(first.inserted, 1_200);
+    let again = store.write_batch(Arc::new(events.clone())).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (1_800, 1_200));
+    check_views_of_one_provider_or_gateway(store, &events).await;
+}
+
 /// Four days of traffic over two providers, three gateways, teams, users, keys, models, a workflow and cache hits.
 pub fn provider_and_gateway_events() -> Vec<SpendEvent> {
     let now = now_ms();
