@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use spendgate_core::pricing::{Catalog, ModelPrice, UnknownModelPolicy};
 use spendgate_core::PricePerMtok;
+use spendgate_store::WriterConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -246,10 +247,12 @@ pub struct WriterSettings {
 }
 
 impl Default for WriterSettings {
+    /// The writer's own defaults, so that the two cannot drift apart.
     fn default() -> Self {
+        let w = WriterConfig::default();
         WriterSettings {
-            max_batch: 8192,
-            flush_ms: 5,
+            max_batch: w.max_batch,
+            flush_ms: u64::try_from(w.flush_interval.as_millis()).unwrap_or(5),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The journal: an append-only file that every spend event reaches before its response's last byte is sent, so
 //! that no acknowledged request is lost if the process dies before the store has it.
 //!
-//! One thread owns the journal file. Requests hand it events; it writes all that are waiting with one `write`
-//! (group commit), optionally `fdatasync`s, then acknowledges each request and passes the events on, in order,
-//! to the batching writer. The file is split into segments; a segment is deleted once every event in it is
+//! By default (`SyncMode::Write`) each request appends its own event under a lock, with one `write` into the page
+//! cache, and passes it on to the batching writer before the lock is released, so events reach the writer in
+//! journal order. With `SyncMode::Fsync` one thread owns the file instead: requests hand it events; it writes all
+//! that are waiting with one `write` and one `fdatasync` (group commit), then acknowledges each request and passes
+//! the events on, in order. The file is split into segments; a segment is deleted once every event in it is
 //! committed to the store (the writer counts committed events, and order is preserved end to end). On start,
 //! segments left by a previous process are replayed into the store; writes are idempotent by event id, so an
 //! event that was both journaled and committed before a crash is not counted twice.
@@ -149,48 +151,64 @@ struct Segment {
     bytes: u64,
 }
 
-/// Runs the journal thread until the append channel closes.
-pub(crate) fn run(
+/// The journal's files and counts: the open segment, the closed ones the store has not caught up with yet, and
+/// how many events went in. Owned by the journal thread (`SyncMode::Fsync`) or shared behind a mutex by the
+/// requests themselves (`SyncMode::Write`, see `crate::writer`).
+pub(crate) struct Journal {
     config: JournalConfig,
-    rx: std::sync::mpsc::Receiver<Append>,
+    next_n: u64,
+    /// (end sequence, path) of each closed segment.
+    closed: Vec<(u64, PathBuf)>,
+    current: Option<Segment>,
+    seq: u64,
+    buf: Vec<u8>,
+    group: Vec<(SpendEvent, Option<oneshot::Sender<()>>)>,
     forward: tokio::sync::mpsc::UnboundedSender<SpendEvent>,
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
-) {
-    let mut next_n = segments(&config.dir)
-        .ok()
-        .and_then(|s| s.last().map(|(n, _)| n + 1))
-        .unwrap_or(0);
-    let mut closed: Vec<(u64, PathBuf)> = Vec::new(); // (end sequence, path)
-    let mut current: Option<Segment> = None;
-    let mut seq: u64 = 0;
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut group: Vec<(SpendEvent, Option<oneshot::Sender<()>>)> = Vec::new();
-    loop {
-        // Wait for work, waking now and then to delete segments the store has caught up with.
-        let mut stop = false;
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Append::Event { event, ack }) => group.push((event, ack)),
-            Ok(Append::Stop) => stop = true,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stop = true,
+}
+
+impl Journal {
+    /// A journal in `config.dir` that hands what it writes to `forward`. `committed` counts the events the store
+    /// has; `journaled` is set to the number written here.
+    pub(crate) fn new(
+        config: JournalConfig,
+        forward: tokio::sync::mpsc::UnboundedSender<SpendEvent>,
+        committed: Arc<AtomicU64>,
+        journaled: Arc<AtomicU64>,
+    ) -> Journal {
+        let next_n = segments(&config.dir)
+            .ok()
+            .and_then(|s| s.last().map(|(n, _)| n + 1))
+            .unwrap_or(0);
+        Journal {
+            config,
+            next_n,
+            closed: Vec::new(),
+            current: None,
+            seq: 0,
+            buf: Vec::with_capacity(1 << 16),
+            group: Vec::new(),
+            forward,
+            committed,
+            journaled,
         }
-        while group.len() < 4096 && !stop {
-            match rx.try_recv() {
-                Ok(Append::Event { event, ack }) => group.push((event, ack)),
-                Ok(Append::Stop) => stop = true,
-                Err(_) => break,
-            }
-        }
-        let done = committed.load(Ordering::Acquire);
+    }
+
+    /// Adds an event to the next write; `ack` is told once it is written.
+    pub(crate) fn push(&mut self, event: SpendEvent, ack: Option<oneshot::Sender<()>>) {
+        self.group.push((event, ack));
+    }
+
+    /// Deletes the segments the store has caught up with.
+    pub(crate) fn tidy(&mut self) {
+        let done = self.committed.load(Ordering::Acquire);
         // In a quiet moment everything journaled may already be committed: close the segment and drop it, so the
         // journal holds only what the store does not have yet.
-        if done >= seq && current.as_ref().is_some_and(|s| s.bytes > 0) {
-            if let Some(seg) = current.take() {
-                closed.push((seq, segment_path(&config.dir, seg.n)));
-            }
+        if done >= self.seq && self.current.as_ref().is_some_and(|s| s.bytes > 0) {
+            self.close_current();
         }
-        closed.retain(|(end, path)| {
+        self.closed.retain(|(end, path)| {
             if *end <= done {
                 let _ = std::fs::remove_file(path);
                 false
@@ -198,50 +216,63 @@ pub(crate) fn run(
                 true
             }
         });
-        if group.is_empty() {
-            if stop {
-                break;
-            }
-            continue;
+    }
+
+    fn close_current(&mut self) {
+        if let Some(seg) = self.current.take() {
+            self.closed
+                .push((self.seq, segment_path(&self.config.dir, seg.n)));
         }
-        buf.clear();
-        for (event, _) in &group {
-            if serde_json::to_writer(&mut buf, event).is_ok() {
-                buf.push(b'\n');
+    }
+
+    /// Writes every pushed event with one `write` (and `fdatasync` in `SyncMode::Fsync`), then hands them on in
+    /// order and acknowledges them. Returns false when the writer behind has stopped (the events are in the
+    /// journal all the same, and the next start replays them).
+    pub(crate) fn flush(&mut self) -> bool {
+        if self.group.is_empty() {
+            return true;
+        }
+        self.buf.clear();
+        for (event, _) in &self.group {
+            if serde_json::to_writer(&mut self.buf, event).is_ok() {
+                self.buf.push(b'\n');
             }
         }
         // Rotate before writing when the segment is full.
-        if let Some(seg) = &current {
-            if seg.bytes >= config.segment_bytes {
-                if let Some(seg) = current.take() {
-                    closed.push((seq, segment_path(&config.dir, seg.n)));
-                }
-            }
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|seg| seg.bytes >= self.config.segment_bytes)
+        {
+            self.close_current();
         }
-        if current.is_none() {
-            let path = segment_path(&config.dir, next_n);
+        if self.current.is_none() {
+            let path = segment_path(&self.config.dir, self.next_n);
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
-                    current = Some(Segment {
-                        n: next_n,
+                    self.current = Some(Segment {
+                        n: self.next_n,
                         file,
                         bytes: 0,
                     });
-                    next_n += 1;
+                    self.next_n += 1;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, path = %path.display(), "Could not open a journal segment.")
                 }
             }
         }
-        let written = match current.as_mut() {
+        let written = match self.current.as_mut() {
             Some(seg) => {
-                let r = seg.file.write_all(&buf).and_then(|()| match config.sync {
-                    SyncMode::Write => Ok(()),
-                    SyncMode::Fsync => seg.file.sync_data(),
-                });
+                let r = seg
+                    .file
+                    .write_all(&self.buf)
+                    .and_then(|()| match self.config.sync {
+                        SyncMode::Write => Ok(()),
+                        SyncMode::Fsync => seg.file.sync_data(),
+                    });
                 if r.is_ok() {
-                    seg.bytes += buf.len() as u64;
+                    seg.bytes += self.buf.len() as u64;
                 }
                 r
             }
@@ -251,18 +282,45 @@ pub(crate) fn run(
             // The events still go to the store; they are only less protected against a crash meanwhile.
             tracing::error!(error = %e, "Writing the journal failed; events go on to the store unjournaled.");
         }
-        for (event, ack) in group.drain(..) {
-            seq += 1;
-            if forward.send(event).is_err() {
-                tracing::error!(
-                    "The writer stopped before the journal; an event was not forwarded."
-                );
+        let mut forwarded = true;
+        for (event, ack) in self.group.drain(..) {
+            self.seq += 1;
+            if self.forward.send(event).is_err() {
+                forwarded = false;
             }
             if let Some(ack) = ack {
                 let _ = ack.send(());
             }
         }
-        journaled.store(seq, Ordering::Release);
+        if !forwarded {
+            tracing::error!("The writer stopped before the journal; events were not forwarded.");
+        }
+        self.journaled.store(self.seq, Ordering::Release);
+        forwarded
+    }
+}
+
+/// Runs the journal thread (`SyncMode::Fsync`: one disk flush per group of waiting requests) until the append
+/// channel closes.
+pub(crate) fn run(mut journal: Journal, rx: std::sync::mpsc::Receiver<Append>) {
+    loop {
+        // Wait for work, waking now and then to delete segments the store has caught up with.
+        let mut stop = false;
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Append::Event { event, ack }) => journal.push(event, ack),
+            Ok(Append::Stop) => stop = true,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stop = true,
+        }
+        while journal.group.len() < 4096 && !stop {
+            match rx.try_recv() {
+                Ok(Append::Event { event, ack }) => journal.push(event, ack),
+                Ok(Append::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        journal.tidy();
+        journal.flush();
         if stop {
             break;
         }

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::journal::{Append, JournalConfig};
+use crate::journal::{Append, Journal, JournalConfig, SyncMode};
 use crate::Store;
 
 #[derive(Debug, Clone)]
@@ -127,7 +127,12 @@ pub struct Committed {
 #[derive(Clone)]
 enum Inlet {
     Direct(mpsc::UnboundedSender<SpendEvent>),
-    Journal(std::sync::mpsc::Sender<Append>),
+    /// `SyncMode::Write`: the request writes its own event into the journal. A `write` into the page cache takes
+    /// microseconds, less than handing the event to another thread and being woken by its answer (which cost the
+    /// gateway a quarter of its throughput).
+    Shared(Arc<Mutex<Journal>>),
+    /// `SyncMode::Fsync`: the journal thread writes each group of waiting events with one disk flush.
+    Thread(std::sync::mpsc::Sender<Append>),
 }
 
 /// The handle the hot path records events with. Cheap to clone.
@@ -177,7 +182,14 @@ impl SpendWriter {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
         let sent = match &self.inlet {
             Inlet::Direct(tx) => tx.send(event).is_ok().then(|| Ack::ready(true)),
-            Inlet::Journal(tx) => {
+            Inlet::Shared(journal) => {
+                // A panic elsewhere while holding the lock leaves the journal's state consistent (it only
+                // pushes, writes and counts), so a poisoned lock is used as it is.
+                let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
+                j.push(event, None);
+                j.flush().then(|| Ack::ready(true))
+            }
+            Inlet::Thread(tx) => {
                 let (ack, rx) = tokio::sync::oneshot::channel();
                 tx.send(Append::Event {
                     event,
@@ -216,13 +228,13 @@ impl SpendWriter {
 pub struct WriterHandle {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    journal: Option<JournalThread>,
+    journal: Option<JournalParts>,
     processed: Arc<AtomicU64>,
 }
 
-struct JournalThread {
-    tx: std::sync::mpsc::Sender<Append>,
-    thread: std::thread::JoinHandle<()>,
+/// What shutting down needs of the journal: its thread, if it has one, and its count of events.
+struct JournalParts {
+    thread: Option<(std::sync::mpsc::Sender<Append>, std::thread::JoinHandle<()>)>,
     journaled: Arc<AtomicU64>,
     dir: std::path::PathBuf,
 }
@@ -237,19 +249,18 @@ impl WriterHandle {
     /// Stops accepting events, writes every pending one, and returns when they are in the store. The journal
     /// is emptied only if the store has every event it held; otherwise the next start replays it.
     pub async fn shutdown(mut self) {
-        let journal = self.journal.take();
-        if let Some(j) = &journal {
-            let _ = j.tx.send(Append::Stop);
-        }
-        let journal = match journal {
-            Some(j) => {
-                let JournalThread {
-                    thread,
-                    journaled,
-                    dir,
-                    ..
-                } = j;
-                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        // Everything journaled is handed to the batcher before it is told to stop: at once when requests write
+        // the journal themselves, once its thread has ended otherwise.
+        let journal = match self.journal.take() {
+            Some(JournalParts {
+                thread,
+                journaled,
+                dir,
+            }) => {
+                if let Some((tx, thread)) = thread {
+                    let _ = tx.send(Append::Stop);
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                }
                 Some((journaled, dir))
             }
             None => None,
@@ -278,33 +289,40 @@ pub fn spawn_writer(
     let (committed, _) = broadcast::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let processed = Arc::new(AtomicU64::new(0));
+    let mut shared = None;
     let (inlet, journal) = match journal {
         None => (Inlet::Direct(tx), None),
         Some(jc) => {
-            std::fs::create_dir_all(&jc.dir).map_err(|e| crate::StoreError::Open {
-                path: jc.dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let (jtx, jrx) = std::sync::mpsc::channel();
-            let journaled = Arc::new(AtomicU64::new(0));
             let dir = jc.dir.clone();
-            let (p, j) = (Arc::clone(&processed), Arc::clone(&journaled));
-            let thread = std::thread::Builder::new()
-                .name("spendgate-journal".into())
-                .spawn(move || crate::journal::run(jc, jrx, tx, p, j))
-                .map_err(|e| crate::StoreError::Open {
-                    path: dir.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            (
-                Inlet::Journal(jtx.clone()),
-                Some(JournalThread {
-                    tx: jtx,
-                    thread,
-                    journaled,
-                    dir,
-                }),
-            )
+            let open_error = |e: std::io::Error| crate::StoreError::Open {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            };
+            std::fs::create_dir_all(&dir).map_err(open_error)?;
+            let journaled = Arc::new(AtomicU64::new(0));
+            let sync = jc.sync;
+            let j = Journal::new(jc, tx, Arc::clone(&processed), Arc::clone(&journaled));
+            let (inlet, thread) = match sync {
+                SyncMode::Write => {
+                    let j = Arc::new(Mutex::new(j));
+                    shared = Some(Arc::clone(&j));
+                    (Inlet::Shared(j), None)
+                }
+                SyncMode::Fsync => {
+                    let (jtx, jrx) = std::sync::mpsc::channel();
+                    let thread = std::thread::Builder::new()
+                        .name("spendgate-journal".into())
+                        .spawn(move || crate::journal::run(j, jrx))
+                        .map_err(open_error)?;
+                    (Inlet::Thread(jtx.clone()), Some((jtx, thread)))
+                }
+            };
+            let parts = JournalParts {
+                thread,
+                journaled,
+                dir,
+            };
+            (inlet, Some(parts))
         }
     };
     let writer = SpendWriter {
@@ -319,7 +337,10 @@ pub fn spawn_writer(
         stop_rx,
         stats,
         committed,
-        Arc::clone(&processed),
+        Progress {
+            processed: Arc::clone(&processed),
+            journal: shared,
+        },
     ));
     Ok((
         writer,
@@ -332,6 +353,25 @@ pub fn spawn_writer(
     ))
 }
 
+/// How far the store has caught up with the journal.
+struct Progress {
+    /// Events committed (or found already stored), counted in journal order.
+    processed: Arc<AtomicU64>,
+    /// The journal the requests write themselves, whose segments the writer deletes once committed.
+    journal: Option<Arc<Mutex<Journal>>>,
+}
+
+impl Progress {
+    fn committed(&self, n: u64) {
+        // Events reach the batcher in journal order, so this count marks how much of the journal is committed.
+        self.processed.fetch_add(n, Ordering::Release);
+        // Without a journal thread, the writer is the one that notices when segments can go.
+        if let Some(j) = &self.journal {
+            j.lock().unwrap_or_else(|e| e.into_inner()).tidy();
+        }
+    }
+}
+
 async fn run(
     store: Arc<dyn Store>,
     config: WriterConfig,
@@ -339,7 +379,7 @@ async fn run(
     mut stop: tokio::sync::oneshot::Receiver<()>,
     stats: Arc<WriterStats>,
     committed: broadcast::Sender<Committed>,
-    processed: Arc<AtomicU64>,
+    progress: Progress,
 ) {
     let max = config.max_batch.max(1);
     // Not allocated at the largest size: most batches are small, and a batch grows as events arrive.
@@ -380,8 +420,7 @@ async fn run(
         }
         let n = batch.len() as u64;
         write_with_retry(&*store, &mut batch, &stats, &committed).await;
-        // Events reach the batcher in journal order, so this count marks how much of the journal is committed.
-        processed.fetch_add(n, Ordering::Release);
+        progress.committed(n);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
     }
 }

@@ -102,3 +102,73 @@ async fn kept_answers_for_past_days_follow_every_write() {
     let (_dir, store) = open();
     common::kept_answers_for_past_days_follow_every_write(&store).await;
 }
+
+/// Every spend log id in the store.
+async fn stored_ids(store: &dyn spendgate_store::Store) -> std::collections::HashSet<uuid::Uuid> {
+    let f = common::window(0, i64::MAX / 2);
+    let mut ids = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.spend_logs(&f, 500, cursor.as_deref()).await.unwrap();
+        ids.extend(page.items.iter().map(|l| l.event.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+/// Both ways of journaling (each request writing its own event, or a thread writing groups with a disk flush):
+/// once an event is acknowledged it is in the journal or in the store at every moment, segments rotate and are
+/// deleted only behind the store, and after shutdown the store has every event and the journal is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_are_always_in_the_journal_or_the_store() {
+    use spendgate_store::journal::{read_leftovers, JournalConfig, SyncMode};
+    use spendgate_store::{spawn_writer, Store, WriterConfig};
+    use std::sync::Arc;
+
+    for sync in [SyncMode::Write, SyncMode::Fsync] {
+        let (dir, store) = open();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let journal_dir = dir.path().join("journal");
+        let config = JournalConfig {
+            sync,
+            // Small segments, so that a few hundred events fill several.
+            segment_bytes: 8 << 10,
+            ..JournalConfig::new(journal_dir.clone())
+        };
+        let (writer, handle) =
+            spawn_writer(Arc::clone(&store), WriterConfig::default(), Some(config)).unwrap();
+        let now = spendgate_core::time::now_ms();
+        let mut acked = Vec::new();
+        for round in 0..6i64 {
+            let events: Vec<_> = (0..100)
+                .map(|i| common::event(now - round * 100 - i, Some("t"), "u", "m", 1, 1, 10))
+                .collect();
+            let acks: Vec<_> = events.iter().map(|e| writer.record(e.clone())).collect();
+            for ack in acks {
+                assert!(ack.await, "{sync:?}: an event was not acknowledged");
+            }
+            acked.extend(events.iter().map(|e| e.id));
+            // The journal first, then the store: an event committed (and its segment deleted) between the two
+            // reads is found by the second. A segment deleted while it is being listed fails the read; read again.
+            let journaled = loop {
+                if let Ok((events, _)) = read_leftovers(&journal_dir) {
+                    break events;
+                }
+            };
+            let mut found = stored_ids(&*store).await;
+            found.extend(journaled.iter().map(|e| e.id));
+            let missing = acked.iter().filter(|id| !found.contains(id)).count();
+            assert_eq!(missing, 0, "{sync:?}: acknowledged events in neither place");
+        }
+        handle.shutdown().await;
+        assert_eq!(stored_ids(&*store).await.len(), acked.len(), "{sync:?}");
+        let (left, files) = read_leftovers(&journal_dir).unwrap();
+        assert!(
+            left.is_empty() && files.is_empty(),
+            "{sync:?}: {} files left",
+            files.len()
+        );
+    }
+}

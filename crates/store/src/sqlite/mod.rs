@@ -80,9 +80,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// The page size of a new store's database file.
-const PAGE_SIZE: i64 = 16_384;
-
 /// How much WAL accumulates before SQLite copies it into the database file.
 const WAL_CHECKPOINT_BYTES: i64 = 16 << 20;
 
@@ -114,9 +111,6 @@ impl SqliteStore {
         })?;
         let path = dir.join("spendgate.db");
         let mut conn = open_conn(&path, true, options.busy_timeout)?;
-        // 16 KB pages for a new store (an existing one keeps its size): the rollups are wide-keyed B-trees that
-        // every batch updates all over, and larger pages make them shallower; SQLite ingest rose by a fifth.
-        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Checkpoint every ~16 MB of WAL rather than SQLite's 4 MB: a rollup page updated by many batches is then
         // copied into the database file once per checkpoint instead of four times.
