@@ -166,6 +166,8 @@ pub(crate) struct Journal {
     forward: tokio::sync::mpsc::UnboundedSender<SpendEvent>,
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
+    /// Set at shutdown: nothing more is written.
+    shut: bool,
 }
 
 impl Journal {
@@ -192,7 +194,18 @@ impl Journal {
             forward,
             committed,
             journaled,
+            shut: false,
         }
+    }
+
+    /// Refuses every later event: the writer is stopping, and the journal may be deleted once the store has what
+    /// it holds.
+    pub(crate) fn close(&mut self) {
+        self.shut = true;
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shut
     }
 
     /// Adds an event to the next write; `ack` is told once it is written.

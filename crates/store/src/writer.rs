@@ -186,8 +186,12 @@ impl SpendWriter {
                 // A panic elsewhere while holding the lock leaves the journal's state consistent (it only
                 // pushes, writes and counts), so a poisoned lock is used as it is.
                 let mut j = journal.lock().unwrap_or_else(|e| e.into_inner());
-                j.push(event, None);
-                j.flush().then(|| Ack::ready(true))
+                if j.is_closed() {
+                    None
+                } else {
+                    j.push(event, None);
+                    j.flush().then(|| Ack::ready(true))
+                }
             }
             Inlet::Thread(tx) => {
                 let (ack, rx) = tokio::sync::oneshot::channel();
@@ -232,9 +236,11 @@ pub struct WriterHandle {
     processed: Arc<AtomicU64>,
 }
 
-/// What shutting down needs of the journal: its thread, if it has one, and its count of events.
+/// What shutting down needs of the journal: its thread or the journal the requests write, and its count of
+/// events.
 struct JournalParts {
     thread: Option<(std::sync::mpsc::Sender<Append>, std::thread::JoinHandle<()>)>,
+    shared: Option<Arc<Mutex<Journal>>>,
     journaled: Arc<AtomicU64>,
     dir: std::path::PathBuf,
 }
@@ -249,14 +255,19 @@ impl WriterHandle {
     /// Stops accepting events, writes every pending one, and returns when they are in the store. The journal
     /// is emptied only if the store has every event it held; otherwise the next start replays it.
     pub async fn shutdown(mut self) {
-        // Everything journaled is handed to the batcher before it is told to stop: at once when requests write
-        // the journal themselves, once its thread has ended otherwise.
+        // Everything journaled is handed to the batcher before it is told to stop, and nothing is journaled
+        // after (it could be deleted with the journal below without ever reaching the store): the journal the
+        // requests write is closed, the journal thread is stopped and joined.
         let journal = match self.journal.take() {
             Some(JournalParts {
                 thread,
+                shared,
                 journaled,
                 dir,
             }) => {
+                if let Some(j) = shared {
+                    j.lock().unwrap_or_else(|e| e.into_inner()).close();
+                }
                 if let Some((tx, thread)) = thread {
                     let _ = tx.send(Append::Stop);
                     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -319,6 +330,7 @@ pub fn spawn_writer(
             };
             let parts = JournalParts {
                 thread,
+                shared: shared.clone(),
                 journaled,
                 dir,
             };

@@ -120,7 +120,8 @@ async fn stored_ids(store: &dyn spendgate_store::Store) -> std::collections::Has
 
 /// Both ways of journaling (each request writing its own event, or a thread writing groups with a disk flush):
 /// once an event is acknowledged it is in the journal or in the store at every moment, segments rotate and are
-/// deleted only behind the store, and after shutdown the store has every event and the journal is empty.
+/// deleted only behind the store, and after shutdown the store has every event, the journal is empty and takes
+/// nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_are_always_in_the_journal_or_the_store() {
     use spendgate_store::journal::{read_leftovers, JournalConfig, SyncMode};
@@ -163,6 +164,13 @@ async fn acknowledged_events_are_always_in_the_journal_or_the_store() {
             assert_eq!(missing, 0, "{sync:?}: acknowledged events in neither place");
         }
         handle.shutdown().await;
+        // After shutdown nothing is journaled: an event written now could be deleted with the journal without ever
+        // reaching the store, so it is refused (its request logs that).
+        let late = common::event(now, Some("t"), "u", "m", 1, 1, 10);
+        assert!(
+            !writer.record(late).await,
+            "{sync:?}: an event was taken after shutdown"
+        );
         assert_eq!(stored_ids(&*store).await.len(), acked.len(), "{sync:?}");
         let (left, files) = read_leftovers(&journal_dir).unwrap();
         assert!(
