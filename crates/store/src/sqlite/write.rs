@@ -150,8 +150,15 @@ pub(super) fn write_batch(
     // fold assumes every event is new; in the rare batch that repeats some (a replay after a crash), it is done
     // again below with the new ones only.
     let agg = std::thread::scope(|scope| -> Result<Aggregates> {
+        // Without a thread (the system refused one), the fold below runs here instead.
         let folding = (events.len() >= PARALLEL_FOLD_FROM)
-            .then(|| scope.spawn(|| fold(events.iter().zip(&dims))));
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("spendgate-fold".into())
+                    .spawn_scoped(scope, || fold(events.iter().zip(&dims)))
+                    .ok()
+            })
+            .flatten();
         insert_logs(&tx, events, &dims, &mut fresh, &mut charges, &mut report)?;
         let folded = folding.map(|f| f.join().map_err(|_| StoreError::WorkerGone));
         match folded {
