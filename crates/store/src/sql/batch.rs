@@ -365,3 +365,13 @@ impl Aggregates {
         }
     }
 }
+
+/// Folds newly stored events into the rollup rows of their batch.
+pub fn fold<'a>(rows: impl Iterator<Item = (&'a SpendEvent, &'a Dims)>) -> Result<Aggregates> {
+    let mut agg = Aggregates::default();
+    for (e, d) in rows {
+        agg.add(e, d, cost_of(e)?, avoided_of(e)?);
+    }
+    agg.finish();
+    Ok(agg)
+}

@@ -117,16 +117,6 @@ fn insert_logs(
     Ok(())
 }
 
-/// Folds newly stored events into the rollup rows of their batch.
-fn fold<'a>(rows: impl Iterator<Item = (&'a SpendEvent, &'a Dims)>) -> Result<Aggregates> {
-    let mut agg = Aggregates::default();
-    for (e, d) in rows {
-        agg.add(e, d, batch::cost_of(e)?, batch::avoided_of(e)?);
-    }
-    agg.finish();
-    Ok(agg)
-}
-
 pub(super) fn write_batch(
     w: &mut WriterConn,
     events: &[SpendEvent],
@@ -155,7 +145,7 @@ pub(super) fn write_batch(
             .then(|| {
                 std::thread::Builder::new()
                     .name("spendgate-fold".into())
-                    .spawn_scoped(scope, || fold(events.iter().zip(&dims)))
+                    .spawn_scoped(scope, || batch::fold(events.iter().zip(&dims)))
                     .ok()
             })
             .flatten();
@@ -163,7 +153,7 @@ pub(super) fn write_batch(
         let folded = folding.map(|f| f.join().map_err(|_| StoreError::WorkerGone));
         match folded {
             Some(agg) if report.duplicates == 0 => agg?,
-            _ => fold(
+            _ => batch::fold(
                 events
                     .iter()
                     .zip(&dims)
