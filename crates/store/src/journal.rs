@@ -151,6 +151,9 @@ struct Segment {
     bytes: u64,
 }
 
+/// A segment at least this large is closed and deleted as soon as the store has all of it.
+const QUIET_CLOSE_BYTES: u64 = 1 << 20;
+
 /// The journal's files and counts: the open segment, the closed ones the store has not caught up with yet, and
 /// how many events went in. Owned by the journal thread (`SyncMode::Fsync`) or shared behind a mutex by the
 /// requests themselves (`SyncMode::Write`, see `crate::writer`).
@@ -217,8 +220,15 @@ impl Journal {
     pub(crate) fn tidy(&mut self) {
         let done = self.committed.load(Ordering::Acquire);
         // In a quiet moment everything journaled may already be committed: close the segment and drop it, so the
-        // journal holds only what the store does not have yet.
-        if done >= self.seq && self.current.as_ref().is_some_and(|s| s.bytes > 0) {
+        // journal holds only what the store does not have yet. A small segment stays open: closing it would make
+        // the next request create a file, and on a quiet gateway that is every request (replaying a segment the
+        // store already has costs only the reading).
+        if done >= self.seq
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|s| s.bytes >= QUIET_CLOSE_BYTES)
+        {
             self.close_current();
         }
         self.closed.retain(|(end, path)| {

@@ -80,9 +80,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-/// How much WAL accumulates before SQLite copies it into the database file.
-const WAL_CHECKPOINT_BYTES: i64 = 16 << 20;
-
 fn open_conn(path: &Path, write: bool, busy: std::time::Duration) -> Result<Connection> {
     let flags = if write {
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -114,12 +111,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Checkpoint every ~16 MB of WAL rather than SQLite's 4 MB: a rollup page updated by many batches is then
         // copied into the database file once per checkpoint instead of four times.
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WAL_CHECKPOINT_BYTES / page_size.max(512),
-        )?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4_000)?;
         migrate(&mut conn)?;
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
