@@ -146,12 +146,7 @@ impl Generator {
             usage_source: UsageSource::Reported,
             cost: priced.cost,
             price_confidence: PriceConfidence::Exact,
-            price_lines: priced
-                .lines
-                .iter()
-                .filter(|l| l.tokens > 0)
-                .copied()
-                .collect(),
+            price_lines: priced.billed_lines(),
             error: failed.then(|| "The provider failed: upstream answered 502.".to_string()),
             wallet_id: None,
             // Every generated request is different, as most real traffic is.

@@ -122,6 +122,17 @@ pub struct Priced {
     pub lines: [PriceLine; 4],
 }
 
+impl Priced {
+    /// The lines a bill shows: those with tokens, in the pricing's order. They sum to `cost`.
+    pub fn billed_lines(&self) -> Vec<PriceLine> {
+        self.lines
+            .iter()
+            .filter(|l| l.tokens > 0)
+            .copied()
+            .collect()
+    }
+}
+
 /// How a price was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -152,12 +152,7 @@ impl Meter {
             usage_source: source,
             cost: priced.cost,
             price_confidence: self.confidence,
-            price_lines: priced
-                .lines
-                .iter()
-                .filter(|l| l.tokens > 0)
-                .copied()
-                .collect(),
+            price_lines: priced.billed_lines(),
             error: outcome.error,
             wallet_id,
             fingerprint: self.fingerprint,

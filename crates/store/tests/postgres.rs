@@ -52,6 +52,13 @@ async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
 }
 
 #[tokio::test]
+async fn spend_logs_read_back_as_written() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::spend_logs_read_back_as_written(&store).await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

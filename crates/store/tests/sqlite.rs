@@ -9,7 +9,7 @@
 mod common;
 
 use spendgate_store::sqlite::SqliteOptions;
-use spendgate_store::SqliteStore;
+use spendgate_store::{SqliteStore, Store};
 
 fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -21,6 +21,12 @@ fn open() -> (tempfile::TempDir, SqliteStore) {
 async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
     let (_dir, store) = open();
     common::pairs::a_large_batch_repeating_stored_events_adds_only_the_new_ones(&store).await;
+}
+
+#[tokio::test]
+async fn spend_logs_read_back_as_written() {
+    let (_dir, store) = open();
+    common::spend_logs_read_back_as_written(&store).await;
 }
 
 #[tokio::test]
@@ -178,5 +184,40 @@ async fn acknowledged_events_are_always_in_the_journal_or_the_store() {
             "{sync:?}: {} files left",
             files.len()
         );
+    }
+}
+
+/// The writer hands its WAL checkpoints to a thread of its own: once more than `CHECKPOINT_PAGES` (~16 MB) of
+/// WAL has been written, the pages reach the database file, although the writer itself only checkpoints at
+/// ~256 MB. (Without the checkpointer nothing would copy them before then, and the file would stay empty.)
+#[tokio::test]
+async fn the_wal_is_copied_into_the_database_beside_the_writer() {
+    let (dir, store) = open();
+    let db = dir.path().join("spendgate.db");
+    let empty = std::fs::metadata(&db).unwrap().len();
+    // About 24 MB of WAL: a long error keeps each spend log's detail near 2 KB.
+    let long_error = "e".repeat(2_000);
+    let now = spendgate_core::time::now_ms();
+    for round in 0..6 {
+        let batch: Vec<_> = (0..2_000)
+            .map(|i| {
+                let mut e = common::event(now - round * 1_000 - i, Some("t"), "u", "m", 10, 5, 1);
+                e.error = Some(long_error.clone());
+                e
+            })
+            .collect();
+        store.write_batch(std::sync::Arc::new(batch)).await.unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    loop {
+        let len = std::fs::metadata(&db).unwrap().len();
+        if len > empty + 8_000_000 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint copied the WAL: the database file is still {len} bytes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -26,7 +26,7 @@ use crate::sql::batch::{
 };
 use crate::sql::ledger::settle_totals;
 use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
-use crate::sql::rows::{detail_json, fingerprint_to_sql};
+use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
 /// `unnest($first::bigint[], ...)` over `n` integer arrays numbered from `first`.
@@ -153,7 +153,7 @@ pub(super) async fn write_batch(
         let avoided = batch::avoided_of(e)?;
         ids.push(e.id);
         text.0.push(e.endpoint.as_str());
-        text.1.push(detail_json(e));
+        text.1.push(detail_text(e));
         streams.push(e.stream);
         fingerprints.push(e.fingerprint.map(fingerprint_to_sql));
         ints.push(batch::log_ints(e, d, cost, avoided));

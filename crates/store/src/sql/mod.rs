@@ -4,6 +4,7 @@
 //! answer every query with the same semantics and cannot drift apart.
 
 pub(crate) mod batch;
+pub(crate) mod detail;
 pub(crate) mod lease;
 pub(crate) mod ledger;
 pub(crate) mod plan;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use spendgate_core::anomaly::RepeatedRequest;
 use spendgate_core::controls::{Period, Scope};
-use spendgate_core::pricing::PriceLine;
 use spendgate_core::query::Totals;
 use spendgate_core::time::Grain;
 use spendgate_core::{
@@ -14,6 +13,7 @@ use spendgate_core::{
 };
 use uuid::Uuid;
 
+use super::detail::read_detail;
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, LedgerKind,
     NewAlert, NewBudget, NewWallet, WalletRecord,
@@ -201,17 +201,13 @@ pub fn repeated_rows(
 
 /// A spend log as selected by `queries::LOG_SELECT`.
 pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
-    let detail: serde_json::Value = serde_json::from_str(&r.text(24)?).unwrap_or_default();
-    let price_lines: Vec<PriceLine> =
-        serde_json::from_value(detail.get("price_lines").cloned().unwrap_or_default())
-            .unwrap_or_default();
-    let error = detail
-        .get("error")
-        .and_then(|e| e.as_str())
-        .map(str::to_string);
-    let failed_attempts: Vec<spendgate_core::FailedAttempt> =
-        serde_json::from_value(detail.get("failed_attempts").cloned().unwrap_or_default())
-            .unwrap_or_default();
+    let usage = Usage {
+        input_tokens: r.count(17)?,
+        output_tokens: r.count(18)?,
+        cached_input_tokens: r.count(19)?,
+        cache_write_tokens: r.count(20)?,
+    };
+    let detail = read_detail(&r.text(24)?, &usage);
     Ok(StoredSpendLog {
         seq: r.int(0)?,
         event: SpendEvent {
@@ -233,43 +229,20 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
             cache_outcome: CacheOutcome::from_code(r.int(14)?),
             status: RequestStatus::from_code(r.int(15)?),
             http_status: u16::try_from(r.int(16)?).unwrap_or(0),
-            usage: Usage {
-                input_tokens: r.count(17)?,
-                output_tokens: r.count(18)?,
-                cached_input_tokens: r.count(19)?,
-                cache_write_tokens: r.count(20)?,
-            },
+            usage,
             cost: r.money(21)?,
             usage_source: UsageSource::from_code(r.int(22)?),
             price_confidence: PriceConfidence::from_code(r.int(23)?),
-            price_lines,
-            error,
+            price_lines: detail.price_lines,
+            error: detail.error,
             wallet_id: r.opt_int(25)?,
             fingerprint: r.opt_int(26)?.map(fingerprint_from_sql),
             leases: Vec::new(),
             attempts: u32::try_from(r.int(27)?).unwrap_or(1),
-            failed_attempts,
+            failed_attempts: detail.failed_attempts,
             avoided_cost: r.money(28)?,
         },
     })
-}
-
-/// What a spend log keeps beside its columns: the price lines and the error, as JSON.
-pub fn detail_json(e: &SpendEvent) -> String {
-    /// The spend log's `detail` column, serialised straight from the event's fields (no intermediate JSON tree:
-    /// this runs for every spend log written).
-    #[derive(serde::Serialize)]
-    struct Detail<'a> {
-        price_lines: &'a [PriceLine],
-        error: &'a Option<String>,
-        failed_attempts: &'a [spendgate_core::FailedAttempt],
-    }
-    serde_json::to_string(&Detail {
-        price_lines: &e.price_lines,
-        error: &e.error,
-        failed_attempts: &e.failed_attempts,
-    })
-    .unwrap_or_default()
 }
 
 pub const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoked_at_ms";

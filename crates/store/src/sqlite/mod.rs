@@ -2,6 +2,7 @@
 //! pool of reader connections. Every call runs on tokio's blocking pool so the async runtime never waits on
 //! disk.
 
+mod checkpoint;
 mod controls;
 mod plans;
 mod read;
@@ -109,10 +110,10 @@ impl SqliteStore {
         let path = dir.join("spendgate.db");
         let mut conn = open_conn(&path, true, options.busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Checkpoint every ~16 MB of WAL rather than SQLite's 4 MB: a rollup page updated by many batches is then
-        // copied into the database file once per checkpoint instead of four times.
-        conn.pragma_update(None, "wal_autocheckpoint", 4_000)?;
+        // Migrations checkpoint as they go, at the checkpointer's size; after them, `checkpoint` takes over.
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::CHECKPOINT_PAGES)?;
         migrate(&mut conn)?;
+        checkpoint::start(&mut conn, open_conn(&path, true, options.busy_timeout)?)?;
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
             readers.push(open_conn(&path, false, options.busy_timeout)?);

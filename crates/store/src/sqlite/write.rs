@@ -11,7 +11,7 @@ use crate::sql::batch::{
     self, Aggregates, Dims, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES};
-use crate::sql::rows::{detail_json, fingerprint_to_sql};
+use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
 fn label_id(conn: &Connection, cache: &mut LabelCache, kind: LabelKind, name: &str) -> Result<i64> {
@@ -96,7 +96,7 @@ fn insert_logs(
     for (e, d) in events.iter().zip(dims) {
         let cost = batch::cost_of(e)?;
         let avoided = batch::avoided_of(e)?;
-        let (id, detail) = (&e.id.as_bytes()[..], detail_json(e));
+        let (id, detail) = (&e.id.as_bytes()[..], detail_text(e));
         let fingerprint = e.fingerprint.map(fingerprint_to_sql);
         let ints = batch::log_ints(e, d, cost, avoided);
         let mut params: Vec<&dyn ToSql> = vec![&id, &e.endpoint, &detail, &e.stream, &fingerprint];
