@@ -7,7 +7,9 @@
 //! next batch. Both run at once: a passive checkpoint copies what is committed and never blocks a writer.
 
 use std::ffi::c_int;
-use std::sync::mpsc::{sync_channel, TrySendError};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
@@ -32,12 +34,21 @@ const WRITER_CHECKPOINT_PAGES: c_int = 16 * 1_024;
 /// automatic checkpoint at `CHECKPOINT_PAGES`.
 pub(super) fn start(writer: &mut Connection, checkpointer: Connection) -> Result<()> {
     let (wake, woken) = sync_channel::<()>(1);
+    // How far into the WAL the last checkpoint copied, in pages. A checkpoint is asked for when that many new
+    // pages follow it, not whenever the WAL is large: a WAL that has not restarted yet stays large, and asking
+    // at every commit would then make a checkpoint, with its two syncs, for every small batch of a busy gateway.
+    let copied = Arc::new(AtomicI32::new(0));
+    let copied_by_thread = Arc::clone(&copied);
     let spawned = std::thread::Builder::new()
         .name("spendgate-checkpoint".into())
         .spawn(move || {
             while woken.recv().is_ok() {
-                if let Err(e) = checkpointer.wal_checkpoint_v2(DEFAULT_NAME, CheckpointMode::PASSIVE) {
-                    tracing::warn!(error = %e, "A WAL checkpoint failed; the next commit asks for another.");
+                match checkpointer.wal_checkpoint_v2(DEFAULT_NAME, CheckpointMode::PASSIVE) {
+                    Ok((_, done)) => copied_by_thread.store(done.max(0), Ordering::Relaxed),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "A WAL checkpoint failed; the next commit asks for another."
+                    ),
                 }
             }
         });
@@ -46,19 +57,26 @@ pub(super) fn start(writer: &mut Connection, checkpointer: Connection) -> Result
         writer.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
         return Ok(());
     }
+    let mut last_pages = 0;
     writer.wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+        if pages < last_pages {
+            // The WAL started over: nothing in it has been copied yet.
+            copied.store(0, Ordering::Relaxed);
+        }
+        last_pages = pages;
         if pages >= WRITER_CHECKPOINT_PAGES {
             // An error returned here would fail the statement whose commit has already happened; it is logged
             // instead (a reader that holds the WAL past the busy timeout), and the next commit tries again.
-            if let Err(e) = wal.checkpoint_v2(CheckpointMode::RESTART) {
-                tracing::warn!(error = %e, pages, "The writer's own WAL checkpoint failed.");
+            match wal.checkpoint_v2(CheckpointMode::RESTART) {
+                Ok((_, done)) => copied.store(done.max(0), Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, pages, "The writer's own WAL checkpoint failed.")
+                }
             }
-        } else if pages >= CHECKPOINT_PAGES {
-            // Full means a checkpoint is already asked for; Disconnected means the thread is gone, and the
-            // writer's own checkpoint above takes over at its larger size.
-            if let Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) =
-                wake.try_send(())
-            {}
+        } else if pages - copied.load(Ordering::Relaxed).min(pages) >= CHECKPOINT_PAGES {
+            // A full channel means a checkpoint is already asked for; a closed one means the thread is gone,
+            // and the writer's own checkpoint above takes over at its larger size.
+            let _ = wake.try_send(());
         }
         Ok(())
     }))?;
