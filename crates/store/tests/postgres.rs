@@ -55,7 +55,7 @@ async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
 async fn spend_logs_read_back_as_written() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;
-    common::spend_logs_read_back_as_written(&store).await;
+    common::logs::spend_logs_read_back_as_written(&store).await;
 }
 
 #[tokio::test]

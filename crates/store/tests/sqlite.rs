@@ -26,7 +26,7 @@ async fn a_large_batch_repeating_stored_events_adds_only_the_new_ones() {
 #[tokio::test]
 async fn spend_logs_read_back_as_written() {
     let (_dir, store) = open();
-    common::spend_logs_read_back_as_written(&store).await;
+    common::logs::spend_logs_read_back_as_written(&store).await;
 }
 
 #[tokio::test]
