@@ -17,7 +17,7 @@ use rusqlite::{Connection, DEFAULT_NAME};
 
 use crate::Result;
 
-/// A checkpoint is asked for once the WAL holds this many pages (~16 MB): a rollup page updated by many batches
+/// A checkpoint is asked for once this many pages (~16 MB) follow what the last one copied: a rollup page updated by many batches
 /// is then copied into the database file once per checkpoint rather than once per batch.
 pub(super) const CHECKPOINT_PAGES: c_int = 4_000;
 
@@ -29,7 +29,8 @@ pub(super) const CHECKPOINT_PAGES: c_int = 4_000;
 /// the price of a pause in the rare case it is needed.
 const WRITER_CHECKPOINT_PAGES: c_int = 16 * 1_024;
 
-/// Starts the checkpointer for the store at `path` and hands `writer`'s checkpoints to it. The thread ends when
+/// Hands `writer`'s checkpoints to a thread that makes them on `checkpointer`, a second connection to the same
+/// file. The thread ends when
 /// the writer connection is closed. Without a thread (the system refused one), the writer keeps SQLite's
 /// automatic checkpoint at `CHECKPOINT_PAGES`.
 pub(super) fn start(writer: &mut Connection, checkpointer: Connection) -> Result<()> {
