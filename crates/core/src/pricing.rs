@@ -64,22 +64,10 @@ impl ModelPrice {
     /// The exact cost of `usage`, with one line per kind of token.
     pub fn price(&self, usage: &Usage) -> Priced {
         let lines = [
-            PriceLine::new(
-                TokenKind::Input,
-                usage.uncached_input_tokens(),
-                self.input_per_mtok,
-            ),
-            PriceLine::new(
-                TokenKind::CachedInput,
-                usage.cached_input_tokens,
-                self.cached_input(),
-            ),
-            PriceLine::new(
-                TokenKind::CacheWrite,
-                usage.cache_write_tokens,
-                self.cache_write(),
-            ),
-            PriceLine::new(TokenKind::Output, usage.output_tokens, self.output_per_mtok),
+            PriceLine::of(TokenKind::Input, self.input_per_mtok, usage),
+            PriceLine::of(TokenKind::CachedInput, self.cached_input(), usage),
+            PriceLine::of(TokenKind::CacheWrite, self.cache_write(), usage),
+            PriceLine::of(TokenKind::Output, self.output_per_mtok, usage),
         ];
         let cost = lines.iter().map(|l| l.cost).sum();
         Priced { cost, lines }
@@ -105,8 +93,23 @@ pub struct PriceLine {
     pub cost: Money,
 }
 
+impl TokenKind {
+    /// The tokens of this kind in `usage`: input is billed without its cached and cache-write part.
+    pub fn tokens_in(self, usage: &Usage) -> u64 {
+        match self {
+            TokenKind::Input => usage.uncached_input_tokens(),
+            TokenKind::CachedInput => usage.cached_input_tokens,
+            TokenKind::CacheWrite => usage.cache_write_tokens,
+            TokenKind::Output => usage.output_tokens,
+        }
+    }
+}
+
 impl PriceLine {
-    fn new(kind: TokenKind, tokens: u64, price_per_mtok: PricePerMtok) -> PriceLine {
+    /// The line for tokens of `kind` in `usage` at `price_per_mtok`. The pricing builds every bill from these,
+    /// and a stored spend log rebuilds its lines with it from its token columns and prices.
+    pub fn of(kind: TokenKind, price_per_mtok: PricePerMtok, usage: &Usage) -> PriceLine {
+        let tokens = kind.tokens_in(usage);
         PriceLine {
             kind,
             tokens,

@@ -5,11 +5,11 @@
 //!   row's own token counts times a price. For those, `detail` holds just the prices, one `<kind><price>` per
 //!   line separated by spaces, the price in micro-dollars per million tokens (`PricePerMtok::micros`):
 //!   `i2000000 o8000000` is input at $2.00 and output at $8.00 per million tokens. The lines are rebuilt from
-//!   the token columns when the row is read. An empty text is a request with no line at all.
+//!   the token columns when the row is read (`PriceLine::of`, which the pricing builds every bill with). An empty text is a request with no line at all.
 //! - **JSON** (`{"price_lines":[...],"error":...,"failed_attempts":[...]}`) for everything else, and for every
 //!   row written before 2026-12-05.
 //!
-//! The short form is about a fifteenth of the JSON's 230 bytes, and the bytes of a spend log are most of what
+//! The short form is about 14 bytes against the JSON's 228 (averages of real rows), and the bytes of a spend log are most of what
 //! writing it costs (issue 9: the B-tree pages it fills, the WAL frames and the checkpoint that copies them). A
 //! row gets it only when rebuilding its lines gives back exactly the lines it was written with, so reading
 //! never depends on how the gateway happened to build them.
@@ -47,28 +47,8 @@ fn kind_of(letter: char) -> Option<TokenKind> {
     })
 }
 
-/// The tokens a line of this kind bills, as the pricing (`ModelPrice::price`) counts them from the usage.
-fn tokens_of(kind: TokenKind, usage: &Usage) -> u64 {
-    match kind {
-        TokenKind::Input => usage.uncached_input_tokens(),
-        TokenKind::CachedInput => usage.cached_input_tokens,
-        TokenKind::CacheWrite => usage.cache_write_tokens,
-        TokenKind::Output => usage.output_tokens,
-    }
-}
-
-fn line(kind: TokenKind, price: PricePerMtok, usage: &Usage) -> PriceLine {
-    let tokens = tokens_of(kind, usage);
-    PriceLine {
-        kind,
-        tokens,
-        price_per_mtok: price,
-        cost: price.cost_of(tokens),
-    }
-}
-
 /// Whether the short form can hold this event's detail: no error, no failed attempt, and every line is what
-/// `line` rebuilds from the usage, each kind once.
+/// `PriceLine::of` rebuilds from the usage, each kind once.
 fn fits_short_form(e: &SpendEvent) -> bool {
     let mut seen = [false; 4];
     e.error.is_none()
@@ -76,7 +56,7 @@ fn fits_short_form(e: &SpendEvent) -> bool {
         && e.price_lines.iter().all(|l| {
             let slot = &mut seen[l.kind as usize];
             let first = !std::mem::replace(slot, true);
-            first && *l == line(l.kind, l.price_per_mtok, &e.usage)
+            first && *l == PriceLine::of(l.kind, l.price_per_mtok, &e.usage)
         })
 }
 
@@ -120,7 +100,11 @@ pub fn read_detail(text: &str, usage: &Usage) -> Detail {
             let mut chars = item.chars();
             let kind = kind_of(chars.next()?)?;
             let micros: i64 = chars.as_str().parse().ok()?;
-            Some(line(kind, PricePerMtok::from_micros(micros), usage))
+            Some(PriceLine::of(
+                kind,
+                PricePerMtok::from_micros(micros),
+                usage,
+            ))
         })
         .collect();
     Detail {
