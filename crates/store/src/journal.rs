@@ -171,6 +171,9 @@ pub(crate) struct Journal {
     journaled: Arc<AtomicU64>,
     /// Set at shutdown: nothing more is written.
     shut: bool,
+    /// Writes that failed since the last one that worked (a full or read-only disk). Only the first of them and
+    /// the recovery are logged: a full disk must not also fill the log, one line per request.
+    failed_writes: u64,
 }
 
 impl Journal {
@@ -198,6 +201,7 @@ impl Journal {
             committed,
             journaled,
             shut: false,
+            failed_writes: 0,
         }
     }
 
@@ -241,6 +245,33 @@ impl Journal {
         });
     }
 
+    /// Logs the first write of a run of failed ones, and the write that ends the run, with its count.
+    fn note(&mut self, written: &std::io::Result<()>) {
+        match written {
+            // The events still go to the store; they are only less protected against a crash meanwhile.
+            Err(e) => {
+                if self.failed_writes == 0 {
+                    tracing::error!(
+                        error = %e,
+                        dir = %self.config.dir.display(),
+                        "Writing the journal failed: events go on to the store unjournaled, so a crash now would \
+                         lose the ones not yet stored. Free space in the journal's directory (or make it \
+                         writable); until it works again, failures are counted, not logged."
+                    );
+                }
+                self.failed_writes += 1;
+            }
+            Ok(()) if self.failed_writes > 0 => {
+                tracing::warn!(
+                    failed_writes = self.failed_writes,
+                    "The journal is written again; events of the failed writes were stored unjournaled."
+                );
+                self.failed_writes = 0;
+            }
+            Ok(()) => {}
+        }
+    }
+
     fn close_current(&mut self) {
         if let Some(seg) = self.current.take() {
             self.closed
@@ -269,6 +300,7 @@ impl Journal {
         {
             self.close_current();
         }
+        let mut open_failed = None;
         if self.current.is_none() {
             let path = segment_path(&self.config.dir, self.next_n);
             match OpenOptions::new().create(true).append(true).open(&path) {
@@ -281,7 +313,10 @@ impl Journal {
                     self.next_n += 1;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, path = %path.display(), "Could not open a journal segment.")
+                    open_failed = Some(std::io::Error::new(
+                        e.kind(),
+                        format!("could not open {}: {e}", path.display()),
+                    ))
                 }
             }
         }
@@ -299,12 +334,10 @@ impl Journal {
                 }
                 r
             }
-            None => Err(std::io::Error::other("no journal segment is open")),
+            None => Err(open_failed
+                .unwrap_or_else(|| std::io::Error::other("no journal segment is open"))),
         };
-        if let Err(e) = &written {
-            // The events still go to the store; they are only less protected against a crash meanwhile.
-            tracing::error!(error = %e, "Writing the journal failed; events go on to the store unjournaled.");
-        }
+        self.note(&written);
         let mut forwarded = true;
         for (event, ack) in self.group.drain(..) {
             self.seq += 1;

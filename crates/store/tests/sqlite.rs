@@ -222,3 +222,74 @@ async fn the_wal_reaches_the_database_file_through_the_checkpointer() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Counts the error and warning events logged on the thread it is set on.
+#[derive(Clone, Default)]
+struct LogCount(std::sync::Arc<[std::sync::atomic::AtomicUsize; 2]>);
+
+impl LogCount {
+    fn errors_and_warnings(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.0[0].load(Relaxed), self.0[1].load(Relaxed))
+    }
+}
+
+impl tracing::Subscriber for LogCount {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let slot = match *event.metadata().level() {
+            tracing::Level::ERROR => 0,
+            tracing::Level::WARN => 1,
+            _ => return,
+        };
+        self.0[slot].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A journal that cannot be written (here its directory is a file; a full or read-only disk fails alike) logs its
+/// first failure and then its recovery, not one line per request, and the events reach the store meanwhile.
+/// Each request writes its own event to the journal, on the test's one thread, where the log is counted.
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
+    use spendgate_store::journal::JournalConfig;
+    use spendgate_store::{spawn_writer, Store, WriterConfig};
+    use std::sync::Arc;
+
+    let (dir, store) = open();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let journal_dir = dir.path().join("journal");
+    let (writer, handle) = spawn_writer(
+        Arc::clone(&store),
+        WriterConfig::default(),
+        Some(JournalConfig::new(journal_dir.clone())),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(&journal_dir).unwrap();
+    std::fs::write(&journal_dir, b"not a directory").unwrap();
+    let logs = LogCount::default();
+    let guard = tracing::subscriber::set_default(logs.clone());
+    let now = spendgate_core::time::now_ms();
+    let event = |i: i64| common::event(now - i, Some("t"), "u", "m", 1, 1, 10);
+    for i in 0..20 {
+        assert!(writer.record(event(i)).await, "event {i} was refused");
+    }
+    assert_eq!(logs.errors_and_warnings(), (1, 0), "20 failed writes");
+    std::fs::remove_file(&journal_dir).unwrap();
+    std::fs::create_dir(&journal_dir).unwrap();
+    for i in 20..25 {
+        assert!(writer.record(event(i)).await, "event {i} was refused");
+    }
+    assert_eq!(logs.errors_and_warnings(), (1, 1), "the recovery");
+    drop(guard);
+    handle.shutdown().await;
+    assert_eq!(stored_ids(&*store).await.len(), 25);
+}
