@@ -334,8 +334,7 @@ impl Journal {
                 }
                 r
             }
-            None => Err(open_failed
-                .unwrap_or_else(|| std::io::Error::other("no journal segment is open"))),
+            None => Err(open_failed.unwrap_or_else(|| std::io::Error::other("no segment is open"))),
         };
         self.note(&written);
         let mut forwarded = true;

@@ -189,7 +189,7 @@ async fn acknowledged_events_are_always_in_the_journal_or_the_store() {
 
 /// With the writer's checkpoints handed to the checkpointer, WAL pages still reach the database file: once more
 /// than `CHECKPOINT_PAGES` (~16 MB) of WAL is written, the file grows, although the writer itself only
-/// checkpoints at ~64 MB. It fails if the checkpointer never copies (tried: a thread that ignores its wake-ups).
+/// checkpoints at ~256 MB. It fails if the checkpointer never copies (tried: a thread that ignores its wake-ups).
 /// It does not tell which thread made the checkpoint, nor how often one is asked for.
 #[tokio::test]
 async fn the_wal_reaches_the_database_file_through_the_checkpointer() {

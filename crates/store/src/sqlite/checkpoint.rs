@@ -23,17 +23,25 @@ pub(super) const CHECKPOINT_PAGES: c_int = 4_000;
 
 /// A passive checkpoint copies the WAL but cannot restart it: only a write that begins after everything was
 /// copied starts the WAL over from its first page, and a writer that never pauses (a backlog, the benchmark's
-/// ingest) keeps appending. Should the WAL reach this many pages (~64 MB), the writer makes a restarting
+/// ingest) keeps appending. Should the WAL reach this many pages (~256 MB), the writer makes a restarting
 /// checkpoint itself, after its commit: it waits for the checkpointer's copy to end and for readers to leave
 /// the WAL, so its next write starts the WAL over. That bounds the WAL, as SQLite's own checkpoint would, at
-/// the price of a pause in the rare case it is needed.
-const WRITER_CHECKPOINT_PAGES: c_int = 16 * 1_024;
+/// the price of a pause in the rare case it is needed. A batch of 262,144 events writes at least 41 MB of WAL
+/// (the file reached 297 MB with this at ~256 MB), so at ~64 MB the writer waited for such a checkpoint every
+/// one or two batches; at ~256 MB, ingest went from 164,026-171,044 to 170,619-194,786 events/s
+/// (docs/BENCHMARKS.md).
+const WRITER_CHECKPOINT_PAGES: c_int = 64 * 1_024;
+
+/// Once the WAL starts over, its file is cut back to this size: a backlog that grew it towards
+/// `WRITER_CHECKPOINT_PAGES` does not keep holding that much disk afterwards.
+const WAL_FILE_LIMIT_BYTES: i64 = 64 << 20;
 
 /// Hands `writer`'s checkpoints to a thread that makes them on `checkpointer`, a second connection to the same
 /// file. The thread ends when
 /// the writer connection is closed. Without a thread (the system refused one), the writer keeps SQLite's
 /// automatic checkpoint at `CHECKPOINT_PAGES`.
 pub(super) fn start(writer: &mut Connection, checkpointer: Connection) -> Result<()> {
+    writer.pragma_update(None, "journal_size_limit", WAL_FILE_LIMIT_BYTES)?;
     let (wake, woken) = sync_channel::<()>(1);
     // How far into the WAL the last checkpoint copied, in pages. A checkpoint is asked for when that many new
     // pages follow it, not whenever the WAL is large: a WAL that has not restarted yet stays large, and asking
