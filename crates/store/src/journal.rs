@@ -264,7 +264,7 @@ impl Journal {
             Ok(()) if self.failed_writes > 0 => {
                 tracing::warn!(
                     failed_writes = self.failed_writes,
-                    "The journal is written again; events of the failed writes were stored unjournaled."
+                    "The journal is written again; the events of the failed writes went on to the store unjournaled."
                 );
                 self.failed_writes = 0;
             }
