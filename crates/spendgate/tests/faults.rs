@@ -59,7 +59,7 @@ async fn kill_9_under_load_loses_no_answered_request_and_duplicates_none() {
         ),
     )
     .unwrap();
-    let client = reqwest::Client::new();
+    let client = common::client();
     let mut child = start_binary(&config);
     wait_healthy(&client, &base).await;
     let key: Value = client

@@ -56,10 +56,7 @@ async fn provider_and_virtual_keys_never_appear_in_output_responses_or_the_datab
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    // The test runs the binary, not `TestServer`, so it installs the TLS provider its client needs itself: when it
-    // ran first in its binary, nothing had installed one and the client refused to build.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::new();
+    let client = common::client();
     wait_healthy(&client, &base).await;
     let mut seen = String::new();
     let created: Value = client

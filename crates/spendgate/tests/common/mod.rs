@@ -65,7 +65,7 @@ impl TestServer {
     }
 
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         edit(&mut config);
@@ -261,8 +261,21 @@ pub async fn text_of(req: reqwest::RequestBuilder) -> String {
     req.send().await.unwrap().text().await.unwrap()
 }
 
+/// Installs the TLS provider that reqwest's clients need (it is process-wide; a second call does nothing).
+fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A plain client, for tests that start the binary themselves: one of them may be the first in its test binary
+/// to build a client, before any `TestServer` installed the TLS provider.
+pub fn client() -> reqwest::Client {
+    install_tls();
+    reqwest::Client::new()
+}
+
 /// A client that shows redirects instead of following them.
 pub fn no_redirects() -> reqwest::Client {
+    install_tls();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
