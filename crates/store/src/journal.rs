@@ -106,7 +106,8 @@ pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), Sto
             }
             match serde_json::from_slice::<SpendEvent>(&line) {
                 Ok(e) => events.push(e),
-                // Only the last line of a segment can be torn by a crash; its request was never answered.
+                // Only the last line of a segment can be torn: by a crash, before its request was answered, or by
+                // a failed write, after which the segment is closed (`Journal::flush`).
                 Err(err) => {
                     tracing::warn!(file = %path.display(), error = %err, "Skipped a torn journal line.")
                 }
@@ -336,6 +337,12 @@ impl Journal {
             }
             None => Err(open_failed.unwrap_or_else(|| std::io::Error::other("no segment is open"))),
         };
+        if written.is_err() {
+            // A write that failed partway (a disk filling up) leaves a torn line at the segment's end. The next
+            // write must not go after it: joined to the torn line, its events would be skipped on replay with it.
+            // So the segment is closed here, torn line last, and the next write opens a new one.
+            self.close_current();
+        }
         self.note(&written);
         let mut forwarded = true;
         for (event, ack) in self.group.drain(..) {

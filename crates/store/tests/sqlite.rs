@@ -293,3 +293,53 @@ async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
     handle.shutdown().await;
     assert_eq!(stored_ids(&*store).await.len(), 25);
 }
+
+/// After a write fails on an open segment, the journal writes on in a new segment. A write that failed partway
+/// (a disk filling up) leaves a torn line, and whatever came after it on the same line would be skipped with it on
+/// replay. Here the segment is `/dev/full`, where every write fails, so the test shows which file the next write
+/// goes to.
+#[tokio::test]
+async fn a_failed_journal_write_closes_its_segment() {
+    use spendgate_store::journal::{read_leftovers, JournalConfig};
+    use spendgate_store::{spawn_writer, Store, WriterConfig};
+    use std::sync::Arc;
+
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: this machine has no /dev/full to make a journal write fail");
+        return;
+    }
+    let (dir, store) = open();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let journal_dir = dir.path().join("journal");
+    let (writer, handle) = spawn_writer(
+        Arc::clone(&store),
+        WriterConfig::default(),
+        Some(JournalConfig::new(journal_dir.clone())),
+    )
+    .unwrap();
+    // The journal starts with an empty directory, so its first segment is number 0.
+    let full = journal_dir.join("segment-000000000000.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+    let logs = LogCount::default();
+    let guard = tracing::subscriber::set_default(logs.clone());
+    let now = spendgate_core::time::now_ms();
+    let first = common::event(now, Some("t"), "u", "m", 1, 1, 10);
+    let second = common::event(now - 1, Some("t"), "u", "m", 1, 1, 10);
+    assert!(writer.record(first).await);
+    assert_eq!(logs.errors_and_warnings(), (1, 0), "the failed write");
+    assert!(writer.record(second.clone()).await);
+    assert_eq!(logs.errors_and_warnings(), (1, 1), "the next write worked");
+    drop(guard);
+    // Reading /dev/full never ends, so the link goes before the journal is read (unless the journal has
+    // already deleted it: the store holds everything written before it).
+    let _ = std::fs::remove_file(&full);
+    let (journaled, _) = read_leftovers(&journal_dir).unwrap();
+    let ids: Vec<_> = journaled.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        vec![second.id],
+        "the second event, in a segment of its own"
+    );
+    handle.shutdown().await;
+    assert_eq!(stored_ids(&*store).await.len(), 2);
+}
