@@ -228,7 +228,7 @@ async fn wait_for_ctrl_c() {
 
 /// mimalloc instead of the C library's allocator: the request path allocates many small, short-lived buffers
 /// (headers, JSON, the spend event), and glibc's malloc/free took about 13% of the gateway's time under load
-/// (docs/BENCHMARKS.md).
+/// (docs/BENCHMARKS-HISTORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -59,6 +59,13 @@ async fn spend_logs_read_back_as_written() {
 }
 
 #[tokio::test]
+async fn spend_logs_are_found_by_id_wherever_their_time_lies() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::logs::spend_logs_are_found_by_id_wherever_their_time_lies(&store).await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

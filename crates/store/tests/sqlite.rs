@@ -29,6 +29,76 @@ async fn spend_logs_read_back_as_written() {
     common::logs::spend_logs_read_back_as_written(&store).await;
 }
 
+/// Turns the closed store in `dir` into one of an earlier version (`undo` reverts what the last `versions`
+/// migrations did) and opens it, which runs those migrations again.
+fn reopen_as_older(dir: &std::path::Path, undo: &str, versions: i64) -> SqliteStore {
+    let conn = rusqlite::Connection::open(dir.join("spendgate.db")).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    conn.execute_batch(undo).unwrap();
+    conn.pragma_update(None, "user_version", version - versions)
+        .unwrap();
+    drop(conn);
+    SqliteStore::open(dir, SqliteOptions::default()).unwrap()
+}
+
+#[tokio::test]
+async fn spend_logs_are_found_by_id_wherever_their_time_lies() {
+    let (_dir, store) = open();
+    common::logs::spend_logs_are_found_by_id_wherever_their_time_lies(&store).await;
+}
+
+/// A store whose spend log was kept once by its id alone (a unique index on `event_id`, the time index on
+/// `ts_ms`) is rebuilt when it opens: every log is still there and found by its id, and events written again are
+/// still stored once.
+#[tokio::test]
+async fn an_older_store_keeps_every_spend_log_once_after_its_rebuild() {
+    let (dir, store) = open();
+    let now = spendgate_core::time::now_ms();
+    let events: Vec<_> = (0..50)
+        .map(|i| common::event(now - i * 1_000, Some("t"), "u", "m", 1, 1, 10))
+        .collect();
+    store
+        .write_batch(std::sync::Arc::new(events.clone()))
+        .await
+        .unwrap();
+    drop(store);
+    let store = reopen_as_older(
+        dir.path(),
+        "DROP INDEX spend_logs_ts; CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
+         CREATE UNIQUE INDEX spend_logs_event_id ON spend_logs (event_id);",
+        1,
+    );
+    let ids = stored_ids(&store).await;
+    assert_eq!(ids.len(), events.len());
+    for e in &events {
+        assert!(ids.contains(&e.id));
+        assert!(store.spend_log(e.id).await.unwrap().is_some());
+    }
+    let again = store
+        .write_batch(std::sync::Arc::new(events))
+        .await
+        .unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 50));
+    let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
+    let mut indexes: Vec<(String, bool)> = conn
+        .prepare("SELECT name, \"unique\" FROM pragma_index_list('spend_logs')")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    indexes.sort();
+    assert_eq!(
+        indexes,
+        [
+            ("spend_logs_team_ts".into(), false),
+            ("spend_logs_ts".into(), true)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let (_dir, store) = open();
@@ -85,21 +155,14 @@ async fn an_older_store_gets_its_pair_rollups_filled_when_it_opens() {
     let events = common::pairs::provider_and_gateway_events();
     common::pairs::write_in_two_batches(&store, &events).await;
     drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
     // A store of the version before the pair rollups: no pair tables, and the model index without measures. The
-    // last two migrations (`PAIR_MIGRATION`, `MODEL_HOUR_INDEX`) then run when it opens.
-    conn.execute_batch(
+    // last three migrations (`PAIR_MIGRATION`, `MODEL_HOUR_INDEX`, `LOG_KEY`) then run when it opens.
+    let store = reopen_as_older(
+        dir.path(),
         "DROP TABLE rollup_pair_hour; DROP TABLE rollup_pair_day; DROP INDEX rollup_hour_model;
          CREATE INDEX rollup_hour_model ON rollup_hour (model_id, bucket);",
-    )
-    .unwrap();
-    conn.pragma_update(None, "user_version", version - 2)
-        .unwrap();
-    drop(conn);
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        3,
+    );
     common::pairs::check_views_of_one_provider_or_gateway(&store, &events).await;
 }
 

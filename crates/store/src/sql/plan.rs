@@ -123,7 +123,7 @@ pub fn group_column(g: GroupBy) -> &'static str {
 /// (a 30-day view of one provider out of two read ~400,000 all-dimension rows per grouping, and a page asks for
 /// four groupings). Each filter held at a grain adds, to every batch, one upsert per distinct pair of its value
 /// and a value of each other dimension, which for users and keys is about one per event (the cost is measured
-/// in docs/BENCHMARKS.md). Providers, gateways and cache outcomes are held per hour
+/// in docs/BENCHMARKS-HISTORY.md). Providers, gateways and cache outcomes are held per hour
 /// and per day; models and workflows, which have more values, per day only: views longer than a week read days,
 /// and their hours come from the all-dimension rollups through the model index or a scan. Teams and users have
 /// indexes and are not held.
@@ -173,7 +173,7 @@ pub fn pair_table(g: Grain) -> Option<&'static str> {
 pub const PAIR_MIGRATION: &str = "-- pair rollups: see sql::plan::pair_migration";
 
 /// Logged before the pair migration runs on a store: on a large one it takes minutes (measured in
-/// docs/BENCHMARKS.md), and the gateway does not listen until it is done.
+/// docs/BENCHMARKS-HISTORY.md), and the gateway does not listen until it is done.
 pub const PAIR_MIGRATION_NOTE: &str = "Upgrading the store once: filling the pair rollups from the hour and day \
     rollups. This takes about five minutes at 10 million spend logs; the gateway starts listening when it is done.";
 

@@ -211,7 +211,14 @@ pub fn spend_logs_query(
     cursor: Option<(i64, i64)>,
 ) -> Query {
     let mut q = Query::new(d);
-    let (lo, hi) = (q.bind(f.from_ms), q.bind(f.to_ms));
+    // After a cursor the window ends just past the cursor's time. The pair below implies it, but only a bound on
+    // the time alone narrows the time index's range: on SQLite that index holds (time, event id), not (time,
+    // seq), and SQLite takes one upper bound of two without knowing which is the lower.
+    let end = match cursor {
+        Some((ts, _)) => f.to_ms.min(ts.saturating_add(1)),
+        None => f.to_ms,
+    };
+    let (lo, hi) = (q.bind(f.from_ms), q.bind(end));
     let mut sql = format!("{LOG_SELECT} WHERE s.ts_ms >= {lo} AND s.ts_ms < {hi}");
     sql.push_str(&where_dims(&mut q, "s.", dims));
     if let Some((ts, seq)) = cursor {

@@ -28,7 +28,7 @@ pub(super) const CHECKPOINT_PAGES: c_int = 4_000;
 /// the WAL, so its next write starts the WAL over. That bounds the WAL, as SQLite's own checkpoint would, at
 /// the price of a pause in the rare case it is needed. A batch of 262,144 events writes 16,000-28,000 pages
 /// (63-110 MB) of WAL, so at ~64 MB the writer waited for such a checkpoint after almost every batch; at
-/// ~256 MB, ingest went from 164,026-171,044 to 170,619-194,786 events/s (docs/BENCHMARKS.md).
+/// ~256 MB, ingest went from 164,026-171,044 to 170,619-194,786 events/s (docs/BENCHMARKS-HISTORY.md).
 const WRITER_CHECKPOINT_PAGES: c_int = 64 * 1_024;
 
 /// Once the WAL starts over, its file is cut back to this size: a backlog that grew it towards

@@ -243,6 +243,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if *m == crate::sql::plan::PAIR_MIGRATION && version > 0 {
             tracing::info!("{}", crate::sql::plan::PAIR_MIGRATION_NOTE);
         }
+        if *m == schema::LOG_KEY && version > 0 {
+            tracing::info!("{}", schema::LOG_KEY_NOTE);
+        }
         match crate::sql::plan::generated_migration(m, crate::sql::Dialect::Sqlite) {
             Some(sql) => tx.execute_batch(&sql)?,
             None => tx.execute_batch(m)?,

@@ -94,3 +94,49 @@ fn rollup_reads_of_one_team_user_or_model_use_its_index_or_the_pair_rollups() {
         }
     }
 }
+
+/// A page of spend logs after a cursor reads from the cursor on, not from the window's end down to it: the time
+/// index holds (time, event id), so the cursor's (time, seq) pair alone does not bound its range. Counted in
+/// SQLite's virtual-machine steps, which grow with the rows a statement reads.
+#[test]
+fn a_page_of_spend_logs_after_a_cursor_reads_from_the_cursor_on() {
+    use rusqlite::StatementStatus;
+    use spendgate_core::query::Filters;
+
+    let (_dir, c) = store();
+    // 20,000 logs one millisecond apart, every column but the id and the time the same.
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+         INSERT INTO spend_logs (event_id, ts_ms, started_ms, latency_ms, gateway_id, provider_id, model_id,
+             key_id, user_id, team_id, workflow_id, endpoint, stream, cache_outcome, status, http_status,
+             input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_pico, usage_source,
+             price_confidence, detail)
+         SELECT randomblob(16), 1000000 + i, 1000000 + i, 1, 0, 0, 0, 1, 0, 0, 0, 'chat', 0, 0, 0, 200,
+             1, 1, 0, 0, 1, 0, 0, '{}' FROM n;",
+    )
+    .expect("the logs are written");
+    let f = Filters {
+        from_ms: 0,
+        to_ms: 10_000_000,
+        ..Filters::default()
+    };
+    let steps = |cursor: Option<(i64, i64)>| {
+        let q = queries::spend_logs_query(Dialect::Sqlite, &f, &[], 50, cursor);
+        let mut st = c.prepare(&q.sql).expect("the query prepares");
+        let rows = st
+            .query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("the query runs")
+            .count();
+        assert_eq!(rows, 51);
+        st.get_status(StatementStatus::VmStep)
+    };
+    let first = steps(None);
+    // A cursor near the oldest log: 19,900 newer logs lie between it and the window's end.
+    let deep = steps(Some((1_000_100, 100)));
+    assert!(
+        deep < 3 * first,
+        "{deep} steps after the cursor, {first} for the first page"
+    );
+}

@@ -139,9 +139,29 @@ pub(super) fn spend_logs(
     Ok(plan::page_of(items, limit))
 }
 
+/// How far before the time in its id a request's spend log is looked for first: the id is made when the request
+/// starts and the log's time is its end, so only a wall clock stepped back in between puts the log earlier.
+const ID_CLOCK_SLACK_MS: i64 = 60_000;
+
+/// One spend log by its id. The time index holds (time, id), so the log is looked for from the time in the id
+/// (a v7 id's first 48 bits, the request's start) onwards, where it is found among the requests that ended
+/// while it ran; only an id that is not there (or not time-ordered) makes the rest of the index be read.
 pub(super) fn spend_log(c: &Connection, id: Uuid) -> Result<Option<StoredSpendLog>> {
-    let sql = format!("{LOG_SELECT} WHERE s.event_id = ?1");
-    first(c, &sql, [&id.as_bytes()[..]], rows::stored_log)
+    let from = id
+        .get_timestamp()
+        .and_then(|t| {
+            let (secs, nanos) = t.to_unix();
+            let ms = i64::try_from(secs).ok()?.checked_mul(1000)?;
+            Some(ms + i64::from(nanos / 1_000_000) - ID_CLOCK_SLACK_MS)
+        })
+        .unwrap_or(i64::MIN);
+    let bytes = &id.as_bytes()[..];
+    let after = format!("{LOG_SELECT} WHERE s.ts_ms >= ?1 AND s.event_id = ?2 LIMIT 1");
+    if let Some(log) = first(c, &after, rusqlite::params![from, bytes], rows::stored_log)? {
+        return Ok(Some(log));
+    }
+    let before = format!("{LOG_SELECT} WHERE s.ts_ms < ?1 AND s.event_id = ?2 LIMIT 1");
+    first(c, &before, rusqlite::params![from, bytes], rows::stored_log)
 }
 
 /// Identical requests (same key and fingerprint) since `since_ms`, where one pair occurs at least `min_repeats`

@@ -6,29 +6,11 @@
 //! The labels' kinds and the dimension codes of the per-dimension rollups are shared with PostgreSQL
 //! (`crate::sql::plan`).
 
-pub const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE labels (
-    id    INTEGER PRIMARY KEY,
-    kind  INTEGER NOT NULL,
-    name  TEXT NOT NULL,
-    UNIQUE (kind, name)
-);
-
-CREATE TABLE keys (
-    id            INTEGER PRIMARY KEY,
-    hash          BLOB NOT NULL UNIQUE,
-    hint          TEXT NOT NULL,
-    user_name     TEXT NOT NULL,
-    team_name     TEXT,
-    created_at_ms INTEGER NOT NULL,
-    revoked_at_ms INTEGER
-);
-
-CREATE TABLE spend_logs (
-    seq                 INTEGER PRIMARY KEY,
-    event_id            BLOB NOT NULL UNIQUE,
-    ts_ms               INTEGER NOT NULL,
+/// The spend log's columns between the id and what later migrations added, written once for the table and its
+/// rebuild (`LOG_KEY`).
+macro_rules! spend_log_columns {
+    () => {
+        "ts_ms               INTEGER NOT NULL,
     started_ms          INTEGER NOT NULL,
     latency_ms          INTEGER NOT NULL,
     gateway_id          INTEGER NOT NULL,
@@ -50,11 +32,41 @@ CREATE TABLE spend_logs (
     cost_pico           INTEGER NOT NULL,
     usage_source        INTEGER NOT NULL,
     price_confidence    INTEGER NOT NULL,
-    detail              TEXT NOT NULL
+    detail              TEXT NOT NULL"
+    };
+}
+
+pub const MIGRATIONS: &[&str] = &[
+    concat!(
+        r#"
+CREATE TABLE labels (
+    id    INTEGER PRIMARY KEY,
+    kind  INTEGER NOT NULL,
+    name  TEXT NOT NULL,
+    UNIQUE (kind, name)
+);
+
+CREATE TABLE keys (
+    id            INTEGER PRIMARY KEY,
+    hash          BLOB NOT NULL UNIQUE,
+    hint          TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    team_name     TEXT,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+
+CREATE TABLE spend_logs (
+    seq                 INTEGER PRIMARY KEY,
+    event_id            BLOB NOT NULL UNIQUE,
+"#,
+        spend_log_columns!(),
+        r#"
 );
 CREATE INDEX spend_logs_ts ON spend_logs (ts_ms);
 CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
-"#,
+"#
+    ),
     CONTROLS,
     ACCESS,
     ANOMALIES,
@@ -65,7 +77,43 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     crate::sql::plan::INDEX_TUNING,
     crate::sql::plan::PAIR_MIGRATION,
     crate::sql::plan::MODEL_HOUR_INDEX,
+    LOG_KEY,
 ];
+
+/// Each event is kept once by its time and id, `(ts_ms, event_id)`, as on PostgreSQL, instead of by its id
+/// alone. Ids are time-ordered by the request's start and a log's time is its end, so the id index took each
+/// insert somewhere among the last seconds of the index, where the time index only grows at its end; one unique
+/// index on both serves the time ranges and the duplicate check, and ingest is about a sixth faster
+/// (docs/BENCHMARKS-HISTORY.md, 2026-12-05, fourth session). A lookup by id alone starts from the time in the id
+/// (`read::spend_log`). SQLite cannot drop the index of a `UNIQUE` column, so the table is rebuilt: on a large
+/// store this takes a while, and `LOG_KEY_NOTE` says so before it starts.
+pub const LOG_KEY: &str = concat!(
+    r#"
+CREATE TABLE spend_logs_rebuilt (
+    seq                 INTEGER PRIMARY KEY,
+    event_id            BLOB NOT NULL,
+"#,
+    spend_log_columns!(),
+    r#",
+    fingerprint         INTEGER,
+    attempts            INTEGER NOT NULL DEFAULT 1,
+    avoided_cost_pico   INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO spend_logs_rebuilt SELECT seq, event_id, ts_ms, started_ms, latency_ms, gateway_id, provider_id,
+    model_id, key_id, user_id, team_id, workflow_id, endpoint, stream, cache_outcome, status, http_status,
+    input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cost_pico, usage_source,
+    price_confidence, detail, fingerprint, attempts, avoided_cost_pico
+  FROM spend_logs ORDER BY seq;
+DROP TABLE spend_logs;
+ALTER TABLE spend_logs_rebuilt RENAME TO spend_logs;
+CREATE UNIQUE INDEX spend_logs_ts ON spend_logs (ts_ms, event_id);
+CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
+"#
+);
+
+/// Logged before `LOG_KEY` rebuilds an existing store's spend log.
+pub const LOG_KEY_NOTE: &str = "Upgrading the store once: rebuilding the spend log with one index for time and \
+    duplicates. This takes about a minute per 10 million spend logs; the gateway starts listening when it is done.";
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
 pub use crate::sql::plan::ROLLUP_TABLES;

@@ -89,7 +89,7 @@ fn insert_logs(
 ) -> Result<()> {
     let mut ins = tx.prepare_cached(&format!(
         "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {}) VALUES ({})
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (ts_ms, event_id) DO NOTHING",
         batch::LOG_INT_COLUMNS.join(", "),
         placeholders(5 + batch::LOG_INT_COLUMNS.len())
     ))?;

@@ -69,3 +69,39 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         assert_eq!(stored.event, *e);
     }
 }
+
+/// A spend log is found by its id alone, wherever its time lies against the time in its id: a request's log
+/// ends after its id was made (seconds or hours later), and a log written with an earlier time than its id (a
+/// backfill, a wall clock stepped back) is found too. An id the store does not hold finds nothing, and writing the
+/// same events again stores none of them twice.
+pub async fn spend_logs_are_found_by_id_wherever_their_time_lies(store: &dyn Store) {
+    let now = now_ms();
+    let id_at = |ms: i64, n: u8| {
+        uuid::Builder::from_unix_timestamp_millis(u64::try_from(ms).unwrap(), &[n; 10]).into_uuid()
+    };
+    let at = |finished: i64, id: uuid::Uuid| {
+        let mut e = event(finished, Some("t"), "u", "m", 10, 1, 100);
+        e.id = id;
+        e
+    };
+    let events = vec![
+        // Ended two seconds after it started.
+        at(now - 60_000, id_at(now - 62_000, 1)),
+        // A stream that ran for two hours.
+        at(now - 1_000, id_at(now - 7_200_000, 2)),
+        // Logged three days before the time in its id.
+        at(now - 3 * 86_400_000, id_at(now, 3)),
+        // Another request that ended at the same moment as the first.
+        at(now - 60_000, id_at(now - 61_000, 4)),
+    ];
+    store.write_batch(Arc::new(events.clone())).await.unwrap();
+    for e in &events {
+        let stored = store.spend_log(e.id).await.unwrap();
+        assert_eq!(stored.map(|s| s.event.id), Some(e.id));
+    }
+    for missing in [id_at(now - 62_000, 9), uuid::Uuid::from_u128(42)] {
+        assert!(store.spend_log(missing).await.unwrap().is_none());
+    }
+    let again = store.write_batch(Arc::new(events.clone())).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, events.len()));
+}
