@@ -140,8 +140,9 @@ pub(super) fn spend_logs(
 }
 
 /// How far before the time in its id a request's spend log is looked for first: the id is made when the request
-/// starts and the log's time is its end, so only a wall clock stepped back in between puts the log earlier.
-const ID_CLOCK_SLACK_MS: i64 = 60_000;
+/// starts and the log's time is its end, so only a wall clock stepped back in between puts the log earlier (and
+/// then the second read finds it). Every log that ended in this second is read on the way, so it stays short.
+const ID_CLOCK_SLACK_MS: i64 = 1_000;
 
 /// One spend log by its id. The time index holds (time, id), so the log is looked for from the time in the id
 /// (a v7 id's first 48 bits, the request's start) onwards, where it is found among the requests that ended

@@ -113,7 +113,9 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
 
 /// Logged before `LOG_KEY` rebuilds an existing store's spend log.
 pub const LOG_KEY_NOTE: &str = "Upgrading the store once: rebuilding the spend log with one index for time and \
-    duplicates. This takes about a minute per 10 million spend logs; the gateway starts listening when it is done.";
+    duplicates. This takes about a minute per 10 million spend logs and, meanwhile, free disk space of about two \
+    thirds of spendgate.db's size (if it runs out, the upgrade is undone and the store is left as it was). The \
+    gateway starts listening when it is done.";
 
 /// The three rollup tables, one per grain, created from one template so they cannot drift apart.
 pub use crate::sql::plan::ROLLUP_TABLES;
