@@ -216,17 +216,23 @@ pub async fn throughput(
         let mode = if stream { "streaming" } else { "non-streaming" };
         let (direct_t, gw_t) = (s.direct(stream)?, s.through_gateway(stream, &s.key)?);
         let (mut direct, mut gw) = (Run::default(), Run::default());
+        // The gateway's CPU time in its slices: what a request costs it, whatever the machine's other tenants
+        // took meanwhile (the rates count that too).
+        let mut gw_cpu_ms = 0;
         for _ in 0..2 {
             direct.merge(&max_rate(client, &direct_t, concurrency, slice).await);
+            let cpu = procs::cpu_ms(s.gateway.pid())?;
             gw.merge(&max_rate(client, &gw_t, concurrency, slice).await);
+            gw_cpu_ms += procs::cpu_ms(s.gateway.pid())?.saturating_sub(cpu);
         }
         s.check_alive()?;
         let ratio = ratio_milli(gw.rps(), direct.rps());
+        let cpu_us_per_request = (gw_cpu_ms * 1000).checked_div(gw.ok).unwrap_or(0);
         let row = Row::new(
             "2 throughput",
             format!("{mode} gateway/direct max rps"),
             format!(
-                "{} ({} / {} rps, {concurrency} connections)",
+                "{} ({} / {} rps, {concurrency} connections; {cpu_us_per_request} us of gateway CPU per request)",
                 milli_str(ratio),
                 gw.rps(),
                 direct.rps()
@@ -240,6 +246,7 @@ pub async fn throughput(
         out.push(json!({
             "mode": mode, "concurrency": concurrency, "ratio_milli": ratio,
             "gateway_rps": gw.rps(), "direct_rps": direct.rps(),
+            "gateway_cpu_ms": gw_cpu_ms, "gateway_cpu_us_per_request": cpu_us_per_request,
             "direct": direct.json(), "gateway": gw.json(),
         }));
     }

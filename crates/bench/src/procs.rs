@@ -213,22 +213,28 @@ pub fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     bail!("/proc/{pid}/status has no {field}")
 }
 
-/// The CPU time this process has used so far, user and system, in milliseconds (`/proc/self/stat`). The kernel
-/// counts it in ticks of its USER_HZ, which is 100 on Linux, so the figure moves in steps of 10 ms. Unlike
-/// wall-clock time it leaves out what other processes and the hypervisor took from the machine meanwhile.
+/// The CPU time this process has used so far, user and system, in milliseconds.
 pub fn cpu_ms_self() -> anyhow::Result<u64> {
-    let text =
-        std::fs::read_to_string("/proc/self/stat").context("could not read /proc/self/stat")?;
+    cpu_ms("self")
+}
+
+/// The CPU time a process (`"self"` or a pid) has used so far, user and system, in milliseconds
+/// (`/proc/<pid>/stat`). The kernel counts it in ticks of its USER_HZ, which is 100 on Linux, so the figure moves
+/// in steps of 10 ms. Unlike wall-clock time it leaves out what other processes and the hypervisor took from the
+/// machine meanwhile.
+pub fn cpu_ms(pid: impl std::fmt::Display) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces; after it come fields 3 onwards, so utime
     // and stime (fields 14 and 15) are the 12th and 13th.
     let (_, rest) = text
         .rsplit_once(')')
-        .context("/proc/self/stat has no command name")?;
+        .with_context(|| format!("{path} has no command name"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> anyhow::Result<u64> {
         Ok(fields
             .get(i)
-            .context("/proc/self/stat has fewer fields than expected")?
+            .with_context(|| format!("{path} has fewer fields than expected"))?
             .parse()?)
     };
     Ok((ticks(11)? + ticks(12)?) * 10)
