@@ -82,10 +82,10 @@ async fn store_alone(store: &dyn Store, g: &mut Generator, events: usize) -> any
         let n = left.min(batch);
         left -= n;
         let b = Arc::new(live_batch(g, n));
-        let (t, cpu) = (Instant::now(), procs::cpu_ms_self()?);
+        let (t, cpu) = (Instant::now(), procs::cpu_ms("self")?);
         let r = store.write_batch(b).await?;
         spent.us += us(t.elapsed());
-        spent.cpu_ms += procs::cpu_ms_self()?.saturating_sub(cpu);
+        spent.cpu_ms += procs::cpu_ms("self")?.saturating_sub(cpu);
         spent.events += r.inserted as u64;
     }
     Ok(spent)
@@ -99,14 +99,14 @@ async fn through_writer(
 ) -> anyhow::Result<Spent> {
     let all = live_batch(g, events);
     let (writer, handle) = spawn_writer(store, WriterConfig::default(), None)?;
-    let (t, cpu) = (Instant::now(), procs::cpu_ms_self()?);
+    let (t, cpu) = (Instant::now(), procs::cpu_ms("self")?);
     for e in all {
         drop(writer.record(e));
     }
     handle.shutdown().await;
     let spent = Spent {
         us: us(t.elapsed()),
-        cpu_ms: procs::cpu_ms_self()?.saturating_sub(cpu),
+        cpu_ms: procs::cpu_ms("self")?.saturating_sub(cpu),
         events: writer.stats().snapshot().written_total,
     };
     anyhow::ensure!(

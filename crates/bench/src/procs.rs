@@ -213,11 +213,6 @@ pub fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     bail!("/proc/{pid}/status has no {field}")
 }
 
-/// The CPU time this process has used so far, user and system, in milliseconds.
-pub fn cpu_ms_self() -> anyhow::Result<u64> {
-    cpu_ms("self")
-}
-
 /// The CPU time a process (`"self"` or a pid) has used so far, user and system, in milliseconds
 /// (`/proc/<pid>/stat`). The kernel counts it in ticks of its USER_HZ, which is 100 on Linux, so the figure moves
 /// in steps of 10 ms. Unlike wall-clock time it leaves out what other processes and the hypervisor took from the

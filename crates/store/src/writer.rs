@@ -29,7 +29,8 @@ impl Default for WriterConfig {
         WriterConfig {
             // A batch only grows this large when events wait while the previous batch is written, and a larger
             // batch folds more events into each rollup row it updates: SQLite's ingest rate went from ~37,000 to
-            // ~65,000 events/s when this rose from 8,192 to 32,768, and to ~80,000 at 65,536 (docs/BENCHMARKS-HISTORY.md).
+            // ~65,000 events/s when this rose from 8,192 to 32,768, and to ~80,000 at 65,536
+            // (docs/BENCHMARKS-HISTORY.md).
             // The rollup rows a batch writes grow far slower than its events (in the benchmark's traffic, 15,000-
             // 22,000 per grain for 65,536 events, 26,000-39,000 for 262,144): at 262,144, ingest on a later
             // machine went from 131,657-133,591 to 146,293-175,521 events/s, and PostgreSQL's from ~32,000 to
