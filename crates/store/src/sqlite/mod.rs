@@ -114,6 +114,9 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::CHECKPOINT_PAGES)?;
         migrate(&mut conn)?;
         checkpoint::start(&mut conn, open_conn(&path, true, options.busy_timeout)?)?;
+        // The writer's statements (a batch's inserts and upserts, each in two sizes, and the controls') must all
+        // stay prepared: rusqlite's default cache holds 16.
+        conn.set_prepared_statement_cache_capacity(64);
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
             readers.push(open_conn(&path, false, options.busy_timeout)?);

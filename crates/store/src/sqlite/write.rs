@@ -1,14 +1,16 @@
 //! The write path: spend logs and rollups of one batch in one transaction, idempotent by event id. The batch is
 //! folded into rollup rows by `crate::sql::batch`, shared with PostgreSQL.
 
-use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use std::collections::HashSet;
+
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
 
 use super::schema::ROLLUP_TABLES;
 use super::{LabelCache, WriterConn};
 use crate::sql::batch::{
-    self, Aggregates, Dims, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
+    self, Acc, Aggregates, Dims, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES};
 use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
@@ -43,31 +45,88 @@ pub(super) fn find_label(conn: &Connection, kind: LabelKind, name: &str) -> Resu
         .optional()?)
 }
 
-/// `?1, ?2, ... ?n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Rows written by one run of a statement. Each run costs SQLite a fixed amount beside its rows (opening and
+/// closing its cursors, releasing its registers), which one row per run paid for every spend log and rollup row of
+/// a batch: 32 rows per run took a spend log from about 17,900 instructions to 11,100, and a rollup row from about
+/// 14,700 to 11,600 (callgrind, docs/BENCHMARKS-HISTORY.md, 2026-12-05, fifth session). More rows per run gained
+/// little more.
+const ROWS_PER_STATEMENT: usize = 32;
+
+/// One row's values, bound to a statement's parameters from `first` (one-based) on.
+trait BindRow {
+    /// How many parameters a row takes.
+    const WIDTH: usize;
+
+    fn bind(&self, stmt: &mut Statement<'_>, first: usize) -> Result<()>;
 }
 
-/// Adds rows (`keys` key columns named `key_columns`, then the measures) to a rollup, one cached upsert each.
-fn upsert<R: IntoIterator<Item = i64>>(
+/// A rollup row: its key columns, then the measures.
+impl<const K: usize> BindRow for ([i64; K], Acc) {
+    const WIDTH: usize = K + batch::MEASURE_COUNT;
+
+    fn bind(&self, stmt: &mut Statement<'_>, first: usize) -> Result<()> {
+        let (key, acc) = self;
+        for (i, v) in key.iter().chain(&acc.values()).enumerate() {
+            stmt.raw_bind_parameter(first + i, *v)?;
+        }
+        Ok(())
+    }
+}
+
+/// `head VALUES (?, ...), ... tail` for `rows` rows of `width` values.
+fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    format!("{head} VALUES {} {tail}", vec![row; rows].join(", "))
+}
+
+/// Writes `rows` with `head VALUES ... tail`, `ROWS_PER_STATEMENT` rows per run and the rest one at a time.
+/// `after` hears the rows of each run and how many rows it changed.
+fn write_rows<R: BindRow>(
+    tx: &Connection,
+    head: &str,
+    tail: &str,
+    rows: impl IntoIterator<Item = Result<R>>,
+    mut after: impl FnMut(&[R], usize) -> Result<()>,
+) -> Result<()> {
+    fn run<R: BindRow>(stmt: &mut Statement<'_>, rows: &[R]) -> Result<usize> {
+        for (i, row) in rows.iter().enumerate() {
+            row.bind(stmt, 1 + i * R::WIDTH)?;
+        }
+        Ok(stmt.raw_execute()?)
+    }
+    let mut many = tx.prepare_cached(&values_sql(head, R::WIDTH, ROWS_PER_STATEMENT, tail))?;
+    let mut chunk = Vec::with_capacity(ROWS_PER_STATEMENT);
+    for row in rows {
+        chunk.push(row?);
+        if chunk.len() == ROWS_PER_STATEMENT {
+            let changed = run(&mut many, &chunk)?;
+            after(&chunk, changed)?;
+            chunk.clear();
+        }
+    }
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    // Released first: with one row per run, both statements are the same and the cache holds one of them.
+    drop(many);
+    let mut one = tx.prepare_cached(&values_sql(head, R::WIDTH, 1, tail))?;
+    for row in chunk.chunks(1) {
+        let changed = run(&mut one, row)?;
+        after(row, changed)?;
+    }
+    Ok(())
+}
+
+/// Adds rows (key columns named `key_columns`, then the measures) to a rollup.
+fn upsert<const K: usize>(
     tx: &Connection,
     table: &str,
     key_columns: &str,
-    keys: usize,
-    rows: impl Iterator<Item = R>,
+    rows: impl Iterator<Item = ([i64; K], Acc)>,
 ) -> Result<()> {
-    let mut up = tx.prepare_cached(&format!(
-        "INSERT INTO {table} AS r ({key_columns}, {ROLLUP_MEASURES}) VALUES ({})
-         ON CONFLICT DO UPDATE SET {ADD_MEASURES}",
-        placeholders(keys + batch::MEASURE_COUNT)
-    ))?;
-    for row in rows {
-        up.execute(rusqlite::params_from_iter(row))?;
-    }
-    Ok(())
+    let head = format!("INSERT INTO {table} AS r ({key_columns}, {ROLLUP_MEASURES})");
+    let tail = format!("ON CONFLICT DO UPDATE SET {ADD_MEASURES}");
+    write_rows(tx, &head, &tail, rows.map(Ok), |_, _| Ok(()))
 }
 
 /// Batches at least this large fold their rollup rows on a second thread: below it, starting the thread costs
@@ -76,6 +135,41 @@ const PARALLEL_FOLD_FROM: usize = 1024;
 
 /// A wallet charge posted with a batch: (wallet, amount, time, event id).
 type Charge = (i64, i64, i64, [u8; 16]);
+
+/// One spend log row.
+struct LogRow<'e> {
+    event: &'e SpendEvent,
+    detail: String,
+    fingerprint: Option<i64>,
+    cost: i64,
+    ints: [i64; batch::LOG_INT_COLUMNS.len()],
+}
+
+impl BindRow for LogRow<'_> {
+    const WIDTH: usize = 5 + batch::LOG_INT_COLUMNS.len();
+
+    fn bind(&self, stmt: &mut Statement<'_>, first: usize) -> Result<()> {
+        let e = self.event;
+        stmt.raw_bind_parameter(first, &e.id.as_bytes()[..])?;
+        stmt.raw_bind_parameter(first + 1, e.endpoint.as_str())?;
+        stmt.raw_bind_parameter(first + 2, self.detail.as_str())?;
+        stmt.raw_bind_parameter(first + 3, e.stream)?;
+        stmt.raw_bind_parameter(first + 4, self.fingerprint)?;
+        for (i, v) in self.ints.iter().enumerate() {
+            stmt.raw_bind_parameter(first + 5 + i, *v)?;
+        }
+        Ok(())
+    }
+}
+
+/// The ids of the spend logs that the last statement stored: its `stored` rows have the largest `seq`s, since
+/// SQLite gives each new row one more than the largest `seq` there is. Only asked when a statement skipped some
+/// of its rows (a batch repeating stored events).
+fn last_stored(tx: &Connection, stored: usize) -> Result<HashSet<Vec<u8>>> {
+    let mut q = tx.prepare_cached("SELECT event_id FROM spend_logs ORDER BY seq DESC LIMIT ?1")?;
+    let ids = q.query_map([stored as i64], |r| r.get::<_, Vec<u8>>(0))?;
+    Ok(ids.collect::<rusqlite::Result<_>>()?)
+}
 
 /// Inserts the batch's spend logs, noting in `fresh` which were new (a repeated event id is skipped) and
 /// collecting the wallet charges of the new ones.
@@ -87,34 +181,50 @@ fn insert_logs(
     charges: &mut Vec<Charge>,
     report: &mut WriteReport,
 ) -> Result<()> {
-    let mut ins = tx.prepare_cached(&format!(
-        "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {}) VALUES ({})
-         ON CONFLICT (ts_ms, event_id) DO NOTHING",
-        batch::LOG_INT_COLUMNS.join(", "),
-        placeholders(5 + batch::LOG_INT_COLUMNS.len())
-    ))?;
-    for (e, d) in events.iter().zip(dims) {
+    // `OR IGNORE` rather than `ON CONFLICT DO NOTHING`: a statement of many rows that a constraint could abort
+    // keeps a journal of its own to undo its part, which took back most of the gain of many rows per run. Every
+    // NOT NULL column is bound from a value that cannot be null, so the only row ever skipped is a repeated
+    // `(ts_ms, event_id)`.
+    let head = format!(
+        "INSERT OR IGNORE INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {})",
+        batch::LOG_INT_COLUMNS.join(", ")
+    );
+    let rows = events.iter().zip(dims).map(|(e, d)| {
         let cost = batch::cost_of(e)?;
-        let avoided = batch::avoided_of(e)?;
-        let (id, detail) = (&e.id.as_bytes()[..], detail_text(e));
-        let fingerprint = e.fingerprint.map(fingerprint_to_sql);
-        let ints = batch::log_ints(e, d, cost, avoided);
-        let mut params: Vec<&dyn ToSql> = vec![&id, &e.endpoint, &detail, &e.stream, &fingerprint];
-        params.extend(ints.iter().map(|v| v as &dyn ToSql));
-        let new = ins.execute(&*params)? != 0;
-        fresh.push(new);
-        if !new {
-            report.duplicates += 1;
-            continue;
+        let ints = batch::log_ints(e, d, cost, batch::avoided_of(e)?);
+        Ok(LogRow {
+            event: e,
+            detail: detail_text(e),
+            fingerprint: e.fingerprint.map(fingerprint_to_sql),
+            cost,
+            ints,
+        })
+    });
+    write_rows(tx, &head, "", rows, |rows, stored| {
+        let mut stored_ids = (stored < rows.len())
+            .then(|| last_stored(tx, stored))
+            .transpose()?;
+        for row in rows {
+            let e = row.event;
+            // Of two rows with the same new id in one statement, the first was stored.
+            let new = match &mut stored_ids {
+                None => true,
+                Some(ids) => ids.remove(&e.id.as_bytes()[..]),
+            };
+            fresh.push(new);
+            if !new {
+                report.duplicates += 1;
+                continue;
+            }
+            report.inserted += 1;
+            if let Some(wallet) = e.wallet_id {
+                // The charge lands in the wallet's ledger in the same transaction as the spend log, so the
+                // two can never disagree.
+                charges.push((wallet, -row.cost, e.finished_at_ms, *e.id.as_bytes()));
+            }
         }
-        report.inserted += 1;
-        if let Some(wallet) = e.wallet_id {
-            // The charge lands in the wallet's ledger in the same transaction as the spend log, so the two can
-            // never disagree.
-            charges.push((wallet, -cost, e.finished_at_ms, *e.id.as_bytes()));
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 pub(super) fn write_batch(
@@ -165,26 +275,23 @@ pub(super) fn write_batch(
     super::controls::settle(&tx, &charges)?;
 
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
-        let rows = agg.grains[i]
-            .iter()
-            .map(|((bucket, d), a)| std::iter::once(*bucket).chain(d.values()).chain(a.values()));
-        upsert(&tx, table, ROLLUP_DIMS, 9, rows)?;
+        let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
+            let [t, u, k, p, m, g, w, c] = d.values();
+            ([*bucket, t, u, k, p, m, g, w, c], *a)
+        });
+        upsert(&tx, table, ROLLUP_DIMS, rows)?;
     }
     for (i, table) in NARROW_TABLES.iter().enumerate() {
-        let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
-            [*code, *bucket, *value].into_iter().chain(a.values())
-        });
-        upsert(&tx, table, "dim, bucket, value", 3, rows)?;
+        let rows = agg.narrow[i]
+            .iter()
+            .map(|((code, bucket, value), a)| ([*code, *bucket, *value], *a));
+        upsert(&tx, table, "dim, bucket, value", rows)?;
     }
     for (i, table) in PAIR_TABLES.iter().enumerate() {
         let rows = agg.pairs[i]
             .iter()
-            .map(|((f, fv, code, bucket, value), a)| {
-                [*f, *fv, *code, *bucket, *value]
-                    .into_iter()
-                    .chain(a.values())
-            });
-        upsert(&tx, table, PAIR_KEY, 5, rows)?;
+            .map(|((f, fv, code, bucket, value), a)| ([*f, *fv, *code, *bucket, *value], *a));
+        upsert(&tx, table, PAIR_KEY, rows)?;
     }
     super::replicas::record_spend(&tx, &agg.leases)?;
     // Minute rollups are only kept for recent windows; prune them now and then.

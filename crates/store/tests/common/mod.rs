@@ -597,7 +597,7 @@ pub async fn wallet_charges_keep_the_ledger_equal_to_the_balance(store: &dyn Sto
     let spent: Money = events.iter().map(|e| e.cost).sum();
     let batch = Arc::new(events);
     assert_eq!(write(store, &batch).await.inserted, 200);
-    assert_eq!(store.write_batch(batch).await.unwrap().duplicates, 200);
+    assert_eq!(write(store, &batch).await.duplicates, 200);
     let after = store
         .list_wallets()
         .await
@@ -619,6 +619,51 @@ pub async fn wallet_charges_keep_the_ledger_equal_to_the_balance(store: &dyn Sto
     let entries = store.ledger(w.id, 1000, None).await.unwrap();
     assert_eq!(entries.len(), 201);
     assert!(entries.iter().filter(|e| e.request_id.is_some()).count() == 200);
+
+    // A batch that mixes stored events, new ones and new ones repeated within it (SQLite writes it many rows per
+    // statement, so repeats land inside one statement and across two) stores and charges each new event once.
+    let stored = batch.iter().step_by(4).cloned();
+    let new: Vec<SpendEvent> = (0..40i64)
+        .map(|i| {
+            let mut e = event(
+                now - i * 1000 - 500,
+                Some("support"),
+                "u",
+                "m",
+                10,
+                5,
+                9_000,
+            );
+            e.wallet_id = Some(w.id);
+            e
+        })
+        .collect();
+    let mut mixed: Vec<SpendEvent> = Vec::new();
+    for (i, old) in stored.enumerate() {
+        mixed.push(old);
+        if let Some(e) = new.get(i) {
+            mixed.push(e.clone());
+        }
+        if i % 5 == 0 {
+            mixed.push(new[i / 2].clone());
+        }
+    }
+    let repeated = mixed.len() - 50 - new.len();
+    let report = write(store, &Arc::new(mixed)).await;
+    assert_eq!(
+        (report.inserted, report.duplicates),
+        (new.len(), 50 + repeated)
+    );
+    let spent = spent + new.iter().map(|e| e.cost).sum::<Money>();
+    let wallet = store.list_wallets().await.unwrap();
+    let after = wallet.into_iter().find(|x| x.id == w.id).unwrap();
+    assert_eq!((after.balance, after.total_spent), (top_up - spent, spent));
+    assert_eq!(store.ledger_sum(w.id).await.unwrap(), after.balance);
+    let total = store
+        .summary(&window(now - HOUR_MS, now + HOUR_MS))
+        .await
+        .unwrap();
+    assert_eq!((total.requests, total.cost), (240, spent));
     // Refusals: moving more than a wallet holds, and wallets for keys.
     let child = store
         .create_wallet(NewWallet {
