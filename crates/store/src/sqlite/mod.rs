@@ -62,6 +62,7 @@ type LabelCache = HashMap<LabelKind, HashMap<String, i64>>;
 struct WriterConn {
     conn: Connection,
     labels: LabelCache,
+    texts: write::Texts,
     last_prune_ms: i64,
 }
 
@@ -114,9 +115,9 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::CHECKPOINT_PAGES)?;
         migrate(&mut conn)?;
         checkpoint::start(&mut conn, open_conn(&path, true, options.busy_timeout)?)?;
-        // The writer's statements (a batch's inserts and upserts, each in two sizes, and the controls') must all
+        // The writer's statements (a batch's inserts and upserts, each in six sizes, and the controls') must all
         // stay prepared: rusqlite's default cache holds 16.
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(128);
         let mut readers = Vec::new();
         for _ in 0..options.readers.max(1) {
             readers.push(open_conn(&path, false, options.busy_timeout)?);
@@ -127,6 +128,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(WriterConn {
                 conn,
                 labels: HashMap::new(),
+                texts: write::Texts::new(),
                 last_prune_ms: 0,
             })),
             readers: Arc::new(Mutex::new(readers)),
