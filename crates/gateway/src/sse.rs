@@ -53,7 +53,7 @@ impl UsageScanner {
 
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(pos);
             rest = &tail[1..];
             if self.partial.is_empty() {

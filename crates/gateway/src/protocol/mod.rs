@@ -118,7 +118,7 @@ pub fn normalised(prompt: u64, output: u64, cache_read: u64, cache_write: u64) -
 
 /// Whether `hay` contains `needle`.
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Bytes inside the string values of `"key":"..."` in `data` (escapes counted as written).
@@ -148,7 +148,7 @@ pub fn text_len(data: &[u8], key: &[u8]) -> usize {
 fn find_key(data: &[u8], key: &[u8]) -> Option<usize> {
     let mut from = 0;
     while from + key.len() + 4 <= data.len() {
-        let off = data[from..].windows(key.len()).position(|w| w == key)? + from;
+        let off = memchr::memmem::find(&data[from..], key)? + from;
         let end = off + key.len();
         if off > 0 && data[off - 1] == b'"' && data[end..].starts_with(b"\":\"") {
             return Some(end + 3);
