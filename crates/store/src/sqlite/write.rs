@@ -53,8 +53,8 @@ pub(super) fn find_label(conn: &Connection, kind: LabelKind, name: &str) -> Resu
 const ROWS_PER_STATEMENT: usize = 32;
 
 /// The smaller runs that write what is left of a batch after its runs of `ROWS_PER_STATEMENT`, largest first. A
-/// gateway's batches are small (what arrives in 5 ms), yet one event adds about 50 per-dimension and pair rows, so
-/// most of their rows are such rest.
+/// gateway's batches are small (what arrives in 5 ms), yet one event adds about 60 rollup rows (16 per-dimension,
+/// up to 42 pair rows), so most of their rows are such rest.
 const REST_SIZES: [usize; 5] = [16, 8, 4, 2, 1];
 
 /// The texts of the writer's statements by (table, rows per run), built once: building a 32-row statement's text
