@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, OptionalExtension, Statement};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension, Statement};
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
 
@@ -96,8 +96,23 @@ struct Target<'a> {
     tail: &'a str,
 }
 
+/// The prepared statement that writes `rows` rows of `width` values into `target`.
+fn statement<'c>(
+    tx: &'c Connection,
+    texts: &mut Texts,
+    target: &Target<'_>,
+    width: usize,
+    rows: usize,
+) -> Result<CachedStatement<'c>> {
+    let sql = texts
+        .entry((target.table, rows))
+        .or_insert_with(|| values_sql(&(target.head)(), width, rows, target.tail));
+    Ok(tx.prepare_cached(sql)?)
+}
+
 /// Writes `rows` into `target`, `ROWS_PER_STATEMENT` rows per run and the rest in runs of `REST_SIZES`. `after`
-/// hears the rows of each run and how many rows it changed.
+/// hears the rows of each run and how many rows it changed. Each statement is looked up once per call: the
+/// lookup hashes the statement's text, which for 32 rows is a few kilobytes.
 fn write_rows<R: BindRow>(
     tx: &Connection,
     texts: &mut Texts,
@@ -105,30 +120,36 @@ fn write_rows<R: BindRow>(
     rows: impl IntoIterator<Item = Result<R>>,
     mut after: impl FnMut(&[R], usize) -> Result<()>,
 ) -> Result<()> {
-    let mut run = |rows: &[R]| -> Result<()> {
-        let sql = texts
-            .entry((target.table, rows.len()))
-            .or_insert_with(|| values_sql(&(target.head)(), R::WIDTH, rows.len(), target.tail));
-        let mut stmt = tx.prepare_cached(sql)?;
+    let mut run = |stmt: &mut Statement<'_>, rows: &[R]| -> Result<()> {
         for (i, row) in rows.iter().enumerate() {
-            row.bind(&mut stmt, 1 + i * R::WIDTH)?;
+            row.bind(stmt, 1 + i * R::WIDTH)?;
         }
         let changed = stmt.raw_execute()?;
         after(rows, changed)
     };
+    let mut full = None;
     let mut chunk = Vec::with_capacity(ROWS_PER_STATEMENT);
     for row in rows {
         chunk.push(row?);
         if chunk.len() == ROWS_PER_STATEMENT {
-            run(&chunk)?;
+            let stmt = match &mut full {
+                Some(stmt) => stmt,
+                None => full.insert(statement(tx, texts, target, R::WIDTH, ROWS_PER_STATEMENT)?),
+            };
+            run(stmt, &chunk)?;
             chunk.clear();
         }
     }
+    drop(full);
     let mut rest = &chunk[..];
     for size in REST_SIZES {
+        if rest.len() < size {
+            continue;
+        }
+        let mut stmt = statement(tx, texts, target, R::WIDTH, size)?;
         while rest.len() >= size {
             let (now, later) = rest.split_at(size);
-            run(now)?;
+            run(&mut stmt, now)?;
             rest = later;
         }
     }
