@@ -406,3 +406,51 @@ async fn a_failed_journal_write_closes_its_segment() {
     handle.shutdown().await;
     assert_eq!(stored_ids(&*store).await.len(), 2);
 }
+
+/// The writer waits `flush_interval` after a batch's first event, but not once a whole batch is waiting: with
+/// an interval of an hour, batches of three are written as soon as they fill, whether events come straight from
+/// the requests or through the journal, and each event is written once.
+#[tokio::test]
+async fn a_full_batch_is_written_without_waiting_for_the_interval() {
+    use spendgate_store::journal::JournalConfig;
+    use spendgate_store::{spawn_writer, Store, WriterConfig};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    for journaled in [false, true] {
+        let (dir, store) = open();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let config = WriterConfig {
+            max_batch: 3,
+            flush_interval: Duration::from_secs(3600),
+        };
+        let journal = journaled.then(|| JournalConfig::new(dir.path().join("journal")));
+        let (writer, handle) = spawn_writer(Arc::clone(&store), config, journal).unwrap();
+        let mut committed = writer.subscribe();
+        let now = spendgate_core::time::now_ms();
+        let event = |i: i64| common::event(now - i, Some("t"), "u", "m", 1, 1, 10);
+        assert!(writer.record(event(0)).await);
+        // On this single-threaded runtime the writer runs now: it takes the first event alone and starts its
+        // interval, so the next events arrive while it waits (sent all at once, they would fill its first take).
+        tokio::task::yield_now().await;
+        for i in 1..9 {
+            assert!(writer.record(event(i)).await);
+        }
+        // Nine events make three full batches. A writer that waited for the interval would not commit within
+        // the guard, which is there only to fail instead of hanging.
+        let mut written = 0;
+        while written < 9 {
+            let notice = tokio::time::timeout(Duration::from_secs(60), committed.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("journaled={journaled}: full batches waited for the interval")
+                })
+                .unwrap();
+            assert!(notice.events <= 3, "a batch larger than max_batch");
+            written += notice.events;
+        }
+        assert_eq!(written, 9, "journaled={journaled}");
+        assert_eq!(stored_ids(&*store).await.len(), 9, "journaled={journaled}");
+        handle.shutdown().await;
+    }
+}
