@@ -89,11 +89,10 @@ fn values_sql(head: &str, width: usize, rows: usize, tail: &str) -> String {
 }
 
 /// How one table is written: its name (which keys the statement texts), and the text of its statement before and
-/// after the rows.
+/// after the rows, built only when a statement's text is not kept yet.
 struct Target<'a> {
     table: &'static str,
-    head: &'a dyn Fn() -> String,
-    tail: &'a str,
+    text: &'a dyn Fn() -> (String, String),
 }
 
 /// The prepared statement that writes `rows` rows of `width` values into `target`.
@@ -104,9 +103,10 @@ fn statement<'c>(
     width: usize,
     rows: usize,
 ) -> Result<CachedStatement<'c>> {
-    let sql = texts
-        .entry((target.table, rows))
-        .or_insert_with(|| values_sql(&(target.head)(), width, rows, target.tail));
+    let sql = texts.entry((target.table, rows)).or_insert_with(|| {
+        let (head, tail) = (target.text)();
+        values_sql(&head, width, rows, &tail)
+    });
     Ok(tx.prepare_cached(sql)?)
 }
 
@@ -164,13 +164,13 @@ fn upsert<const K: usize>(
     key_columns: &str,
     rows: impl Iterator<Item = ([i64; K], Acc)>,
 ) -> Result<()> {
-    let head = || format!("INSERT INTO {table} AS r ({key_columns}, {ROLLUP_MEASURES})");
-    let tail = format!("ON CONFLICT DO UPDATE SET {ADD_MEASURES}");
-    let target = Target {
-        table,
-        head: &head,
-        tail: &tail,
+    let text = || {
+        (
+            format!("INSERT INTO {table} AS r ({key_columns}, {ROLLUP_MEASURES})"),
+            format!("ON CONFLICT DO UPDATE SET {ADD_MEASURES}"),
+        )
     };
+    let target = Target { table, text: &text };
     write_rows(tx, texts, &target, rows.map(Ok), |_, _| Ok(()))
 }
 
@@ -231,16 +231,16 @@ fn insert_logs(
     // keeps a journal of its own to undo its part, which took back most of the gain of many rows per run. Every
     // NOT NULL column is bound from a value that cannot be null, so the only row ever skipped is a repeated
     // `(ts_ms, event_id)`.
-    let head = || {
-        format!(
+    let text = || {
+        let head = format!(
             "INSERT OR IGNORE INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {})",
             batch::LOG_INT_COLUMNS.join(", ")
-        )
+        );
+        (head, String::new())
     };
     let target = Target {
         table: "spend_logs",
-        head: &head,
-        tail: "",
+        text: &text,
     };
     let rows = events.iter().zip(dims).map(|(e, d)| {
         let cost = batch::cost_of(e)?;
