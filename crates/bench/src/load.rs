@@ -279,6 +279,9 @@ pub async fn freshness(
     let probe = s.through_gateway(false, &s.fresh_key)?;
     let bg_target = s.through_gateway(false, &s.key)?;
     let bg_client = client.clone();
+    // The gateway's disk writes over this phase, per request it answered: the store's write amplification at a
+    // steady rate, a count that the machine's noise does not move.
+    let written_before = procs::write_bytes(s.gateway.pid())?;
     let background = tokio::spawn(async move {
         fixed_rate(&bg_client, &bg_target, background_rps, budget, 1024).await
     });
@@ -318,6 +321,14 @@ pub async fn freshness(
     }
     let mut bg = background.await.context("the background load failed")?;
     s.check_alive()?;
+    let written = procs::write_bytes(s.gateway.pid())?.saturating_sub(written_before);
+    let answered = bg.ok + delays.len() as u64 + timeouts;
+    let per_request = written.checked_div(answered).unwrap_or(0);
+    rows.push(Row::new(
+        "5 freshness",
+        format!("gateway disk writes per request ({answered} requests)"),
+        format!("{} KB", milli_str(per_request)),
+    ));
     let p99 = delays.percentile(990);
     rows.push(Row::new(
         "5 freshness",
@@ -351,6 +362,8 @@ pub async fn freshness(
         "timeouts": timeouts,
         "failed_requests": failed,
         "summary_poll_latency": poll_latency.summary(),
+        "gateway_write_bytes": written,
+        "gateway_write_bytes_per_request": per_request,
         "background": bg.json(),
         "background_rps": background_rps,
     }))

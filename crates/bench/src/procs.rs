@@ -235,6 +235,20 @@ pub fn cpu_ms(pid: impl std::fmt::Display) -> anyhow::Result<u64> {
     Ok((ticks(11)? + ticks(12)?) * 10)
 }
 
+/// The bytes a process has caused to be sent to the storage layer so far (`write_bytes` in `/proc/<pid>/io`):
+/// its own writes and the page-cache write-back charged to it, so the WAL's appends and the checkpoints' copies
+/// both count. A count, not a time, so the machine's noise does not move it.
+pub fn write_bytes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {path}"))?;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("write_bytes:") {
+            return Ok(rest.trim().parse()?);
+        }
+    }
+    bail!("{path} has no write_bytes")
+}
+
 /// A fresh, empty directory.
 pub fn fresh_dir(path: &Path) -> anyhow::Result<PathBuf> {
     if path.exists() {
