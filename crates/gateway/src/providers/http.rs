@@ -40,6 +40,8 @@ pub enum KeyStyle {
 pub struct HttpUpstream {
     pub config: HttpConfig,
     client: reqwest::Client,
+    /// Answers read whole from a plain-HTTP upstream, when no proxy is set: see `h1.rs`.
+    h1: Option<super::h1::Http1Pool>,
     /// The URL of each endpoint, parsed once, when it does not depend on the model (no `{model}` in the base
     /// URL): parsing it per request showed in profiles (URL and IDNA parsing, about 2% of the gateway's time).
     fixed_urls: Vec<(crate::provider::Endpoint, reqwest::Url)>,
@@ -67,10 +69,16 @@ impl HttpUpstream {
         let mut upstream = HttpUpstream {
             config,
             client,
+            h1: None,
             fixed_urls: Vec::new(),
         };
         // A base URL that cannot be parsed is a start-up error, not a failure of every request.
-        upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        let base = upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        upstream.h1 = super::h1::Http1Pool::for_url(
+            &base,
+            upstream.config.connect_timeout,
+            upstream.config.read_timeout,
+        );
         if !upstream.config.base_url.contains("{model}") {
             use crate::provider::Endpoint;
             for e in [
@@ -128,28 +136,48 @@ impl HttpUpstream {
         fixed_headers: &[(&'static str, &'static str)],
     ) -> Result<UpstreamResponse, ProviderError> {
         let url = self.url(req.endpoint, &req.model)?;
-        let mut builder = self
-            .client
-            .post(url)
-            .header("content-type", "application/json");
+        // Every header the upstream gets, and whether it is a secret (kept out of debug output and never
+        // indexed by HTTP/2 header compression).
+        let bearer: String;
+        let mut headers: Vec<(&str, &str, bool)> = Vec::with_capacity(8);
+        headers.push(("content-type", "application/json", false));
         for (k, v) in fixed_headers {
             // The client's own value (a newer `anthropic-version`, say) wins over the default.
             if !req.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
-                builder = builder.header(*k, *v);
+                headers.push((k, v, false));
             }
         }
         for (k, v) in &req.headers {
-            builder = builder.header(*k, v);
+            headers.push((k, v, false));
         }
         for (k, v) in &self.config.headers {
-            builder = builder.header(k, v);
+            headers.push((k, v, false));
         }
         if let Some(key) = &self.config.api_key {
-            builder = match (&self.config.api_key_header, key_style) {
-                (Some(h), _) => builder.header(h.as_str(), key),
-                (None, KeyStyle::Bearer) => builder.bearer_auth(key),
-                (None, KeyStyle::Header(h)) => builder.header(h, key),
+            match (&self.config.api_key_header, key_style) {
+                (Some(h), _) => headers.push((h, key, true)),
+                (None, KeyStyle::Bearer) => {
+                    bearer = format!("Bearer {key}");
+                    headers.push(("authorization", &bearer, true));
+                }
+                (None, KeyStyle::Header(h)) => headers.push((h, key, true)),
+            }
+        }
+        if let (Some(h1), false) = (&self.h1, req.stream) {
+            let path = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
             };
+            let answer = h1.post(&path, &headers, req.body).await?;
+            return Ok(UpstreamResponse {
+                status: answer.status,
+                content_type: answer.content_type,
+                body: UpstreamBody::Full(answer.body),
+            });
+        }
+        let mut builder = self.client.post(url);
+        for (k, v, secret) in headers {
+            builder = builder.header(k, header_value(k, v, secret)?);
         }
         let res = builder.body(req.body).send().await.map_err(map_err)?;
         let status = res.status().as_u16();
@@ -172,6 +200,21 @@ impl HttpUpstream {
             body,
         })
     }
+}
+
+/// A header's value for the upstream, marked sensitive when it is a secret.
+pub(super) fn header_value(
+    name: &str,
+    value: &str,
+    secret: bool,
+) -> Result<reqwest::header::HeaderValue, ProviderError> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        ProviderError::Config(format!(
+            "the value of the upstream header '{name}' is not valid in HTTP"
+        ))
+    })?;
+    v.set_sensitive(secret);
+    Ok(v)
 }
 
 fn map_err(e: reqwest::Error) -> ProviderError {

@@ -1,6 +1,7 @@
 //! Provider implementations, one per file.
 
 pub mod anthropic;
+mod h1;
 pub mod http;
 pub mod mock;
 pub mod openai;
