@@ -43,4 +43,5 @@ perf sched timehist -i "$out/sched.data" >"$out/timehist.txt" 2>/dev/null
 if [ -z "${SCHED_KEEP:-}" ]; then rm -f "$out/sched.data"; fi
 python3 "$here/sched_delays.py" "$out/timehist.txt" gateway="$gateway" upstream="$upstream" \
   load-generator="$load" | tee "$out/delays.txt"
-grep -E 'non-streaming @ (500|1000) rps p99' "$out/load.txt" | sort -u
+# The table is printed as it fills; its last rows are the final ones.
+grep -E 'non-streaming @ (500|1000) rps p99' "$out/load.txt" | tail -n 2

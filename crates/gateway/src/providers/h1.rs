@@ -5,7 +5,7 @@
 //! the request's, and pays reqwest's layers on top. Here the request's own task polls the connection while it waits for the
 //! answer, so the answer wakes only that task. On the benchmark's plain-HTTP upstream this took the gateway's
 //! CPU time per request from 62-75 us to 48-50 us, and its throughput from 0.22-0.27 of the direct side's to
-//! 0.29 (docs/BENCHMARKS-HISTORY.md, seventh session).
+//! 0.29-0.31 (docs/BENCHMARKS-HISTORY.md, seventh session).
 //!
 //! Used for answers read whole (not streams) from `http://` upstreams when no proxy is set in the environment.
 //! Everything else, TLS included, goes through reqwest as before.
