@@ -1,18 +1,19 @@
 //! Plain-HTTP upstream exchanges on HTTP/1.1 connections that the asking task drives itself.
 //!
 //! reqwest (hyper's pooled client) runs every connection as a task of its own: a request is handed to that
-//! task and its answer handed back through channels, so an answer wakes two tasks, the connection's and then
-//! the request's, and pays reqwest's layers on top. Here the request's own task polls the connection while it waits for the
-//! answer, so the answer wakes only that task. On the benchmark's plain-HTTP upstream this took the gateway's
-//! CPU time per request from 62-75 us to 48-50 us, and its throughput from 0.22-0.27 of the direct side's to
-//! 0.29-0.31 (docs/BENCHMARKS-HISTORY.md, seventh session).
+//! task and its answer handed back through channels, so an answer, and every chunk of a stream, wakes two
+//! tasks, the connection's and then the request's, and pays reqwest's layers on top. Here the request's own
+//! task polls the connection while it waits for the answer, and a stream polls it as it is read, so what
+//! arrives wakes only that task, and chunks that arrived together are handed on together. On the benchmark's
+//! plain-HTTP upstream this took the gateway's CPU time per request from 62-75 us to 48-53 us, and per stream
+//! from 338-435 us to 100-113 us (docs/BENCHMARKS-HISTORY.md, seventh session).
 //!
-//! Used for answers read whole (not streams) from `http://` upstreams when no proxy is set in the environment.
-//! Everything else, TLS included, goes through reqwest as before.
+//! Used for every call to an `http://` upstream when no proxy is set in the environment. Calls over TLS, and
+//! through a proxy, go through reqwest as before.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use hyper::client::conn::http1::{handshake, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::provider::ProviderError;
+use crate::provider::{ProviderError, UpstreamBody};
 
 /// As many idle connections as reqwest kept per host (`pool_max_idle_per_host`).
 const MAX_IDLE: usize = 256;
@@ -34,12 +35,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// reqwest so that they keep going through the proxy.
 const PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
 
-/// A whole answer.
-#[derive(Debug)]
+/// An answer: read whole, or a stream of server-sent events still arriving.
 pub(crate) struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
-    pub body: Bytes,
+    pub body: UpstreamBody,
 }
 
 struct Conn {
@@ -101,14 +101,17 @@ impl Http1Pool {
         })
     }
 
-    /// Posts `body` to `path` (path and query) with `headers` (name, value, whether it is a secret), and reads
-    /// the whole answer. A pooled connection
-    /// that turns out to be closed before the request left is dropped and the request sent on another.
+    /// Posts `body` to `path` (path and query) with `headers` (name, value, whether it is a secret). The answer
+    /// is read whole, unless `stream` was asked for and the upstream sends events with a success status: then
+    /// it comes as a stream that drives its connection as it is read, and gives the connection back to the pool
+    /// at its end. A pooled connection that turns out to be closed before the request left is dropped and the
+    /// request sent on another.
     pub(crate) async fn post(
-        &self,
+        self: &Arc<Self>,
         path: &str,
         headers: &[(&str, &str, bool)],
         body: Bytes,
+        stream: bool,
     ) -> Result<Answer, ProviderError> {
         loop {
             let (mut conn, reused) = match self.take() {
@@ -116,14 +119,36 @@ impl Http1Pool {
                 None => (self.connect().await?, false),
             };
             let request = self.request(path, headers, body.clone())?;
-            match exchange(&mut conn, request, self.read_timeout).await {
-                Ok(answer) => {
-                    self.put_back(conn);
-                    return Ok(answer);
-                }
+            let head = match send(&mut conn, request, self.read_timeout).await {
+                Ok(head) => head,
                 Err(Failure::NotSent(_)) if reused => continue,
                 Err(Failure::NotSent(e) | Failure::Failed(e)) => return Err(e),
-            }
+            };
+            let Head {
+                status,
+                content_type,
+                body,
+            } = head;
+            let is_sse = content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("text/event-stream"));
+            let body = if stream && is_sse && status < 400 {
+                UpstreamBody::Stream(Box::pin(Events {
+                    conn: Some(conn),
+                    body,
+                    pool: Arc::clone(self),
+                    deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
+                }))
+            } else {
+                let whole = read_whole(&mut conn, body, self.read_timeout).await?;
+                self.put_back(conn);
+                UpstreamBody::Full(whole)
+            };
+            return Ok(Answer {
+                status,
+                content_type,
+                body,
+            });
         }
     }
 
@@ -217,11 +242,19 @@ fn drive<T>(
     f(c, cx)
 }
 
-async fn exchange(
+/// The head of an answer, its body still to be read.
+struct Head {
+    status: u16,
+    content_type: Option<String>,
+    body: Incoming,
+}
+
+/// Sends `request` and waits for the answer's head.
+async fn send(
     c: &mut Conn,
     request: hyper::Request<Full<Bytes>>,
     read_timeout: Duration,
-) -> Result<Answer, Failure> {
+) -> Result<Head, Failure> {
     // Ready to send: on a reused connection this also reads the upstream's close, if it sent one while idle.
     poll_fn(|cx| {
         drive(c, cx, |c, cx| {
@@ -251,13 +284,24 @@ async fn exchange(
         }
         Err(e) => return Err(Failure::Failed(ProviderError::Body(e.to_string()))),
     };
-    let status = response.status().as_u16();
     let content_type = response
         .headers()
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut body: Incoming = response.into_body();
+    Ok(Head {
+        status: response.status().as_u16(),
+        content_type,
+        body: response.into_body(),
+    })
+}
+
+/// Reads a body to its end.
+async fn read_whole(
+    c: &mut Conn,
+    mut body: Incoming,
+    read_timeout: Duration,
+) -> Result<Bytes, ProviderError> {
     let mut whole = BytesMut::new();
     loop {
         // The read timeout bounds each wait for more of the body, as reqwest's did, not the whole body.
@@ -266,22 +310,74 @@ async fn exchange(
             poll_fn(|cx| drive(c, cx, |_, cx| Pin::new(&mut body).poll_frame(cx))),
         )
         .await
-        .map_err(|_| Failure::Failed(ProviderError::Timeout))?;
+        .map_err(|_| ProviderError::Timeout)?;
         match frame {
-            None => break,
+            None => return Ok(whole.freeze()),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     whole.extend_from_slice(&data);
                 }
             }
-            Some(Err(e)) => return Err(Failure::Failed(ProviderError::Body(e.to_string()))),
+            Some(Err(e)) => return Err(ProviderError::Body(e.to_string())),
         }
     }
-    Ok(Answer {
-        status,
-        content_type,
-        body: whole.freeze(),
-    })
+}
+
+/// A streamed body that drives its connection while it is read. At its end the connection goes back to the
+/// pool; dropped before its end (or after an error), the connection is closed with it.
+struct Events {
+    /// `None` once the stream ended.
+    conn: Option<Conn>,
+    body: Incoming,
+    pool: Arc<Http1Pool>,
+    /// The read timeout, pushed back by every chunk.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl futures_util::Stream for Events {
+    type Item = Result<Bytes, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(c) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if !c.closed && Pin::new(&mut c.conn).poll(cx).is_ready() {
+            c.closed = true;
+        }
+        loop {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => {
+                        if let Some(at) =
+                            tokio::time::Instant::now().checked_add(this.pool.read_timeout)
+                        {
+                            this.deadline.as_mut().reset(at);
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    // Trailers, or an empty chunk: nothing to hand on.
+                    _ => continue,
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(ProviderError::Body(e.to_string()))));
+                }
+                Poll::Ready(None) => {
+                    if let Some(c) = this.conn.take() {
+                        this.pool.put_back(c);
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.conn = None;
+            return Poll::Ready(Some(Err(ProviderError::Timeout)));
+        }
+        Poll::Pending
+    }
 }
 
 #[cfg(test)]
@@ -313,12 +409,26 @@ mod tests {
         }
     }
 
-    fn pool(addr: std::net::SocketAddr, read_timeout: Duration) -> Http1Pool {
-        let url = reqwest::Url::parse(&format!("http://{addr}/v1")).unwrap();
-        Http1Pool::for_url(&url, Duration::from_secs(5), read_timeout).unwrap()
+    /// Accepts a connection, reads its request and answers with the head of an event stream and its first
+    /// event; the rest is the caller's.
+    async fn first_event(listener: &TcpListener) -> TcpStream {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        read_request(&mut tcp).await;
+        tcp.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n\
+              d\r\ndata: first\n\n\r\n",
+        )
+        .await
+        .unwrap();
+        tcp
     }
 
-    async fn post(p: &Http1Pool) -> Result<Answer, ProviderError> {
+    fn pool(addr: std::net::SocketAddr, read_timeout: Duration) -> Arc<Http1Pool> {
+        let url = reqwest::Url::parse(&format!("http://{addr}/v1")).unwrap();
+        Arc::new(Http1Pool::for_url(&url, Duration::from_secs(5), read_timeout).unwrap())
+    }
+
+    async fn post_as(p: &Arc<Http1Pool>, stream: bool) -> Result<Answer, ProviderError> {
         p.post(
             "/v1/chat/completions?api-version=1",
             &[
@@ -326,8 +436,20 @@ mod tests {
                 ("authorization", "Bearer sk-test", true),
             ],
             Bytes::from_static(b"{\"model\":\"m\"}"),
+            stream,
         )
         .await
+    }
+
+    async fn post(p: &Arc<Http1Pool>) -> Result<Answer, ProviderError> {
+        post_as(p, false).await
+    }
+
+    fn whole(a: &Answer) -> &[u8] {
+        match &a.body {
+            UpstreamBody::Full(b) => b,
+            UpstreamBody::Stream(_) => panic!("a whole body was expected, not a stream"),
+        }
     }
 
     #[tokio::test]
@@ -352,7 +474,7 @@ mod tests {
                 .unwrap();
             assert_eq!(a.status, 200);
             assert_eq!(a.content_type.as_deref(), Some("application/json"));
-            assert_eq!(&a.body[..], b"{\"ok\":true}");
+            assert_eq!(whole(&a), b"{\"ok\":true}");
         }
         // The server accepted one connection only, and answered all three on it.
         let seen = server.await.unwrap();
@@ -416,6 +538,84 @@ mod tests {
         drop(refused);
         let p = pool(addr, Duration::from_secs(5));
         assert!(matches!(post(&p).await, Err(ProviderError::Connect(_))));
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_read_as_it_arrives_and_its_connection_then_carries_the_next_request() {
+        use futures_util::StreamExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (more_tx, more_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let mut tcp = first_event(&listener).await;
+            // The rest is sent only once the client has read the first event: it arrives as it is sent.
+            more_rx.await.unwrap();
+            tcp.write_all(b"e\r\ndata: second\n\n\r\n0\r\n\r\n")
+                .await
+                .unwrap();
+            read_request(&mut tcp).await;
+            tcp.write_all(OK).await.unwrap();
+        });
+        let p = pool(addr, Duration::from_secs(5));
+        let a = post_as(&p, true).await.unwrap();
+        assert_eq!(a.content_type.as_deref(), Some("text/event-stream"));
+        let UpstreamBody::Stream(mut events) = a.body else {
+            panic!("an event stream was expected");
+        };
+        assert_eq!(
+            &events.next().await.unwrap().unwrap()[..],
+            b"data: first\n\n"
+        );
+        more_tx.send(()).unwrap();
+        assert_eq!(
+            &events.next().await.unwrap().unwrap()[..],
+            b"data: second\n\n"
+        );
+        assert!(events.next().await.is_none());
+        assert_eq!(
+            p.idle.lock().unwrap().len(),
+            1,
+            "the stream's end gave the connection back"
+        );
+        // The server accepts one connection only: the next request must go out on the same one.
+        let a = tokio::time::timeout(Duration::from_secs(30), post(&p))
+            .await
+            .expect("the next request did not reuse the stream's connection")
+            .unwrap();
+        assert_eq!(whole(&a), b"{\"ok\":true}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stalls_ends_with_a_timeout() {
+        use futures_util::StreamExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            // Held open, without another byte, until the client gave up.
+            let _held = first_event(&listener).await;
+            let _ = done_rx.await;
+        });
+        let p = pool(addr, Duration::from_millis(200));
+        let UpstreamBody::Stream(mut events) = post_as(&p, true).await.unwrap().body else {
+            panic!("an event stream was expected");
+        };
+        assert!(events.next().await.unwrap().is_ok());
+        // The guard turns a stream that never gives up into a failure rather than a hung test.
+        let next = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("the stalled stream did not time out");
+        assert!(matches!(next, Some(Err(ProviderError::Timeout))));
+        assert!(events.next().await.is_none());
+        drop(events);
+        assert_eq!(
+            p.idle.lock().unwrap().len(),
+            0,
+            "a stalled connection is not reused"
+        );
+        done_tx.send(()).unwrap();
+        server.await.unwrap();
     }
 
     #[test]

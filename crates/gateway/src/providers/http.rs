@@ -40,8 +40,8 @@ pub enum KeyStyle {
 pub struct HttpUpstream {
     pub config: HttpConfig,
     client: reqwest::Client,
-    /// Answers read whole from a plain-HTTP upstream, when no proxy is set: see `h1.rs`.
-    h1: Option<super::h1::Http1Pool>,
+    /// Every call to a plain-HTTP upstream when no proxy is set: see `h1.rs`.
+    h1: Option<std::sync::Arc<super::h1::Http1Pool>>,
     /// The URL of each endpoint, parsed once, when it does not depend on the model (no `{model}` in the base
     /// URL): parsing it per request showed in profiles (URL and IDNA parsing, about 2% of the gateway's time).
     fixed_urls: Vec<(crate::provider::Endpoint, reqwest::Url)>,
@@ -78,7 +78,8 @@ impl HttpUpstream {
             &base,
             upstream.config.connect_timeout,
             upstream.config.read_timeout,
-        );
+        )
+        .map(std::sync::Arc::new);
         if !upstream.config.base_url.contains("{model}") {
             use crate::provider::Endpoint;
             for e in [
@@ -163,16 +164,16 @@ impl HttpUpstream {
                 (None, KeyStyle::Header(h)) => headers.push((h, key, true)),
             }
         }
-        if let (Some(h1), false) = (&self.h1, req.stream) {
+        if let Some(h1) = &self.h1 {
             let path = match url.query() {
                 Some(q) => format!("{}?{q}", url.path()),
                 None => url.path().to_string(),
             };
-            let answer = h1.post(&path, &headers, req.body).await?;
+            let answer = h1.post(&path, &headers, req.body, req.stream).await?;
             return Ok(UpstreamResponse {
                 status: answer.status,
                 content_type: answer.content_type,
-                body: UpstreamBody::Full(answer.body),
+                body: answer.body,
             });
         }
         let mut builder = self.client.post(url);
