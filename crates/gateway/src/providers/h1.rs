@@ -127,20 +127,17 @@ impl Http1Pool {
             let Head {
                 status,
                 content_type,
-                body,
+                body: incoming,
             } = head;
-            let is_sse = content_type
-                .as_deref()
-                .is_some_and(|c| c.starts_with("text/event-stream"));
-            let body = if stream && is_sse && status < 400 {
+            let body = if super::http::answers_as_stream(stream, content_type.as_deref(), status) {
                 UpstreamBody::Stream(Box::pin(Events {
                     conn: Some(conn),
-                    body,
+                    body: incoming,
                     pool: Arc::clone(self),
                     deadline: Box::pin(tokio::time::sleep(self.read_timeout)),
                 }))
             } else {
-                let whole = read_whole(&mut conn, body, self.read_timeout).await?;
+                let whole = read_whole(&mut conn, incoming, self.read_timeout).await?;
                 self.put_back(conn);
                 UpstreamBody::Full(whole)
             };

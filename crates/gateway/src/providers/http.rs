@@ -187,10 +187,7 @@ impl HttpUpstream {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let is_sse = content_type
-            .as_deref()
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let body = if req.stream && is_sse && status < 400 {
+        let body = if answers_as_stream(req.stream, content_type.as_deref(), status) {
             UpstreamBody::Stream(res.bytes_stream().map(|r| r.map_err(map_err)).boxed())
         } else {
             UpstreamBody::Full(res.bytes().await.map_err(map_err)?)
@@ -201,6 +198,12 @@ impl HttpUpstream {
             body,
         })
     }
+}
+
+/// Whether an answer is read as a stream: a stream was asked for, and the upstream sends events with a success
+/// status (an error comes whole, whatever was asked).
+pub(super) fn answers_as_stream(asked: bool, content_type: Option<&str>, status: u16) -> bool {
+    asked && status < 400 && content_type.is_some_and(|c| c.starts_with("text/event-stream"))
 }
 
 /// A header's value for the upstream, marked sensitive when it is a secret.
