@@ -299,7 +299,9 @@ async fn read_whole(
     mut body: Incoming,
     read_timeout: Duration,
 ) -> Result<Bytes, ProviderError> {
-    let mut whole = BytesMut::new();
+    // A body of one chunk, the usual case, is handed on as it came; only more chunks are joined into a copy.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
     loop {
         // The read timeout bounds each wait for more of the body, as reqwest's did, not the whole body.
         let frame = tokio::time::timeout(
@@ -309,12 +311,24 @@ async fn read_whole(
         .await
         .map_err(|_| ProviderError::Timeout)?;
         match frame {
-            None => return Ok(whole.freeze()),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    whole.extend_from_slice(&data);
-                }
+            None => {
+                return Ok(if joined.is_empty() {
+                    first.unwrap_or_default()
+                } else {
+                    joined.freeze()
+                })
             }
+            Some(Ok(frame)) => match (frame.into_data(), first.take()) {
+                (Ok(data), None) if joined.is_empty() => first = Some(data),
+                (Ok(data), earlier) => {
+                    if let Some(earlier) = earlier {
+                        joined.extend_from_slice(&earlier);
+                    }
+                    joined.extend_from_slice(&data);
+                }
+                // Trailers: nothing to keep.
+                (Err(_), earlier) => first = earlier,
+            },
             Some(Err(e)) => return Err(ProviderError::Body(e.to_string())),
         }
     }
@@ -479,6 +493,28 @@ mod tests {
         assert!(seen[0].contains(&format!("host: {addr}\r\n")));
         assert!(seen[0].contains("authorization: Bearer sk-test\r\n"));
         assert!(seen[0].ends_with("{\"model\":\"m\"}"));
+    }
+
+    #[tokio::test]
+    async fn a_body_in_several_chunks_is_read_whole_and_one_in_a_single_chunk_as_it_came() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            read_request(&mut tcp).await;
+            tcp.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+                  5\r\n{\"ok\"\r\n1\r\n:\r\n5\r\ntrue}\r\n0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            read_request(&mut tcp).await;
+            tcp.write_all(OK).await.unwrap();
+        });
+        let p = pool(addr, Duration::from_secs(5));
+        assert_eq!(whole(&post(&p).await.unwrap()), b"{\"ok\":true}");
+        assert_eq!(whole(&post(&p).await.unwrap()), b"{\"ok\":true}");
+        server.await.unwrap();
     }
 
     #[tokio::test]

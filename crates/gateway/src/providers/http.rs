@@ -1,6 +1,7 @@
 //! What every HTTP provider shares: its configuration, a pooled client, the request it sends and how it reads
 //! the answer. `openai.rs` and `anthropic.rs` only say which APIs they speak and how the key is sent.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -95,14 +96,15 @@ impl HttpUpstream {
         Ok(upstream)
     }
 
+    /// The endpoint's URL: borrowed when it was parsed at start, so that a request does not copy it.
     fn url(
         &self,
         endpoint: crate::provider::Endpoint,
         model: &str,
-    ) -> Result<reqwest::Url, ProviderError> {
+    ) -> Result<Cow<'_, reqwest::Url>, ProviderError> {
         match self.fixed_urls.iter().find(|(e, _)| *e == endpoint) {
-            Some((_, url)) => Ok(url.clone()),
-            None => self.parse_url(endpoint, model),
+            Some((_, url)) => Ok(Cow::Borrowed(url)),
+            None => self.parse_url(endpoint, model).map(Cow::Owned),
         }
     }
 
@@ -165,9 +167,9 @@ impl HttpUpstream {
             }
         }
         if let Some(h1) = &self.h1 {
-            let path = match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_string(),
+            let path: Cow<'_, str> = match url.query() {
+                Some(q) => Cow::Owned(format!("{}?{q}", url.path())),
+                None => Cow::Borrowed(url.path()),
             };
             let answer = h1.post(&path, &headers, req.body, req.stream).await?;
             return Ok(UpstreamResponse {
@@ -176,7 +178,7 @@ impl HttpUpstream {
                 body: answer.body,
             });
         }
-        let mut builder = self.client.post(url);
+        let mut builder = self.client.post(url.into_owned());
         for (k, v, secret) in headers {
             builder = builder.header(k, header_value(k, v, secret)?);
         }
