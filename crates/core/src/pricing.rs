@@ -43,6 +43,10 @@ pub struct ModelPrice {
     /// The most output tokens one request can produce; caps budget reservations.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// The most input tokens one request can carry (the context window): bounds the hold of a request whose
+    /// input the body only points at (a file id, `previous_response_id`, a web search), and of images.
+    #[serde(default)]
+    pub context_window: Option<u64>,
     /// The public page the prices were taken from.
     #[serde(default)]
     pub source: Option<String>,
@@ -144,6 +148,9 @@ pub enum PriceConfidence {
     Exact,
     /// The model is not in the catalog and was priced by the configured fallback: a low-confidence figure.
     Fallback,
+    /// The price is the catalog's, but the provider reported no usage, so the tokens (and the cost) are the
+    /// gateway's estimate. Never shown as exact.
+    Estimated,
 }
 
 impl PriceConfidence {
@@ -151,19 +158,30 @@ impl PriceConfidence {
         match self {
             PriceConfidence::Exact => "exact",
             PriceConfidence::Fallback => "fallback",
+            PriceConfidence::Estimated => "estimated",
         }
     }
     pub fn code(self) -> i64 {
         match self {
             PriceConfidence::Exact => 0,
             PriceConfidence::Fallback => 1,
+            PriceConfidence::Estimated => 2,
         }
     }
     pub fn from_code(c: i64) -> PriceConfidence {
-        if c == 1 {
-            PriceConfidence::Fallback
-        } else {
-            PriceConfidence::Exact
+        match c {
+            1 => PriceConfidence::Fallback,
+            2 => PriceConfidence::Estimated,
+            _ => PriceConfidence::Exact,
+        }
+    }
+
+    /// The confidence of a bill whose tokens came from `source`: estimated tokens make any exact price an
+    /// estimate (a fallback price stays flagged as the fallback, which is the larger doubt).
+    pub fn with_usage(self, source: crate::UsageSource) -> PriceConfidence {
+        match (self, source) {
+            (PriceConfidence::Exact, crate::UsageSource::Estimated) => PriceConfidence::Estimated,
+            (c, _) => c,
         }
     }
 }
@@ -304,6 +322,7 @@ impl Catalog {
                     cached_input_per_mtok: None,
                     cache_write_per_mtok: None,
                     max_output_tokens: None,
+                    context_window: None,
                     source: Some("fallback price from configuration".to_string()),
                 }),
                 confidence: PriceConfidence::Fallback,
@@ -369,6 +388,7 @@ mod tests {
             cached_input_per_mtok: Some(PricePerMtok::parse("1.25").unwrap()),
             cache_write_per_mtok: Some(PricePerMtok::parse("3.75").unwrap()),
             max_output_tokens: None,
+            context_window: None,
             source: None,
         };
         let u = Usage {

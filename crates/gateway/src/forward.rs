@@ -34,6 +34,8 @@ pub(crate) struct Prepared {
     pub route: Arc<Route>,
     /// Held while a stream is open, so one key cannot open more than its share.
     pub slot: Option<crate::limits::StreamSlot>,
+    /// The gateway asked the upstream for stream usage the client did not ask for: it is taken out of the answer.
+    pub strip_usage: bool,
 }
 
 /// The error shape of an endpoint's API.
@@ -85,6 +87,7 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         headers,
         route,
         slot,
+        strip_usage,
     } = p;
     let request_id = meter.id;
     let shape = error_shape(endpoint);
@@ -128,7 +131,7 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                 meter.failed_attempt(&target.upstream_model, status, error);
                 i += 1;
             }
-            _ => break answer(&gw, meter, result, shape, slot).await,
+            _ => break answer(&gw, meter, result, shape, slot, strip_usage).await,
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
@@ -144,6 +147,7 @@ async fn answer(
     result: Result<UpstreamResponse, ProviderError>,
     shape: ErrorShape,
     slot: Option<crate::limits::StreamSlot>,
+    strip_usage: bool,
 ) -> Response {
     let request_id = meter.id;
     let up = match result {
@@ -167,7 +171,8 @@ async fn answer(
     match up.body {
         UpstreamBody::Full(bytes) => full_answer(meter, status, content_type, bytes, shape).await,
         UpstreamBody::Stream(s) => {
-            let metered = MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot);
+            let metered =
+                MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot, strip_usage);
             let mut r = Response::new(Body::from_stream(metered));
             *r.status_mut() = status;
             let h = r.headers_mut();

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod limits;
 pub mod meter;
 mod mock_upstream;
+pub mod models;
 pub mod protocol;
 pub mod provider;
 pub mod providers;
@@ -31,6 +32,8 @@ mod proxy;
 pub mod routes;
 pub mod sse;
 pub mod stats;
+mod strip;
+pub mod unrouted;
 pub mod usage_stats;
 
 use std::sync::Arc;

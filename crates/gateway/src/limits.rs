@@ -30,6 +30,7 @@ pub async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
                 gw.limits.max_header_bytes
             ),
         )
+        .shaped(crate::models::shape_of_request(req.uri().path(), req.headers()))
         .into_response();
     }
     next.run(req).await

@@ -151,7 +151,7 @@ impl Meter {
             usage,
             usage_source: source,
             cost: priced.cost,
-            price_confidence: self.confidence,
+            price_confidence: self.confidence.with_usage(source),
             price_lines: priced.billed_lines(),
             error: outcome.error,
             wallet_id,
@@ -175,6 +175,10 @@ pub struct MeteredStream {
     /// The stream is cut when this fires (`limits.max_stream_seconds`).
     deadline: Pin<Box<tokio::time::Sleep>>,
     _slot: Option<crate::limits::StreamSlot>,
+    /// Set when the gateway asked for usage the client did not: takes it out of what the client receives.
+    strip: Option<crate::strip::UsageStripper>,
+    /// What the stripper still held when the upstream ended, sent before the end.
+    tail: Option<Bytes>,
 }
 
 impl MeteredStream {
@@ -183,8 +187,11 @@ impl MeteredStream {
         meter: Meter,
         max_duration: Duration,
         slot: Option<crate::limits::StreamSlot>,
+        strip_usage: bool,
     ) -> Self {
         MeteredStream {
+            strip: strip_usage.then(crate::strip::UsageStripper::new),
+            tail: None,
             inner: Some(inner),
             scanner: UsageScanner::for_format(crate::protocol::format_of(meter.endpoint)),
             meter: Some(meter),
@@ -212,6 +219,9 @@ impl Stream for MeteredStream {
     type Item = Result<Bytes, ProviderError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(tail) = self.tail.take() {
+            return Poll::Ready(Some(Ok(tail)));
+        }
         // The stream has ended upstream; its end reaches the client only once the spend event is journaled.
         if let Some(ack) = self.ack.as_mut() {
             return match Pin::new(ack).poll(cx) {
@@ -236,7 +246,16 @@ impl Stream for MeteredStream {
         };
         match inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(bytes))) => {
+                // Usage is read from the upstream's bytes, before anything is taken out for the client.
                 self.scanner.feed(&bytes);
+                let bytes = match self.strip.as_mut() {
+                    Some(s) => s.feed(bytes),
+                    None => bytes,
+                };
+                if bytes.is_empty() {
+                    // All of it was held or taken out; wait for the next chunk instead of sending nothing.
+                    return self.poll_next(cx);
+                }
                 if let Some(m) = &self.meter {
                     m.cache.feed(&bytes);
                 }
@@ -253,6 +272,14 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(None) => {
                 self.inner = None;
+                if let Some(tail) = self.strip.as_mut().map(crate::strip::UsageStripper::finish) {
+                    if !tail.is_empty() {
+                        if let Some(m) = &self.meter {
+                            m.cache.feed(&tail);
+                        }
+                        self.tail = Some(tail);
+                    }
+                }
                 // A stream that ends before its final usage or end marker was cut short upstream.
                 let (status, error) = if !self.scanner.saw_done() {
                     (
@@ -271,7 +298,7 @@ impl Stream for MeteredStream {
                     (RequestStatus::Ok, None)
                 };
                 self.ack = self.finish(status, error);
-                if self.ack.is_some() {
+                if self.ack.is_some() || self.tail.is_some() {
                     return self.poll_next(cx);
                 }
                 Poll::Ready(None)

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::forward::{error_shape, forward, Prepared};
 use crate::meter::Meter;
+use crate::protocol::extent::Extent;
 use crate::protocol::{format_of, RequestHead};
 use crate::provider::Endpoint;
 use crate::Gateway;
@@ -32,12 +33,17 @@ const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 /// The client-facing API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/messages`,
 /// `/v1/models`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    use crate::unrouted::method_not_allowed as other;
     Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/responses", post(responses))
-        .route("/v1/messages", post(messages))
-        .route("/v1/models", get(models))
+        .route(
+            "/v1/chat/completions",
+            post(chat_completions).fallback(other),
+        )
+        .route("/v1/embeddings", post(embeddings).fallback(other))
+        .route("/v1/responses", post(responses).fallback(other))
+        .route("/v1/messages", post(messages).fallback(other))
+        .route("/v1/models", get(crate::models::list).fallback(other))
+        .route("/v1/models/{*id}", get(crate::models::get).fallback(other))
         // Inside the header limit: the cache reads headers only once they passed it.
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&gateway),
@@ -64,20 +70,6 @@ async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 
 async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     handle(gw, Endpoint::Messages, req).await
-}
-
-async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    if let Err(e) = authenticate(&gw, &headers).await {
-        gw.stats.reject();
-        return e.into_response();
-    }
-    let data: Vec<_> = gw
-        .routes
-        .list()
-        .into_iter()
-        .map(|(id, owner)| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner }))
-        .collect();
-    axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
 }
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
@@ -181,6 +173,15 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     })
 }
 
+/// Whether the gateway asks the upstream for stream usage that the client did not ask for (and so takes it out of
+/// the answer again).
+fn asks_usage_for_client(head: &RequestHead, endpoint: Endpoint) -> bool {
+    format_of(endpoint).usage_on_request()
+        && endpoint.can_stream()
+        && head.wants_stream()
+        && !head.asked_for_usage()
+}
+
 /// Rewrites the body when the upstream needs something the client did not send: usage in streams, or another
 /// model name. Otherwise the client's bytes go upstream untouched.
 pub(crate) fn upstream_body(
@@ -189,10 +190,7 @@ pub(crate) fn upstream_body(
     endpoint: Endpoint,
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
-    let needs_usage = format_of(endpoint).usage_on_request()
-        && endpoint.can_stream()
-        && head.wants_stream()
-        && !head.asked_for_usage();
+    let needs_usage = asks_usage_for_client(head, endpoint);
     let renamed = head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
@@ -248,6 +246,8 @@ async fn prepare(
         .routes
         .get(&model)
         .ok_or_else(|| ApiError::model_not_found(&model))?;
+    // `openai/gpt-4o-mini` is recorded as the model it names, so that both spellings add up as one.
+    let model = route.model.to_string();
     let first = route
         .targets
         .iter()
@@ -285,7 +285,7 @@ async fn prepare(
     } else {
         None
     };
-    let hold = reserve(gw, &key, &head, endpoint, &route, request_bytes).await?;
+    let hold = reserve(gw, &key, &head, endpoint, &route, &body).await?;
     let headers = if endpoint == Endpoint::Messages {
         ANTHROPIC_HEADERS
             .iter()
@@ -297,6 +297,7 @@ async fn prepare(
     } else {
         Vec::new()
     };
+    let strip_usage = asks_usage_for_client(&head, endpoint);
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -334,51 +335,80 @@ async fn prepare(
         first_body,
         stream,
         headers,
+        strip_usage,
         route,
         slot,
     })
 }
 
-/// Holds the request's worst-case cost against budgets and wallets. The prompt is taken at one token per byte of
-/// the body (no tokenizer makes more tokens than bytes of UTF-8 text, and the JSON around the messages covers
-/// the per-message overhead), the answer at `max_tokens`, else the model's output cap, else the configured
-/// default; so a hold is never smaller than the cost it stands for. A route with fallbacks holds the cost at its
-/// dearest target, since any of them may answer.
+/// Holds the request's worst-case cost against budgets and wallets, so that a hard limit or a wallet holds
+/// whatever the request's shape (`protocol::extent`): the prompt at one token per byte of the body, plus every
+/// image at the most an image can cost and the tools' system prompt, bounded by the model's context window; the
+/// answer at `n` (or `best_of`) completions of `max_tokens` (or its newer names), else of the model's output cap,
+/// else of the configured default. A prompt written to the cache may be billed above the input price, so the
+/// dearer of the two is held. A route with fallbacks holds the cost at its dearest target, since any of them may
+/// answer. A request whose input the body only points at (`previous_response_id`, a file id, a server-side
+/// search) on a model with no known context window cannot be bounded: under a hard budget or a wallet it is
+/// refused rather than risked.
 async fn reserve(
     gw: &Gateway,
     key: &spendgate_store::KeyRecord,
     head: &RequestHead,
     endpoint: Endpoint,
     route: &crate::routes::Route,
-    request_bytes: usize,
+    body: &[u8],
 ) -> Result<crate::controls::Hold, ApiError> {
-    let worst = |price: &spendgate_core::ModelPrice| {
+    let extent = Extent::of(body, endpoint == Endpoint::Responses);
+    let worst = |price: &spendgate_core::ModelPrice| -> Option<spendgate_core::Money> {
+        let input = extent.input_tokens(body.len() as u64, price.context_window)?;
         let output = match endpoint {
             Endpoint::Embeddings => 0,
             _ => head
                 .max_output()
                 .or(price.max_output_tokens.filter(|m| *m > 0))
-                .unwrap_or(gw.controls.config().default_max_output_tokens),
+                .unwrap_or(gw.controls.config().default_max_output_tokens)
+                .saturating_mul(head.completions()),
         };
-        // A prompt written to the cache may be billed above the input price (Anthropic: 1.25x).
         let usage = spendgate_core::Usage {
-            input_tokens: request_bytes as u64,
+            input_tokens: input,
             output_tokens: output,
             cached_input_tokens: 0,
             cache_write_tokens: 0,
         };
         let written = spendgate_core::Usage {
-            cache_write_tokens: request_bytes as u64,
+            cache_write_tokens: usage.input_tokens,
             ..usage
         };
-        price.price(&usage).cost.max(price.price(&written).cost)
+        Some(price.price(&usage).cost.max(price.price(&written).cost))
     };
-    let estimate = route
-        .targets
-        .iter()
-        .map(|t| worst(&t.price))
-        .max()
-        .unwrap_or_default();
+    let mut estimate = spendgate_core::Money::ZERO;
+    for t in &route.targets {
+        match worst(&t.price) {
+            Some(cost) => estimate = estimate.max(cost),
+            None => {
+                if gw
+                    .controls
+                    .hard_limited(key.id, &key.user, key.team.as_deref())
+                    || gw
+                        .controls
+                        .pays_from_wallet(key.id, &key.user, key.team.as_deref())
+                {
+                    return Err(ApiError::invalid_request(
+                        "unbounded_request",
+                        format!(
+                            "This request's input is not all in its body ({}), and the model '{}' has no context \
+                             window in the pricing catalog, so its cost cannot be bounded before it is sent; a hard \
+                             budget or a wallet covers this key, so it is refused rather than risked. Send the \
+                             input itself, or ask an operator to set context_window for the model's price.",
+                            extent.unbounded_input.unwrap_or("input by reference"),
+                            t.upstream_model
+                        ),
+                    ));
+                }
+                // Nothing hard is at stake: soft budgets count the request when its bill arrives.
+            }
+        }
+    }
     if gw.limits.fail_closed_for_hard_limits
         && gw.writer.stats().store_failing()
         && gw

@@ -37,6 +37,9 @@ impl std::fmt::Debug for Target {
 /// The targets of one model, in the order they are tried. Never empty.
 #[derive(Debug)]
 pub struct Route {
+    /// The model name spend logs record: the name the route was configured under, so that
+    /// `openai/gpt-4o-mini` and `gpt-4o-mini` add up as one model.
+    pub model: Arc<str>,
     pub targets: Vec<Target>,
 }
 
@@ -65,6 +68,9 @@ pub struct Routes {
     by_model: HashMap<String, Arc<Route>>,
     /// Serves models no route names, when configured; they are priced by the catalog's fallback.
     default: Option<Arc<dyn Provider>>,
+    /// Every configured provider by name: a catalog model that no route names goes to the provider the catalog
+    /// lists it under, and `provider/model` to the named provider.
+    providers: HashMap<String, Arc<dyn Provider>>,
     catalog: Option<Arc<Catalog>>,
 }
 
@@ -73,6 +79,7 @@ impl Routes {
         Routes {
             by_model: HashMap::new(),
             default: None,
+            providers: HashMap::new(),
             catalog: Some(catalog),
         }
     }
@@ -134,8 +141,13 @@ impl Routes {
                 model: model.to_string(),
             });
         }
-        self.by_model
-            .insert(model.to_string(), Arc::new(Route { targets }));
+        self.by_model.insert(
+            model.to_string(),
+            Arc::new(Route {
+                model: Arc::from(model),
+                targets,
+            }),
+        );
         Ok(())
     }
 
@@ -143,26 +155,59 @@ impl Routes {
         self.default = Some(provider);
     }
 
-    /// The route for a model: a configured one, or the default provider's when the catalog can price it.
+    /// Makes `provider` reachable by its name: `name/model`, and catalog models listed under `name`.
+    pub fn add_provider(&mut self, name: &str, provider: Arc<dyn Provider>) {
+        self.providers.insert(name.to_string(), provider);
+    }
+
+    /// The route for a model, in this order: a configured route of that name; `provider/model` (the form LiteLLM
+    /// and OpenRouter users send) as the route of `model` when its first target is that provider. With a default
+    /// provider configured, any model the catalog can price is served too: `provider/model` by the named
+    /// provider, a catalog model by the provider the catalog lists it under when that one is configured (an
+    /// Anthropic model does not go to an OpenAI default), anything else by the default.
     pub fn get(&self, model: &str) -> Option<Arc<Route>> {
         if let Some(r) = self.by_model.get(model) {
             return Some(Arc::clone(r));
         }
-        let provider = self.default.as_ref()?;
+        if let Some((prefix, rest)) = model.split_once('/') {
+            if let Some(provider) = self.providers.get(prefix) {
+                if let Some(r) = self.by_model.get(rest) {
+                    if *r.first().provider_name == *prefix {
+                        return Some(Arc::clone(r));
+                    }
+                }
+                // Only a default provider opens models that no route names; without one the operator's list of
+                // models is the whole offer.
+                self.default.as_ref()?;
+                return self.route_on(rest, provider);
+            }
+        }
+        let default = self.default.as_ref()?;
+        let owner = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.get(model))
+            .and_then(|m| self.providers.get(&m.provider));
+        self.route_on(model, owner.unwrap_or(default))
+    }
+
+    /// A route of one target: `model` on `provider`, priced from the catalog (or refused when it cannot be).
+    fn route_on(&self, model: &str, provider: &Arc<dyn Provider>) -> Option<Arc<Route>> {
         let target = self.target(model, Arc::clone(provider), None, None).ok()?;
         Some(Arc::new(Route {
+            model: Arc::from(model),
             targets: vec![target],
         }))
     }
 
-    /// Model names and the provider of their first target, sorted, for `GET /v1/models`.
-    pub fn list(&self) -> Vec<(String, String)> {
+    /// Every routed model name with its route, sorted by name, for `GET /v1/models`.
+    pub fn list(&self) -> Vec<(&str, &Route)> {
         let mut v: Vec<_> = self
             .by_model
             .iter()
-            .map(|(m, r)| (m.clone(), r.first().provider.name().to_string()))
+            .map(|(m, r)| (m.as_str(), r.as_ref()))
             .collect();
-        v.sort();
+        v.sort_by_key(|(m, _)| *m);
         v
     }
 }

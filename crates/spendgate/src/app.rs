@@ -161,7 +161,10 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
                     .models()
                     .iter()
                     .filter(|m| m.provider == p.name)
-                    .map(|m| m.model.clone()),
+                    // Dated snapshots and other aliases are names clients send (`gpt-4o-mini-2024-07-18`):
+                    // each is routed, and passed upstream as the client wrote it.
+                    .flat_map(|m| std::iter::once(&m.model).chain(&m.aliases))
+                    .cloned(),
             );
         }
         models.extend(p.model_map.keys().cloned());
@@ -177,6 +180,7 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
             )?;
             routes.insert(m, vec![target])?;
         }
+        routes.add_provider(&p.name, Arc::clone(&provider));
         if p.default {
             routes.set_default(provider);
         }
@@ -415,6 +419,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // The proxy's own size limit answers in OpenAI's shape, so axum's default limit is lifted here.
     let app = spendgate_gateway::router(gateway)
         .merge(spendgate_web::router(state))
+        // Every unmatched request gets an answer that says what to do, in the shape its client reads.
+        .fallback(spendgate_gateway::unrouted::fallback)
         .layer(axum::extract::DefaultBodyLimit::disable());
 
     let listener = TcpListener::bind(&config.listen)

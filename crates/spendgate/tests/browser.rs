@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{chat_body, TestServer};
+use common::TestServer;
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -244,7 +244,15 @@ impl Browser {
 }
 
 async fn send(s: &TestServer, key: &str, model: &str) {
-    let res = s.chat(key, chat_body(model, "hello there", false)).await;
+    let (path, body) = common::chat_request(model, "hello there", false);
+    let res = s
+        .client
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let _ = res.bytes().await;
 }

@@ -316,7 +316,7 @@ async fn ledger_spend_logs_and_budgets_reconcile_after_a_mixed_run_with_failures
     let mut all = Vec::new();
     for (key, model) in [
         (&k1, "gpt-4o-mini"),
-        (&k2, "claude-haiku-4-5"),
+        (&k2, "gpt-4.1-mini"),
         (&k1, "gpt-4.1-nano"),
         (&k2, "gpt-4o-mini"),
     ] {

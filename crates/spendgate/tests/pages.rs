@@ -459,7 +459,7 @@ async fn filters_narrow_the_explorer_and_form_values_are_kept() {
     let (_, a) = s.create_key("alice", Some("support")).await;
     let (_, b) = s.create_key("carol", Some("search")).await;
     send(&s, &a, 2).await;
-    let res = s.chat(&b, chat_body("claude-haiku-4-5", "hi", false)).await;
+    let res = s.messages(&b, serde_json::json!({ "model": "claude-haiku-4-5", "max_tokens": 20, "messages": [{ "role": "user", "content": "hi" }] })).await;
     assert_eq!(res.status(), 200);
     wait_for_requests(&s, 3).await;
     let client = no_redirects();

@@ -237,7 +237,14 @@ pub const PROXY_OPS: &[Op] = &[
     ),
     Op::get(
         "/v1/models",
-        "The models this gateway routes (OpenAI list shape).",
+        "The models this client can call: OpenAI's list shape, or Anthropic's (paged by limit, after_id, before_id) \
+         for clients that send anthropic-version or x-api-key.",
+        Access::VirtualKey,
+    ),
+    Op::get(
+        "/v1/models/{id}",
+        "One model this client can call, in its API's shape; any name the gateway routes (aliases, provider/model: \
+         the id may contain '/').",
         Access::VirtualKey,
     ),
 ];

@@ -148,7 +148,7 @@ impl Hit<'_> {
         gw.stats.usage.record(
             self.key.team.as_deref(),
             &target.provider_name,
-            model,
+            &route.model,
             &Usage::default(),
             crate::usage_stats::Amounts {
                 cost: Money::ZERO,
@@ -165,7 +165,7 @@ impl Hit<'_> {
             latency_ms: u32::try_from(latency.as_millis()).unwrap_or(u32::MAX),
             gateway: gw.name.to_string(),
             provider: target.provider_name.to_string(),
-            model: model.to_string(),
+            model: route.model.to_string(),
             endpoint: self.endpoint.as_str().to_string(),
             stream: answer.stream,
             attribution: Attribution {

@@ -699,6 +699,16 @@ impl Controls {
             .any(|b| b.rec.def.hard_limit && b.rec.def.scope.covers(key_id, user, team))
     }
 
+    /// Whether a wallet pays for requests of (key, user, team): the user's, the team's or the org's.
+    pub fn pays_from_wallet(&self, _key_id: i64, user: &str, team: Option<&str>) -> bool {
+        self.lock().wallets.iter().any(|w| match &w.rec.def.scope {
+            Scope::User(u) => u == user,
+            Scope::Team(t) => Some(t.as_str()) == team,
+            Scope::Org => true,
+            _ => false,
+        })
+    }
+
     /// Figures for the API and pages: (reserved, enforced spend) of a budget.
     pub fn budget_live(&self, id: i64) -> Option<(Money, Money)> {
         self.lock()

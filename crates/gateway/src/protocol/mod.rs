@@ -9,6 +9,7 @@
 //! Each shape implements [`WireFormat`]; the metering code (`meter.rs`, `sse.rs`) is the same for all of them.
 
 pub mod chat;
+pub mod extent;
 pub mod messages;
 pub mod responses;
 
@@ -37,6 +38,12 @@ pub struct RequestHead {
     /// The Responses API.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
+    /// Chat completions: how many completions to generate (each billed as output).
+    #[serde(default)]
+    pub n: Option<u64>,
+    /// Legacy completions: how many completions are generated server-side (each billed) to return the best.
+    #[serde(default)]
+    pub best_of: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +68,11 @@ impl RequestHead {
         self.max_completion_tokens
             .or(self.max_output_tokens)
             .or(self.max_tokens)
+    }
+
+    /// How many completions the provider generates and bills: `n` choices, or `best_of` candidates.
+    pub fn completions(&self) -> u64 {
+        self.n.unwrap_or(1).max(self.best_of.unwrap_or(1)).max(1)
     }
 }
 

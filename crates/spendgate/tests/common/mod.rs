@@ -178,6 +178,18 @@ impl Api {
             .unwrap()
     }
 
+    /// Sends an Anthropic Messages request as Anthropic's SDKs do (`x-api-key`, `anthropic-version`).
+    pub async fn messages(&self, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/messages", self.base))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Polls `cond` on the summary until it holds or `limit` passes; returns how long it took.
     pub async fn wait_for_summary(
         &self,
@@ -288,6 +300,22 @@ pub fn chat_body(model: &str, text: &str, stream: bool) -> Value {
         "stream": stream,
         "messages": [{ "role": "user", "content": text }],
     })
+}
+
+/// The route and body a client of `model`'s provider sends: Anthropic's Messages for Claude, OpenAI's chat
+/// completions otherwise (the mock, like the providers it stands for, serves each model on its provider's API).
+pub fn chat_request(model: &str, text: &str, stream: bool) -> (&'static str, Value) {
+    if model.starts_with("claude") {
+        let body = serde_json::json!({
+            "model": model,
+            "stream": stream,
+            "max_tokens": 256,
+            "messages": [{ "role": "user", "content": text }],
+        });
+        ("/v1/messages", body)
+    } else {
+        ("/v1/chat/completions", chat_body(model, text, stream))
+    }
 }
 
 /// Sums a money field (decimal string) exactly, in picodollars.

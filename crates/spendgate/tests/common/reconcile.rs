@@ -9,7 +9,7 @@ use serde_json::Value;
 use spendgate_core::pricing::{Catalog, UnknownModelPolicy};
 use spendgate_core::Usage;
 
-use super::{chat_body, picos, Api};
+use super::{picos, Api};
 
 /// The exact cost of a spend log, recomputed from its tokens and the shipped catalog.
 pub fn expected_cost(catalog: &Catalog, log: &Value) -> i128 {
@@ -64,10 +64,7 @@ pub async fn mixed_requests_reconcile_to_the_last_unit(s: &Api, n: usize) {
                         serde_json::json!({ "model": model, "input": format!("doc {i}") }),
                     )
                 } else {
-                    (
-                        "/v1/chat/completions",
-                        chat_body(model, &"word ".repeat(i % 300), stream),
-                    )
+                    super::chat_request(model, &"word ".repeat(i % 300), stream)
                 };
                 let mut req = client
                     .post(format!("{base}{path}"))

@@ -159,6 +159,7 @@ mod tests {
             cached_input_per_mtok: Some(PricePerMtok::from_micros(500_000)),
             cache_write_per_mtok: Some(PricePerMtok::from_micros(2_500_000)),
             max_output_tokens: None,
+            context_window: None,
             source: None,
         };
         let priced = price.price(&usage);

@@ -22,6 +22,7 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         cached_input_per_mtok: Some(PricePerMtok::parse("0.30").unwrap()),
         cache_write_per_mtok: Some(PricePerMtok::parse("3.75").unwrap()),
         max_output_tokens: None,
+        context_window: None,
         source: None,
     };
     let priced = |usage: Usage, error: Option<&str>| {

@@ -113,12 +113,18 @@ pub(crate) async fn page(
         } else {
             "Token counts as reported by the provider."
         },
-        if e.price_confidence == PriceConfidence::Fallback { "warn" } else { "" },
-        if e.price_confidence == PriceConfidence::Fallback { "Fallback" } else { "Catalog" },
-        if e.price_confidence == PriceConfidence::Fallback {
-            "The model has no catalog price; the configured fallback price was used."
-        } else {
-            "Priced from the pricing catalog."
+        if e.price_confidence == PriceConfidence::Exact { "" } else { "warn" },
+        match e.price_confidence {
+            PriceConfidence::Fallback => "Fallback",
+            PriceConfidence::Estimated => "Estimate",
+            PriceConfidence::Exact => "Catalog",
+        },
+        match e.price_confidence {
+            PriceConfidence::Fallback => "The model has no catalog price; the configured fallback price was used.",
+            PriceConfidence::Estimated => {
+                "Catalog prices times estimated tokens: the cost is an estimate, not the provider's bill."
+            }
+            PriceConfidence::Exact => "Priced from the pricing catalog.",
         },
     );
 

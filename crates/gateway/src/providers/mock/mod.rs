@@ -260,8 +260,14 @@ impl Provider for MockProvider {
         &self.config.name
     }
 
-    fn speaks(&self, _endpoint: Endpoint) -> bool {
-        true
+    /// A mock standing in for OpenAI or Anthropic (the demo names its mocks after the providers they pose as)
+    /// speaks only that provider's APIs, as the real one does; a mock of any other name speaks every API.
+    fn speaks(&self, endpoint: Endpoint) -> bool {
+        match self.config.name.as_str() {
+            "openai" => endpoint != Endpoint::Messages,
+            "anthropic" => endpoint == Endpoint::Messages,
+            _ => true,
+        }
     }
 
     async fn send(&self, request: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
