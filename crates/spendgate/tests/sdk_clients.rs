@@ -209,10 +209,16 @@ async fn run_script(s: &TestServer, key: &str, program: &Path, script: &str) -> 
         .env("SG_KEY", key)
         // The gateway is on loopback; a proxy configured for the machine must not be in the way.
         .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost");
+        .env("no_proxy", "127.0.0.1,localhost")
+        // LangChain sends traces to LangSmith when these are on; a test talks to nothing but the gateway.
+        .env("LANGSMITH_TRACING", "false")
+        .env("LANGCHAIN_TRACING_V2", "false");
+    let t0 = Instant::now();
     let out = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();
+    // Shown, never asserted: the scripts should stay quick.
+    println!("{script}: ran in {:.1} s", t0.elapsed().as_secs_f64());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
