@@ -1,142 +1,215 @@
 """Drives a running spendgate with the official `openai` and `anthropic` Python SDKs.
 
-Run by crates/spendgate/tests/sdk_clients.rs with SG_BASE (the gateway's base URL) and SG_KEY (a virtual key).
-Each case tags its request with its own workflow (x-spendgate-workflow) and prints one JSON line: the case, its
-workflow, endpoint, whether it streamed, and the usage the SDK itself saw, normalised to spendgate's shape (the
-prompt includes cached and cache-write tokens). The Rust test then finds each spend log by its workflow and checks
-its tokens against these and its cost against the catalog, exactly. Any failure raises, so the exit code is not 0.
+Run by crates/spendgate/tests/sdk_clients.rs with SG_BASE (the gateway's base URL) and SG_KEY (a virtual key); prints
+one JSON line per case (see harness.py). The request id comes from each SDK's raw-response API (`with_raw_response`,
+or the Anthropic stream's `response`).
 """
 
+import base64
 import json
-import os
 
 import anthropic
 import openai
+import pydantic
 
-BASE = os.environ["SG_BASE"]
-KEY = os.environ["SG_KEY"]
+from harness import (BAD_KEY, BASE, KEY, LONG, REQUEST_ID, TIMEOUT, anthropic_usage, case, chat_usage, expect, expect_refused,
+                     recorded, responses_usage, tag, usage, workflow_of)
 
-# Long enough (over 1,024 tokens) that the mock reports cache reads (and, on Messages with cache_control, writes).
-LONG = "Summarise the ticket history and list every promised refund with its date. " * 80
-
-oai = openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0)
-ant = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
-
-
-def emit(case, endpoint, stream, usage):
-    print(json.dumps({"case": case, "workflow": f"sdk-{case}", "endpoint": endpoint, "stream": stream,
-                      "usage": usage}), flush=True)
-
-
-def tag(case):
-    return {"x-spendgate-workflow": f"sdk-{case}"}
-
-
-def chat_usage(u):
-    details = getattr(u, "prompt_tokens_details", None)
-    cached = (details.cached_tokens or 0) if details else 0
-    return {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
-            "cached_input_tokens": cached, "cache_write_tokens": 0}
+OAI = "openai-python"
+ANT = "anthropic-python"
+oai = openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0, timeout=TIMEOUT)
+ant = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0, timeout=TIMEOUT)
+HELLO = [{"role": "user", "content": "Hello"}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                       "additionalProperties": False},
+        "strict": True,
+    },
+}
 
 
-def anthropic_usage(u):
-    read = u.cache_read_input_tokens or 0
-    written = u.cache_creation_input_tokens or 0
-    return {"input_tokens": u.input_tokens + read + written, "output_tokens": u.output_tokens,
-            "cached_input_tokens": read, "cache_write_tokens": written}
+class Refund(pydantic.BaseModel):
+    ticket: str
+    amount_cents: int
 
 
-def responses_usage(u):
-    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-            "cached_input_tokens": u.input_tokens_details.cached_tokens, "cache_write_tokens": 0}
+def chat_call(raw, stream=False, usage_seen=None):
+    return recorded("chat.completions", stream, usage_seen, request_id=raw.headers.get(REQUEST_ID))
 
 
-# --- OpenAI: chat completions, not streamed.
-r = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}],
-                                extra_headers=tag("chat"))
-assert r.choices[0].message.content, r
-assert r.usage.prompt_tokens_details.cached_tokens > 0, r.usage
-emit("chat", "chat.completions", False, chat_usage(r.usage))
+@case(OAI, "chat")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}])
+    r = raw.parse()
+    expect(r.choices[0].message.content, f"no text: {r}")
+    expect(r.usage.prompt_tokens_details.cached_tokens > 0, f"a long prompt reports cache reads: {r.usage}")
+    return chat_call(raw, usage_seen=chat_usage(r.usage))
 
-# --- OpenAI: chat completions, streamed, usage asked for.
-usage, text = None, ""
-for chunk in oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}],
-                                         stream=True, stream_options={"include_usage": True},
-                                         extra_headers=tag("chat-stream")):
-    if chunk.choices and chunk.choices[0].delta.content:
-        text += chunk.choices[0].delta.content
-    if chunk.usage:
-        usage = chunk.usage
-assert text and usage is not None
-emit("chat-stream", "chat.completions", True, chat_usage(usage))
 
-# --- OpenAI: chat completions, streamed without asking for usage: the gateway asks on the client's behalf.
-usage, text = None, ""
-for chunk in oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi again"}],
-                                         stream=True, max_tokens=5, extra_headers=tag("chat-stream-unasked")):
-    if chunk.choices and chunk.choices[0].delta.content:
-        text += chunk.choices[0].delta.content
-    if chunk.usage:
-        usage = chunk.usage
-assert text and usage is not None and usage.completion_tokens <= 5
-emit("chat-stream-unasked", "chat.completions", True, chat_usage(usage))
+@case(OAI, "dated-alias")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini-2024-07-18", messages=HELLO)
+    r = raw.parse()
+    expect(r.choices[0].message.content, f"no text: {r}")
+    return chat_call(raw, usage_seen=chat_usage(r.usage))
 
-# --- OpenAI: embeddings.
-e = oai.embeddings.create(model="text-embedding-3-small", input=["refund policy", "shipping delays"],
-                          extra_headers=tag("embeddings"))
-assert len(e.data) >= 1 and e.data[0].embedding
-emit("embeddings", "embeddings", False,
-     {"input_tokens": e.usage.prompt_tokens, "output_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0})
 
-# --- OpenAI: Responses, not streamed and streamed.
-resp = oai.responses.create(model="gpt-4.1-mini", input=LONG, max_output_tokens=40, extra_headers=tag("responses"))
-assert resp.output_text, resp
-assert resp.usage.input_tokens_details.cached_tokens > 0
-emit("responses", "responses", False, responses_usage(resp.usage))
+@case(OAI, "chat-stream-usage")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, stream=True,
+                                                        stream_options={"include_usage": True})
+    chunks = list(raw.parse())
+    # OpenAI's documented shape: the usage arrives alone in a last chunk whose choices are empty.
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    expect(text, "no text")
+    expect(chunks[-1].usage is not None and not chunks[-1].choices, "the last chunk carries the usage alone")
+    return chat_call(raw, True, chat_usage(chunks[-1].usage))
 
-usage, text = None, ""
-for event in oai.responses.create(model="gpt-4.1-mini", input="Say hello", stream=True,
-                                  extra_headers=tag("responses-stream")):
-    if event.type == "response.output_text.delta":
-        text += event.delta
-    elif event.type == "response.completed":
-        usage = event.response.usage
-assert text and usage is not None
-emit("responses-stream", "responses", True, responses_usage(usage))
 
-# --- Anthropic: Messages with a cached system prompt, not streamed.
-system = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
-m = ant.messages.create(model="claude-haiku-4-5", max_tokens=100, system=system,
-                        messages=[{"role": "user", "content": "Which refunds are overdue?"}],
-                        extra_headers=tag("messages"))
-assert m.content[0].text, m
-assert m.usage.cache_read_input_tokens > 0 and m.usage.cache_creation_input_tokens > 0, m.usage
-emit("messages", "messages", False, anthropic_usage(m.usage))
+@case(OAI, "chat-stream")
+def _():
+    # The ordinary loop of code that never asked for usage: every chunk has a first choice.
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, stream=True, max_tokens=5)
+    text = ""
+    for chunk in raw.parse():
+        text += chunk.choices[0].delta.content or ""
+        expect(chunk.usage is None, "a usage chunk arrived that was not asked for")
+    expect(text, "no text")
+    return chat_call(raw, True, None)
 
-# --- Anthropic: Messages streamed; the SDK's own stream helper accumulates message_start and message_delta.
-with ant.messages.stream(model="claude-haiku-4-5", max_tokens=100, system=system,
-                         messages=[{"role": "user", "content": "And which are on time?"}],
-                         extra_headers=tag("messages-stream")) as stream:
-    text = "".join(stream.text_stream)
-    final = stream.get_final_message()
-assert text and final.usage.output_tokens > 1, final.usage
-emit("messages-stream", "messages", True, anthropic_usage(final.usage))
 
-# --- Errors arrive as each SDK's own typed exceptions (nothing is recorded for them).
-try:
-    ant.messages.create(model="claude-nonexistent", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    raise AssertionError("an unknown model must fail")
-except anthropic.NotFoundError as err:
-    assert "not_found_error" in str(err), err
-try:
-    anthropic.Anthropic(base_url=BASE, api_key="sk-sg-not-a-key", max_retries=0).messages.create(
-        model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
-    raise AssertionError("a bad key must fail")
-except anthropic.AuthenticationError:
-    pass
-try:
-    oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
-    raise AssertionError("an unknown model must fail")
-except openai.NotFoundError:
-    pass
-print(json.dumps({"case": "errors", "ok": True}), flush=True)
+@case(OAI, "tools")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER_TOOL],
+        tool_choice="required")
+    r = raw.parse()
+    calls = r.choices[0].message.tool_calls
+    expect(calls, f"tool_choice=required, but no tool call came back: {r.choices[0].message}")
+    expect(calls[0].function.name == "get_weather", f"called {calls[0].function.name}")
+    json.loads(calls[0].function.arguments)
+    expect(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason}")
+    return chat_call(raw, usage_seen=chat_usage(r.usage))
+
+
+@case(OAI, "structured")
+def _():
+    raw = oai.chat.completions.with_raw_response.parse(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Extract the refund: ticket T-1, $12.50"}],
+        response_format=Refund)
+    r = raw.parse()
+    expect(isinstance(r.choices[0].message.parsed, Refund), f"not parsed: {r.choices[0].message}")
+    return chat_call(raw, usage_seen=chat_usage(r.usage))
+
+
+@case(OAI, "n2")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO, n=2)
+    r = raw.parse()
+    expect([c.index for c in r.choices] == [0, 1], f"n=2 asks for two choices, got {len(r.choices)}")
+    expect(all(c.message.content for c in r.choices), "a choice without text")
+    return chat_call(raw, usage_seen=chat_usage(r.usage))
+
+
+def embed(encoding_format, check):
+    """Embeds two inputs; each embedding must pass `check`, and there must be one per input."""
+    raw = oai.embeddings.with_raw_response.create(model="text-embedding-3-small",
+                                                  input=["refund policy", "shipping delays"],
+                                                  encoding_format=encoding_format)
+    e = raw.parse()
+    for d in e.data:
+        check(d.embedding)
+    expect([d.index for d in e.data] == [0, 1], f"two inputs, two embeddings; got {len(e.data)}")
+    return recorded("embeddings", False, usage(e.usage.prompt_tokens, 0), request_id=raw.headers.get(REQUEST_ID))
+
+
+def base64_floats(embedding):
+    # Asked for base64, the SDK hands the string through: little-endian float32s, base64-encoded.
+    expect(isinstance(embedding, str), f"base64 was asked for, got {type(embedding).__name__}")
+    expect(len(base64.b64decode(embedding)) % 4 == 0, "not a whole number of float32s")
+
+
+@case(OAI, "embed-float")
+def _():
+    return embed("float", lambda v: expect(isinstance(v, list) and v, "float embeddings are lists"))
+
+
+@case(OAI, "embed-base64")
+def _():
+    return embed("base64", base64_floats)
+
+
+@case(OAI, "responses")
+def _():
+    raw = oai.responses.with_raw_response.create(model="gpt-4.1-mini", input=LONG, max_output_tokens=40)
+    r = raw.parse()
+    expect(r.output_text, f"no text: {r}")
+    expect(r.usage.input_tokens_details.cached_tokens > 0, f"a long prompt reports cache reads: {r.usage}")
+    return recorded("responses", False, responses_usage(r.usage), request_id=raw.headers.get(REQUEST_ID))
+
+
+@case(OAI, "responses-stream")
+def _():
+    # The stream helper shows no response headers, so this request carries a workflow of its own.
+    with oai.responses.stream(model="gpt-4.1-mini", input="Say hello",
+                              extra_headers=tag(OAI, "responses-stream")) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    expect(text and text == final.output_text, f"streamed {text!r}, final {final.output_text!r}")
+    return recorded("responses", True, responses_usage(final.usage), workflow=workflow_of(OAI, "responses-stream"))
+
+
+@case(OAI, "unknown-model")
+def _():
+    expect_refused(lambda: oai.chat.completions.create(model="no-such-model", messages=HELLO), openai.NotFoundError,
+                   404)
+
+
+@case(OAI, "bad-key")
+def _():
+    bad = openai.OpenAI(base_url=f"{BASE}/v1", api_key=BAD_KEY, max_retries=0, timeout=TIMEOUT)
+    expect_refused(lambda: bad.chat.completions.create(model="gpt-4o-mini", messages=HELLO),
+                   openai.AuthenticationError, 401)
+
+
+# --- Anthropic Messages with a cached system prompt.
+SYSTEM = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
+
+
+@case(ANT, "messages")
+def _():
+    raw = ant.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=100, system=SYSTEM,
+                                                messages=[{"role": "user", "content": "Which refunds are overdue?"}])
+    m = raw.parse()
+    expect(m.content[0].text, f"no text: {m}")
+    expect(m.usage.cache_read_input_tokens > 0 and m.usage.cache_creation_input_tokens > 0, f"{m.usage}")
+    return recorded("messages", False, anthropic_usage(m.usage), request_id=raw.headers.get(REQUEST_ID))
+
+
+@case(ANT, "messages-stream")
+def _():
+    # The SDK's stream helper accumulates message_start and message_delta into the final usage.
+    with ant.messages.stream(model="claude-haiku-4-5", max_tokens=100, system=SYSTEM,
+                             messages=[{"role": "user", "content": "And which are on time?"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+        request_id = stream.response.headers.get(REQUEST_ID)
+    expect(text and final.usage.output_tokens > 1, f"{final.usage}")
+    return recorded("messages", True, anthropic_usage(final.usage), request_id=request_id)
+
+
+@case(ANT, "unknown-model")
+def _():
+    expect_refused(lambda: ant.messages.create(model="claude-nonexistent", max_tokens=10, messages=HELLO),
+                   anthropic.NotFoundError, 404)
+
+
+@case(ANT, "bad-key")
+def _():
+    bad = anthropic.Anthropic(base_url=BASE, api_key=BAD_KEY, max_retries=0, timeout=TIMEOUT)
+    expect_refused(lambda: bad.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=HELLO),
+                   anthropic.AuthenticationError, 401)
