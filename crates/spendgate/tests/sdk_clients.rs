@@ -17,15 +17,8 @@
 //! KNOWN GAPS: cases that fail today because of the gateway or the mock provider, not the clients; each is listed
 //! in [`KNOWN_GAPS`] under its number here. A listed case that fails shows as `known gap` and does not fail the
 //! test; a listed case that passes fails it, so that the entry is struck as soon as the gateway or mock is fixed.
-//! - G1 (gateway) A chat stream that did not ask for usage receives it anyway. Request: `POST /v1/chat/completions`
-//!   `{"model":"gpt-4o-mini","stream":true,"max_tokens":5,...}` without `stream_options`. Response: the gateway
-//!   asked the upstream for usage on the client's behalf and forwards its last chunk, `{"choices":[],"usage":{..}}`,
-//!   before `[DONE]`. SDKs: the ordinary `chunk.choices[0].delta.content` loop fails, openai-python with
-//!   `IndexError: list index out of range`, openai-node with `TypeError: Cannot read properties of undefined
-//!   (reading 'delta')`; langchain-openai with `stream_usage=False` reports `usage_metadata` {input 39, output 5}.
-//! - G2 (gateway) Dated aliases. Request: chat with `"model":"gpt-4o-mini-2024-07-18"` (an alias of gpt-4o-mini in
-//!   catalog/pricing.toml). Response: 404 `The model 'gpt-4o-mini-2024-07-18' is not served by this gateway.`
-//!   SDKs: `NotFoundError` (Python and Node).
+//! (G1, the unrequested stream usage chunk, and G2, dated aliases answering 404, were the gateway's; both are
+//! fixed and their cases pass.)
 //! - G3 (mock) Tool calls. Request: chat with one function tool and `"tool_choice":"required"`. Response: text with
 //!   `finish_reason` "stop" and no `tool_calls`. SDKs: no tool call (openai-python, openai-node), `tool_calls=[]`
 //!   (LangChain), `ToolChoiceViolationError` (Vercel AI).
@@ -64,11 +57,6 @@ use serde_json::Value;
 
 /// Cases that fail today because of the gateway or the mock: (client, feature, its gap in the module docs).
 const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    ("openai-python", "chat-stream", "G1"),
-    ("openai-node", "chat-stream", "G1"),
-    ("langchain-openai", "chat-stream", "G1"),
-    ("openai-python", "dated-alias", "G2"),
-    ("openai-node", "dated-alias", "G2"),
     ("openai-python", "tools", "G3"),
     ("openai-node", "tools", "G3"),
     ("langchain-openai", "tools", "G3"),
