@@ -40,14 +40,14 @@ pub(crate) struct Prepared {
 
 /// The error shape of an endpoint's API.
 pub(crate) fn error_shape(endpoint: Endpoint) -> ErrorShape {
-    if endpoint == Endpoint::Messages {
+    if endpoint.is_anthropic() {
         ErrorShape::Anthropic
     } else {
         ErrorShape::OpenAi
     }
 }
 
-fn provider_error(e: &ProviderError) -> ApiError {
+pub(crate) fn provider_error(e: &ProviderError) -> ApiError {
     match e {
         ProviderError::Timeout => ApiError::upstream(
             StatusCode::GATEWAY_TIMEOUT,

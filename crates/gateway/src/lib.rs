@@ -19,6 +19,7 @@ pub mod cache;
 pub mod controls;
 pub mod error;
 mod forward;
+mod free;
 pub mod heartbeat;
 pub mod keys;
 pub mod limits;

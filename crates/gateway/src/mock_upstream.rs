@@ -53,12 +53,7 @@ async fn serve(mock: Arc<MockProvider>, endpoint: Endpoint, body: Bytes) -> Resp
 
 pub fn mock_upstream_router(mock: Arc<MockProvider>) -> Router {
     let mut router = Router::new();
-    for endpoint in [
-        Endpoint::ChatCompletions,
-        Endpoint::Embeddings,
-        Endpoint::Responses,
-        Endpoint::Messages,
-    ] {
+    for endpoint in Endpoint::ALL {
         let mock = Arc::clone(&mock);
         router = router.route(
             &format!("/v1{}", endpoint.path()),

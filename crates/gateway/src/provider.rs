@@ -13,6 +13,36 @@ pub enum Endpoint {
     Responses,
     /// The Anthropic Messages API.
     Messages,
+    /// OpenAI's legacy text completions (`prompt` in, `choices[].text` out), metered like chat.
+    Completions,
+    /// Anthropic's token counting: free, passed through unmetered.
+    CountTokens,
+    /// OpenAI's moderation: free, passed through unmetered.
+    Moderations,
+}
+
+impl Endpoint {
+    /// Every endpoint the gateway forwards, for the tables built per endpoint at start.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Embeddings,
+        Endpoint::Responses,
+        Endpoint::Messages,
+        Endpoint::Completions,
+        Endpoint::CountTokens,
+        Endpoint::Moderations,
+    ];
+
+    /// Whether the endpoint belongs to Anthropic's API (its errors, headers and providers).
+    pub fn is_anthropic(self) -> bool {
+        matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
+
+    /// Whether calls are billed by the provider, and so held, metered and recorded. Free helper endpoints are
+    /// passed through: recording them would add requests that cost nothing and were never at risk.
+    pub fn is_metered(self) -> bool {
+        !matches!(self, Endpoint::CountTokens | Endpoint::Moderations)
+    }
 }
 
 impl Endpoint {
@@ -22,6 +52,9 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Responses => "responses",
             Endpoint::Messages => "messages",
+            Endpoint::Completions => "completions",
+            Endpoint::CountTokens => "messages.count_tokens",
+            Endpoint::Moderations => "moderations",
         }
     }
 
@@ -32,12 +65,21 @@ impl Endpoint {
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Responses => "/responses",
             Endpoint::Messages => "/messages",
+            Endpoint::Completions => "/completions",
+            Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::Moderations => "/moderations",
         }
     }
 
     /// Whether the answer can be a stream.
     pub fn can_stream(self) -> bool {
-        self != Endpoint::Embeddings
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Responses
+                | Endpoint::Messages
+                | Endpoint::Completions
+        )
     }
 }
 

@@ -30,8 +30,8 @@ pub const REQUEST_ID_HEADER: &str = "x-spendgate-request-id";
 /// Anthropic's protocol headers that are passed on to the upstream (never credentials).
 const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
-/// The client-facing API: `/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/messages`,
-/// `/v1/models`.
+/// The client-facing API: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`,
+/// `/v1/messages` (metered); `/v1/messages/count_tokens`, `/v1/moderations` (free, passed through); `/v1/models`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     use crate::unrouted::method_not_allowed as other;
     Router::new()
@@ -42,6 +42,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/embeddings", post(embeddings).fallback(other))
         .route("/v1/responses", post(responses).fallback(other))
         .route("/v1/messages", post(messages).fallback(other))
+        .route("/v1/completions", post(completions).fallback(other))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens).fallback(other),
+        )
+        .route("/v1/moderations", post(moderations).fallback(other))
         .route("/v1/models", get(crate::models::list).fallback(other))
         .route("/v1/models/{*id}", get(crate::models::get).fallback(other))
         // Inside the header limit: the cache reads headers only once they passed it.
@@ -70,6 +76,18 @@ async fn responses(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 
 async fn messages(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     handle(gw, Endpoint::Messages, req).await
+}
+
+async fn completions(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    handle(gw, Endpoint::Completions, req).await
+}
+
+async fn count_tokens(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    crate::free::pass(gw, Endpoint::CountTokens, req).await
+}
+
+async fn moderations(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    crate::free::pass(gw, Endpoint::Moderations, req).await
 }
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
@@ -173,6 +191,24 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     })
 }
 
+/// The head of a JSON request body, or a 400 that says why it is not one.
+pub(crate) fn parse_head(body: &[u8]) -> Result<RequestHead, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_request(
+            "invalid_json",
+            format!("The request body is not valid JSON for this endpoint: {e}."),
+        )
+    })
+}
+
+/// Anthropic's protocol headers of the client's request, to pass on upstream.
+pub(crate) fn anthropic_headers(headers: &HeaderMap) -> Vec<(&'static str, String)> {
+    ANTHROPIC_HEADERS
+        .iter()
+        .filter_map(|&h| Some((h, headers.get(h)?.to_str().ok()?.to_string())))
+        .collect()
+}
+
 /// Whether the gateway asks the upstream for stream usage that the client did not ask for (and so takes it out of
 /// the answer again).
 fn asks_usage_for_client(head: &RequestHead, endpoint: Endpoint) -> bool {
@@ -229,12 +265,7 @@ async fn prepare(
     let started = Instant::now();
     let started_at_ms = spendgate_core::time::now_ms();
     let body = read_body(body, gw.limits.max_body_bytes).await?;
-    let head: RequestHead = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::invalid_request(
-            "invalid_json",
-            format!("The request body is not valid JSON for this endpoint: {e}."),
-        )
-    })?;
+    let head = parse_head(&body)?;
     let model = head
         .model
         .clone()
@@ -286,14 +317,8 @@ async fn prepare(
         None
     };
     let hold = reserve(gw, &key, &head, endpoint, &route, &body).await?;
-    let headers = if endpoint == Endpoint::Messages {
-        ANTHROPIC_HEADERS
-            .iter()
-            .filter_map(|&h| {
-                let v = parts.headers.get(h)?.to_str().ok()?;
-                Some((h, v.to_string()))
-            })
-            .collect()
+    let headers = if endpoint.is_anthropic() {
+        anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };

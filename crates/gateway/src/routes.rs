@@ -191,6 +191,21 @@ impl Routes {
         self.route_on(model, owner.unwrap_or(default))
     }
 
+    /// A provider that serves `endpoint`, for calls that name no routed model (a moderation without `model`):
+    /// the default provider, else the provider named `openai`, else the first by name.
+    pub fn provider_for(&self, endpoint: crate::provider::Endpoint) -> Option<Arc<dyn Provider>> {
+        if let Some(d) = self.default.as_ref().filter(|d| d.speaks(endpoint)) {
+            return Some(Arc::clone(d));
+        }
+        let mut named: Vec<(&String, &Arc<dyn Provider>)> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| p.speaks(endpoint))
+            .collect();
+        named.sort_by_key(|(n, _)| (n.as_str() != "openai", n.as_str()));
+        named.first().map(|(_, p)| Arc::clone(p))
+    }
+
     /// A route of one target: `model` on `provider`, priced from the catalog (or refused when it cannot be).
     fn route_on(&self, model: &str, provider: &Arc<dyn Provider>) -> Option<Arc<Route>> {
         let target = self.target(model, Arc::clone(provider), None, None).ok()?;

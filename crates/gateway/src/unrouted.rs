@@ -53,7 +53,10 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     if let Some(rest) = path.strip_prefix("/v1") {
         if let Some((_, what)) = UNMETERED
             .iter()
-            .filter(|(p, _)| rest.starts_with(p))
+            .filter(|(p, _)| {
+                rest.strip_prefix(p)
+                    .is_some_and(|tail| tail.is_empty() || tail.starts_with('/'))
+            })
             .max_by_key(|(p, _)| p.len())
         {
             return ApiError::new(

@@ -358,3 +358,88 @@ async fn a_request_whose_usage_was_estimated_is_never_marked_exact() {
         assert!(common::picos(&log["cost"]) > 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_completions_are_metered_and_the_free_helpers_pass_through_unrecorded() {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("u", Some("helpers")).await;
+    let post = |path: &str, body: Value| {
+        s.client
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(&key)
+            .json(&body)
+    };
+    // Legacy completions: metered like chat, the text in choices[].text, no unrequested usage chunk in a stream.
+    let res = post(
+        "/v1/completions",
+        json!({ "model": "gpt-4o-mini", "prompt": "Say hi", "max_tokens": 7 }),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["choices"][0]["text"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    let log = s.wait_for_log(&id).await;
+    assert_eq!(log["endpoint"], "completions");
+    assert_eq!(log["output_tokens"], v["usage"]["completion_tokens"]);
+    assert_eq!(common::picos(&log["cost"]), catalog_cost(&log));
+    let res = post(
+        "/v1/completions",
+        json!({ "model": "gpt-4o-mini", "prompt": "Say hi", "stream": true }),
+    )
+    .send()
+    .await
+    .unwrap();
+    let id = request_id(&res);
+    let body = res.text().await.unwrap();
+    assert!(!body.contains("\"usage\""), "{body}");
+    let log = s.wait_for_log(&id).await;
+    assert_eq!(log["usage_source"], "reported", "{log}");
+
+    // One metered message, then the free helpers: answered by the provider, never recorded.
+    let res = s
+        .messages(&key, json!({ "model": "claude-haiku-4-5", "max_tokens": 9, "messages": [{ "role": "user", "content": "count me" }] }))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = s
+        .client
+        .post(format!("{}/v1/messages/count_tokens", s.base))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({ "model": "claude-haiku-4-5", "messages": [{ "role": "user", "content": "count me" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert!(v["input_tokens"].as_u64().unwrap() > 0, "{v}");
+    let v = json_of(post("/v1/moderations", json!({ "input": ["a", "b"] }))).await;
+    assert_eq!(v["results"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["results"][0]["flagged"], false);
+    // A bad key is refused on the free routes too, in the client's shape.
+    let res = s
+        .client
+        .post(format!("{}/v1/messages/count_tokens", s.base))
+        .header("x-api-key", "sk-sg-wrong")
+        .json(&json!({ "model": "claude-haiku-4-5", "messages": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error");
+    // Three requests were metered (two completions and the message); the helpers wrote nothing.
+    s.wait_for_summary(
+        "team=helpers&window=1h",
+        std::time::Duration::from_secs(10),
+        |v| v["requests"] == 3,
+    )
+    .await;
+    let logs = s.all_spend_logs("team=helpers&window=1h").await;
+    assert_eq!(logs.len(), 3, "{logs:?}");
+}

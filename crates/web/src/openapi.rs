@@ -235,6 +235,21 @@ pub const PROXY_OPS: &[Op] = &[
         "Anthropic Messages, streaming or not, forwarded and metered (virtual key as x-api-key or bearer).",
         Access::VirtualKey,
     ),
+    Op::post(
+        "/v1/completions",
+        "OpenAI legacy Completions, streaming or not, forwarded and metered like chat.",
+        Access::VirtualKey,
+    ),
+    Op::post(
+        "/v1/messages/count_tokens",
+        "Anthropic token counting: free, passed through to the model's provider unmetered (no spend log).",
+        Access::VirtualKey,
+    ),
+    Op::post(
+        "/v1/moderations",
+        "OpenAI moderation: free, passed through unmetered (no spend log).",
+        Access::VirtualKey,
+    ),
     Op::get(
         "/v1/models",
         "The models this client can call: OpenAI's list shape, or Anthropic's (paged by limit, after_id, before_id) \

@@ -80,6 +80,30 @@ impl WireFormat for Chat {
     }
 }
 
+/// OpenAI's legacy completions (platform.openai.com/docs/api-reference/completions): the same usage as chat, in
+/// the body or in a stream's last chunk when `stream_options.include_usage` is set, and the answer text in
+/// `choices[].text`.
+#[derive(Debug, Clone, Copy)]
+pub struct Completions;
+
+impl WireFormat for Completions {
+    fn body_usage(&self, body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+        usage_of_body(body)
+    }
+
+    fn stream_event(&self, data: &[u8], state: &mut StreamState) {
+        Chat.stream_event(data, state);
+    }
+
+    fn text_key(&self, _stream: bool) -> &'static [u8] {
+        b"text"
+    }
+
+    fn usage_on_request(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

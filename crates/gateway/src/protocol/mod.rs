@@ -108,7 +108,12 @@ pub trait WireFormat: Send + Sync + 'static {
 /// The wire format of an endpoint.
 pub fn format_of(endpoint: Endpoint) -> &'static dyn WireFormat {
     match endpoint {
-        Endpoint::ChatCompletions | Endpoint::Embeddings => &chat::Chat,
+        // The free endpoints are never metered; their answers are read as chat bodies would be, for nothing.
+        Endpoint::ChatCompletions
+        | Endpoint::Embeddings
+        | Endpoint::CountTokens
+        | Endpoint::Moderations => &chat::Chat,
+        Endpoint::Completions => &chat::Completions,
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
     }

@@ -32,7 +32,7 @@ impl Provider for Anthropic {
     }
 
     fn speaks(&self, endpoint: Endpoint) -> bool {
-        endpoint == Endpoint::Messages
+        endpoint.is_anthropic()
     }
 
     async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {

@@ -83,12 +83,7 @@ impl HttpUpstream {
         .map(std::sync::Arc::new);
         if !upstream.config.base_url.contains("{model}") {
             use crate::provider::Endpoint;
-            for e in [
-                Endpoint::ChatCompletions,
-                Endpoint::Embeddings,
-                Endpoint::Responses,
-                Endpoint::Messages,
-            ] {
+            for e in Endpoint::ALL {
                 let url = upstream.parse_url(e, "")?;
                 upstream.fixed_urls.push((e, url));
             }

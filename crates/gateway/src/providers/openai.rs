@@ -26,7 +26,7 @@ impl Provider for OpenAiCompatible {
     }
 
     fn speaks(&self, endpoint: Endpoint) -> bool {
-        endpoint != Endpoint::Messages
+        !endpoint.is_anthropic()
     }
 
     async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {

@@ -8,7 +8,7 @@ use super::{sse, Answer, Shape};
 pub struct Chat;
 pub struct Embeddings;
 
-fn usage_json(u: &Usage) -> serde_json::Value {
+pub fn usage_json(u: &Usage) -> serde_json::Value {
     serde_json::json!({
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,

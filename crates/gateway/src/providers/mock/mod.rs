@@ -16,6 +16,8 @@
 //! misbehaves on request, or on every request when configured to: see [`Fault`].
 
 mod chat;
+mod completions;
+mod free;
 mod messages;
 mod responses;
 
@@ -136,7 +138,11 @@ trait Shape {
 fn shape_of(endpoint: Endpoint) -> &'static dyn Shape {
     match endpoint {
         Endpoint::ChatCompletions => &chat::Chat,
-        Endpoint::Embeddings => &chat::Embeddings,
+        Endpoint::Completions => &completions::Completions,
+        // The free endpoints answer before any shape is asked for (`free::answer`); errors are OpenAI's shape
+        // for moderations and Anthropic's for token counts.
+        Endpoint::Embeddings | Endpoint::Moderations => &chat::Embeddings,
+        Endpoint::CountTokens => &messages::Messages,
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
     }
@@ -169,6 +175,10 @@ impl MockProvider {
                 content_type: Some("application/json".into()),
                 body: UpstreamBody::Full(Bytes::from(body.to_string())),
             });
+        }
+        if let Some(v) = free::answer(req.endpoint, &req.body, &format!("{:016x}", fnv(&req.body)))
+        {
+            return Ok(json_bytes(Bytes::from(v.to_string())));
         }
         let usage = mock_usage(req.endpoint, &req.body, head.max_output());
         let answer = Answer {
@@ -264,8 +274,8 @@ impl Provider for MockProvider {
     /// speaks only that provider's APIs, as the real one does; a mock of any other name speaks every API.
     fn speaks(&self, endpoint: Endpoint) -> bool {
         match self.config.name.as_str() {
-            "openai" => endpoint != Endpoint::Messages,
-            "anthropic" => endpoint == Endpoint::Messages,
+            "openai" => !endpoint.is_anthropic(),
+            "anthropic" => endpoint.is_anthropic(),
             _ => true,
         }
     }
