@@ -251,4 +251,14 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, beat: replicas::GatewayBeat) -> Result<()>;
     /// Every replica that ever beat, most recently seen first.
     async fn list_gateways(&self) -> Result<Vec<replicas::GatewayBeat>>;
+
+    /// The controls' epoch: a counter every change of a budget, a wallet or a key moves on, so that replicas
+    /// notice a change with one small read instead of reloading everything (see [`replicas`]).
+    async fn controls_epoch(&self) -> Result<i64>;
+    /// Moves the epoch on after a change committed; returns the new epoch.
+    async fn bump_controls_epoch(&self) -> Result<i64>;
+    /// Records that `gateway` enforces every change up to `epoch`.
+    async fn ack_controls_epoch(&self, gateway: &str, epoch: i64, now_ms: i64) -> Result<()>;
+    /// The epoch each replica last said it enforces.
+    async fn controls_acks(&self) -> Result<Vec<(String, i64)>>;
 }

@@ -27,6 +27,11 @@ use spendgate_store::replicas::{LeaseGrant, LeaseRequest, LeaseTarget};
 
 use super::{Controls, LiveBudget};
 
+/// How often a replica reads the controls' epoch: a change made on another replica binds here within this.
+const EPOCH_POLL: Duration = Duration::from_millis(100);
+/// The longest a change of controls waits for the other replicas to confirm it.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
+
 /// How long requests that do not fit are refused locally after the store said it had no room.
 const EXHAUSTED_BACKOFF_MS: i64 = 1_000;
 
@@ -371,9 +376,92 @@ impl Controls {
         }
     }
 
+    /// Tells the other replicas that a control changed, and waits (at most [`ANNOUNCE_WAIT`]) until every live
+    /// one says it enforces the change, so that a budget created, lowered or a wallet emptied through this
+    /// replica binds the next request on any replica, not one after their next reload. A single replica has no
+    /// one to tell.
+    pub(crate) async fn announce_change(&self) {
+        let Some(s) = self.settings() else { return };
+        let epoch = match self.store.bump_controls_epoch().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "Announcing a change of controls failed; other replicas see it at their next reload.");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .store
+            .ack_controls_epoch(&s.gateway, epoch, now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "Recording this replica's controls epoch failed.");
+        }
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
+        loop {
+            let behind = self.replicas_behind(s, epoch).await;
+            if behind.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(replicas = ?behind, epoch,
+                    "Some replicas did not confirm a change of controls in time; they enforce it at their next reload.");
+                return;
+            }
+            tokio::time::sleep(EPOCH_POLL).await;
+        }
+    }
+
+    /// The live replicas (seen within a lease's lifetime, not stopped) other than this one that have not yet
+    /// confirmed `epoch`.
+    async fn replicas_behind(&self, s: &LeaseSettings, epoch: i64) -> Vec<String> {
+        let (Ok(beats), Ok(acks)) = (
+            self.store.list_gateways().await,
+            self.store.controls_acks().await,
+        ) else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        beats
+            .into_iter()
+            .filter(|b| !b.stopped && b.name != s.gateway && now - b.last_seen_ms <= s.ttl_ms)
+            .filter(|b| !acks.iter().any(|(g, e)| *g == b.name && *e >= epoch))
+            .map(|b| b.name)
+            .collect()
+    }
+
+    /// Watches the controls' epoch and reloads budgets and wallets as soon as another replica changed one, then
+    /// confirms it (see [`Controls::announce_change`]).
+    fn spawn_epoch_watch(self: &Arc<Self>, s: &LeaseSettings) {
+        let me = Arc::downgrade(self);
+        let gateway = s.gateway.clone();
+        tokio::spawn(async move {
+            let mut seen = None;
+            let mut tick = tokio::time::interval(EPOCH_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(c) = me.upgrade() else { return };
+                let Ok(epoch) = c.store.controls_epoch().await else {
+                    continue;
+                };
+                if seen == Some(epoch) {
+                    continue;
+                }
+                c.refresh_from_store().await;
+                match c.store.ack_controls_epoch(&gateway, epoch, now_ms()).await {
+                    Ok(()) => seen = Some(epoch),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Confirming the controls epoch failed; retrying.")
+                    }
+                }
+            }
+        });
+    }
+
     /// Renews leases every third of their lifetime, until the process ends.
     pub fn spawn_renewal(self: &Arc<Self>) {
         let Some(s) = self.settings() else { return };
+        self.spawn_epoch_watch(s);
         let every = Duration::from_millis(u64::try_from(s.ttl_ms / 3).unwrap_or(10_000).max(100));
         let me = Arc::downgrade(self);
         tokio::spawn(async move {

@@ -615,12 +615,14 @@ impl Controls {
     ) -> Result<(Option<BudgetRecord>, BudgetRecord), StoreError> {
         let (before, after) = self.store.upsert_budget(def).await?;
         self.install_budget(after.clone()).await?;
+        self.announce_change().await;
         Ok((before, after))
     }
 
     pub async fn create_wallet(&self, def: NewWallet) -> Result<WalletRecord, StoreError> {
         let w = self.store.create_wallet(def).await?;
         self.install_wallet(w.clone());
+        self.announce_change().await;
         Ok(w)
     }
 
@@ -669,25 +671,32 @@ impl Controls {
             } => vec![(*child, Money::ZERO - *amount), (*parent, *amount)],
         };
         let result = self.store.transfer(t, actor, reason).await;
-        let mut st = self.lock();
-        if let Some(src) = source {
-            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == src) {
-                w.reserved = w.reserved.saturating_sub(amount);
-            }
-        }
-        let touched = result?;
-        let now = now_ms();
-        for (id, delta) in moves {
-            if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
-                w.balance += delta;
-                if let Some(rec) = touched.iter().find(|r| r.id == id) {
-                    w.rec = rec.clone();
-                }
-                if wallet_status(w.available(), w.rec.def.low_threshold) == WalletStatus::Healthy {
-                    w.epoch_ms = now;
+        // The lock is held in a block of its own: it must not be alive across the announcement's awaits.
+        let touched = {
+            let mut st = self.lock();
+            if let Some(src) = source {
+                if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == src) {
+                    w.reserved = w.reserved.saturating_sub(amount);
                 }
             }
-        }
+            let touched = result?;
+            let now = now_ms();
+            for (id, delta) in moves {
+                if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
+                    w.balance += delta;
+                    if let Some(rec) = touched.iter().find(|r| r.id == id) {
+                        w.rec = rec.clone();
+                    }
+                    if wallet_status(w.available(), w.rec.def.low_threshold)
+                        == WalletStatus::Healthy
+                    {
+                        w.epoch_ms = now;
+                    }
+                }
+            }
+            touched
+        };
+        self.announce_change().await;
         Ok(touched)
     }
 

@@ -498,4 +498,20 @@ impl Store for PostgresStore {
     async fn list_gateways(&self) -> Result<Vec<crate::replicas::GatewayBeat>> {
         pooled!(self, c => replicas::list_gateways(c))
     }
+
+    async fn controls_epoch(&self) -> Result<i64> {
+        pooled!(self, c => replicas::controls_epoch(c))
+    }
+
+    async fn bump_controls_epoch(&self) -> Result<i64> {
+        pooled!(self, c => replicas::bump_controls_epoch(c))
+    }
+
+    async fn ack_controls_epoch(&self, gateway: &str, epoch: i64, now_ms: i64) -> Result<()> {
+        pooled!(self, c => replicas::ack_controls_epoch(c, gateway, epoch, now_ms))
+    }
+
+    async fn controls_acks(&self) -> Result<Vec<(String, i64)>> {
+        pooled!(self, c => replicas::controls_acks(c))
+    }
 }

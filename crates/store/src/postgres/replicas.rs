@@ -167,6 +167,50 @@ fn small(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+pub(super) async fn controls_epoch(c: &Client) -> Result<i64> {
+    Ok(
+        c.query_one("SELECT epoch FROM control_epoch WHERE id = 1", &[])
+            .await?
+            .try_get(0)?,
+    )
+}
+
+pub(super) async fn bump_controls_epoch(c: &Client) -> Result<i64> {
+    Ok(c.query_one(
+        "UPDATE control_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+        &[],
+    )
+    .await?
+    .try_get(0)?)
+}
+
+pub(super) async fn ack_controls_epoch(
+    c: &Client,
+    gateway: &str,
+    epoch: i64,
+    now_ms: i64,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO control_acks (gateway, epoch, at_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (gateway) DO UPDATE SET epoch = GREATEST(control_acks.epoch, EXCLUDED.epoch),
+             at_ms = EXCLUDED.at_ms",
+        &[&gateway, &epoch, &now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn controls_acks(c: &Client) -> Result<Vec<(String, i64)>> {
+    c.query(
+        "SELECT gateway, epoch FROM control_acks ORDER BY gateway",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
 pub(super) async fn heartbeat(c: &Client, b: &GatewayBeat) -> Result<()> {
     c.execute(
         "INSERT INTO gateways (name, version, started_at_ms, last_seen_ms, requests_per_minute, error_rate_bp,

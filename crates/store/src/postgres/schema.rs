@@ -205,6 +205,12 @@ CREATE TABLE gateways (
     // Pair rollups, created and filled by `plan::pair_migration`.
     crate::sql::plan::PAIR_MIGRATION,
     crate::sql::plan::MODEL_HOUR_INDEX,
+    // The controls' epoch, as SQLite's CONTROL_EPOCH.
+    r#"
+CREATE TABLE control_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL);
+INSERT INTO control_epoch (id, epoch) VALUES (1, 0);
+CREATE TABLE control_acks (gateway TEXT PRIMARY KEY, epoch BIGINT NOT NULL, at_ms BIGINT NOT NULL);
+"#,
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

@@ -527,4 +527,23 @@ impl Store for SqliteStore {
     async fn list_gateways(&self) -> Result<Vec<crate::replicas::GatewayBeat>> {
         self.with_reader(replicas::list_gateways).await
     }
+
+    async fn controls_epoch(&self) -> Result<i64> {
+        self.with_reader(replicas::controls_epoch).await
+    }
+
+    async fn bump_controls_epoch(&self) -> Result<i64> {
+        self.with_writer(|w| replicas::bump_controls_epoch(&w.conn))
+            .await
+    }
+
+    async fn ack_controls_epoch(&self, gateway: &str, epoch: i64, now_ms: i64) -> Result<()> {
+        let gateway = gateway.to_string();
+        self.with_writer(move |w| replicas::ack_controls_epoch(&w.conn, &gateway, epoch, now_ms))
+            .await
+    }
+
+    async fn controls_acks(&self) -> Result<Vec<(String, i64)>> {
+        self.with_reader(replicas::controls_acks).await
+    }
 }

@@ -40,6 +40,51 @@ CREATE TABLE gateways (
 );
 "#;
 
+/// The controls' epoch and each replica's acknowledgement of it (`crate::Store::controls_epoch`).
+pub const CONTROL_EPOCH: &str = r#"
+CREATE TABLE control_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
+INSERT INTO control_epoch (id, epoch) VALUES (1, 0);
+CREATE TABLE control_acks (gateway TEXT PRIMARY KEY, epoch INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+"#;
+
+pub(super) fn controls_epoch(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT epoch FROM control_epoch WHERE id = 1", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+pub(super) fn bump_controls_epoch(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "UPDATE control_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub(super) fn ack_controls_epoch(
+    conn: &Connection,
+    gateway: &str,
+    epoch: i64,
+    now_ms: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO control_acks (gateway, epoch, at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (gateway) DO UPDATE SET epoch = max(epoch, excluded.epoch), at_ms = excluded.at_ms",
+        params![gateway, epoch, now_ms],
+    )?;
+    Ok(())
+}
+
+pub(super) fn controls_acks(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut st = conn.prepare("SELECT gateway, epoch FROM control_acks ORDER BY gateway")?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Grants a lease (see [`crate::Store::lease`]). `budget_window` is the budget's period so far as the rollups
 /// hold it; `spend_in` reads the spend of a budget's scope in it.
 pub(super) fn lease(

@@ -78,6 +78,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     crate::sql::plan::PAIR_MIGRATION,
     crate::sql::plan::MODEL_HOUR_INDEX,
     LOG_KEY,
+    super::replicas::CONTROL_EPOCH,
 ];
 
 /// Each event is kept once by its time and id, `(ts_ms, event_id)`, as on PostgreSQL, instead of by its id
