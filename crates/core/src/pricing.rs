@@ -50,6 +50,9 @@ pub struct ModelPrice {
     /// The public page the prices were taken from.
     #[serde(default)]
     pub source: Option<String>,
+    /// The day (`YYYY-MM-DD`) the prices were last compared with `source`.
+    #[serde(default)]
+    pub checked: Option<String>,
 }
 
 fn default_kind() -> ModelKind {
@@ -151,6 +154,9 @@ pub enum PriceConfidence {
     /// The price is the catalog's, but the provider reported no usage, so the tokens (and the cost) are the
     /// gateway's estimate. Never shown as exact.
     Estimated,
+    /// The model is a dated snapshot the catalog does not list (`gpt-4o-2024-11-20`), priced as the model it is a
+    /// snapshot of. Snapshots of one model are usually priced alike, but not always, so it is flagged.
+    Inferred,
 }
 
 impl PriceConfidence {
@@ -159,30 +165,41 @@ impl PriceConfidence {
             PriceConfidence::Exact => "exact",
             PriceConfidence::Fallback => "fallback",
             PriceConfidence::Estimated => "estimated",
+            PriceConfidence::Inferred => "inferred",
         }
     }
+    /// The number the stores keep in their `price_confidence` column.
     pub fn code(self) -> i64 {
         match self {
             PriceConfidence::Exact => 0,
             PriceConfidence::Fallback => 1,
             PriceConfidence::Estimated => 2,
+            PriceConfidence::Inferred => 3,
         }
     }
+    /// The confidence a stored code stands for. A code this version does not know (written by a newer one) reads
+    /// as `Fallback`, so that a price nobody can vouch for is never shown as exact.
     pub fn from_code(c: i64) -> PriceConfidence {
         match c {
+            0 => PriceConfidence::Exact,
             1 => PriceConfidence::Fallback,
             2 => PriceConfidence::Estimated,
-            _ => PriceConfidence::Exact,
+            3 => PriceConfidence::Inferred,
+            _ => PriceConfidence::Fallback,
         }
     }
 
     /// The confidence of a bill whose tokens came from `source`: estimated tokens make any exact price an
-    /// estimate (a fallback price stays flagged as the fallback, which is the larger doubt).
+    /// estimate (a fallback or inferred price keeps its own flag, which is the larger doubt).
     pub fn with_usage(self, source: crate::UsageSource) -> PriceConfidence {
         match (self, source) {
             (PriceConfidence::Exact, crate::UsageSource::Estimated) => PriceConfidence::Estimated,
             (c, _) => c,
         }
+    }
+    /// Whether the price came straight from a catalog entry of the model.
+    pub fn is_exact(self) -> bool {
+        self == PriceConfidence::Exact
     }
 }
 
@@ -214,11 +231,15 @@ struct CatalogFile {
 }
 
 /// The prices of every known model, looked up by model name (or alias), optionally within a provider.
+///
+/// Several providers may list the same name (Groq, Together and OpenRouter all serve `openai/gpt-oss-120b`, each
+/// at its own price), so a name alone finds an entry only when one provider lists it; `get_for` and `lookup` take
+/// the provider and find its own entry first.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     models: Vec<ModelPrice>,
-    /// model name or alias -> index in `models`.
-    by_name: HashMap<String, usize>,
+    /// model name or alias -> the indices in `models` of the entries listing it, one per provider, in file order.
+    by_name: HashMap<String, Vec<usize>>,
     unknown: UnknownModelPolicy,
 }
 
@@ -227,6 +248,42 @@ pub struct Catalog {
 pub struct PriceLookup<'a> {
     pub price: std::borrow::Cow<'a, ModelPrice>,
     pub confidence: PriceConfidence,
+}
+
+/// The model a dated snapshot name belongs to: `gpt-4o-2024-11-20` -> `gpt-4o`, `claude-sonnet-4-5-20250929` ->
+/// `claude-sonnet-4-5`. `None` when the name does not end in `-YYYY-MM-DD` or `-YYYYMMDD` with a real month
+/// and day.
+pub fn snapshot_family(model: &str) -> Option<&str> {
+    fn digits(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    }
+    fn month_day(m: &str, d: &str) -> bool {
+        matches!(m.parse::<u32>(), Ok(1..=12)) && matches!(d.parse::<u32>(), Ok(1..=31))
+    }
+    let (head, tail) = model.rsplit_once('-')?;
+    if tail.len() == 8 && digits(tail) {
+        // -YYYYMMDD
+        return (month_day(&tail[4..6], &tail[6..8]) && !head.is_empty()).then_some(head);
+    }
+    if tail.len() == 2 && digits(tail) {
+        // -YYYY-MM-DD: the day was split off; take the month and the year.
+        let (head, month) = head.rsplit_once('-')?;
+        let (family, year) = head.rsplit_once('-')?;
+        let dated = month.len() == 2 && digits(month) && year.len() == 4 && digits(year);
+        return (dated && month_day(month, tail) && !family.is_empty()).then_some(family);
+    }
+    None
+}
+
+/// Whether `s` is a calendar day written `YYYY-MM-DD`.
+fn is_day(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && s[..4].bytes().all(|c| c.is_ascii_digit())
+        && matches!(s[5..7].parse::<u32>(), Ok(1..=12))
+        && matches!(s[8..10].parse::<u32>(), Ok(1..=31))
 }
 
 impl Catalog {
@@ -266,15 +323,23 @@ impl Catalog {
         models: Vec<ModelPrice>,
         unknown: UnknownModelPolicy,
     ) -> Result<Catalog, CatalogError> {
-        let mut by_name = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, m) in models.iter().enumerate() {
+            if let Some(day) = m.checked.as_deref().filter(|d| !is_day(d)) {
+                return Err(CatalogError::Parse(format!(
+                    "model '{}' has checked = \"{day}\"; write the day as YYYY-MM-DD",
+                    m.model
+                )));
+            }
             for name in std::iter::once(&m.model).chain(m.aliases.iter()) {
-                if by_name.insert(name.clone(), i).is_some() {
+                let entries = by_name.entry(name.clone()).or_default();
+                if entries.iter().any(|&j| models[j].provider == m.provider) {
                     return Err(CatalogError::Duplicate {
                         provider: m.provider.clone(),
                         model: name.clone(),
                     });
                 }
+                entries.push(i);
             }
         }
         Ok(Catalog {
@@ -288,22 +353,57 @@ impl Catalog {
         &self.models
     }
 
+    /// The providers the catalog prices, each once, in file order.
+    pub fn providers(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for m in &self.models {
+            if !seen.contains(&m.provider.as_str()) {
+                seen.push(&m.provider);
+            }
+        }
+        seen
+    }
+
     pub fn unknown_policy(&self) -> &UnknownModelPolicy {
         &self.unknown
     }
 
-    /// The catalog entry for `model`, if there is one.
+    /// The catalog entry for `model`, if exactly one provider lists it (else ask `get_for` with the provider).
     pub fn get(&self, model: &str) -> Option<&ModelPrice> {
-        self.by_name.get(model).map(|&i| &self.models[i])
+        match self.by_name.get(model).map(Vec::as_slice) {
+            Some(&[i]) => Some(&self.models[i]),
+            _ => None,
+        }
     }
 
-    /// The price to charge for `model` served by `provider`: the catalog entry, or the fallback, or `None` when
-    /// the policy refuses unknown models.
+    /// The entry `provider` lists for `model` (by name or alias).
+    pub fn get_for(&self, provider: &str, model: &str) -> Option<&ModelPrice> {
+        self.by_name
+            .get(model)?
+            .iter()
+            .map(|&i| &self.models[i])
+            .find(|m| m.provider == provider)
+    }
+
+    /// The entry for `model` served by `provider`: the provider's own, else the only one of that name.
+    fn entry(&self, provider: &str, model: &str) -> Option<&ModelPrice> {
+        self.get_for(provider, model).or_else(|| self.get(model))
+    }
+
+    /// The price to charge for `model` served by `provider`: the catalog entry (exact); for a dated snapshot the
+    /// catalog does not list, the entry of the model it is a snapshot of (inferred); else the fallback, or `None`
+    /// when the policy refuses unknown models.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<PriceLookup<'_>> {
-        if let Some(p) = self.get(model) {
+        if let Some(p) = self.entry(provider, model) {
             return Some(PriceLookup {
                 price: std::borrow::Cow::Borrowed(p),
                 confidence: PriceConfidence::Exact,
+            });
+        }
+        if let Some(p) = snapshot_family(model).and_then(|f| self.entry(provider, f)) {
+            return Some(PriceLookup {
+                price: std::borrow::Cow::Borrowed(p),
+                confidence: PriceConfidence::Inferred,
             });
         }
         match &self.unknown {
@@ -324,6 +424,7 @@ impl Catalog {
                     max_output_tokens: None,
                     context_window: None,
                     source: Some("fallback price from configuration".to_string()),
+                    checked: None,
                 }),
                 confidence: PriceConfidence::Fallback,
             }),
@@ -364,7 +465,13 @@ mod tests {
     #[test]
     fn anthropic_cache_prices_follow_the_documented_multipliers() {
         // Cache write (5 minutes) = 1.25x input, cache read = 0.1x input, in integer micro-units; Claude 3 Haiku's
-        // are rounded on the price page (0.30 and 0.03 for 0.3125 and 0.025).
+        // are rounded on the price page (0.30 and 0.03 for 0.3125 and 0.025). The pricing page lists cheaper cache
+        // reads for some Claude 5 models: 0.05x (Opus 5.5, Sonnet 5.5) and 0.025x (Fable 5.1, Mythos 5.1).
+        let read_per_mille = |model: &str| match model {
+            "claude-opus-5-5" | "claude-sonnet-5-5" => 50,
+            "claude-fable-5-1" | "claude-mythos-5-1" => 25,
+            _ => 100,
+        };
         for m in builtin()
             .models()
             .iter()
@@ -372,8 +479,154 @@ mod tests {
         {
             let input = m.input_per_mtok.micros();
             assert_eq!(m.cache_write().micros() * 4, input * 5, "{}", m.model);
-            assert_eq!(m.cached_input().micros() * 10, input, "{}", m.model);
+            assert_eq!(
+                m.cached_input().micros() * 1000,
+                input * read_per_mille(&m.model),
+                "{}",
+                m.model
+            );
         }
+    }
+
+    #[test]
+    fn the_catalog_covers_the_providers_people_run() {
+        let c = builtin();
+        assert!(c.models().len() >= 150, "{} models", c.models().len());
+        let providers = c.providers();
+        for p in [
+            "openai",
+            "anthropic",
+            "gemini",
+            "mistral",
+            "deepseek",
+            "xai",
+            "groq",
+            "together",
+            "fireworks",
+            "openrouter",
+        ] {
+            assert!(providers.contains(&p), "no {p} in {providers:?}");
+        }
+        for m in c.models() {
+            assert!(
+                m.checked.is_some(),
+                "{}/{} has no checked day",
+                m.provider,
+                m.model
+            );
+            if m.kind == ModelKind::Embedding {
+                assert_eq!(m.output_per_mtok, PricePerMtok::ZERO, "{}", m.model);
+            }
+        }
+    }
+
+    #[test]
+    fn one_name_under_several_providers_is_priced_per_provider() {
+        let c = builtin();
+        let groq = c.get_for("groq", "openai/gpt-oss-120b").unwrap();
+        let together = c.get_for("together", "openai/gpt-oss-120b").unwrap();
+        assert_eq!(groq.provider, "groq");
+        assert_eq!(together.provider, "together");
+        // A name several providers list is not priced without knowing which one serves it.
+        assert!(c.get("openai/gpt-oss-120b").is_none());
+        let l = c.lookup("groq", "openai/gpt-oss-120b").unwrap();
+        assert_eq!(l.price.provider, "groq");
+        assert!(l.confidence.is_exact());
+        assert!(c.lookup("nobody", "openai/gpt-oss-120b").is_none());
+        // The same name twice under one provider is still a mistake.
+        let twice = "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"1\"\noutput_per_mtok=\"1\"\n\
+                     [[model]]\nprovider=\"z\"\nmodel=\"y\"\ninput_per_mtok=\"2\"\noutput_per_mtok=\"2\"\n";
+        let two = Catalog::new(Catalog::parse(twice).unwrap(), UnknownModelPolicy::Refuse).unwrap();
+        assert_eq!(
+            two.get_for("z", "y").unwrap().input_per_mtok,
+            PricePerMtok::parse("2").unwrap()
+        );
+    }
+
+    #[test]
+    fn snapshot_names_belong_to_their_family() {
+        assert_eq!(snapshot_family("gpt-4o-2024-11-20"), Some("gpt-4o"));
+        assert_eq!(
+            snapshot_family("claude-sonnet-4-5-20991231"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            snapshot_family("openai/gpt-4o-2025-01-31"),
+            Some("openai/gpt-4o")
+        );
+        for not_dated in [
+            "gpt-4o",
+            "gpt-4o-20241320",
+            "gpt-4o-2024-13-01",
+            "gpt-4o-2024-11-32",
+            "mistral-large-2512",
+            "-20240101",
+            "o3-mini-2025-1-31",
+            "model-2024-11-2a",
+        ] {
+            assert_eq!(snapshot_family(not_dated), None, "{not_dated}");
+        }
+    }
+
+    #[test]
+    fn a_dated_snapshot_of_a_known_model_is_inferred_never_exact() {
+        let c = builtin();
+        for (provider, model, family) in [
+            ("openai", "gpt-4o-2099-11-20", "gpt-4o"),
+            (
+                "anthropic",
+                "claude-sonnet-4-5-20991231",
+                "claude-sonnet-4-5",
+            ),
+        ] {
+            let l = c.lookup(provider, model).unwrap();
+            assert_eq!(l.confidence, PriceConfidence::Inferred, "{model}");
+            assert!(!l.confidence.is_exact());
+            assert_eq!(l.price.model, family);
+        }
+        // A snapshot the catalog lists is exact, at its own price (gpt-4o-2024-05-13 is not priced as gpt-4o).
+        let listed = c.lookup("openai", "gpt-4o-2024-05-13").unwrap();
+        assert_eq!(listed.confidence, PriceConfidence::Exact);
+        assert_eq!(
+            listed.price.input_per_mtok,
+            PricePerMtok::parse("5").unwrap()
+        );
+        // Anything else stays refused, or on the fallback, flagged.
+        assert!(c.lookup("openai", "gpt-9-2024-11-20").is_none());
+        let fb = Catalog::with_overrides(
+            Vec::new(),
+            UnknownModelPolicy::Fallback {
+                input_per_mtok: PricePerMtok::parse("5").unwrap(),
+                output_per_mtok: PricePerMtok::parse("15").unwrap(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            fb.lookup("openai", "gpt-9-2024-11-20").unwrap().confidence,
+            PriceConfidence::Fallback
+        );
+    }
+
+    #[test]
+    fn confidence_codes_round_trip_and_unknown_codes_are_never_exact() {
+        for c in [
+            PriceConfidence::Exact,
+            PriceConfidence::Fallback,
+            PriceConfidence::Estimated,
+            PriceConfidence::Inferred,
+        ] {
+            assert_eq!(PriceConfidence::from_code(c.code()), c);
+        }
+        assert_eq!(PriceConfidence::from_code(7), PriceConfidence::Fallback);
+    }
+
+    #[test]
+    fn a_checked_day_must_be_a_day() {
+        let bad = "[[model]]\nprovider=\"x\"\nmodel=\"y\"\ninput_per_mtok=\"1\"\noutput_per_mtok=\"1\"\nchecked=\"28/11/2026\"\n";
+        let err = Catalog::new(Catalog::parse(bad).unwrap(), UnknownModelPolicy::Refuse)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("YYYY-MM-DD"), "{err}");
     }
 
     #[test]
@@ -390,6 +643,7 @@ mod tests {
             max_output_tokens: None,
             context_window: None,
             source: None,
+            checked: None,
         };
         let u = Usage {
             input_tokens: 1_000,

@@ -25,7 +25,7 @@ use spendgate_store::{
 use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ProviderConfig, StoreLocation, MAX_ATTEMPTS};
+use crate::config::{Api, Config, ProviderConfig, StoreLocation, MAX_ATTEMPTS};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -82,42 +82,22 @@ impl Running {
 }
 
 fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
-    let http = |default_base: Option<&str>| -> anyhow::Result<HttpConfig> {
-        let base_url = p
-            .base_url
-            .clone()
-            .or(default_base.map(str::to_string))
-            .with_context(|| {
-                format!(
-                    "provider '{}' of kind \"{}\" needs base_url",
-                    p.name, p.kind
-                )
-            })?;
-        let api_key = match &p.api_key_env {
-            Some(var) => Some(std::env::var(var).with_context(|| {
-                format!(
-                    "provider '{}' reads its API key from ${var}, which is not set",
-                    p.name
-                )
-            })?),
-            None => None,
-        };
-        Ok(HttpConfig {
-            name: p.name.clone(),
-            base_url,
-            api_key,
-            api_key_header: p.api_key_header.clone(),
-            headers: p.headers.clone().into_iter().collect(),
-            query: p.query.clone().into_iter().collect(),
-            connect_timeout: Duration::from_secs(p.connect_timeout_secs),
-            read_timeout: Duration::from_secs(p.read_timeout_secs),
-        })
-    };
-    if p.fault.is_some() && p.kind != "mock" {
+    let r = p.resolve(|var| std::env::var(var).ok())?;
+    if p.fault.is_some() && r.api != Api::Mock {
         bail!("provider '{}': fault is for kind \"mock\" only", p.name);
     }
-    Ok(match p.kind.as_str() {
-        "mock" => Arc::new(MockProvider::new(MockConfig {
+    let http = || HttpConfig {
+        name: p.name.clone(),
+        base_url: r.base_url.clone().unwrap_or_default(),
+        api_key: r.api_key.clone(),
+        api_key_header: r.api_key_header.clone(),
+        headers: p.headers.clone().into_iter().collect(),
+        query: p.query.clone().into_iter().collect(),
+        connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+        read_timeout: Duration::from_secs(p.read_timeout_secs),
+    };
+    Ok(match r.api {
+        Api::Mock => Arc::new(MockProvider::new(MockConfig {
             name: p.name.clone(),
             latency: Duration::from_millis(p.latency_ms),
             chunk_delay: Duration::from_millis(p.chunk_delay_ms),
@@ -131,12 +111,8 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
                 })?),
             },
         })),
-        "openai" => Arc::new(OpenAiCompatible::new(http(None)?)?),
-        "anthropic" => Arc::new(Anthropic::new(http(Some("https://api.anthropic.com/v1"))?)?),
-        other => bail!(
-            "provider '{}' has kind \"{other}\"; use \"openai\", \"anthropic\" or \"mock\"",
-            p.name
-        ),
+        Api::OpenAi => Arc::new(OpenAiCompatible::new(http())?),
+        Api::Anthropic => Arc::new(Anthropic::new(http())?),
     })
 }
 
@@ -160,7 +136,7 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
                 catalog
                     .models()
                     .iter()
-                    .filter(|m| m.provider == p.name)
+                    .filter(|m| m.provider == p.catalog_provider())
                     // Dated snapshots and other aliases are names clients send (`gpt-4o-mini-2024-07-18`):
                     // each is routed, and passed upstream as the client wrote it.
                     .flat_map(|m| std::iter::once(&m.model).chain(&m.aliases))
@@ -172,11 +148,12 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
         models.sort();
         models.dedup();
         for m in &models {
+            let upstream = p.model_map.get(m).map(String::as_str);
             let target = routes.target(
                 m,
                 Arc::clone(&provider),
-                p.model_map.get(m).map(String::as_str),
-                p.price_of(m),
+                upstream,
+                p.catalog_price(catalog, m, upstream),
             )?;
             routes.insert(m, vec![target])?;
         }
@@ -202,7 +179,7 @@ fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Route
                 &r.model,
                 Arc::clone(provider),
                 upstream,
-                p.price_of(&r.model),
+                p.catalog_price(catalog, &r.model, upstream),
             )?;
             for _ in 0..=r.retries.min(MAX_ATTEMPTS) {
                 targets.push(target.clone());

@@ -71,6 +71,10 @@ pub struct PricingConfig {
     pub fallback_output_per_mtok: Option<PricePerMtok>,
     /// Entries that replace or extend the built-in catalog, in the catalog's format.
     pub model: Vec<ModelPrice>,
+    /// Catalog files (the catalog's format, e.g. written by `spendgate pricing import`) whose entries replace or
+    /// extend the built-in catalog before `model`'s do. A relative path is taken from the configuration file's
+    /// directory.
+    pub include: Vec<PathBuf>,
 }
 
 impl Default for PricingConfig {
@@ -80,6 +84,7 @@ impl Default for PricingConfig {
             fallback_input_per_mtok: None,
             fallback_output_per_mtok: None,
             model: Vec::new(),
+            include: Vec::new(),
         }
     }
 }
@@ -89,14 +94,17 @@ impl Default for PricingConfig {
 pub struct ProviderConfig {
     /// The name shown on spend logs; also the catalog provider its models are priced under.
     pub name: String,
-    /// "openai" (any OpenAI-compatible API: OpenAI, Azure OpenAI, OpenRouter, vLLM, Ollama, ...), "anthropic"
-    /// (the Messages API) or "mock".
+    /// "openai" (any OpenAI-compatible API at `base_url`), "anthropic" (the Messages API), "mock", or one of the
+    /// presets of `PRESETS` ("gemini", "mistral", "deepseek", "xai", "groq", "together", "fireworks",
+    /// "openrouter", "azure", "vllm", "ollama"), which speak the OpenAI-compatible API with their own base URL,
+    /// key header and key variable filled in.
     pub kind: String,
-    /// Required for "openai"; "anthropic" defaults to `https://api.anthropic.com/v1`. `{model}` is replaced by
-    /// the upstream model name (Azure OpenAI deployments).
+    /// Required for "openai", "azure", "vllm" and "ollama"; the other kinds have a default (`PRESETS`).
+    /// `{model}` is replaced by the upstream model name (Azure OpenAI deployments).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// The environment variable holding the API key (the key itself never goes in the file).
+    /// The environment variable holding the API key (the key itself never goes in the file). Presets have a
+    /// default (`GEMINI_API_KEY`, ...).
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Send the key raw in this header (Azure OpenAI: "api-key") instead of `Authorization: Bearer` ("openai")
@@ -163,7 +171,261 @@ impl Default for ProviderConfig {
     }
 }
 
+/// Which implementation speaks to a kind of provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Chat Completions, Embeddings and Responses in OpenAI's shape (`providers/openai.rs`).
+    OpenAi,
+    /// Anthropic's Messages API (`providers/anthropic.rs`).
+    Anthropic,
+    /// The built-in mock provider.
+    Mock,
+}
+
+/// A kind of provider spendgate knows: how to reach it when the configuration does not say.
+#[derive(Debug, Clone, Copy)]
+pub struct Preset {
+    /// The `kind` that selects it.
+    pub kind: &'static str,
+    pub api: Api,
+    /// `None`: the configuration must give `base_url` (a resource of the user's own, a self-hosted server).
+    pub base_url: Option<&'static str>,
+    /// The variable the key is read from when `api_key_env` is not set.
+    pub key_env: Option<&'static str>,
+    /// Whether a request can go without a key: self-hosted servers often need none, so a missing variable is not
+    /// an error for them.
+    pub key_optional: bool,
+    /// The header the key is sent in raw, when not `Authorization: Bearer`.
+    pub key_header: Option<&'static str>,
+    /// The catalog provider its models are priced under; `None`: the provider's `name`.
+    pub catalog: Option<&'static str>,
+}
+
+const fn openai_compatible(
+    kind: &'static str,
+    base_url: &'static str,
+    key_env: &'static str,
+) -> Preset {
+    Preset {
+        kind,
+        api: Api::OpenAi,
+        base_url: Some(base_url),
+        key_env: Some(key_env),
+        key_optional: false,
+        key_header: None,
+        catalog: Some(kind),
+    }
+}
+
+/// Every kind of provider. The base URLs are the providers' documented OpenAI-compatible roots; spendgate appends
+/// `/chat/completions`, `/embeddings` or `/responses` to them.
+pub const PRESETS: &[Preset] = &[
+    // Any OpenAI-compatible API; OpenAI itself is `base_url = "https://api.openai.com/v1"`.
+    Preset {
+        kind: "openai",
+        api: Api::OpenAi,
+        base_url: None,
+        key_env: None,
+        key_optional: true,
+        key_header: None,
+        catalog: None,
+    },
+    // https://platform.claude.com/docs/en/api/overview: x-api-key and anthropic-version on api.anthropic.com/v1.
+    Preset {
+        kind: "anthropic",
+        api: Api::Anthropic,
+        base_url: Some("https://api.anthropic.com/v1"),
+        key_env: None,
+        key_optional: true,
+        key_header: None,
+        catalog: None,
+    },
+    Preset {
+        kind: "mock",
+        api: Api::Mock,
+        base_url: None,
+        key_env: None,
+        key_optional: true,
+        key_header: None,
+        catalog: None,
+    },
+    // https://ai.google.dev/gemini-api/docs/openai and
+    // https://developers.googleblog.com/gemini-is-now-accessible-from-the-openai-library: the OpenAI library's
+    // base URL is .../v1beta/openai/, with the Gemini API key as a Bearer token.
+    openai_compatible(
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        "GEMINI_API_KEY",
+    ),
+    // https://docs.mistral.ai/api/: POST https://api.mistral.ai/v1/chat/completions, Authorization: Bearer.
+    openai_compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    // https://api-docs.deepseek.com/: base_url https://api.deepseek.com, or .../v1 for OpenAI compatibility
+    // ("the v1 has nothing to do with the model's version").
+    openai_compatible(
+        "deepseek",
+        "https://api.deepseek.com/v1",
+        "DEEPSEEK_API_KEY",
+    ),
+    // https://docs.x.ai/api/integrations: the OpenAI SDK with baseURL https://api.x.ai/v1.
+    openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
+    // https://console.groq.com/docs/openai: base_url https://api.groq.com/openai/v1.
+    openai_compatible("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    // https://docs.together.ai/docs/inference/openai-compatibility: base_url https://api.together.ai/v1 (the older
+    // api.together.xyz host serves the same API).
+    openai_compatible("together", "https://api.together.ai/v1", "TOGETHER_API_KEY"),
+    // https://docs.fireworks.ai/tools-sdks/openai-compatibility: https://api.fireworks.ai/inference/v1.
+    openai_compatible(
+        "fireworks",
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+    ),
+    // https://openrouter.ai/docs/quickstart: https://openrouter.ai/api/v1, Authorization: Bearer; model ids are
+    // `vendor/model` (`openai/gpt-4o-mini`).
+    openai_compatible(
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+    ),
+    // https://learn.microsoft.com/azure/ai-services/openai/reference: each resource has its own host
+    // (https://RESOURCE.openai.azure.com/openai/deployments/DEPLOYMENT), the key goes raw in `api-key`, and
+    // `api-version` is a query parameter. Deployments serve OpenAI's models at OpenAI's list prices.
+    Preset {
+        kind: "azure",
+        api: Api::OpenAi,
+        base_url: None,
+        key_env: Some("AZURE_OPENAI_API_KEY"),
+        key_optional: false,
+        key_header: Some("api-key"),
+        catalog: Some("openai"),
+    },
+    // https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html: `vllm serve` answers on
+    // http://HOST:8000/v1 and checks a key only when started with --api-key.
+    Preset {
+        kind: "vllm",
+        api: Api::OpenAi,
+        base_url: None,
+        key_env: Some("VLLM_API_KEY"),
+        key_optional: true,
+        key_header: None,
+        catalog: None,
+    },
+    // https://docs.ollama.com/api/openai-compatibility: http://localhost:11434/v1, no key for a local server
+    // (https://ollama.com/v1 with OLLAMA_API_KEY for its cloud).
+    Preset {
+        kind: "ollama",
+        api: Api::OpenAi,
+        base_url: None,
+        key_env: Some("OLLAMA_API_KEY"),
+        key_optional: true,
+        key_header: None,
+        catalog: None,
+    },
+];
+
+/// How one configured provider is reached, presets applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub api: Api,
+    pub base_url: Option<String>,
+    /// The key, read from its variable; `None` when no variable is named or an optional key's variable is unset.
+    pub api_key: Option<String>,
+    pub api_key_header: Option<String>,
+}
+
 impl ProviderConfig {
+    /// The preset of this provider's kind.
+    pub fn preset(&self) -> anyhow::Result<&'static Preset> {
+        PRESETS
+            .iter()
+            .find(|p| p.kind == self.kind)
+            .with_context(|| {
+                let kinds: Vec<&str> = PRESETS.iter().map(|p| p.kind).collect();
+                format!(
+                    "provider '{}' has kind \"{}\"; use one of {}",
+                    self.name,
+                    self.kind,
+                    kinds.join(", ")
+                )
+            })
+    }
+
+    /// The catalog provider this provider's models are priced under: the preset's (`gemini`, ...; Azure OpenAI
+    /// deployments are priced as OpenAI's models), else the provider's name.
+    pub fn catalog_provider(&self) -> &str {
+        PRESETS
+            .iter()
+            .find(|p| p.kind == self.kind)
+            .and_then(|p| p.catalog)
+            .unwrap_or(&self.name)
+    }
+
+    /// The base URL, key and key header, with the preset filling what the configuration leaves out. `env` reads
+    /// an environment variable (`std::env::var` outside tests).
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Resolved> {
+        let preset = self.preset()?;
+        let base_url = self
+            .base_url
+            .clone()
+            .or(preset.base_url.map(str::to_string));
+        if base_url.is_none() && preset.api != Api::Mock {
+            bail!(
+                "provider '{}' of kind \"{}\" needs base_url (see docs/configuration.md for an example)",
+                self.name,
+                self.kind
+            );
+        }
+        if self.kind == "azure"
+            && base_url
+                .as_deref()
+                .is_some_and(|u| u.contains("/deployments/"))
+            && !self.query.contains_key("api-version")
+        {
+            bail!(
+                "provider '{}' (Azure OpenAI deployments) needs query = {{ api-version = \"...\" }}; use the API \
+                 version of your resource, e.g. \"2024-10-21\"",
+                self.name
+            );
+        }
+        let named = self.api_key_env.is_some();
+        let api_key = match self.api_key_env.as_deref().or(preset.key_env) {
+            None => None,
+            Some(var) => match env(var) {
+                Some(key) => Some(key),
+                // A variable the file names must be set; a preset's default only when the preset needs a key.
+                None if named || !preset.key_optional => bail!(
+                    "provider '{}' reads its API key from ${var}, which is not set; export it, or set \
+                     api_key_env to the variable that holds the key",
+                    self.name
+                ),
+                None => None,
+            },
+        };
+        Ok(Resolved {
+            api: preset.api,
+            base_url,
+            api_key,
+            api_key_header: self
+                .api_key_header
+                .clone()
+                .or(preset.key_header.map(str::to_string)),
+        })
+    }
+
+    /// The price of `model` on this provider, asked for upstream as `upstream`: its own `prices`, else the catalog
+    /// entry its catalog provider lists under either name. `None` leaves the choice to the route (the only entry
+    /// of that name, a snapshot's family, or the fallback).
+    pub fn catalog_price(
+        &self,
+        catalog: &Catalog,
+        model: &str,
+        upstream: Option<&str>,
+    ) -> Option<ModelPrice> {
+        let own = self.catalog_provider();
+        self.price_of(model)
+            .or_else(|| catalog.get_for(own, model).cloned())
+            .or_else(|| upstream.and_then(|u| catalog.get_for(own, u)).cloned())
+    }
+
     /// This provider's own price for `model`, when it sets one.
     pub fn price_of(&self, model: &str) -> Option<ModelPrice> {
         self.prices
@@ -457,8 +719,34 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read the config file {}", path.display()))?;
-        Config::parse(&text)
-            .with_context(|| format!("the config file {} is not valid", path.display()))
+        let mut config = Config::parse(&text)
+            .with_context(|| format!("the config file {} is not valid", path.display()))?;
+        config.read_includes(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(config)
+    }
+
+    /// Reads the catalog files `[pricing] include` names (relative to `dir`) into `pricing.model`, ahead of the
+    /// file's own entries so that those win.
+    pub fn read_includes(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let mut included = Vec::new();
+        for file in &self.pricing.include {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "could not read {} (named in [pricing] include)",
+                    path.display()
+                )
+            })?;
+            included.extend(Catalog::parse(&text).with_context(|| {
+                format!(
+                    "{} (named in [pricing] include) is not a valid catalog file",
+                    path.display()
+                )
+            })?);
+        }
+        included.append(&mut self.pricing.model);
+        self.pricing.model = included;
+        Ok(())
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -548,8 +836,28 @@ mod tests {
             .join("\n");
         let c = Config::parse(&text).unwrap();
         let names: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["anthropic", "azure", "openrouter", "local"]);
-        let azure = &c.providers[1];
+        assert_eq!(
+            names,
+            [
+                "anthropic",
+                "gemini",
+                "mistral",
+                "deepseek",
+                "xai",
+                "groq",
+                "together",
+                "fireworks",
+                "azure",
+                "openrouter",
+                "local",
+                "ollama"
+            ]
+        );
+        for p in &c.providers {
+            p.preset().unwrap();
+        }
+        let azure = &c.providers[8];
+        assert_eq!(azure.kind, "azure");
         assert_eq!(azure.query["api-version"], "preview");
         assert_eq!(azure.model_map["gpt-4o-mini"], "my-gpt-4o-mini-deployment");
         let price = azure.price_of("gpt-4o-mini").unwrap();
@@ -558,6 +866,130 @@ mod tests {
         assert_eq!(c.routes.len(), 1);
         assert_eq!(c.routes[0].targets.len(), 2);
         assert_eq!(c.routes[0].retries, 1);
+    }
+
+    fn provider(kind: &str) -> ProviderConfig {
+        ProviderConfig {
+            name: format!("my-{kind}"),
+            kind: kind.into(),
+            ..ProviderConfig::default()
+        }
+    }
+
+    #[test]
+    fn presets_fill_base_url_key_and_header() {
+        let env = |var: &str| Some(format!("key-from-{var}"));
+        for (kind, base, var) in [
+            (
+                "gemini",
+                "https://generativelanguage.googleapis.com/v1beta/openai",
+                "GEMINI_API_KEY",
+            ),
+            ("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+            (
+                "deepseek",
+                "https://api.deepseek.com/v1",
+                "DEEPSEEK_API_KEY",
+            ),
+            ("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
+            ("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+            ("together", "https://api.together.ai/v1", "TOGETHER_API_KEY"),
+            (
+                "fireworks",
+                "https://api.fireworks.ai/inference/v1",
+                "FIREWORKS_API_KEY",
+            ),
+            (
+                "openrouter",
+                "https://openrouter.ai/api/v1",
+                "OPENROUTER_API_KEY",
+            ),
+        ] {
+            let p = provider(kind);
+            let r = p.resolve(env).unwrap();
+            assert_eq!(r.api, Api::OpenAi, "{kind}");
+            assert_eq!(r.base_url.as_deref(), Some(base), "{kind}");
+            assert_eq!(r.api_key, Some(format!("key-from-{var}")), "{kind}");
+            assert_eq!(r.api_key_header, None, "{kind} sends Authorization: Bearer");
+            assert_eq!(p.catalog_provider(), kind);
+            // A preset's key is required: a missing variable is a start-up error naming it.
+            let e = p.resolve(|_| None).unwrap_err().to_string();
+            assert!(e.contains(var), "{e}");
+        }
+        // The file's own settings win over the preset's.
+        let own = ProviderConfig {
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            api_key_env: Some("MY_KEY".into()),
+            ..provider("groq")
+        };
+        let r = own.resolve(env).unwrap();
+        assert_eq!(r.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(r.api_key.as_deref(), Some("key-from-MY_KEY"));
+    }
+
+    #[test]
+    fn azure_and_self_hosted_presets_need_their_base_url() {
+        for kind in ["azure", "vllm", "ollama", "openai"] {
+            let e = provider(kind).resolve(|_| None).unwrap_err().to_string();
+            assert!(e.contains("needs base_url"), "{kind}: {e}");
+        }
+        // Self-hosted servers often take no key: an unset default variable is no error for them.
+        for kind in ["vllm", "ollama"] {
+            let p = ProviderConfig {
+                base_url: Some("http://127.0.0.1:8000/v1".into()),
+                ..provider(kind)
+            };
+            assert_eq!(p.resolve(|_| None).unwrap().api_key, None);
+            assert_eq!(p.catalog_provider(), p.name, "priced by their own prices");
+        }
+        let azure = ProviderConfig {
+            base_url: Some("https://res.openai.azure.com/openai/deployments/{model}".into()),
+            ..provider("azure")
+        };
+        let e = azure.resolve(|_| Some("k".into())).unwrap_err().to_string();
+        assert!(e.contains("api-version"), "{e}");
+        let mut azure = azure;
+        azure
+            .query
+            .insert("api-version".into(), "2024-10-21".into());
+        let r = azure
+            .resolve(|v| (v == "AZURE_OPENAI_API_KEY").then(|| "k".to_string()))
+            .unwrap();
+        assert_eq!(r.api_key_header.as_deref(), Some("api-key"));
+        assert_eq!(azure.catalog_provider(), "openai");
+        let e = provider("bedrock")
+            .resolve(|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gemini") && e.contains("ollama"), "{e}");
+    }
+
+    #[test]
+    fn included_catalog_files_are_overrides_the_file_can_still_override() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("imported.toml"),
+            "[[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput_per_mtok = \"9\"\noutput_per_mtok = \"9\"\n\
+             [[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o\"\ninput_per_mtok = \"8\"\noutput_per_mtok = \"8\"\n",
+        )
+        .unwrap();
+        let path = dir.path().join("spendgate.toml");
+        std::fs::write(
+            &path,
+            "[pricing]\ninclude = [\"imported.toml\"]\n[[pricing.model]]\nprovider = \"openai\"\nmodel = \"gpt-4o\"\n\
+             input_per_mtok = \"7\"\noutput_per_mtok = \"7\"\n",
+        )
+        .unwrap();
+        let catalog = Config::load(Some(&path)).unwrap().catalog().unwrap();
+        let price = |m: &str| catalog.get(m).unwrap().input_per_mtok;
+        assert_eq!(price("gpt-4o-mini"), PricePerMtok::parse("9").unwrap());
+        assert_eq!(price("gpt-4o"), PricePerMtok::parse("7").unwrap());
+        std::fs::write(&path, "[pricing]\ninclude = [\"missing.toml\"]\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(
+            e.contains("missing.toml") && e.contains("[pricing] include"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,3 +5,4 @@ pub mod admin_cli;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod pricing_cli;

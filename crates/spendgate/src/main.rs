@@ -106,6 +106,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Compare the pricing catalog with a price list, or import its differences as overrides.
+    Pricing {
+        #[command(subcommand)]
+        command: PricingCommand,
+    },
     /// Serve only the mock provider as an OpenAI-compatible and Anthropic-compatible upstream (for benchmarks and
     /// trials).
     MockUpstream {
@@ -113,6 +118,29 @@ enum Command {
         listen: String,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PricingCommand {
+    /// Print every price on which the catalog in force (with the configuration's overrides) and FILE disagree.
+    /// FILE is LiteLLM's model_prices_and_context_window.json or OpenRouter's /api/v1/models answer.
+    Check {
+        file: PathBuf,
+        #[arg(long, env = "SPENDGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Write the differences of some providers as overrides, for `[pricing] include` in the configuration.
+    Import {
+        file: PathBuf,
+        /// Catalog providers whose prices to take from FILE, comma-separated (openai,anthropic,...).
+        #[arg(long, value_delimiter = ',', required = true)]
+        providers: Vec<String>,
+        /// Where to write the overrides.
+        #[arg(long, default_value = "pricing-overrides.toml")]
+        out: PathBuf,
+        #[arg(long, env = "SPENDGATE_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -463,6 +491,47 @@ async fn main() -> anyhow::Result<()> {
             );
             let v = target.call(reqwest::Method::GET, &path, None).await?;
             print!("{}", report(&v, &format)?);
+        }
+        Command::Pricing { command } => {
+            let (file, config) = match &command {
+                PricingCommand::Check { file, config }
+                | PricingCommand::Import { file, config, .. } => (file.clone(), config.clone()),
+            };
+            let catalog = config::Config::load(config.as_deref())?.catalog()?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("could not read the price list {}", file.display()))?;
+            let list = spendgate::pricing_cli::read_price_list(&text)
+                .with_context(|| format!("the price list {} could not be read", file.display()))?;
+            let comparison = spendgate::pricing_cli::compare(&catalog, &list);
+            match command {
+                PricingCommand::Check { .. } => {
+                    print!("{}", spendgate::pricing_cli::report(&comparison))
+                }
+                PricingCommand::Import { providers, out, .. } => {
+                    let day = time::OffsetDateTime::now_utc().date().to_string();
+                    let source = file
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| file.display().to_string());
+                    let (toml, notes) = spendgate::pricing_cli::overrides(
+                        &catalog,
+                        &comparison,
+                        &providers,
+                        &source,
+                        &day,
+                    );
+                    std::fs::write(&out, toml)
+                        .with_context(|| format!("could not write {}", out.display()))?;
+                    for n in notes {
+                        eprintln!("not imported: {n}");
+                    }
+                    println!(
+                        "wrote {}; add it to the configuration with [pricing] include = [\"{}\"]",
+                        out.display(),
+                        out.display()
+                    );
+                }
+            }
         }
         Command::MockUpstream { listen, latency_ms } => {
             let mock = spendgate_gateway::providers::MockProvider::new(

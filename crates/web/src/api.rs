@@ -318,7 +318,10 @@ async fn pricing(State(s): State<Arc<AppState>>) -> Json<Value> {
                 "output_per_mtok": m.output_per_mtok,
                 "cached_input_per_mtok": m.cached_input(),
                 "cache_write_per_mtok": m.cache_write(),
+                "max_output_tokens": m.max_output_tokens,
+                "context_window": m.context_window,
                 "source": m.source,
+                "checked": m.checked,
             })
         })
         .collect();

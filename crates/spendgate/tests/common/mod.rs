@@ -383,6 +383,21 @@ pub struct Seen {
     pub body: Value,
 }
 
+impl Seen {
+    /// The record of a request from its head and body.
+    pub fn of(parts: &axum::http::request::Parts, body: &[u8]) -> Seen {
+        Seen {
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            headers: parts.headers.clone(),
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// The mock provider served over real HTTP on a loopback port (OpenAI and Anthropic routes under `/v1`), recording
 /// every request it receives. Returns its base URL (`http://127.0.0.1:port/v1`) and the requests seen.
 pub async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
@@ -401,15 +416,7 @@ pub async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Ve
                 async move {
                     let (parts, body) = req.into_parts();
                     let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                    record.lock().unwrap().push(Seen {
-                        path_and_query: parts
-                            .uri
-                            .path_and_query()
-                            .map(|p| p.to_string())
-                            .unwrap_or_default(),
-                        headers: parts.headers.clone(),
-                        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                    });
+                    record.lock().unwrap().push(Seen::of(&parts, &bytes));
                     next.run(axum::extract::Request::from_parts(
                         parts,
                         axum::body::Body::from(bytes),

@@ -161,6 +161,7 @@ mod tests {
             max_output_tokens: None,
             context_window: None,
             source: None,
+            checked: None,
         };
         let priced = price.price(&usage);
         SpendEvent {

@@ -24,6 +24,7 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         max_output_tokens: None,
         context_window: None,
         source: None,
+        checked: None,
     };
     let priced = |usage: Usage, error: Option<&str>| {
         let p = price.price(&usage);

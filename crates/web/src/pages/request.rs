@@ -113,18 +113,24 @@ pub(crate) async fn page(
         } else {
             "Token counts as reported by the provider."
         },
-        if e.price_confidence == PriceConfidence::Exact { "" } else { "warn" },
+        if e.price_confidence.is_exact() { "" } else { "warn" },
         match e.price_confidence {
+            PriceConfidence::Exact => "Catalog",
+            PriceConfidence::Inferred => "Inferred",
             PriceConfidence::Fallback => "Fallback",
             PriceConfidence::Estimated => "Estimate",
-            PriceConfidence::Exact => "Catalog",
         },
         match e.price_confidence {
-            PriceConfidence::Fallback => "The model has no catalog price; the configured fallback price was used.",
+            PriceConfidence::Exact => "Priced from the pricing catalog.",
+            PriceConfidence::Inferred => {
+                "The catalog does not list this dated snapshot; it was priced as the model it is a snapshot of."
+            }
+            PriceConfidence::Fallback => {
+                "The model has no catalog price; the configured fallback price was used."
+            }
             PriceConfidence::Estimated => {
                 "Catalog prices times estimated tokens: the cost is an estimate, not the provider's bill."
             }
-            PriceConfidence::Exact => "Priced from the pricing catalog.",
         },
     );
 
