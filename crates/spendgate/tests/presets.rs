@@ -14,7 +14,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{chat_body, picos, request_id, Seen, TestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 use spendgate::config::{ProviderConfig, PRESETS};
 use spendgate_core::pricing::{Catalog, UnknownModelPolicy};
 
