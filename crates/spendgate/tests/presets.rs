@@ -67,6 +67,8 @@ fn preset_path(kind: &str) -> String {
 
 struct Case {
     kind: &'static str,
+    /// The provider's name in the configuration (and on its spend logs).
+    name: &'static str,
     /// The model clients ask for.
     model: &'static str,
     /// The path the request must reach, after the stand-in's origin.
@@ -79,6 +81,7 @@ struct Case {
 fn cases() -> Vec<Case> {
     let hosted = |kind: &'static str, model: &'static str| Case {
         kind,
+        name: kind,
         model,
         path: format!("{}/chat/completions", preset_path(kind)),
         header: "authorization",
@@ -90,13 +93,18 @@ fn cases() -> Vec<Case> {
         hosted("mistral", "mistral-large-latest"),
         hosted("deepseek", "deepseek-flash"),
         hosted("xai", "grok-4.3"),
-        // A name Together and OpenRouter list too, at their own prices: billed from Groq's entry.
-        hosted("groq", "openai/gpt-oss-120b"),
+        // A name Together and OpenRouter list too, at their own prices: billed from Groq's entry, although the
+        // provider is not named after its kind.
+        Case {
+            name: "groq-eu",
+            ..hosted("groq", "openai/gpt-oss-120b")
+        },
         hosted("together", "deepseek-ai/DeepSeek-V3"),
         hosted("fireworks", "accounts/fireworks/models/kimi-k2p5"),
         hosted("openrouter", "anthropic/claude-sonnet-4.5"),
         Case {
             kind: "azure",
+            name: "azure",
             model: "gpt-4o-mini",
             path: "/openai/deployments/mini-deployment/chat/completions?api-version=2024-10-21"
                 .into(),
@@ -105,6 +113,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             kind: "vllm",
+            name: "vllm",
             model: "house-llama",
             path: "/v1/chat/completions".into(),
             header: "authorization",
@@ -112,6 +121,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             kind: "ollama",
+            name: "ollama",
             model: "llama3.2",
             path: "/v1/chat/completions".into(),
             header: "authorization",
@@ -151,7 +161,7 @@ async fn each_preset_reaches_its_path_with_its_key_and_is_billed_from_its_catalo
         config.providers.clear();
         for c in cases() {
             let mut p = ProviderConfig {
-                name: c.kind.into(),
+                name: c.name.into(),
                 kind: c.kind.into(),
                 models: vec![c.model.into()],
                 read_timeout_secs: 30,
@@ -201,7 +211,7 @@ async fn each_preset_reaches_its_path_with_its_key_and_is_billed_from_its_catalo
         assert_eq!(req.body["model"], upstream_model, "{}", c.kind);
 
         let log = s.wait_for_log(&id).await;
-        assert_eq!(log["provider"], c.kind);
+        assert_eq!(log["provider"], c.name);
         assert_eq!(log["model"], c.model);
         assert_eq!(log["price_confidence"], "exact", "{}", c.kind);
         assert_eq!(log["input_tokens"], PROMPT_TOKENS, "{}", c.kind);
