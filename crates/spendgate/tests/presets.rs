@@ -240,25 +240,25 @@ async fn each_preset_reaches_its_path_with_its_key_and_is_billed_from_its_catalo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dated_snapshot_is_billed_as_its_model_and_flagged_inferred() {
     let s = TestServer::start_with(|config| {
-        // The mock "anthropic" serves models no provider lists; their prices come from the catalog.
-        config.providers[1].default = true;
+        // The mock "openai" serves models no provider lists; their prices come from the catalog.
+        config.providers[0].default = true;
     })
     .await;
     let (_, key) = s.create_key("snapshot-user", None).await;
     let res = s
         .chat(
             &key,
-            chat_body("claude-sonnet-4-5-20991231", "a future snapshot", false),
+            chat_body("gpt-4o-2099-11-20", "a future snapshot", false),
         )
         .await;
     assert_eq!(res.status(), 200);
     let id = request_id(&res);
     let log = s.wait_for_log(&id).await;
-    assert_eq!(log["model"], "claude-sonnet-4-5-20991231");
+    assert_eq!(log["model"], "gpt-4o-2099-11-20");
     // Read back from the store: the new confidence round-trips and never shows as exact.
     assert_eq!(log["price_confidence"], "inferred");
     let catalog = Catalog::with_overrides(Vec::new(), UnknownModelPolicy::Refuse).unwrap();
-    let family = catalog.get("claude-sonnet-4-5").unwrap();
+    let family = catalog.get("gpt-4o").unwrap();
     let t = |k: &str| i128::from(log[k].as_u64().unwrap());
     assert!(t("input_tokens") > 0 && t("output_tokens") > 0);
     let expected = (t("input_tokens") - t("cached_input_tokens") - t("cache_write_tokens"))
@@ -269,7 +269,7 @@ async fn a_dated_snapshot_is_billed_as_its_model_and_flagged_inferred() {
     assert_eq!(picos(&log["cost"]), expected);
     // An unknown model that is not a snapshot of a known one is still refused before any upstream call.
     let res = s
-        .chat(&key, chat_body("claude-nonesuch-20991231", "no", false))
+        .chat(&key, chat_body("gpt-nonesuch-2099-11-20", "no", false))
         .await;
     assert_eq!(res.status(), 404);
     // The request page says how the price was found.
