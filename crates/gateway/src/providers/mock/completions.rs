@@ -1,54 +1,80 @@
 //! The mock's OpenAI legacy completions answers (platform.openai.com/docs/api-reference/completions/object): a
-//! `text_completion` object with `choices[].text`, and, streamed, one such object per piece of text, the usage
-//! chunk (empty `choices`) when `stream_options.include_usage` asks for it, then `[DONE]`.
+//! `text_completion` object with `n` choices, each with its `text` and `finish_reason` (`stop`, or `length` when
+//! the output limit cut it short), and, streamed, one such object per piece of a choice's text (the choices
+//! interleaved), then one per choice with its finish reason. With `stream_options.include_usage` every chunk has
+//! `"usage": null` and a last chunk with empty `choices` carries the usage, as in chat streams; `[DONE]` ends it.
 
 use bytes::Bytes;
+use serde_json::{json, Value};
 
 use super::chat::{openai_error, usage_json};
-use super::{sse, Answer, Shape};
+use super::{sse, Answer, Choice, Shape};
 
 pub struct Completions;
 
+fn finish_reason(c: &Choice) -> &'static str {
+    c.ending(["stop", "length", "stop"])
+}
+
+fn choice(index: usize, text: &str, finish: Option<&str>) -> Value {
+    json!({ "text": text, "index": index, "logprobs": null, "finish_reason": finish })
+}
+
 impl Shape for Completions {
-    fn body(&self, a: &Answer<'_>) -> serde_json::Value {
-        let mut v = serde_json::json!({
+    fn body(&self, a: &Answer<'_>) -> Value {
+        let choices: Vec<Value> = a
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| choice(i, &c.text(), Some(finish_reason(c))))
+            .collect();
+        let mut v = json!({
             "id": format!("cmpl-mock-{}", a.id), "object": "text_completion", "created": a.created,
-            "model": a.model,
-            "choices": [{ "text": a.text(), "index": 0, "logprobs": null, "finish_reason": "stop" }],
+            "model": a.model, "choices": choices,
         });
         if let Some(u) = &a.usage {
-            v["usage"] = usage_json(u);
+            v["usage"] = usage_json(u, a.reasoning_tokens());
         }
         v
     }
 
     fn events(&self, a: &Answer<'_>) -> Vec<Bytes> {
-        let chunk = |text: &str, finish: Option<&str>| {
-            sse(
-                None,
-                &serde_json::json!({
-                    "id": format!("cmpl-mock-{}", a.id), "object": "text_completion", "created": a.created,
-                    "model": a.model,
-                    "choices": [{ "text": text, "index": 0, "logprobs": null, "finish_reason": finish }],
-                }),
-            )
+        let usage_field = a.stream_usage && a.usage.is_some();
+        let chunk = |choices: Value, usage: Option<Value>| {
+            let mut v = json!({
+                "id": format!("cmpl-mock-{}", a.id), "object": "text_completion", "created": a.created,
+                "model": a.model, "choices": choices,
+            });
+            if usage_field {
+                v["usage"] = usage.unwrap_or(Value::Null);
+            }
+            sse(None, &v)
         };
-        let mut events: Vec<Bytes> = a.words.iter().map(|w| chunk(w, None)).collect();
-        events.push(chunk("", Some("stop")));
-        if let (Some(u), true) = (&a.usage, a.stream_usage) {
-            events.push(sse(
-                None,
-                &serde_json::json!({
-                    "id": format!("cmpl-mock-{}", a.id), "object": "text_completion", "created": a.created,
-                    "model": a.model, "choices": [], "usage": usage_json(u),
-                }),
-            ));
+        let pieces = a
+            .choices
+            .iter()
+            .map(|c| c.pieces().len())
+            .max()
+            .unwrap_or(0);
+        let mut events = Vec::with_capacity((pieces + 1) * a.choices.len() + 2);
+        for k in 0..pieces {
+            for (i, c) in a.choices.iter().enumerate() {
+                if let Some(piece) = c.pieces().get(k) {
+                    events.push(chunk(json!([choice(i, piece, None)]), None));
+                }
+            }
+        }
+        for (i, c) in a.choices.iter().enumerate() {
+            events.push(chunk(json!([choice(i, "", Some(finish_reason(c)))]), None));
+        }
+        if let (Some(u), true) = (&a.usage, usage_field) {
+            events.push(chunk(json!([]), Some(usage_json(u, a.reasoning_tokens()))));
         }
         events.push(Bytes::from_static(b"data: [DONE]\n\n"));
         events
     }
 
-    fn error(&self, message: &str) -> serde_json::Value {
+    fn error(&self, message: &str) -> Value {
         openai_error(message)
     }
 }
