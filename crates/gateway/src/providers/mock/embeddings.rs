@@ -99,3 +99,72 @@ impl Shape for Embeddings {
         openai_error(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::full;
+    use super::*;
+    use crate::provider::Endpoint;
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        // RFC 4648 section 10's test vectors.
+        for (raw, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn one_vector_per_input_as_floats_or_base64() {
+        let body =
+            json!({ "model": "text-embedding-3-small", "input": ["a", "b", "c"], "dimensions": 4 });
+        let v = full(Endpoint::Embeddings, &body);
+        assert_eq!(v["object"], "list");
+        let data = v["data"].as_array().unwrap();
+        assert_eq!(data.len(), 3);
+        for (i, d) in data.iter().enumerate() {
+            assert_eq!(
+                (&d["object"], &d["index"]),
+                (&json!("embedding"), &json!(i))
+            );
+            assert_eq!(d["embedding"].as_array().unwrap().len(), 4);
+        }
+        assert_ne!(data[0]["embedding"], data[1]["embedding"]);
+        let u = &v["usage"];
+        assert!(u["prompt_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(u["prompt_tokens"], u["total_tokens"]);
+        let mut b64 = body.clone();
+        b64["encoding_format"] = "base64".into();
+        let v64 = full(Endpoint::Embeddings, &b64);
+        for (float, encoded) in data.iter().zip(v64["data"].as_array().unwrap()) {
+            let bytes: Vec<u8> = float["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|x| (x.as_f64().unwrap() as f32).to_le_bytes())
+                .collect();
+            assert_eq!(encoded["embedding"], base64(&bytes));
+        }
+        let native = full(
+            Endpoint::Embeddings,
+            &json!({ "model": "text-embedding-3-large", "input": [[1, 2, 3]] }),
+        );
+        assert_eq!(
+            native["data"].as_array().unwrap().len(),
+            1,
+            "one token array is one input"
+        );
+        assert_eq!(
+            native["data"][0]["embedding"].as_array().unwrap().len(),
+            3072
+        );
+    }
+}

@@ -114,3 +114,115 @@ impl Shape for Messages {
         json!({ "type": "error", "error": { "type": "api_error", "message": message } })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{events, full, outputs};
+    use crate::provider::Endpoint;
+    use serde_json::{json, Value};
+
+    const MESSAGES: Endpoint = Endpoint::Messages;
+
+    fn body(extra: Value) -> Value {
+        let mut body = json!({ "model": "claude-haiku-4-5", "max_tokens": 100,
+                               "messages": [{ "role": "user", "content": "weather?" }] });
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        body
+    }
+
+    fn tools() -> Value {
+        json!([{ "name": "get_weather", "input_schema": { "type": "object", "required": ["city", "days"],
+            "properties": { "city": { "type": "string" }, "days": { "type": "integer", "minimum": 2 } } } }])
+    }
+
+    #[test]
+    fn tools_are_used_with_input_of_their_schema() {
+        let v = full(MESSAGES, &body(json!({ "tools": tools() })));
+        assert_eq!(v["stop_reason"], "tool_use");
+        let block = &v["content"][0];
+        assert_eq!(
+            (&block["type"], &block["name"]),
+            (&json!("tool_use"), &json!("get_weather"))
+        );
+        assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
+        assert_eq!(block["input"], json!({ "city": "mock", "days": 2 }));
+        let none = full(
+            MESSAGES,
+            &body(json!({ "tools": tools(), "tool_choice": { "type": "none" } })),
+        );
+        assert_eq!(
+            (&none["content"][0]["type"], &none["stop_reason"]),
+            (&json!("text"), &json!("end_turn"))
+        );
+        let capped = full(MESSAGES, &body(json!({ "max_tokens": 2 })));
+        assert_eq!(capped["stop_reason"], "max_tokens");
+        assert_eq!(capped["usage"]["output_tokens"], 2);
+    }
+
+    #[test]
+    fn cache_writes_are_split_by_their_lifetime() {
+        let long = "x".repeat(6000);
+        let marked = body(json!({ "system": [
+            { "type": "text", "text": long, "cache_control": { "type": "ephemeral", "ttl": "1h" } },
+            { "type": "text", "text": "rules", "cache_control": { "type": "ephemeral" } }] }));
+        let u = full(MESSAGES, &marked)["usage"].clone();
+        let written = u["cache_creation_input_tokens"].as_u64().unwrap();
+        assert!(
+            written > 0 && u["cache_read_input_tokens"].as_u64().unwrap() > 0,
+            "{u}"
+        );
+        assert_eq!(
+            u["cache_creation"]["ephemeral_1h_input_tokens"],
+            written / 2
+        );
+        assert_eq!(
+            u["cache_creation"]["ephemeral_5m_input_tokens"],
+            written - written / 2
+        );
+        let plain = full(MESSAGES, &body(json!({})))["usage"].clone();
+        assert_eq!(
+            plain["cache_creation"],
+            json!({ "ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_use_streams_its_input_as_json_deltas() {
+        let request = body(json!({ "tools": tools(), "stream": true }));
+        let evs = events(MESSAGES, &request).await;
+        let kinds: Vec<&str> = evs.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
+        let deltas = kinds.len() - 6;
+        let mut expected = vec!["message_start", "content_block_start", "ping"];
+        expected.extend(std::iter::repeat_n("content_block_delta", deltas));
+        expected.extend(["content_block_stop", "message_delta", "message_stop"]);
+        assert_eq!(kinds, expected);
+        for (name, data) in &evs {
+            assert_eq!(name.as_deref(), data["type"].as_str());
+        }
+        let start = &evs[1].1["content_block"];
+        assert_eq!(
+            (&start["type"], &start["input"]),
+            (&json!("tool_use"), &json!({}))
+        );
+        let input: String = evs[3..3 + deltas]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["delta"]["type"], "input_json_delta");
+                d["delta"]["partial_json"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<Value>(&input).unwrap(),
+            json!({ "city": "mock", "days": 2 })
+        );
+        let delta = &evs[evs.len() - 2].1;
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        assert_eq!(
+            delta["usage"]["output_tokens"],
+            outputs(MESSAGES, &request, 1)
+        );
+        assert!(evs[0].1["message"]["usage"]["cache_creation"].is_object());
+    }
+}

@@ -487,6 +487,68 @@ impl Provider for MockProvider {
     }
 }
 
+/// What the shapes' tests share: a request to the mock and its answer read back as JSON.
+#[cfg(test)]
+mod testing {
+    use super::*;
+    use serde_json::Value;
+
+    fn request(endpoint: Endpoint, body: &Value) -> UpstreamRequest {
+        UpstreamRequest {
+            endpoint,
+            model: body["model"].as_str().unwrap_or("m").to_string(),
+            stream: body["stream"] == true,
+            body: Bytes::from(body.to_string()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The complete answer to `body`.
+    pub fn full(endpoint: Endpoint, body: &Value) -> Value {
+        match MockProvider::new(MockConfig::default())
+            .respond(&request(endpoint, body))
+            .unwrap()
+            .body
+        {
+            UpstreamBody::Full(b) => serde_json::from_slice(&b).unwrap(),
+            UpstreamBody::Stream(_) => panic!("a complete answer was expected"),
+        }
+    }
+
+    /// The streamed answer to `body`: each event's name (if any) and data (`[DONE]` as a JSON string).
+    pub async fn events(endpoint: Endpoint, body: &Value) -> Vec<(Option<String>, Value)> {
+        let UpstreamBody::Stream(s) = MockProvider::new(MockConfig::default())
+            .respond(&request(endpoint, body))
+            .unwrap()
+            .body
+        else {
+            panic!("a stream was expected");
+        };
+        let chunks: Vec<_> = s.collect().await;
+        chunks
+            .into_iter()
+            .map(|c| {
+                let text = String::from_utf8(c.unwrap().to_vec()).unwrap();
+                let mut name = None;
+                let mut data = Value::Null;
+                for line in text.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = Some(n.to_string());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.into()));
+                    }
+                }
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// The mock's output tokens for `body` answered with `choices` choices.
+    pub fn outputs(endpoint: Endpoint, body: &Value, choices: u64) -> u64 {
+        mock_usage(endpoint, body.to_string().as_bytes(), None, choices).output_tokens
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

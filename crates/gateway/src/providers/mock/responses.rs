@@ -189,3 +189,185 @@ impl Shape for Responses {
         openai_error(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{events, full, outputs};
+    use crate::provider::Endpoint;
+    use serde_json::{json, Value};
+
+    const RESPONSES: Endpoint = Endpoint::Responses;
+
+    fn tool() -> Value {
+        json!({ "type": "function", "name": "get_weather", "strict": true, "parameters": {
+            "type": "object", "required": ["city"], "properties": { "city": { "type": "string" } } } })
+    }
+
+    #[test]
+    fn a_complete_response_has_its_items_and_usage_details() {
+        let body = json!({ "model": "o4-mini", "input": "hi" });
+        let v = full(RESPONSES, &body);
+        assert_eq!(
+            (&v["object"], &v["status"]),
+            (&json!("response"), &json!("completed"))
+        );
+        assert_eq!(
+            v["output"][0]["type"], "reasoning",
+            "reasoning models show their reasoning item"
+        );
+        assert_eq!(v["output"][0]["summary"], json!([]));
+        let message = &v["output"][1];
+        assert_eq!(
+            (&message["type"], &message["role"]),
+            (&json!("message"), &json!("assistant"))
+        );
+        assert_eq!(message["content"][0]["type"], "output_text");
+        assert!(!message["content"][0]["text"].as_str().unwrap().is_empty());
+        let u = &v["usage"];
+        assert_eq!(u["output_tokens"], outputs(RESPONSES, &body, 1));
+        assert_eq!(u["input_tokens_details"]["cached_tokens"], 0);
+        assert_eq!(
+            u["output_tokens_details"]["reasoning_tokens"].as_u64(),
+            Some(u["output_tokens"].as_u64().unwrap() / 2)
+        );
+        let plain = full(
+            RESPONSES,
+            &json!({ "model": "gpt-4.1-mini", "input": "hi" }),
+        );
+        assert_eq!(plain["output"][0]["type"], "message");
+        assert_eq!(
+            plain["usage"]["output_tokens_details"]["reasoning_tokens"],
+            0
+        );
+    }
+
+    #[test]
+    fn function_tools_and_text_formats_are_honoured() {
+        let v = full(
+            RESPONSES,
+            &json!({ "model": "m", "input": "weather?", "tools": [tool()] }),
+        );
+        let call = &v["output"][0];
+        assert_eq!(
+            (&call["type"], &call["name"]),
+            (&json!("function_call"), &json!("get_weather"))
+        );
+        assert!(call["call_id"].as_str().unwrap().starts_with("call_"));
+        let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string());
+        assert_eq!(
+            v["tools"],
+            json!([tool()]),
+            "the request's tools are echoed"
+        );
+        let answered = full(
+            RESPONSES,
+            &json!({ "model": "m", "tools": [tool()], "input": [
+            { "role": "user", "content": "weather?" },
+            { "type": "function_call_output", "call_id": "call_1", "output": "sunny" }] }),
+        );
+        assert_eq!(answered["output"][0]["type"], "message");
+        let format = json!({ "type": "json_schema", "name": "w", "strict": true, "schema": {
+            "type": "object", "required": ["n"], "properties": { "n": { "type": "integer" } } } });
+        let v = full(
+            RESPONSES,
+            &json!({ "model": "m", "input": "x", "text": { "format": format } }),
+        );
+        let text: Value =
+            serde_json::from_str(v["output"][0]["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert!(text["n"].is_i64());
+        assert_eq!(v["text"]["format"], format);
+        let capped = full(
+            RESPONSES,
+            &json!({ "model": "m", "input": "x", "max_output_tokens": 3 }),
+        );
+        assert_eq!(capped["status"], "incomplete");
+        assert_eq!(capped["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    /// The event types of a stream, checking that sequence numbers count from 0 and the response keeps its id.
+    fn kinds(evs: &[(Option<String>, Value)]) -> Vec<String> {
+        let id = &evs[0].1["response"]["id"];
+        for (n, (name, data)) in evs.iter().enumerate() {
+            assert_eq!(name.as_deref(), data["type"].as_str());
+            assert_eq!(data["sequence_number"], n);
+            if let Some(r) = data.get("response") {
+                assert_eq!(&r["id"], id);
+            }
+        }
+        evs.iter().map(|(n, _)| n.clone().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_text_stream_has_every_event_the_sdk_accumulates() {
+        let body = json!({ "model": "o3", "input": "hi", "stream": true });
+        let evs = events(RESPONSES, &body).await;
+        let kinds = kinds(&evs);
+        let deltas = kinds
+            .iter()
+            .filter(|k| *k == "response.output_text.delta")
+            .count();
+        let mut expected: Vec<&str> = vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+        ];
+        expected.extend(std::iter::repeat_n("response.output_text.delta", deltas));
+        expected.extend([
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]);
+        assert_eq!(kinds, expected);
+        assert!(deltas > 0);
+        let message = &evs[4].1;
+        assert_eq!(
+            (&message["output_index"], &message["item"]["status"]),
+            (&json!(1), &json!("in_progress"))
+        );
+        assert_eq!(message["item"]["content"], json!([]));
+        let text: String = evs
+            .iter()
+            .filter_map(|(_, d)| d["delta"].as_str())
+            .collect();
+        let done = &evs[evs.len() - 4].1;
+        assert_eq!(done["text"], text);
+        assert_eq!(done["item_id"], message["item"]["id"]);
+        let completed = &evs.last().unwrap().1["response"];
+        assert_eq!(completed["output"][1]["content"][0]["text"], text);
+        assert_eq!(
+            completed["usage"]["output_tokens"],
+            outputs(RESPONSES, &body, 1)
+        );
+        assert_eq!(evs[0].1["response"]["status"], "in_progress");
+    }
+
+    #[tokio::test]
+    async fn a_function_call_streams_its_arguments() {
+        let evs = events(
+            RESPONSES,
+            &json!({ "model": "m", "input": "w?", "tools": [tool()], "stream": true }),
+        )
+        .await;
+        let kinds = kinds(&evs);
+        assert_eq!(kinds[2], "response.output_item.added");
+        assert_eq!(evs[2].1["item"]["arguments"], "");
+        assert_eq!(
+            kinds[kinds.len() - 3],
+            "response.function_call_arguments.done"
+        );
+        let args: String = evs
+            .iter()
+            .filter(|(n, _)| n.as_deref() == Some("response.function_call_arguments.delta"))
+            .map(|(_, d)| d["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(evs[evs.len() - 3].1["arguments"], args);
+        assert_eq!(evs[evs.len() - 3].1["name"], "get_weather");
+        assert!(serde_json::from_str::<Value>(&args).unwrap()["city"].is_string());
+        assert_eq!(evs[evs.len() - 2].1["item"]["status"], "completed");
+    }
+}
