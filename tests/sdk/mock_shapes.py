@@ -1,22 +1,44 @@
-"""Drives `spendgate mock-upstream` directly with the official SDKs' helpers, to prove the mock's shapes parse.
+"""Drives the mock provider with the official SDKs' helpers (openai-python's `chat.completions.parse`, `.stream`,
+`responses.stream`, `responses.parse`; anthropic's `messages.stream`), to prove its shapes parse as the real APIs'.
 
-Usage: SG_MOCK=http://127.0.0.1:PORT .venv-sdk/bin/python tests/sdk/mock_shapes.py
-Each check raises on failure; the last line printed is "ok".
+Run by crates/spendgate/tests/sdk_clients.rs through the gateway (SG_BASE, SG_KEY), or by hand against
+`spendgate mock-upstream --listen 127.0.0.1:PORT` (SG_BASE=http://127.0.0.1:PORT, no key needed).
+Each check raises on failure; the last line printed is JSON with the number of requests made.
 """
 
 import base64
 import json
 import os
 import struct
+import sys
 from typing import List, Optional
 
 import anthropic
 import openai
 from pydantic import BaseModel
 
-BASE = os.environ["SG_MOCK"]
-oai = openai.OpenAI(base_url=f"{BASE}/v1", api_key="mock", max_retries=0)
-ant = anthropic.Anthropic(base_url=BASE, api_key="mock", max_retries=0)
+try:  # The pinned SDKs are built on httpx2; older ones on httpx.
+    import httpx2 as httpx
+except ImportError:
+    import httpx
+
+BASE = os.environ["SG_BASE"]
+KEY = os.environ.get("SG_KEY", "mock")
+# Straight to the mock (no key): streams that did not ask for usage carry none. The gateway asks on the client's
+# behalf, so through it they do.
+DIRECT = "SG_KEY" not in os.environ
+REQUESTS = 0
+
+
+def count(_request):
+    global REQUESTS
+    REQUESTS += 1
+
+
+oai = openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY, max_retries=0,
+                    http_client=httpx.Client(event_hooks={"request": [count]}))
+ant = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0,
+                          http_client=httpx.Client(event_hooks={"request": [count]}))
 
 
 class Address(BaseModel):
@@ -53,7 +75,7 @@ MSGS = [{"role": "user", "content": "What is the weather in Paris?"}]
 r = oai.chat.completions.parse(model="gpt-4o-mini", messages=MSGS, response_format=Person)
 p = r.choices[0].message.parsed
 assert isinstance(p, Person) and isinstance(p.address, Address), r
-print("chat.parse", p)
+print("chat.parse", p, file=sys.stderr)
 
 # Chat: n choices with tools; each choice a tool call with JSON arguments; usage billed for all of them.
 r = oai.chat.completions.create(model="gpt-4o-mini", messages=MSGS, n=2, tools=[WEATHER])
@@ -63,12 +85,12 @@ for c in r.choices:
     call = c.message.tool_calls[0]
     args = json.loads(call.function.arguments)
     assert call.id.startswith("call_") and call.function.name == "get_weather" and args["unit"] in ("c", "f"), call
-print("chat n=2 tools", r.usage)
+print("chat n=2 tools", r.usage, file=sys.stderr)
 
 # Chat: the parse helper with a strict function tool (pydantic_function_tool) parses the arguments.
 r = oai.chat.completions.parse(model="gpt-4o-mini", messages=MSGS, tools=[openai.pydantic_function_tool(Person)])
 assert isinstance(r.choices[0].message.tool_calls[0].function.parsed_arguments, Person), r
-print("chat.parse tool", r.choices[0].message.tool_calls[0].function.parsed_arguments)
+print("chat.parse tool", r.choices[0].message.tool_calls[0].function.parsed_arguments, file=sys.stderr)
 
 # Chat: the tool's result is answered in words.
 r = oai.chat.completions.create(model="gpt-4o-mini", tools=[WEATHER], messages=MSGS + [
@@ -86,7 +108,7 @@ with oai.chat.completions.stream(model="gpt-4o-mini", messages=MSGS, n=2, tools=
 assert len(final.choices) == 2 and final.usage.completion_tokens > 0, final
 for c in final.choices:
     assert json.loads(c.message.tool_calls[0].function.arguments)["city"], c
-print("chat stream n=2 tools", final.usage)
+print("chat stream n=2 tools", final.usage, file=sys.stderr)
 
 # Chat: streamed structured output through the stream helper.
 with oai.chat.completions.stream(model="gpt-4o-mini", messages=MSGS, response_format=Person) as s:
@@ -99,7 +121,9 @@ d = r.usage.completion_tokens_details
 assert d.reasoning_tokens > 0 and d.reasoning_tokens < r.usage.completion_tokens, r.usage
 # Chat: streams without include_usage carry no usage.
 chunks = list(oai.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
-assert all(c.usage is None for c in chunks) and chunks[-1].choices[0].finish_reason == "stop"
+finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+assert finishes == ["stop"], finishes
+assert not DIRECT or all(c.usage is None for c in chunks), chunks[-1]
 
 # Embeddings: base64 (the SDK's default when numpy is absent is base64 and it decodes it), and floats.
 e = oai.embeddings.create(model="text-embedding-3-small", input=["a", "b", "c"], dimensions=8)
@@ -108,7 +132,7 @@ raw = oai.embeddings.with_raw_response.create(model="text-embedding-3-small", in
                                               encoding_format="base64").http_response.json()
 vec = struct.unpack("<1536f", base64.b64decode(raw["data"][0]["embedding"]))
 assert abs(sum(x * x for x in vec) - 1.0) < 1e-3
-print("embeddings", e.usage)
+print("embeddings", e.usage, file=sys.stderr)
 
 # Responses: the stream helper with a text format; every event in order.
 with oai.responses.stream(model="gpt-4.1-mini", input="Describe someone", text_format=Person) as s:
@@ -117,7 +141,7 @@ with oai.responses.stream(model="gpt-4.1-mini", input="Describe someone", text_f
 assert isinstance(final.output_parsed, Person), final
 assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
                      "response.content_part.added"] and kinds[-1] == "response.completed", kinds
-print("responses.stream", kinds[:5], "...", kinds[-4:])
+print("responses.stream", kinds[:5], "...", kinds[-4:], file=sys.stderr)
 
 # Responses: parse, function tools streamed and not, reasoning item.
 r = oai.responses.parse(model="o4-mini", input="Describe someone", text_format=Person)
@@ -135,7 +159,7 @@ r = oai.responses.create(model="gpt-4.1-mini", tools=[tool], input=[
     {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
     {"type": "function_call_output", "call_id": "c1", "output": "sunny"}])
 assert r.output_text, r
-print("responses tools", final.output[0].arguments)
+print("responses tools", final.output[0].arguments, file=sys.stderr)
 
 # Anthropic: tools, streamed through the helper (accumulates input_json_delta), and the cache split.
 atool = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
@@ -150,5 +174,5 @@ system = [{"type": "text", "text": long, "cache_control": {"type": "ephemeral", 
 m = ant.messages.create(model="claude-haiku-4-5", max_tokens=200, system=system, messages=MSGS)
 cc = m.usage.cache_creation
 assert cc.ephemeral_1h_input_tokens == m.usage.cache_creation_input_tokens > 0 and cc.ephemeral_5m_input_tokens == 0, m.usage
-print("anthropic", m.usage)
-print("ok")
+print("anthropic", m.usage, file=sys.stderr)
+print(json.dumps({"requests": REQUESTS}))

@@ -460,3 +460,33 @@ async fn the_node_sdks_work_and_their_requests_cost_exactly_their_tokens() {
     )
     .await;
 }
+
+/// The SDKs' helpers against the mock through the gateway (`tests/sdk/mock_shapes.py`): openai-python's
+/// `chat.completions.parse` and `.stream` (structured outputs from a pydantic model, `n` choices with tool calls),
+/// `responses.stream` and `responses.parse` (which need the Responses stream's whole event sequence), embeddings
+/// as base64, and anthropic's `messages.stream` with a tool (`input_json_delta`). The script checks what each
+/// helper parsed; here every request it made must have left one spend log, with reported usage, priced exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_helpers_parse_the_mocks_answers_and_each_request_is_billed() {
+    let Some(python) = sdk_python() else {
+        println!("skipped: the Python SDK venv is missing; run .ci/run");
+        return;
+    };
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("sdk-helpers", Some("sdk")).await;
+    let lines = run_script(&s, &key, &python, "tests/sdk/mock_shapes.py").await;
+    let requests = lines.last().and_then(|l| l["requests"].as_u64()).unwrap();
+    assert!(requests >= 15, "{lines:?}");
+    s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
+        v["requests"] == requests
+    })
+    .await;
+    let logs = s.all_spend_logs("window=1h").await;
+    assert_eq!(logs.len() as u64, requests, "one request, one spend log");
+    for log in &logs {
+        assert_eq!(log["status"], "ok", "{log}");
+        assert_eq!(log["usage_source"], "reported", "{log}");
+        assert_eq!(picos(&log["cost"]), catalog_cost(log), "{log}");
+    }
+    s.running.stop().await.unwrap();
+}
