@@ -279,7 +279,8 @@ struct Answer<'a> {
 }
 
 impl Answer<'_> {
-    /// The first (for every API but chat completions, the only) choice.
+    /// The first (for every API but chat completions, the only) choice. Every answer but an embeddings one has
+    /// at least one (`n` is at least 1), and the embeddings shape does not ask.
     fn first(&self) -> &Choice {
         &self.choices[0]
     }
