@@ -10,7 +10,8 @@
 //!   `ephemeral_1h_input_tokens` by the breakpoints' `ttl`, and `output_tokens`;
 //! - a stream of named events: `message_start` (usage with the input counts), `content_block_start`, `ping`,
 //!   `content_block_delta`s (`text_delta`, or `input_json_delta` with `partial_json` for a tool's input),
-//!   `content_block_stop`, `message_delta` (stop reason and the final `output_tokens`) and `message_stop`.
+//!   `content_block_stop`, `message_delta` (stop reason and the cumulative usage: the final `output_tokens` with
+//!   the input counts again, `message_delta_usage.py`) and `message_stop`.
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -102,7 +103,13 @@ impl Shape for Messages {
         let mut delta =
             json!({ "delta": { "stop_reason": stop_reason(a), "stop_sequence": null } });
         if let Some(u) = &a.usage {
-            delta["usage"] = json!({ "output_tokens": u.output_tokens });
+            // Cumulative, as Anthropic sends it: the input counts again beside the output (`MessageDeltaUsage`).
+            delta["usage"] = json!({
+                "input_tokens": u.uncached_input_tokens(),
+                "cache_creation_input_tokens": u.cache_write_tokens,
+                "cache_read_input_tokens": u.cached_input_tokens,
+                "output_tokens": u.output_tokens,
+            });
         }
         events.push(event("message_delta", delta));
         events.push(event("message_stop", json!({})));
@@ -223,6 +230,17 @@ mod tests {
             delta["usage"]["output_tokens"],
             outputs(MESSAGES, &request, 1)
         );
-        assert!(evs[0].1["message"]["usage"]["cache_creation"].is_object());
+        let start = &evs[0].1["message"]["usage"];
+        assert!(start["cache_creation"].is_object());
+        for k in [
+            "input_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+        ] {
+            assert_eq!(
+                delta["usage"][k], start[k],
+                "message_delta's usage is cumulative: {k}"
+            );
+        }
     }
 }
