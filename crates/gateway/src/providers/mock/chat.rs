@@ -103,13 +103,8 @@ impl Shape for Chat {
                 json!([{ "index": index, "delta": delta, "logprobs": null, "finish_reason": finish }]),
             )
         };
-        let pieces = a
-            .choices
-            .iter()
-            .map(|c| c.pieces().len())
-            .max()
-            .unwrap_or(0);
-        let mut events = Vec::with_capacity((pieces + 2) * a.choices.len() + 2);
+        let pieces = a.interleaved();
+        let mut events = Vec::with_capacity(pieces.len() + 2 * a.choices.len() + 2);
         for (i, c) in a.choices.iter().enumerate() {
             let delta = match c.call_name() {
                 Some(name) => json!({
@@ -121,19 +116,14 @@ impl Shape for Chat {
             };
             events.push(one(i, delta, None));
         }
-        for k in 0..pieces {
-            for (i, c) in a.choices.iter().enumerate() {
-                let Some(piece) = c.pieces().get(k) else {
-                    continue;
-                };
-                let delta = match c.call_name() {
-                    Some(_) => {
-                        json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] })
-                    }
-                    None => json!({ "content": piece }),
-                };
-                events.push(one(i, delta, None));
-            }
+        for (i, c, piece) in pieces {
+            let delta = match c.call_name() {
+                Some(_) => {
+                    json!({ "tool_calls": [{ "index": 0, "function": { "arguments": piece } }] })
+                }
+                None => json!({ "content": piece }),
+            };
+            events.push(one(i, delta, None));
         }
         for (i, c) in a.choices.iter().enumerate() {
             events.push(one(i, json!({}), Some(finish_reason(c))));

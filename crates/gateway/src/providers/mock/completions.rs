@@ -50,19 +50,10 @@ impl Shape for Completions {
             }
             sse(None, &v)
         };
-        let pieces = a
-            .choices
-            .iter()
-            .map(|c| c.pieces().len())
-            .max()
-            .unwrap_or(0);
-        let mut events = Vec::with_capacity((pieces + 1) * a.choices.len() + 2);
-        for k in 0..pieces {
-            for (i, c) in a.choices.iter().enumerate() {
-                if let Some(piece) = c.pieces().get(k) {
-                    events.push(chunk(json!([choice(i, piece, None)]), None));
-                }
-            }
+        let pieces = a.interleaved();
+        let mut events = Vec::with_capacity(pieces.len() + a.choices.len() + 2);
+        for (i, _, piece) in pieces {
+            events.push(chunk(json!([choice(i, piece, None)]), None));
         }
         for (i, c) in a.choices.iter().enumerate() {
             events.push(chunk(json!([choice(i, "", Some(finish_reason(c)))]), None));
@@ -76,5 +67,64 @@ impl Shape for Completions {
 
     fn error(&self, message: &str) -> Value {
         openai_error(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{events, full, outputs};
+    use crate::provider::Endpoint;
+    use serde_json::json;
+
+    const COMPLETIONS: Endpoint = Endpoint::Completions;
+
+    #[tokio::test]
+    async fn n_completions_complete_and_streamed() {
+        let body = json!({ "model": "gpt-3.5-turbo-instruct", "prompt": "Say hi", "n": 2 });
+        let v = full(COMPLETIONS, &body);
+        assert_eq!(v["object"], "text_completion");
+        let choices = v["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), 2);
+        for (i, c) in choices.iter().enumerate() {
+            assert_eq!(
+                (&c["index"], &c["finish_reason"]),
+                (&json!(i), &json!("stop"))
+            );
+            assert!(!c["text"].as_str().unwrap().is_empty());
+        }
+        assert_eq!(
+            v["usage"]["completion_tokens"],
+            outputs(COMPLETIONS, &body, 2)
+        );
+
+        let mut streamed = body.clone();
+        streamed["stream"] = true.into();
+        streamed["stream_options"] = json!({ "include_usage": true });
+        let evs = events(COMPLETIONS, &streamed).await;
+        assert_eq!(evs.last().unwrap().1, "[DONE]");
+        let usage = &evs[evs.len() - 2].1;
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"]["completion_tokens"],
+            outputs(COMPLETIONS, &streamed, 2)
+        );
+        let mut texts = [String::new(), String::new()];
+        let mut finishes = 0;
+        for (_, c) in &evs[..evs.len() - 2] {
+            assert!(c.get("usage").is_some_and(|u| u.is_null()));
+            let choice = &c["choices"][0];
+            texts[choice["index"].as_u64().unwrap() as usize]
+                .push_str(choice["text"].as_str().unwrap());
+            finishes += usize::from(!choice["finish_reason"].is_null());
+        }
+        assert_eq!(finishes, 2, "one finish reason per choice");
+        assert!(texts.iter().all(|t| !t.is_empty()));
+        assert_eq!(
+            (
+                &evs[0].1["choices"][0]["index"],
+                &evs[1].1["choices"][0]["index"]
+            ),
+            (&json!(0), &json!(1))
+        );
     }
 }

@@ -288,6 +288,26 @@ impl Answer<'_> {
     fn reasoning_tokens(&self) -> u64 {
         self.choices.iter().map(|c| c.reasoning_tokens).sum()
     }
+
+    /// The choices' pieces in the order a stream of several choices sends them, each with its choice's index:
+    /// the first piece of every choice, then the second of every choice, and so on (OpenAI interleaves the `n`
+    /// choices of a stream).
+    fn interleaved(&self) -> Vec<(usize, &Choice, &str)> {
+        let rounds = self
+            .choices
+            .iter()
+            .map(|c| c.pieces().len())
+            .max()
+            .unwrap_or(0);
+        (0..rounds)
+            .flat_map(|k| {
+                self.choices
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, c)| Some((i, c, c.pieces().get(k)?.as_ref())))
+            })
+            .collect()
+    }
 }
 
 /// One API's shapes: a complete body, a stream's events and an error.
