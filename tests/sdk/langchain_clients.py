@@ -35,8 +35,11 @@ def lc_usage(m):
     u = m.usage_metadata
     expect(u is not None, f"no usage_metadata on {m!r}")
     details = u.get("input_token_details") or {}
-    return usage(u["input_tokens"], u["output_tokens"], details.get("cache_read", 0) or 0,
-                 details.get("cache_creation", 0) or 0)
+    # When Anthropic splits its cache writes by lifetime (`usage.cache_creation`), langchain-anthropic reports them
+    # as `ephemeral_5m_input_tokens` and `ephemeral_1h_input_tokens` and sets `cache_creation` to 0.
+    written = sum(details.get(k, 0) or 0 for k in
+                  ("cache_creation", "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"))
+    return usage(u["input_tokens"], u["output_tokens"], details.get("cache_read", 0) or 0, written)
 
 
 def logged(client, feature, endpoint, stream, seen):

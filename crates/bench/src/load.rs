@@ -382,7 +382,7 @@ pub async fn rss(
     use spendgate_gateway::providers::{mock::mock_usage, MockConfig, MockProvider};
 
     let stream_body = body(true, 16);
-    let usage = mock_usage(Endpoint::ChatCompletions, &stream_body, Some(16));
+    let usage = mock_usage(Endpoint::ChatCompletions, &stream_body, Some(16), 1);
     // Role chunk, one per output token, the stop chunk, the usage chunk, [DONE]; the mock waits before each.
     let chunks = u32::try_from(usage.output_tokens + 4).unwrap_or(20);
     let chunk_delay = hold / chunks;

@@ -17,29 +17,10 @@
 //! KNOWN GAPS: cases that fail today because of the gateway or the mock provider, not the clients; each is listed
 //! in [`KNOWN_GAPS`] under its number here. A listed case that fails shows as `known gap` and does not fail the
 //! test; a listed case that passes fails it, so that the entry is struck as soon as the gateway or mock is fixed.
-//! (G1, the unrequested stream usage chunk, and G2, dated aliases answering 404, were the gateway's; both are
-//! fixed and their cases pass.)
-//! - G3 (mock) Tool calls. Request: chat with one function tool and `"tool_choice":"required"`. Response: text with
-//!   `finish_reason` "stop" and no `tool_calls`. SDKs: no tool call (openai-python, openai-node), `tool_calls=[]`
-//!   (LangChain), `ToolChoiceViolationError` (Vercel AI).
-//! - G4 (mock) Structured output. Request: chat with `response_format` {"type":"json_schema",...} (openai
-//!   `chat.completions.parse` with a pydantic model / `zodResponseFormat`, LangChain `with_structured_output`,
-//!   Vercel `generateObject`). Response: prose, not JSON. SDKs: pydantic `ValidationError` (json_invalid),
-//!   `SyntaxError: Unexpected token 's'` (openai-node), `NoObjectGeneratedError` (Vercel AI).
-//! - G5 (mock) `n=2`. Response: one choice. SDKs: one choice (openai-python, openai-node), one generation
-//!   (LangChain).
-//! - G6 (mock) Embeddings. Request: `POST /v1/embeddings` with two inputs, `encoding_format` "float" or "base64".
-//!   Response: one `data` item (a float array even when base64 was asked for). SDKs: one embedding for two inputs;
-//!   with base64, a list where the SDK hands through the string.
-//! - G7 (mock) The Responses stream lacks `response.output_item.added` and `response.content_part.added` (and
-//!   their `.done` events) around the `response.output_text.delta`s. SDKs' stream helpers fail: openai-python
-//!   `responses.stream()` with `RuntimeError: Received a content event for output index 0 before receiving its
-//!   output item`, openai-node `responses.stream` with `OpenAIError: missing output at index 0`. Clients that read
-//!   the deltas alone (LangChain, Vercel AI) pass.
-//! - G8 (mock) The Anthropic stream's `message_delta` usage carries `output_tokens` alone; Anthropic's is cumulative
-//!   and also carries `input_tokens`, `cache_read_input_tokens` and `cache_creation_input_tokens` (`MessageDeltaUsage`
-//!   in anthropic-sdk-python, src/anthropic/types/message_delta_usage.py). LangChain takes a stream's usage from
-//!   `message_delta` alone, so it sees 0 input tokens where the spend log has 1,550 (768 cache reads, 384 writes).
+//! None is listed now. G1 (the unrequested stream usage chunk) and G2 (dated aliases answering 404) were the
+//! gateway's; G3 to G8 the mock's: tool calls, structured output, `n=2`, one embedding per input and base64, the
+//! Responses stream's output item and content part events, and the cumulative usage of Anthropic's
+//! `message_delta` (which LangChain takes a stream's usage from). All are fixed and their cases pass.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -56,27 +37,7 @@ use common::{catalog_cost, picos, TestServer};
 use serde_json::Value;
 
 /// Cases that fail today because of the gateway or the mock: (client, feature, its gap in the module docs).
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    ("openai-python", "tools", "G3"),
-    ("openai-node", "tools", "G3"),
-    ("langchain-openai", "tools", "G3"),
-    ("vercel-ai", "tools", "G3"),
-    ("openai-python", "structured", "G4"),
-    ("openai-node", "structured", "G4"),
-    ("langchain-openai", "structured", "G4"),
-    ("vercel-ai", "structured", "G4"),
-    ("openai-python", "n2", "G5"),
-    ("openai-node", "n2", "G5"),
-    ("langchain-openai", "n2", "G5"),
-    ("openai-python", "embed-float", "G6"),
-    ("openai-python", "embed-base64", "G6"),
-    ("openai-node", "embed-float", "G6"),
-    ("openai-node", "embed-base64", "G6"),
-    ("langchain-openai", "embed-float", "G6"),
-    ("openai-python", "responses-stream", "G7"),
-    ("openai-node", "responses-stream", "G7"),
-    ("langchain-anthropic", "messages-stream", "G8"),
-];
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[];
 
 /// The features the official OpenAI SDKs (Python and Node) must report, in the order their scripts print them.
 const OPENAI_SDK: &[&str] = &[
@@ -459,4 +420,34 @@ async fn the_node_sdks_work_and_their_requests_cost_exactly_their_tokens() {
         NODE,
     )
     .await;
+}
+
+/// The SDKs' helpers against the mock through the gateway (`tests/sdk/mock_shapes.py`): openai-python's
+/// `chat.completions.parse` and `.stream` (structured outputs from a pydantic model, `n` choices with tool calls),
+/// `responses.stream` and `responses.parse` (which need the Responses stream's whole event sequence), embeddings
+/// as base64, and anthropic's `messages.stream` with a tool (`input_json_delta`). The script checks what each
+/// helper parsed; here every request it made must have left one spend log, with reported usage, priced exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdks_helpers_parse_the_mocks_answers_and_each_request_is_billed() {
+    let Some(python) = sdk_python() else {
+        println!("skipped: the Python SDK venv is missing; run .ci/run");
+        return;
+    };
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("sdk-helpers", Some("sdk")).await;
+    let lines = run_script(&s, &key, &python, "tests/sdk/mock_shapes.py").await;
+    let requests = lines.last().and_then(|l| l["requests"].as_u64()).unwrap();
+    assert!(requests >= 15, "{lines:?}");
+    s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
+        v["requests"] == requests
+    })
+    .await;
+    let logs = s.all_spend_logs("window=1h").await;
+    assert_eq!(logs.len() as u64, requests, "one request, one spend log");
+    for log in &logs {
+        assert_eq!(log["status"], "ok", "{log}");
+        assert_eq!(log["usage_source"], "reported", "{log}");
+        assert_eq!(picos(&log["cost"]), catalog_cost(log), "{log}");
+    }
+    s.running.stop().await.unwrap();
 }

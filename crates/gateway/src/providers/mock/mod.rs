@@ -10,17 +10,29 @@
 //!   more, half of the prompt rounded down to a multiple of 128 is read from the cache and a quarter, rounded the
 //!   same way, is written to it; the rest is reported as `input_tokens`, as Anthropic does;
 //! - output tokens: 8 + (a hash of the body modulo 56), capped by the request's output limit; embeddings produce
-//!   none.
+//!   none. Chat completions with `n` choices bill each: the first as above, each other with the hash continued by
+//!   its index, and `completion_tokens` is their sum (OpenAI bills `n` completions). Reasoning models (o-series,
+//!   GPT-5) spend half of each choice's output tokens, rounded down, on reasoning, reported in the usage details
+//!   and included in the output tokens, as OpenAI does;
+//! - Messages: of the cache writes, the share of breakpoints marked `"ttl":"1h"` is reported as one-hour writes.
 //!
-//! The answers' shapes live in one file per API (`chat.rs`, `responses.rs`, `messages.rs`). For fault tests it
-//! misbehaves on request, or on every request when configured to: see [`Fault`].
+//! What the answer says follows the request as the real APIs do (`request.rs` reads it): a call of the offered
+//! tool, with arguments conforming to its schema (`schema.rs`), unless tool choice is `none` or the last turn is
+//! the tool's result; JSON (conforming to the schema, if one is given) when a JSON format is asked for; the
+//! stop reason of an output limit when it cut the answer short. The answers' shapes live in one file per API
+//! (`chat.rs`, `embeddings.rs`, `responses.rs`, `messages.rs`). For fault tests it misbehaves on request, or on
+//! every request when configured to: see [`Fault`].
 
 mod chat;
 mod completions;
+mod embeddings;
 mod free;
 mod messages;
+mod request;
 mod responses;
+mod schema;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +45,7 @@ use crate::protocol::{contains, RequestHead};
 use crate::provider::{
     Endpoint, Provider, ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse,
 };
+use request::{Ask, Format};
 
 #[derive(Debug, Clone, Default)]
 pub struct MockConfig {
@@ -72,9 +85,14 @@ const WORDS: [&str; 16] = [
 
 /// FNV-1a: a small, stable hash so that the same body always gets the same answer.
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    fnv_on(0xcbf2_9ce4_8422_2325, bytes)
+}
+
+/// FNV-1a of `bytes` continued from the hash `h`.
+fn fnv_on(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `n` rounded down to a multiple of 128.
@@ -82,8 +100,37 @@ fn steps_of_128(n: u64) -> u64 {
     n / 128 * 128
 }
 
-/// The usage the mock reports for a request body, normalised (the prompt includes cache reads and writes).
-pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>) -> Usage {
+/// The output tokens of each of `choices` choices: 8 + (a hash of the body, and of the choice after the first,
+/// modulo 56), each capped by the request's output limit; with whether the limit cut it short.
+fn choice_outputs(body: &[u8], max_output: Option<u64>, choices: u64) -> Vec<(u64, bool)> {
+    let hash = fnv(body);
+    (0..choices)
+        .map(|i| {
+            let h = if i == 0 {
+                hash
+            } else {
+                fnv_on(hash, &i.to_le_bytes())
+            };
+            let natural = 8 + h % 56;
+            max_output.map_or((natural, false), |m| (natural.min(m), natural > m))
+        })
+        .collect()
+}
+
+/// The usage the mock reports for a request body answered with `choices` choices (chat completions' `n`; 1
+/// elsewhere), normalised (the prompt includes cache reads and writes).
+pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>, choices: u64) -> Usage {
+    let output = match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => choice_outputs(body, max_output, choices)
+            .iter()
+            .map(|&(n, _)| n)
+            .sum(),
+    };
+    usage_with_output(endpoint, body, output)
+}
+
+fn usage_with_output(endpoint: Endpoint, body: &[u8], output: u64) -> Usage {
     let input = estimate_tokens(body.len());
     let big = input >= 1024;
     let (cached, written) = match endpoint {
@@ -94,13 +141,6 @@ pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>) -> U
         _ if big => (steps_of_128(input / 2), 0),
         _ => (0, 0),
     };
-    let output = match endpoint {
-        Endpoint::Embeddings => 0,
-        _ => {
-            let natural = 8 + fnv(body) % 56;
-            max_output.map_or(natural, |m| natural.min(m))
-        }
-    };
     Usage {
         input_tokens: input,
         output_tokens: output,
@@ -109,22 +149,164 @@ pub fn mock_usage(endpoint: Endpoint, body: &[u8], max_output: Option<u64>) -> U
     }
 }
 
+/// Whether a model reasons before it answers (OpenAI's o-series and GPT-5 models): part of its output tokens
+/// are reasoning tokens, reported in the usage details and never shown.
+fn reasons(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    ["o1", "o3", "o4", "gpt-5"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// What one choice says.
+#[derive(Debug)]
+enum Reply {
+    /// Text, in the pieces a stream sends (one per output token for words).
+    Text(Vec<Cow<'static, str>>),
+    /// A call of one of the request's tools: its name and its arguments (JSON text) in a stream's pieces.
+    Call {
+        name: String,
+        arguments: Vec<Cow<'static, str>>,
+    },
+}
+
+/// One answer of the model (chat completions answer `n` of them; the other APIs one).
+#[derive(Debug)]
+struct Choice {
+    reply: Reply,
+    output_tokens: u64,
+    /// Of `output_tokens`, those spent reasoning.
+    reasoning_tokens: u64,
+    /// The request's output limit stopped it.
+    capped: bool,
+}
+
+impl Choice {
+    /// The whole text, or the whole arguments of a call.
+    fn text(&self) -> String {
+        match &self.reply {
+            Reply::Text(pieces)
+            | Reply::Call {
+                arguments: pieces, ..
+            } => pieces.concat(),
+        }
+    }
+
+    /// Why the choice ended, in an API's words for: a tool call, the output limit, a natural stop.
+    fn ending(&self, [call, limit, stop]: [&'static str; 3]) -> &'static str {
+        if self.call_name().is_some() {
+            call
+        } else if self.capped {
+            limit
+        } else {
+            stop
+        }
+    }
+
+    fn call_name(&self) -> Option<&str> {
+        match &self.reply {
+            Reply::Call { name, .. } => Some(name),
+            Reply::Text(_) => None,
+        }
+    }
+
+    fn pieces(&self) -> &[Cow<'static, str>] {
+        match &self.reply {
+            Reply::Text(pieces)
+            | Reply::Call {
+                arguments: pieces, ..
+            } => pieces,
+        }
+    }
+}
+
+/// `text` cut into `parts` pieces of about equal length (at least one), on character boundaries.
+fn split(text: &str, parts: u64) -> Vec<Cow<'static, str>> {
+    let size = text.len().div_ceil(parts.max(1) as usize).max(1);
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + size).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        pieces.push(Cow::Owned(text[start..end].to_string()));
+        start = end;
+    }
+    if pieces.is_empty() {
+        pieces.push(Cow::Borrowed(""));
+    }
+    pieces
+}
+
+/// The choice the mock makes with `visible` output tokens to show: a tool call when the request offers one to
+/// call, otherwise text in the asked format.
+fn reply(ask: &Ask, visible: u64) -> Reply {
+    let words = || (0..visible).map(|i| Cow::Borrowed(WORDS[(i % WORDS.len() as u64) as usize]));
+    if let Some(tool) = &ask.call {
+        let arguments = schema::example(&tool.schema).to_string();
+        return Reply::Call {
+            name: tool.name.clone(),
+            arguments: split(&arguments, visible),
+        };
+    }
+    match &ask.format {
+        Format::Text => Reply::Text(words().collect()),
+        Format::JsonObject => {
+            let text: String = words().collect();
+            Reply::Text(split(
+                &serde_json::json!({ "answer": text }).to_string(),
+                visible,
+            ))
+        }
+        Format::Schema(schema) => Reply::Text(split(&schema::example(schema).to_string(), visible)),
+    }
+}
+
 /// What the mock answers, before it is put in an API's shape.
 struct Answer<'a> {
     id: String,
     created: i64,
     model: &'a str,
-    /// The answer's words, one per output token.
-    words: Vec<&'static str>,
+    choices: Vec<Choice>,
     /// The usage to report; `None` for an upstream that reports none.
     usage: Option<Usage>,
+    /// Anthropic: of the cache writes, those with a one-hour lifetime.
+    one_hour_writes: u64,
     /// Chat streams carry usage only when the request asked for it.
     stream_usage: bool,
+    ask: &'a Ask,
 }
 
 impl Answer<'_> {
-    fn text(&self) -> String {
-        self.words.concat()
+    /// The first (for every API but chat completions, the only) choice. Every answer but an embeddings one has
+    /// at least one (`n` is at least 1), and the embeddings shape does not ask.
+    fn first(&self) -> &Choice {
+        &self.choices[0]
+    }
+
+    fn reasoning_tokens(&self) -> u64 {
+        self.choices.iter().map(|c| c.reasoning_tokens).sum()
+    }
+
+    /// The choices' pieces in the order a stream of several choices sends them, each with its choice's index:
+    /// the first piece of every choice, then the second of every choice, and so on (OpenAI interleaves the `n`
+    /// choices of a stream).
+    fn interleaved(&self) -> Vec<(usize, &Choice, &str)> {
+        let rounds = self
+            .choices
+            .iter()
+            .map(|c| c.pieces().len())
+            .max()
+            .unwrap_or(0);
+        (0..rounds)
+            .flat_map(|k| {
+                self.choices
+                    .iter()
+                    .enumerate()
+                    .filter_map(move |(i, c)| Some((i, c, c.pieces().get(k)?.as_ref())))
+            })
+            .collect()
     }
 }
 
@@ -141,7 +323,7 @@ fn shape_of(endpoint: Endpoint) -> &'static dyn Shape {
         Endpoint::Completions => &completions::Completions,
         // The free endpoints answer before any shape is asked for (`free::answer`); errors are OpenAI's shape
         // for moderations and Anthropic's for token counts.
-        Endpoint::Embeddings | Endpoint::Moderations => &chat::Embeddings,
+        Endpoint::Embeddings | Endpoint::Moderations => &embeddings::Embeddings,
         Endpoint::CountTokens => &messages::Messages,
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
@@ -180,17 +362,8 @@ impl MockProvider {
         {
             return Ok(json_bytes(Bytes::from(v.to_string())));
         }
-        let usage = mock_usage(req.endpoint, &req.body, head.max_output());
-        let answer = Answer {
-            id: format!("{:016x}", fnv(&req.body)),
-            created: spendgate_core::time::now_ms() / 1000,
-            model: &req.model,
-            words: (0..usage.output_tokens)
-                .map(|i| WORDS[(i % WORDS.len() as u64) as usize])
-                .collect(),
-            usage: (fault != Some(Fault::NoUsage)).then_some(usage),
-            stream_usage: head.asked_for_usage(),
-        };
+        let ask = Ask::read(&req.body);
+        let answer = answer(req, &head, &ask, fault);
         if !(head.wants_stream() && req.endpoint.can_stream()) {
             if fault == Some(Fault::BadJson) {
                 return Ok(json_bytes(Bytes::from_static(
@@ -216,6 +389,50 @@ impl MockProvider {
             content_type: Some("text/event-stream".into()),
             body: UpstreamBody::Stream(stream.boxed()),
         })
+    }
+}
+
+/// The answer to a request: its choices and their usage.
+fn answer<'a>(
+    req: &'a UpstreamRequest,
+    head: &RequestHead,
+    ask: &'a Ask,
+    fault: Option<Fault>,
+) -> Answer<'a> {
+    let choices = match req.endpoint {
+        Endpoint::ChatCompletions | Endpoint::Completions => ask.choices,
+        _ => 1,
+    };
+    let choices: Vec<Choice> = match req.endpoint {
+        Endpoint::Embeddings => Vec::new(),
+        _ => choice_outputs(&req.body, head.max_output(), choices)
+            .into_iter()
+            .map(|(output_tokens, capped)| {
+                let reasoning_tokens = if reasons(&req.model) {
+                    output_tokens / 2
+                } else {
+                    0
+                };
+                Choice {
+                    reply: reply(ask, output_tokens - reasoning_tokens),
+                    output_tokens,
+                    reasoning_tokens,
+                    capped,
+                }
+            })
+            .collect(),
+    };
+    let output = choices.iter().map(|c| c.output_tokens).sum();
+    let usage = usage_with_output(req.endpoint, &req.body, output);
+    Answer {
+        id: format!("{:016x}", fnv(&req.body)),
+        created: spendgate_core::time::now_ms() / 1000,
+        model: &req.model,
+        one_hour_writes: request::one_hour_writes(&req.body, usage.cache_write_tokens),
+        choices,
+        usage: (fault != Some(Fault::NoUsage)).then_some(usage),
+        stream_usage: head.asked_for_usage(),
+        ask,
     }
 }
 
@@ -291,6 +508,68 @@ impl Provider for MockProvider {
     }
 }
 
+/// What the shapes' tests share: a request to the mock and its answer read back as JSON.
+#[cfg(test)]
+mod testing {
+    use super::*;
+    use serde_json::Value;
+
+    fn request(endpoint: Endpoint, body: &Value) -> UpstreamRequest {
+        UpstreamRequest {
+            endpoint,
+            model: body["model"].as_str().unwrap_or("m").to_string(),
+            stream: body["stream"] == true,
+            body: Bytes::from(body.to_string()),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The complete answer to `body`.
+    pub fn full(endpoint: Endpoint, body: &Value) -> Value {
+        match MockProvider::new(MockConfig::default())
+            .respond(&request(endpoint, body))
+            .unwrap()
+            .body
+        {
+            UpstreamBody::Full(b) => serde_json::from_slice(&b).unwrap(),
+            UpstreamBody::Stream(_) => panic!("a complete answer was expected"),
+        }
+    }
+
+    /// The streamed answer to `body`: each event's name (if any) and data (`[DONE]` as a JSON string).
+    pub async fn events(endpoint: Endpoint, body: &Value) -> Vec<(Option<String>, Value)> {
+        let UpstreamBody::Stream(s) = MockProvider::new(MockConfig::default())
+            .respond(&request(endpoint, body))
+            .unwrap()
+            .body
+        else {
+            panic!("a stream was expected");
+        };
+        let chunks: Vec<_> = s.collect().await;
+        chunks
+            .into_iter()
+            .map(|c| {
+                let text = String::from_utf8(c.unwrap().to_vec()).unwrap();
+                let mut name = None;
+                let mut data = Value::Null;
+                for line in text.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = Some(n.to_string());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(d).unwrap_or_else(|_| Value::String(d.into()));
+                    }
+                }
+                (name, data)
+            })
+            .collect()
+    }
+
+    /// The mock's output tokens for `body` answered with `choices` choices.
+    pub fn outputs(endpoint: Endpoint, body: &Value, choices: u64) -> u64 {
+        mock_usage(endpoint, body.to_string().as_bytes(), None, choices).output_tokens
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,28 +579,28 @@ mod tests {
     #[test]
     fn usage_is_deterministic_and_capped() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-        let a = mock_usage(Endpoint::ChatCompletions, body, None);
-        assert_eq!(a, mock_usage(Endpoint::ChatCompletions, body, None));
+        let a = mock_usage(Endpoint::ChatCompletions, body, None, 1);
+        assert_eq!(a, mock_usage(Endpoint::ChatCompletions, body, None, 1));
         assert_eq!(a.input_tokens, (body.len() as u64).div_ceil(4));
         assert!((8..64).contains(&a.output_tokens));
         assert_eq!(
-            mock_usage(Endpoint::ChatCompletions, body, Some(3)).output_tokens,
+            mock_usage(Endpoint::ChatCompletions, body, Some(3), 1).output_tokens,
             3
         );
         assert_eq!(
-            mock_usage(Endpoint::Embeddings, body, None).output_tokens,
+            mock_usage(Endpoint::Embeddings, body, None, 1).output_tokens,
             0
         );
         let big = vec![b'x'; 8192];
-        let u = mock_usage(Endpoint::ChatCompletions, &big, None);
+        let u = mock_usage(Endpoint::ChatCompletions, &big, None, 1);
         assert_eq!(u.cached_input_tokens, 1024);
         assert_eq!(
-            mock_usage(Endpoint::Messages, &big, None).cached_input_tokens,
+            mock_usage(Endpoint::Messages, &big, None, 1).cached_input_tokens,
             0
         );
         let mut marked = big.clone();
         marked.extend_from_slice(b"\"cache_control\"");
-        let m = mock_usage(Endpoint::Messages, &marked, None);
+        let m = mock_usage(Endpoint::Messages, &marked, None, 1);
         assert_eq!((m.cached_input_tokens, m.cache_write_tokens), (1024, 512));
     }
 
@@ -350,7 +629,7 @@ mod tests {
                     body: Bytes::from(body.clone()),
                     headers: Vec::new(),
                 };
-                let expected = mock_usage(endpoint, body.as_bytes(), None);
+                let expected = mock_usage(endpoint, body.as_bytes(), None, 1);
                 let got = match mock.respond(&req).unwrap().body {
                     UpstreamBody::Full(b) => format_of(endpoint).body_usage(&b).unwrap(),
                     UpstreamBody::Stream(s) => {
