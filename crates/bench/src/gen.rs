@@ -108,6 +108,7 @@ impl Generator {
                 output_tokens: rng.u64(5..900),
                 cached_input_tokens: cached,
                 cache_write_tokens: 0,
+                ..Usage::default()
             }
         };
         let priced = model.price(&usage);

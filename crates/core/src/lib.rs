@@ -17,7 +17,7 @@ pub use event::{Attribution, CacheOutcome, FailedAttempt, RequestStatus, SpendEv
 pub use money::{Money, PricePerMtok};
 pub use pricing::{Catalog, ModelPrice, PriceConfidence, UnknownModelPolicy};
 pub use query::{Filters, GroupBy, GroupRow, SortBy, Totals};
-pub use usage::{Usage, UsageSource};
+pub use usage::{ServiceTier, Usage, UsageSource};
 
 /// Names of teams, users, workflows and gateways: what spendgate accepts.
 ///

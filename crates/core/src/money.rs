@@ -266,6 +266,16 @@ impl PricePerMtok {
             .map_err(|_| ParseMoneyError::TooLarge(s.to_string()))
     }
 
+    /// This price times `factor` (a price per thousand of something as a price per million), saturating at the
+    /// largest price a catalog accepts.
+    pub fn times(self, factor: i64) -> PricePerMtok {
+        PricePerMtok(
+            self.0
+                .saturating_mul(factor)
+                .min(MAX_PRICE_PER_MTOK.0 * 1_000),
+        )
+    }
+
     /// The exact cost of `tokens` tokens at this price.
     pub fn cost_of(self, tokens: u64) -> Money {
         // microdollars per million tokens == picodollars per token.

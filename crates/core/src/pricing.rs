@@ -8,20 +8,22 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Money, PricePerMtok};
-use crate::usage::Usage;
+use crate::usage::{ServiceTier, Usage};
 
 /// The catalog that ships with spendgate.
 pub const BUILTIN_CATALOG: &str = include_str!("../../../catalog/pricing.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
+    #[default]
     Chat,
     Embedding,
 }
 
-/// One model's prices, as written in a catalog file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One model's prices, as written in a catalog file. (`Default` is a free chat model with no name, for building
+/// entries in code with `..ModelPrice::default()`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
     /// Required in a catalog file; a provider's own `prices` in the configuration take the provider's name.
@@ -37,9 +39,32 @@ pub struct ModelPrice {
     /// Cache-read input. Defaults to the input price when a model has no cache discount.
     #[serde(default)]
     pub cached_input_per_mtok: Option<PricePerMtok>,
-    /// Cache-write input (Anthropic). Defaults to the input price.
+    /// Cache-write input (Anthropic's 5-minute writes). Defaults to the input price.
     #[serde(default)]
     pub cache_write_per_mtok: Option<PricePerMtok>,
+    /// Anthropic's 1-hour cache writes (2x the input price). Defaults to the 5-minute write price.
+    #[serde(default)]
+    pub cache_write_1h_per_mtok: Option<PricePerMtok>,
+    /// Audio input tokens. Defaults to the input price.
+    #[serde(default)]
+    pub audio_input_per_mtok: Option<PricePerMtok>,
+    /// Audio output tokens. Defaults to the output price.
+    #[serde(default)]
+    pub audio_output_per_mtok: Option<PricePerMtok>,
+    /// The fee for 1,000 server-side web searches, in USD (the providers quote it so: "$10 / 1K calls"). No fee
+    /// when absent.
+    #[serde(default)]
+    pub web_search_per_1k_calls: Option<PricePerMtok>,
+    /// Higher rates for the whole request when its prompt passes a size (Gemini 2.5 Pro above 200k tokens,
+    /// Claude's 1M-token context above 200k).
+    #[serde(default)]
+    pub long_context: Option<LongContext>,
+    /// OpenAI's Flex processing rates (`service_tier: "flex"`).
+    #[serde(default)]
+    pub flex: Option<TierRates>,
+    /// OpenAI's Priority processing rates (`service_tier: "priority"`).
+    #[serde(default)]
+    pub priority: Option<TierRates>,
     /// The most output tokens one request can produce; caps budget reservations.
     #[serde(default)]
     pub max_output_tokens: Option<u64>,
@@ -59,6 +84,82 @@ fn default_kind() -> ModelKind {
     ModelKind::Chat
 }
 
+/// Rates that replace a model's standard ones under a rule; a rate left out keeps the standard one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierRates {
+    pub input_per_mtok: PricePerMtok,
+    pub output_per_mtok: PricePerMtok,
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<PricePerMtok>,
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<PricePerMtok>,
+    #[serde(default)]
+    pub cache_write_1h_per_mtok: Option<PricePerMtok>,
+}
+
+/// Long-context rates: when a request's whole prompt (cached and written tokens included) has more than
+/// `above_input_tokens` tokens, every token of it is billed at these rates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContext {
+    pub above_input_tokens: u64,
+    #[serde(flatten)]
+    pub rates: TierRates,
+}
+
+/// Why a line was billed at other than the model's standard rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rate {
+    #[default]
+    Standard,
+    Flex,
+    Priority,
+    LongContext,
+}
+
+impl Rate {
+    pub fn is_standard(&self) -> bool {
+        *self == Rate::Standard
+    }
+
+    /// The words a bill shows for the rate.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rate::Standard => "standard rate",
+            Rate::Flex => "Flex processing rate",
+            Rate::Priority => "Priority processing rate",
+            Rate::LongContext => "long-context rate",
+        }
+    }
+}
+
+/// The rates one request is billed at, after the rules that apply to it.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    rate: Rate,
+    input: PricePerMtok,
+    cached: PricePerMtok,
+    write: PricePerMtok,
+    write_1h: PricePerMtok,
+    output: PricePerMtok,
+}
+
+impl Rates {
+    fn over(self, rate: Rate, t: &TierRates) -> Rates {
+        let write = t.cache_write_per_mtok.unwrap_or(self.write);
+        Rates {
+            rate,
+            input: t.input_per_mtok,
+            cached: t.cached_input_per_mtok.unwrap_or(self.cached),
+            write,
+            write_1h: t.cache_write_1h_per_mtok.unwrap_or(self.write_1h),
+            output: t.output_per_mtok,
+        }
+    }
+}
+
 impl ModelPrice {
     pub fn cached_input(&self) -> PricePerMtok {
         self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
@@ -68,13 +169,67 @@ impl ModelPrice {
         self.cache_write_per_mtok.unwrap_or(self.input_per_mtok)
     }
 
-    /// The exact cost of `usage`, with one line per kind of token.
+    /// The rates `usage` is billed at: the standard ones, replaced by the tier's the provider says it served the
+    /// request at, and by the long-context ones when the prompt passed their threshold (the two do not combine
+    /// in any provider's price list; long context, the larger, wins).
+    fn rates(&self, usage: &Usage) -> Rates {
+        let write = self.cache_write();
+        let mut r = Rates {
+            rate: Rate::Standard,
+            input: self.input_per_mtok,
+            cached: self.cached_input(),
+            write,
+            write_1h: self.cache_write_1h_per_mtok.unwrap_or(write),
+            output: self.output_per_mtok,
+        };
+        let tier = match usage.service_tier {
+            ServiceTier::Flex => self.flex.as_ref().map(|t| (Rate::Flex, t)),
+            ServiceTier::Priority => self.priority.as_ref().map(|t| (Rate::Priority, t)),
+            ServiceTier::Standard => None,
+        };
+        if let Some((rate, t)) = tier {
+            r = r.over(rate, t);
+        }
+        if let Some(lc) = self
+            .long_context
+            .as_ref()
+            .filter(|lc| usage.input_tokens > lc.above_input_tokens)
+        {
+            r = r.over(Rate::LongContext, &lc.rates);
+        }
+        r
+    }
+
+    /// The exact cost of `usage`, with one line per kind of token (and per fee).
     pub fn price(&self, usage: &Usage) -> Priced {
+        let usage = usage.with_parts_bounded();
+        let r = self.rates(&usage);
+        let line = |kind: TokenKind, price: PricePerMtok| PriceLine {
+            rate: r.rate,
+            ..PriceLine::of(kind, price, &usage)
+        };
         let lines = [
-            PriceLine::of(TokenKind::Input, self.input_per_mtok, usage),
-            PriceLine::of(TokenKind::CachedInput, self.cached_input(), usage),
-            PriceLine::of(TokenKind::CacheWrite, self.cache_write(), usage),
-            PriceLine::of(TokenKind::Output, self.output_per_mtok, usage),
+            line(TokenKind::Input, r.input),
+            line(
+                TokenKind::AudioInput,
+                self.audio_input_per_mtok.unwrap_or(r.input),
+            ),
+            line(TokenKind::CachedInput, r.cached),
+            line(TokenKind::CacheWrite, r.write),
+            line(TokenKind::CacheWrite1h, r.write_1h),
+            line(TokenKind::Output, r.output),
+            line(TokenKind::Reasoning, r.output),
+            line(
+                TokenKind::AudioOutput,
+                self.audio_output_per_mtok.unwrap_or(r.output),
+            ),
+            // A fee per call, whatever the tier: its line's price is per million calls.
+            PriceLine::of(
+                TokenKind::WebSearch,
+                self.web_search_per_1k_calls
+                    .map_or(PricePerMtok::ZERO, |p| p.times(1_000)),
+                &usage,
+            ),
         ];
         let cost = lines.iter().map(|l| l.cost).sum();
         Priced { cost, lines }
@@ -85,10 +240,22 @@ impl ModelPrice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
+    /// Uncached text (and image) input.
     Input,
     CachedInput,
+    /// Cache writes that live five minutes (Anthropic's default), or every write where no split is reported.
     CacheWrite,
+    /// Text output.
     Output,
+    /// Audio input.
+    AudioInput,
+    /// Cache writes that live an hour.
+    CacheWrite1h,
+    /// Reasoning output: billed at the output price, shown apart.
+    Reasoning,
+    AudioOutput,
+    /// Server-side web searches: a fee per call (its line's `tokens` are calls).
+    WebSearch,
 }
 
 /// One line of a request's bill: tokens of one kind times their price.
@@ -98,16 +265,47 @@ pub struct PriceLine {
     pub tokens: u64,
     pub price_per_mtok: PricePerMtok,
     pub cost: Money,
+    /// Why the price is not the model's standard one, when it is not.
+    #[serde(default, skip_serializing_if = "Rate::is_standard")]
+    pub rate: Rate,
 }
 
 impl TokenKind {
-    /// The tokens of this kind in `usage`: input is billed without its cached and cache-write part.
+    /// The tokens of this kind in `usage`: each token is on exactly one line, so input is billed without its
+    /// cached, written and audio parts, and output without its reasoning and audio parts.
     pub fn tokens_in(self, usage: &Usage) -> u64 {
         match self {
-            TokenKind::Input => usage.uncached_input_tokens(),
+            TokenKind::Input => usage
+                .uncached_input_tokens()
+                .saturating_sub(usage.audio_input_tokens),
+            TokenKind::AudioInput => usage.audio_input_tokens,
             TokenKind::CachedInput => usage.cached_input_tokens,
-            TokenKind::CacheWrite => usage.cache_write_tokens,
-            TokenKind::Output => usage.output_tokens,
+            TokenKind::CacheWrite => usage
+                .cache_write_tokens
+                .saturating_sub(usage.cache_write_1h_tokens),
+            TokenKind::CacheWrite1h => usage.cache_write_1h_tokens,
+            TokenKind::Output => usage
+                .output_tokens
+                .saturating_sub(usage.reasoning_tokens)
+                .saturating_sub(usage.audio_output_tokens),
+            TokenKind::Reasoning => usage.reasoning_tokens,
+            TokenKind::AudioOutput => usage.audio_output_tokens,
+            TokenKind::WebSearch => usage.web_search_calls,
+        }
+    }
+
+    /// What a bill calls the line.
+    pub fn label(self) -> &'static str {
+        match self {
+            TokenKind::Input => "input",
+            TokenKind::CachedInput => "cached input",
+            TokenKind::CacheWrite => "cache write (5 min)",
+            TokenKind::Output => "output",
+            TokenKind::AudioInput => "audio input",
+            TokenKind::CacheWrite1h => "cache write (1 h)",
+            TokenKind::Reasoning => "reasoning",
+            TokenKind::AudioOutput => "audio output",
+            TokenKind::WebSearch => "web searches",
         }
     }
 }
@@ -122,6 +320,7 @@ impl PriceLine {
             tokens,
             price_per_mtok,
             cost: price_per_mtok.cost_of(tokens),
+            rate: Rate::Standard,
         }
     }
 }
@@ -129,7 +328,7 @@ impl PriceLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Priced {
     pub cost: Money,
-    pub lines: [PriceLine; 4],
+    pub lines: [PriceLine; 9],
 }
 
 impl Priced {
@@ -425,6 +624,7 @@ impl Catalog {
                     context_window: None,
                     source: Some("fallback price from configuration".to_string()),
                     checked: None,
+                    ..ModelPrice::default()
                 }),
                 confidence: PriceConfidence::Fallback,
             }),
@@ -644,12 +844,14 @@ mod tests {
             context_window: None,
             source: None,
             checked: None,
+            ..ModelPrice::default()
         };
         let u = Usage {
             input_tokens: 1_000,
             output_tokens: 200,
             cached_input_tokens: 400,
             cache_write_tokens: 100,
+            ..Usage::default()
         };
         let p = m.price(&u);
         // 500 * 2.50 + 400 * 1.25 + 100 * 3.75 + 200 * 10 = 1250 + 500 + 375 + 2000 = 4125 micro-units per Mtok.

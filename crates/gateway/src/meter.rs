@@ -107,6 +107,7 @@ impl Meter {
                     output_tokens: outcome.counted_output_tokens,
                     cached_input_tokens: 0,
                     cache_write_tokens: 0,
+                    ..Usage::default()
                 },
                 UsageSource::Estimated,
             ),

@@ -399,6 +399,7 @@ async fn reserve(
             output_tokens: output,
             cached_input_tokens: 0,
             cache_write_tokens: 0,
+            ..spendgate_core::Usage::default()
         };
         let written = spendgate_core::Usage {
             cache_write_tokens: usage.input_tokens,

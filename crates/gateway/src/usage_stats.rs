@@ -106,6 +106,7 @@ mod tests {
             output_tokens: 5,
             cached_input_tokens: 2,
             cache_write_tokens: 1,
+            ..Usage::default()
         };
         for i in 0..(MAX_SERIES + 50) {
             s.record(

@@ -325,6 +325,7 @@ async fn a_thousand_clients_hanging_up_mid_stream_are_each_billed_with_reported_
             output_tokens: l["output_tokens"].as_u64().unwrap(),
             cached_input_tokens: l["cached_input_tokens"].as_u64().unwrap(),
             cache_write_tokens: 0,
+            ..spendgate_core::Usage::default()
         };
         assert!(usage.output_tokens > 0);
         assert_eq!(picos(&l["cost"]), price.price(&usage).cost.picos());

@@ -29,6 +29,10 @@ async fn spend_logs_read_back_as_written() {
     common::logs::spend_logs_read_back_as_written(&store).await;
 }
 
+/// The migrations up to the last one these tests revert (`LOG_KEY`), and what the ones after it added.
+const MIGRATIONS_UNDER_TEST: i64 = 12;
+const LATER_UNDO: &str = "DROP TABLE control_epoch; DROP TABLE control_acks;";
+
 /// Turns the closed store in `dir` into one of an earlier version (`undo` reverts what the last `versions`
 /// migrations did) and opens it, which runs those migrations again.
 fn reopen_as_older(dir: &std::path::Path, undo: &str, versions: i64) -> SqliteStore {
@@ -36,8 +40,15 @@ fn reopen_as_older(dir: &std::path::Path, undo: &str, versions: i64) -> SqliteSt
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
+    assert_eq!(
+        version,
+        MIGRATIONS_UNDER_TEST + 1,
+        "a new migration: add what it creates to LATER_UNDO"
+    );
+    // Migrations added after the ones a test reverts are reverted too (they only add tables of their own).
+    conn.execute_batch(LATER_UNDO).unwrap();
     conn.execute_batch(undo).unwrap();
-    conn.pragma_update(None, "user_version", version - versions)
+    conn.pragma_update(None, "user_version", MIGRATIONS_UNDER_TEST - versions)
         .unwrap();
     drop(conn);
     SqliteStore::open(dir, SqliteOptions::default()).unwrap()

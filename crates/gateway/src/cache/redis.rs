@@ -57,6 +57,7 @@ pub fn decode(v: &[u8]) -> Option<CachedAnswer> {
             output_tokens: n[1],
             cached_input_tokens: n[2],
             cache_write_tokens: n[3],
+            ..Usage::default()
         },
     })
 }
@@ -156,6 +157,7 @@ mod tests {
                 output_tokens: u64::MAX,
                 cached_input_tokens: 3,
                 cache_write_tokens: 4,
+                ..Usage::default()
             },
             provider: "openai".into(),
         };

@@ -160,6 +160,7 @@ mod tests {
         output_tokens: 4,
         cached_input_tokens: 0,
         cache_write_tokens: 0,
+        ..Usage::ZERO
     };
 
     #[test]

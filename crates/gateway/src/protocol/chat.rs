@@ -50,6 +50,13 @@ pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
         .map(|u| u.normalise()))
 }
 
+/// Whether a chunk's only usage member is `null`: with `include_usage` every chunk carries one, and parsing each
+/// whole to find nothing would cost more than the rest of the stream's metering.
+fn is_null_usage_chunk(data: &[u8]) -> bool {
+    let has_null = contains(data, b"\"usage\":null") || contains(data, b"\"usage\": null");
+    has_null && memchr::memmem::find_iter(data, b"\"usage\"").count() == 1
+}
+
 /// OpenAI chat completions and embeddings.
 #[derive(Debug, Clone, Copy)]
 pub struct Chat;
@@ -62,7 +69,7 @@ impl WireFormat for Chat {
     fn stream_event(&self, data: &[u8], state: &mut StreamState) {
         if data == b"[DONE]" {
             state.done = true;
-        } else if contains(data, b"\"usage\"") {
+        } else if contains(data, b"\"usage\"") && !is_null_usage_chunk(data) {
             if let Ok(Some(u)) = usage_of_body(data) {
                 // The usage chunk is the stream's summary, sent after the last content chunk.
                 state.usage = Some(u);

@@ -130,6 +130,7 @@ pub fn normalised(prompt: u64, output: u64, cache_read: u64, cache_write: u64) -
         output_tokens: output.min(MAX_TOKENS),
         cached_input_tokens: cached,
         cache_write_tokens: cache_write.min(input - cached),
+        ..Usage::default()
     }
 }
 

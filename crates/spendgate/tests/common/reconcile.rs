@@ -19,6 +19,7 @@ pub fn expected_cost(catalog: &Catalog, log: &Value) -> i128 {
         output_tokens: log["output_tokens"].as_u64().unwrap(),
         cached_input_tokens: log["cached_input_tokens"].as_u64().unwrap(),
         cache_write_tokens: log["cache_write_tokens"].as_u64().unwrap(),
+        ..Usage::default()
     };
     price.price(&usage).cost.picos()
 }

@@ -27,13 +27,20 @@ pub struct Detail {
     pub failed_attempts: Vec<FailedAttempt>,
 }
 
-/// The letter of a kind in the short form.
-fn letter(kind: TokenKind) -> char {
+/// The letter of a kind in the short form: only the four kinds the row's token columns count on their own. The
+/// parts billed apart (audio, 1-hour writes, reasoning) and fees are not in the columns, so their lines need the
+/// JSON form.
+fn letter(kind: TokenKind) -> Option<char> {
     match kind {
-        TokenKind::Input => 'i',
-        TokenKind::CachedInput => 'c',
-        TokenKind::CacheWrite => 'w',
-        TokenKind::Output => 'o',
+        TokenKind::Input => Some('i'),
+        TokenKind::CachedInput => Some('c'),
+        TokenKind::CacheWrite => Some('w'),
+        TokenKind::Output => Some('o'),
+        TokenKind::AudioInput
+        | TokenKind::CacheWrite1h
+        | TokenKind::Reasoning
+        | TokenKind::AudioOutput
+        | TokenKind::WebSearch => None,
     }
 }
 
@@ -54,9 +61,12 @@ fn fits_short_form(e: &SpendEvent) -> bool {
     e.error.is_none()
         && e.failed_attempts.is_empty()
         && e.price_lines.iter().all(|l| {
-            let slot = &mut seen[l.kind as usize];
+            let Some(slot) = letter(l.kind).and_then(|_| seen.get_mut(l.kind as usize)) else {
+                return false;
+            };
             let first = !std::mem::replace(slot, true);
-            first && *l == PriceLine::of(l.kind, l.price_per_mtok, &e.usage)
+            // Rebuilt from the row's columns alone: the usage without its parts, at the standard rate.
+            first && *l == PriceLine::of(l.kind, l.price_per_mtok, &e.usage.totals_only())
         })
 }
 
@@ -69,7 +79,12 @@ pub fn detail_text(e: &SpendEvent) -> String {
                 out.push(' ');
             }
             // Writing to a String cannot fail.
-            let _ = write!(out, "{}{}", letter(l.kind), l.price_per_mtok.micros());
+            let _ = write!(
+                out,
+                "{}{}",
+                letter(l.kind).unwrap_or('?'),
+                l.price_per_mtok.micros()
+            );
         }
         return out;
     }
@@ -144,6 +159,7 @@ mod tests {
             output_tokens: 19,
             cached_input_tokens: 300,
             cache_write_tokens: 44,
+            ..Usage::default()
         }
     }
 
@@ -162,6 +178,7 @@ mod tests {
             context_window: None,
             source: None,
             checked: None,
+            ..ModelPrice::default()
         };
         let priced = price.price(&usage);
         SpendEvent {

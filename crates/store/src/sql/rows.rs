@@ -206,6 +206,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
         output_tokens: r.count(18)?,
         cached_input_tokens: r.count(19)?,
         cache_write_tokens: r.count(20)?,
+        ..Usage::default()
     };
     let detail = read_detail(&r.text(24)?, &usage);
     Ok(StoredSpendLog {

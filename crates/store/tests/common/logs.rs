@@ -25,6 +25,7 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         context_window: None,
         source: None,
         checked: None,
+        ..ModelPrice::default()
     };
     let priced = |usage: Usage, error: Option<&str>| {
         let p = price.price(&usage);
@@ -40,6 +41,7 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: write,
+        ..Usage::default()
     };
     let mut retried = priced(usage(900, 40, 0, 0), None);
     retried.attempts = 2;

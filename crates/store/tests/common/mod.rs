@@ -57,6 +57,7 @@ pub fn event(
             output_tokens: output,
             cached_input_tokens: 0,
             cache_write_tokens: 0,
+            ..Usage::default()
         },
         usage_source: UsageSource::Reported,
         cost: Money::from_picos(cost_picos),

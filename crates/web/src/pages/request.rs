@@ -18,8 +18,13 @@ fn kind_label(k: TokenKind) -> &'static str {
     match k {
         TokenKind::Input => "Input (uncached)",
         TokenKind::CachedInput => "Cached input",
-        TokenKind::CacheWrite => "Cache write",
+        TokenKind::CacheWrite => "Cache write (5 min)",
         TokenKind::Output => "Output",
+        TokenKind::AudioInput => "Audio input",
+        TokenKind::CacheWrite1h => "Cache write (1 h)",
+        TokenKind::Reasoning => "Reasoning (billed as output)",
+        TokenKind::AudioOutput => "Audio output",
+        TokenKind::WebSearch => "Web searches (calls; price per 1M calls)",
     }
 }
 
@@ -257,8 +262,13 @@ pub(crate) async fn page(
     for l in &e.price_lines {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">${}</td><td class=\"num\">${}</td></tr>",
+            "<tr><td>{}{}</td><td class=\"num\">{}</td><td class=\"num\">${}</td><td class=\"num\">${}</td></tr>",
             kind_label(l.kind),
+            if l.rate.is_standard() {
+                String::new()
+            } else {
+                format!(" <span class=\"badge warn\">{}</span>", l.rate.describe())
+            },
             int(l.tokens),
             l.price_per_mtok.to_usd_string(),
             l.cost.to_usd_string()

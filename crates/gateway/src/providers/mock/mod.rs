@@ -146,6 +146,7 @@ fn usage_with_output(endpoint: Endpoint, body: &[u8], output: u64) -> Usage {
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: written,
+        ..Usage::default()
     }
 }
 
