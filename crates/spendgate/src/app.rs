@@ -26,6 +26,7 @@ use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
 use crate::config::{Api, Config, ProviderConfig, StoreLocation, MAX_ATTEMPTS};
+use crate::connections::Deadlines;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -290,23 +291,16 @@ fn store_shown(config: &Config) -> String {
     }
 }
 
-/// How the server treats its connections.
-#[derive(Debug, Clone, Copy)]
-struct Connections {
-    /// How long a client has to send a request's headers, from when the server starts waiting for them (so also
-    /// how long a kept-alive connection may sit idle).
-    header_read_timeout: Duration,
-}
-
 /// Serves `app` on `listener` until `shutdown` turns true, then lets the connections finish their requests.
 ///
-/// This is what `axum::serve` does, with hyper's HTTP/1 builder in reach: axum's sets no timer, so hyper's header
-/// read timeout never ran, and a client that sent nothing, half a header, or nothing more after an answer held
-/// its connection (and a task) for as long as it liked; 500 such clients stayed connected for good.
+/// This is what `axum::serve` does, with hyper's HTTP/1 builder in reach: axum's sets no timer, so no connection
+/// was ever timed out, and a client that sent nothing, half a header, or nothing more after an answer held its
+/// connection (and a task) for as long as it liked; 500 such clients stayed connected for good. Each connection
+/// now has `deadlines` (`connections.rs`).
 async fn serve(
     listener: TcpListener,
     app: axum::Router,
-    connections: Connections,
+    deadlines: Deadlines,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
@@ -316,9 +310,9 @@ async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(connections.header_read_timeout);
+    // hyper times the wait for a request's head only when given a duration; the connection's own timer decides
+    // how long the wait really is.
+    builder.header_read_timeout(deadlines.header);
     // Each connection task holds a receiver; when the last is gone, every connection has finished.
     let (finished_tx, finished_rx) = tokio::sync::watch::channel(());
     loop {
@@ -330,7 +324,11 @@ async fn serve(
         // The router is shared, not rebuilt, per connection (cloning it clones an `Arc`): axum rebuilds it
         // for each connection when a `Router` is served as is, about 18 KB each.
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let (io, timer) = crate::connections::watch(tcp, deadlines);
+        let connection = builder
+            .clone()
+            .timer(timer)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
         let mut stop = shutdown.clone();
         let finished = finished_rx.clone();
         tokio::spawn(async move {
@@ -486,10 +484,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             shutdown.subscribe(),
         ));
     }
-    let connections = Connections {
-        header_read_timeout: Duration::from_secs(config.limits.header_read_timeout_secs.max(1)),
+    let deadlines = Deadlines {
+        header: Duration::from_secs(config.limits.header_read_timeout_secs.max(1)),
+        idle: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
     };
-    let server = tokio::spawn(serve(listener, app, connections, rx));
+    let server = tokio::spawn(serve(listener, app, deadlines, rx));
     let heart = Heart {
         name: config.gateway_name.clone(),
         version: VERSION.to_string(),

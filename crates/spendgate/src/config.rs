@@ -484,10 +484,12 @@ pub struct LimitsConfig {
     /// A body sent to anything but the proxy (the admin API's JSON, the login and page forms), in bytes: none of
     /// them needs more, and the login reads its form before anyone is authenticated.
     pub max_admin_body_bytes: usize,
-    /// Seconds a client has to send a request's headers, counted from when the server starts waiting for them: on
-    /// a new connection, and on a kept-alive one from the end of the previous answer, so this is also how long an
-    /// idle kept-alive connection stays open. A connection that sends nothing, or only part of a header, is closed.
+    /// Seconds a client has to send a request's headers: from a new connection's start, and on a kept-alive
+    /// connection from the first byte of the request. A connection that sends nothing, or only part of a header,
+    /// is closed when they run out.
     pub header_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between an answer and the next request before it is closed.
+    pub idle_timeout_secs: u64,
     pub max_stream_seconds: u64,
     /// All request headers together, in bytes (HTTP 431 above it).
     pub max_header_bytes: usize,
@@ -503,6 +505,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 4 << 20,
             max_admin_body_bytes: 64 << 10,
             header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             max_stream_seconds: 600,
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,

@@ -25,11 +25,8 @@ const GUARD: Duration = Duration::from_secs(60);
 /// 256 MiB: what a hostile client announces.
 const HUGE: u64 = 256 << 20;
 
-/// Sends `head` (a request line and headers, ending in an empty line, and no body) and reads the answer's status
-/// and body. The server must answer without waiting for the announced body.
-async fn answer_without_body(addr: std::net::SocketAddr, head: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
+/// Reads one answer from `tcp`: its status and body (by its `Content-Length`), leaving the connection open.
+async fn read_answer(tcp: &mut TcpStream, what: &str) -> (u16, String) {
     let read = async {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -56,7 +53,19 @@ async fn answer_without_body(addr: std::net::SocketAddr, head: &str) -> (u16, St
     };
     tokio::time::timeout(GUARD, read)
         .await
-        .unwrap_or_else(|_| panic!("no answer to a request whose body never came: {head:?}"))
+        .unwrap_or_else(|_| panic!("no answer to {what}"))
+}
+
+/// Sends `head` (a request line and headers, ending in an empty line, and no body) and reads the answer's status
+/// and body. The server must answer without waiting for the announced body.
+async fn answer_without_body(addr: std::net::SocketAddr, head: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    read_answer(
+        &mut tcp,
+        &format!("a request whose body never came: {head:?}"),
+    )
+    .await
 }
 
 /// A request head that announces `length` bytes of body.
@@ -186,32 +195,62 @@ async fn read_to_close(tcp: &mut TcpStream, what: &str) -> String {
         .unwrap_or_else(|_| panic!("the server kept {what} open"))
 }
 
+/// Far beyond the guard: a connection that is closed within the guard was closed by the other deadline.
+const NEVER: u64 = 3600;
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_and_idle_connections_are_closed() {
-    let s = TestServer::start_with(|c| c.limits.header_read_timeout_secs = 1).await;
+async fn a_connection_that_does_not_finish_its_headers_is_closed() {
+    // Idle connections may stay (for longer than the test waits); headers must come within a second.
+    let s = TestServer::start_with(|c| {
+        c.limits.header_read_timeout_secs = 1;
+        c.limits.idle_timeout_secs = NEVER;
+    })
+    .await;
     let addr = s.running.addr;
-    // A connection that never says anything.
+    // A new connection that never says anything: a client that connects has a request to send.
     let mut silent = TcpStream::connect(addr).await.unwrap();
-    // One that sends half a header and stops.
+    // A new connection that sends half a header and stops.
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(b"POST /login HTTP/1.1\r\nhost: x\r\ncontent-ty")
         .await
         .unwrap();
-    // One that asks, gets its answer, and then keeps the connection without asking again.
-    let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    // A kept-alive connection that starts its second request and stops halfway through the headers: idle
+    // connections may stay, but the second request's headers are timed from its first byte.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_answer(&mut second, "/healthz").await.0, 200);
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nho")
         .await
         .unwrap();
-    let idle_got = read_to_close(&mut idle, "an idle kept-alive connection").await;
-    assert!(
-        idle_got.starts_with("HTTP/1.1 200"),
-        "the request itself was answered: {idle_got:?}"
-    );
     read_to_close(&mut silent, "a silent connection").await;
     read_to_close(&mut half, "a connection with half a header").await;
-    // The server still answers.
+    read_to_close(&mut second, "a second request with half a header").await;
     let (status, _) = s.admin_get("/healthz").await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "the server still answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed() {
+    // Headers may take long (longer than the test waits); an idle connection is closed after a second.
+    let s = TestServer::start_with(|c| {
+        c.limits.header_read_timeout_secs = NEVER;
+        c.limits.idle_timeout_secs = 1;
+    })
+    .await;
+    let mut idle = TcpStream::connect(s.running.addr).await.unwrap();
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_answer(&mut idle, "/healthz").await.0, 200);
+    // A second request on the same connection is answered: the connection is kept alive between them.
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_answer(&mut idle, "/healthz again").await.0, 200);
+    let after = read_to_close(&mut idle, "an idle kept-alive connection").await;
+    assert!(
+        after.is_empty() || after.starts_with("HTTP/1.1 408"),
+        "nothing but a timeout answer after the last answer: {after:?}"
+    );
 }
 
 /// The resident memory of a process, in kB: now (`VmRSS`) and at its peak (`VmHWM`).
@@ -270,7 +309,7 @@ async fn slow_clients_and_huge_uploads_to_every_open_route_leave_memory_bounded(
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nadmin_token = \"test-admin-token\"\n\
              [[providers]]\nname = \"openai\"\nkind = \"mock\"\ncatalog = true\n\
-             [limits]\nheader_read_timeout_secs = 2\n",
+             [limits]\nheader_read_timeout_secs = 2\nidle_timeout_secs = 2\n",
             dir.path().join("data").display()
         ),
     )
