@@ -69,6 +69,42 @@ impl Scope {
         }
     }
 
+    /// Refuses a subject no budget or wallet can stand for: a team or user whose name is not valid, and the No
+    /// team bucket (`@none`), which is a signal (traffic from keys without a team) and not a payer, so nothing
+    /// would ever be charged against it.
+    pub fn check_subject(&self) -> Result<(), String> {
+        let (what, name) = match self {
+            Scope::Team(t) => ("team", t),
+            Scope::User(u) => ("user", u),
+            Scope::Org | Scope::Key(_) => return Ok(()),
+        };
+        if name == crate::query::NO_TEAM_FILTER {
+            return Err(format!(
+                "{} is the No team bucket: a signal of traffic from keys without a team, not a payer, so a budget or \
+                 wallet for it would never be charged. Give those keys a team, or set an org budget.",
+                crate::query::NO_TEAM_FILTER
+            ));
+        }
+        crate::validate_name(what, name)
+    }
+
+    /// How wide the scope is: the org stands over teams and users, a team over users.
+    fn rank(&self) -> u8 {
+        match self {
+            Scope::Org => 0,
+            Scope::Team(_) => 1,
+            Scope::User(_) => 2,
+            Scope::Key(_) => 3,
+        }
+    }
+
+    /// Whether a wallet of this scope is a parent of one of `child`'s: it may allocate money to it and reclaim
+    /// money from it. The org's wallet is the parent of every team's and user's, and a team's of every user's
+    /// (a user is not tied to one team: each key names its own).
+    pub fn is_parent_of(&self, child: &Scope) -> bool {
+        self.rank() < child.rank()
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Scope::Org => "the organisation".into(),

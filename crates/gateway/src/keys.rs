@@ -50,6 +50,10 @@ pub async fn create_key(
     user: &str,
     team: Option<&str>,
 ) -> Result<(KeyRecord, String), StoreError> {
+    // Names are kept trimmed, as budgets, wallets and filters read them: a key of team " search " would otherwise
+    // be a team of its own that no budget for "search" covers.
+    let user = user.trim();
+    let team = team.map(str::trim);
     spendgate_core::validate_name("user", user).map_err(StoreError::Invalid)?;
     if let Some(t) = team {
         spendgate_core::validate_name("team", t).map_err(StoreError::Invalid)?;

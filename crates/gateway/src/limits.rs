@@ -1,5 +1,6 @@
-//! Limits on what one client may ask of the gateway: header size, concurrent streams per key. (Body size and
-//! stream duration are enforced where the body is read and where the stream is metered.)
+//! Limits on what one client may ask of the gateway: header size, announced body size, concurrent streams per
+//! key. (The body's actual size and stream duration are enforced where the body is read and where the stream is
+//! metered.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,33 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::Gateway;
 
-/// Refuses requests whose headers together exceed `limits.max_header_bytes` (HTTP 431).
+/// The body length a request announces in `Content-Length`, if it announces one that can be read.
+pub fn announced_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Refuses what a proxy request's head alone shows to be too large: headers that together exceed
+/// `limits.max_header_bytes` (HTTP 431), and a `Content-Length` over `limits.max_body_bytes` (HTTP 413). Both
+/// answer in the shape of the API called. The body is refused at once, before it arrives: it would be refused
+/// anyway once that much of it had been read, and a client announcing hundreds of megabytes would otherwise hold
+/// the connection (and wait for its answer) until it had sent them.
 pub async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let limit = gw.limits.max_body_bytes;
+    if announced_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        gw.stats.reject();
+        return ApiError::too_large(limit)
+            .shaped(crate::models::shape_of_request(
+                req.uri().path(),
+                req.headers(),
+            ))
+            .into_response();
+    }
     let size: usize = req
         .headers()
         .iter()

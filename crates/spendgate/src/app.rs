@@ -26,6 +26,7 @@ use spendgate_web::{AdminToken, AppState};
 use tokio::net::TcpListener;
 
 use crate::config::{Api, Config, ProviderConfig, StoreLocation, MAX_ATTEMPTS};
+use crate::connections::Deadlines;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -290,6 +291,71 @@ fn store_shown(config: &Config) -> String {
     }
 }
 
+/// Serves `app` on `listener` until `shutdown` turns true, then lets the connections finish their requests.
+///
+/// This is what `axum::serve` does, with hyper's HTTP/1 builder in reach: axum's sets no timer, so no connection
+/// was ever timed out, and a client that sent nothing, half a header, or nothing more after an answer held its
+/// connection (and a task) for as long as it liked; 500 such clients stayed connected for good. Each connection
+/// now has `deadlines` (`connections.rs`).
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    deadlines: Deadlines,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
+    // (Nagle), which stalled SSE streams by ~40 ms.
+    use axum::serve::{Listener, ListenerExt};
+    let mut listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper times the wait for a request's head only when given a duration; the connection's own timer decides
+    // how long the wait really is.
+    builder.header_read_timeout(deadlines.header);
+    // Each connection task holds a receiver; when the last is gone, every connection has finished.
+    let (finished_tx, finished_rx) = tokio::sync::watch::channel(());
+    loop {
+        // `Listener::accept` retries failed accepts itself (waiting a moment when out of file descriptors).
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut shutdown) => break,
+        };
+        // The router is shared, not rebuilt, per connection (cloning it clones an `Arc`): axum rebuilds it
+        // for each connection when a `Router` is served as is, about 18 KB each.
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (io, timer) = crate::connections::watch(tcp, deadlines);
+        let connection = builder
+            .clone()
+            .timer(timer)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let mut stop = shutdown.clone();
+        let finished = finished_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    // Answer the request in progress, then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(finished);
+        });
+    }
+    drop(finished_rx);
+    drop(listener);
+    finished_tx.closed().await;
+    Ok(())
+}
+
+/// Returns once shutdown has begun (or its sender is gone).
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here: it cannot be held across an await in a spawned task.
+    let _ = shutdown.wait_for(|v| *v).await;
+}
+
 /// Starts spendgate on `config.listen` (port 0 picks a free port).
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let catalog = Arc::new(config.catalog()?);
@@ -392,19 +458,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         open_pages: config.open_pages,
         controls: Arc::clone(&controls),
         anomalies: anomaly_config.clone(),
+        max_body_bytes: config.limits.max_admin_body_bytes,
     });
-    // The proxy's own size limit answers in OpenAI's shape, so axum's default limit is lifted here.
+    // The proxy reads bodies up to `limits.max_body_bytes` itself and answers in the API's shape, so axum's
+    // default limit is lifted on its routes only (`limits::header_limit` refuses a Content-Length over the limit
+    // before the body arrives). The other routes have their own, smaller limit (`spendgate_web::router`).
     let app = spendgate_gateway::router(gateway)
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .merge(spendgate_web::router(state))
         // Every unmatched request gets an answer that says what to do, in the shape its client reads.
-        .fallback(spendgate_gateway::unrouted::fallback)
-        .layer(axum::extract::DefaultBodyLimit::disable());
+        .fallback(spendgate_gateway::unrouted::fallback);
 
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("could not listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+    let (shutdown, rx) = tokio::sync::watch::channel(false);
     if config.anomalies.enabled {
         // Next to the alert dispatcher: signals become alerts through the same channel, recorded once each.
         tokio::spawn(spendgate_gateway::anomalies::run_detector(
@@ -415,23 +484,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             shutdown.subscribe(),
         ));
     }
-    let server = tokio::spawn(async move {
-        // TCP_NODELAY: streamed chunks go out as they come instead of waiting for the client's delayed ACK
-        // (Nagle), which stalled SSE streams by ~40 ms.
-        use axum::serve::ListenerExt;
-        // `into_make_service` builds the routing table once: served as is, a `Router` rebuilds it for every
-        // connection (axum's `with_state(())` per connection), about 18 KB each, 18 MB with 1,000 streams open.
-        axum::serve(
-            listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            app.into_make_service(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })
-        .await
-    });
+    let deadlines = Deadlines {
+        header: Duration::from_secs(config.limits.header_read_timeout_secs.max(1)),
+        idle: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
+    };
+    let server = tokio::spawn(serve(listener, app, deadlines, rx));
     let heart = Heart {
         name: config.gateway_name.clone(),
         version: VERSION.to_string(),

@@ -479,7 +479,17 @@ fn default_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// A proxy request's body, in bytes (HTTP 413 above it).
     pub max_body_bytes: usize,
+    /// A body sent to anything but the proxy (the admin API's JSON, the login and page forms), in bytes: none of
+    /// them needs more, and the login reads its form before anyone is authenticated.
+    pub max_admin_body_bytes: usize,
+    /// Seconds a client has to send a request's headers: from a new connection's start, and on a kept-alive
+    /// connection from the first byte of the request. A connection that sends nothing, or only part of a header,
+    /// is closed when they run out.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may stay idle between an answer and the next request before it is closed.
+    pub idle_timeout_secs: u64,
     pub max_stream_seconds: u64,
     /// All request headers together, in bytes (HTTP 431 above it).
     pub max_header_bytes: usize,
@@ -493,6 +503,9 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_body_bytes: 4 << 20,
+            max_admin_body_bytes: 64 << 10,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             max_stream_seconds: 600,
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,

@@ -4,5 +4,6 @@
 pub mod admin_cli;
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod pricing_cli;

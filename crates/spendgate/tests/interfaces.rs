@@ -466,6 +466,12 @@ async fn the_openapi_document_covers_every_route_with_the_access_it_claims() {
         )
         .await;
     let viewer = v["token"].as_str().unwrap().to_string();
+    // Wallet 1 exists, so that the wallet routes below (`{id}` = 1) answer for the route, not for a missing wallet
+    // (404 of its own).
+    let (status, v) = s
+        .admin_post("/api/v1/wallets", serde_json::json!({ "scope": "org" }))
+        .await;
+    assert_eq!((status, v["id"].as_i64()), (201, Some(1)), "{v}");
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let url = format!("{}{}", s.base, path.replace("{id}", "1"));

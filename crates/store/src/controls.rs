@@ -43,6 +43,29 @@ pub struct WalletRecord {
     pub created_at_ms: i64,
 }
 
+/// The most a wallet can hold, and the most it can have been given in all: both backends keep a wallet's balance
+/// and totals as 64-bit integers of picodollars (about $9.2 million).
+pub const WALLET_MAX: Money = Money::from_picos(i64::MAX as i128);
+
+impl WalletRecord {
+    /// Refuses adding `amount` when the wallet's balance or its total allocated would pass [`WALLET_MAX`].
+    pub fn check_room(&self, amount: Money) -> Result<(), String> {
+        let after = |m: Money| m.checked_add(amount).filter(|a| *a <= WALLET_MAX);
+        if after(self.balance).is_none() || after(self.total_allocated).is_none() {
+            return Err(format!(
+                "wallet {} cannot take {}: a wallet holds at most {} and is given at most that in all (it holds {} \
+                 and was given {}); use a smaller amount or another wallet",
+                self.id,
+                amount.to_usd_string(),
+                WALLET_MAX.to_usd_string(),
+                self.balance.to_usd_string(),
+                self.total_allocated.to_usd_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LedgerKind {

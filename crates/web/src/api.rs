@@ -162,6 +162,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 async move { Json((*doc).clone()) }
             }),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -189,9 +190,92 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(rej) => Err(ApiError::invalid_request("invalid_json", rej.body_text())),
+            Err(rej) => Err(rejected("invalid_json", rej.status(), rej.body_text())),
         }
     }
+}
+
+/// An extractor of the URL (`Checked<Path<T>>`, `Checked<Query<T>>`) whose rejections use the API's error shape
+/// instead of axum's plain text.
+pub struct Checked<E>(pub E);
+
+/// What an axum rejection says: its status and its text.
+pub trait Rejection {
+    fn status(&self) -> StatusCode;
+    fn body_text(&self) -> String;
+    /// The error code in the API's answer.
+    const CODE: &'static str;
+}
+
+impl Rejection for axum::extract::rejection::PathRejection {
+    const CODE: &'static str = "invalid_path";
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+    fn body_text(&self) -> String {
+        self.body_text()
+    }
+}
+
+impl Rejection for axum::extract::rejection::QueryRejection {
+    const CODE: &'static str = "invalid_query";
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+    fn body_text(&self) -> String {
+        self.body_text()
+    }
+}
+
+impl<S, E> axum::extract::FromRequestParts<S> for Checked<E>
+where
+    S: Send + Sync,
+    E: axum::extract::FromRequestParts<S>,
+    E::Rejection: Rejection,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match E::from_request_parts(parts, state).await {
+            Ok(e) => Ok(Checked(e)),
+            Err(rej) => Err(rejected(
+                <E::Rejection as Rejection>::CODE,
+                Rejection::status(&rej),
+                Rejection::body_text(&rej),
+            )),
+        }
+    }
+}
+
+/// An extractor's rejection in the API's error shape: a body over the limit is a 413, anything else the client's
+/// mistake (400).
+fn rejected(code: &'static str, status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            "invalid_request_error",
+            "request_too_large",
+            "The request body is larger than the admin API accepts (limits.max_admin_body_bytes); send a smaller \
+             one.",
+        );
+    }
+    ApiError::invalid_request(code, text)
+}
+
+/// The answer to a method an API route does not take, in the API's JSON error shape.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!(
+            "{} does not take {method}; /api/openapi.json lists each route's methods.",
+            uri.path()
+        ),
+    )
 }
 
 async fn healthz() -> Json<Value> {
@@ -210,7 +294,12 @@ async fn create_key(
     State(s): State<Arc<AppState>>,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<Response, ApiError> {
-    let team = body.team.as_deref().filter(|t| !t.is_empty());
+    // An empty team (after trimming, as every name is kept) means the key has none.
+    let team = body
+        .team
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
     let (rec, secret) = spendgate_gateway::keys::create_key(&*s.store, &body.user, team)
         .await
         .map_err(store_error)?;
@@ -254,7 +343,8 @@ async fn create_viewer_token(
     State(s): State<Arc<AppState>>,
     JsonBody(body): JsonBody<CreateViewer>,
 ) -> Result<Response, ApiError> {
-    spendgate_core::validate_name("team", &body.team)
+    let team = body.team.trim().to_string();
+    spendgate_core::validate_name("team", &team)
         .map_err(|m| ApiError::invalid_request("invalid_team", m))?;
     let g = spendgate_gateway::keys::generate_key("viewer", None)
         .map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
@@ -262,10 +352,10 @@ async fn create_viewer_token(
         .secret
         .replacen(spendgate_gateway::keys::KEY_PREFIX, "sgview-", 1);
     let hash: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
-    let name = body.name.unwrap_or_else(|| format!("{} viewer", body.team));
+    let name = body.name.unwrap_or_else(|| format!("{team} viewer"));
     let v = s
         .store
-        .create_viewer_token(hash, body.team, name)
+        .create_viewer_token(hash, team, name)
         .await
         .map_err(store_error)?;
     let entry = spendgate_store::controls::AuditEntry {
@@ -354,7 +444,7 @@ pub(crate) fn window_json_of(w: spendgate_store::ResolvedWindow) -> Value {
 
 async fn summary(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<FilterParams>,
+    Checked(Query(p)): Checked<Query<FilterParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.to_filters()?;
     let t = s.store.summary(&f).await.map_err(store_error)?;
@@ -387,7 +477,7 @@ impl ExplorerParams {
 /// `GET /api/v1/usage/explorer/export?format=csv|json&group_by=..&<filters>`: the explorer as a file.
 async fn explorer_export(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<ExplorerParams>,
+    Checked(Query(p)): Checked<Query<ExplorerParams>>,
 ) -> Result<Response, ApiError> {
     let format = crate::export::Format::parse(p.format.as_deref())?;
     let (f, group_by, sort) = p.parsed()?;
@@ -404,7 +494,7 @@ pub(crate) struct ExportParams {
 /// `GET /api/v1/spend-logs/export?format=csv|json&<filters>`: every matching spend log, newest first, streamed.
 async fn spend_logs_export(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<ExportParams>,
+    Checked(Query(p)): Checked<Query<ExportParams>>,
 ) -> Result<Response, ApiError> {
     let format = crate::export::Format::parse(p.format.as_deref())?;
     let f = p.filters.to_filters()?;
@@ -425,7 +515,7 @@ pub(crate) fn row_json(r: &GroupRow, share: u32) -> Value {
 
 async fn explorer(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<ExplorerParams>,
+    Checked(Query(p)): Checked<Query<ExplorerParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let (f, group_by, sort) = p.parsed()?;
     Ok(Json(
@@ -478,7 +568,7 @@ struct LogParams {
 
 async fn spend_logs(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<LogParams>,
+    Checked(Query(p)): Checked<Query<LogParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
     let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
@@ -505,7 +595,7 @@ async fn spend_logs(
 
 async fn spend_log(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Checked(Path(id)): Checked<Path<String>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| {
         ApiError::invalid_request("invalid_id", format!("'{id}' is not a spend log id"))

@@ -19,10 +19,10 @@ use spendgate_core::Money;
 use spendgate_gateway::controls::Controls;
 use spendgate_gateway::ApiError;
 use spendgate_store::controls::{
-    AuditEntry, BudgetRecord, NewBudget, NewWallet, Transfer, WalletRecord,
+    AuditEntry, BudgetRecord, NewBudget, NewWallet, Transfer, WalletRecord, WALLET_MAX,
 };
 
-use crate::api::{store_error, JsonBody};
+use crate::api::{store_error, Checked, JsonBody};
 use crate::openapi::{f, Access, ApiRouter, Field, Op, Param};
 use crate::AppState;
 
@@ -180,6 +180,75 @@ fn actor(headers: &axum::http::HeaderMap) -> String {
     }
 }
 
+/// A scope an admin sets a budget or wallet up for, with its subject checked (no No team bucket, valid names).
+fn scope_of(kind: &str, subject: Option<&str>) -> Result<Scope, ApiError> {
+    let scope =
+        Scope::parse(kind, subject).map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    scope
+        .check_subject()
+        .map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    Ok(scope)
+}
+
+/// The wallet with this id among `wallets`: 400 for an id no wallet can have, 404 for one that does not exist.
+fn find_wallet(wallets: &[WalletRecord], id: i64) -> Result<&WalletRecord, ApiError> {
+    if id <= 0 {
+        return Err(ApiError::invalid_request(
+            "invalid_wallet",
+            format!("{id} is not a wallet id: wallet ids are positive integers (GET /api/v1/wallets lists them)"),
+        ));
+    }
+    wallets.iter().find(|w| w.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "wallet_not_found",
+            format!("there is no wallet {id}; GET /api/v1/wallets lists the wallets"),
+        )
+    })
+}
+
+/// Refuses a transfer that is wrong whatever the balances: a wallet that does not exist, money moved between
+/// wallets that are not parent and child (or from a wallet to itself), or an amount the receiving wallet cannot
+/// hold. Whether the giving wallet holds enough is for `Controls::transfer`, which knows what requests hold.
+fn check_transfer(wallets: &[WalletRecord], t: &Transfer) -> Result<(), ApiError> {
+    let room = |w: &WalletRecord, amount: Money| {
+        w.check_room(amount)
+            .map_err(|m| ApiError::invalid_request("invalid_amount", m))
+    };
+    let (parent, child, receiver, amount) = match t {
+        Transfer::TopUp { wallet, amount } | Transfer::Refund { wallet, amount } => {
+            return room(find_wallet(wallets, *wallet)?, *amount);
+        }
+        Transfer::Allocate { from, to, amount } => (*from, *to, *to, *amount),
+        Transfer::Reclaim {
+            parent,
+            child,
+            amount,
+        } => (*parent, *child, *parent, *amount),
+    };
+    let (p, c) = (find_wallet(wallets, parent)?, find_wallet(wallets, child)?);
+    if parent == child {
+        return Err(ApiError::invalid_request(
+            "invalid_wallet",
+            format!("wallet {parent} cannot move money to or from itself; name another wallet in \"wallet\""),
+        ));
+    }
+    if !p.def.scope.is_parent_of(&c.def.scope) {
+        return Err(ApiError::invalid_request(
+            "invalid_wallet",
+            format!(
+                "wallet {child} ({}) is not a child of wallet {parent} ({}): money moves from the org's wallet to a \
+                 team's or a user's, or from a team's to a user's, and is reclaimed the same way back",
+                c.def.scope.describe(),
+                p.def.scope.describe()
+            ),
+        ));
+    }
+    let receiver = if receiver == parent { p } else { c };
+    room(receiver, amount)
+}
+
 fn money(field: &str, s: &str) -> Result<Money, ApiError> {
     Money::parse_non_negative_usd(s).map_err(|e| {
         ApiError::invalid_request(
@@ -282,8 +351,7 @@ async fn set_budget(
     headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<BudgetBody>,
 ) -> Result<Response, ApiError> {
-    let scope = Scope::parse(&body.scope, body.subject.as_deref())
-        .map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    let scope = scope_of(&body.scope, body.subject.as_deref())?;
     let period = Period::parse(&body.period).ok_or_else(|| {
         ApiError::invalid_request("invalid_period", "period must be day, week or month")
     })?;
@@ -382,12 +450,30 @@ async fn create_wallet(
     headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<WalletBody>,
 ) -> Result<Response, ApiError> {
-    let scope = Scope::parse(&body.scope, body.subject.as_deref())
-        .map_err(|m| ApiError::invalid_request("invalid_scope", m))?;
+    let scope = scope_of(&body.scope, body.subject.as_deref())?;
     let low = match body.low_threshold.as_deref() {
         Some(l) => money("low_threshold", l)?,
         None => Money::parse_usd("5").unwrap_or_default(),
     };
+    // Everything the request asks for is checked before the wallet is created, so a refusal leaves nothing.
+    let initial = match body.initial_balance.as_deref() {
+        Some(i) => money("initial_balance", i)?,
+        None => Money::ZERO,
+    };
+    let room = |m: Money, field: &str| {
+        if m > WALLET_MAX {
+            return Err(ApiError::invalid_request(
+                "invalid_amount",
+                format!(
+                    "{field}: a wallet holds at most {}; send a smaller amount",
+                    WALLET_MAX.to_usd_string()
+                ),
+            ));
+        }
+        Ok(())
+    };
+    room(initial, "initial_balance")?;
+    room(low, "low_threshold")?;
     let name = body
         .name
         .filter(|n| !n.is_empty())
@@ -412,30 +498,21 @@ async fn create_wallet(
         Some(view.clone()),
     )
     .await;
-    if let Some(initial) = body.initial_balance.as_deref() {
-        let amount = money("initial_balance", initial)?;
-        if amount > Money::ZERO {
-            s.controls
-                .transfer(
-                    Transfer::TopUp {
-                        wallet: w.id,
-                        amount,
-                    },
-                    &who,
-                    "initial balance",
-                )
-                .await
-                .map_err(store_error)?;
-            let w = s
-                .store
-                .list_wallets()
-                .await
-                .map_err(store_error)?
-                .into_iter()
-                .find(|x| x.id == w.id)
-                .unwrap_or(w);
-            view = wallet_view(&s, &w).await?;
-        }
+    if initial > Money::ZERO {
+        let topped = s
+            .controls
+            .transfer(
+                Transfer::TopUp {
+                    wallet: w.id,
+                    amount: initial,
+                },
+                &who,
+                "initial balance",
+            )
+            .await
+            .map_err(store_error)?;
+        let w = topped.into_iter().find(|x| x.id == w.id).unwrap_or(w);
+        view = wallet_view(&s, &w).await?;
     }
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -471,6 +548,7 @@ async fn apply(
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| action.replace("wallet.", ""));
     let before = s.store.list_wallets().await.map_err(store_error)?;
+    check_transfer(&before, &t)?;
     let touched = s
         .controls
         .transfer(t.clone(), &who, &reason)
@@ -498,7 +576,7 @@ async fn apply(
 
 async fn topup(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Checked(Path(id)): Checked<Path<i64>>,
     headers: axum::http::HeaderMap,
     JsonBody(b): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -515,7 +593,7 @@ async fn topup(
 
 async fn allocate(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Checked(Path(id)): Checked<Path<i64>>,
     headers: axum::http::HeaderMap,
     JsonBody(b): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -542,7 +620,7 @@ async fn allocate(
 
 async fn reclaim(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Checked(Path(id)): Checked<Path<i64>>,
     headers: axum::http::HeaderMap,
     JsonBody(b): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -575,10 +653,11 @@ struct LedgerParams {
 
 async fn ledger(
     State(s): State<Arc<AppState>>,
-    Path(id): Path<i64>,
-    Query(p): Query<LedgerParams>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    Checked(Query(p)): Checked<Query<LedgerParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    find_wallet(&s.store.list_wallets().await.map_err(store_error)?, id)?;
     let entries = s
         .store
         .ledger(id, limit, p.before)

@@ -14,6 +14,10 @@ mod params;
 
 use std::sync::Arc;
 
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use spendgate_core::Catalog;
 use spendgate_gateway::GatewayStats;
@@ -40,6 +44,9 @@ pub struct AppState {
     pub controls: Arc<spendgate_gateway::controls::Controls>,
     /// The anomaly detectors' thresholds, for answering `/api/v1/insights/anomalies` on demand.
     pub anomalies: spendgate_core::anomaly::AnomalyConfig,
+    /// The largest body any of these routes reads (`limits.max_admin_body_bytes`): JSON bodies of the admin API
+    /// and the forms of the pages are small, and the login reads its form before anyone is authenticated.
+    pub max_body_bytes: usize,
 }
 
 impl std::fmt::Debug for AppState {
@@ -52,6 +59,44 @@ impl std::fmt::Debug for AppState {
 
 /// `/healthz`, the admin JSON API under `/api/v1`, and the pages with their login, static files and live
 /// events.
+///
+/// Every body these routes read is bounded by `state.max_body_bytes`: one that announces more is refused before
+/// it arrives, and one that does not announce its length is cut off when it passes the limit.
 pub fn router(state: Arc<AppState>) -> Router {
-    api::router(Arc::clone(&state)).merge(pages::router(state))
+    let limit = state.max_body_bytes;
+    api::router(Arc::clone(&state))
+        .merge(pages::router(state))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(limit, announced_body_limit))
+}
+
+/// Whether a path answers in JSON (the API, health and metrics) rather than with a page.
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || path == "/healthz" || path == "/metrics"
+}
+
+/// Refuses a request whose `Content-Length` announces more than `limit` bytes with 413 at once, before its body
+/// arrives: in the API's error shape on API paths, as a short page elsewhere.
+async fn announced_body_limit(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let announced = spendgate_gateway::limits::announced_length(req.headers());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large(req.uri().path(), limit);
+    }
+    next.run(req).await
+}
+
+/// The 413 answer of these routes.
+pub(crate) fn too_large(path: &str, limit: usize) -> Response {
+    if is_api_path(path) {
+        spendgate_gateway::ApiError::too_large(limit).into_response()
+    } else {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::response::Html(format!(
+                "<!doctype html><title>Too large</title><p>The request is larger than this page accepts ({limit} \
+                 bytes).</p>"
+            )),
+        )
+            .into_response()
+    }
 }

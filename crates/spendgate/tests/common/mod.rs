@@ -107,12 +107,11 @@ impl Api {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Logs in to the pages with `token` through the login form (CSRF cookie and field included); returns the
-    /// session cookie as `name=value`.
-    pub async fn login(&self, token: &str) -> String {
+    /// The login form at `/login{query}`: its CSRF cookie (as `name=value`), its CSRF field and its HTML.
+    pub async fn login_form(&self, query: &str) -> (String, String, String) {
         let form = self
             .client
-            .get(format!("{}/login", self.base))
+            .get(format!("{}/login{query}", self.base))
             .send()
             .await
             .unwrap();
@@ -132,6 +131,13 @@ impl Api {
             .next()
             .unwrap()
             .to_string();
+        (cookie, csrf, html)
+    }
+
+    /// Logs in to the pages with `token` through the login form (CSRF cookie and field included); returns the
+    /// session cookie as `name=value`.
+    pub async fn login(&self, token: &str) -> String {
+        let (cookie, csrf, _) = self.login_form("").await;
         let r = no_redirects()
             .post(format!("{}/login", self.base))
             .header("cookie", &cookie)

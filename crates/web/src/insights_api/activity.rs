@@ -15,7 +15,7 @@ use spendgate_gateway::ApiError;
 use spendgate_store::{ActivityRow, ResolvedWindow};
 
 use super::explain::{non_empty, window_json};
-use crate::api::store_error;
+use crate::api::{store_error, Checked};
 use crate::params::FilterParams;
 use crate::AppState;
 
@@ -445,7 +445,7 @@ pub(crate) fn items_csv(items: &[ActivityItem]) -> String {
 
 pub(super) async fn activity_api(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<ActivityParams>,
+    Checked(Query(p)): Checked<Query<ActivityParams>>,
 ) -> Result<Response, ApiError> {
     let (f, items) = activity(&s, &p).await?;
     match non_empty(&p.format).unwrap_or("json") {

@@ -13,7 +13,7 @@ use spendgate_core::CacheOutcome;
 use spendgate_gateway::ApiError;
 use spendgate_store::ResolvedWindow;
 
-use crate::api::{store_error, totals_json};
+use crate::api::{store_error, totals_json, Checked};
 use crate::params::{parse_group_by, FilterParams};
 use crate::AppState;
 
@@ -309,7 +309,7 @@ pub(crate) fn explain_json(v: &ExplainView) -> Value {
 
 pub(super) async fn explain_api(
     State(s): State<Arc<AppState>>,
-    Query(p): Query<ExplainParams>,
+    Checked(Query(p)): Checked<Query<ExplainParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let v = explain_view(&s, &p).await?;
     Ok(Json(explain_json(&v)))

@@ -177,9 +177,19 @@ pub(crate) async fn require_login(
 /// Where to go after logging in: only a path on this site, never another origin.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if is_local_path(n) => n.to_string(),
         _ => "/overview".to_string(),
     }
+}
+
+/// A path on this site: one `/` followed by anything but `/` or `\`, with no backslash or control character
+/// anywhere. Browsers drop tabs and newlines from a URL and read `\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would take the reader to another host, and a newline cannot go in a `Location` header at all.
+fn is_local_path(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/' | '\\'))
+        && !n.chars().any(|c| c == '\\' || c.is_control())
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,13 +263,19 @@ pub(crate) async fn login(
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return login_page(
-            &p,
-            StatusCode::BAD_REQUEST,
-            "/overview",
-            Some("The login form was incomplete; try again."),
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return crate::too_large("/login", p.app.max_body_bytes);
+        }
+        Err(_) => {
+            return login_page(
+                &p,
+                StatusCode::BAD_REQUEST,
+                "/overview",
+                Some("The login form was incomplete; try again."),
+            )
+        }
     };
     let next = safe_next(form.next.as_deref());
     let csrf_ok = cookie(&headers, LOGIN_CSRF_COOKIE)
@@ -353,6 +369,10 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/overview");
         assert_eq!(safe_next(Some("https://evil.example")), "/overview");
         assert_eq!(safe_next(Some("/\\evil.example")), "/overview");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/overview");
+        assert_eq!(safe_next(Some("/\n/x")), "/overview");
+        assert_eq!(safe_next(Some("/usage\\x")), "/overview");
+        assert_eq!(safe_next(Some("/")), "/");
         assert_eq!(safe_next(None), "/overview");
     }
 
