@@ -316,7 +316,7 @@ pub fn describe_window(ms: i64) -> String {
     };
     if ms >= 2 * DAY_MS {
         unit(ms / DAY_MS, "day")
-    } else if ms >= 2 * HOUR_MS {
+    } else if ms >= 2 * HOUR_MS || ms == HOUR_MS {
         unit(ms / HOUR_MS, "hour")
     } else if ms >= MINUTE_MS {
         unit(ms / MINUTE_MS, "minute")
@@ -493,7 +493,8 @@ mod tests {
         assert_eq!(rate_window_ms(1000, 3000, 7 * DAY_MS), MINUTE_MS);
         assert_eq!(describe_window(30 * MINUTE_MS), "30 minutes");
         assert_eq!(describe_window(7 * DAY_MS), "7 days");
-        assert_eq!(describe_window(HOUR_MS), "60 minutes");
+        assert_eq!(describe_window(HOUR_MS), "1 hour");
+        assert_eq!(describe_window(90 * MINUTE_MS), "90 minutes");
         assert_eq!(describe_window(5 * HOUR_MS + 1), "5 hours");
     }
 

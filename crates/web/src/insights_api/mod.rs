@@ -16,7 +16,9 @@ use axum::routing::get;
 
 use crate::openapi::{Access, ApiRouter, Op, Param};
 
-pub(crate) use activity::{activity, item_json, items_csv, ActivityItem, ActivityParams, Source};
+pub(crate) use activity::{
+    activity, field_changes, item_json, items_csv, ActivityItem, ActivityParams, Source,
+};
 pub(crate) use explain::{effect_rows, explain_view, usage_url, ExplainParams};
 pub(crate) use forecast::{first_spend, period_forecast, rate_from, wallet_burn, RECENT_MS};
 

@@ -264,6 +264,17 @@ pub fn updated(now: i64) -> String {
     )
 }
 
+/// "As of 14:05:09 UTC" on pages that do not update live, with a link that reloads them.
+pub fn as_of(now: i64) -> String {
+    format!(
+        "<p class=\"updated as-of\" id=\"as-of\" data-ms=\"{now}\">As of <time datetime=\"{}\" title=\"{}\">{} UTC</time> \
+         · <a href=\"\" class=\"reload\">refresh</a></p>",
+        esc(&spendgate_core::time::to_rfc3339(now)),
+        esc(&date_time(now)),
+        hms(now)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
