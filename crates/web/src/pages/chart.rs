@@ -268,7 +268,7 @@ impl Chart {
                 .map(|l| l.values.get(i).copied().unwrap_or(0))
                 .sum();
             let when = self.bucket_title(*bucket);
-            for (li, layer) in self.layers.iter().enumerate() {
+            for layer in &self.layers {
                 let value = layer.values.get(i).copied().unwrap_or(0);
                 if value <= 0 {
                     continue;
@@ -277,7 +277,7 @@ impl Chart {
                 cum += value;
                 let y_high = TOP + plot_h - cum * plot_h / top_value;
                 let height = (y_low - y_high).max(1);
-                let class = layer_class(li, &layer.label);
+                let class = layer_class(&layer.label);
                 let _ = write!(
                     s,
                     "<rect class=\"bar {class}\" x=\"{x0}\" y=\"{}\" width=\"{width}\" height=\"{height}\">\
@@ -323,13 +323,13 @@ impl Chart {
         s.push_str("</svg>");
         // The legend, with each group's total over the window.
         s.push_str("<figcaption class=\"legend\">");
-        for (li, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers {
             let sum: i128 = layer.values.iter().sum();
             let _ = write!(
                 s,
                 "<span class=\"key\" title=\"{}\"><i class=\"sw {}\"></i>{} <b>{}</b></span>",
                 esc(&self.unit.exact(sum)),
-                layer_class(li, &layer.label),
+                layer_class(&layer.label),
                 esc(&layer.label),
                 esc(&self.unit.tick(sum)),
             );
@@ -347,13 +347,20 @@ impl Chart {
     }
 }
 
-/// The colour class of a layer: "other" is always grey, the rest take the palette in order.
-fn layer_class(index: usize, label: &str) -> String {
+/// How many colours the palette has (`.s0` to `.s11` in `app.css`).
+const PALETTE: u64 = 12;
+
+/// The colour class of a layer: "other" is always grey; any other group (a team, a model, ...) takes the
+/// colour its name hashes to (FNV-1a), so a team keeps its colour from chart to chart and from one hour to
+/// the next, whatever its rank. Two groups may share a colour; the legend and the hover text name them.
+fn layer_class(label: &str) -> String {
     if label == "other" {
-        "s-other".into()
-    } else {
-        format!("s{}", index % 8)
+        return "s-other".into();
     }
+    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("s{}", hash % PALETTE)
 }
 
 #[cfg(test)]
@@ -401,6 +408,28 @@ mod tests {
             "exact value in hover text"
         );
         assert!(svg.contains("<title>"));
+    }
+
+    #[test]
+    fn a_group_keeps_its_colour_whatever_its_rank() {
+        let m = Grain::Minute.ms();
+        // The class on a group's legend swatch, from the rendered chart.
+        let class_of = |pts: &[SeriesPoint], label: &str| {
+            let svg = build(pts, 0, m, Grain::Minute, SortBy::Cost, 5).svg("x");
+            let at = svg.find(&format!("></i>{label} ")).unwrap();
+            let start = svg[..at].rfind("class=\"sw ").unwrap() + "class=\"sw ".len();
+            svg[start..at - 1].to_string()
+        };
+        // "support" first, then last: the same colour.
+        let a = [point(0, "support", 900), point(0, "search", 5)];
+        let b = [
+            point(0, "support", 1),
+            point(0, "search", 500),
+            point(0, "legal", 400),
+        ];
+        assert_eq!(class_of(&a, "support"), class_of(&b, "support"));
+        assert_eq!(class_of(&a, "search"), class_of(&b, "search"));
+        assert_eq!(layer_class("other"), "s-other");
     }
 
     #[test]

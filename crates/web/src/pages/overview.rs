@@ -415,19 +415,12 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
                     )
                 });
                 // Anomaly alerts point at their evidence: the filtered usage view of the requests concerned.
-                let evidence = a
-                    .alert
-                    .link
-                    .as_deref()
-                    .filter(|l| l.starts_with('/'))
-                    .map_or(String::new(), |l| {
-                        format!(" <a class=\"evidence\" href=\"{}\">evidence</a>", esc(l))
-                    });
+                let evidence = super::notifications::evidence(a);
                 let _ = write!(
                     s,
                     "<li><span class=\"status {cls}\">{}</span>{team} {}{evidence} <span class=\"muted\" title=\"{}\">{}</span></li>",
                     esc(&a.alert.kind.replace('_', " ")),
-                    esc(&a.alert.message),
+                    super::html::message_html(&a.alert.message),
                     esc(&super::html::date_time(a.at_ms)),
                     esc(&ago(a.at_ms, now)),
                 );
