@@ -436,8 +436,8 @@ fn render(rows: &[BudgetRow], now: i64, host: &str) -> String {
         "</tbody></table><p class=\"legend budget-legend\"><span><i class=\"key spent-key\"></i>spent</span>\
          <span><i class=\"key held-key\"></i>held by requests in flight</span>\
          <span><i class=\"key limit-key\"></i>amount</span><span><i class=\"key threshold-key\"></i>alert threshold</span>\
-         <span><i class=\"key forecast-key\"></i>forecast at period end (spend so far, extended at the same pace)</span>\
-         <span><i class=\"key range-key\"></i>forecast range (the last day's pace)</span></p>\
+         <span><i class=\"key forecast-key\"></i>forecast at period end (spend so far, extended at its pace since the first request this period)</span>\
+         <span><i class=\"key range-key\"></i>forecast range (against the last hour's pace)</span></p>\
          <p class=\"muted small\">Change budgets with <code>spendgate budgets set</code> or <code>POST /api/v1/budgets</code>; \
          alerts are listed under <a href=\"/notifications\">Notifications</a>.</p></section>",
     );

@@ -95,7 +95,7 @@ fn burn_html(b: &BurnRow, long: bool) -> String {
                 esc(&window)
             )
         } else {
-            format!(" <span class=\"muted small\">/ {}</span>", esc(&window))
+            format!(" <span class=\"muted small\">over {}</span>", esc(&window))
         }
     )
 }
