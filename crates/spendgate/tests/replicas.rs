@@ -506,6 +506,7 @@ async fn a_control_made_on_one_replica_binds_at_once_on_postgres() {
         c.store.url = Some(url.clone());
     })
     .await;
+}
 
 /// `GET /api/v1/gateways` lists every replica with the status `/overview` shows: this one first (from its live
 /// counters), one heard from lately as ok, one silent past `stale_after_secs` as not responding, one that said
