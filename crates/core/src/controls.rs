@@ -274,28 +274,91 @@ pub fn wallet_status(available: Money, low_threshold: Money) -> WalletStatus {
 
 /// Spend per day over a window of `window_ms` in which `spent` was spent.
 pub fn burn_per_day(spent: Money, window_ms: i64) -> Money {
+    rate_over(spent, window_ms, crate::time::DAY_MS)
+}
+
+/// Spend per hour over a window of `window_ms` in which `spent` was spent (exact, rounded toward zero).
+pub fn per_hour(spent: Money, window_ms: i64) -> Money {
+    rate_over(spent, window_ms, crate::time::HOUR_MS)
+}
+
+/// `spent` scaled from `window_ms` to `unit_ms`, in integer picodollars; nothing for an empty window.
+fn rate_over(spent: Money, window_ms: i64, unit_ms: i64) -> Money {
     if window_ms <= 0 {
         return Money::ZERO;
     }
-    Money::from_picos(
-        spent
-            .picos()
-            .saturating_mul(i128::from(crate::time::DAY_MS))
-            / i128::from(window_ms),
-    )
+    Money::from_picos(spent.picos().saturating_mul(i128::from(unit_ms)) / i128::from(window_ms))
 }
 
-/// When `available` runs out at `per_day`: milliseconds from now, or `None` when nothing is being spent.
-pub fn depletion_in_ms(available: Money, per_day: Money) -> Option<i64> {
-    if per_day.picos() <= 0 {
+/// The shortest window a rate is taken over. A rate over a few seconds would turn one request into a wild
+/// projection; a minute is the finest grain the rollups keep anyway.
+pub const MIN_RATE_WINDOW_MS: i64 = crate::time::MINUTE_MS;
+
+/// The window a burn rate is taken over: from `since_ms` (when the wallet was created, or when the subject
+/// first spent in the period) to `now_ms`, at most `max_ms` and at least [`MIN_RATE_WINDOW_MS`]. A rate over
+/// a fixed week for something minutes old would divide its spend by days it never existed.
+pub fn rate_window_ms(since_ms: i64, now_ms: i64, max_ms: i64) -> i64 {
+    (now_ms - since_ms).min(max_ms).max(MIN_RATE_WINDOW_MS)
+}
+
+/// A burn rate stated with the windows it was measured over: the window's rate, and a range between it and
+/// the rate of the most recent part of it (the last hour), so a burn that sped up or slowed down lately
+/// widens the range in the direction it moved. All amounts are exact money per hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Burn {
+    pub per_hour: Money,
+    pub low_per_hour: Money,
+    pub high_per_hour: Money,
+    pub window_ms: i64,
+    pub recent_ms: i64,
+}
+
+/// `spent` over the last `window_ms`, `recent` over the last `recent_ms` of it (clamped to the window).
+pub fn burn(spent: Money, window_ms: i64, recent: Money, recent_ms: i64) -> Burn {
+    let recent_ms = recent_ms.min(window_ms);
+    let (rate, at_recent) = (per_hour(spent, window_ms), per_hour(recent, recent_ms));
+    Burn {
+        per_hour: rate,
+        low_per_hour: rate.min(at_recent),
+        high_per_hour: rate.max(at_recent),
+        window_ms,
+        recent_ms,
+    }
+}
+
+/// When `available` runs out at `per_hour`: milliseconds from now, or `None` when nothing is being spent.
+pub fn depletion_in_ms(available: Money, per_hour: Money) -> Option<i64> {
+    if per_hour.picos() <= 0 {
         return None;
     }
     let ms = available
         .picos()
         .max(0)
-        .saturating_mul(i128::from(crate::time::DAY_MS))
-        / per_day.picos();
+        .saturating_mul(i128::from(crate::time::HOUR_MS))
+        / per_hour.picos();
     Some(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// A window's length in words, for saying what a rate is over: "45 seconds", "12 minutes", "5 hours",
+/// "3 days" (rounded down to the largest whole unit, which the windows in use fall on or near).
+pub fn describe_window(ms: i64) -> String {
+    use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    if ms >= 2 * DAY_MS {
+        unit(ms / DAY_MS, "day")
+    } else if ms >= 2 * HOUR_MS || ms == HOUR_MS {
+        unit(ms / HOUR_MS, "hour")
+    } else if ms >= MINUTE_MS {
+        unit(ms / MINUTE_MS, "minute")
+    } else {
+        unit(ms.max(0) / 1000, "second")
+    }
 }
 
 /// Spend at the end of a period if the current rate holds: spent so far plus the rate over what is left.
@@ -430,12 +493,45 @@ mod tests {
         let m = |s: &str| Money::parse_usd(s).unwrap();
         let per_day = burn_per_day(m("70"), 7 * crate::time::DAY_MS);
         assert_eq!(per_day, m("10"));
+        let rate = per_hour(m("240"), crate::time::DAY_MS);
+        assert_eq!(rate, m("10"));
         assert_eq!(
-            depletion_in_ms(m("25"), per_day),
-            Some(2 * crate::time::DAY_MS + crate::time::DAY_MS / 2)
+            depletion_in_ms(m("25"), rate),
+            Some(2 * crate::time::HOUR_MS + crate::time::HOUR_MS / 2)
         );
         assert_eq!(depletion_in_ms(m("25"), Money::ZERO), None);
         assert_eq!(forecast_period_end(m("10"), 0, 30, 10), m("30"));
+    }
+
+    #[test]
+    fn a_young_wallet_burns_over_its_own_age_not_a_week() {
+        use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+        let m = |s: &str| Money::parse_usd(s).unwrap();
+        // Created 30 minutes ago and $1 spent since: $2 an hour.
+        let window = rate_window_ms(0, 30 * MINUTE_MS, 7 * DAY_MS);
+        assert_eq!(window, 30 * MINUTE_MS);
+        let b = burn(m("1"), window, m("1"), HOUR_MS);
+        assert_eq!(
+            b.recent_ms, window,
+            "the recent window never exceeds the whole"
+        );
+        assert_eq!(
+            (b.per_hour, b.low_per_hour, b.high_per_hour),
+            (m("2"), m("2"), m("2"))
+        );
+        // $3 left at $2/h: an hour and a half, not 627 days.
+        assert_eq!(depletion_in_ms(m("3"), b.per_hour), Some(90 * MINUTE_MS));
+        // Old wallets are capped at the trailing week; a quiet last hour widens the range downwards.
+        assert_eq!(rate_window_ms(0, 30 * DAY_MS, 7 * DAY_MS), 7 * DAY_MS);
+        let b = burn(m("168"), 7 * DAY_MS, m("0.5"), HOUR_MS);
+        assert_eq!((b.low_per_hour, b.high_per_hour), (m("0.5"), m("1")));
+        // A wallet seconds old is measured over a minute at least.
+        assert_eq!(rate_window_ms(1000, 3000, 7 * DAY_MS), MINUTE_MS);
+        assert_eq!(describe_window(30 * MINUTE_MS), "30 minutes");
+        assert_eq!(describe_window(7 * DAY_MS), "7 days");
+        assert_eq!(describe_window(HOUR_MS), "1 hour");
+        assert_eq!(describe_window(90 * MINUTE_MS), "90 minutes");
+        assert_eq!(describe_window(5 * HOUR_MS + 1), "5 hours");
     }
 
     #[test]

@@ -361,3 +361,110 @@ async fn browser_pages_show_spend_follow_filters_update_live_and_escape_names() 
     browser.quit().await;
     s.running.stop().await.unwrap();
 }
+
+/// A name with no place to break, as teams and users sometimes are.
+const LONG: &str = "data-platform-ingestion-and-evaluation-pipelines-team-eu-west-1";
+
+impl Browser {
+    /// Sets the window so that the viewport is `width` x `height` CSS pixels (headless: the window is the
+    /// viewport).
+    async fn size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+}
+
+/// Every page at a desktop width (1,440 x 900) and a phone's (390 x 844) has no horizontal overflow of the
+/// document: wide tables scroll inside their own container and long names wrap. The store holds what makes
+/// pages wide: long unbroken names, cache hits and fills, admin changes, budgets and an alert, a wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start_with(|c| {
+        c.open_pages = true;
+        c.cache.enabled = true;
+    })
+    .await;
+    let (_, support) = s.create_key("alice", Some("support")).await;
+    let (_, long) = s.create_key(LONG, Some(LONG)).await;
+    for (key, model) in [
+        (&support, "gpt-4o-mini"),
+        (&support, "gpt-4o-mini"),
+        (&long, "claude-haiku-4-5"),
+        (&long, "gpt-4o-mini"),
+    ] {
+        send(&s, key, model).await;
+    }
+    let (_, b) = s
+        .admin_post(
+            "/api/v1/budgets",
+            json!({ "scope": "team", "subject": LONG, "period": "day", "amount": "0.000001" }),
+        )
+        .await;
+    let (_, w) = s
+        .admin_post(
+            "/api/v1/wallets",
+            json!({ "scope": "team", "subject": "support", "initial_balance": "5", "name": LONG }),
+        )
+        .await;
+    send(&s, &long, "gpt-4o").await;
+    s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
+        v["requests"].as_u64() == Some(5)
+    })
+    .await;
+    let logs = s.all_spend_logs("window=1h").await;
+    let hit = logs.iter().find(|l| l["cache_outcome"] == "hit").unwrap();
+    let miss = logs.iter().find(|l| l["cache_outcome"] != "hit").unwrap();
+    assert!(b["id"].is_i64() && w["id"].is_i64(), "{b} {w}");
+    let pages = [
+        "/overview".to_string(),
+        "/usage".into(),
+        "/usage?group_by=team&window=1h".into(),
+        "/usage?group_by=user&window=1h".into(),
+        "/usage?group_by=cache_outcome&window=1h".into(),
+        format!("/requests/{}", hit["id"].as_str().unwrap()),
+        format!("/requests/{}", miss["id"].as_str().unwrap()),
+        "/explain".into(),
+        format!("/explain?group_by=team&subject={LONG}"),
+        "/history?view=activity".into(),
+        "/budgets".into(),
+        "/wallets".into(),
+        format!("/wallets/{}", w["id"]),
+        "/notifications".into(),
+    ];
+    let mut too_wide = Vec::new();
+    for (width, height) in [(1440, 900), (390, 844)] {
+        browser.size(width, height).await;
+        for page in &pages {
+            browser.goto(&format!("{}{page}", s.base)).await;
+            let v = browser
+                .script(
+                    "return [document.documentElement.scrollWidth, window.innerWidth, \
+                     document.querySelector('main') !== null]",
+                )
+                .await;
+            let (scroll, inner) = (v[0].as_i64().unwrap(), v[1].as_i64().unwrap());
+            assert_eq!(v[2], true, "{page} rendered a page");
+            assert!(
+                (inner - i64::from(width)).abs() <= 20,
+                "the viewport is {inner} px wide, asked for {width}"
+            );
+            if scroll > inner {
+                too_wide.push(format!("{page} at {width}px: {scroll} px wide in {inner}"));
+            }
+        }
+    }
+    assert!(
+        too_wide.is_empty(),
+        "pages wider than the window:\n{}",
+        too_wide.join("\n")
+    );
+    browser.quit().await;
+    s.running.stop().await.unwrap();
+}

@@ -420,3 +420,42 @@ async fn answers_kept_in_redis_are_hits_too() {
     }
     s.running.stop().await.unwrap();
 }
+
+/// A cache hit says so wherever it is shown: the request page names it "served from cache" with its tokens
+/// served at $0 and the cost it avoided (not "reported by the provider"), the request list marks it, and net
+/// savings below zero say why (the fills cost more than the hits saved so far).
+#[tokio::test]
+async fn cache_hits_are_marked_and_negative_savings_explained() {
+    let s = cached_server(|_| {}).await;
+    let (_, key) = s.create_key("ada", Some("labs")).await;
+    let (a, b) = (
+        body("what is a cache?", false),
+        body("something else", false),
+    );
+    assert_eq!(send(&s, &key, &a, &[]).await.cache, "miss");
+    let hit = send(&s, &key, &a, &[]).await;
+    assert_eq!(hit.cache, "hit");
+    assert_eq!(send(&s, &key, &b, &[]).await.cache, "miss");
+    let log = s.wait_for_log(&hit.id).await;
+    s.wait_for_summary("window=1h", Duration::from_secs(10), |v| v["requests"] == 3)
+        .await;
+
+    let page = s.page(&format!("/requests/{}", hit.id), "").await;
+    assert!(page.contains("id=\"served-from-cache\""), "{page}");
+    assert!(page.contains("served from cache at $0"), "{page}");
+    assert!(
+        page.contains(&format!("${}", log["avoided_cost"].as_str().unwrap())),
+        "the avoided cost is named: {page}"
+    );
+    assert!(!page.contains("as reported by the provider"), "{page}");
+
+    let usage = s.page("/usage?window=1h", "").await;
+    assert_eq!(
+        usage.matches("badge served-from-cache").count(),
+        1,
+        "the one hit is marked in the list"
+    );
+    assert!(usage.contains("negative-net"), "{usage}");
+    assert!(usage.contains("more than the"), "{usage}");
+    s.running.stop().await.unwrap();
+}

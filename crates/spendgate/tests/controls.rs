@@ -381,3 +381,94 @@ async fn ledger_spend_logs_and_budgets_reconcile_after_a_mixed_run_with_failures
     }
     s.running.stop().await.unwrap();
 }
+
+/// A wallet minutes old burns over its own age, not a week: its rate, range and depletion say which window they
+/// are over, and a budget's forecast extends the rate since the first request of the period, not since the
+/// period began (the store here is seconds old, however far into the month it is).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_use_the_time_that_really_elapsed() {
+    let started = spendgate_core::time::now_ms();
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("rosa", Some("young")).await;
+    let (status, w) = s
+        .admin_post(
+            "/api/v1/wallets",
+            json!({ "scope": "team", "subject": "young", "initial_balance": "1", "low_threshold": "0.01" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{w}");
+    let (status, b) = s
+        .admin_post(
+            "/api/v1/budgets",
+            json!({ "scope": "team", "subject": "young", "period": "month", "amount": "100" }),
+        )
+        .await;
+    assert!(status == 201 || status == 200, "{b}");
+    let results = burst(&s, &key, 20, "gpt-4o").await;
+    assert!(results.iter().all(|r| r.0 == 200), "{results:?}");
+    let logs = settled(&s, "team=young&window=1h", 20).await;
+    let spent: i128 = logs.iter().map(|l| picos(&l["cost"])).sum();
+    assert!(spent > 0);
+
+    let (_, list) = s.admin_get("/api/v1/wallets").await;
+    let w = &list["wallets"][0];
+    let now = spendgate_core::time::now_ms();
+    let burn = &w["burn"];
+    let window_s = burn["window_seconds"].as_i64().unwrap_or(i64::MAX);
+    assert!(
+        window_s <= (now - started) / 1000 + 60,
+        "the burn is over the wallet's age (at least a minute), not a week: {w}"
+    );
+    assert!(
+        burn["description"]
+            .as_str()
+            .unwrap()
+            .contains("since the wallet was created"),
+        "{w}"
+    );
+    // Everything was spent within the window, which is shorter than an hour: the hourly rate exceeds the spend.
+    let per_hour = picos(&burn["per_hour"]);
+    assert!(per_hour >= spent, "{w}");
+    assert!(picos(&burn["low_per_hour"]) <= per_hour && per_hour <= picos(&burn["high_per_hour"]));
+    // $1 at this rate runs dry within days; a week's average put it months or years away.
+    let dry =
+        spendgate_core::time::parse_rfc3339(w["projected_depletion"].as_str().unwrap()).unwrap();
+    let available = picos(&w["available"]);
+    let expect = now + i64::try_from(available * 3_600_000 / per_hour).unwrap();
+    assert!(
+        (dry - expect).abs() < 60_000,
+        "depletion = available / rate per hour: {w}"
+    );
+    let earliest =
+        spendgate_core::time::parse_rfc3339(w["projected_depletion_earliest"].as_str().unwrap())
+            .unwrap();
+    assert!(earliest <= dry, "{w}");
+
+    let (_, budgets) = s.admin_get("/api/v1/budgets").await;
+    let b = &budgets["budgets"][0];
+    let rate = &b["forecast_rate"];
+    let from = spendgate_core::time::parse_rfc3339(rate["window_from"].as_str().unwrap_or(""))
+        .unwrap_or(0);
+    assert!(
+        from >= started - started.rem_euclid(60_000) - 60_000,
+        "the budget's rate starts at the first request of the period, not at its start: {b}"
+    );
+    assert!(
+        picos(&b["forecast_low"]) <= picos(&b["forecast"])
+            && picos(&b["forecast"]) <= picos(&b["forecast_high"])
+    );
+    assert!(picos(&b["forecast"]) >= picos(&b["spent"]));
+    // The page says what the rates are over.
+    let cookie = s.login("test-admin-token").await;
+    let page = s.page("/wallets", &cookie).await;
+    assert!(
+        page.contains("Burn / hour") && page.contains("/h"),
+        "{page}"
+    );
+    let page = s.page("/budgets", &cookie).await;
+    assert!(
+        page.contains("forecast-rate") && page.contains("over the last"),
+        "{page}"
+    );
+    s.running.stop().await.unwrap();
+}

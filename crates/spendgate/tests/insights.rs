@@ -272,3 +272,53 @@ async fn a_limited_activity_feed_is_the_head_of_the_whole_feed() {
         assert_eq!(head, whole[..limit], "limit {limit}");
     }
 }
+
+/// The default baseline of a 24-hour explain reaches past the minute rollups' 48 hours, where windows start
+/// on the hour: it is still exactly as long as the window, and the page names both windows with their lengths
+/// and when it was computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explain_baseline_is_exactly_as_long_as_its_window() {
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    for window in ["24h", "1h", "7d"] {
+        let (status, v) = s
+            .admin_get(&format!("/api/v1/insights/explain?window={window}"))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let ms = |w: &Value, k: &str| {
+            spendgate_core::time::parse_rfc3339(w[k].as_str().unwrap()).unwrap()
+        };
+        let (cur, base) = (&v["window"], &v["baseline_window"]);
+        assert_eq!(
+            ms(cur, "to") - ms(cur, "from"),
+            ms(base, "to") - ms(base, "from"),
+            "{window}: {v}"
+        );
+        assert!(ms(base, "to") <= ms(cur, "from"), "{window}: {v}");
+    }
+    let page = s.page("/explain?window=24h", "").await;
+    assert!(page.contains("(24 hours) against"), "{page}");
+    assert!(page.contains("As of"), "{page}");
+    s.running.stop().await.unwrap();
+}
+
+/// Admin changes on the activity page are a list of the fields that changed, "field: before → after", never
+/// raw JSON; the page says when it was computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_are_listed_field_by_field() {
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    let budget = json!({ "scope": "team", "subject": "support", "period": "day", "amount": "10" });
+    s.admin_post("/api/v1/budgets", budget.clone()).await;
+    let mut changed = budget;
+    changed["amount"] = json!("25");
+    s.admin_post("/api/v1/budgets", changed).await;
+    let page = s
+        .page("/history?view=activity&source=admin_change", "")
+        .await;
+    assert!(
+        page.contains("<li><span class=\"field\">amount</span>: <span class=\"before\">10.00</span> → <span class=\"after\">25.00</span></li>"),
+        "{page}"
+    );
+    assert!(!page.contains("{&quot;"), "no raw JSON: {page}");
+    assert!(page.contains("As of"), "{page}");
+    s.running.stop().await.unwrap();
+}

@@ -507,3 +507,58 @@ async fn a_control_made_on_one_replica_binds_at_once_on_postgres() {
     })
     .await;
 }
+
+/// `GET /api/v1/gateways` lists every replica with the status `/overview` shows: this one first (from its live
+/// counters), one heard from lately as ok, one silent past `stale_after_secs` as not responding, one that said
+/// goodbye as stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_api_lists_every_replica_with_its_status() {
+    use spendgate_store::replicas::GatewayBeat;
+    let s = TestServer::start_with(|c| c.gateway_name = "here".into()).await;
+    let now = spendgate_core::time::now_ms();
+    let beat = |name: &str, ago_s: i64, stopped: bool| GatewayBeat {
+        name: name.into(),
+        version: "0.0.1".into(),
+        started_at_ms: now - 3_600_000,
+        last_seen_ms: now - ago_s * 1000,
+        requests_per_minute: 7,
+        error_rate_bp: 12,
+        latency_p50_ms: Some(3),
+        latency_p95_ms: Some(9),
+        queue_pending: 0,
+        queue_oldest_age_ms: 0,
+        stopped,
+    };
+    for b in [
+        beat("lively", 2, false),
+        beat("silent", 600, false),
+        beat("gone", 30, true),
+    ] {
+        s.running.store.heartbeat(b).await.unwrap();
+    }
+    let (status, v) = s.admin_get("/api/v1/gateways").await;
+    assert_eq!(status, 200, "{v}");
+    let list = v["gateways"].as_array().unwrap();
+    let of = |name: &str| {
+        list.iter()
+            .find(|g| g["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+    };
+    assert_eq!(list[0]["name"], "here");
+    assert_eq!(list[0]["this_replica"], true);
+    assert_eq!(of("here")["status"], "ok");
+    assert_eq!(of("lively")["status"], "ok");
+    assert_eq!(of("lively")["requests_per_minute"], 7);
+    assert_eq!(of("silent")["status"], "not_responding");
+    assert_eq!(of("gone")["status"], "stopped");
+    assert_eq!(list.len(), 4, "{v}");
+    // Admin only, like every other route of the kind.
+    let r = s
+        .client
+        .get(format!("{}/api/v1/gateways", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    s.running.stop().await.unwrap();
+}

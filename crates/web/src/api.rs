@@ -112,6 +112,12 @@ const STATUS: Op = Op::get(
     "This replica: version, writer queue and gateway counters.",
     Access::Admin,
 );
+const GATEWAYS: Op = Op::get(
+    "/api/v1/gateways",
+    "Every replica sharing the store, from its heartbeats: status (ok, not_responding, stopped), version, uptime, \
+     requests per minute, error rate, latency and queue.",
+    Access::Admin,
+);
 const HEALTHZ: Op = Op::get("/healthz", "Liveness.", Access::Public);
 const METRICS: Op = Op::get(
     "/metrics",
@@ -136,6 +142,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&CREATE_VIEWER, post(create_viewer_token))
         .op(&PRICING, get(pricing))
         .op(&STATUS, get(status))
+        .op(&GATEWAYS, get(gateways))
         .merge(crate::controls_api::routes())
         .merge(crate::insights_api::routes())
         .map(|r| r.route_layer(middleware::from_fn(admin_only)));
@@ -164,6 +171,68 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// What a replica's last heartbeat says about it: it said goodbye (`stopped`), it has not been heard from
+/// within `stale_after_ms` (`not_responding`), or it is running (`ok`). `/overview` and `/api/v1/gateways` say
+/// the same.
+pub(crate) fn replica_status(
+    b: &spendgate_store::replicas::GatewayBeat,
+    now: i64,
+    stale_after_ms: i64,
+) -> &'static str {
+    if b.stopped {
+        "stopped"
+    } else if now - b.last_seen_ms > stale_after_ms {
+        "not_responding"
+    } else {
+        "ok"
+    }
+}
+
+/// Every replica from its heartbeat, this one first and from its live counters (its own heartbeat may not
+/// have been written yet, and is up to a heartbeat interval old).
+async fn gateways(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let now = spendgate_core::time::now_ms();
+    let beats = s.store.list_gateways().await.map_err(store_error)?;
+    let g = s.gateway_stats.snapshot();
+    let q = s.writer_stats.snapshot();
+    let own = &*s.gateway_name;
+    let mut out = vec![json!({
+        "name": own,
+        "this_replica": true,
+        "status": "ok",
+        "version": s.version,
+        "started_at": to_rfc3339(g.started_at_ms),
+        "last_seen": to_rfc3339(now),
+        "requests_per_minute": beats.iter().find(|b| b.name == own).map(|b| b.requests_per_minute),
+        "error_rate_bp": beats.iter().find(|b| b.name == own).map(|b| b.error_rate_bp),
+        "latency_p50_ms": g.latency_percentile_ms(50),
+        "latency_p95_ms": g.latency_percentile_ms(95),
+        "queue_pending": q.pending,
+        "queue_oldest_age_ms": q.oldest_pending_age_ms,
+    })];
+    out.extend(beats.iter().filter(|b| b.name != own).map(|b| {
+        json!({
+            "name": b.name,
+            "this_replica": false,
+            "status": replica_status(b, now, s.gateway_stale_after_ms),
+            "version": b.version,
+            "started_at": to_rfc3339(b.started_at_ms),
+            "last_seen": to_rfc3339(b.last_seen_ms),
+            "requests_per_minute": b.requests_per_minute,
+            "error_rate_bp": b.error_rate_bp,
+            "latency_p50_ms": b.latency_p50_ms,
+            "latency_p95_ms": b.latency_p95_ms,
+            "queue_pending": b.queue_pending,
+            "queue_oldest_age_ms": b.queue_oldest_age_ms,
+        })
+    }));
+    Ok(Json(json!({
+        "evaluated_at": to_rfc3339(now),
+        "stale_after_seconds": s.gateway_stale_after_ms / 1000,
+        "gateways": out,
+    })))
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {

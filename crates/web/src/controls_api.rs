@@ -10,11 +10,8 @@ use axum::routing::{get, post};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spendgate_core::controls::{
-    burn_per_day, depletion_in_ms, forecast_period_end, forecast_range, percent_used,
-    wallet_status, Period, Scope,
-};
-use spendgate_core::time::{now_ms, to_rfc3339, DAY_MS};
+use spendgate_core::controls::{percent_used, wallet_status, Period, Scope};
+use spendgate_core::time::{now_ms, to_rfc3339};
 use spendgate_core::Money;
 use spendgate_gateway::controls::Controls;
 use spendgate_gateway::ApiError;
@@ -333,14 +330,18 @@ pub(crate) async fn budget_view(s: &AppState, b: &BudgetRecord) -> Result<Value,
     v["state"] = json!(Controls::state_of(b, spent).as_str());
     v["period_start"] = json!(to_rfc3339(start));
     v["resets_at"] = json!(to_rfc3339(end));
-    v["forecast"] = json!(forecast_period_end(spent, start, end, now));
-    // The range: the period-so-far rate against the last 24 hours' rate (a recent speed-up raises the top).
+    // The rate is over the time since the subject's first spend this period, its range against the last hour.
+    let first = crate::insights_api::first_spend(&*s.store, &f, None, now).await;
+    let from =
+        crate::insights_api::rate_from(first.map_err(store_error)?.remove(&None), start, now);
     let recent = spendgate_core::Filters {
-        from_ms: (now - DAY_MS).max(start),
+        from_ms: (now - crate::insights_api::RECENT_MS).max(start),
         ..f
     };
     let recent_spent = s.store.summary(&recent).await.map_err(store_error)?.cost;
-    let range = forecast_range(spent, recent_spent, DAY_MS, start, end, now);
+    let (range, rate) = crate::insights_api::period_forecast(spent, recent_spent, from, end, now);
+    v["forecast"] = json!(range.expected);
+    v["forecast_rate"] = rate;
     v["forecast_low"] = json!(range.low);
     v["forecast_high"] = json!(range.high);
     Ok(v)
@@ -414,7 +415,7 @@ struct WalletBody {
     initial_balance: Option<String>,
 }
 
-/// A wallet with its balances, status, burn over the last seven days and projected depletion.
+/// A wallet with its balances, status, burn since its creation (at most a week) and projected depletion.
 pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value, ApiError> {
     let now = now_ms();
     let (balance, reserved) = s
@@ -422,13 +423,7 @@ pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value,
         .wallet_live(w.id)
         .unwrap_or((w.balance, Money::ZERO));
     let available = balance - reserved;
-    let spent_7d = s
-        .store
-        .wallet_spent_since(w.id, now - 7 * DAY_MS)
-        .await
-        .map_err(store_error)?;
-    let per_day = burn_per_day(spent_7d, 7 * DAY_MS);
-    Ok(json!({
+    let mut v = json!({
         "id": w.id,
         "name": w.def.name,
         "scope": w.def.scope.kind(),
@@ -440,9 +435,11 @@ pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value,
         "total_spent": w.total_spent,
         "low_threshold": w.def.low_threshold,
         "status": wallet_status(available, w.def.low_threshold).as_str(),
-        "burn_per_day": per_day,
-        "projected_depletion": depletion_in_ms(available, per_day).map(|ms| to_rfc3339(now.saturating_add(ms))),
-    }))
+    });
+    crate::insights_api::wallet_burn(&*s.store, w.id, w.created_at_ms, available, now, &mut v)
+        .await
+        .map_err(store_error)?;
+    Ok(v)
 }
 
 async fn create_wallet(

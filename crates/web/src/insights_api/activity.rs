@@ -360,36 +360,90 @@ fn request_item(r: &ActivityRow, grain: Grain, hints: &HashMap<i64, String>) -> 
     }
 }
 
-/// "budget:3 set: amount 100.00 → 150.00" — the fields that changed, or what was created.
+/// One field of an admin change: its dotted name and its value before and after (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FieldChange {
+    pub field: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// The fields that differ between `before` and `after`, nested objects flattened to dotted names
+/// ("burn.per_hour"), sorted by name. A creation lists every field of `after`, a removal every field of
+/// `before`.
+pub(crate) fn field_changes(before: &Option<Value>, after: &Option<Value>) -> Vec<FieldChange> {
+    fn flatten(v: &Value, prefix: &str, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(x, &name, out);
+                }
+            }
+            other => {
+                let name = if prefix.is_empty() { "value" } else { prefix };
+                out.insert(name.to_string(), short(other));
+            }
+        }
+    }
+    let (mut b, mut a) = (Default::default(), Default::default());
+    if let Some(v) = before {
+        flatten(v, "", &mut b);
+    }
+    if let Some(v) = after {
+        flatten(v, "", &mut a);
+    }
+    let mut names: Vec<&String> = b.keys().chain(a.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| b.get(*n) != a.get(*n))
+        .map(|n| FieldChange {
+            field: n.clone(),
+            before: b.get(n).cloned(),
+            after: a.get(n).cloned(),
+        })
+        .collect()
+}
+
+/// "budget.set budget:3: amount 100.00 → 150.00" — the fields that changed, or what was created (the first
+/// few fields; the page lists them all).
 fn admin_summary(
     action: &str,
     target: &str,
     before: &Option<Value>,
     after: &Option<Value>,
 ) -> String {
-    match (before, after) {
-        (Some(Value::Object(b)), Some(Value::Object(a))) => {
-            let mut changed: Vec<String> = a
-                .iter()
-                .filter(|(k, v)| b.get(*k) != Some(*v))
-                .map(|(k, v)| {
-                    format!(
-                        "{k} {} → {}",
-                        short(b.get(k).unwrap_or(&Value::Null)),
-                        short(v)
-                    )
-                })
-                .collect();
-            changed.sort();
-            if changed.is_empty() {
-                format!("{action} {target}: no change")
-            } else {
-                format!("{action} {target}: {}", changed.join(", "))
-            }
-        }
-        (None, Some(a)) => format!("{action} {target}: {}", short(a)),
-        _ => format!("{action} {target}"),
+    const SHOWN: usize = 4;
+    let changes = field_changes(before, after);
+    if before.is_none() && after.is_none() {
+        return format!("{action} {target}");
     }
+    if changes.is_empty() {
+        return format!("{action} {target}: no change");
+    }
+    let mut parts: Vec<String> = changes
+        .iter()
+        .take(SHOWN)
+        .map(|c| match (&c.before, &c.after) {
+            (_, Some(a)) if before.is_none() => format!("{} {a}", c.field),
+            (b, a) => format!(
+                "{} {} → {}",
+                c.field,
+                b.as_deref().unwrap_or("none"),
+                a.as_deref().unwrap_or("none")
+            ),
+        })
+        .collect();
+    if changes.len() > SHOWN {
+        parts.push(format!("and {} more", changes.len() - SHOWN));
+    }
+    format!("{action} {target}: {}", parts.join(", "))
 }
 
 fn short(v: &Value) -> String {
@@ -482,6 +536,36 @@ mod tests {
         assert_eq!(
             admin_summary("budget.set", "budget:3", &b, &a),
             "budget.set budget:3: amount 100.00 → 150.00"
+        );
+        // Only what changed, nested fields by their dotted names; a creation lists what was created.
+        let b = Some(
+            json!({"name": "a", "burn": {"per_hour": "1.00", "window_seconds": 60}, "gone": 1}),
+        );
+        let a = Some(json!({"name": "a", "burn": {"per_hour": "2.00", "window_seconds": 60}}));
+        let c = field_changes(&b, &a);
+        assert_eq!(
+            c,
+            vec![
+                FieldChange {
+                    field: "burn.per_hour".into(),
+                    before: Some("1.00".into()),
+                    after: Some("2.00".into())
+                },
+                FieldChange {
+                    field: "gone".into(),
+                    before: Some("1".into()),
+                    after: None
+                },
+            ]
+        );
+        assert_eq!(
+            admin_summary(
+                "gateway.start",
+                "gateway:g",
+                &None,
+                &Some(json!({"listen": "x:1", "version": "0.1.0"}))
+            ),
+            "gateway.start gateway:g: listen x:1, version 0.1.0"
         );
         assert!(mentions_team(
             &Some(json!({"scope": "team", "subject": "support"})),

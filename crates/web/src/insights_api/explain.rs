@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use spendgate_core::controls::describe_window;
 use spendgate_core::insights::{explain, percent, sentence, Effect, Explanation};
 use spendgate_core::query::{Filters, GroupBy, NO_TEAM_FILTER, NO_TEAM_LABEL};
 use spendgate_core::time::to_rfc3339;
@@ -95,7 +96,15 @@ fn windows_phrase(
     cur: ResolvedWindow,
     base: ResolvedWindow,
 ) -> String {
-    let preset = if non_empty(&p.from).is_none() && non_empty(&p.to).is_none() && !custom_baseline {
+    // A preset's words are true only when the baseline is the equal span right before the window.
+    let adjacent = cur.open_end
+        && base.to_ms == cur.from_ms
+        && base.to_ms - base.from_ms == cur.to_ms - cur.from_ms;
+    let preset = if adjacent
+        && non_empty(&p.from).is_none()
+        && non_empty(&p.to).is_none()
+        && !custom_baseline
+    {
         match non_empty(&p.window).unwrap_or("24h") {
             "1h" => Some("in the last hour against the hour before"),
             "24h" => Some("in the last 24 hours against the 24 hours before"),
@@ -110,11 +119,13 @@ fn windows_phrase(
     match preset {
         Some(s) => s.to_string(),
         None => format!(
-            "from {} to {} against {} to {}",
+            "from {} to {} ({}) against {} to {} ({})",
             to_rfc3339(cur.from_ms),
             to_rfc3339(cur.to_ms),
+            describe_window(cur.to_ms - cur.from_ms),
             to_rfc3339(base.from_ms),
-            to_rfc3339(base.to_ms)
+            to_rfc3339(base.to_ms),
+            describe_window(base.to_ms - base.from_ms)
         ),
     }
 }
@@ -131,6 +142,40 @@ pub(crate) struct ExplainView {
     pub sentence: String,
     /// The usage filters of the current window (for links to the evidence).
     pub filters: Filters,
+}
+
+/// Makes the default baseline exactly as long as the window. Past the minute rollups' retention (48 hours by
+/// default) a window can only start and end on the hour, so the baseline before a window may have grown when
+/// its start was moved back to the hour. Then the baseline keeps that start and ends one window's length
+/// later (at most an hour before the window: a 24-hour window's baseline); and when that end is also past the
+/// retention (windows of days), both windows become whole hours, the current one ending at the last full hour.
+/// The sentence and the page name both windows, so nothing here is silent.
+fn equal_windows(
+    store: &dyn spendgate_store::Store,
+    f: &mut Filters,
+    bf: &mut Filters,
+    window: ResolvedWindow,
+    baseline: ResolvedWindow,
+) -> (ResolvedWindow, ResolvedWindow) {
+    use spendgate_core::time::{Grain, HOUR_MS};
+    let len = window.to_ms - window.from_ms;
+    if baseline.to_ms - baseline.from_ms == len {
+        return (window, baseline);
+    }
+    bf.from_ms = baseline.from_ms;
+    bf.to_ms = baseline.from_ms + len;
+    let shifted = store.resolve_window(bf);
+    if shifted.to_ms - shifted.from_ms == len {
+        bf.to_ms = shifted.to_ms;
+        return (window, shifted);
+    }
+    let end = Grain::Hour.floor(window.to_ms);
+    let hours = (len / HOUR_MS).max(1) * HOUR_MS;
+    f.from_ms = end - hours;
+    f.to_ms = end;
+    bf.from_ms = end - 2 * hours;
+    bf.to_ms = end - hours;
+    (store.resolve_window(f), store.resolve_window(bf))
 }
 
 pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<ExplainView, ApiError> {
@@ -166,7 +211,7 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
         None if g == Some(GroupBy::Model) => GroupBy::Provider,
         None => GroupBy::Model,
     };
-    let window = s.store.resolve_window(&f);
+    let mut window = s.store.resolve_window(&f);
     f.from_ms = window.from_ms;
     f.to_ms = window.to_ms;
     let custom = non_empty(&p.baseline_from).is_some() || non_empty(&p.baseline_to).is_some();
@@ -186,7 +231,10 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
         bf.from_ms = window.from_ms - len;
         bf.to_ms = window.from_ms;
     }
-    let baseline = s.store.resolve_window(&bf);
+    let mut baseline = s.store.resolve_window(&bf);
+    if !custom {
+        (window, baseline) = equal_windows(&*s.store, &mut f, &mut bf, window, baseline);
+    }
     let (cur_rows, base_rows) = tokio::join!(
         s.store.explorer(&f, breakdown),
         s.store.explorer(&bf, breakdown)

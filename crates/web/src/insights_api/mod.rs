@@ -5,18 +5,22 @@
 //! both as JSON (the API, the CLI) and as pages (`/explain`, `/history?view=activity`).
 //!
 //! `explain.rs` answers why spend changed, `activity.rs` what everyone did, `signals.rs` the anomaly signals and
-//! forecasts of this moment.
+//! forecasts of this moment, `forecast.rs` burn rates and forecasts over the time that really elapsed.
 
 mod activity;
 mod explain;
+mod forecast;
 mod signals;
 
 use axum::routing::get;
 
 use crate::openapi::{Access, ApiRouter, Op, Param};
 
-pub(crate) use activity::{activity, item_json, items_csv, ActivityItem, ActivityParams, Source};
+pub(crate) use activity::{
+    activity, field_changes, item_json, items_csv, ActivityItem, ActivityParams, Source,
+};
 pub(crate) use explain::{effect_rows, explain_view, usage_url, ExplainParams};
+pub(crate) use forecast::{first_spend, period_forecast, rate_from, wallet_burn, RECENT_MS};
 
 const EXPLAIN: Op = Op::get(
     "/api/v1/insights/explain",

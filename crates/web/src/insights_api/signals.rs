@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 use spendgate_core::query::{Filters, GroupBy, NO_TEAM_FILTER};
-use spendgate_core::time::{to_rfc3339, DAY_MS};
+use spendgate_core::time::to_rfc3339;
 use spendgate_gateway::ApiError;
 
 use crate::api::store_error;
@@ -39,11 +39,12 @@ pub(super) async fn anomalies_api(State(s): State<Arc<AppState>>) -> Result<Json
     })))
 }
 
-/// Month-end spend per team (and No team) at the current burn rate, with a range between the month-so-far rate
-/// and the last 24 hours' rate. Budgets carry their own period-end forecast in `GET /api/v1/budgets`, wallets
-/// their depletion date in `GET /api/v1/wallets`.
+/// Month-end spend per team (and No team) at the current burn rate: each team's rate is over the time since its
+/// first request this month, the range spans that and the last hour's rate. Budgets carry their own period-end
+/// forecast in `GET /api/v1/budgets`, wallets their depletion date in `GET /api/v1/wallets`.
 pub(super) async fn forecast_api(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    use spendgate_core::controls::{forecast_range, Period};
+    use super::forecast::{first_spend, period_forecast, rate_from, RECENT_MS};
+    use spendgate_core::controls::Period;
     let now = spendgate_core::time::now_ms();
     let (start, end) = Period::Month.bounds(&s.controls.config().time_zone, now);
     let scope = crate::auth::viewer_team();
@@ -54,14 +55,17 @@ pub(super) async fn forecast_api(State(s): State<Arc<AppState>>) -> Result<Json<
         ..Filters::default()
     };
     let recent = Filters {
-        from_ms: (now - DAY_MS).max(start),
+        from_ms: (now - RECENT_MS).max(start),
         ..month.clone()
     };
-    let (m, r) = tokio::join!(
+    let (m, r, first, first_all) = tokio::join!(
         s.store.explorer(&month, GroupBy::Team),
-        s.store.explorer(&recent, GroupBy::Team)
+        s.store.explorer(&recent, GroupBy::Team),
+        first_spend(&*s.store, &month, Some(GroupBy::Team), now),
+        first_spend(&*s.store, &month, None, now),
     );
     let (m, r) = (m.map_err(store_error)?, r.map_err(store_error)?);
+    let (first, first_all) = (first.map_err(store_error)?, first_all.map_err(store_error)?);
     let mut total = (spendgate_core::Money::ZERO, spendgate_core::Money::ZERO);
     let mut teams: Vec<(spendgate_core::Money, Value)> = m
         .iter()
@@ -72,16 +76,18 @@ pub(super) async fn forecast_api(State(s): State<Arc<AppState>>) -> Result<Json<
                 .map_or(spendgate_core::Money::ZERO, |x| x.totals.cost);
             total.0 += row.totals.cost;
             total.1 += recent_cost;
-            let f = forecast_range(row.totals.cost, recent_cost, DAY_MS, start, end, now);
+            let from = rate_from(first.get(&Some(row.label.clone())).copied(), start, now);
+            let (f, rate) = period_forecast(row.totals.cost, recent_cost, from, end, now);
             let filter = row.key.clone().unwrap_or_else(|| NO_TEAM_FILTER.to_string());
             let v = json!({
                 "team": row.key,
                 "label": row.label,
                 "spent": row.totals.cost,
-                "last_24h": recent_cost,
+                "last_hour": recent_cost,
                 "forecast": f.expected,
                 "forecast_low": f.low,
                 "forecast_high": f.high,
+                "rate": rate,
                 "usage": format!("/usage?window=mtd&team={}&group_by=user", crate::pages::url_encode(&filter)),
             });
             (f.expected, v)
@@ -89,13 +95,14 @@ pub(super) async fn forecast_api(State(s): State<Arc<AppState>>) -> Result<Json<
         .collect();
     teams.sort_by_key(|t| std::cmp::Reverse(t.0));
     let teams: Vec<Value> = teams.into_iter().map(|t| t.1).collect();
-    let all = forecast_range(total.0, total.1, DAY_MS, start, end, now);
+    let from = rate_from(first_all.get(&None).copied(), start, now);
+    let (all, rate) = period_forecast(total.0, total.1, from, end, now);
     Ok(Json(json!({
         "period": "month",
         "period_start": to_rfc3339(start),
         "period_end": to_rfc3339(end),
-        "method": "expected = spend so far + the month-so-far rate over what is left of the month; the range spans that and the last 24 hours' rate",
-        "total": { "spent": total.0, "forecast": all.expected, "forecast_low": all.low, "forecast_high": all.high },
+        "method": "expected = spend so far + the rate since the first request this month over what is left of the month; the range spans that and the last hour's rate",
+        "total": { "spent": total.0, "forecast": all.expected, "forecast_low": all.low, "forecast_high": all.high, "rate": rate },
         "teams": teams,
     })))
 }

@@ -55,11 +55,15 @@ pub(crate) struct BudgetRow {
     pub period_start: String,
     pub resets_at: String,
     pub forecast: Money,
-    /// The forecast's range (period-so-far rate against the last day's); absent from older servers' views.
+    /// The forecast's range (the rate since the first request this period against the last hour's); absent
+    /// from older servers' views.
     #[serde(default)]
     pub forecast_low: Option<Money>,
     #[serde(default)]
     pub forecast_high: Option<Money>,
+    /// The rate the forecast extends and the window it is over.
+    #[serde(default)]
+    pub forecast_rate: Option<super::wallets::BurnRow>,
 }
 
 impl BudgetRow {
@@ -311,16 +315,27 @@ fn mini_bar(b: &BudgetRow) -> String {
     )
 }
 
-/// "<br>$0.80 – $1.40" under the forecast, when its range is not a single figure.
+/// "<br>$0.80 – $1.40" under the forecast, when its range is not a single figure, and the rate it extends
+/// with the window that rate is over ("at $0.05/h over the last 12 minutes").
 fn forecast_range(b: &BudgetRow) -> String {
-    match (b.forecast_low, b.forecast_high) {
+    let mut out = match (b.forecast_low, b.forecast_high) {
         (Some(l), Some(h)) if l != h => format!(
-            "<br><span class=\"small muted\" title=\"from the rate so far this period and the last day's\">{} – {}</span>",
+            "<br><span class=\"small muted\" title=\"from the rate since the first request this period and the last hour's\">{} – {}</span>",
             esc(&l.display_usd()),
             esc(&h.display_usd())
         ),
         _ => String::new(),
+    };
+    if let Some(r) = &b.forecast_rate {
+        let _ = write!(
+            out,
+            "<br><span class=\"small muted forecast-rate\" title=\"{}\">at {}/h over the last {}</span>",
+            esc(&r.description),
+            esc(&r.per_hour.display_usd()),
+            esc(&spendgate_core::controls::describe_window(r.window_seconds.saturating_mul(1000)))
+        );
     }
+    out
 }
 
 /// "in 3h 5m" until a period's end.
@@ -421,8 +436,8 @@ fn render(rows: &[BudgetRow], now: i64, host: &str) -> String {
         "</tbody></table><p class=\"legend budget-legend\"><span><i class=\"key spent-key\"></i>spent</span>\
          <span><i class=\"key held-key\"></i>held by requests in flight</span>\
          <span><i class=\"key limit-key\"></i>amount</span><span><i class=\"key threshold-key\"></i>alert threshold</span>\
-         <span><i class=\"key forecast-key\"></i>forecast at period end (spend so far, extended at the same pace)</span>\
-         <span><i class=\"key range-key\"></i>forecast range (the last day's pace)</span></p>\
+         <span><i class=\"key forecast-key\"></i>forecast at period end (spend so far, extended at its pace since the first request this period)</span>\
+         <span><i class=\"key range-key\"></i>forecast range (against the last hour's pace)</span></p>\
          <p class=\"muted small\">Change budgets with <code>spendgate budgets set</code> or <code>POST /api/v1/budgets</code>; \
          alerts are listed under <a href=\"/notifications\">Notifications</a>.</p></section>",
     );
@@ -593,6 +608,7 @@ mod tests {
             forecast: m(forecast),
             forecast_low: None,
             forecast_high: None,
+            forecast_rate: None,
         }
     }
 

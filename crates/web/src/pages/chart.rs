@@ -208,6 +208,8 @@ impl Chart {
 
     /// The chart as an inline SVG element plus an HTML legend. `aria_label` describes it for screen readers.
     pub fn svg(&self, aria_label: &str) -> String {
+        let labels: Vec<&str> = self.layers.iter().map(|l| l.label.as_str()).collect();
+        let classes = layer_classes(&labels);
         let n = i128::try_from(self.buckets.len()).unwrap_or(1).max(1);
         let plot_w = W - LEFT - RIGHT;
         let plot_h = H - TOP - BOTTOM;
@@ -268,7 +270,7 @@ impl Chart {
                 .map(|l| l.values.get(i).copied().unwrap_or(0))
                 .sum();
             let when = self.bucket_title(*bucket);
-            for (li, layer) in self.layers.iter().enumerate() {
+            for (layer, class) in self.layers.iter().zip(&classes) {
                 let value = layer.values.get(i).copied().unwrap_or(0);
                 if value <= 0 {
                     continue;
@@ -277,7 +279,6 @@ impl Chart {
                 cum += value;
                 let y_high = TOP + plot_h - cum * plot_h / top_value;
                 let height = (y_low - y_high).max(1);
-                let class = layer_class(li, &layer.label);
                 let _ = write!(
                     s,
                     "<rect class=\"bar {class}\" x=\"{x0}\" y=\"{}\" width=\"{width}\" height=\"{height}\">\
@@ -323,13 +324,13 @@ impl Chart {
         s.push_str("</svg>");
         // The legend, with each group's total over the window.
         s.push_str("<figcaption class=\"legend\">");
-        for (li, layer) in self.layers.iter().enumerate() {
+        for (layer, class) in self.layers.iter().zip(&classes) {
             let sum: i128 = layer.values.iter().sum();
             let _ = write!(
                 s,
                 "<span class=\"key\" title=\"{}\"><i class=\"sw {}\"></i>{} <b>{}</b></span>",
                 esc(&self.unit.exact(sum)),
-                layer_class(li, &layer.label),
+                class,
                 esc(&layer.label),
                 esc(&self.unit.tick(sum)),
             );
@@ -347,13 +348,37 @@ impl Chart {
     }
 }
 
-/// The colour class of a layer: "other" is always grey, the rest take the palette in order.
-fn layer_class(index: usize, label: &str) -> String {
-    if label == "other" {
-        "s-other".into()
-    } else {
-        format!("s{}", index % 8)
+/// How many colours the palette has (`.s0` to `.s11` in `app.css`).
+const PALETTE: usize = 12;
+
+/// FNV-1a of a group's name: where its colour comes from.
+fn name_hash(label: &str) -> u64 {
+    label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The colour class of each layer. "other" is always grey; any other group (a team, a model, ...) takes the
+/// colour its name hashes to, so a team keeps its colour from chart to chart and from one hour to the next,
+/// whatever its rank. Where two groups of one chart hash to the same colour, the one whose name hashes lower
+/// keeps it and the other takes the next free one: that depends on the names present, never on the ranking.
+fn layer_classes(labels: &[&str]) -> Vec<String> {
+    let mut order: Vec<usize> = (0..labels.len())
+        .filter(|i| labels[*i] != "other")
+        .collect();
+    order.sort_by_key(|i| (name_hash(labels[*i]), labels[*i]));
+    let mut used = [false; PALETTE];
+    let mut out = vec!["s-other".to_string(); labels.len()];
+    for i in order {
+        let preferred = usize::try_from(name_hash(labels[i]) % PALETTE as u64).unwrap_or(0);
+        let colour = (0..PALETTE)
+            .map(|step| (preferred + step) % PALETTE)
+            .find(|c| !used[*c])
+            .unwrap_or(preferred);
+        used[colour] = true;
+        out[i] = format!("s{colour}");
     }
+    out
 }
 
 #[cfg(test)]
@@ -401,6 +426,48 @@ mod tests {
             "exact value in hover text"
         );
         assert!(svg.contains("<title>"));
+    }
+
+    #[test]
+    fn a_group_keeps_its_colour_whatever_its_rank() {
+        let m = Grain::Minute.ms();
+        // The class on a group's legend swatch, from the rendered chart.
+        let class_of = |pts: &[SeriesPoint], label: &str| {
+            let svg = build(pts, 0, m, Grain::Minute, SortBy::Cost, 5).svg("x");
+            let at = svg.find(&format!("></i>{label} ")).unwrap();
+            let start = svg[..at].rfind("class=\"sw ").unwrap() + "class=\"sw ".len();
+            svg[start..at - 1].to_string()
+        };
+        // The same teams ranked differently: each keeps its colour.
+        let a = [
+            point(0, "support", 900),
+            point(0, "search", 5),
+            point(0, "legal", 1),
+        ];
+        let b = [
+            point(0, "support", 1),
+            point(0, "search", 500),
+            point(0, "legal", 400),
+        ];
+        for team in ["support", "search", "legal"] {
+            assert_eq!(class_of(&a, team), class_of(&b, team), "{team}");
+        }
+        // Names that hash to the same colour still get different ones; "other" is grey.
+        let names = [
+            "growth",
+            "legal",
+            "data-science",
+            "support",
+            "No team",
+            "search",
+            "other",
+        ];
+        let classes = layer_classes(&names);
+        let mut distinct = classes.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), names.len(), "{classes:?}");
+        assert_eq!(classes[6], "s-other");
     }
 
     #[test]

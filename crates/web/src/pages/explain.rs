@@ -9,11 +9,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Extension;
+use spendgate_core::controls::describe_window;
 use spendgate_core::insights::{percent, signed_usd, Effect};
 use spendgate_core::query::{Filters, GroupBy, Totals, NO_TEAM_FILTER};
 use spendgate_core::Money;
 
-use super::html::{date_time, esc, int, layout, query_string};
+use super::html::{as_of, date_time, esc, int, layout, query_string};
 use super::{error_page, html_response, invalid_view, Pages, SessionCsrf};
 use crate::insights_api::{effect_rows, explain_view, usage_url, ExplainParams};
 
@@ -110,13 +111,16 @@ pub(crate) async fn page(
     let mut s = String::with_capacity(16_384);
     let _ = write!(
         s,
-        "<div class=\"page-head\"><h1>Explain: {}</h1><p class=\"window\">{} – {} against {} – {}</p>\
+        "<div class=\"page-head\"><h1>Explain: {}</h1><p class=\"window\" id=\"windows\">{} – {} ({}) against {} – {} ({})</p>{}\
          <a class=\"more\" href=\"{}\">See it in Usage →</a></div>",
         esc(&v.label),
         esc(&date_time(v.window.from_ms)),
         esc(&date_time(v.window.to_ms)),
+        esc(&describe_window(v.window.to_ms - v.window.from_ms)),
         esc(&date_time(v.baseline.from_ms)),
         esc(&date_time(v.baseline.to_ms)),
+        esc(&describe_window(v.baseline.to_ms - v.baseline.from_ms)),
+        as_of(spendgate_core::time::now_ms()),
         esc(&usage_url(&v.filters, v.breakdown)),
     );
     s.push_str("<nav class=\"chips\" aria-label=\"Window\">");

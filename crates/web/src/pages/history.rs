@@ -13,9 +13,11 @@ use serde::Deserialize;
 use spendgate_core::query::{Filters, NO_TEAM_FILTER, NO_TEAM_LABEL};
 use spendgate_core::time::to_rfc3339;
 
-use super::html::{date_time, esc, int, layout, query_string};
+use super::html::{as_of, date_time, esc, int, layout, query_string};
 use super::{error_page, html_response, invalid_view, Pages, SessionCsrf};
-use crate::insights_api::{activity, item_json, items_csv, ActivityItem, ActivityParams, Source};
+use crate::insights_api::{
+    activity, field_changes, item_json, items_csv, ActivityItem, ActivityParams, Source,
+};
 use crate::params::WINDOWS;
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,15 +132,16 @@ pub(crate) async fn page(
     let mut s = String::with_capacity(32_768);
     let _ = write!(
         s,
-        "<div class=\"page-head\"><h1>Activity</h1><p class=\"window\">{} – {}</p>\
+        "<div class=\"page-head\"><h1>Activity</h1><p class=\"window\">{} – {}</p>{}\
          <span class=\"more\"><a href=\"{}\" id=\"export-csv\">Export CSV</a> · <a href=\"{}\" id=\"export-json\">Export JSON</a></span></div>",
         esc(&date_time(f.from_ms)),
         esc(&date_time(f.to_ms)),
+        as_of(spendgate_core::time::now_ms()),
         esc(&with("format", "csv")),
         esc(&with("format", "json")),
     );
     // Filters: a plain GET form, so every view is a shareable URL.
-    s.push_str("<form class=\"filters\" method=\"get\" action=\"/history\"><input type=\"hidden\" name=\"view\" value=\"activity\">");
+    s.push_str("<form class=\"filters panel\" method=\"get\" action=\"/history\"><input type=\"hidden\" name=\"view\" value=\"activity\">");
     s.push_str("<label>Window<select name=\"window\">");
     let window = fp.window.clone().unwrap_or_else(|| "24h".into());
     for w in WINDOWS {
@@ -171,7 +174,7 @@ pub(crate) async fn page(
             source_label(src)
         );
     }
-    s.push_str("</select></label><button type=\"submit\">Apply</button></form>");
+    s.push_str("</select></label><button type=\"submit\" class=\"primary\">Apply</button></form>");
 
     let _ = write!(
         s,
@@ -208,40 +211,69 @@ fn source_label(s: Source) -> &'static str {
     }
 }
 
+/// An admin change as "action target" and a list of only the fields that changed, "field: before → after"
+/// (a creation lists what it created, "field: value").
+fn changes_html(i: &ActivityItem) -> String {
+    let changes = field_changes(&i.before, &i.after);
+    let mut out = format!(
+        "<span class=\"action\">{}</span> <span class=\"target\">{}</span>",
+        esc(&i.action),
+        esc(&i.target)
+    );
+    if changes.is_empty() {
+        out.push_str(" <span class=\"muted\">no change</span>");
+        return out;
+    }
+    out.push_str("<ul class=\"changes\">");
+    for c in &changes {
+        let _ = match (&c.before, &c.after) {
+            (_, Some(a)) if i.before.is_none() => write!(
+                out,
+                "<li><span class=\"field\">{}</span>: {}</li>",
+                esc(&c.field),
+                esc(a)
+            ),
+            (b, a) => write!(
+                out,
+                "<li><span class=\"field\">{}</span>: <span class=\"before\">{}</span> → <span class=\"after\">{}</span></li>",
+                esc(&c.field),
+                esc(b.as_deref().unwrap_or("none")),
+                esc(a.as_deref().unwrap_or("none"))
+            ),
+        };
+    }
+    out.push_str("</ul>");
+    out
+}
+
 fn row(s: &mut String, i: &ActivityItem) {
     let team = match (&i.team, i.source) {
         (None, Source::Requests) => NO_TEAM_LABEL.to_string(),
         (t, _) => t.clone().unwrap_or_default(),
     };
-    let what =
-        match i.source {
-            Source::Requests => {
-                // The usage behind this bucket: the same key and window.
-                let href = format!(
-                    "/usage{}",
-                    query_string(&[
-                        ("from", to_rfc3339(i.at_ms)),
-                        ("to", to_rfc3339(i.until_ms.unwrap_or(i.at_ms))),
-                        ("key", i.key_id.map(|k| k.to_string()).unwrap_or_default()),
-                        (
-                            "team",
-                            i.team.clone().unwrap_or_else(|| NO_TEAM_FILTER.to_string())
-                        ),
-                        ("group_by", "model".into()),
-                    ])
-                );
-                format!("<a href=\"{}\">{}</a>", esc(&href), esc(&i.summary))
-            }
-            Source::Admin | Source::Lifecycle if i.before.is_some() || i.after.is_some() => {
-                format!(
-            "{}<details><summary>before / after</summary><pre>{}</pre><pre>{}</pre></details>",
-            esc(&i.summary),
-            esc(&i.before.as_ref().map_or_else(|| "(none)".into(), |b| b.to_string())),
-            esc(&i.after.as_ref().map_or_else(|| "(none)".into(), |b| b.to_string())),
-        )
-            }
-            _ => esc(&i.summary),
-        };
+    let what = match i.source {
+        Source::Requests => {
+            // The usage behind this bucket: the same key and window.
+            let href = format!(
+                "/usage{}",
+                query_string(&[
+                    ("from", to_rfc3339(i.at_ms)),
+                    ("to", to_rfc3339(i.until_ms.unwrap_or(i.at_ms))),
+                    ("key", i.key_id.map(|k| k.to_string()).unwrap_or_default()),
+                    (
+                        "team",
+                        i.team.clone().unwrap_or_else(|| NO_TEAM_FILTER.to_string())
+                    ),
+                    ("group_by", "model".into()),
+                ])
+            );
+            format!("<a href=\"{}\">{}</a>", esc(&href), esc(&i.summary))
+        }
+        Source::Admin | Source::Lifecycle if i.before.is_some() || i.after.is_some() => {
+            changes_html(i)
+        }
+        _ => esc(&i.summary),
+    };
     let cost = i.totals.map_or_else(String::new, |t| {
         format!(
             "<span title=\"${}\">{}</span>",
@@ -251,7 +283,7 @@ fn row(s: &mut String, i: &ActivityItem) {
     });
     let _ = write!(
         s,
-        "<tr data-source=\"{}\"><td>{}</td><td><span class=\"badge\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+        "<tr data-source=\"{}\"><td class=\"time\">{}</td><td><span class=\"badge\">{}</span></td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"what\">{}</td><td class=\"num\">{}</td></tr>",
         i.source.as_str(),
         esc(&date_time(i.at_ms)),
         source_label(i.source),

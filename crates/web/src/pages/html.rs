@@ -264,9 +264,68 @@ pub fn updated(now: i64) -> String {
     )
 }
 
+/// A message (an alert's, a signal's) as HTML, escaped, with each path on this site it mentions ("/usage?...",
+/// "/api/v1/spend-logs?...", "/explain?...") turned into a link named for what it shows, rather than printed
+/// as a percent-encoded URL. Only paths on this site are linked: "//host" would leave it.
+pub fn message_html(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 64);
+    let mut first = true;
+    for word in message.split(' ') {
+        if !first {
+            out.push(' ');
+        }
+        first = false;
+        // A sentence's full stop or comma after the path is not part of it.
+        let path = word.trim_end_matches(['.', ',', ';', ')']);
+        let tail = &word[path.len()..];
+        if path.starts_with('/') && !path.starts_with("//") && path.len() > 1 {
+            let route = path.split('?').next().unwrap_or(path);
+            let label = match route {
+                "/usage" => "the usage view",
+                "/explain" => "the explanation",
+                "/api/v1/spend-logs" => "the spend logs (JSON)",
+                "/history" => "the activity",
+                _ => route,
+            };
+            let _ = write!(
+                out,
+                "<a href=\"{}\" title=\"{}\">{}</a>{}",
+                esc(path),
+                esc(path),
+                esc(label),
+                esc(tail)
+            );
+        } else {
+            out.push_str(&esc(word));
+        }
+    }
+    out
+}
+
+/// "As of 14:05:09 UTC" on pages that do not update live, with a link that reloads them.
+pub fn as_of(now: i64) -> String {
+    format!(
+        "<p class=\"updated as-of\" id=\"as-of\" data-ms=\"{now}\">As of <time datetime=\"{}\" title=\"{}\">{} UTC</time> \
+         · <a href=\"\" class=\"reload\">refresh</a></p>",
+        esc(&spendgate_core::time::to_rfc3339(now)),
+        esc(&date_time(now)),
+        hms(now)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_in_messages_become_links() {
+        let m = message_html("Evidence: /usage?from=2026-12-07T04%3A58%3A00Z&team=a and /api/v1/spend-logs?key=1. <b> //evil.example/x");
+        assert_eq!(
+            m,
+            "Evidence: <a href=\"/usage?from=2026-12-07T04%3A58%3A00Z&amp;team=a\" title=\"/usage?from=2026-12-07T04%3A58%3A00Z&amp;team=a\">the usage view</a> \
+             and <a href=\"/api/v1/spend-logs?key=1\" title=\"/api/v1/spend-logs?key=1\">the spend logs (JSON)</a>. &lt;b&gt; //evil.example/x"
+        );
+    }
 
     #[test]
     fn escaping_neutralises_markup() {

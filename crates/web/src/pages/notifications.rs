@@ -160,7 +160,7 @@ fn render(alerts: &[AlertRecord], deliveries: &[Delivery], now: i64) -> String {
                  <td title=\"{}\">{}</td></tr>",
                 a.id,
                 a.id,
-                esc(&a.alert.message),
+                super::html::message_html(&a.alert.message),
                 evidence(a),
                 kind_badge(&a.alert.kind),
                 subject_link(&a.alert.subject),

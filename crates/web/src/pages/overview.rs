@@ -415,19 +415,12 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
                     )
                 });
                 // Anomaly alerts point at their evidence: the filtered usage view of the requests concerned.
-                let evidence = a
-                    .alert
-                    .link
-                    .as_deref()
-                    .filter(|l| l.starts_with('/'))
-                    .map_or(String::new(), |l| {
-                        format!(" <a class=\"evidence\" href=\"{}\">evidence</a>", esc(l))
-                    });
+                let evidence = super::notifications::evidence(a);
                 let _ = write!(
                     s,
                     "<li><span class=\"status {cls}\">{}</span>{team} {}{evidence} <span class=\"muted\" title=\"{}\">{}</span></li>",
                     esc(&a.alert.kind.replace('_', " ")),
-                    esc(&a.alert.message),
+                    super::html::message_html(&a.alert.message),
                     esc(&super::html::date_time(a.at_ms)),
                     esc(&ago(a.at_ms, now)),
                 );
@@ -503,18 +496,20 @@ fn render_gateways(s: &mut String, p: &Pages, d: &Data, now: i64) {
         };
         let beat = d.beats.iter().find(|b| &b.name == name);
         let last_seen = match beat.filter(|_| !is_own) {
-            Some(b) if b.stopped => format!(
-                "<span class=\"muted\">■ stopped {}</span>",
-                esc(&ago(b.last_seen_ms, now))
-            ),
-            Some(b) if now - b.last_seen_ms > p.app.gateway_stale_after_ms => format!(
-                "<span class=\"warn\" data-stale=\"1\">● not responding: last heartbeat {}</span>",
-                esc(&ago(b.last_seen_ms, now))
-            ),
-            Some(b) => format!(
-                "<span class=\"ok\">● {}</span>",
-                esc(&ago(b.last_seen_ms, now))
-            ),
+            Some(b) => match crate::api::replica_status(b, now, p.app.gateway_stale_after_ms) {
+                "stopped" => format!(
+                    "<span class=\"muted\">■ stopped {}</span>",
+                    esc(&ago(b.last_seen_ms, now))
+                ),
+                "not_responding" => format!(
+                    "<span class=\"warn\" data-stale=\"1\">● not responding: last heartbeat {}</span>",
+                    esc(&ago(b.last_seen_ms, now))
+                ),
+                _ => format!(
+                    "<span class=\"ok\">● {}</span>",
+                    esc(&ago(b.last_seen_ms, now))
+                ),
+            },
             None => last_seen,
         };
         let ms = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |v| format!("≤ {} ms", int(v)));

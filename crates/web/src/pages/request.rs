@@ -9,7 +9,7 @@ use axum::response::Response;
 use axum::Extension;
 use spendgate_core::pricing::TokenKind;
 use spendgate_core::query::{NO_TEAM_FILTER, NO_TEAM_LABEL};
-use spendgate_core::{PriceConfidence, UsageSource};
+use spendgate_core::{CacheOutcome, PriceConfidence, UsageSource};
 
 use super::html::{date_time, esc, int, layout, query_string};
 use super::{error_page, html_response, store_error_page, Pages, SessionCsrf};
@@ -98,6 +98,31 @@ pub(crate) async fn page(
         esc(&e.id.to_string())
     );
     let estimated = e.usage_source == UsageSource::Estimated;
+    // A cache hit was answered from the gateway's memory: no provider call, no tokens billed, nothing spent.
+    let hit = e.cache_outcome == CacheOutcome::Hit;
+    if hit {
+        let _ = write!(
+            s,
+            "<p class=\"lead served\" id=\"served-from-cache\"><span class=\"status served-from-cache\">served from cache</span> \
+             This answer came from the response cache: no provider was called, so its tokens were served from cache \
+             at $0, and it avoided <b title=\"${}\">{}</b> (the stored answer's usage at today's price).</p>",
+            e.avoided_cost.to_usd_string(),
+            esc(&e.avoided_cost.display_usd())
+        );
+    }
+    let (usage_big, usage_sub) = if hit {
+        (
+            "Served from cache",
+            "Tokens served from cache at $0: nothing was billed, so they are recorded as 0.",
+        )
+    } else if estimated {
+        (
+            "Estimated",
+            "The provider reported no token counts; spendgate estimated them (about four bytes a token).",
+        )
+    } else {
+        ("Reported", "Token counts as reported by the provider.")
+    };
     let _ = write!(
         s,
         "<section class=\"cards\"><div class=\"card\"><h3>Cost</h3><p class=\"big\" title=\"${}\">{}</p>\
@@ -112,12 +137,8 @@ pub(crate) async fn page(
         int(e.usage.input_tokens),
         int(e.usage.output_tokens),
         if estimated { "warn" } else { "" },
-        if estimated { "Estimated" } else { "Reported" },
-        if estimated {
-            "The provider reported no token counts; spendgate estimated them (about four bytes a token)."
-        } else {
-            "Token counts as reported by the provider."
-        },
+        usage_big,
+        usage_sub,
         if e.price_confidence.is_exact() { "" } else { "warn" },
         match e.price_confidence {
             PriceConfidence::Exact => "Catalog",
@@ -204,7 +225,14 @@ pub(crate) async fn page(
             "Streamed",
             if e.stream { "yes".into() } else { "no".into() },
         ),
-        ("Cache outcome", esc(e.cache_outcome.as_str())),
+        (
+            "Cache outcome",
+            if hit {
+                "<span class=\"status served-from-cache\">served from cache</span> (hit)".into()
+            } else {
+                esc(e.cache_outcome.as_str())
+            },
+        ),
         (
             "Avoided cost",
             // Only a cache hit avoids anything: what its stored answer's usage costs at today's price.
@@ -245,7 +273,14 @@ pub(crate) async fn page(
                 .as_deref()
                 .map_or_else(|| "—".into(), esc),
         ),
-        ("Usage source", esc(e.usage_source.as_str())),
+        (
+            "Usage source",
+            if hit {
+                "the response cache (no provider call)".into()
+            } else {
+                esc(e.usage_source.as_str())
+            },
+        ),
         ("Price confidence", esc(e.price_confidence.as_str())),
     ];
     for (k, v) in rows {

@@ -1,5 +1,5 @@
 //! `/wallets`: every prepaid wallet with its balance, what requests in flight hold, what it was given and has
-//! spent, its status, its burn per day and when it runs dry at that pace; `/wallets/{id}`: one wallet and its
+//! spent, its status, its burn per hour (over its own age, at most a week) and when it runs dry at that pace; `/wallets/{id}`: one wallet and its
 //! ledger, newest first.
 //!
 //! The figures come from [`crate::controls_api::wallet_view`], the function behind `GET /api/v1/wallets`.
@@ -55,8 +55,49 @@ struct WalletRow {
     total_spent: Money,
     low_threshold: Money,
     status: String,
-    burn_per_day: Money,
+    burn: BurnRow,
     projected_depletion: Option<String>,
+    projected_depletion_earliest: Option<String>,
+    projected_depletion_latest: Option<String>,
+}
+
+/// A burn rate and the window it is over, as `insights_api::forecast::rate_json` writes it (wallets' burn,
+/// budgets' forecast rate).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BurnRow {
+    pub per_hour: Money,
+    pub low_per_hour: Money,
+    pub high_per_hour: Money,
+    pub window_seconds: i64,
+    pub description: String,
+}
+
+/// "$0.42/h" with its range and window in the hover text, and the window in words beneath when `long`.
+fn burn_html(b: &BurnRow, long: bool) -> String {
+    let window = spendgate_core::controls::describe_window(b.window_seconds.saturating_mul(1000));
+    let range = if b.low_per_hour == b.high_per_hour {
+        String::new()
+    } else {
+        format!(
+            " <span class=\"muted\">({}–{})</span>",
+            esc(&b.low_per_hour.display_usd()),
+            esc(&b.high_per_hour.display_usd())
+        )
+    };
+    format!(
+        "<span title=\"${} per hour {}\">{}/h</span>{range}{}",
+        b.per_hour.to_usd_string(),
+        esc(&b.description),
+        esc(&b.per_hour.display_usd()),
+        if long {
+            format!(
+                "<br><span class=\"muted small\">over the last {}</span>",
+                esc(&window)
+            )
+        } else {
+            format!(" <span class=\"muted small\">over {}</span>", esc(&window))
+        }
+    )
 }
 
 async fn wallet_row(app: &AppState, w: &WalletRecord) -> Result<WalletRow, ApiError> {
@@ -87,20 +128,40 @@ fn status_badge(status: &str) -> String {
     )
 }
 
-/// "2026-12-03 (in 4d 2h)", or a dash when nothing was spent in the last seven days.
+/// "2026-12-03 (in 4d 2h)" with the range of dates the burn's range gives, or a dash when nothing was spent
+/// in the burn's window.
 fn depletion(w: &WalletRow, now: i64) -> String {
-    match w.projected_depletion.as_deref() {
+    let at = |s: Option<&str>| s.and_then(parse_rfc3339);
+    match at(w.projected_depletion.as_deref()) {
         None if w.available <= Money::ZERO => "<span class=\"muted\">now</span>".into(),
-        None => "<span class=\"muted\" title=\"nothing spent in the last 7 days\">—</span>".into(),
-        Some(at) => match parse_rfc3339(at) {
-            Some(ms) => format!(
-                "<span title=\"{}\">{}</span> <span class=\"muted\">{}</span>",
+        None => format!(
+            "<span class=\"muted\" title=\"nothing spent {}\">—</span>",
+            esc(&w.burn.description)
+        ),
+        Some(ms) => {
+            let (early, late) = (
+                at(w.projected_depletion_earliest.as_deref()),
+                at(w.projected_depletion_latest.as_deref()),
+            );
+            let range = match (early, late) {
+                (Some(e), Some(l)) if e != l => format!(
+                    " <span class=\"muted small\">({} to {})</span>",
+                    esc(&until(e - now)),
+                    esc(&until(l - now))
+                ),
+                (Some(e), None) if e != ms => format!(
+                    " <span class=\"muted small\">(from {})</span>",
+                    esc(&until(e - now))
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "<span title=\"{}\">{}</span> <span class=\"muted\">{}</span>{range}",
                 esc(&date_time(ms)),
                 esc(&super::html::date(ms)),
                 esc(&until(ms - now))
-            ),
-            None => esc(at),
-        },
+            )
+        }
     }
 }
 
@@ -183,13 +244,13 @@ fn render_list(rows: &[WalletRow], now: i64, host: &str) -> String {
         s,
         "<section class=\"cards\" aria-label=\"Wallets at a glance\">\
          <div class=\"card\"><h3>Balance, all wallets</h3><p class=\"big\">{}</p><p class=\"sub\">{} wallets</p></div>\
-         <div class=\"card\"><h3>Burn per day</h3><p class=\"big\">{}</p><p class=\"sub\">average over the last 7 days</p></div>\
+         <div class=\"card\"><h3>Burn per hour</h3><p class=\"big\">{}</p><p class=\"sub\">each wallet since it was created, at most the last 7 days</p></div>\
          <div class=\"card\"><h3>Low</h3><p class=\"big{}\">{}</p><p class=\"sub\">under their low threshold</p></div>\
          <div class=\"card\"><h3>Depleted</h3><p class=\"big{}\">{}</p><p class=\"sub\">nothing left to spend</p></div>\
          </section>",
         usd(total(|w| w.balance)),
         rows.len(),
-        usd(total(|w| w.burn_per_day)),
+        esc(&format!("{}/h", total(|w| w.burn.per_hour).display_usd())),
         if count("low") > 0 { " warn" } else { "" },
         count("low"),
         if count("depleted") > 0 { " bad" } else { "" },
@@ -199,7 +260,7 @@ fn render_list(rows: &[WalletRow], now: i64, host: &str) -> String {
         "<section class=\"panel\"><table class=\"data\" id=\"wallets\"><thead><tr><th>Wallet</th><th>Scope</th>\
          <th class=\"num\">Balance</th><th class=\"num\" title=\"held by requests in flight\">Reserved</th>\
          <th class=\"num\">Total allocated</th><th class=\"num\">Total spent</th><th>Status</th>\
-         <th class=\"num\" title=\"average over the last 7 days\">Burn / day</th><th>Projected depletion</th><th></th>\
+         <th class=\"num\" title=\"since the wallet was created, at most the last 7 days; the range spans that and the last hour\">Burn / hour</th><th>Projected depletion</th><th></th>\
          </tr></thead><tbody>",
     );
     for w in rows {
@@ -218,7 +279,7 @@ fn render_list(rows: &[WalletRow], now: i64, host: &str) -> String {
             usd(w.total_spent),
             esc(&w.low_threshold.display_usd()),
             status_badge(&w.status),
-            usd(w.burn_per_day),
+            burn_html(&w.burn, false),
             depletion(w, now),
         );
     }
@@ -309,7 +370,7 @@ fn render_ledger(
         "<section class=\"cards\" aria-label=\"Wallet\">\
          <div class=\"card\"><h3>Balance</h3><p class=\"big\" id=\"wallet-balance\">{}</p><p class=\"sub\">{} available, {} reserved</p></div>\
          <div class=\"card\"><h3>Status</h3><p class=\"big\">{}</p><p class=\"sub\">low under {}</p></div>\
-         <div class=\"card\"><h3>Burn per day</h3><p class=\"big\">{}</p><p class=\"sub\">runs dry: {}</p></div>\
+         <div class=\"card\"><h3>Burn per hour</h3><p class=\"big\">{}</p><p class=\"sub\">runs dry: {}</p></div>\
          <div class=\"card\"><h3>Allocated / spent</h3><p class=\"big\">{}</p><p class=\"sub\">{} spent in total</p></div>\
          </section>",
         usd(w.balance),
@@ -317,7 +378,7 @@ fn render_ledger(
         usd(w.reserved),
         status_badge(&w.status),
         esc(&w.low_threshold.display_usd()),
-        usd(w.burn_per_day),
+        burn_html(&w.burn, true),
         depletion(w, now),
         usd(w.total_allocated),
         usd(w.total_spent),

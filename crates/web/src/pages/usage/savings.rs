@@ -101,7 +101,7 @@ fn table(s: &mut String, heading: &str, rows: &BTreeMap<String, Saving>) {
             int(r.fills),
             money(r.fill_cost),
             money(r.avoided),
-            money(r.net()),
+            net_cell(r),
         );
         total.hits += r.hits;
         total.fills += r.fills;
@@ -116,8 +116,33 @@ fn table(s: &mut String, heading: &str, rows: &BTreeMap<String, Saving>) {
         int(total.fills),
         money(total.fill_cost),
         money(total.avoided),
-        money(total.net()),
+        net_cell(&total),
     );
+    if total.net() < Money::ZERO {
+        let _ = write!(
+            s,
+            "<p class=\"small muted negative-net\">Net savings are negative because filling the cache cost {} (the \
+             requests whose answers were stored), more than the {} its hits have saved so far. Every later hit on a \
+             stored answer adds its avoided cost.</p>",
+            esc(&total.fill_cost.display_usd()),
+            esc(&total.avoided.display_usd())
+        );
+    }
+}
+
+/// Net savings, with why when they are negative (fills cost more than the hits saved so far).
+fn net_cell(r: &Saving) -> String {
+    let net = r.net();
+    if net < Money::ZERO {
+        format!(
+            "<span class=\"warn\" title=\"fills cost {} so far, more than the {} their hits avoided\">{}</span>",
+            esc(&r.fill_cost.display_usd()),
+            esc(&r.avoided.display_usd()),
+            esc(&net.display_usd())
+        )
+    } else {
+        money(net)
+    }
 }
 
 /// The panel for the page's filters (whatever cache outcome they name: the panel picks its own). `outcomes` is

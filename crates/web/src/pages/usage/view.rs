@@ -546,7 +546,16 @@ impl View<'_> {
                 esc(&e.provider),
                 int(e.usage.input_tokens),
                 int(e.usage.output_tokens),
-                if e.usage_source == spendgate_core::UsageSource::Estimated { " <span class=\"badge\" title=\"estimated by spendgate\">est.</span>" } else { "" },
+                if e.cache_outcome == spendgate_core::CacheOutcome::Hit {
+                    format!(
+                        " <span class=\"badge served-from-cache\" title=\"answered from the response cache at $0; avoided ${}\">served from cache</span>",
+                        e.avoided_cost.to_usd_string()
+                    )
+                } else if e.usage_source == spendgate_core::UsageSource::Estimated {
+                    " <span class=\"badge\" title=\"estimated by spendgate\">est.</span>".into()
+                } else {
+                    String::new()
+                },
                 e.cost.to_usd_string(),
                 esc(&e.cost.display_usd()),
                 esc(e.status.as_str()),
