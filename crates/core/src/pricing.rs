@@ -104,8 +104,26 @@ pub struct TierRates {
 #[serde(deny_unknown_fields)]
 pub struct LongContext {
     pub above_input_tokens: u64,
-    #[serde(flatten)]
-    pub rates: TierRates,
+    pub input_per_mtok: PricePerMtok,
+    pub output_per_mtok: PricePerMtok,
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<PricePerMtok>,
+    #[serde(default)]
+    pub cache_write_per_mtok: Option<PricePerMtok>,
+    #[serde(default)]
+    pub cache_write_1h_per_mtok: Option<PricePerMtok>,
+}
+
+impl LongContext {
+    fn rates(&self) -> TierRates {
+        TierRates {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+            cache_write_1h_per_mtok: self.cache_write_1h_per_mtok,
+        }
+    }
 }
 
 /// Why a line was billed at other than the model's standard rate.
@@ -195,7 +213,7 @@ impl ModelPrice {
             .as_ref()
             .filter(|lc| usage.input_tokens > lc.above_input_tokens)
         {
-            r = r.over(Rate::LongContext, &lc.rates);
+            r = r.over(Rate::LongContext, &lc.rates());
         }
         r
     }
@@ -250,6 +268,7 @@ pub enum TokenKind {
     /// Audio input.
     AudioInput,
     /// Cache writes that live an hour.
+    #[serde(rename = "cache_write_1h")]
     CacheWrite1h,
     /// Reasoning output: billed at the output price, shown apart.
     Reasoning,

@@ -443,3 +443,47 @@ async fn legacy_completions_are_metered_and_the_free_helpers_pass_through_unreco
     let logs = s.all_spend_logs("team=helpers&window=1h").await;
     assert_eq!(logs.len(), 3, "{logs:?}");
 }
+
+/// The billing rules end to end: the mock, like Anthropic, splits a 1-hour cache write from 5-minute ones in
+/// `usage.cache_creation`, and the spend log bills it on its own line at 2x the input price; the lines add up to
+/// the cost, and the request page shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_hour_cache_write_is_its_own_line_of_the_spend_logs_bill() {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("u", Some("caching")).await;
+    let document = "a long contract clause ".repeat(400);
+    let res = s
+        .messages(
+            &key,
+            json!({ "model": "claude-haiku-4-5", "max_tokens": 20,
+                    "system": [{ "type": "text", "text": document, "cache_control": { "type": "ephemeral", "ttl": "1h" } }],
+                    "messages": [{ "role": "user", "content": "Summarise." }] }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let v: Value = res.json().await.unwrap();
+    let one_hour = v["usage"]["cache_creation"]["ephemeral_1h_input_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(one_hour > 0, "{v}");
+    let log = s.wait_for_log(&id).await;
+    let lines = log["price_lines"].as_array().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l["kind"] == "cache_write_1h")
+        .unwrap_or_else(|| panic!("no 1-hour line: {lines:?}"));
+    assert_eq!(line["tokens"].as_u64(), Some(one_hour));
+    assert_eq!(
+        line["price_per_mtok"], "2.00",
+        "2x claude-haiku-4-5's input price"
+    );
+    let sum: i128 = lines.iter().map(|l| common::picos(&l["cost"])).sum();
+    assert_eq!(sum, common::picos(&log["cost"]));
+    let cookie = s.login("test-admin-token").await;
+    let page = s.page(&format!("/requests/{id}"), &cookie).await;
+    assert!(
+        page.contains("Cache write (1 h)"),
+        "the request page names the line"
+    );
+}

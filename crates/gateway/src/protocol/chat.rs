@@ -3,10 +3,13 @@
 //! Shapes follow OpenAI's API reference (platform.openai.com/docs/api-reference/chat, .../embeddings):
 //! `usage.prompt_tokens` (the whole prompt, cached tokens included), `usage.completion_tokens`,
 //! `usage.prompt_tokens_details.cached_tokens`; a stream's final chunk carries `usage` when
-//! `stream_options.include_usage` is true, and `data: [DONE]` ends it.
+//! `stream_options.include_usage` is true, and `data: [DONE]` ends it. The parts billed apart:
+//! `prompt_tokens_details.audio_tokens`, `completion_tokens_details.reasoning_tokens` and `.audio_tokens`; the
+//! answer's top-level `service_tier` (`default`, `flex`, `priority`; platform.openai.com/docs/api-reference/chat/
+//! object) names the rates it was billed at.
 
 use serde::Deserialize;
-use spendgate_core::Usage;
+use spendgate_core::{ServiceTier, Usage};
 
 use super::{contains, normalised, StreamState, WireFormat};
 
@@ -18,36 +21,72 @@ pub struct WireUsage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+/// `null` counts (some OpenAI-compatible servers send them) read as zero.
+fn count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.unwrap_or(0))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct PromptDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count")]
     pub cached_tokens: u64,
+    #[serde(default, deserialize_with = "count")]
+    pub audio_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompletionDetails {
+    #[serde(default, deserialize_with = "count")]
+    pub reasoning_tokens: u64,
+    #[serde(default, deserialize_with = "count")]
+    pub audio_tokens: u64,
 }
 
 impl WireUsage {
     pub fn normalise(&self) -> Usage {
-        let cached = self
-            .prompt_tokens_details
-            .as_ref()
-            .map_or(0, |d| d.cached_tokens);
-        normalised(self.prompt_tokens, self.completion_tokens, cached, 0)
+        let prompt = self.prompt_tokens_details.as_ref();
+        let completion = self.completion_tokens_details.as_ref();
+        let u = normalised(
+            self.prompt_tokens,
+            self.completion_tokens,
+            prompt.map_or(0, |d| d.cached_tokens),
+            0,
+        );
+        Usage {
+            audio_input_tokens: prompt.map_or(0, |d| d.audio_tokens),
+            reasoning_tokens: completion.map_or(0, |d| d.reasoning_tokens),
+            audio_output_tokens: completion.map_or(0, |d| d.audio_tokens),
+            ..u
+        }
+        .with_parts_bounded()
     }
 }
 
-/// A response body or stream chunk, read only for its usage.
+/// A response body or stream chunk, read only for its usage and the tier it was served at.
 #[derive(Debug, Deserialize)]
 pub struct WithUsage {
     #[serde(default)]
     pub usage: Option<WireUsage>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
 }
 
 /// The usage in a complete chat or embeddings body.
 pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-    Ok(serde_json::from_slice::<WithUsage>(body)?
-        .usage
-        .map(|u| u.normalise()))
+    let b = serde_json::from_slice::<WithUsage>(body)?;
+    let tier = b
+        .service_tier
+        .as_deref()
+        .map(ServiceTier::from_wire)
+        .unwrap_or_default();
+    Ok(b.usage.map(|u| Usage {
+        service_tier: tier,
+        ..u.normalise()
+    }))
 }
 
 /// Whether a chunk's only usage member is `null`: with `include_usage` every chunk carries one, and parsing each

@@ -23,6 +23,25 @@ struct WireUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// The writes split by how long they live (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`): the
+    /// 1-hour ones cost 2x the input price, the 5-minute ones 1.25x (prompt caching guide, "Pricing").
+    #[serde(default)]
+    cache_creation: Option<CacheCreation>,
+    /// Server tools the model ran (`web_search_requests`), billed per call.
+    #[serde(default)]
+    server_tool_use: Option<ServerToolUse>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CacheCreation {
+    #[serde(default)]
+    ephemeral_1h_input_tokens: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ServerToolUse {
+    #[serde(default)]
+    web_search_requests: Option<u64>,
 }
 
 impl WireUsage {
@@ -37,12 +56,26 @@ impl WireUsage {
             .cache_read_input_tokens
             .unwrap_or(b.cached_input_tokens);
         let output = self.output_tokens.unwrap_or(b.output_tokens);
-        normalised(
+        let u = normalised(
             uncached.saturating_add(write).saturating_add(read),
             output,
             read,
             write,
-        )
+        );
+        Usage {
+            cache_write_1h_tokens: self
+                .cache_creation
+                .as_ref()
+                .and_then(|c| c.ephemeral_1h_input_tokens)
+                .unwrap_or(b.cache_write_1h_tokens),
+            web_search_calls: self
+                .server_tool_use
+                .as_ref()
+                .and_then(|s| s.web_search_requests)
+                .unwrap_or(b.web_search_calls),
+            ..u
+        }
+        .with_parts_bounded()
     }
 }
 

@@ -8,6 +8,8 @@
 //!
 //! Each shape implements [`WireFormat`]; the metering code (`meter.rs`, `sse.rs`) is the same for all of them.
 
+#[cfg(test)]
+mod billing;
 pub mod chat;
 pub mod extent;
 pub mod messages;

@@ -4,10 +4,13 @@
 //! "Responses streaming events" page): a response object's `usage` has `input_tokens` (the whole prompt, cached
 //! tokens included), `input_tokens_details.cached_tokens`, `output_tokens` (reasoning included) and
 //! `total_tokens`. A stream is a series of typed events; usage arrives in the final `response.completed` (or
-//! `response.incomplete` / `response.failed`) event's `response.usage`, and there is no `[DONE]`.
+//! `response.incomplete` / `response.failed`) event's `response.usage`, and there is no `[DONE]`. Reasoning is
+//! `output_tokens_details.reasoning_tokens`; the response's `service_tier` names the rates it was billed at; every
+//! web search the model ran is a `web_search_call` item of its `output`, billed per call (OpenAI's tools
+//! pricing).
 
 use serde::Deserialize;
-use spendgate_core::Usage;
+use spendgate_core::{ServiceTier, Usage};
 
 use super::{contains, normalised, StreamState, WireFormat};
 
@@ -19,6 +22,8 @@ struct WireUsage {
     output_tokens: u64,
     #[serde(default)]
     input_tokens_details: Option<InputDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,20 +32,59 @@ struct InputDetails {
     cached_tokens: u64,
 }
 
-impl WireUsage {
-    fn normalise(&self) -> Usage {
-        let cached = self
-            .input_tokens_details
-            .as_ref()
-            .map_or(0, |d| d.cached_tokens);
-        normalised(self.input_tokens, self.output_tokens, cached, 0)
-    }
+#[derive(Debug, Deserialize)]
+struct OutputDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+/// An item of a response's `output`, read only for its type.
+#[derive(Debug, Deserialize)]
+struct OutputItem {
+    #[serde(default, rename = "type")]
+    kind: String,
 }
 
 #[derive(Debug, Deserialize)]
 struct ResponseObject {
     #[serde(default)]
     usage: Option<WireUsage>,
+    #[serde(default)]
+    service_tier: Option<String>,
+    #[serde(default)]
+    output: Vec<OutputItem>,
+}
+
+impl ResponseObject {
+    /// The response's usage with the parts it bills apart, or `None` when it reports none.
+    fn usage(&self) -> Option<Usage> {
+        let w = self.usage.as_ref()?;
+        let cached = w
+            .input_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens);
+        let u = normalised(w.input_tokens, w.output_tokens, cached, 0);
+        Some(
+            Usage {
+                reasoning_tokens: w
+                    .output_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.reasoning_tokens),
+                web_search_calls: self
+                    .output
+                    .iter()
+                    .filter(|i| i.kind == "web_search_call")
+                    .count() as u64,
+                service_tier: self
+                    .service_tier
+                    .as_deref()
+                    .map(ServiceTier::from_wire)
+                    .unwrap_or_default(),
+                ..u
+            }
+            .with_parts_bounded(),
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,9 +108,7 @@ pub struct Responses;
 
 impl WireFormat for Responses {
     fn body_usage(&self, body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
-        Ok(serde_json::from_slice::<ResponseObject>(body)?
-            .usage
-            .map(|u| u.normalise()))
+        Ok(serde_json::from_slice::<ResponseObject>(body)?.usage())
     }
 
     fn stream_event(&self, data: &[u8], state: &mut StreamState) {
@@ -79,8 +121,8 @@ impl WireFormat for Responses {
         };
         if TERMINAL.contains(&event.kind.as_str()) {
             state.done = true;
-            if let Some(u) = event.response.and_then(|r| r.usage) {
-                state.usage = Some(u.normalise());
+            if let Some(u) = event.response.and_then(|r| r.usage()) {
+                state.usage = Some(u);
             }
         }
     }
