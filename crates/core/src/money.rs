@@ -130,6 +130,43 @@ impl Money {
         parse_scaled(s, MONEY_SCALE).map(Money)
     }
 
+    /// Reads a JSON number of USD (`0.000123`, `1.23e-4`) from its own digits, never through a float: a provider
+    /// that reports its cost as a number (OpenRouter's `usage.cost`). Digits past the picodollar are dropped
+    /// (toward zero); `None` for anything that is not a JSON number or does not fit.
+    pub fn parse_json_number(text: &str) -> Option<Money> {
+        let t = text.trim();
+        let (mantissa, exp) = match t.find(['e', 'E']) {
+            Some(i) => (&t[..i], t[i + 1..].parse::<i32>().ok()?),
+            None => (t, 0),
+        };
+        let (neg, m) = match mantissa.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, mantissa),
+        };
+        let (int_part, frac_part) = m.split_once('.').unwrap_or((m, ""));
+        let digits: String = int_part.chars().chain(frac_part.chars()).collect();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || exp.abs() > 40 {
+            return None;
+        }
+        // The number is `digits` with `frac` digits after the point; picodollars have MONEY_SCALE of them.
+        let frac = i32::try_from(frac_part.len()).ok()? - exp;
+        let shift = i32::try_from(MONEY_SCALE).ok()? - frac;
+        let kept = if shift >= 0 {
+            digits.as_str()
+        } else {
+            let cut = usize::try_from(-shift).ok()?;
+            &digits[..digits.len().saturating_sub(cut)]
+        };
+        let mut value: i128 = 0;
+        for b in kept.bytes() {
+            value = value.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        }
+        if shift > 0 {
+            value = value.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?;
+        }
+        Some(Money(if neg { -value } else { value }))
+    }
+
     /// Like [`Money::parse_usd`] but refuses negative amounts (budgets, top-ups).
     pub fn parse_non_negative_usd(s: &str) -> Result<Money, ParseMoneyError> {
         let m = Money::parse_usd(s)?;
@@ -463,5 +500,30 @@ mod tests {
         assert!(err.contains("write it as a string"), "{err}");
         assert!(toml::from_str::<P>("p = \"0.15\"").is_ok());
         assert!(toml::from_str::<P>("p = 3").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod json_number_tests {
+    use super::Money;
+
+    #[test]
+    fn json_numbers_are_read_from_their_digits() {
+        let p = |s: &str| Money::parse_json_number(s).map(Money::picos);
+        assert_eq!(p("0.0001234"), Some(123_400_000));
+        assert_eq!(p("1.234e-4"), Some(123_400_000));
+        assert_eq!(p("1.234E-04"), Some(123_400_000));
+        assert_eq!(p("12"), Some(12_000_000_000_000));
+        assert_eq!(p("2e1"), Some(20_000_000_000_000));
+        assert_eq!(
+            p("0.1234567890129"),
+            Some(123_456_789_012),
+            "past the picodollar: dropped"
+        );
+        assert_eq!(p("-0.5"), Some(-500_000_000_000));
+        assert_eq!(p("0"), Some(0));
+        for bad in ["", "abc", "1.2.3", "1e", "0x10", "1e999", "\"0.1\""] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 }

@@ -40,6 +40,10 @@ pub struct Usage {
     /// The tier the provider says it served the request at (OpenAI's `service_tier`).
     #[serde(default)]
     pub service_tier: ServiceTier,
+    /// What the provider says the request cost, where it says so (OpenRouter's `usage.cost`): recorded beside
+    /// spendgate's own price, never instead of it, so that a difference shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_cost: Option<crate::Money>,
 }
 
 /// The processing tier a provider served a request at: some bill other rates for the same model
@@ -78,6 +82,7 @@ impl Usage {
         audio_output_tokens: 0,
         web_search_calls: 0,
         service_tier: ServiceTier::Standard,
+        provider_cost: None,
     };
 
     pub fn total_tokens(&self) -> u64 {

@@ -281,3 +281,43 @@ async fn a_dated_snapshot_is_billed_as_its_model_and_flagged_inferred() {
     );
     s.running.stop().await.unwrap();
 }
+
+/// OpenRouter reports what it charged in `usage.cost` (openrouter.ai/docs, "Usage accounting"). The spend log
+/// keeps it beside spendgate's own price, read from the number's digits, and flags a difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_reported_cost_is_recorded_beside_ours_and_a_difference_flagged() {
+    let app = axum::Router::new().fallback(|| async {
+        // The number as OpenRouter writes it: a JSON float, here in exponent form.
+        let body = r#"{"id":"gen-1","object":"chat.completion","model":"anthropic/claude-sonnet-4.5",
+            "choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":1000,"completion_tokens":100,"total_tokens":1100,"cost":4.6e-3,"is_byok":false}}"#;
+        ([("content-type", "application/json")], body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    std::env::set_var(key_env("openrouter"), "test-key-openrouter");
+    let s = TestServer::start_with(|config| {
+        config.providers = vec![ProviderConfig {
+            name: "openrouter".into(),
+            kind: "openrouter".into(),
+            models: vec!["anthropic/claude-sonnet-4.5".into()],
+            base_url: Some(format!("{origin}/api/v1")),
+            ..ProviderConfig::default()
+        }];
+    })
+    .await;
+    let (_, key) = s.create_key("router-user", None).await;
+    let res = s
+        .chat(
+            &key,
+            chat_body("anthropic/claude-sonnet-4.5", "hello", false),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let log = s.wait_for_log(&request_id(&res)).await;
+    assert_eq!(log["provider_cost"], "0.0046", "{log}");
+    // 1,000 x $3 + 100 x $15 per million = $0.0045 by the catalog: OpenRouter said $0.0046.
+    assert_eq!(log["cost"], "0.0045");
+    assert_eq!(log["provider_cost_differs"], true);
+}

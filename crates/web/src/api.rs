@@ -627,6 +627,9 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "avoided_cost": e.avoided_cost,
         "usage_source": e.usage_source.as_str(),
         "price_confidence": e.price_confidence.as_str(),
+        // The provider's own figure where it reports one (OpenRouter), beside spendgate's: a difference is flagged.
+        "provider_cost": e.usage.provider_cost,
+        "provider_cost_differs": e.usage.provider_cost.is_some_and(|p| p != e.cost),
         "price_lines": e.price_lines,
         "error": e.error,
         "wallet_id": e.wallet_id,

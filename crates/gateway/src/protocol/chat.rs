@@ -23,6 +23,10 @@ pub struct WireUsage {
     pub prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
     pub completion_tokens_details: Option<CompletionDetails>,
+    /// OpenRouter's cost of the request in USD (openrouter.ai/docs "Usage accounting": `usage.cost`), read from
+    /// the number's own digits.
+    #[serde(default)]
+    pub cost: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// `null` counts (some OpenAI-compatible servers send them) read as zero.
@@ -60,6 +64,10 @@ impl WireUsage {
             audio_input_tokens: prompt.map_or(0, |d| d.audio_tokens),
             reasoning_tokens: completion.map_or(0, |d| d.reasoning_tokens),
             audio_output_tokens: completion.map_or(0, |d| d.audio_tokens),
+            provider_cost: self
+                .cost
+                .as_ref()
+                .and_then(|c| spendgate_core::Money::parse_json_number(c.get())),
             ..u
         }
         .with_parts_bounded()

@@ -25,6 +25,8 @@ pub struct Detail {
     pub price_lines: Vec<PriceLine>,
     pub error: Option<String>,
     pub failed_attempts: Vec<FailedAttempt>,
+    /// What the provider said the request cost, where it says (`Usage::provider_cost`).
+    pub provider_cost: Option<spendgate_core::Money>,
 }
 
 /// The letter of a kind in the short form: only the four kinds the row's token columns count on their own. The
@@ -60,6 +62,7 @@ fn fits_short_form(e: &SpendEvent) -> bool {
     let mut seen = [false; 4];
     e.error.is_none()
         && e.failed_attempts.is_empty()
+        && e.usage.provider_cost.is_none()
         && e.price_lines.iter().all(|l| {
             let Some(slot) = letter(l.kind).and_then(|_| seen.get_mut(l.kind as usize)) else {
                 return false;
@@ -94,11 +97,14 @@ pub fn detail_text(e: &SpendEvent) -> String {
         price_lines: &'a [PriceLine],
         error: &'a Option<String>,
         failed_attempts: &'a [FailedAttempt],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        provider_cost: Option<spendgate_core::Money>,
     }
     serde_json::to_string(&Json {
         price_lines: &e.price_lines,
         error: &e.error,
         failed_attempts: &e.failed_attempts,
+        provider_cost: e.usage.provider_cost,
     })
     .unwrap_or_default()
 }
@@ -135,12 +141,14 @@ fn read_json(text: &str) -> Detail {
         price_lines: Vec<PriceLine>,
         error: Option<String>,
         failed_attempts: Vec<FailedAttempt>,
+        provider_cost: Option<spendgate_core::Money>,
     }
     let j: Json = serde_json::from_str(text).unwrap_or_default();
     Detail {
         price_lines: j.price_lines,
         error: j.error,
         failed_attempts: j.failed_attempts,
+        provider_cost: j.provider_cost,
     }
 }
 

@@ -209,6 +209,10 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
         ..Usage::default()
     };
     let detail = read_detail(&r.text(24)?, &usage);
+    let usage = Usage {
+        provider_cost: detail.provider_cost,
+        ..usage
+    };
     Ok(StoredSpendLog {
         seq: r.int(0)?,
         event: SpendEvent {

@@ -312,6 +312,21 @@ pub(crate) async fn page(
     if e.price_lines.is_empty() {
         s.push_str("<tr><td colspan=\"4\" class=\"muted\">No price lines were recorded for this request.</td></tr>");
     }
+    if let Some(theirs) = e.usage.provider_cost {
+        let _ = write!(
+            s,
+            "<tr><td colspan=\"3\">Reported by the provider{}</td><td class=\"num\">${}</td></tr>",
+            if theirs == e.cost {
+                " (agrees)".to_string()
+            } else {
+                format!(
+                    " <span class=\"badge warn\">differs by ${}</span>",
+                    (theirs - e.cost).to_usd_string()
+                )
+            },
+            theirs.to_usd_string()
+        );
+    }
     let _ = write!(
         s,
         "</tbody><tfoot><tr><th colspan=\"3\">Total</th><td class=\"num\">${}</td></tr></tfoot></table>\
