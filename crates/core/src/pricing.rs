@@ -567,6 +567,15 @@ impl Catalog {
         })
     }
 
+    /// A catalog with no model, which refuses every unknown one.
+    pub fn empty() -> Catalog {
+        Catalog {
+            models: Vec::new(),
+            by_name: HashMap::new(),
+            unknown: UnknownModelPolicy::Refuse,
+        }
+    }
+
     pub fn models(&self) -> &[ModelPrice] {
         &self.models
     }

@@ -69,7 +69,8 @@ fn target(
     model: Option<&str>,
     body: Bytes,
 ) -> Result<(Arc<dyn Provider>, String, Bytes), ApiError> {
-    let routed = model.and_then(|m| gw.routes.get(m));
+    let routes = gw.routes.current();
+    let routed = model.and_then(|m| routes.get(m));
     if let Some(route) = routed {
         if let Some(t) = route.targets.iter().find(|t| t.provider.speaks(endpoint)) {
             let body = renamed(body, &t.upstream_model)?;
@@ -78,7 +79,7 @@ fn target(
     }
     match (endpoint, model) {
         (Endpoint::Moderations, _) => {
-            let provider = gw.routes.provider_for(endpoint).ok_or_else(|| {
+            let provider = routes.provider_for(endpoint).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
                     "invalid_request_error",

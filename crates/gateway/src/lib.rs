@@ -46,7 +46,7 @@ pub use error::ApiError;
 pub use keys::KeyCache;
 pub use mock_upstream::mock_upstream_router;
 pub use proxy::router;
-pub use routes::Routes;
+pub use routes::{Routes, SharedRoutes};
 pub use stats::GatewayStats;
 
 /// Limits on what a client may send.
@@ -78,7 +78,8 @@ impl Default for Limits {
 pub struct Gateway {
     /// This replica's name, on every spend log.
     pub name: Arc<str>,
-    pub routes: Routes,
+    /// Shared with the admin API, which reloads prices.
+    pub routes: Arc<routes::SharedRoutes>,
     pub keys: KeyCache,
     pub writer: SpendWriter,
     pub limits: Limits,

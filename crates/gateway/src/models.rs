@@ -94,8 +94,8 @@ pub(crate) async fn list(
         gw.stats.reject();
         return e.shaped(shape).into_response();
     }
-    let models: Vec<(&str, &Route)> = gw
-        .routes
+    let routes = gw.routes.current();
+    let models: Vec<(&str, &Route)> = routes
         .list()
         .into_iter()
         .filter(|(_, r)| callable(r, shape))
@@ -172,7 +172,7 @@ pub(crate) async fn get(
         gw.stats.reject();
         return e.shaped(shape).into_response();
     }
-    match gw.routes.get(&id) {
+    match gw.routes.current().get(&id) {
         Some(route) if callable(&route, shape) => match shape {
             ErrorShape::OpenAi => axum::Json(openai_model(&id, &route)).into_response(),
             ErrorShape::Anthropic => axum::Json(anthropic_model(&id)).into_response(),

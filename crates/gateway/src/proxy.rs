@@ -275,6 +275,7 @@ async fn prepare(
         })?;
     let route = gw
         .routes
+        .current()
         .get(&model)
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     // `openai/gpt-4o-mini` is recorded as the model it names, so that both spellings add up as one.

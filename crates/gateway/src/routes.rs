@@ -191,6 +191,11 @@ impl Routes {
         self.route_on(model, owner.unwrap_or(default))
     }
 
+    /// The catalog the routes were priced from.
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.clone()
+    }
+
     /// A provider that serves `endpoint`, for calls that name no routed model (a moderation without `model`):
     /// the default provider, else the provider named `openai`, else the first by name.
     pub fn provider_for(&self, endpoint: crate::provider::Endpoint) -> Option<Arc<dyn Provider>> {
@@ -224,5 +229,29 @@ impl Routes {
             .collect();
         v.sort_by_key(|(m, _)| *m);
         v
+    }
+}
+
+/// The routes in force, replaced whole when prices are reloaded (`spendgate` on SIGHUP or
+/// `POST /api/v1/pricing/reload`). A request takes the routes of the moment it arrives and keeps them to its end,
+/// so a reload never changes the bill of a request in flight, and a spend log keeps the prices it was written with.
+#[derive(Debug)]
+pub struct SharedRoutes(std::sync::RwLock<Arc<Routes>>);
+
+impl SharedRoutes {
+    pub fn new(routes: Routes) -> SharedRoutes {
+        SharedRoutes(std::sync::RwLock::new(Arc::new(routes)))
+    }
+
+    /// The routes in force now.
+    pub fn current(&self) -> Arc<Routes> {
+        // A writer only swaps a pointer, so a poisoned lock still holds whole routes.
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `routes` in force; returns the ones they replace.
+    pub fn replace(&self, routes: Routes) -> Arc<Routes> {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, Arc::new(routes))
     }
 }

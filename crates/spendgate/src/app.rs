@@ -15,7 +15,7 @@ use spendgate_gateway::providers::mock::Fault;
 use spendgate_gateway::providers::{
     Anthropic, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
-use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes};
+use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes, SharedRoutes};
 use spendgate_store::journal::{JournalConfig, SyncMode};
 use spendgate_store::postgres::{redact_url, PostgresOptions};
 use spendgate_store::sqlite::SqliteOptions;
@@ -356,6 +356,97 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|v| *v).await;
 }
 
+/// Reloads prices and routes from the configuration file, on SIGHUP or through the admin API.
+struct PricingReloader {
+    path: std::path::PathBuf,
+    routes: Arc<SharedRoutes>,
+    store: Arc<dyn Store>,
+}
+
+impl PricingReloader {
+    /// Reads the file again, builds its catalog and routes (any mistake leaves the ones in force untouched),
+    /// puts them in force, and records what changed as an admin action with before and after.
+    async fn reload(&self, actor: &str) -> anyhow::Result<serde_json::Value> {
+        let config = Config::load(Some(&self.path))?;
+        let catalog = Arc::new(config.catalog()?);
+        let routes = build_routes(&config, &catalog)?;
+        let (before, after) = price_changes(&self.routes.current(), &routes);
+        let changed = before.len().max(after.len());
+        self.routes.replace(routes);
+        tracing::info!(changed, path = %self.path.display(), "Prices reloaded.");
+        let entry = spendgate_store::controls::AuditEntry {
+            actor: actor.to_string(),
+            action: "pricing.reload".into(),
+            target: self.path.display().to_string(),
+            before: Some(serde_json::Value::Object(before.clone())),
+            after: Some(serde_json::Value::Object(after.clone())),
+        };
+        if let Err(e) = self.store.record_audit(entry).await {
+            tracing::warn!(error = %e, "Recording a price reload in the activity history failed.");
+        }
+        Ok(serde_json::json!({ "changed": changed, "before": before, "after": after }))
+    }
+
+    /// Reloads on every SIGHUP, as daemons do, for as long as the process runs.
+    fn on_sighup(self: &Arc<Self>) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("SIGHUP cannot be watched here; reload prices through POST /api/v1/pricing/reload.");
+                return;
+            };
+            let me = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let Some(r) = me.upgrade() else { return };
+                    if let Err(e) = r.reload("SIGHUP").await {
+                        tracing::error!(error = %format!("{e:#}"), "Reloading prices on SIGHUP failed; the ones in force stay.");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The prices that differ between two sets of routes, by `model@provider`: (before, after), each only the
+/// entries that changed (absent on one side when a model was added or removed).
+fn price_changes(
+    old: &Routes,
+    new: &Routes,
+) -> (
+    serde_json::Map<String, serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let prices = |r: &Routes| -> std::collections::BTreeMap<String, serde_json::Value> {
+        r.list()
+            .into_iter()
+            .flat_map(|(name, route)| {
+                route.targets.iter().map(move |t| {
+                    (
+                        format!("{name}@{}", t.provider_name),
+                        serde_json::to_value(&*t.price).unwrap_or_default(),
+                    )
+                })
+            })
+            .collect()
+    };
+    let (old, new) = (prices(old), prices(new));
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    for (k, v) in &old {
+        if new.get(k) != Some(v) {
+            before.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &new {
+        if old.get(k) != Some(v) {
+            after.insert(k.clone(), v.clone());
+        }
+    }
+    (before, after)
+}
+
 /// Starts spendgate on `config.listen` (port 0 picks a free port).
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let catalog = Arc::new(config.catalog()?);
@@ -368,7 +459,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         )
     })?;
     let store = open_store(config).await?;
-    let routes = build_routes(config, &catalog)?;
+    let routes = Arc::new(SharedRoutes::new(build_routes(config, &catalog)?));
     let (token, token_file) = admin_token(config)?;
     // Events left in the journal by a previous run that died reach the store before any new traffic.
     let journal_dir = config.data_dir.join("journal");
@@ -429,7 +520,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let anomaly_config = config.anomalies.detector_config()?;
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
-        routes,
+        routes: Arc::clone(&routes),
         keys: KeyCache::new(Arc::clone(&store)),
         writer: writer.clone(),
         limits: Limits {
@@ -444,9 +535,24 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         controls: Arc::clone(&controls),
         cache: config.response_cache().await?,
     });
+    let reload = config.source_path.clone().map(|path| {
+        let reloader = Arc::new(PricingReloader {
+            path,
+            routes: Arc::clone(&routes),
+            store: Arc::clone(&store),
+        });
+        reloader.on_sighup();
+        reloader
+    });
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
-        catalog: Arc::clone(&catalog),
+        routes: Arc::clone(&routes),
+        reload_pricing: reload.map(|r| -> spendgate_web::ReloadPricing {
+            Arc::new(move |actor: String| {
+                let r = Arc::clone(&r);
+                Box::pin(async move { r.reload(&actor).await.map_err(|e| format!("{e:#}")) })
+            })
+        }),
         writer_stats: Arc::clone(writer.stats()),
         writer: writer.clone(),
         gateway_stats: Arc::clone(&stats),

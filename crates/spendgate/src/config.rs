@@ -13,6 +13,10 @@ use spendgate_store::WriterConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file the configuration was read from (`Config::load`): prices reload from it (SIGHUP,
+    /// `POST /api/v1/pricing/reload`). Not a setting.
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
     pub listen: String,
     pub data_dir: PathBuf,
     pub gateway_name: String,
@@ -41,6 +45,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            source_path: None,
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("spendgate-data"),
             gateway_name: "gateway-1".into(),
@@ -735,6 +740,7 @@ impl Config {
         let mut config = Config::parse(&text)
             .with_context(|| format!("the config file {} is not valid", path.display()))?;
         config.read_includes(path.parent().unwrap_or(Path::new(".")))?;
+        config.source_path = Some(path.to_path_buf());
         Ok(config)
     }
 

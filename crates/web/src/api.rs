@@ -107,6 +107,13 @@ const PRICING: Op = Op::get(
     "The pricing catalog in force, with each price's source.",
     Access::Admin,
 );
+const PRICING_RELOAD: Op = Op::post(
+    "/api/v1/pricing/reload",
+    "Reloads prices (the catalog, [pricing] overrides and includes, providers' prices) and routes from the \
+     configuration file without a restart, as SIGHUP does; answers what changed. Requests already under way keep \
+     their prices; past spend logs keep their bills. Recorded in the activity history with before and after.",
+    Access::Admin,
+);
 const STATUS: Op = Op::get(
     "/api/v1/status",
     "This replica: version, writer queue and gateway counters.",
@@ -141,6 +148,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&LIST_KEYS, get(list_keys))
         .op(&CREATE_VIEWER, post(create_viewer_token))
         .op(&PRICING, get(pricing))
+        .op(&PRICING_RELOAD, post(reload_pricing))
         .op(&STATUS, get(status))
         .op(&GATEWAYS, get(gateways))
         .merge(crate::controls_api::routes())
@@ -463,8 +471,8 @@ async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
 }
 
 async fn pricing(State(s): State<Arc<AppState>>) -> Json<Value> {
-    let models: Vec<_> = s
-        .catalog
+    let catalog = s.catalog();
+    let models: Vec<_> = catalog
         .models()
         .iter()
         .map(|m| {
@@ -493,6 +501,30 @@ async fn pricing(State(s): State<Arc<AppState>>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "models": models }))
+}
+
+async fn reload_pricing(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let Some(reload) = s.reload_pricing.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "no_config_file",
+            "This gateway was started without a configuration file, so there are no prices to reload; start it \
+             with `spendgate serve --config FILE`.",
+        ));
+    };
+    reload(crate::controls_api::actor(&headers))
+        .await
+        .map(Json)
+        .map_err(|m| {
+            ApiError::invalid_request(
+                "reload_failed",
+                format!("The prices were not reloaded (the ones in force stay): {m}"),
+            )
+        })
 }
 
 pub(crate) fn totals_json(t: &Totals) -> Value {

@@ -165,7 +165,7 @@ pub fn routes() -> ApiRouter {
 
 /// Who made an admin change: the API only knows the admin token, so the actor is the token's role plus what the
 /// caller says in `x-spendgate-actor` (free text, recorded as given).
-fn actor(headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
     let who = headers
         .get("x-spendgate-actor")
         .and_then(|v| v.to_str().ok())

@@ -28,7 +28,11 @@ pub use auth::AdminToken;
 /// What the web handlers share.
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
+    /// The routes in force, shared with the gateway; the catalog in force is theirs.
+    pub routes: Arc<spendgate_gateway::SharedRoutes>,
+    /// Reloads prices from the configuration file (`POST /api/v1/pricing/reload`), given the actor to record;
+    /// `None` when the gateway was started without one.
+    pub reload_pricing: Option<ReloadPricing>,
     pub writer_stats: Arc<WriterStats>,
     /// For commit notices (live page updates); the web layer never records events itself.
     pub writer: SpendWriter,
@@ -47,6 +51,26 @@ pub struct AppState {
     /// The largest body any of these routes reads (`limits.max_admin_body_bytes`): JSON bodies of the admin API
     /// and the forms of the pages are small, and the login reads its form before anyone is authenticated.
     pub max_body_bytes: usize,
+}
+
+/// Reloads prices and routes from the configuration file and answers what changed (or why nothing could be).
+pub type ReloadPricing = Arc<
+    dyn Fn(
+            String,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<serde_json::Value, String>> + Send>,
+        > + Send
+        + Sync,
+>;
+
+impl AppState {
+    /// The pricing catalog in force.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.routes
+            .current()
+            .catalog()
+            .unwrap_or_else(|| Arc::new(Catalog::empty()))
+    }
 }
 
 impl std::fmt::Debug for AppState {

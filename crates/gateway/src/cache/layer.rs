@@ -127,7 +127,7 @@ impl Hit<'_> {
         answer: &CachedAnswer,
     ) -> Option<Response> {
         let model = self.parsed.get("model")?.as_str()?;
-        let route = gw.routes.get(model)?;
+        let route = gw.routes.current().get(model)?;
         // Priced as the target that answered, if the route still has it.
         let target = route
             .targets

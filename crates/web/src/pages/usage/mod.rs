@@ -280,7 +280,7 @@ async fn load(
         }
     }
     let mut models: Vec<GroupRow> = Vec::new();
-    for m in p.app.catalog.models() {
+    for m in p.app.catalog().models() {
         if !models.iter().any(|x| x.label == m.model) {
             models.push(option(Some(m.model.clone()), m.model.clone()));
         }
