@@ -487,3 +487,33 @@ async fn a_one_hour_cache_write_is_its_own_line_of_the_spend_logs_bill() {
         "the request page names the line"
     );
 }
+
+/// OpenAI answers the `service_tier` a request asked for; a Flex answer is billed at Flex rates, line by line,
+/// reasoning on its own line (the mock reports reasoning tokens for gpt-5, as OpenAI does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flex_answer_is_billed_at_flex_rates_with_reasoning_on_its_own_line() {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("u", Some("batchy")).await;
+    let mut body = chat_body("gpt-5", "think it over", false);
+    body["service_tier"] = json!("flex");
+    let res = s.chat(&key, body).await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["service_tier"], "flex");
+    let reasoning = v["usage"]["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(reasoning > 0, "{v}");
+    let log = s.wait_for_log(&id).await;
+    let lines = log["price_lines"].as_array().unwrap();
+    assert!(lines.iter().all(|l| l["rate"] == "flex"), "{lines:?}");
+    let r = lines.iter().find(|l| l["kind"] == "reasoning").unwrap();
+    assert_eq!(r["tokens"].as_u64(), Some(reasoning));
+    // gpt-5 Flex: $0.625 in, $0.0625 cached, $5.00 out per million tokens (micro-dollars = picodollars a token).
+    let t = |k: &str| i128::from(log[k].as_u64().unwrap());
+    let cached = t("cached_input_tokens");
+    let expected =
+        (t("input_tokens") - cached) * 625_000 + cached * 62_500 + t("output_tokens") * 5_000_000;
+    assert_eq!(common::picos(&log["cost"]), expected);
+}

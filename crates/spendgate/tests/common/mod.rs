@@ -357,8 +357,8 @@ pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
     }
 }
 
-/// The exact cost of a spend log in picodollars, recomputed here from its token counts and the shipped catalog's
-/// prices, independently of the gateway's pricing code: a price in microdollars per million tokens is a price in
+/// The exact cost of a spend log in picodollars, recomputed here from its token counts (and, for 1-hour cache
+/// writes, the count its lines give) and the shipped catalog's prices, independently of the gateway's pricing code: a price in microdollars per million tokens is a price in
 /// picodollars per token, so each kind of token costs `tokens x price` exactly.
 pub fn catalog_cost(log: &Value) -> i128 {
     let catalog = spendgate_core::pricing::Catalog::with_overrides(
@@ -375,9 +375,22 @@ pub fn catalog_cost(log: &Value) -> i128 {
         t("cache_write_tokens"),
         t("output_tokens"),
     );
+    // Of the writes, those that live an hour are billed at their own price; the log's lines say how many.
+    let written_1h: i128 = log["price_lines"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .filter(|l| l["kind"] == "cache_write_1h")
+                .map(|l| i128::from(l["tokens"].as_u64().unwrap()))
+                .sum()
+        })
+        .unwrap_or(0);
+    let write = p.cache_write_per_mtok.unwrap_or(p.input_per_mtok);
     (input - cached - written) * price(p.input_per_mtok)
         + cached * price(p.cached_input_per_mtok.unwrap_or(p.input_per_mtok))
-        + written * price(p.cache_write_per_mtok.unwrap_or(p.input_per_mtok))
+        + (written - written_1h) * price(write)
+        + written_1h * price(p.cache_write_1h_per_mtok.unwrap_or(write))
         + output * price(p.output_per_mtok)
 }
 

@@ -55,7 +55,7 @@ fn call_id(a: &Answer<'_>, index: usize) -> String {
 fn envelope(a: &Answer<'_>, object: &str) -> Value {
     json!({
         "id": format!("chatcmpl-mock-{}", a.id), "object": object, "created": a.created, "model": a.model,
-        "service_tier": "default", "system_fingerprint": format!("fp_{:010x}", fnv(a.model.as_bytes()) >> 24),
+        "service_tier": a.ask.service_tier, "system_fingerprint": format!("fp_{:010x}", fnv(a.model.as_bytes()) >> 24),
     })
 }
 

@@ -40,6 +40,8 @@ struct Wire {
     dimensions: Option<usize>,
     #[serde(default)]
     input: Option<Value>,
+    #[serde(default)]
+    service_tier: Option<String>,
 }
 
 /// The conversation, read only when the mock is about to call a tool (to see whether it just got its result).
@@ -84,6 +86,10 @@ pub(super) struct Ask {
     pub inputs: usize,
     pub dimensions: Option<usize>,
     pub base64: bool,
+    /// The tier the answer says it was served at, as OpenAI answers a request's `service_tier`: `flex` and
+    /// `priority` as asked, anything else (`auto`, `default`, none) `default` (platform.openai.com/docs/
+    /// api-reference/chat/create, `service_tier`).
+    pub service_tier: &'static str,
 }
 
 impl Ask {
@@ -108,6 +114,11 @@ impl Ask {
             inputs: wire.input.as_ref().map_or(1, input_count),
             dimensions: wire.dimensions.filter(|&d| d > 0),
             base64: wire.encoding_format.as_deref() == Some("base64"),
+            service_tier: match wire.service_tier.as_deref() {
+                Some("flex") => "flex",
+                Some("priority") => "priority",
+                _ => "default",
+            },
         }
     }
 }

@@ -74,7 +74,7 @@ fn object(a: &Answer<'_>, done: bool) -> Value {
         (done && incomplete(a)).then(|| json!({ "reason": "max_output_tokens" }));
     json!({
         "id": format!("resp_mock_{}", a.id), "object": "response", "created_at": a.created, "status": status,
-        "model": a.model, "output": if done { output(a) } else { Vec::new() },
+        "model": a.model, "service_tier": a.ask.service_tier, "output": if done { output(a) } else { Vec::new() },
         "usage": usage, "error": null, "incomplete_details": incomplete_details, "instructions": null,
         "metadata": {}, "parallel_tool_calls": true, "temperature": 1.0, "top_p": 1.0,
         "tool_choice": a.ask.tool_choice.clone().unwrap_or_else(|| "auto".into()),
