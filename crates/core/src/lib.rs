@@ -35,5 +35,26 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     if name.chars().any(char::is_control) {
         return Err(format!("{what} name must not contain control characters"));
     }
+    // The labels the pages give to traffic without a team or a workflow: a team or workflow of that name would
+    // be shown, and added up, as if it were that bucket.
+    for reserved in [query::NO_TEAM_LABEL, query::NO_WORKFLOW_LABEL] {
+        if name.trim().eq_ignore_ascii_case(reserved) {
+            return Err(format!(
+                "{what} name '{reserved}' is reserved for traffic that has none; choose another name"
+            ));
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn the_labels_of_the_no_team_and_no_workflow_buckets_are_reserved() {
+        for name in ["No team", "no TEAM", " No team ", "(none)", "(NONE)"] {
+            assert!(super::validate_name("team", name).is_err(), "{name}");
+        }
+        assert!(super::validate_name("workflow", "none").is_ok());
+        assert!(super::validate_name("team", "No teams").is_ok());
+    }
 }

@@ -517,3 +517,28 @@ async fn a_flex_answer_is_billed_at_flex_rates_with_reasoning_on_its_own_line() 
         (t("input_tokens") - cached) * 625_000 + cached * 62_500 + t("output_tokens") * 5_000_000;
     assert_eq!(common::picos(&log["cost"]), expected);
 }
+
+/// A workflow named like the untagged bucket, or a team named like No team, would be shown and added up as that
+/// bucket: both names are refused with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_no_team_and_no_workflow_labels_cannot_be_taken_by_a_client() {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("u", Some("t")).await;
+    let res = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.base))
+        .bearer_auth(&key)
+        .header("x-spendgate-workflow", "(none)")
+        .json(&chat_body("gpt-4o-mini", "hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_workflow", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("reserved"));
+    let (st, v) = s
+        .admin_post("/api/v1/keys", json!({ "user": "x", "team": "No team" }))
+        .await;
+    assert_eq!(st, 400, "{v}");
+}
