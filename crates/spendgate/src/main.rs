@@ -185,7 +185,7 @@ enum KeysCommand {
     },
     /// Revoke a team viewer token through a running server; page sessions made with it end at once.
     RevokeViewer {
-        /// The viewer token's id (in the answer that created it).
+        /// The viewer token's id (GET /api/v1/viewer-tokens lists them).
         id: i64,
         #[command(flatten)]
         target: Target,

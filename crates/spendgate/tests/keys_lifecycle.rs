@@ -228,10 +228,15 @@ async fn a_revoked_viewer_token_ends_its_api_access_and_its_page_sessions() {
     };
     assert_eq!(usage().await.unwrap().status(), 200);
 
+    let (_, listed) = s.admin_get("/api/v1/viewer-tokens").await;
+    assert_eq!(listed["viewer_tokens"][0]["id"], id, "{listed}");
+    assert!(!listed.to_string().contains(&token), "never the secret");
     let (status, v) = s
         .admin_post(&format!("/api/v1/viewer-tokens/{id}/revoke"), json!({}))
         .await;
     assert_eq!(status, 200, "{v}");
+    let (_, listed) = s.admin_get("/api/v1/viewer-tokens").await;
+    assert_eq!(listed["viewer_tokens"], json!([]));
 
     assert_eq!(summary().await.unwrap().status(), 401);
     // The session made with the token ends at its next request: back to the login form.

@@ -190,6 +190,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ViewerToken>;
     /// The active viewer token with this hash.
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
+    /// The active viewer tokens, oldest first.
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>>;
     /// The viewer token with this id if it is still active (page sessions made with it ask on every request).
     async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>>;
     /// Marks a viewer token revoked at `at_ms` and returns it; `None` if no active token has this id.

@@ -108,6 +108,11 @@ const ROTATE_KEY: Op = Op::post(
      secret is refused everywhere before the answer.",
     Access::Admin,
 );
+const LIST_VIEWERS: Op = Op::get(
+    "/api/v1/viewer-tokens",
+    "The active team viewer tokens (id, team, name, created_at), never their secrets.",
+    Access::Admin,
+);
 const REVOKE_VIEWER: Op = Op::post(
     "/api/v1/viewer-tokens/{id}/revoke",
     "Revokes a team viewer token: the API refuses it at once, and page sessions made with it end at their next \
@@ -175,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&REVOKE_KEY, post(revoke_key))
         .op(&ROTATE_KEY, post(rotate_key))
         .op(&CREATE_VIEWER, post(create_viewer_token))
+        .op(&LIST_VIEWERS, get(list_viewer_tokens))
         .op(&REVOKE_VIEWER, post(revoke_viewer_token))
         .op(&PRICING, get(pricing))
         .op(&PRICING_RELOAD, post(reload_pricing))
@@ -538,6 +544,15 @@ async fn rotate_key(
     Ok(Json(answer))
 }
 
+async fn list_viewer_tokens(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let tokens = s.store.list_viewer_tokens().await.map_err(store_error)?;
+    let items: Vec<_> = tokens
+        .iter()
+        .map(|v| json!({ "id": v.id, "team": v.team, "name": v.name, "created_at": to_rfc3339(v.created_at_ms) }))
+        .collect();
+    Ok(Json(json!({ "viewer_tokens": items })))
+}
+
 /// Revokes a viewer token. It is looked up in the store on every API request and every request of a page
 /// session made with it, so nothing is cached to forget.
 async fn revoke_viewer_token(
@@ -555,7 +570,7 @@ async fn revoke_viewer_token(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "viewer_token_not_found",
-                format!("there is no active viewer token {id}; its id was in the answer that created it"),
+                format!("there is no active viewer token {id}; GET /api/v1/viewer-tokens lists the active ones"),
             )
         })?;
     let view = json!({ "id": v.id, "team": v.team, "name": v.name, "revoked": true });

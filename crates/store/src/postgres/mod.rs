@@ -349,6 +349,14 @@ impl Store for PostgresStore {
         ))
     }
 
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>> {
+        let sql = format!(
+            "SELECT {} FROM viewer_tokens WHERE revoked_at_ms IS NULL ORDER BY id",
+            rows::VIEWER_COLUMNS
+        );
+        pooled!(self, c => all(c, &sql, &[], rows::viewer_token))
+    }
+
     async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>> {
         let sql = format!(
             "SELECT {} FROM viewer_tokens WHERE id = $1 AND revoked_at_ms IS NULL",

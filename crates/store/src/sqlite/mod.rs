@@ -360,6 +360,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>> {
+        self.with_reader(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM viewer_tokens WHERE revoked_at_ms IS NULL ORDER BY id",
+                rows::VIEWER_COLUMNS
+            ))?;
+            all(&mut st, [], rows::viewer_token)
+        })
+        .await
+    }
+
     async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>> {
         self.with_reader(move |c| {
             let sql = format!(

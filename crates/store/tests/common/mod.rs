@@ -825,10 +825,15 @@ pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
         Some(viewer.clone())
     );
     assert_eq!(
+        store.list_viewer_tokens().await.unwrap(),
+        vec![viewer.clone()]
+    );
+    assert_eq!(
         store.revoke_viewer_token(viewer.id, 5).await.unwrap(),
         Some(viewer.clone())
     );
     assert_eq!(store.viewer_by_hash([9; 32]).await.unwrap(), None);
     assert_eq!(store.viewer_by_id(viewer.id).await.unwrap(), None);
+    assert_eq!(store.list_viewer_tokens().await.unwrap(), vec![]);
     assert_eq!(store.revoke_viewer_token(viewer.id, 6).await.unwrap(), None);
 }
