@@ -80,7 +80,8 @@ pub struct Gateway {
     pub name: Arc<str>,
     /// Shared with the admin API, which reloads prices.
     pub routes: Arc<routes::SharedRoutes>,
-    pub keys: KeyCache,
+    /// Shared with [`controls::Controls`], which forgets keys in it when one is revoked or rotated anywhere.
+    pub keys: Arc<KeyCache>,
     pub writer: SpendWriter,
     pub limits: Limits,
     pub stats: Arc<GatewayStats>,

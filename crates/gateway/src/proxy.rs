@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::forward::{error_shape, forward, Prepared};
+use crate::keys::KeyCheck;
 use crate::meter::Meter;
 use crate::protocol::extent::Extent;
 use crate::protocol::{format_of, RequestHead};
@@ -143,10 +144,19 @@ pub(crate) async fn authenticate(
 ) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
     let secret = key_of(headers)?;
     match gw.keys.authenticate(secret).await {
-        Ok(Some(k)) => Ok(k),
-        // The key itself is never echoed back or logged.
-        Ok(None) => Err(ApiError::invalid_key(
-            "The API key is not valid for this gateway. Ask an operator for a virtual key (spendgate keys create).",
+        Ok(KeyCheck::Active(k)) => Ok(k),
+        // The key itself is never echoed back or logged; its state is, so that its holder knows what to ask for.
+        Ok(KeyCheck::Revoked { at_ms }) => Err(ApiError::invalid_key(format!(
+            "This API key was revoked on {}. Ask an operator for a new virtual key (spendgate keys create).",
+            spendgate_core::time::to_rfc3339(at_ms)
+        ))),
+        Ok(KeyCheck::Expired { at_ms }) => Err(ApiError::invalid_key(format!(
+            "This API key expired on {}. Ask an operator for a new virtual key (spendgate keys create).",
+            spendgate_core::time::to_rfc3339(at_ms)
+        ))),
+        Ok(KeyCheck::Unknown) => Err(ApiError::invalid_key(
+            "The API key is not valid for this gateway (a rotated key's old secret is not either). Ask an operator \
+             for a virtual key (spendgate keys create).",
         )),
         Err(e) => {
             tracing::error!(error = %e, "Looking up a virtual key failed.");

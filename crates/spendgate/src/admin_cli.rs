@@ -1,4 +1,4 @@
-//! `spendgate budgets ...` and `spendgate wallets ...`: thin clients of a running server's admin API, so that
+//! `spendgate budgets ...`, `spendgate wallets ...` and `spendgate keys list|revoke|rotate|revoke-viewer`: thin clients of a running server's admin API, so that
 //! the server that enforces budgets and wallets is the one place that changes them.
 
 use std::path::PathBuf;
@@ -197,6 +197,34 @@ pub fn wallets_table(v: &Value) -> String {
         ],
         &rows,
     )
+}
+
+pub fn keys_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v["keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|k| {
+                    let state = if !k["revoked_at"].is_null() {
+                        format!("revoked {}", s(&k["revoked_at"]))
+                    } else if !k["expires_at"].is_null() {
+                        format!("expires {}", s(&k["expires_at"]))
+                    } else {
+                        "active".into()
+                    };
+                    vec![
+                        s(&k["id"]),
+                        s(&k["user"]),
+                        s(&k["team"]),
+                        format!("...{}", s(&k["hint"])),
+                        s(&k["created_at"]),
+                        state,
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["ID", "USER", "TEAM", "KEY", "CREATED", "STATE"], &rows)
 }
 
 /// Percent-encodes a query-string value.

@@ -518,10 +518,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
     ));
     let anomaly_config = config.anomalies.detector_config()?;
+    let keys = Arc::new(KeyCache::new(Arc::clone(&store)));
+    controls.attach_keys(Arc::clone(&keys));
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
         routes: Arc::clone(&routes),
-        keys: KeyCache::new(Arc::clone(&store)),
+        keys,
         writer: writer.clone(),
         limits: Limits {
             max_body_bytes: config.limits.max_body_bytes,

@@ -388,7 +388,8 @@ pub async fn run_traffic(
         .build()?;
     let mut tasks = Vec::new();
     for (i, actor) in ACTORS.iter().enumerate() {
-        let (_, key) = spendgate_gateway::keys::create_key(&*store, actor.user, actor.team).await?;
+        let (_, key) =
+            spendgate_gateway::keys::create_key(&*store, actor.user, actor.team, None).await?;
         let client = client.clone();
         let base = base.clone();
         let mut stop = stop.clone();
@@ -426,7 +427,7 @@ pub async fn run_traffic(
     // The planted spike: from the first minute on, a support integration retries one request in a tight loop
     // for two minutes, then pauses for five, again and again.
     let (_, retry_key) =
-        spendgate_gateway::keys::create_key(&*store, "triage-bot", Some("support")).await?;
+        spendgate_gateway::keys::create_key(&*store, "triage-bot", Some("support"), None).await?;
     let mut stop_spike = stop.clone();
     tasks.push(tokio::spawn(async move {
         let same = body(

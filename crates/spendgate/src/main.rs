@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use spendgate::admin_cli::{
-    budgets_table, explain_text, query, report, since_params, wallets_table, Target,
+    budgets_table, explain_text, keys_table, query, report, since_params, wallets_table, Target,
 };
 use spendgate::{app, config, demo};
 
@@ -152,6 +152,9 @@ enum KeysCommand {
         user: String,
         #[arg(long)]
         team: Option<String>,
+        /// When the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z); without it, it works until revoked.
+        #[arg(long)]
+        expires_at: Option<String>,
         #[arg(long, env = "SPENDGATE_CONFIG")]
         config: Option<PathBuf>,
         #[arg(long, env = "SPENDGATE_DATA_DIR")]
@@ -159,6 +162,33 @@ enum KeysCommand {
         /// The store, overriding [store] url (see `serve --store`).
         #[arg(long, env = "SPENDGATE_STORE")]
         store: Option<String>,
+    },
+    /// List the keys of a running server (hints only).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a key through a running server: refused at once on every replica sharing its store.
+    Revoke {
+        /// The key's id (spendgate keys list).
+        id: i64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Give a key a new secret through a running server and print it (shown only this once); the old secret
+    /// stops working everywhere.
+    Rotate {
+        /// The key's id (spendgate keys list).
+        id: i64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a team viewer token through a running server; page sessions made with it end at once.
+    RevokeViewer {
+        /// The viewer token's id (GET /api/v1/viewer-tokens lists them).
+        id: i64,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -357,11 +387,20 @@ async fn main() -> anyhow::Result<()> {
                 KeysCommand::Create {
                     user,
                     team,
+                    expires_at,
                     config,
                     data_dir,
                     store,
                 },
         } => {
+            let expires_at_ms = expires_at
+                .as_deref()
+                .map(|t| {
+                    spendgate_core::time::parse_rfc3339(t).with_context(|| {
+                        format!("--expires-at {t:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z")
+                    })
+                })
+                .transpose()?;
             let mut c = config::Config::load(config.as_deref())?;
             if let Some(d) = data_dir {
                 c.data_dir = d;
@@ -370,10 +409,56 @@ async fn main() -> anyhow::Result<()> {
                 c.store.url = store;
             }
             let store = app::open_store(&c).await?;
-            let (_, secret) = spendgate_gateway::keys::create_key(&*store, &user, team.as_deref())
-                .await
-                .context("could not create the key")?;
+            let (_, secret) =
+                spendgate_gateway::keys::create_key(&*store, &user, team.as_deref(), expires_at_ms)
+                    .await
+                    .context("could not create the key")?;
             println!("{secret}");
+        }
+        Command::Keys {
+            command: KeysCommand::List { target },
+        } => {
+            let v = target
+                .call(reqwest::Method::GET, "/api/v1/keys", None)
+                .await?;
+            print!("{}", keys_table(&v));
+        }
+        Command::Keys {
+            command: KeysCommand::Revoke { id, target },
+        } => {
+            let v = target
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/keys/{id}/revoke"),
+                    None,
+                )
+                .await?;
+            print!("{}", keys_table(&serde_json::json!({ "keys": [v] })));
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { id, target },
+        } => {
+            let v = target
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/keys/{id}/rotate"),
+                    None,
+                )
+                .await?;
+            // Only the key, as `keys create` prints it, so scripts can capture it.
+            println!("{}", v["key"].as_str().unwrap_or_default());
+        }
+        Command::Keys {
+            command: KeysCommand::RevokeViewer { id, target },
+        } => {
+            target
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/viewer-tokens/{id}/revoke"),
+                    None,
+                )
+                .await?;
+            println!("Viewer token {id} is revoked; its page sessions have ended.");
         }
         Command::Budgets { command } => match command {
             BudgetsCommand::Set {

@@ -722,7 +722,7 @@ async fn the_no_team_bucket_is_not_a_payer_and_names_are_trimmed() {
         (Some("sam"), Some("spaced"))
     );
     let (rec, _) =
-        spendgate_gateway::keys::create_key(&*s.running.store, " cli ", Some(" spaced "))
+        spendgate_gateway::keys::create_key(&*s.running.store, " cli ", Some(" spaced "), None)
             .await
             .unwrap();
     assert_eq!(

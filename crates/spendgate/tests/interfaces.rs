@@ -458,7 +458,17 @@ async fn the_openapi_document_covers_every_route_with_the_access_it_claims() {
     assert!(seen >= 3, "the proxy routes were found by the scan");
     assert!(paths.len() >= 25, "{} paths", paths.len());
 
-    // Every documented operation exists and enforces the access it documents.
+    // Every documented operation exists and enforces the access it documents. Key 1 and viewer token 1 exist
+    // for the routes that revoke or rotate them (`{id}` = 1); the viewer token the checks use is another one.
+    let (key_id, _) = s.create_key("openapi", None).await;
+    assert_eq!(key_id, 1);
+    let (st, v) = s
+        .admin_post(
+            "/api/v1/viewer-tokens",
+            serde_json::json!({ "team": "revoked" }),
+        )
+        .await;
+    assert_eq!((st, v["id"].as_i64()), (201, Some(1)), "{v}");
     let (_, v) = s
         .admin_post(
             "/api/v1/viewer-tokens",

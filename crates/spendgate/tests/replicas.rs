@@ -508,6 +508,85 @@ async fn a_control_made_on_one_replica_binds_at_once_on_postgres() {
     .await;
 }
 
+/// A key revoked, or given a new secret, through one replica is refused by another on the very next request,
+/// although that replica had the key in its in-memory cache: the API answers only once every live replica has
+/// forgotten its cached keys and confirmed the change. Before, nothing could revoke a key, and a key revoked in
+/// the database went on working wherever it was cached.
+pub async fn a_key_revoked_on_one_replica_is_refused_by_another_on_its_next_request(
+    store: &(dyn Fn(&mut Config) + Sync),
+) {
+    let a = replica("replica-a", store).await;
+    let b = replica("replica-b", store).await;
+    until_listed(&a, "replica-b").await;
+    let (gone, gone_key) = a.create_key("leaver", Some("ops")).await;
+    let (kept, old_key) = a.create_key("stayer", Some("ops")).await;
+    // Both keys are in replica B's key cache.
+    let warm = spread(std::slice::from_ref(&b.base), &gone_key, 1).await;
+    assert_eq!(warm[0].0, 200, "{warm:?}");
+    let warm = spread(std::slice::from_ref(&b.base), &old_key, 1).await;
+    assert_eq!(warm[0].0, 200, "{warm:?}");
+
+    let (st, v) = a
+        .admin_post(&format!("/api/v1/keys/{gone}/revoke"), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let r = b
+        .chat(&gone_key, chat_body("gpt-4o-mini", "hello", false))
+        .await;
+    assert_eq!(r.status(), 401, "replica B refuses the revoked key at once");
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked on"),
+        "{v}"
+    );
+
+    let (st, v) = a
+        .admin_post(&format!("/api/v1/keys/{kept}/rotate"), json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let new_key = v["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        b.chat(&old_key, chat_body("gpt-4o-mini", "hello", false))
+            .await
+            .status(),
+        401,
+        "replica B refuses the rotated key's old secret at once"
+    );
+    assert_eq!(
+        b.chat(&new_key, chat_body("gpt-4o-mini", "hello", false))
+            .await
+            .status(),
+        200
+    );
+    a.running.stop().await.unwrap();
+    b.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_one_replica_is_refused_by_another_on_sqlite() {
+    let shared = tempfile::tempdir().unwrap();
+    let dir = shared.path().to_path_buf();
+    a_key_revoked_on_one_replica_is_refused_by_another_on_its_next_request(
+        &move |c: &mut Config| c.data_dir = dir.clone(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_on_one_replica_is_refused_by_another_on_postgres() {
+    let Some(db) = scratch_pg().await else { return };
+    let url = db.url().to_string();
+    a_key_revoked_on_one_replica_is_refused_by_another_on_its_next_request(
+        &move |c: &mut Config| {
+            c.store.url = Some(url.clone());
+        },
+    )
+    .await;
+}
+
 /// `GET /api/v1/gateways` lists every replica with the status `/overview` shows: this one first (from its live
 /// counters), one heard from lately as ok, one silent past `stale_after_secs` as not responding, one that said
 /// goodbye as stopped.

@@ -78,6 +78,15 @@ pub struct KeyRecord {
     pub hint: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// When the key stops working, if it was given an expiry.
+    pub expires_at_ms: Option<i64>,
+}
+
+impl KeyRecord {
+    /// Whether the key may authenticate at `now_ms`: not revoked and not past its expiry.
+    pub fn usable_at(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| now_ms < e)
+    }
 }
 
 /// A read-only token confined to one team's data. Only its hash is stored.
@@ -96,6 +105,8 @@ pub struct NewKey {
     pub hint: String,
     pub user: String,
     pub team: Option<String>,
+    /// When the key stops working; `None` for a key that works until it is revoked.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// What one batch write did.
@@ -164,6 +175,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord>;
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Marks a key revoked at `at_ms` (a key revoked before keeps its first time) and returns it; `None` if no
+    /// key has this id.
+    async fn revoke_key(&self, id: i64, at_ms: i64) -> Result<Option<KeyRecord>>;
+    /// Gives an unrevoked key a new secret (its hash and hint); id, owner and history stay. `None` if no
+    /// unrevoked key has this id.
+    async fn rotate_key(&self, id: i64, hash: [u8; 32], hint: String) -> Result<Option<KeyRecord>>;
 
     async fn create_viewer_token(
         &self,
@@ -173,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<ViewerToken>;
     /// The active viewer token with this hash.
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
+    /// The active viewer tokens, oldest first.
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>>;
+    /// The viewer token with this id if it is still active (page sessions made with it ask on every request).
+    async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>>;
+    /// Marks a viewer token revoked at `at_ms` and returns it; `None` if no active token has this id.
+    async fn revoke_viewer_token(&self, id: i64, at_ms: i64) -> Result<Option<ViewerToken>>;
 
     /// The window that [`Store::summary`] and friends will really read for these filters.
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow;

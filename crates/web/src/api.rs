@@ -12,7 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest;
 use spendgate_core::query::{format_share, GroupBy, GroupRow, SortBy, Totals};
-use spendgate_core::time::to_rfc3339;
+use spendgate_core::time::{parse_rfc3339, to_rfc3339};
+
+use crate::controls_api::{actor, audit};
 use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
 
@@ -87,7 +89,36 @@ const CREATE_KEY: Op = Op::post(
         false,
         "The user's team; without one, the key's traffic is No team.",
     ),
+    f(
+        "expires_at",
+        "string",
+        false,
+        "RFC 3339 time the key stops working (refused with 401 after it); without one, it works until revoked.",
+    ),
 ]);
+const REVOKE_KEY: Op = Op::post(
+    "/api/v1/keys/{id}/revoke",
+    "Revokes a virtual key: refused (401) on this replica at once and on every replica sharing the store before \
+     the answer; recorded in the audit log. Revoking again changes nothing.",
+    Access::Admin,
+);
+const ROTATE_KEY: Op = Op::post(
+    "/api/v1/keys/{id}/rotate",
+    "Gives a virtual key a new secret, shown only this once; same id, user, team, budgets and history. The old \
+     secret is refused everywhere before the answer.",
+    Access::Admin,
+);
+const LIST_VIEWERS: Op = Op::get(
+    "/api/v1/viewer-tokens",
+    "The active team viewer tokens (id, team, name, created_at), never their secrets.",
+    Access::Admin,
+);
+const REVOKE_VIEWER: Op = Op::post(
+    "/api/v1/viewer-tokens/{id}/revoke",
+    "Revokes a team viewer token: the API refuses it at once, and page sessions made with it end at their next \
+     request.",
+    Access::Admin,
+);
 const LIST_KEYS: Op = Op::get(
     "/api/v1/keys",
     "Every virtual key (hints only; keys are stored hashed).",
@@ -146,7 +177,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let admin = ApiRouter::default()
         .op(&CREATE_KEY, post(create_key))
         .op(&LIST_KEYS, get(list_keys))
+        .op(&REVOKE_KEY, post(revoke_key))
+        .op(&ROTATE_KEY, post(rotate_key))
         .op(&CREATE_VIEWER, post(create_viewer_token))
+        .op(&LIST_VIEWERS, get(list_viewer_tokens))
+        .op(&REVOKE_VIEWER, post(revoke_viewer_token))
         .op(&PRICING, get(pricing))
         .op(&PRICING_RELOAD, post(reload_pricing))
         .op(&STATUS, get(status))
@@ -365,10 +400,23 @@ struct CreateKey {
     user: String,
     #[serde(default)]
     team: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// A key as the API shows it: never its secret, only the hint.
+fn key_view(k: &spendgate_store::KeyRecord) -> Value {
+    json!({
+        "id": k.id, "user": k.user, "team": k.team, "hint": k.hint,
+        "created_at": to_rfc3339(k.created_at_ms),
+        "revoked_at": k.revoked_at_ms.map(to_rfc3339),
+        "expires_at": k.expires_at_ms.map(to_rfc3339),
+    })
 }
 
 async fn create_key(
     State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<Response, ApiError> {
     // An empty team (after trimming, as every name is kept) means the key has none.
@@ -377,34 +425,165 @@ async fn create_key(
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let (rec, secret) = spendgate_gateway::keys::create_key(&*s.store, &body.user, team)
-        .await
-        .map_err(store_error)?;
-    tracing::info!(key_id = rec.id, user = %rec.user, team = ?rec.team, "A virtual key was created.");
-    let after = json!({ "id": rec.id, "user": rec.user, "team": rec.team, "hint": rec.hint });
-    let entry = spendgate_store::controls::AuditEntry {
-        actor: "admin".into(),
-        action: "key.create".into(),
-        target: format!("key:{}", rec.id),
-        before: None,
-        after: Some(after),
+    let expires_at_ms = match body.expires_at.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
+            ApiError::invalid_request(
+                "invalid_expires_at",
+                format!("expires_at {t:?} is not an RFC 3339 time; send one such as \"2027-01-31T00:00:00Z\""),
+            )
+        })?),
     };
-    if let Err(e) = s.store.record_audit(entry).await {
-        tracing::warn!(error = %e, "Recording an admin change in the audit log failed.");
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": rec.id,
-            "key": secret,
-            "user": rec.user,
-            "team": rec.team,
-            "hint": rec.hint,
-            "created_at": to_rfc3339(rec.created_at_ms),
-            "note": "This is the only time the key is shown; store it now.",
-        })),
+    let (rec, secret) =
+        spendgate_gateway::keys::create_key(&*s.store, &body.user, team, expires_at_ms)
+            .await
+            .map_err(store_error)?;
+    tracing::info!(key_id = rec.id, user = %rec.user, team = ?rec.team, "A virtual key was created.");
+    let view = key_view(&rec);
+    audit(
+        &s,
+        &actor(&headers),
+        "key.create",
+        format!("key:{}", rec.id),
+        None,
+        Some(view.clone()),
     )
-        .into_response())
+    .await;
+    let mut answer = view;
+    answer["key"] = json!(secret);
+    answer["note"] = json!("This is the only time the key is shown; store it now.");
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The key with this id, or a 404 that says where the keys are listed.
+async fn key_of(s: &AppState, id: i64) -> Result<spendgate_store::KeyRecord, ApiError> {
+    let keys = s.store.list_keys().await.map_err(store_error)?;
+    keys.into_iter().find(|k| k.id == id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "key_not_found",
+            format!("there is no key {id}; GET /api/v1/keys lists the keys"),
+        )
+    })
+}
+
+/// Records a change of a key in the audit log (who, before, after) and returns the key as the API shows it.
+async fn key_changed(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    action: &str,
+    before: &spendgate_store::KeyRecord,
+    after: &spendgate_store::KeyRecord,
+) -> Value {
+    tracing::info!(key_id = after.id, action, "A virtual key was changed.");
+    let view = key_view(after);
+    let target = format!("key:{}", after.id);
+    audit(
+        s,
+        &actor(headers),
+        action,
+        target,
+        Some(key_view(before)),
+        Some(view.clone()),
+    )
+    .await;
+    view
+}
+
+/// Revokes a key everywhere (see `Controls::revoke_key`) and records who did it.
+async fn revoke_key(
+    State(s): State<Arc<AppState>>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let before = key_of(&s, id).await?;
+    // Keys are never deleted, so a key found a moment ago is still there to revoke.
+    let rec = s
+        .controls
+        .revoke_key(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::internal(format!("key {id} could not be revoked; retry")))?;
+    Ok(Json(
+        key_changed(&s, &headers, "key.revoke", &before, &rec).await,
+    ))
+}
+
+/// Gives a key a new secret everywhere (see `Controls::rotate_key`); the answer shows it once.
+async fn rotate_key(
+    State(s): State<Arc<AppState>>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let before = key_of(&s, id).await?;
+    let revoked = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "key_revoked",
+            format!(
+                "key {id} is revoked and cannot be rotated; create a new key (POST /api/v1/keys)"
+            ),
+        )
+    };
+    if before.revoked_at_ms.is_some() {
+        return Err(revoked());
+    }
+    // `None` here means it was revoked in the meantime.
+    let (rec, secret) = s
+        .controls
+        .rotate_key(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(revoked)?;
+    let mut answer = key_changed(&s, &headers, "key.rotate", &before, &rec).await;
+    answer["key"] = json!(secret);
+    answer["note"] =
+        json!("This is the only time the new key is shown; the old one no longer works anywhere.");
+    Ok(Json(answer))
+}
+
+async fn list_viewer_tokens(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let tokens = s.store.list_viewer_tokens().await.map_err(store_error)?;
+    let items: Vec<_> = tokens
+        .iter()
+        .map(|v| json!({ "id": v.id, "team": v.team, "name": v.name, "created_at": to_rfc3339(v.created_at_ms) }))
+        .collect();
+    Ok(Json(json!({ "viewer_tokens": items })))
+}
+
+/// Revokes a viewer token. It is looked up in the store on every API request and every request of a page
+/// session made with it, so nothing is cached to forget.
+async fn revoke_viewer_token(
+    State(s): State<Arc<AppState>>,
+    Checked(Path(id)): Checked<Path<i64>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let v = s
+        .store
+        .revoke_viewer_token(id, spendgate_core::time::now_ms())
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "viewer_token_not_found",
+                format!("there is no active viewer token {id}; GET /api/v1/viewer-tokens lists the active ones"),
+            )
+        })?;
+    let view = json!({ "id": v.id, "team": v.team, "name": v.name, "revoked": true });
+    audit(
+        &s,
+        &actor(&headers),
+        "viewer_token.revoke",
+        format!("viewer:{id}"),
+        None,
+        Some(view.clone()),
+    )
+    .await;
+    Ok(Json(view))
 }
 
 #[derive(Debug, Deserialize)]
@@ -418,6 +597,7 @@ struct CreateViewer {
 /// Creates a read-only token confined to one team's usage and spend logs. Shown once; stored as a hash.
 async fn create_viewer_token(
     State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<CreateViewer>,
 ) -> Result<Response, ApiError> {
     let team = body.team.trim().to_string();
@@ -435,16 +615,16 @@ async fn create_viewer_token(
         .create_viewer_token(hash, team, name)
         .await
         .map_err(store_error)?;
-    let entry = spendgate_store::controls::AuditEntry {
-        actor: "admin".into(),
-        action: "viewer_token.create".into(),
-        target: format!("viewer:{}", v.id),
-        before: None,
-        after: Some(json!({ "id": v.id, "team": v.team, "name": v.name })),
-    };
-    if let Err(e) = s.store.record_audit(entry).await {
-        tracing::warn!(error = %e, "Recording an admin change in the audit log failed.");
-    }
+    let after = json!({ "id": v.id, "team": v.team, "name": v.name });
+    audit(
+        &s,
+        &actor(&headers),
+        "viewer_token.create",
+        format!("viewer:{}", v.id),
+        None,
+        Some(after),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -457,16 +637,7 @@ async fn create_viewer_token(
 
 async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let keys = s.store.list_keys().await.map_err(store_error)?;
-    let items: Vec<_> = keys
-        .iter()
-        .map(|k| {
-            json!({
-                "id": k.id, "user": k.user, "team": k.team, "hint": k.hint,
-                "created_at": to_rfc3339(k.created_at_ms),
-                "revoked_at": k.revoked_at_ms.map(to_rfc3339),
-            })
-        })
-        .collect();
+    let items: Vec<_> = keys.iter().map(key_view).collect();
     Ok(Json(json!({ "keys": items })))
 }
 

@@ -72,8 +72,9 @@ pub(crate) fn visible(log: &spendgate_store::StoredSpendLog) -> bool {
 pub enum Role {
     /// Everything.
     Admin,
-    /// Read-only, one team's data.
-    Viewer { team: String },
+    /// Read-only, one team's data, through the viewer token with this id (a page session made with it asks
+    /// whether the token is still active on every request).
+    Viewer { team: String, token_id: i64 },
 }
 
 /// The role a bearer token gives, if any: the admin token, or an active team viewer token.
@@ -83,7 +84,10 @@ pub(crate) async fn role_of(state: &AppState, token: &str) -> Option<Role> {
     }
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     match state.store.viewer_by_hash(hash).await {
-        Ok(Some(v)) => Some(Role::Viewer { team: v.team }),
+        Ok(Some(v)) => Some(Role::Viewer {
+            team: v.team,
+            token_id: v.id,
+        }),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!(error = %e, "Looking up a viewer token failed.");
@@ -96,7 +100,7 @@ pub(crate) async fn role_of(state: &AppState, token: &str) -> Option<Role> {
 pub(crate) async fn in_scope<F: std::future::Future>(role: &Role, fut: F) -> F::Output {
     let team = match role {
         Role::Admin => None,
-        Role::Viewer { team } => Some(team.clone()),
+        Role::Viewer { team, .. } => Some(team.clone()),
     };
     VIEWER_TEAM.scope(team, fut).await
 }

@@ -255,7 +255,7 @@ fn money(field: &str, s: &str) -> Result<Money, ApiError> {
     })
 }
 
-async fn audit(
+pub(crate) async fn audit(
     s: &AppState,
     actor: &str,
     action: &str,

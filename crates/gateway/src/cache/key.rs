@@ -93,6 +93,7 @@ mod tests {
             team: team.map(str::to_string),
             created_at_ms: 0,
             revoked_at_ms: None,
+            expires_at_ms: None,
         }
     }
 

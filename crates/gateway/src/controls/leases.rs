@@ -429,8 +429,8 @@ impl Controls {
             .collect()
     }
 
-    /// Watches the controls' epoch and reloads budgets and wallets as soon as another replica changed one, then
-    /// confirms it (see [`Controls::announce_change`]).
+    /// Watches the controls' epoch and reloads budgets and wallets (and forgets cached keys) as soon as another
+    /// replica changed one, then confirms it (see [`Controls::announce_change`]).
     fn spawn_epoch_watch(self: &Arc<Self>, s: &LeaseSettings) {
         let me = Arc::downgrade(self);
         let gateway = s.gateway.clone();
@@ -448,6 +448,8 @@ impl Controls {
                     continue;
                 }
                 c.refresh_from_store().await;
+                // A key may have been revoked or rotated: the next request with any key asks the store again.
+                c.forget_keys();
                 match c.store.ack_controls_epoch(&gateway, epoch, now_ms()).await {
                     Ok(()) => seen = Some(epoch),
                     Err(e) => {

@@ -24,7 +24,7 @@ use spendgate_core::Money;
 use spendgate_store::controls::{
     BudgetRecord, NewAlert, NewBudget, NewWallet, Transfer, WalletRecord,
 };
-use spendgate_store::{Store, StoreError};
+use spendgate_store::{KeyRecord, Store, StoreError};
 use tokio::sync::mpsc;
 
 pub use leases::LeaseSettings;
@@ -114,6 +114,9 @@ pub struct Controls {
     /// One lease request at a time per replica; requests waiting for it are counted to size it.
     lease_gate: tokio::sync::Mutex<()>,
     lease_waiters: std::sync::atomic::AtomicUsize,
+    /// The gateway's key cache, so that a key revoked or rotated here or on another replica is forgotten before
+    /// the change is confirmed (`keys.rs`). Set once at start by [`Controls::attach_keys`].
+    keys: std::sync::OnceLock<Arc<crate::keys::KeyCache>>,
 }
 
 impl std::fmt::Debug for Controls {
@@ -216,6 +219,7 @@ impl Controls {
             lease_round_trips: Default::default(),
             lease_gate: tokio::sync::Mutex::new(()),
             lease_waiters: Default::default(),
+            keys: std::sync::OnceLock::new(),
         });
         for b in controls.store.list_budgets().await? {
             controls.install_budget(b).await?;
@@ -224,6 +228,52 @@ impl Controls {
             controls.install_wallet(w);
         }
         Ok((controls, rx))
+    }
+
+    /// Hands the gateway's key cache to the controls (once, at start): revocations and rotations made through
+    /// them, and every change of the controls' epoch, forget cached keys.
+    pub fn attach_keys(&self, keys: Arc<crate::keys::KeyCache>) {
+        let _ = self.keys.set(keys);
+    }
+
+    /// Forgets every cached key: another replica may have revoked or rotated one.
+    pub(crate) fn forget_keys(&self) {
+        if let Some(k) = self.keys.get() {
+            k.clear();
+        }
+    }
+
+    /// Revokes a key: refused at once on this replica, and on every other live replica before this returns
+    /// (they confirm the controls' epoch after forgetting their cached keys). `None` if no key has this id.
+    pub async fn revoke_key(&self, id: i64) -> Result<Option<KeyRecord>, StoreError> {
+        let rec = self.store.revoke_key(id, now_ms()).await?;
+        if rec.is_some() {
+            self.key_changed(id).await;
+        }
+        Ok(rec)
+    }
+
+    /// Gives a key a new secret, returned with the record (the only time it is shown). The old secret is refused
+    /// at once here and on every other live replica before this returns. `None` if no unrevoked key has this id.
+    pub async fn rotate_key(&self, id: i64) -> Result<Option<(KeyRecord, String)>, StoreError> {
+        let g = crate::keys::generate_key("", None)
+            .map_err(|e| StoreError::Invalid(format!("no randomness available: {e}")))?;
+        let Some(rec) = self
+            .store
+            .rotate_key(id, g.new_key.hash, g.new_key.hint)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.key_changed(id).await;
+        Ok(Some((rec, g.secret)))
+    }
+
+    async fn key_changed(&self, id: i64) {
+        if let Some(k) = self.keys.get() {
+            k.forget(id);
+        }
+        self.announce_change().await;
     }
 
     pub fn config(&self) -> &ControlsConfig {

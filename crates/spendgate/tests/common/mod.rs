@@ -134,18 +134,23 @@ impl Api {
         (cookie, csrf, html)
     }
 
-    /// Logs in to the pages with `token` through the login form (CSRF cookie and field included); returns the
-    /// session cookie as `name=value`.
-    pub async fn login(&self, token: &str) -> String {
+    /// Posts the login form with `token` (CSRF cookie and field included) and returns the answer, unfollowed.
+    pub async fn try_login(&self, token: &str) -> reqwest::Response {
         let (cookie, csrf, _) = self.login_form("").await;
-        let r = no_redirects()
+        no_redirects()
             .post(format!("{}/login", self.base))
             .header("cookie", &cookie)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("token={token}&csrf={csrf}&next=%2Foverview"))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Logs in to the pages with `token` through the login form (CSRF cookie and field included); returns the
+    /// session cookie as `name=value`.
+    pub async fn login(&self, token: &str) -> String {
+        let r = self.try_login(token).await;
         assert_eq!(r.status(), 303, "the token logs in");
         r.headers()["set-cookie"]
             .to_str()

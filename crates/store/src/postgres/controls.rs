@@ -26,8 +26,8 @@ pub(super) async fn create_key(c: &Client, key: NewKey) -> Result<KeyRecord> {
     let now = now_ms();
     let id = new_id(
         c,
-        "INSERT INTO keys (hash, hint, user_name, team_name, created_at_ms) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        &[&&key.hash[..], &key.hint, &key.user, &key.team, &now],
+        "INSERT INTO keys (hash, hint, user_name, team_name, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[&&key.hash[..], &key.hint, &key.user, &key.team, &now, &key.expires_at_ms],
     )
     .await?;
     Ok(KeyRecord {
@@ -37,6 +37,7 @@ pub(super) async fn create_key(c: &Client, key: NewKey) -> Result<KeyRecord> {
         hint: key.hint,
         created_at_ms: now,
         revoked_at_ms: None,
+        expires_at_ms: key.expires_at_ms,
     })
 }
 

@@ -311,6 +311,22 @@ impl Store for PostgresStore {
         pooled!(self, c => all(c, &sql, &[], rows::key_record))
     }
 
+    async fn revoke_key(&self, id: i64, at_ms: i64) -> Result<Option<KeyRecord>> {
+        let sql = format!(
+            "UPDATE keys SET revoked_at_ms = COALESCE(revoked_at_ms, $2) WHERE id = $1 RETURNING {}",
+            rows::KEY_COLUMNS
+        );
+        pooled!(self, c => first(c, &sql, &[&id, &at_ms], rows::key_record))
+    }
+
+    async fn rotate_key(&self, id: i64, hash: [u8; 32], hint: String) -> Result<Option<KeyRecord>> {
+        let sql = format!(
+            "UPDATE keys SET hash = $2, hint = $3 WHERE id = $1 AND revoked_at_ms IS NULL RETURNING {}",
+            rows::KEY_COLUMNS
+        );
+        pooled!(self, c => first(c, &sql, &[&id, &&hash[..], &hint], rows::key_record))
+    }
+
     async fn create_viewer_token(
         &self,
         hash: [u8; 32],
@@ -331,6 +347,30 @@ impl Store for PostgresStore {
             &[&&hash[..]],
             rows::viewer_token,
         ))
+    }
+
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>> {
+        let sql = format!(
+            "SELECT {} FROM viewer_tokens WHERE revoked_at_ms IS NULL ORDER BY id",
+            rows::VIEWER_COLUMNS
+        );
+        pooled!(self, c => all(c, &sql, &[], rows::viewer_token))
+    }
+
+    async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>> {
+        let sql = format!(
+            "SELECT {} FROM viewer_tokens WHERE id = $1 AND revoked_at_ms IS NULL",
+            rows::VIEWER_COLUMNS
+        );
+        pooled!(self, c => first(c, &sql, &[&id], rows::viewer_token))
+    }
+
+    async fn revoke_viewer_token(&self, id: i64, at_ms: i64) -> Result<Option<ViewerToken>> {
+        let sql = format!(
+            "UPDATE viewer_tokens SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL RETURNING {}",
+            rows::VIEWER_COLUMNS
+        );
+        pooled!(self, c => first(c, &sql, &[&id, &at_ms], rows::viewer_token))
     }
 
     fn resolve_window(&self, filters: &Filters) -> ResolvedWindow {

@@ -211,6 +211,8 @@ CREATE TABLE control_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT 
 INSERT INTO control_epoch (id, epoch) VALUES (1, 0);
 CREATE TABLE control_acks (gateway TEXT PRIMARY KEY, epoch BIGINT NOT NULL, at_ms BIGINT NOT NULL);
 "#,
+    // Key expiry, as SQLite's KEY_EXPIRY.
+    "ALTER TABLE keys ADD COLUMN expires_at_ms BIGINT;",
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

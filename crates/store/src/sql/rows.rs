@@ -250,7 +250,8 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
     })
 }
 
-pub const KEY_COLUMNS: &str = "id, hint, user_name, team_name, created_at_ms, revoked_at_ms";
+pub const KEY_COLUMNS: &str =
+    "id, hint, user_name, team_name, created_at_ms, revoked_at_ms, expires_at_ms";
 
 pub fn key_record(r: &dyn Cells) -> Result<KeyRecord> {
     Ok(KeyRecord {
@@ -260,6 +261,7 @@ pub fn key_record(r: &dyn Cells) -> Result<KeyRecord> {
         team: r.opt_text(3)?,
         created_at_ms: r.int(4)?,
         revoked_at_ms: r.opt_int(5)?,
+        expires_at_ms: r.opt_int(6)?,
     })
 }
 

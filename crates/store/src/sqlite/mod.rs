@@ -282,11 +282,11 @@ impl Store for SqliteStore {
         self.with_writer(move |w| {
             let now = now_ms();
             w.conn.execute(
-                "INSERT INTO keys (hash, hint, user_name, team_name, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![&key.hash[..], key.hint, key.user, key.team, now],
+                "INSERT INTO keys (hash, hint, user_name, team_name, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![&key.hash[..], key.hint, key.user, key.team, now, key.expires_at_ms],
             )?;
             let id = w.conn.last_insert_rowid();
-            Ok(KeyRecord { id, user: key.user, team: key.team, hint: key.hint, created_at_ms: now, revoked_at_ms: None })
+            Ok(KeyRecord { id, user: key.user, team: key.team, hint: key.hint, created_at_ms: now, revoked_at_ms: None, expires_at_ms: key.expires_at_ms })
         })
         .await
     }
@@ -306,6 +306,28 @@ impl Store for SqliteStore {
                 rows::KEY_COLUMNS
             ))?;
             all(&mut st, [], rows::key_record)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, id: i64, at_ms: i64) -> Result<Option<KeyRecord>> {
+        self.with_writer(move |w| {
+            let sql = format!(
+                "UPDATE keys SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE id = ?1 RETURNING {}",
+                rows::KEY_COLUMNS
+            );
+            first(&w.conn, &sql, rusqlite::params![id, at_ms], rows::key_record)
+        })
+        .await
+    }
+
+    async fn rotate_key(&self, id: i64, hash: [u8; 32], hint: String) -> Result<Option<KeyRecord>> {
+        self.with_writer(move |w| {
+            let sql = format!(
+                "UPDATE keys SET hash = ?2, hint = ?3 WHERE id = ?1 AND revoked_at_ms IS NULL RETURNING {}",
+                rows::KEY_COLUMNS
+            );
+            first(&w.conn, &sql, rusqlite::params![id, &hash[..], hint], rows::key_record)
         })
         .await
     }
@@ -334,6 +356,39 @@ impl Store for SqliteStore {
                 rows::VIEWER_COLUMNS
             );
             first(c, &sql, [&hash[..]], rows::viewer_token)
+        })
+        .await
+    }
+
+    async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>> {
+        self.with_reader(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM viewer_tokens WHERE revoked_at_ms IS NULL ORDER BY id",
+                rows::VIEWER_COLUMNS
+            ))?;
+            all(&mut st, [], rows::viewer_token)
+        })
+        .await
+    }
+
+    async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>> {
+        self.with_reader(move |c| {
+            let sql = format!(
+                "SELECT {} FROM viewer_tokens WHERE id = ?1 AND revoked_at_ms IS NULL",
+                rows::VIEWER_COLUMNS
+            );
+            first(c, &sql, [id], rows::viewer_token)
+        })
+        .await
+    }
+
+    async fn revoke_viewer_token(&self, id: i64, at_ms: i64) -> Result<Option<ViewerToken>> {
+        self.with_writer(move |w| {
+            let sql = format!(
+                "UPDATE viewer_tokens SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL RETURNING {}",
+                rows::VIEWER_COLUMNS
+            );
+            first(&w.conn, &sql, rusqlite::params![id, at_ms], rows::viewer_token)
         })
         .await
     }

@@ -79,7 +79,12 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     crate::sql::plan::MODEL_HOUR_INDEX,
     LOG_KEY,
     super::replicas::CONTROL_EPOCH,
+    KEY_EXPIRY,
 ];
+
+/// Keys may carry an expiry (`expires_at_ms`, NULL for a key that works until it is revoked). A column added to
+/// the existing table, so the migration is instant on any store.
+pub const KEY_EXPIRY: &str = "ALTER TABLE keys ADD COLUMN expires_at_ms INTEGER;";
 
 /// Each event is kept once by its time and id, `(ts_ms, event_id)`, as on PostgreSQL, instead of by its id
 /// alone. Ids are time-ordered by the request's start and a log's time is its end, so the id index took each

@@ -783,15 +783,57 @@ pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
             hint: "abcd".into(),
             user: "alice".into(),
             team: None,
+            expires_at_ms: Some(4_000_000_000_000),
         })
         .await
         .unwrap();
     assert_eq!(store.key_by_hash([7; 32]).await.unwrap(), Some(key.clone()));
     assert_eq!(store.key_by_hash([8; 32]).await.unwrap(), None);
-    assert_eq!(store.list_keys().await.unwrap(), vec![key]);
+    assert_eq!(store.list_keys().await.unwrap(), vec![key.clone()]);
+
+    // A rotated key keeps its identity under a new hash; the old hash finds nothing.
+    let rotated = store
+        .rotate_key(key.id, [8; 32], "wxyz".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((rotated.id, rotated.hint.as_str()), (key.id, "wxyz"));
+    assert_eq!(rotated.expires_at_ms, key.expires_at_ms);
+    assert_eq!(store.key_by_hash([7; 32]).await.unwrap(), None);
+    assert_eq!(store.key_by_hash([8; 32]).await.unwrap(), Some(rotated));
+    // Revoking keeps the first revocation time; a revoked key cannot be rotated back to life.
+    let revoked = store.revoke_key(key.id, 1_000).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_ms, Some(1_000));
+    let again = store.revoke_key(key.id, 2_000).await.unwrap().unwrap();
+    assert_eq!(again.revoked_at_ms, Some(1_000));
+    assert_eq!(
+        store.rotate_key(key.id, [6; 32], "x".into()).await.unwrap(),
+        None
+    );
+    assert_eq!(store.revoke_key(key.id + 100, 1).await.unwrap(), None);
+
     let viewer = store
         .create_viewer_token([9; 32], "search".into(), "dash".into())
         .await
         .unwrap();
-    assert_eq!(store.viewer_by_hash([9; 32]).await.unwrap(), Some(viewer));
+    assert_eq!(
+        store.viewer_by_hash([9; 32]).await.unwrap(),
+        Some(viewer.clone())
+    );
+    assert_eq!(
+        store.viewer_by_id(viewer.id).await.unwrap(),
+        Some(viewer.clone())
+    );
+    assert_eq!(
+        store.list_viewer_tokens().await.unwrap(),
+        vec![viewer.clone()]
+    );
+    assert_eq!(
+        store.revoke_viewer_token(viewer.id, 5).await.unwrap(),
+        Some(viewer.clone())
+    );
+    assert_eq!(store.viewer_by_hash([9; 32]).await.unwrap(), None);
+    assert_eq!(store.viewer_by_id(viewer.id).await.unwrap(), None);
+    assert_eq!(store.list_viewer_tokens().await.unwrap(), vec![]);
+    assert_eq!(store.revoke_viewer_token(viewer.id, 6).await.unwrap(), None);
 }

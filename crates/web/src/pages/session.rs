@@ -133,7 +133,32 @@ pub(crate) async fn require_login(
         req.extensions_mut().insert(SessionCsrf(None));
         return next.run(req).await;
     }
-    let csrf = cookie(req.headers(), SESSION_COOKIE).and_then(|id| p.sessions.csrf_of(id));
+    let session_id = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
+    let mut csrf = session_id.as_deref().and_then(|id| p.sessions.csrf_of(id));
+    // A session made with a viewer token lasts only as long as the token: once it is revoked (through any
+    // replica, since the store says), the session ends at its next request.
+    if let (Some((_, crate::auth::Role::Viewer { token_id, .. })), Some(id)) = (&csrf, &session_id)
+    {
+        match p.app.store.viewer_by_id(*token_id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::info!(
+                    token_id,
+                    "A page session ended: its viewer token was revoked."
+                );
+                p.sessions.remove(id);
+                csrf = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Checking a session's viewer token failed.");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The store could not confirm this session's token right now; retry shortly.",
+                )
+                    .into_response();
+            }
+        }
+    }
     match csrf {
         Some((token, role)) => {
             // A team viewer reads /usage and request details for its team; the org-wide pages are not for it.
