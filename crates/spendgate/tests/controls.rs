@@ -472,3 +472,51 @@ async fn forecasts_use_the_time_that_really_elapsed() {
     );
     s.running.stop().await.unwrap();
 }
+
+/// A hard budget that refuses requests tells someone at its first refusal and shows as blocking, whatever its
+/// percentage: 40 concurrent requests against a small budget used to leave it at "ok, 51 %" with no alert while
+/// most of them were refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_budget_raises_an_alert_and_shows_as_blocking() {
+    let s = TestServer::start().await;
+    let (_, key) = s.create_key("rita", Some("blocked")).await;
+    let (st, b) = s
+        .admin_post(
+            "/api/v1/budgets",
+            json!({ "scope": "team", "subject": "blocked", "period": "day", "amount": "0.0002", "hard_limit": true }),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let results = burst(&s, &key, 40, "gpt-4o-mini").await;
+    let refused = results.iter().filter(|r| r.0 == 429).count();
+    assert!(refused > 0, "{results:?}");
+    let t0 = std::time::Instant::now();
+    let alert = loop {
+        let (_, alerts) = s.admin_get("/api/v1/alerts").await;
+        let found = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "budget_refusing")
+            .cloned()
+            .collect::<Vec<_>>();
+        if !found.is_empty() {
+            assert_eq!(found.len(), 1, "once per period: {found:?}");
+            break found[0].clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no refusing alert: {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.contains("is refusing team blocked's requests"),
+        "{message}"
+    );
+    let (_, list) = s.admin_get("/api/v1/budgets").await;
+    let budget = &list["budgets"][0];
+    assert_eq!(budget["state"], "blocking", "{budget}");
+    assert!(budget["refusing_since"].is_string());
+}

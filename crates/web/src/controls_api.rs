@@ -327,7 +327,14 @@ pub(crate) async fn budget_view(s: &AppState, b: &BudgetRecord) -> Result<Value,
     v["reserved"] = json!(reserved);
     v["remaining"] = json!(b.def.amount.saturating_sub(spent).max(Money::ZERO));
     v["percent_used"] = json!(percent_used(spent, b.def.amount).min(100_000));
-    v["state"] = json!(Controls::state_of(b, spent).as_str());
+    // A hard budget that refused a request this period blocks its subject, whatever its percentage.
+    let refusing = s.controls.budget_refusing_since(b.id);
+    v["state"] = json!(if refusing.is_some() {
+        "blocking"
+    } else {
+        Controls::state_of(b, spent).as_str()
+    });
+    v["refusing_since"] = json!(refusing.map(to_rfc3339));
     v["period_start"] = json!(to_rfc3339(start));
     v["resets_at"] = json!(to_rfc3339(end));
     // The rate is over the time since the subject's first spend this period, its range against the last hour.

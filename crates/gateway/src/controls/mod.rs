@@ -81,6 +81,9 @@ struct LiveBudget {
     spent: Money,
     reserved: Money,
     lease: Option<LocalLease>,
+    /// When this hard budget first refused a request this period: it is blocking its subject, whatever its
+    /// percentage (a burst of holds can refuse well before the spend reaches the amount).
+    refused_at_ms: Option<i64>,
 }
 
 struct LiveWallet {
@@ -303,11 +306,16 @@ impl Controls {
             self.alert_budget(&rec, start_ms, t, spent);
         }
         let mut st = self.lock();
-        let (reserved, lease) = st
+        // Still refusing after a reload, unless the budget changed (a raised amount may have room) or a new
+        // period began.
+        let (reserved, lease, refused_at_ms) = st
             .budgets
             .iter_mut()
             .find(|b| b.rec.id == rec.id)
-            .map_or((Money::ZERO, None), |b| (b.reserved, b.lease.take()));
+            .map_or((Money::ZERO, None, None), |b| {
+                let same = b.rec.def == rec.def && b.start_ms == start_ms;
+                (b.reserved, b.lease.take(), b.refused_at_ms.filter(|_| same))
+            });
         st.budgets.retain(|b| b.rec.id != rec.id);
         st.budgets.push(LiveBudget {
             rec,
@@ -316,6 +324,7 @@ impl Controls {
             spent,
             reserved,
             lease,
+            refused_at_ms,
         });
         Ok(())
     }
@@ -407,6 +416,7 @@ impl Controls {
             b.start_ms = s;
             b.end_ms = e;
             b.spent = Money::ZERO;
+            b.refused_at_ms = None;
             stale = true;
         }
         if stale {
@@ -441,15 +451,22 @@ impl Controls {
             }
             if over_locally || (leased && !lease_fits) {
                 let retry = u64::try_from((b.end_ms - now).max(1000) / 1000).unwrap_or(1);
+                let description = format!(
+                    "The {} budget of {} ({} a {}) has no room left for this request; it resets in {} s.",
+                    b.rec.def.period.as_str(),
+                    b.rec.def.scope.describe(),
+                    b.rec.def.amount.display_usd(),
+                    b.rec.def.period.as_str(),
+                    retry
+                );
+                // The first refusal of the period tells someone: a blocked team must not find out from its users.
+                let b = &mut st.budgets[i];
+                if b.refused_at_ms.is_none() {
+                    b.refused_at_ms = Some(now);
+                    self.alert_budget_refusing(&b.rec, b.start_ms, user, team);
+                }
                 return Attempt::Refused(Refusal::Budget {
-                    description: format!(
-                        "The {} budget of {} ({} a {}) has no room left for this request; it resets in {} s.",
-                        b.rec.def.period.as_str(),
-                        b.rec.def.scope.describe(),
-                        b.rec.def.amount.display_usd(),
-                        b.rec.def.period.as_str(),
-                        retry
-                    ),
+                    description,
                     retry_after_secs: retry,
                 });
             }
@@ -600,6 +617,50 @@ impl Controls {
             message,
             link: None,
         });
+    }
+
+    /// "Budget X is refusing team Y's requests": once per budget and period, at its first refusal.
+    fn alert_budget_refusing(
+        &self,
+        rec: &BudgetRecord,
+        period_start_ms: i64,
+        user: &str,
+        team: Option<&str>,
+    ) {
+        let whose = match team {
+            Some(t) => format!("team {t}'s"),
+            None => format!("user {user}'s"),
+        };
+        let message = format!(
+            "{} budget of {} is refusing {whose} requests: it has no room left this {} ({} a {}). Raise it, or the \
+             requests wait until it resets.",
+            rec.def
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("The {}", rec.def.period.as_str())),
+            rec.def.scope.describe(),
+            rec.def.period.as_str(),
+            rec.def.amount.display_usd(),
+            rec.def.period.as_str(),
+        );
+        let _ = self.alerts.send(NewAlert {
+            kind: "budget_refusing".into(),
+            subject: format!("budget:{}", rec.id),
+            team: team_of(&rec.def.scope),
+            period_start_ms,
+            threshold: 100,
+            message,
+            link: Some("/budgets".into()),
+        });
+    }
+
+    /// Since when a hard budget has been refusing requests this period, if it has.
+    pub fn budget_refusing_since(&self, id: i64) -> Option<i64> {
+        self.lock()
+            .budgets
+            .iter()
+            .find(|b| b.rec.id == id)
+            .and_then(|b| b.refused_at_ms)
     }
 
     fn alert_wallet(&self, w: &LiveWallet, status: WalletStatus) {

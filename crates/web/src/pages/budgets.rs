@@ -70,7 +70,7 @@ impl BudgetRow {
     /// Over first, then near, then ok; within a state the fullest first.
     fn severity(&self) -> u8 {
         match self.state.as_str() {
-            "over" => 0,
+            "blocking" | "over" => 0,
             "near" => 1,
             _ => 2,
         }
@@ -172,7 +172,7 @@ pub(crate) fn scope_html(scope: &str, subject: Option<&str>, from: Option<&str>)
 /// The badge of a budget state.
 pub(crate) fn state_badge(state: &str) -> String {
     let cls = match state {
-        "over" => "bad",
+        "blocking" | "over" => "bad",
         "near" => "warn",
         _ => "ok",
     };
@@ -205,7 +205,7 @@ fn bar(b: &BudgetRow) -> String {
         widest.max(Money::from_picos(1))
     };
     let state = match b.state.as_str() {
-        "over" => "over",
+        "blocking" | "over" => "over",
         "near" => "near",
         _ => "ok",
     };
@@ -300,7 +300,7 @@ fn percent(b: &BudgetRow) -> String {
 /// A small bar of spend against the amount (capped at the amount) for the compact panel.
 fn mini_bar(b: &BudgetRow) -> String {
     let state = match b.state.as_str() {
-        "over" => "over",
+        "blocking" | "over" => "over",
         "near" => "near",
         _ => "ok",
     };
