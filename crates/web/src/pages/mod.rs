@@ -155,12 +155,21 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
 }
 
 /// `GET /events`: one `spend` event at most once a second, after the writer committed new spend events.
-/// Pages re-fetch their live region when they receive it.
+/// Pages re-fetch their live region when they receive it. A team viewer gets one on a fixed beat instead: a tick
+/// per commit would tell it when other teams' requests end (a timing channel), and commits carry no team.
 async fn events(State(p): State<Arc<Pages>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = p.app.writer.subscribe();
+    let viewer = crate::auth::viewer_team().is_some();
     let stream = futures_util::stream::unfold(
         (rx, None::<tokio::time::Instant>),
-        |(mut rx, last)| async move {
+        move |(mut rx, last)| async move {
+            if viewer {
+                tokio::time::sleep(VIEWER_BEAT).await;
+                let event = Event::default()
+                    .event("spend")
+                    .data(spendgate_core::time::now_ms().to_string());
+                return Some((Ok(event), (rx, last)));
+            }
             // Wait for a commit; a lagging receiver still means "something was written".
             if let Err(RecvError::Closed) = rx.recv().await {
                 return None;
@@ -179,6 +188,9 @@ async fn events(State(p): State<Arc<Pages>>) -> Sse<impl Stream<Item = Result<Ev
     );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+/// How often a team viewer's pages refresh: a fixed beat, whatever the traffic.
+const VIEWER_BEAT: Duration = Duration::from_secs(5);
 
 /// Whether the request asks for the live region only (the script's refresh), not the whole document.
 pub(crate) fn wants_fragment(fragment: Option<&str>) -> bool {
