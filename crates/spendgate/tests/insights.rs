@@ -322,3 +322,59 @@ async fn admin_changes_are_listed_field_by_field() {
     assert!(page.contains("As of"), "{page}");
     s.running.stop().await.unwrap();
 }
+
+/// /explain compares without URL editing: with the period before (the default), the same time last week, or a
+/// chosen range; a week back both windows are exactly as long, seven days apart, and the sentence says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_compares_with_last_week_or_a_chosen_range() {
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    let ms =
+        |w: &Value, k: &str| spendgate_core::time::parse_rfc3339(w[k].as_str().unwrap()).unwrap();
+    for window in ["1h", "24h", "7d"] {
+        let (status, v) = s
+            .admin_get(&format!(
+                "/api/v1/insights/explain?window={window}&compare=last_week"
+            ))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        let (cur, base) = (&v["window"], &v["baseline_window"]);
+        assert_eq!(
+            ms(cur, "to") - ms(cur, "from"),
+            ms(base, "to") - ms(base, "from"),
+            "{window}: {v}"
+        );
+        assert_eq!(
+            ms(cur, "from") - ms(base, "from"),
+            7 * 24 * 3_600_000,
+            "{window}: {v}"
+        );
+        assert!(
+            v["sentence"]
+                .as_str()
+                .unwrap()
+                .contains("same time a week earlier"),
+            "{v}"
+        );
+    }
+    let (status, v) = s
+        .admin_get("/api/v1/insights/explain?compare=yesterday")
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_compare");
+    let page = s.page("/explain?window=24h", "").await;
+    assert!(page.contains("id=\"compare\""), "{page}");
+    assert!(page.contains("compare=last_week"), "{page}");
+    assert!(page.contains("id=\"compare-range\""), "{page}");
+    // A browser's datetime-local values are read as UTC times.
+    let page = s
+        .page(
+            "/explain?window=24h&baseline_from=2026-11-01T00:00&baseline_to=2026-11-02T00:00",
+            "",
+        )
+        .await;
+    assert!(
+        page.contains("(1 day)") || page.contains("(24 hours)"),
+        "{page}"
+    );
+    s.running.stop().await.unwrap();
+}

@@ -44,11 +44,11 @@ impl FilterParams {
     pub fn to_filters(&self) -> Result<Filters, ApiError> {
         let now = now_ms();
         let to = match non_empty(&self.to) {
-            Some(s) => parse_rfc3339(&s).ok_or_else(|| bad_time("to", &s))?,
+            Some(s) => parse_time(&s).ok_or_else(|| bad_time("to", &s))?,
             None => now,
         };
         let from = match non_empty(&self.from) {
-            Some(s) => parse_rfc3339(&s).ok_or_else(|| bad_time("from", &s))?,
+            Some(s) => parse_time(&s).ok_or_else(|| bad_time("from", &s))?,
             None => match non_empty(&self.window).as_deref().unwrap_or("24h") {
                 "1h" => to - HOUR_MS,
                 "24h" => to - DAY_MS,
@@ -104,6 +104,17 @@ impl FilterParams {
             scope_team: crate::auth::viewer_team(),
         })
     }
+}
+
+/// An RFC 3339 time, or a browser's `datetime-local` value (`2026-11-28T12:00`, seconds optional), read as UTC
+/// like every time the pages show.
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    parse_rfc3339(s).or_else(|| match s.len() {
+        16 => parse_rfc3339(&format!("{s}:00Z")),
+        19 => parse_rfc3339(&format!("{s}Z")),
+        _ => None,
+    })
 }
 
 fn bad_time(which: &str, value: &str) -> ApiError {

@@ -29,7 +29,13 @@ pub(crate) struct ExplainParams {
     pub breakdown: Option<String>,
     pub baseline_from: Option<String>,
     pub baseline_to: Option<String>,
+    /// What the window is compared with: `previous` (the equal span right before it, the default) or `last_week`
+    /// (the same span seven days earlier); `baseline_from`/`baseline_to` name any other range.
+    pub compare: Option<String>,
 }
+
+/// A week, for comparing with the same time last week.
+const WEEK_MS: i64 = 7 * 24 * 3_600_000;
 
 pub(super) fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -90,6 +96,19 @@ fn subject_label(g: Option<GroupBy>, subject: Option<&str>) -> String {
 }
 
 /// How the two windows are described in the sentence.
+/// The sentence's words for a comparison with the same span a week earlier, with both lengths.
+fn last_week_phrase(cur: ResolvedWindow, base: ResolvedWindow) -> String {
+    format!(
+        "from {} to {} ({}) against the same time a week earlier, {} to {} ({})",
+        to_rfc3339(cur.from_ms),
+        to_rfc3339(cur.to_ms),
+        spendgate_core::controls::describe_window(cur.to_ms - cur.from_ms),
+        to_rfc3339(base.from_ms),
+        to_rfc3339(base.to_ms),
+        spendgate_core::controls::describe_window(base.to_ms - base.from_ms),
+    )
+}
+
 fn windows_phrase(
     p: &FilterParams,
     custom_baseline: bool,
@@ -178,6 +197,29 @@ fn equal_windows(
     (store.resolve_window(f), store.resolve_window(bf))
 }
 
+/// The window and the same span a week earlier, of exactly equal length: a week back, the minute rollups are gone
+/// (48 h), so where resolving widened the baseline to whole hours, both are read in whole hours.
+fn week_apart(
+    store: &dyn spendgate_store::Store,
+    f: &mut Filters,
+    bf: &mut Filters,
+    window: ResolvedWindow,
+    baseline: ResolvedWindow,
+) -> (ResolvedWindow, ResolvedWindow) {
+    use spendgate_core::time::{Grain, HOUR_MS};
+    let len = window.to_ms - window.from_ms;
+    if baseline.to_ms - baseline.from_ms == len && baseline.from_ms == window.from_ms - WEEK_MS {
+        return (window, baseline);
+    }
+    let end = Grain::Hour.floor(window.to_ms);
+    let hours = (len / HOUR_MS).max(1) * HOUR_MS;
+    f.from_ms = end - hours;
+    f.to_ms = end;
+    bf.from_ms = f.from_ms - WEEK_MS;
+    bf.to_ms = end - WEEK_MS;
+    (store.resolve_window(f), store.resolve_window(bf))
+}
+
 pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<ExplainView, ApiError> {
     let mut f = p.filters.to_filters()?;
     let g = match non_empty(&p.group_by) {
@@ -225,6 +267,16 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
         let b = bp.to_filters()?;
         bf.from_ms = b.from_ms;
         bf.to_ms = b.to_ms;
+    } else if non_empty(&p.compare) == Some("last_week") {
+        bf.from_ms = window.from_ms - WEEK_MS;
+        bf.to_ms = window.to_ms - WEEK_MS;
+    } else if let Some(other) = non_empty(&p.compare).filter(|c| *c != "previous") {
+        return Err(ApiError::invalid_request(
+            "invalid_compare",
+            format!(
+                "compare must be 'previous' or 'last_week' (or give baseline_from and baseline_to), not '{other}'."
+            ),
+        ));
     } else {
         // The previous window of equal length, ending where the current one starts.
         let len = window.to_ms - window.from_ms;
@@ -232,7 +284,9 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
         bf.to_ms = window.from_ms;
     }
     let mut baseline = s.store.resolve_window(&bf);
-    if !custom {
+    if !custom && non_empty(&p.compare) == Some("last_week") {
+        (window, baseline) = week_apart(&*s.store, &mut f, &mut bf, window, baseline);
+    } else if !custom {
         (window, baseline) = equal_windows(&*s.store, &mut f, &mut bf, window, baseline);
     }
     let (cur_rows, base_rows) = tokio::join!(
@@ -246,7 +300,11 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
     let sentence = sentence(
         &explanation,
         &label,
-        &windows_phrase(&p.filters, custom, window, baseline),
+        &if non_empty(&p.compare) == Some("last_week") && !custom {
+            last_week_phrase(window, baseline)
+        } else {
+            windows_phrase(&p.filters, custom, window, baseline)
+        },
         breakdown.as_str(),
     );
     Ok(ExplainView {

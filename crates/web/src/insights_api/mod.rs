@@ -33,6 +33,7 @@ const EXPLAIN: Op = Op::get(
     Param { name: "breakdown", description: "The grouping each effect is split across (default model).", ty: "string" },
     Param { name: "baseline_from", description: "Start of the baseline, RFC 3339 (default: the previous equal window).", ty: "string" },
     Param { name: "baseline_to", description: "End of the baseline, RFC 3339.", ty: "string" },
+    Param { name: "compare", description: "previous (the equal span before the window, default) or last_week (the same span seven days earlier).", ty: "string" },
 ]);
 const ACTIVITY: Op = Op::get(
     "/api/v1/activity",

@@ -56,6 +56,37 @@ fn url(p: &ExplainParams, changes: &[(&str, &str)]) -> String {
     format!("/explain{}", query_string(&pairs))
 }
 
+/// The view's parameters other than the baseline, as hidden fields of the custom-range form.
+fn hidden_fields(p: &ExplainParams) -> String {
+    let f = &p.filters;
+    let mut out = String::new();
+    for (k, v) in [
+        ("group_by", &p.group_by),
+        ("subject", &p.subject),
+        ("window", &f.window),
+        ("from", &f.from),
+        ("to", &f.to),
+        ("team", &f.team),
+        ("user", &f.user),
+        ("provider", &f.provider),
+        ("model", &f.model),
+        ("gateway", &f.gateway),
+        ("workflow", &f.workflow),
+        ("cache_outcome", &f.cache_outcome),
+        ("key", &f.key),
+        ("breakdown", &p.breakdown),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            let _ = write!(
+                out,
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                esc(v)
+            );
+        }
+    }
+    out
+}
+
 fn money_cell(m: Money) -> String {
     format!(
         "<td class=\"num\" title=\"${}\">{}</td>",
@@ -143,6 +174,43 @@ pub(crate) async fn page(
         );
     }
     s.push_str("</nav>");
+    // What the window is compared with, without editing the URL: the span right before, the same span a week
+    // earlier, or any range (the form below).
+    s.push_str("<nav class=\"chips\" aria-label=\"Compare with\" id=\"compare\"><span class=\"muted\">Compare with</span>");
+    let custom = q
+        .baseline_from
+        .as_deref()
+        .is_some_and(|b| !b.trim().is_empty());
+    let compare = q.compare.clone().unwrap_or_else(|| "previous".into());
+    for (c, label) in [
+        ("previous", "the period before"),
+        ("last_week", "the same time last week"),
+    ] {
+        let on = if !custom && compare == c {
+            " class=\"on\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<a href=\"{}\"{on}>{label}</a>",
+            esc(&url(
+                &q,
+                &[("compare", c), ("baseline_from", ""), ("baseline_to", "")]
+            ))
+        );
+    }
+    s.push_str("</nav>");
+    let _ = write!(
+        s,
+        "<form class=\"filters\" method=\"get\" action=\"/explain\" id=\"compare-range\">{}\
+         <label>Baseline from (UTC) <input type=\"datetime-local\" name=\"baseline_from\" value=\"{}\"></label>\
+         <label>to <input type=\"datetime-local\" name=\"baseline_to\" value=\"{}\"></label>\
+         <button type=\"submit\">Compare with this range</button></form>",
+        hidden_fields(&q),
+        esc(q.baseline_from.as_deref().unwrap_or("")),
+        esc(q.baseline_to.as_deref().unwrap_or("")),
+    );
     let _ = write!(
         s,
         "<section class=\"panel\"><p class=\"lead\" id=\"explain-sentence\">{}</p></section>",
