@@ -1,4 +1,5 @@
-//! The demo's past: 30 days of spend written straight into an empty store before the demo serves, so every
+//! The demo's past: at least 30 days of spend (back to the start of last month, so month-to-date comparisons
+//! have a whole span to compare with) written straight into an empty store before the demo serves, so every
 //! comparison, chart and explanation has a baseline from the first minute.
 //!
 //! Each actor of the live traffic (`demo::ACTORS`) sends, hour by hour, the requests its [`Past`] describes: the
@@ -13,7 +14,7 @@
 //! - the integration whose key has no team creeps up from 60% to 140% of its rate (unattributed spend);
 //! - people work by day and less at weekends; the growth team's generator is a scheduled job, around the clock.
 //!
-//! About 40,000 events: a few seconds on a small machine.
+//! About 1,300 events a day (40,000 to 80,000 in all, by the day of the month): seconds on a small machine.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,8 +29,21 @@ use spendgate_store::{Store, StoreError};
 
 use crate::demo::{body, prompt, Actor, Story, ACTORS, DEMO_ACTOR};
 
-/// How many days of history the demo starts with.
+/// The fewest days of history the demo starts with.
 pub const HISTORY_DAYS: i64 = 30;
+
+/// Where the history begins: 30 days back, or the start of last month (UTC) when that is earlier, so that
+/// "month to date against the same span last month" on `/overview` compares two whole spans.
+pub fn history_start(now_ms: i64) -> i64 {
+    let month_start = |ms: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let first = t.date().replace_day(1).unwrap_or(t.date());
+        first.midnight().assume_utc().unix_timestamp() * 1000
+    };
+    let last_month = month_start(month_start(now_ms) - 1);
+    (now_ms - HISTORY_DAYS * DAY_MS).min(last_month)
+}
 
 /// The audit action recorded once the history is written.
 const HISTORY_WRITTEN: &str = "demo.history";
@@ -42,7 +56,7 @@ pub enum HistoryError {
     UnknownModel(String),
 }
 
-/// How far the history has been written (for a progress line).
+/// How far the history has been written (for a progress line): `day` of `days`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub day: i64,
@@ -54,11 +68,12 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub events: usize,
+    pub days: i64,
     /// The key of each actor with a history, by user (the live traffic goes on with the same keys).
     pub keys: HashMap<String, String>,
 }
 
-/// Writes the history ending at `now_ms` when the store holds no spend at all; `None` when it holds some (a
+/// Writes the history from [`history_start`] to `now_ms` when the store holds no spend at all; `None` when it holds some (a
 /// restart on an existing data directory, or a store with real traffic), which is never touched.
 pub async fn write_if_empty(
     store: &Arc<dyn Store>,
@@ -83,10 +98,11 @@ pub async fn write_if_empty(
         keys.insert(actor.user.to_string(), secret);
         actors.push((actor, rec.id));
     }
-    let start = now_ms - HISTORY_DAYS * DAY_MS;
+    let start = history_start(now_ms);
+    let days = (now_ms - start + DAY_MS - 1) / DAY_MS;
     let mut rng = fastrand::Rng::with_seed(2026);
     let mut events = 0;
-    for day in 0..HISTORY_DAYS {
+    for day in 0..days {
         let from = start + day * DAY_MS;
         let to = (from + DAY_MS).min(now_ms);
         let mut batch = Vec::new();
@@ -100,7 +116,7 @@ pub async fn write_if_empty(
                     actor,
                     key_id,
                     (hour, end),
-                    now_ms,
+                    (start, now_ms),
                     &mut batch,
                 )?;
             }
@@ -109,7 +125,7 @@ pub async fn write_if_empty(
         store.write_batch(Arc::new(batch)).await?;
         progress(Progress {
             day: day + 1,
-            days: HISTORY_DAYS,
+            days,
             events,
         });
     }
@@ -118,15 +134,15 @@ pub async fn write_if_empty(
         action: HISTORY_WRITTEN.into(),
         target: format!("gateway:{gateway}"),
         before: None,
-        after: Some(serde_json::json!({ "days": HISTORY_DAYS, "events": events })),
+        after: Some(serde_json::json!({ "days": days, "events": events })),
     };
     store.record_audit(entry).await?;
-    tracing::info!(events, days = HISTORY_DAYS, "Wrote the demo's history.");
-    Ok(Some(Written { events, keys }))
+    tracing::info!(events, days, "Wrote the demo's history.");
+    Ok(Some(Written { events, days, keys }))
 }
 
 /// Requests an hour at `t`, in thousandths: the actor's rate shaped by the time of day, the weekday and its story.
-fn rate_milli(actor: &Actor, t: i64, now_ms: i64) -> u64 {
+fn rate_milli(actor: &Actor, t: i64, (start_ms, now_ms): (i64, i64)) -> u64 {
     let Some(past) = &actor.history else {
         return 0;
     };
@@ -150,8 +166,8 @@ fn rate_milli(actor: &Actor, t: i64, now_ms: i64) -> u64 {
     match past.story {
         Story::Rollout if t >= now_ms - 7 * DAY_MS => milli * 140 / 100,
         Story::Creep => {
-            let span = HISTORY_DAYS * DAY_MS;
-            let into = (t - (now_ms - span)).clamp(0, span);
+            let span = (now_ms - start_ms).max(1);
+            let into = (t - start_ms).clamp(0, span);
             // 60% at the start to 140% now, in thousandths of the rate.
             let pct = 60 + 80 * into / span;
             milli * u64::try_from(pct).unwrap_or(100) / 100
@@ -196,12 +212,13 @@ fn day_hour(
     actor: &Actor,
     key_id: i64,
     span: (i64, i64),
-    now_ms: i64,
+    history: (i64, i64),
     out: &mut Vec<SpendEvent>,
 ) -> Result<(), HistoryError> {
     let (from, to) = span;
+    let now_ms = history.1;
     // A partial hour (the last one, up to now) gets its share of the hour's requests.
-    let milli = rate_milli(actor, from, now_ms) * u64::try_from(to - from).unwrap_or(0)
+    let milli = rate_milli(actor, from, history) * u64::try_from(to - from).unwrap_or(0)
         / u64::try_from(HOUR_MS).unwrap_or(1);
     let n = milli / 1000 + u64::from(rng.u64(0..1000) < milli % 1000);
     for _ in 0..n {
@@ -270,11 +287,12 @@ mod tests {
     fn the_stories_shape_the_rates_and_sizes() {
         let now: i64 = 1_800_000_000_000; // a Friday
         let by = |u: &str| ACTORS.iter().find(|a| a.user == u).unwrap();
+        let h = (history_start(now), now);
         let alice = by("alice");
         let noon = now - now.rem_euclid(DAY_MS) + 12 * HOUR_MS;
         assert_eq!(
-            rate_milli(alice, noon - 8 * DAY_MS, now) * 140 / 100,
-            rate_milli(alice, noon - DAY_MS, now)
+            rate_milli(alice, noon - 8 * DAY_MS, h) * 140 / 100,
+            rate_milli(alice, noon - DAY_MS, h)
         );
         let erin = by("erin");
         assert_eq!(shape_at(erin, now, now).0, erin.prompt_words);
@@ -284,12 +302,12 @@ mod tests {
         assert_eq!(shape_at(dave, now - DAY_MS, now).1, dave.models);
         // A Saturday noon is half a Friday noon for people; the scheduled job does not notice.
         assert_eq!(
-            rate_milli(alice, noon + DAY_MS, now) * 2,
-            rate_milli(alice, noon, now)
+            rate_milli(alice, noon + DAY_MS, h) * 2,
+            rate_milli(alice, noon, h)
         );
         assert_eq!(
-            rate_milli(erin, noon + DAY_MS, now),
-            rate_milli(erin, noon, now)
+            rate_milli(erin, noon + DAY_MS, h),
+            rate_milli(erin, noon, h)
         );
     }
 }

@@ -320,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(h) = &history {
                 println!(
                     "\r  Wrote {} days of demo history ({} events) in {:.1} s.      ",
-                    spendgate::demo_history::HISTORY_DAYS,
+                    h.days,
                     h.events,
                     started.elapsed().as_secs_f64()
                 );

@@ -67,8 +67,36 @@ async fn demo_actions(running: &Running) -> Vec<String> {
         .collect()
 }
 
-async fn requests_in_30_days(api: &Api) -> u64 {
-    let (status, v) = api.admin_get("/api/v1/usage/summary?window=30d").await;
+/// A page's text without its tags (the demo's pages are open, no login).
+async fn page(api: &Api, path: &str) -> String {
+    let res = api
+        .client
+        .get(format!("{}{path}", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    let html = res.text().await.unwrap();
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn requests_in_history(api: &Api) -> u64 {
+    let (status, v) = api
+        .admin_get("/api/v1/usage/summary?from=2000-01-01T00:00:00Z")
+        .await;
     assert_eq!(status, 200, "{v}");
     v["requests"].as_u64().unwrap()
 }
@@ -89,15 +117,17 @@ async fn history_explains_this_week_against_the_week_before_and_is_written_once(
         days.len(),
         t0.elapsed().as_secs_f64()
     );
-    assert_eq!(days, (1..=30).collect::<Vec<_>>());
+    // At least 30 days, back to the start of last month (month to date has a whole span to compare with).
+    assert!(written.days >= 30, "{} days", written.days);
+    assert_eq!(days, (1..=written.days).collect::<Vec<_>>());
     assert!(
-        (10_000..=80_000).contains(&written.events),
+        (10_000..=100_000).contains(&written.events),
         "a modest history: {} events",
         written.events
     );
 
     let (running, api) = serve(&config).await;
-    assert_eq!(requests_in_30_days(&api).await, written.events as u64);
+    assert_eq!(requests_in_history(&api).await, written.events as u64);
     // Each planted change is found by the explain view, with a real baseline behind it.
     for (team, effect) in [
         ("support", "volume"),
@@ -126,6 +156,25 @@ async fn history_explains_this_week_against_the_week_before_and_is_written_once(
             "{v}"
         );
     }
+    // The pages tell the same from the first minute: the overview compares with real spans before, and the
+    // explain page finds the volume behind support's rise.
+    let overview = page(&api, "/overview").await;
+    for span in ["yesterday by this time", "same span last month"] {
+        let baseline = overview
+            .split(&format!(" {span}"))
+            .next()
+            .and_then(|before| before.rsplit("vs $").next())
+            .unwrap_or_default();
+        let usd = spendgate_core::Money::parse_usd(baseline.trim())
+            .unwrap_or_else(|_| panic!("/overview compares with {span}: {overview}"));
+        assert!(usd.picos() > 0, "/overview: {span} is ${baseline}");
+    }
+    let explain_page = page(&api, "/explain?group_by=team&subject=support&window=7d").await;
+    assert!(explain_page.contains("volume-driven"), "{explain_page}");
+    assert!(
+        !explain_page.contains("no requests in the baseline"),
+        "{explain_page}"
+    );
     // The team whose key has no team spends more than the week before.
     let (_, nobody) = api
         .admin_get("/api/v1/insights/explain?group_by=team&subject=@none&window=7d")
@@ -141,8 +190,22 @@ async fn history_explains_this_week_against_the_week_before_and_is_written_once(
         .unwrap();
     assert!(again.is_none(), "the history was written twice");
     let (running, api) = serve(&config).await;
-    assert_eq!(requests_in_30_days(&api).await, written.events as u64);
+    assert_eq!(requests_in_history(&api).await, written.events as u64);
     running.stop().await.unwrap();
+}
+
+/// Every signal the detectors raise now, as the API shows them.
+async fn signals(
+    running: &Running,
+    cfg: &AnomalyConfig,
+    episodes: &mut spendgate_gateway::anomalies::Episodes,
+) -> Vec<Value> {
+    spendgate_gateway::anomalies::evaluate(&*running.store, cfg, now_ms(), None, episodes)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.to_json())
+        .collect()
 }
 
 /// What a detector signal concerns, as a planted case's name, or `None` for a false positive.
@@ -168,16 +231,7 @@ async fn detectors_find_the_planted_loop_and_prompt_growth_and_nothing_else() {
     let mut episodes = spendgate_gateway::anomalies::Episodes::default();
 
     // Over the history alone: the prompt growth, and no retry loop (every historical request is different).
-    let before = spendgate_gateway::anomalies::evaluate(
-        &*running.store,
-        &cfg,
-        now_ms(),
-        None,
-        &mut episodes,
-    )
-    .await
-    .unwrap();
-    let before: Vec<Value> = before.iter().map(|s| s.to_json()).collect();
+    let before = signals(&running, &cfg, &mut episodes).await;
     assert!(
         before
             .iter()
@@ -197,18 +251,7 @@ async fn detectors_find_the_planted_loop_and_prompt_growth_and_nothing_else() {
     ));
     let t0 = Instant::now();
     let signals = loop {
-        let signals: Vec<Value> = spendgate_gateway::anomalies::evaluate(
-            &*running.store,
-            &cfg,
-            now_ms(),
-            None,
-            &mut episodes,
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.to_json())
-        .collect();
+        let signals = signals(&running, &cfg, &mut episodes).await;
         if signals.iter().any(|s| s["kind"] == "anomaly_retry_loop") {
             break signals;
         }
@@ -228,7 +271,7 @@ async fn detectors_find_the_planted_loop_and_prompt_growth_and_nothing_else() {
         .filter(|p| found.contains(&Some(**p)))
         .count();
     println!(
-        "detectors over 30 days of demo history + live start: {} signals, precision {}/{} , recall {}/{}",
+        "detectors over the demo history + live start: {} signals, precision {}/{}, recall {}/{}",
         signals.len(),
         true_positives,
         signals.len(),
