@@ -363,3 +363,29 @@ async fn the_demo_seeds_its_controls_once_as_admin_actions_and_keeps_the_users()
     assert_eq!(demo_actions(&running).await, by_demo);
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_is_written_once_on_postgresql_too() {
+    use spendgate_store::postgres::scratch::ScratchDatabase;
+    use spendgate_store::StoreError;
+    let db = match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
+        (_, Ok(db)) => db,
+        (url, Err(e @ StoreError::Connect { .. })) => {
+            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
+            return;
+        }
+        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = demo_config(dir.path());
+    config.store.url = Some(db.url().to_string());
+    let written = demo::write_history(&config, |_| {}).await.unwrap().unwrap();
+    assert!(demo::write_history(&config, |_| {})
+        .await
+        .unwrap()
+        .is_none());
+    let (running, api) = serve(&config).await;
+    assert_eq!(requests_in_history(&api).await, written.events as u64);
+    assert_eq!(explain(&api, "support").await["driver"], json!("volume"));
+    running.stop().await.unwrap();
+}
