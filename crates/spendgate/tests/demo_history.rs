@@ -366,15 +366,8 @@ async fn the_demo_seeds_its_controls_once_as_admin_actions_and_keeps_the_users()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_is_written_once_on_postgresql_too() {
-    use spendgate_store::postgres::scratch::ScratchDatabase;
-    use spendgate_store::StoreError;
-    let db = match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
-        (_, Ok(db)) => db,
-        (url, Err(e @ StoreError::Connect { .. })) => {
-            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
-            return;
-        }
-        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
+    let Some(db) = common::scratch_pg().await else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut config = demo_config(dir.path());
