@@ -6,4 +6,5 @@ pub mod app;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod demo_history;
 pub mod pricing_cli;

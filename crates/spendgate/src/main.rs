@@ -306,6 +306,25 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let mut config = demo::demo_config(listen, data_dir, gateway_name);
             config.store.url = store.or(config.store.url);
+            // An empty store first gets its past (a few seconds), so every comparison has a baseline.
+            let started = std::time::Instant::now();
+            let history = demo::write_history(&config, |p| {
+                use std::io::Write;
+                print!(
+                    "\r  Writing {} days of demo history: day {}/{} ({} events)",
+                    p.days, p.day, p.days, p.events
+                );
+                let _ = std::io::stdout().flush();
+            })
+            .await?;
+            if let Some(h) = &history {
+                println!(
+                    "\r  Wrote {} days of demo history ({} events) in {:.1} s.      ",
+                    h.days,
+                    h.events,
+                    started.elapsed().as_secs_f64()
+                );
+            }
             let running = app::start(&config).await?;
             let base = format!("http://{}", running.addr);
             println!();
@@ -328,14 +347,25 @@ async fn main() -> anyhow::Result<()> {
                     std::sync::Arc::clone(&running.store),
                     base.clone(),
                     running.shutdown_signal(),
+                    demo::Traffic {
+                        keys: history.map(|h| h.keys).unwrap_or_default(),
+                        ..demo::Traffic::default()
+                    },
                 ))
             });
             if !no_traffic {
                 let controls = std::sync::Arc::clone(&running.controls);
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_secs(45)).await;
-                    if let Err(e) = demo::seed_controls(controls).await {
-                        tracing::warn!(error = %e, "Seeding the demo's budgets and wallets failed.");
+                    match demo::seed_controls(controls).await {
+                        Ok(s) if !s.kept.is_empty() => tracing::info!(
+                            kept = ?s.kept,
+                            "The demo left budgets and wallets that were already set as they are."
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Seeding the demo's budgets and wallets failed.")
+                        }
                     }
                 });
             }

@@ -16,9 +16,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 
 use common::{free_port, picos, wait_healthy, Api};
-use spendgate_store::postgres::scratch::ScratchDatabase;
 use spendgate_store::postgres::PostgresOptions;
-use spendgate_store::{PostgresStore, Store, StoreError};
+use spendgate_store::{PostgresStore, Store};
 
 /// A child process that is killed when the test ends, however it ends.
 struct Gateway(Child);
@@ -33,13 +32,8 @@ impl Drop for Gateway {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_mixed_requests_reconcile_to_the_last_unit_on_postgres() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
-        (_, Ok(db)) => db,
-        (url, Err(e @ StoreError::Connect { .. })) => {
-            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
-            return;
-        }
-        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
+    let Some(db) = common::scratch_pg().await else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();

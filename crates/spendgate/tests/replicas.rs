@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{chat_body, picos, TestServer};
+use common::{chat_body, picos, scratch_pg, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use spendgate::config::Config;
@@ -281,19 +281,6 @@ async fn three_replicas_on_one_sqlite_file_never_overshoot() {
     let shared = tempfile::tempdir().unwrap();
     let dir = shared.path().to_path_buf();
     three_replicas_share_budgets_and_wallets(&move |c: &mut Config| c.data_dir = dir.clone()).await;
-}
-
-/// A scratch PostgreSQL database, or `None` (with the reason printed) when no server answers.
-async fn scratch_pg() -> Option<spendgate_store::postgres::scratch::ScratchDatabase> {
-    use spendgate_store::postgres::scratch::ScratchDatabase;
-    match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
-        (_, Ok(db)) => Some(db),
-        (url, Err(e @ spendgate_store::StoreError::Connect { .. })) => {
-            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
-            None
-        }
-        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

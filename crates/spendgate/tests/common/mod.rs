@@ -5,7 +5,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::print_stdout
+    clippy::print_stdout,
+    clippy::print_stderr
 )]
 
 pub mod reconcile;
@@ -453,4 +454,17 @@ pub async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Ve
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (base, seen)
+}
+
+/// A scratch PostgreSQL database, or `None` (with the reason printed) when no server answers.
+pub async fn scratch_pg() -> Option<spendgate_store::postgres::scratch::ScratchDatabase> {
+    use spendgate_store::postgres::scratch::ScratchDatabase;
+    match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
+        (_, Ok(db)) => Some(db),
+        (url, Err(e @ spendgate_store::StoreError::Connect { .. })) => {
+            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
+            None
+        }
+        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
+    }
 }
