@@ -394,6 +394,10 @@ async fn reserve(
     route: &crate::routes::Route,
     body: &[u8],
 ) -> Result<crate::controls::Hold, ApiError> {
+    // Nothing to hold against: the request's extent (a scan of its body) is not needed.
+    if !gw.controls.has_any() {
+        return Ok(crate::controls::Hold::none());
+    }
     let extent = Extent::of(body, endpoint == Endpoint::Responses);
     let worst = |price: &spendgate_core::ModelPrice| -> Option<spendgate_core::Money> {
         let input = extent.input_tokens(body.len() as u64, price.context_window)?;

@@ -819,6 +819,12 @@ impl Controls {
             .any(|b| b.rec.def.hard_limit && b.rec.def.scope.covers(key_id, user, team))
     }
 
+    /// Whether any budget or wallet is configured: without one, no request needs a hold.
+    pub fn has_any(&self) -> bool {
+        let st = self.lock();
+        !(st.budgets.is_empty() && st.wallets.is_empty())
+    }
+
     /// Whether a wallet pays for requests of (key, user, team): the user's, the team's or the org's.
     pub fn pays_from_wallet(&self, _key_id: i64, user: &str, team: Option<&str>) -> bool {
         self.lock().wallets.iter().any(|w| match &w.rec.def.scope {
