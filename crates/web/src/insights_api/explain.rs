@@ -176,7 +176,6 @@ fn equal_windows(
     window: ResolvedWindow,
     baseline: ResolvedWindow,
 ) -> (ResolvedWindow, ResolvedWindow) {
-    use spendgate_core::time::{Grain, HOUR_MS};
     let len = window.to_ms - window.from_ms;
     if baseline.to_ms - baseline.from_ms == len {
         return (window, baseline);
@@ -188,12 +187,26 @@ fn equal_windows(
         bf.to_ms = shifted.to_ms;
         return (window, shifted);
     }
+    whole_hours(store, f, bf, window, None)
+}
+
+/// The window read in whole hours ending at its last whole hour, and the baseline as long, `back` before it
+/// (`None`: right before it): the alignment every rollup has, so both spans are exactly as long.
+fn whole_hours(
+    store: &dyn spendgate_store::Store,
+    f: &mut Filters,
+    bf: &mut Filters,
+    window: ResolvedWindow,
+    back: Option<i64>,
+) -> (ResolvedWindow, ResolvedWindow) {
+    use spendgate_core::time::{Grain, HOUR_MS};
     let end = Grain::Hour.floor(window.to_ms);
-    let hours = (len / HOUR_MS).max(1) * HOUR_MS;
+    let hours = ((window.to_ms - window.from_ms) / HOUR_MS).max(1) * HOUR_MS;
+    let back = back.unwrap_or(hours);
     f.from_ms = end - hours;
     f.to_ms = end;
-    bf.from_ms = end - 2 * hours;
-    bf.to_ms = end - hours;
+    bf.from_ms = f.from_ms - back;
+    bf.to_ms = end - back;
     (store.resolve_window(f), store.resolve_window(bf))
 }
 
@@ -206,18 +219,11 @@ fn week_apart(
     window: ResolvedWindow,
     baseline: ResolvedWindow,
 ) -> (ResolvedWindow, ResolvedWindow) {
-    use spendgate_core::time::{Grain, HOUR_MS};
     let len = window.to_ms - window.from_ms;
     if baseline.to_ms - baseline.from_ms == len && baseline.from_ms == window.from_ms - WEEK_MS {
         return (window, baseline);
     }
-    let end = Grain::Hour.floor(window.to_ms);
-    let hours = (len / HOUR_MS).max(1) * HOUR_MS;
-    f.from_ms = end - hours;
-    f.to_ms = end;
-    bf.from_ms = f.from_ms - WEEK_MS;
-    bf.to_ms = end - WEEK_MS;
-    (store.resolve_window(f), store.resolve_window(bf))
+    whole_hours(store, f, bf, window, Some(WEEK_MS))
 }
 
 pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<ExplainView, ApiError> {
