@@ -44,6 +44,8 @@ pub struct Meter {
     pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
+    /// What rate limits counted for this request; corrected to the tokens it used in `finish`.
+    pub rate: crate::controls::RateHold,
     /// Upstream calls that failed before the current one (fallbacks and retries).
     pub failed_attempts: Vec<FailedAttempt>,
     /// The cache's ticket for this request: gets the answer and decides the cache outcome.
@@ -116,6 +118,8 @@ impl Meter {
         let wallet_id = self.hold.wallet_id();
         let leases = self.hold.lease_ids();
         self.hold.settle(priced.cost);
+        self.rate
+            .settle(usage.input_tokens.saturating_add(usage.output_tokens));
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
         self.stats.observe(latency, outcome.status.is_error());

@@ -314,6 +314,21 @@ async fn prepare(
         &body,
     ));
     let first_body = upstream_body(body.clone(), &head, endpoint, &first.upstream_model)?;
+    let cover = gw.controls.rate_cover(key.id, key.team.as_deref());
+    // The body's extent (a scan of it) is read once, and only when a tokens-a-minute limit or a budget or wallet
+    // needs it.
+    let extent = (cover == crate::controls::RateCover::Tokens || gw.controls.has_any())
+        .then(|| Extent::of(&body, endpoint == Endpoint::Responses))
+        .unwrap_or_default();
+    let rate = admit(
+        gw,
+        &key,
+        cover,
+        (&head, endpoint, &route),
+        body.len(),
+        extent,
+    )
+    .await?;
     let slot = if stream {
         let max = gw.limits.max_streams_per_key;
         Some(gw.streams.take(key.id, max).ok_or_else(|| {
@@ -327,7 +342,7 @@ async fn prepare(
     } else {
         None
     };
-    let hold = reserve(gw, &key, &head, endpoint, &route, &body).await?;
+    let hold = reserve(gw, &key, &head, endpoint, &route, &body, extent).await?;
     let headers = if endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
@@ -356,6 +371,7 @@ async fn prepare(
         request_bytes,
         fingerprint,
         hold,
+        rate,
         failed_attempts: Vec::new(),
         cache: parts
             .extensions
@@ -377,6 +393,72 @@ async fn prepare(
     })
 }
 
+/// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its
+/// output limit, else of the model's output cap, else of the configured default; none for embeddings.
+fn output_limit(
+    gw: &Gateway,
+    head: &RequestHead,
+    endpoint: Endpoint,
+    price: &spendgate_core::ModelPrice,
+) -> u64 {
+    match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => head
+            .max_output()
+            .or(price.max_output_tokens.filter(|m| *m > 0))
+            .unwrap_or(gw.controls.config().default_max_output_tokens)
+            .saturating_mul(head.completions()),
+    }
+}
+
+/// Counts the request against the rate limits of its key and team, or refuses it with 429 and `Retry-After`. A
+/// tokens-a-minute limit counts what the request may use at the largest of its route's targets: its prompt
+/// estimated at four bytes a token (images and the tools' prompt as its extent counts them, at most the model's
+/// context window) plus its output limit; the count is corrected to the reported usage when the request ends.
+async fn admit(
+    gw: &Gateway,
+    key: &spendgate_store::KeyRecord,
+    cover: crate::controls::RateCover,
+    (head, endpoint, route): (&RequestHead, Endpoint, &crate::routes::Route),
+    body_len: usize,
+    extent: Extent,
+) -> Result<crate::controls::RateHold, ApiError> {
+    use crate::controls::RateCover;
+    if cover == RateCover::None {
+        return Ok(crate::controls::RateHold::none());
+    }
+    let mut tokens = 0;
+    if cover == RateCover::Tokens {
+        let prompt = spendgate_core::usage::estimate_tokens(body_len);
+        for t in &route.targets {
+            // Input the body only points at counts at the context window, or at the body's estimate without one.
+            let input = extent
+                .input_tokens(prompt, t.price.context_window)
+                .unwrap_or(prompt);
+            tokens = tokens.max(input.saturating_add(output_limit(gw, head, endpoint, &t.price)));
+        }
+    }
+    gw.controls
+        .admit(key.id, key.team.as_deref(), tokens)
+        .await
+        .map_err(|r| {
+            gw.stats.refuse_rate_limit();
+            // A recorder of refusals (who was refused, by what) would take `r` here, as the budget refusals do.
+            let kind = match r.measure {
+                spendgate_store::replicas::RateMeasure::Requests => "requests",
+                spendgate_store::replicas::RateMeasure::Tokens => "tokens",
+            };
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind,
+                "rate_limit_exceeded",
+                r.description,
+            );
+            e.retry_after = r.retry_after_secs;
+            e
+        })
+}
+
 /// Holds the request's worst-case cost against budgets and wallets, so that a hard limit or a wallet holds
 /// whatever the request's shape (`protocol::extent`): the prompt at one token per byte of the body, plus every
 /// image at the most an image can cost and the tools' system prompt, bounded by the model's context window; the
@@ -393,22 +475,14 @@ async fn reserve(
     endpoint: Endpoint,
     route: &crate::routes::Route,
     body: &[u8],
+    extent: Extent,
 ) -> Result<crate::controls::Hold, ApiError> {
-    // Nothing to hold against: the request's extent (a scan of its body) is not needed.
     if !gw.controls.has_any() {
         return Ok(crate::controls::Hold::none());
     }
-    let extent = Extent::of(body, endpoint == Endpoint::Responses);
     let worst = |price: &spendgate_core::ModelPrice| -> Option<spendgate_core::Money> {
         let input = extent.input_tokens(body.len() as u64, price.context_window)?;
-        let output = match endpoint {
-            Endpoint::Embeddings => 0,
-            _ => head
-                .max_output()
-                .or(price.max_output_tokens.filter(|m| *m > 0))
-                .unwrap_or(gw.controls.config().default_max_output_tokens)
-                .saturating_mul(head.completions()),
-        };
+        let output = output_limit(gw, head, endpoint, price);
         let usage = spendgate_core::Usage {
             input_tokens: input,
             output_tokens: output,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 
 pub use postgres::PostgresStore;
@@ -235,6 +235,15 @@ pub trait Store: Send + Sync + 'static {
         budget: NewBudget,
     ) -> Result<(Option<BudgetRecord>, BudgetRecord)>;
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>>;
+    /// Creates the rate limit of a key or team, or changes the one it has (one per subject); returns (before,
+    /// after). Refuses a limit [`NewRateLimit::check`] refuses.
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)>;
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>>;
+    /// Deletes a rate limit and returns it; `None` if no rate limit has this id.
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>>;
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord>;
     async fn list_wallets(&self) -> Result<Vec<WalletRecord>>;
     /// Applies a money movement between wallets (or a top-up) in one transaction; returns the wallets touched.

@@ -187,6 +187,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&STATUS, get(status))
         .op(&GATEWAYS, get(gateways))
         .merge(crate::controls_api::routes())
+        .merge(crate::rate_limits_api::routes())
         .merge(crate::insights_api::routes())
         .map(|r| r.route_layer(middleware::from_fn(admin_only)));
     let authed = readable.merge(admin).map(|r| {
@@ -456,7 +457,7 @@ async fn create_key(
 }
 
 /// The key with this id, or a 404 that says where the keys are listed.
-async fn key_of(s: &AppState, id: i64) -> Result<spendgate_store::KeyRecord, ApiError> {
+pub(crate) async fn key_of(s: &AppState, id: i64) -> Result<spendgate_store::KeyRecord, ApiError> {
     let keys = s.store.list_keys().await.map_err(store_error)?;
     keys.into_iter().find(|k| k.id == id).ok_or_else(|| {
         ApiError::new(
@@ -915,6 +916,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "requests": g.requests,
             "upstream_errors": g.upstream_errors,
             "rejected": g.rejected,
+            // Refusals by reason; only rate limits are told apart so far.
+            "rejected_by_reason": { "rate_limit": g.rate_limited },
             "latency_p50_ms": g.latency_percentile_ms(50),
             "latency_p95_ms": g.latency_percentile_ms(95),
         },

@@ -82,6 +82,13 @@ impl Op {
         }
     }
 
+    pub const fn delete(path: &'static str, summary: &'static str, access: Access) -> Op {
+        Op {
+            method: "delete",
+            ..Op::get(path, summary, access)
+        }
+    }
+
     pub const fn query(self, query: &'static [Param]) -> Op {
         Op {
             query: [query, &[], &[]],

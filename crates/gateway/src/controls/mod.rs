@@ -1,4 +1,4 @@
-//! Enforcement of budgets and wallets on the request path, in memory.
+//! Enforcement of budgets, wallets and rate limits on the request path, in memory.
 //!
 //! Before a request goes upstream, [`Controls::reserve`] holds its worst-case cost against every hard-limited
 //! budget that covers it and against the wallet that pays for it, all under one lock, so concurrent requests
@@ -9,8 +9,12 @@
 //! balance from its ledger; afterwards both move in memory with every settlement, while the same charges reach
 //! the store through the spend-event writer (a wallet's `settle` ledger entry is written in the same
 //! transaction as the spend log).
+//!
+//! Rate limits (requests and tokens a minute for a key or a team) are counted apart, in `rates.rs`: a request is
+//! admitted by them before anything is held for it.
 
 mod leases;
+mod rates;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +33,7 @@ use tokio::sync::mpsc;
 
 pub use leases::LeaseSettings;
 use leases::{LeaseNeed, LocalLease};
+pub use rates::{RateCover, RateHold, RateRefusal};
 use spendgate_store::replicas::LeaseTarget;
 
 #[derive(Debug, Clone)]
@@ -120,6 +125,10 @@ pub struct Controls {
     /// The gateway's key cache, so that a key revoked or rotated here or on another replica is forgotten before
     /// the change is confirmed (`keys.rs`). Set once at start by [`Controls::attach_keys`].
     keys: std::sync::OnceLock<Arc<crate::keys::KeyCache>>,
+    /// Rate limits and what they counted (`rates.rs`), under a lock of their own.
+    rates: Mutex<rates::Rates>,
+    /// Whether any rate limit exists: without one, a request is admitted without taking the lock.
+    rates_on: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Controls {
@@ -223,6 +232,8 @@ impl Controls {
             lease_gate: tokio::sync::Mutex::new(()),
             lease_waiters: Default::default(),
             keys: std::sync::OnceLock::new(),
+            rates: Mutex::default(),
+            rates_on: Default::default(),
         });
         for b in controls.store.list_budgets().await? {
             controls.install_budget(b).await?;
@@ -230,6 +241,7 @@ impl Controls {
         for w in controls.store.list_wallets().await? {
             controls.install_wallet(w);
         }
+        controls.install_rates(controls.store.list_rate_limits().await?);
         Ok((controls, rx))
     }
 
@@ -692,9 +704,11 @@ impl Controls {
         let _ = self.alerts.send(alert);
     }
 
-    /// Reloads budgets' spend and wallets' balances from the store, so that a replica sees what the others spent.
+    /// Reloads budgets' spend, wallets' balances and rate limits from the store, so that a replica sees what the
+    /// others spent and changed.
     pub async fn refresh_from_store(&self) {
         self.refresh_budgets().await;
+        self.refresh_rates().await;
         match self.store.list_wallets().await {
             Ok(list) => {
                 for w in list {

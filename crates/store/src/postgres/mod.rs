@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
@@ -451,6 +451,25 @@ impl Store for PostgresStore {
         pooled!(self, c => all(c, &sql, &[], rows::budget))
     }
 
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+        pooled!(self, mut c => controls::upsert_rate_limit(c, &limit))
+    }
+
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>> {
+        let sql = format!(
+            "SELECT {} FROM rate_limits ORDER BY id",
+            rows::RATE_LIMIT_COLUMNS
+        );
+        pooled!(self, c => all(c, &sql, &[], rows::rate_limit))
+    }
+
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>> {
+        pooled!(self, c => controls::delete_rate_limit(c, id))
+    }
+
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
         pooled!(self, c => controls::create_wallet(c, &wallet))
     }
@@ -518,7 +537,8 @@ impl Store for PostgresStore {
             crate::replicas::LeaseTarget::Budget { filters, .. } => {
                 Some(self.resolve_window(filters))
             }
-            crate::replicas::LeaseTarget::Wallet { .. } => None,
+            crate::replicas::LeaseTarget::Wallet { .. }
+            | crate::replicas::LeaseTarget::Rate { .. } => None,
         };
         pooled!(self, mut c => replicas::lease(c, &req, now_ms(), window))
     }

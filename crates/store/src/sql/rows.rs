@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::detail::read_detail;
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, LedgerKind,
-    NewAlert, NewBudget, NewWallet, WalletRecord,
+    NewAlert, NewBudget, NewRateLimit, NewWallet, RateLimitRecord, WalletRecord,
 };
 use crate::{ActivityRow, KeyRecord, Result, StoreError, StoredSpendLog, ViewerToken};
 
@@ -300,6 +300,23 @@ pub fn budget(r: &dyn Cells) -> Result<BudgetRecord> {
         },
         created_at_ms: r.int(8)?,
         updated_at_ms: r.int(9)?,
+    })
+}
+
+pub const RATE_LIMIT_COLUMNS: &str = "id, scope, subject, rpm, tpm, created_at_ms, updated_at_ms";
+
+pub fn rate_limit(r: &dyn Cells) -> Result<RateLimitRecord> {
+    let limit =
+        |i: usize| -> Result<Option<u64>> { Ok(r.opt_int(i)?.and_then(|v| u64::try_from(v).ok())) };
+    Ok(RateLimitRecord {
+        id: r.int(0)?,
+        def: NewRateLimit {
+            scope: scope_of(&r.text(1)?, &r.text(2)?),
+            rpm: limit(3)?,
+            tpm: limit(4)?,
+        },
+        created_at_ms: r.int(5)?,
+        updated_at_ms: r.int(6)?,
     })
 }
 

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
@@ -480,6 +480,23 @@ impl Store for SqliteStore {
         self.with_reader(controls::list_budgets).await
     }
 
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+        self.with_writer(move |w| controls::upsert_rate_limit(&mut w.conn, &limit))
+            .await
+    }
+
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>> {
+        self.with_reader(controls::list_rate_limits).await
+    }
+
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>> {
+        self.with_writer(move |w| controls::delete_rate_limit(&w.conn, id))
+            .await
+    }
+
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
         self.with_writer(move |w| controls::create_wallet(&mut w.conn, &wallet))
             .await
@@ -558,7 +575,8 @@ impl Store for SqliteStore {
             crate::replicas::LeaseTarget::Budget { filters, .. } => {
                 Some(self.resolve_window(filters))
             }
-            crate::replicas::LeaseTarget::Wallet { .. } => None,
+            crate::replicas::LeaseTarget::Wallet { .. }
+            | crate::replicas::LeaseTarget::Rate { .. } => None,
         };
         self.with_writer(move |w| replicas::lease(&mut w.conn, &req, now_ms(), window))
             .await
