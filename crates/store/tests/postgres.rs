@@ -311,3 +311,10 @@ async fn a_store_reconnects_after_the_server_drops_its_connections() {
     let totals = totals.unwrap();
     assert_eq!((totals.requests, totals.cost), (2, Money::from_picos(33)));
 }
+
+#[tokio::test]
+async fn rate_limits_round_trip_and_their_leases_share_the_limit() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::rate_limits_round_trip_and_their_leases_share_the_limit(&store).await;
+}

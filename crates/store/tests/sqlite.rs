@@ -468,3 +468,9 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         handle.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn rate_limits_round_trip_and_their_leases_share_the_limit() {
+    let (_dir, store) = open();
+    common::rate_limits_round_trip_and_their_leases_share_the_limit(&store).await;
+}
