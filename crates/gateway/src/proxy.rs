@@ -317,9 +317,11 @@ async fn prepare(
     let cover = gw.controls.rate_cover(key.id, key.team.as_deref());
     // The body's extent (a scan of it) is read once, and only when a tokens-a-minute limit or a budget or wallet
     // needs it.
-    let extent = (cover == crate::controls::RateCover::Tokens || gw.controls.has_any())
-        .then(|| Extent::of(&body, endpoint == Endpoint::Responses))
-        .unwrap_or_default();
+    let extent = if cover == crate::controls::RateCover::Tokens || gw.controls.has_any() {
+        Extent::of(&body, endpoint == Endpoint::Responses)
+    } else {
+        Extent::default()
+    };
     let rate = admit(
         gw,
         &key,

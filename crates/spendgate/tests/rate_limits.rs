@@ -15,9 +15,8 @@
 
 mod common;
 
-use std::time::Duration;
 
-use common::{scratch_pg, TestServer};
+use common::{replica, scratch_pg, until_listed, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use spendgate::config::Config;
@@ -380,40 +379,6 @@ async fn rate_limits_are_set_listed_changed_and_deleted_with_clear_refusals_and_
     );
     for _ in 0..3 {
         assert_eq!(s.chat(&key, chat_body("free", 8)).await.status(), 200);
-    }
-}
-
-/// Starts a replica named `name` on the store `store` sets, with leases on (as `replicas.rs` does).
-async fn replica(name: &str, store: &(dyn Fn(&mut Config) + Sync)) -> TestServer {
-    let name = name.to_string();
-    TestServer::start_with(move |c| {
-        c.gateway_name = name;
-        c.replicas.leases = Some(true);
-        c.replicas.lease_ttl_secs = 6;
-        c.replicas.heartbeat_secs = 1;
-        c.journal.enabled = false;
-        store(c);
-    })
-    .await
-}
-
-/// Waits until `gateway` has beaten into the shared store.
-async fn until_listed(r: &TestServer, gateway: &str) {
-    let t0 = std::time::Instant::now();
-    while !r
-        .running
-        .store
-        .list_gateways()
-        .await
-        .unwrap()
-        .iter()
-        .any(|b| b.name == gateway)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{gateway} never beat"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
