@@ -250,6 +250,7 @@ enum RateLimitsCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// List the rate limits with what the server counted against each in the last minute.
     List {
         #[command(flatten)]
         target: Target,

@@ -15,7 +15,6 @@
 
 mod common;
 
-
 use common::{replica, scratch_pg, until_listed, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};

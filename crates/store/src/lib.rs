@@ -284,8 +284,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every replica that ever beat, most recently seen first.
     async fn list_gateways(&self) -> Result<Vec<replicas::GatewayBeat>>;
 
-    /// The controls' epoch: a counter every change of a budget, a wallet or a key moves on, so that replicas
-    /// notice a change with one small read instead of reloading everything (see [`replicas`]).
+    /// The controls' epoch: a counter every change of a budget, a wallet, a rate limit or a key moves on, so that
+    /// replicas notice a change with one small read instead of reloading everything (see [`replicas`]).
     async fn controls_epoch(&self) -> Result<i64>;
     /// Moves the epoch on after a change committed; returns the new epoch.
     async fn bump_controls_epoch(&self) -> Result<i64>;

@@ -1,4 +1,5 @@
 //! Budget and wallet leases: how several replicas share hard limits without a store round trip per request.
+//! (Rate limits' shares go through the same store calls, request gate and renewal; their side is `rates.rs`.)
 //!
 //! With leases on, a replica checks a hard-limited budget or a wallet against its own **lease** (a slice of the
 //! remaining amount the store reserved for it, see `spendgate_store::replicas`) instead of the whole amount:
