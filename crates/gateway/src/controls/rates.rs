@@ -116,8 +116,6 @@ pub(super) struct RateLease {
     usable_until_ms: i64,
     /// What the store said was left for everyone else at the last grant.
     unleased: u64,
-    /// After the store had no room, requests that do not fit are refused without asking again until then.
-    exhausted_until_ms: i64,
 }
 
 impl RateLease {
@@ -138,6 +136,10 @@ pub(super) struct Counter {
     limit: u64,
     window: Window,
     lease: Option<RateLease>,
+    /// After the store had no room (or could not be asked), requests that do not fit this replica's share are
+    /// refused without asking again until then: an exhausted limit costs one round trip a second, not one per
+    /// request.
+    backoff_until_ms: i64,
 }
 
 /// A rate limit as enforced: its definition and its counts.
@@ -160,13 +162,14 @@ impl LiveRate {
         .into_iter()
         .filter_map(|(measure, limit)| {
             let limit = limit?;
-            let (window, mut lease) = match old.iter().position(|c| c.measure == measure) {
-                Some(i) => {
-                    let c = old.swap_remove(i);
-                    (c.window, c.lease)
-                }
-                None => (Window::new(), None),
-            };
+            let (window, mut lease, backoff_until_ms) =
+                match old.iter().position(|c| c.measure == measure) {
+                    Some(i) => {
+                        let c = old.swap_remove(i);
+                        (c.window, c.lease, c.backoff_until_ms)
+                    }
+                    None => (Window::new(), None, 0),
+                };
             if changed {
                 if let Some(l) = lease.as_mut() {
                     l.usable_until_ms = 0;
@@ -177,6 +180,7 @@ impl LiveRate {
                 limit,
                 window,
                 lease,
+                backoff_until_ms: if changed { 0 } else { backoff_until_ms },
             })
         })
         .collect();
@@ -428,8 +432,12 @@ impl Controls {
         match self.try_admit(key_id, team, tokens, false) {
             Attempt::Counted(h) => Ok(h),
             Attempt::Refused(r) => Err(r),
-            // Not returned when leases may not be asked for.
-            Attempt::NeedLeases(_) => Ok(RateHold::none()),
+            // Not returned when leases may not be asked for; refused all the same should that ever change.
+            Attempt::NeedLeases(_) => Err(RateRefusal {
+                measure: RateMeasure::Requests,
+                description: "Rate limit reached on this gateway; retry shortly.".into(),
+                retry_after_secs: Some(1),
+            }),
         }
     }
 
@@ -471,9 +479,7 @@ impl Controls {
                 if leased {
                     let cap = c.lease.as_ref().map_or(0, |l| l.cap(now));
                     if total.saturating_add(need) > cap {
-                        let exhausted =
-                            c.lease.as_ref().is_some_and(|l| now < l.exhausted_until_ms);
-                        if may_lease && !exhausted {
+                        if may_lease && now >= c.backoff_until_ms {
                             needs.push(RateNeed {
                                 target: r.target(c),
                                 at_least: need,
@@ -531,8 +537,13 @@ impl Controls {
         }
     }
 
-    /// (counted in the last minute, its lease) of the count a lease target names, if it is still enforced.
-    fn rate_position(&self, target: &LeaseTarget, now: i64) -> Option<(u64, Option<RateLease>)> {
+    /// (counted in the last minute, its lease, its backoff) of the count a lease target names, if it is still
+    /// enforced.
+    fn rate_position(
+        &self,
+        target: &LeaseTarget,
+        now: i64,
+    ) -> Option<(u64, Option<RateLease>, i64)> {
         let LeaseTarget::Rate { id, measure, .. } = target else {
             return None;
         };
@@ -542,7 +553,10 @@ impl Controls {
             .filter(|r| r.rec.id == *id)
             .flat_map(|r| &r.counters)
             .find(|c| c.measure == *measure)
-            .map(|c| (c.window.total(now.div_euclid(1000)), c.lease.clone()))
+            .map(|c| {
+                let counted = c.window.total(now.div_euclid(1000));
+                (counted, c.lease.clone(), c.backoff_until_ms)
+            })
     }
 
     /// Asks the store for the shares `needs` lists (one request asks at a time, for room for everyone waiting,
@@ -554,13 +568,14 @@ impl Controls {
         self.lease_waiters.fetch_sub(1, Ordering::Relaxed);
         for need in needs {
             let now = now_ms();
-            let Some((total, current)) = self.rate_position(&need.target, now) else {
+            let Some((total, current, backoff_until_ms)) = self.rate_position(&need.target, now)
+            else {
                 continue;
             };
-            let room_now = current.as_ref().is_some_and(|l| {
-                total.saturating_add(need.at_least) <= l.cap(now) || now < l.exhausted_until_ms
-            });
-            if room_now {
+            let room_now = current
+                .as_ref()
+                .is_some_and(|l| total.saturating_add(need.at_least) <= l.cap(now));
+            if room_now || now < backoff_until_ms {
                 // The request before this one in the queue brought enough room, or learnt that there is none.
                 continue;
             }
@@ -579,7 +594,10 @@ impl Controls {
                     self.install_rate_lease(&need.target, &grant, s, short);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "Taking a rate limit lease failed; requests it covers are refused.")
+                    tracing::warn!(error = %e, "Taking a rate limit lease failed; requests it covers are refused.");
+                    self.with_counter(&need.target, |c| {
+                        c.backoff_until_ms = now_ms() + EXHAUSTED_BACKOFF_MS;
+                    });
                 }
             }
         }
@@ -611,13 +629,12 @@ impl Controls {
     ) {
         let now = now_ms();
         self.with_counter(target, |c| {
-            let exhausted_until_ms = if short { now + EXHAUSTED_BACKOFF_MS } else { 0 };
+            c.backoff_until_ms = if short { now + EXHAUSTED_BACKOFF_MS } else { 0 };
             c.lease = Some(RateLease {
                 id: grant.id,
                 granted: count_of(grant.granted),
                 usable_until_ms: s.usable_until(grant),
                 unleased: count_of(grant.unleased),
-                exhausted_until_ms,
             });
         });
     }
