@@ -380,7 +380,8 @@ impl Browser {
 
 /// Every page at a desktop width (1,440 x 900) and a phone's (390 x 844) has no horizontal overflow of the
 /// document: wide tables scroll inside their own container and long names wrap. The store holds what makes
-/// pages wide: long unbroken names, cache hits and fills, admin changes, budgets and an alert, a wallet.
+/// pages wide: long unbroken names, cache hits and fills, admin changes, budgets and an alert, a wallet, a rate
+/// limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
     let Some(browser) = Browser::start().await else {
@@ -413,6 +414,14 @@ async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
             json!({ "scope": "team", "subject": "support", "initial_balance": "5", "name": LONG }),
         )
         .await;
+    // A rate limit with a long team name, for the panel under the budgets.
+    let (_, r) = s
+        .admin_post(
+            "/api/v1/rate-limits",
+            json!({ "scope": "team", "subject": LONG, "rpm": 1_000_000, "tpm": 999_999_999 }),
+        )
+        .await;
+    assert!(r["id"].is_i64(), "{r}");
     send(&s, &long, "gpt-4o").await;
     s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
         v["requests"].as_u64() == Some(5)
