@@ -281,8 +281,8 @@ enum Attempt {
     NeedLeases(Vec<RateNeed>),
 }
 
-fn refusal(who: &str, c: &Counter, need: u64, wait: Option<u64>) -> RateRefusal {
-    let limit = c.limit;
+fn refusal(scope: &Scope, c: &Counter, need: u64, wait: Option<u64>) -> RateRefusal {
+    let (who, limit) = (scope.describe(), c.limit);
     let description = match (c.measure, wait) {
         (RateMeasure::Tokens, None) => format!(
             "This request may use {need} tokens (its prompt, estimated, and its output limit), more than {who} may use \
@@ -461,7 +461,6 @@ impl Controls {
             if !r.covers(key_id, team) {
                 continue;
             }
-            let who = r.rec.def.scope.describe();
             for (j, c) in r.counters.iter().enumerate() {
                 let need = match c.measure {
                     RateMeasure::Requests => 1,
@@ -470,7 +469,7 @@ impl Controls {
                 let total = c.window.total(now_s);
                 if total.saturating_add(need) > c.limit {
                     return Attempt::Refused(refusal(
-                        &who,
+                        &r.rec.def.scope,
                         c,
                         need,
                         c.window.wait_for(now_s, need, c.limit),
@@ -493,7 +492,7 @@ impl Controls {
                             .wait_for(now_s, need, cap)
                             .filter(|w| *w > 0)
                             .unwrap_or(renewal_secs);
-                        return Attempt::Refused(refusal(&who, c, need, Some(wait)));
+                        return Attempt::Refused(refusal(&r.rec.def.scope, c, need, Some(wait)));
                     }
                 }
                 fits.push((i, j, need));
