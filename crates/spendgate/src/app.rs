@@ -479,11 +479,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
         ..JournalConfig::new(journal_dir)
     });
+    let anomaly_config = config.anomalies.detector_config()?;
     let (writer, writer_handle) = spawn_writer(
         Arc::clone(&store),
         WriterConfig {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
+            // The retry-loop detector counts requests as they are recorded instead of reading them back.
+            repeats_window_ms: config
+                .anomalies
+                .enabled
+                .then_some(anomaly_config.retry_window_ms),
         },
         journal,
     )?;
@@ -517,7 +523,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..WebhookConfig::default()
         },
     ));
-    let anomaly_config = config.anomalies.detector_config()?;
     let keys = Arc::new(KeyCache::new(Arc::clone(&store)));
     controls.attach_keys(Arc::clone(&keys));
     let gateway = Arc::new(Gateway {
@@ -586,6 +591,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         // Next to the alert dispatcher: signals become alerts through the same channel, recorded once each.
         tokio::spawn(spendgate_gateway::anomalies::run_detector(
             Arc::clone(&store),
+            writer.repeats().cloned(),
             Arc::clone(&controls),
             anomaly_config,
             Duration::from_millis(config.anomalies.interval_ms),

@@ -7,6 +7,7 @@
 pub mod controls;
 pub mod journal;
 pub mod postgres;
+pub mod repeats;
 pub mod replicas;
 pub mod sealed;
 mod sql;

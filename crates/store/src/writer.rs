@@ -22,6 +22,9 @@ use crate::Store;
 pub struct WriterConfig {
     pub max_batch: usize,
     pub flush_interval: Duration,
+    /// Count recorded requests per key and fingerprint over this window, for the retry-loop detector
+    /// ([`crate::repeats`]); `None` when no detector runs.
+    pub repeats_window_ms: Option<i64>,
 }
 
 impl Default for WriterConfig {
@@ -37,6 +40,7 @@ impl Default for WriterConfig {
             // ~45,000.
             max_batch: 262_144,
             flush_interval: Duration::from_millis(5),
+            repeats_window_ms: None,
         }
     }
 }
@@ -146,6 +150,7 @@ pub struct SpendWriter {
     inlet: Inlet,
     stats: Arc<WriterStats>,
     committed: broadcast::Sender<Committed>,
+    repeats: Option<Arc<crate::repeats::Repeats>>,
 }
 
 /// Resolves when an event is safe in the journal (at once when there is no journal). `true` when it is; `false`
@@ -185,6 +190,9 @@ impl SpendWriter {
     /// has shut down (only while the process is stopping); the caller logs it.
     pub fn record(&self, event: SpendEvent) -> Ack {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = &self.repeats {
+            r.note(&event);
+        }
         let sent = match &self.inlet {
             Inlet::Direct(tx) => tx.send(event).is_ok().then(|| Ack::ready(true)),
             Inlet::Shared(journal) => {
@@ -216,6 +224,12 @@ impl SpendWriter {
 
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
+    }
+
+    /// The requests recorded lately, counted per key and fingerprint (when `WriterConfig::repeats_window_ms` asked
+    /// for them).
+    pub fn repeats(&self) -> Option<&Arc<crate::repeats::Repeats>> {
+        self.repeats.as_ref()
     }
 
     /// Subscribes to commit notices.
@@ -346,6 +360,9 @@ pub fn spawn_writer(
         inlet,
         stats: Arc::clone(&stats),
         committed: committed.clone(),
+        repeats: config
+            .repeats_window_ms
+            .map(|w| Arc::new(crate::repeats::Repeats::new(w))),
     };
     let task = tokio::spawn(run(
         store,

@@ -437,6 +437,7 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         let config = WriterConfig {
             max_batch: 3,
             flush_interval: Duration::from_secs(3600),
+            repeats_window_ms: None,
         };
         let journal = journaled.then(|| JournalConfig::new(dir.path().join("journal")));
         let (writer, handle) = spawn_writer(Arc::clone(&store), config, journal).unwrap();
@@ -473,4 +474,116 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
 async fn rate_limits_round_trip_and_their_leases_share_the_limit() {
     let (_dir, store) = open();
     common::rate_limits_round_trip_and_their_leases_share_the_limit(&store).await;
+}
+
+/// Events of the last minutes from three keys: loops of two fingerprints, scattered singles, another team.
+fn recent_traffic(now: i64) -> Vec<spendgate_core::SpendEvent> {
+    let mut events = Vec::new();
+    for i in 0..300i64 {
+        let key = 1 + i % 3;
+        let mut e = common::event(
+            now - 240_000 + i * 700,
+            (key != 3).then_some("support"),
+            "bot",
+            "m",
+            10,
+            1,
+            5 + i128::from(i % 7),
+        );
+        e.attribution.key_id = key;
+        // Key 1 loops on one request, key 2 on two alternately, key 3 never repeats.
+        e.fingerprint = Some(match key {
+            1 => 11,
+            2 => 20 + u64::try_from(i % 2).unwrap(),
+            _ => 1_000 + u64::try_from(i).unwrap(),
+        });
+        if i == 297 {
+            e.attribution.workflow = Some("triage".into());
+        }
+        events.push(e);
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_writers_request_counts_agree_with_the_spend_logs_grouped_by_key_and_fingerprint() {
+    use spendgate_store::repeats::Repeats;
+    let (_dir, store) = open();
+    let now = spendgate_core::time::now_ms();
+    let events = recent_traffic(now);
+    let repeats = Repeats::new(5 * 60_000);
+    for e in &events {
+        repeats.note(e);
+    }
+    store
+        .write_batch(std::sync::Arc::new(events))
+        .await
+        .unwrap();
+    let since = now - 5 * 60_000;
+    for min in [2, 20, 60] {
+        // The store leaves the order of equal counts open.
+        let by_key = |mut rows: Vec<spendgate_core::anomaly::RepeatedRequest>| {
+            rows.sort_by_key(|r| (r.key_id, r.fingerprint));
+            rows
+        };
+        let from_logs = by_key(store.repeated_requests(since, min).await.unwrap());
+        let counted = by_key(repeats.repeated(since, min));
+        assert_eq!(counted, from_logs, "at least {min} repeats");
+    }
+    let rows = repeats.repeated(since, 20);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.key_id, r.fingerprint, r.requests))
+            .collect::<Vec<_>>(),
+        [(1, 11, 100), (2, 20, 50), (2, 21, 50)]
+    );
+    // The latest request's names: key 1's last one carried a workflow.
+    assert_eq!(rows[0].workflow.as_deref(), Some("triage"));
+    assert_eq!(rows[0].team.as_deref(), Some("support"));
+}
+
+#[test]
+fn request_counts_forget_what_left_the_window_and_stay_bounded_under_a_flood_of_distinct_requests()
+{
+    use spendgate_store::repeats::{Repeats, MAX_PER_SLICE};
+    let window = 5 * 60_000;
+    let repeats = Repeats::new(window);
+    let now = spendgate_core::time::now_ms();
+    let at = |ts: i64, key: i64, fingerprint: u64| {
+        let mut e = common::event(ts, Some("t"), "u", "m", 1, 1, 1);
+        e.attribution.key_id = key;
+        e.fingerprint = Some(fingerprint);
+        e
+    };
+    // A loop ten minutes ago, then a flood of distinct requests (three times what one slice keeps) with a new
+    // loop woven through it.
+    for i in 0..30 {
+        repeats.note(&at(now - 2 * window + i, 9, 99));
+    }
+    let flood = 3 * MAX_PER_SLICE as i64;
+    for i in 0..flood {
+        let ts = now - 20_000 + i * 20_000 / flood;
+        repeats.note(&at(ts, 1, 1_000_000 + u64::try_from(i).unwrap()));
+        if i % 1_000 == 0 {
+            repeats.note(&at(ts, 2, 42));
+        }
+    }
+    let rows = repeats.repeated(now - window, 20);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.key_id, r.fingerprint, r.requests))
+            .collect::<Vec<_>>(),
+        [(2, 42, u64::try_from((flood - 1) / 1_000 + 1).unwrap())],
+        "the old loop is forgotten and the new one counted whole"
+    );
+    // Memory follows the bound, not the flood: at most the slices of one window, each at most full.
+    let slices = usize::try_from(spendgate_store::repeats::SLICES + 1).unwrap();
+    assert!(
+        repeats.len() <= slices * MAX_PER_SLICE,
+        "{} counts",
+        repeats.len()
+    );
+    assert!(repeats.len() < usize::try_from(flood).unwrap());
+    // The requests seen once were forgotten to make room, so no new request went uncounted.
+    assert_eq!(repeats.uncounted(), 0);
 }
