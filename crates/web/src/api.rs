@@ -19,7 +19,7 @@ use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
 
 use crate::auth::{admin_only, authenticate};
-use crate::openapi::{f, Access, ApiRouter, Op, Param, EXPLORER_QUERY, FILTERS, FORMAT};
+use crate::openapi::{f, p, Access, ApiRouter, Op, Ty, EXPLORER_QUERY, FILTERS, FORMAT};
 use crate::params::{parse_group_by, parse_sort, FilterParams};
 use crate::AppState;
 
@@ -44,7 +44,7 @@ const EXPLORER_EXPORT: Op = Op::get(
 .query(FILTERS)
 .also(EXPLORER_QUERY)
 .also(FORMAT)
-.produces("text/csv");
+.produces(EXPORTED);
 const SPEND_LOGS: Op = Op::get(
     "/api/v1/spend-logs",
     "Spend logs matching the filters, newest first, paged by cursor.",
@@ -52,17 +52,17 @@ const SPEND_LOGS: Op = Op::get(
 )
 .query(FILTERS)
 .also(&[
-    Param {
-        name: "limit",
-        description: "Logs per page, 1 to 1000 (default 50).",
-        ty: "integer",
-    },
-    Param {
-        name: "cursor",
-        description: "next_cursor of the previous page.",
-        ty: "string",
-    },
+    p("limit", Ty::Int(1, 1000), "Logs per page (default 50)."),
+    p(
+        "cursor",
+        CURSOR,
+        "next_cursor of the previous page (a position: time and sequence).",
+    ),
 ]);
+/// A spend-log cursor as `spendgate_store::sql::plan::cursor_of` writes it (the time is never negative).
+const CURSOR: Ty = Ty::Pattern(r"^[0-9]{1,18}-[0-9]{1,18}$");
+/// What an export answers: JSON by default, or CSV.
+const EXPORTED: &[&str] = &["application/json", "text/csv"];
 const SPEND_LOGS_EXPORT: Op = Op::get(
     "/api/v1/spend-logs/export",
     "Every spend log matching the filters as CSV or a JSON array, newest first, streamed.",
@@ -70,47 +70,53 @@ const SPEND_LOGS_EXPORT: Op = Op::get(
 )
 .query(FILTERS)
 .also(FORMAT)
-.produces("text/csv");
+.produces(EXPORTED);
 const SPEND_LOG: Op = Op::get(
     "/api/v1/spend-logs/{id}",
     "One spend log with its price lines.",
     Access::Reader,
-);
+)
+.id(Ty::Uuid)
+.statuses(&[404]);
 const CREATE_KEY: Op = Op::post(
     "/api/v1/keys",
     "Creates a virtual key; the key is in the answer and shown only this once.",
     Access::Admin,
 )
 .body(&[
-    f("user", "string", true, "Who the key belongs to."),
+    f("user", Ty::Name, true, "Who the key belongs to."),
     f(
         "team",
-        "string",
+        Ty::NameOrBlank,
         false,
-        "The user's team; without one, the key's traffic is No team.",
+        "The user's team; without one (or blank), the key's traffic is No team.",
     ),
     f(
         "expires_at",
-        "string",
+        Ty::Time,
         false,
-        "RFC 3339 time the key stops working (refused with 401 after it); without one, it works until revoked.",
+        "When the key stops working (refused with 401 after it); without one, it works until revoked. A time \
+         already past is a conflict (409).",
     ),
-]);
+])
+.statuses(&[201, 409]);
 const REVOKE_KEY: Op = Op::post(
     "/api/v1/keys/{id}/revoke",
     "Revokes a virtual key: refused (401) on this replica at once and on every replica sharing the store before \
      the answer; recorded in the audit log. Revoking again changes nothing.",
     Access::Admin,
-);
+)
+.statuses(&[404]);
 const ROTATE_KEY: Op = Op::post(
     "/api/v1/keys/{id}/rotate",
     "Gives a virtual key a new secret, shown only this once; same id, user, team, budgets and history. The old \
      secret is refused everywhere before the answer.",
     Access::Admin,
-);
+)
+.statuses(&[404, 409]);
 const LIST_VIEWERS: Op = Op::get(
     "/api/v1/viewer-tokens",
-    "The active team viewer tokens (id, team, name, created_at), never their secrets.",
+    "The team viewer tokens not revoked (id, team, name, created_at, expires_at, expired), never their secrets.",
     Access::Admin,
 );
 const REVOKE_VIEWER: Op = Op::post(
@@ -118,7 +124,8 @@ const REVOKE_VIEWER: Op = Op::post(
     "Revokes a team viewer token: the API refuses it at once, and page sessions made with it end at their next \
      request.",
     Access::Admin,
-);
+)
+.statuses(&[404]);
 const LIST_KEYS: Op = Op::get(
     "/api/v1/keys",
     "Every virtual key (hints only; keys are stored hashed).",
@@ -130,9 +137,17 @@ const CREATE_VIEWER: Op = Op::post(
     Access::Admin,
 )
 .body(&[
-    f("team", "string", true, "The team it may read."),
-    f("name", "string", false, "A name for the token."),
-]);
+    f("team", Ty::Name, true, "The team it may read."),
+    f("name", Ty::Text, false, "A name for the token (default: \"<team> viewer\")."),
+    f(
+        "expires_at",
+        Ty::Time,
+        false,
+        "When the token stops working, for the API and for page sessions made with it (default: 90 days from \
+         now). A time already past is a conflict (409).",
+    ),
+])
+.statuses(&[201, 409]);
 const PRICING: Op = Op::get(
     "/api/v1/pricing",
     "The pricing catalog in force, with each price's source.",
@@ -144,7 +159,8 @@ const PRICING_RELOAD: Op = Op::post(
      configuration file without a restart, as SIGHUP does; answers what changed. Requests already under way keep \
      their prices; past spend logs keep their bills. Recorded in the activity history with before and after.",
     Access::Admin,
-);
+)
+.statuses(&[409]);
 const STATUS: Op = Op::get(
     "/api/v1/status",
     "This replica: version, writer queue and gateway counters.",
@@ -162,7 +178,7 @@ const METRICS: Op = Op::get(
     "Prometheus text exposition: usage, cost, latency, queue, budgets and wallets.",
     Access::AdminOutsideDemo,
 )
-.produces("text/plain");
+.produces(&["text/plain"]);
 const OPENAPI: Op = Op::get("/api/openapi.json", "This document.", Access::Public);
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -265,7 +265,7 @@ pub fn key_record(r: &dyn Cells) -> Result<KeyRecord> {
     })
 }
 
-pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms";
+pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms, expires_at_ms";
 
 pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
     Ok(ViewerToken {
@@ -273,6 +273,7 @@ pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
         team: r.text(1)?,
         name: r.text(2)?,
         created_at_ms: r.int(3)?,
+        expires_at_ms: r.opt_int(4)?,
     })
 }
 
