@@ -441,15 +441,7 @@ async fn create_key(
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let expires_at_ms = match body.expires_at.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
-            ApiError::invalid_request(
-                "invalid_expires_at",
-                format!("expires_at {t:?} is not an RFC 3339 time; send one such as \"2027-01-31T00:00:00Z\""),
-            )
-        })?),
-    };
+    let expires_at_ms = expires_at(body.expires_at.as_deref())?;
     let (rec, secret) =
         spendgate_gateway::keys::create_key(&*s.store, &body.user, team, expires_at_ms)
             .await
@@ -469,6 +461,44 @@ async fn create_key(
     answer["key"] = json!(secret);
     answer["note"] = json!("This is the only time the key is shown; store it now.");
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// An `expires_at` as given (`None` when absent): an RFC 3339 time ahead of now. One already past is well formed
+/// but names a credential that could never be used, so it is a conflict with the clock (409), not a bad request.
+fn expires_at(given: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(t) = given else { return Ok(None) };
+    let at = parse_rfc3339(t).ok_or_else(|| {
+        ApiError::invalid_request(
+            "invalid_expires_at",
+            format!("expires_at {t:?} is not an RFC 3339 time; send one such as \"2027-01-31T00:00:00Z\""),
+        )
+    })?;
+    let now = spendgate_core::time::now_ms();
+    if at <= now {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "expires_at_past",
+            format!(
+                "expires_at {t} is already past (it is {} now); give a time ahead of now",
+                to_rfc3339(now)
+            ),
+        ));
+    }
+    Ok(Some(at))
+}
+
+/// How long a viewer token works when its creation names no expiry.
+pub const VIEWER_TOKEN_DAYS: i64 = 90;
+
+/// A viewer token as the API shows it: never its secret.
+fn viewer_view(v: &spendgate_store::ViewerToken, now: i64) -> Value {
+    json!({
+        "id": v.id, "team": v.team, "name": v.name,
+        "created_at": to_rfc3339(v.created_at_ms),
+        "expires_at": v.expires_at_ms.map(to_rfc3339),
+        "expired": v.expired_at(now),
+    })
 }
 
 /// The key with this id, or a 404 that says where the keys are listed.
@@ -562,10 +592,8 @@ async fn rotate_key(
 
 async fn list_viewer_tokens(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let tokens = s.store.list_viewer_tokens().await.map_err(store_error)?;
-    let items: Vec<_> = tokens
-        .iter()
-        .map(|v| json!({ "id": v.id, "team": v.team, "name": v.name, "created_at": to_rfc3339(v.created_at_ms) }))
-        .collect();
+    let now = spendgate_core::time::now_ms();
+    let items: Vec<_> = tokens.iter().map(|v| viewer_view(v, now)).collect();
     Ok(Json(json!({ "viewer_tokens": items })))
 }
 
@@ -608,6 +636,8 @@ struct CreateViewer {
     team: String,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
 }
 
 /// Creates a read-only token confined to one team's usage and spend logs. Shown once; stored as a hash.
@@ -619,6 +649,9 @@ async fn create_viewer_token(
     let team = body.team.trim().to_string();
     spendgate_core::validate_name("team", &team)
         .map_err(|m| ApiError::invalid_request("invalid_team", m))?;
+    let now = spendgate_core::time::now_ms();
+    let expires_at_ms = expires_at(body.expires_at.as_deref())?
+        .unwrap_or(now + VIEWER_TOKEN_DAYS * spendgate_core::time::DAY_MS);
     let g = spendgate_gateway::keys::generate_key("viewer", None)
         .map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
     let secret = g
@@ -628,27 +661,26 @@ async fn create_viewer_token(
     let name = body.name.unwrap_or_else(|| format!("{team} viewer"));
     let v = s
         .store
-        .create_viewer_token(hash, team, name)
+        .create_viewer_token(hash, team, name, Some(expires_at_ms))
         .await
         .map_err(store_error)?;
-    let after = json!({ "id": v.id, "team": v.team, "name": v.name });
+    let after = viewer_view(&v, now);
     audit(
         &s,
         &actor(&headers),
         "viewer_token.create",
         format!("viewer:{}", v.id),
         None,
-        Some(after),
+        Some(after.clone()),
     )
     .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": v.id, "team": v.team, "name": v.name, "token": secret,
-            "note": "This is the only time the token is shown. It reads this team's usage and spend logs, nothing else.",
-        })),
-    )
-        .into_response())
+    let mut answer = after;
+    answer["token"] = json!(secret);
+    answer["note"] = json!(
+        "This is the only time the token is shown. It reads this team's usage and spend logs, nothing else, until \
+         expires_at."
+    );
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
