@@ -52,9 +52,11 @@ listen = "127.0.0.1:$port"
 data_dir = "$work/data"
 gateway_name = "schemathesis"
 
+# The built-in mock, serving OpenAI's catalog models under OpenAI's name.
 [[providers]]
-name = "mock"
+name = "openai"
 kind = "mock"
+catalog = true
 EOF
 
 SPENDGATE_ADMIN_TOKEN="$admin_token" "$BIN" serve --config "$work/spendgate.toml" >"$work/server.log" 2>&1 &
@@ -80,6 +82,19 @@ run() {
   "$ST" run "$base/api/openapi.json" --checks all --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
     --request-timeout 30 --generation-database none -H "Authorization: Bearer $token" --no-color
 }
+
+# Something to find: a key, a request it made (a spend log, rollups), and a parent and a child wallet, so that
+# small ids name existing resources and the runs reach past the 404s.
+api() {
+  curl -fsS -X POST "$base$1" -H "Authorization: Bearer $admin_token" -H 'content-type: application/json' -d "$2"
+}
+key=$(api /api/v1/keys '{"user": "st-user", "team": "schemathesis"}' |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])')
+curl -fsS "$base/v1/chat/completions" -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+  -H 'x-spendgate-workflow: schemathesis' \
+  -d '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}' >/dev/null
+api /api/v1/wallets '{"scope": "org", "initial_balance": "100.00"}' >/dev/null
+api /api/v1/wallets '{"scope": "team", "subject": "schemathesis"}' >/dev/null
 
 status=0
 run admin "$admin_token" || status=1

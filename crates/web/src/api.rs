@@ -323,6 +323,47 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     }
 }
 
+/// Whole numbers in JSON bodies. The document types them as JSON Schema integers, and to JSON Schema `7.0` is the
+/// integer 7: serde's integer types refuse it, so these read any number that is whole and in range.
+pub(crate) mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+
+    /// `n` as an integer of type `T`, if it is a whole number that fits.
+    fn of<T: TryFrom<i64>>(n: &Number) -> Option<T> {
+        let i = match n.as_i64() {
+            Some(i) => i,
+            // Every float that is whole and below 2^63 in size converts to i64 exactly.
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18)
+                .map(|f| f as i64)?,
+        };
+        T::try_from(i).ok()
+    }
+
+    fn one<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+        let n = Number::deserialize(d)?;
+        of(&n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        one(d)
+    }
+
+    /// An optional list of whole numbers (null or absent for none).
+    pub fn u32_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+        let Some(list) = Option::<Vec<Number>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|n| of(n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range"))))
+            .collect::<Result<Vec<u32>, _>>()
+            .map(Some)
+    }
+}
+
 /// An extractor of the URL (`Checked<Path<T>>`, `Checked<Query<T>>`) whose rejections use the API's error shape
 /// instead of axum's plain text.
 pub struct Checked<E>(pub E);

@@ -102,7 +102,7 @@ const CREATE_WALLET: Op = Op::post(
     ),
 ])
 .variants(&[ORG_SCOPE, NAMED_SCOPE])
-.statuses(&[201]);
+.statuses(&[201, 409]);
 const LIST_WALLETS: Op = Op::get(
     "/api/v1/wallets",
     "Every wallet with its balance, reserved amount, burn rate and projected depletion.",
@@ -324,10 +324,10 @@ struct BudgetBody {
     subject: Option<String>,
     period: String,
     amount: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::whole::u32_list")]
     thresholds: Option<Vec<u32>>,
     #[serde(default)]
-    hard_limit: bool,
+    hard_limit: Option<bool>,
 }
 
 fn budget_def_json(b: &BudgetRecord) -> Value {
@@ -418,7 +418,7 @@ async fn set_budget(
         period,
         amount,
         thresholds,
-        hard_limit: body.hard_limit,
+        hard_limit: body.hard_limit.unwrap_or(false),
     };
     let (before, after) = s.controls.set_budget(def).await.map_err(store_error)?;
     let who = actor(&headers);
@@ -522,6 +522,7 @@ async fn create_wallet(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| scope.describe());
     let who = actor(&headers);
+    // The one refusal left is a subject that already has a wallet: the state of the wallets is in the way.
     let w = s
         .controls
         .create_wallet(NewWallet {
@@ -530,7 +531,10 @@ async fn create_wallet(
             low_threshold: low,
         })
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            StoreError::Invalid(m) => conflict("wallet_exists", m),
+            other => store_error(other),
+        })?;
     let mut view = wallet_view(&s, &w).await?;
     audit(
         &s,
@@ -585,6 +589,7 @@ struct MoveBody {
     #[serde(default)]
     reason: Option<String>,
     /// allocate: the child wallet receiving; reclaim: the child wallet giving back.
+    #[serde(deserialize_with = "crate::api::whole::i64")]
     wallet: i64,
 }
 

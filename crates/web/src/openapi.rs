@@ -436,7 +436,12 @@ fn object_schema<'a>(fields: impl Iterator<Item = &'a Field>) -> Value {
     let mut props = Map::new();
     let mut required = Vec::new();
     for b in fields {
-        let mut s = b.ty.schema();
+        // An optional field may be null, which is the same as leaving it out (serde reads both as `None`).
+        let mut s = if b.required {
+            b.ty.schema()
+        } else {
+            json!({ "anyOf": [b.ty.schema(), { "type": "null" }] })
+        };
         s["description"] = json!(b.description);
         props.insert(b.name.to_string(), s);
         if b.required {
