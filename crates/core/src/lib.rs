@@ -24,7 +24,8 @@ pub use usage::{ServiceTier, Usage, UsageSource};
 /// Names are shown on pages and used as filter values, so they are kept printable and short; the leading '@' is
 /// reserved for special filter values such as `@none`.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 {
+    // Characters, not bytes: "128 characters" is what the message and the API's document promise.
+    if name.is_empty() || name.chars().count() > 128 {
         return Err(format!("{what} name must be 1 to 128 characters long"));
     }
     if name.starts_with('@') {

@@ -358,7 +358,9 @@ pub(crate) mod whole {
             return Ok(None);
         };
         list.iter()
-            .map(|n| of(n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range"))))
+            .map(|n| {
+                of(n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+            })
             .collect::<Result<Vec<u32>, _>>()
             .map(Some)
     }

@@ -15,10 +15,10 @@ use spendgate_core::time::{now_ms, to_rfc3339};
 use spendgate_core::Money;
 use spendgate_gateway::controls::Controls;
 use spendgate_gateway::ApiError;
-use spendgate_store::StoreError;
 use spendgate_store::controls::{
     AuditEntry, BudgetRecord, NewBudget, NewWallet, Transfer, WalletRecord, WALLET_MAX,
 };
+use spendgate_store::StoreError;
 
 use crate::api::{store_error, Checked, JsonBody};
 use crate::openapi::{f, p, Access, ApiRouter, Field, Op, Ty, ID};
@@ -31,7 +31,12 @@ const ORG_SCOPE: &[Field] = &[
     f("subject", Ty::Text, false, "Ignored for the org."),
 ];
 const NAMED_SCOPE: &[Field] = &[
-    f("scope", Ty::Word(&["team", "user"]), true, "A team or a user."),
+    f(
+        "scope",
+        Ty::Word(&["team", "user"]),
+        true,
+        "A team or a user.",
+    ),
     f("subject", Ty::Name, true, "The team's or user's name."),
 ];
 const KEY_SCOPE: &[Field] = &[
@@ -227,8 +232,7 @@ fn find_wallet(wallets: &[WalletRecord], id: i64) -> Result<&WalletRecord, ApiEr
 /// hold. Whether the giving wallet holds enough is for `Controls::transfer`, which knows what requests hold.
 fn check_transfer(wallets: &[WalletRecord], t: &Transfer) -> Result<(), ApiError> {
     let room = |w: &WalletRecord, amount: Money| {
-        w.check_room(amount)
-            .map_err(|m| conflict("wallet_full", m))
+        w.check_room(amount).map_err(|m| conflict("wallet_full", m))
     };
     let (parent, child, receiver, amount) = match t {
         Transfer::TopUp { wallet, amount } | Transfer::Refund { wallet, amount } => {
@@ -277,9 +281,12 @@ fn money(field: &str, s: &str) -> Result<Money, ApiError> {
         Some((w, f)) => (w, Some(f)),
         None => (s, None),
     };
-    let digits = |p: &str, max: usize| (1..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    let digits =
+        |p: &str, max: usize| (1..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
     let whole_ok = digits(whole, 6)
-        || (digits(whole, 7) && !whole.starts_with('0') && whole.parse::<u32>().is_ok_and(|w| w <= 9_000_000));
+        || (digits(whole, 7)
+            && !whole.starts_with('0')
+            && whole.parse::<u32>().is_ok_and(|w| w <= 9_000_000));
     let parsed = (whole_ok && frac.is_none_or(|f| digits(f, 12)))
         .then(|| Money::parse_non_negative_usd(s).ok())
         .flatten();
@@ -724,7 +731,8 @@ async fn ledger(
     Checked(Path(id)): Checked<Path<i64>>,
     Checked(Query(p)): Checked<Query<LedgerParams>>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = number_param("limit", p.limit.as_deref(), 1, 1000)?.map_or(100, |n| usize::try_from(n).unwrap_or(100));
+    let limit = number_param("limit", p.limit.as_deref(), 1, 1000)?
+        .map_or(100, |n| usize::try_from(n).unwrap_or(100));
     let before = number_param("before", p.before.as_deref(), 1, i64::MAX)?;
     find_wallet(&s.store.list_wallets().await.map_err(store_error)?, id)?;
     let entries = s

@@ -63,16 +63,17 @@ pub enum Ty {
 
 /// White space as Rust trims it (`char::is_whitespace`), for a regular expression's class. Spelled out because
 /// `\\s` differs between engines (Python's takes U+001C to U+001F, control characters that Rust does not trim).
-const WS_CHARS: &str = r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const WS_CHARS: &str =
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
 /// Control characters (`char::is_control`), for a regular expression's class.
 const CONTROLS: &str = r"\u0000-\u001f\u007f-\u009f";
 
-/// The pattern of a name that is kept trimmed: white space around it, then a first character that is neither
-/// white space, a control character nor `@`, any characters but controls, and a last one that is not white space.
-/// With `blank_ok`, white space alone (or nothing) matches too.
+/// The pattern of a name that is kept trimmed: white space around it, then 1 to 128 characters: a first that is
+/// neither white space, a control character nor `@`, any but controls, and a last that is not white space. With
+/// `blank_ok`, white space alone (or nothing) matches too.
 fn name_pattern(blank_ok: bool) -> String {
-    let name = format!("[^{WS_CHARS}{CONTROLS}@]([^{CONTROLS}]*[^{WS_CHARS}{CONTROLS}])?");
+    let name = format!("[^{WS_CHARS}{CONTROLS}@]([^{CONTROLS}]{{0,126}}[^{WS_CHARS}{CONTROLS}])?");
     let name = if blank_ok { format!("({name})?") } else { name };
     format!("^[{WS_CHARS}]*{name}[{WS_CHARS}]*$")
 }
@@ -86,8 +87,8 @@ impl Ty {
     pub fn schema(self) -> Value {
         match self {
             Ty::Text => json!({ "type": "string" }),
-            Ty::Name => json!({ "type": "string", "maxLength": 128, "pattern": name_pattern(false) }),
-            Ty::NameOrBlank => json!({ "type": "string", "maxLength": 128, "pattern": name_pattern(true) }),
+            Ty::Name => json!({ "type": "string", "pattern": name_pattern(false) }),
+            Ty::NameOrBlank => json!({ "type": "string", "pattern": name_pattern(true) }),
             Ty::Word(words) => json!({ "type": "string", "enum": words }),
             Ty::Time => json!({ "type": "string", "format": "date-time" }),
             Ty::Int(min, max) => json!({ "type": "integer", "minimum": min, "maximum": max }),
@@ -501,7 +502,9 @@ fn operation(op: &Op) -> Value {
     }
     for status in op.statuses {
         responses[status.to_string()] = match status {
-            200..=299 => json!({ "description": status_description(*status), "content": responses["200"]["content"] }),
+            200..=299 => {
+                json!({ "description": status_description(*status), "content": responses["200"]["content"] })
+            }
             _ => json!({ "description": status_description(*status), "content": error_content() }),
         };
     }
@@ -524,7 +527,8 @@ fn operation(op: &Op) -> Value {
         Some(json!({ "oneOf": each }))
     };
     if let Some(schema) = schema {
-        o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        o["requestBody"] =
+            json!({ "required": true, "content": { "application/json": { "schema": schema } } });
     }
     o
 }

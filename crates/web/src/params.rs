@@ -47,24 +47,26 @@ impl FilterParams {
             Some(s) => parse_time(&s).ok_or_else(|| bad_time("to", &s))?,
             None => now,
         };
+        // The preset is checked even when `from` makes it unused, so that a wrong one is never silently taken.
+        let back = match non_empty(&self.window).as_deref().unwrap_or("24h") {
+            "1h" => to - HOUR_MS,
+            "24h" => to - DAY_MS,
+            "7d" => to - 7 * DAY_MS,
+            "30d" => to - 30 * DAY_MS,
+            "mtd" => month_start(to),
+            other => {
+                return Err(ApiError::invalid_request(
+                    "invalid_window",
+                    format!(
+                        "window '{other}' is not known; use one of {} or give from/to",
+                        WINDOWS.join(", ")
+                    ),
+                ))
+            }
+        };
         let from = match non_empty(&self.from) {
             Some(s) => parse_time(&s).ok_or_else(|| bad_time("from", &s))?,
-            None => match non_empty(&self.window).as_deref().unwrap_or("24h") {
-                "1h" => to - HOUR_MS,
-                "24h" => to - DAY_MS,
-                "7d" => to - 7 * DAY_MS,
-                "30d" => to - 30 * DAY_MS,
-                "mtd" => month_start(to),
-                other => {
-                    return Err(ApiError::invalid_request(
-                        "invalid_window",
-                        format!(
-                            "window '{other}' is not known; use one of {} or give from/to",
-                            WINDOWS.join(", ")
-                        ),
-                    ))
-                }
-            },
+            None => back,
         };
         // A window that does not start before it ends (a start in the future, or from and to swapped) selects
         // nothing: it is answered as the empty window at its end, as a window with no traffic would be.

@@ -813,7 +813,12 @@ pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
     assert_eq!(store.revoke_key(key.id + 100, 1).await.unwrap(), None);
 
     let viewer = store
-        .create_viewer_token([9; 32], "search".into(), "dash".into(), Some(4_102_444_800_000))
+        .create_viewer_token(
+            [9; 32],
+            "search".into(),
+            "dash".into(),
+            Some(4_102_444_800_000),
+        )
         .await
         .unwrap();
     // The expiry is kept and read back; an expired token is still found (the caller says why it is refused).

@@ -73,7 +73,10 @@ fn no_such_subject(g: GroupBy, subject: &str) -> ApiError {
         axum::http::StatusCode::NOT_FOUND,
         "invalid_request_error",
         "subject_not_found",
-        format!("there is no {} '{subject}': the subject must be {what}", g.as_str()),
+        format!(
+            "there is no {} '{subject}': the subject must be {what}",
+            g.as_str()
+        ),
     )
 }
 

@@ -58,7 +58,8 @@ const EXPLAIN: Op = Op::get(
         "The baseline without baseline_from/baseline_to: the equal span before the window (default) or the \
          same span seven days earlier.",
     ),
-]);
+])
+.statuses(&[404]);
 const ACTIVITY: Op = Op::get(
     "/api/v1/activity",
     "Who did what: request activity by key, admin changes, alerts and gateway starts and stops.",
@@ -71,7 +72,11 @@ const ACTIVITY: Op = Op::get(
         Ty::Text,
         "A user name or key id, or who made an admin change.",
     ),
-    p("source", Ty::List(SOURCES), "Comma-separated sources (default all)."),
+    p(
+        "source",
+        Ty::List(SOURCES),
+        "Comma-separated sources (default all).",
+    ),
     p(
         "format",
         Ty::Word(&["json", "csv"]),

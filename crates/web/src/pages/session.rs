@@ -148,8 +148,15 @@ pub(crate) async fn require_login(
         match p.app.store.viewer_by_id(*token_id).await {
             Ok(Some(v)) if !v.expired_at(now_ms()) => {}
             Ok(found) => {
-                let why = if found.is_some() { "expired" } else { "revoked" };
-                tracing::info!(token_id, "A page session ended: its viewer token was {why}.");
+                let why = if found.is_some() {
+                    "expired"
+                } else {
+                    "revoked"
+                };
+                tracing::info!(
+                    token_id,
+                    "A page session ended: its viewer token was {why}."
+                );
                 p.sessions.remove(id);
                 csrf = None;
                 ended = Some(why);
@@ -289,8 +296,12 @@ pub(crate) async fn login_form(
     let q = q.as_ref().ok();
     let next = safe_next(q.and_then(|q| q.next.as_deref()));
     let message = match q.and_then(|q| q.ended.as_deref()) {
-        Some("expired") => Some("Your session ended: its viewer token expired. Ask an admin for a new one."),
-        Some("revoked") => Some("Your session ended: its viewer token was revoked. Ask an admin for a new one."),
+        Some("expired") => {
+            Some("Your session ended: its viewer token expired. Ask an admin for a new one.")
+        }
+        Some("revoked") => {
+            Some("Your session ended: its viewer token was revoked. Ask an admin for a new one.")
+        }
         _ => None,
     };
     login_page(&p, StatusCode::OK, &next, message)
@@ -348,7 +359,12 @@ pub(crate) async fn login(
         }
         Err(expired) => {
             tracing::info!("A page login with an expired viewer token was refused.");
-            return login_page(&p, StatusCode::UNAUTHORIZED, &next, Some(&expired.message()));
+            return login_page(
+                &p,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                Some(&expired.message()),
+            );
         }
     };
     let next = if matches!(role, crate::auth::Role::Viewer { .. }) {
