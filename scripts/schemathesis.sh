@@ -17,6 +17,7 @@
 # is created after it, so that the admin run cannot revoke it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 MAX_EXAMPLES="${1:-20}"
 BIN="${SPENDGATE_BIN:-target/debug/spendgate}"
@@ -79,8 +80,9 @@ fi
 run() {
   local who="$1" token="$2"
   echo "schemathesis: $who token, $MAX_EXAMPLES examples per operation"
-  "$ST" run "$base/api/openapi.json" --checks all --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
-    --request-timeout 30 --generation-database none -H "Authorization: Bearer $token" --no-color
+  # From the temporary directory, where schemathesis keeps its cache of failures, not in the repository.
+  (cd "$work" && "$root/$ST" run "$base/api/openapi.json" --checks all --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
+    --request-timeout 30 --generation-database none -H "Authorization: Bearer $token" --no-color)
 }
 
 # Something to find: a key, a request it made (a spend log, rollups), and a parent and a child wallet, so that

@@ -38,7 +38,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
     // The labels the pages give to traffic without a team or a workflow: a team or workflow of that name would
     // be shown, and added up, as if it were that bucket.
-    for reserved in [query::NO_TEAM_LABEL, query::NO_WORKFLOW_LABEL] {
+    for reserved in [
+        query::NO_TEAM_LABEL,
+        query::NO_WORKFLOW_LABEL,
+        query::OTHER_WORKFLOW_LABEL,
+    ] {
         if name.trim().eq_ignore_ascii_case(reserved) {
             return Err(format!(
                 "{what} name '{reserved}' is reserved for traffic that has none; choose another name"
@@ -52,7 +56,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
 mod name_tests {
     #[test]
     fn the_labels_of_the_no_team_and_no_workflow_buckets_are_reserved() {
-        for name in ["No team", "no TEAM", " No team ", "(none)", "(NONE)"] {
+        for name in [
+            "No team",
+            "no TEAM",
+            " No team ",
+            "(none)",
+            "(NONE)",
+            "(other)",
+        ] {
             assert!(super::validate_name("team", name).is_err(), "{name}");
         }
         assert!(super::validate_name("workflow", "none").is_ok());

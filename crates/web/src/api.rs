@@ -910,6 +910,8 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "user": e.attribution.user,
         "team": e.attribution.team,
         "workflow": e.attribution.workflow,
+        // The label the request named, when it came past limits.max_workflows and was recorded as (other).
+        "workflow_requested": e.attribution.workflow_requested,
         "cache_outcome": e.cache_outcome.as_str(),
         "status": e.status.as_str(),
         "http_status": e.http_status,
@@ -1012,6 +1014,11 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
         "leases": {
             "enabled": s.controls.leased(),
             "round_trips": s.controls.lease_round_trips(),
+        },
+        // Past `max`, requests with a new label are recorded as workflow (other).
+        "workflows": {
+            "tracked": s.workflows.tracked(),
+            "max": s.workflows.max(),
         },
     }))
 }

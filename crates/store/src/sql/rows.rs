@@ -228,6 +228,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
                 user: r.opt_text(9)?.unwrap_or_default(),
                 team: r.opt_text(10)?,
                 workflow: r.opt_text(11)?,
+                workflow_requested: detail.workflow_requested,
             },
             endpoint: r.text(12)?,
             stream: r.flag(13)?,

@@ -48,6 +48,7 @@ pub fn event(
             user: user.into(),
             team: team.map(str::to_string),
             workflow: None,
+            workflow_requested: None,
         },
         cache_outcome: CacheOutcome::NotCacheable,
         status: RequestStatus::Ok,
