@@ -770,3 +770,45 @@ async fn alerts(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
         })).collect::<Vec<_>>(),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly_as_the_document_gives_them() {
+        for ok in [
+            "0",
+            "25",
+            "25.00",
+            "9000000",
+            "9000000.5",
+            "123456.123456789012",
+            "0000.1",
+            "8999999",
+        ] {
+            assert!(money("amount", ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            money("amount", "9000000.5").ok(),
+            Money::parse_usd("9000000.5").ok()
+        );
+        for bad in [
+            "",
+            "+1",
+            " 1",
+            "1 ",
+            "1.",
+            ".5",
+            "-1",
+            "0000001",
+            "9000001",
+            "10000000",
+            "1.0000000000000",
+            "1e3",
+            "1,5",
+        ] {
+            assert!(money("amount", bad).is_err(), "{bad:?}");
+        }
+    }
+}

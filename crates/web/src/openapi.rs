@@ -584,3 +584,23 @@ pub fn document(ops: &[&Op], version: &str) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spendgate_core::query::GroupBy;
+    use spendgate_core::CacheOutcome;
+
+    #[test]
+    fn the_documented_words_are_the_ones_the_handlers_read() {
+        let groups: Vec<&str> = GroupBy::ALL.iter().map(|g| g.as_str()).collect();
+        assert_eq!(GROUP_WORDS, groups.as_slice());
+        let outcomes: Vec<&str> = CacheOutcome::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(CACHE_WORDS, outcomes.as_slice());
+        // A query parameter of words also takes the empty string (the same as leaving it out).
+        assert_eq!(
+            Ty::Word(&["a"]).query_schema(),
+            json!({ "type": "string", "enum": ["", "a"] })
+        );
+    }
+}
