@@ -34,7 +34,7 @@ pub async fn in_use(store: &dyn Store) -> Vec<String> {
     };
     match store.explorer(&f, GroupBy::Workflow).await {
         Ok(mut rows) => {
-            rows.sort_by(|a, b| b.totals.requests.cmp(&a.totals.requests));
+            rows.sort_by_key(|r| std::cmp::Reverse(r.totals.requests));
             rows.into_iter()
                 .map(|r| r.label)
                 .filter(|l| l != NO_WORKFLOW_LABEL && l != OTHER_WORKFLOW_LABEL)

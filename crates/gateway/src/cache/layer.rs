@@ -166,7 +166,7 @@ impl Hit<'_> {
             model: route.model.to_string(),
             endpoint: self.endpoint.as_str().to_string(),
             stream: answer.stream,
-            attribution: attribution(&self.key, workflow),
+            attribution: attribution(self.key, workflow),
             cache_outcome: CacheOutcome::Hit,
             status: RequestStatus::Ok,
             http_status: 200,
