@@ -29,6 +29,12 @@ if [ ! -x "$ST" ]; then
   echo "  python3 -m venv .venv-st && .venv-st/bin/pip install -r requirements-schemathesis.txt" >&2
   exit 2
 fi
+for tool in curl python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "schemathesis: $tool is needed to start the server and create its tokens; install it" >&2
+    exit 2
+  fi
+done
 if [ ! -x "$BIN" ]; then
   echo "schemathesis: building $BIN"
   cargo build -q -p spendgate
