@@ -410,7 +410,8 @@ pub const PROXY_OPS: &[Op] = &[
         "One model this client can call, in its API's shape; any name the gateway routes (aliases, provider/model: \
          the id may contain '/').",
         Access::VirtualKey,
-    ),
+    )
+    .id(Ty::Text),
 ];
 
 fn security(access: Access) -> Value {
