@@ -135,6 +135,7 @@ impl Generator {
                 user: user.name.clone(),
                 team: user.team.clone(),
                 workflow: user.workflows[rng.usize(..2)].clone(),
+                workflow_requested: None,
             },
             cache_outcome: CacheOutcome::NotCacheable,
             status: if failed {

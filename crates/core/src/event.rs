@@ -14,8 +14,13 @@ pub struct Attribution {
     pub user: String,
     /// `None` is the **No team** bucket: a real row everywhere, never dropped.
     pub team: Option<String>,
-    /// From the `x-spendgate-workflow` header; `None` when absent.
+    /// From the `x-spendgate-workflow` header; `None` when absent. `(other)` when the header named a label past
+    /// `limits.max_workflows` (`OTHER_WORKFLOW_LABEL`).
     pub workflow: Option<String>,
+    /// The label the header named when it was recorded as `(other)`; `None` otherwise. Kept with the spend log
+    /// only (its `detail`), never as a label of its own, so that it costs no rollup row and no memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_requested: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

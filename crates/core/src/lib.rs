@@ -24,7 +24,8 @@ pub use usage::{ServiceTier, Usage, UsageSource};
 /// Names are shown on pages and used as filter values, so they are kept printable and short; the leading '@' is
 /// reserved for special filter values such as `@none`.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 {
+    // Characters, not bytes: "128 characters" is what the message and the API's document promise.
+    if name.is_empty() || name.chars().count() > 128 {
         return Err(format!("{what} name must be 1 to 128 characters long"));
     }
     if name.starts_with('@') {
@@ -37,7 +38,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
     // The labels the pages give to traffic without a team or a workflow: a team or workflow of that name would
     // be shown, and added up, as if it were that bucket.
-    for reserved in [query::NO_TEAM_LABEL, query::NO_WORKFLOW_LABEL] {
+    for reserved in [
+        query::NO_TEAM_LABEL,
+        query::NO_WORKFLOW_LABEL,
+        query::OTHER_WORKFLOW_LABEL,
+    ] {
         if name.trim().eq_ignore_ascii_case(reserved) {
             return Err(format!(
                 "{what} name '{reserved}' is reserved for traffic that has none; choose another name"
@@ -51,7 +56,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
 mod name_tests {
     #[test]
     fn the_labels_of_the_no_team_and_no_workflow_buckets_are_reserved() {
-        for name in ["No team", "no TEAM", " No team ", "(none)", "(NONE)"] {
+        for name in [
+            "No team",
+            "no TEAM",
+            " No team ",
+            "(none)",
+            "(NONE)",
+            "(other)",
+        ] {
             assert!(super::validate_name("team", name).is_err(), "{name}");
         }
         assert!(super::validate_name("workflow", "none").is_ok());

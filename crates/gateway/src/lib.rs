@@ -36,6 +36,7 @@ pub mod stats;
 mod strip;
 pub mod unrouted;
 pub mod usage_stats;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,8 @@ pub struct Gateway {
     pub streams: Arc<limits::StreamSlots>,
     /// The response cache; `None` when `cache.enabled` is off.
     pub cache: Option<Arc<cache::ResponseCache>>,
+    /// The workflow labels kept apart (`limits.max_workflows`); shared with the admin API's status.
+    pub workflows: Arc<workflows::WorkflowLabels>,
 }
 
 impl std::fmt::Debug for Gateway {

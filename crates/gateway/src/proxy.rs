@@ -170,7 +170,12 @@ pub(crate) async fn authenticate(
     }
 }
 
-pub(crate) fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The workflow a request is recorded under (its label, or `(other)` past `limits.max_workflows`), from its
+/// `x-spendgate-workflow` header; `None` without one.
+pub(crate) fn workflow_of(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Option<crate::workflows::Admitted>, ApiError> {
     let Some(v) = headers.get(WORKFLOW_HEADER) else {
         return Ok(None);
     };
@@ -186,7 +191,26 @@ pub(crate) fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiErro
             format!("The {WORKFLOW_HEADER} header is not valid: {m}."),
         )
     })?;
-    Ok(Some(s.trim().to_string()))
+    Ok(Some(gw.workflows.admit(s.trim().to_string())))
+}
+
+/// The attribution of a request by `key` with this workflow.
+pub(crate) fn attribution(
+    key: &spendgate_store::KeyRecord,
+    workflow: Option<crate::workflows::Admitted>,
+) -> Attribution {
+    let (workflow, workflow_requested) = match workflow.map(crate::workflows::Admitted::into_parts)
+    {
+        Some((recorded, asked)) => (Some(recorded), asked),
+        None => (None, None),
+    };
+    Attribution {
+        key_id: key.id,
+        user: key.user.clone(),
+        team: key.team.clone(),
+        workflow,
+        workflow_requested,
+    }
 }
 
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -271,7 +295,7 @@ async fn prepare(
 ) -> Result<Prepared, ApiError> {
     let (parts, body) = req.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
-    let workflow = workflow_of(&parts.headers)?;
+    let workflow = workflow_of(gw, &parts.headers)?;
     let started = Instant::now();
     let started_at_ms = spendgate_core::time::now_ms();
     let body = read_body(body, gw.limits.max_body_bytes).await?;
@@ -360,12 +384,7 @@ async fn prepare(
         model,
         endpoint,
         stream,
-        attribution: Attribution {
-            key_id: key.id,
-            user: key.user.clone(),
-            team: key.team.clone(),
-            workflow,
-        },
+        attribution: attribution(&key, workflow),
         price: Arc::clone(&first.price),
         confidence: first.confidence,
         started_at_ms,

@@ -15,6 +15,7 @@ use spendgate_gateway::providers::mock::Fault;
 use spendgate_gateway::providers::{
     Anthropic, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
+use spendgate_gateway::workflows::WorkflowLabels;
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes, SharedRoutes};
 use spendgate_store::journal::{JournalConfig, SyncMode};
 use spendgate_store::postgres::{redact_url, PostgresOptions};
@@ -525,6 +526,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     ));
     let keys = Arc::new(KeyCache::new(Arc::clone(&store)));
     controls.attach_keys(Arc::clone(&keys));
+    let workflows = Arc::new(WorkflowLabels::new(config.limits.max_workflows));
+    workflows.seed(spendgate_gateway::workflows::in_use(&*store).await);
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
         routes: Arc::clone(&routes),
@@ -541,6 +544,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         stats: Arc::clone(&stats),
         controls: Arc::clone(&controls),
         cache: config.response_cache().await?,
+        workflows: Arc::clone(&workflows),
     });
     let reload = config.source_path.clone().map(|path| {
         let reloader = Arc::new(PricingReloader {
@@ -572,6 +576,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         controls: Arc::clone(&controls),
         anomalies: anomaly_config.clone(),
         max_body_bytes: config.limits.max_admin_body_bytes,
+        workflows,
     });
     // The proxy reads bodies up to `limits.max_body_bytes` itself and answers in the API's shape, so axum's
     // default limit is lifted on its routes only (`limits::header_limit` refuses a Content-Length over the limit

@@ -502,6 +502,9 @@ pub struct LimitsConfig {
     pub max_streams_per_key: usize,
     /// While the store refuses writes, refuse requests covered by a hard-limited budget (HTTP 503).
     pub fail_closed_for_hard_limits: bool,
+    /// Distinct workflow labels (`x-spendgate-workflow`) kept apart, for the whole gateway; requests with a label
+    /// beyond them are recorded as workflow `(other)` (`spendgate_gateway::workflows`).
+    pub max_workflows: usize,
 }
 
 impl Default for LimitsConfig {
@@ -515,6 +518,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,
             fail_closed_for_hard_limits: false,
+            max_workflows: 1_000,
         }
     }
 }

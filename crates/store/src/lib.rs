@@ -97,6 +97,15 @@ pub struct ViewerToken {
     pub team: String,
     pub name: String,
     pub created_at_ms: i64,
+    /// When the token stops working; `None` for one that works until it is revoked (no token the API creates).
+    pub expires_at_ms: Option<i64>,
+}
+
+impl ViewerToken {
+    /// Whether the token (found unrevoked) has passed its expiry at `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| now_ms >= e)
+    }
 }
 
 /// What is needed to store a new key.
@@ -188,12 +197,14 @@ pub trait Store: Send + Sync + 'static {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken>;
-    /// The active viewer token with this hash.
+    /// The unrevoked viewer token with this hash, expired or not (the caller says which: `expired_at`).
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
-    /// The active viewer tokens, oldest first.
+    /// The unrevoked viewer tokens, expired ones included, oldest first.
     async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>>;
-    /// The viewer token with this id if it is still active (page sessions made with it ask on every request).
+    /// The viewer token with this id if it is not revoked, expired or not (page sessions made with it ask on
+    /// every request).
     async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>>;
     /// Marks a viewer token revoked at `at_ms` and returns it; `None` if no active token has this id.
     async fn revoke_viewer_token(&self, id: i64, at_ms: i64) -> Result<Option<ViewerToken>>;

@@ -32,9 +32,10 @@ async fn spend_logs_read_back_as_written() {
 /// The migrations up to the last one these tests revert (`LOG_KEY`), and what the ones after it added.
 const MIGRATIONS_UNDER_TEST: i64 = 12;
 const LATER_UNDO: &str =
-    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN expires_at_ms;";
+    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN \
+                          expires_at_ms; DROP TABLE rate_limits; ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;";
 /// How many migrations `LATER_UNDO` reverts.
-const LATER_MIGRATIONS: i64 = 2;
+const LATER_MIGRATIONS: i64 = 4;
 
 /// Turns the closed store in `dir` into one of an earlier version (`undo` reverts what the last `versions`
 /// migrations did) and opens it, which runs those migrations again.
@@ -586,4 +587,41 @@ fn request_counts_forget_what_left_the_window_and_stay_bounded_under_a_flood_of_
     assert!(repeats.len() < usize::try_from(flood).unwrap());
     // The requests seen once were forgotten to make room, so no new request went uncounted.
     assert_eq!(repeats.uncounted(), 0);
+/// A store from before viewer tokens expired: its unrevoked tokens get the default lifetime (90 days) from the
+/// upgrade, so that none stops working at once and none works forever.
+#[tokio::test]
+async fn viewer_tokens_made_before_expiry_existed_get_ninety_days_from_the_upgrade() {
+    let (dir, store) = open();
+    store
+        .create_viewer_token([1; 32], "t".into(), "old".into(), None)
+        .await
+        .unwrap();
+    drop(store);
+    // Back to the version before the expiry column (the last migration so far: `reopen_as_older` checks the
+    // count), then opened again.
+    let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
+    conn.execute_batch("ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;")
+        .unwrap();
+    conn.pragma_update(
+        None,
+        "user_version",
+        MIGRATIONS_UNDER_TEST + LATER_MIGRATIONS - 1,
+    )
+    .unwrap();
+    drop(conn);
+    let before = spendgate_core::time::now_ms();
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    let after = spendgate_core::time::now_ms();
+    let expires = store
+        .viewer_by_hash([1; 32])
+        .await
+        .unwrap()
+        .and_then(|v| v.expires_at_ms)
+        .unwrap();
+    let days_90 = 90 * spendgate_core::time::DAY_MS;
+    // SQLite's clock is read in whole seconds.
+    assert!(
+        (before / 1000 * 1000 + days_90..=after + days_90).contains(&expires),
+        "{expires} is not 90 days from the upgrade ({before}..{after})"
+    );
 }

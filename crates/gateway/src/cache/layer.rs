@@ -8,15 +8,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use spendgate_core::{
-    Attribution, CacheOutcome, Money, RequestStatus, SpendEvent, Usage, UsageSource,
-};
+use spendgate_core::{CacheOutcome, Money, RequestStatus, SpendEvent, Usage, UsageSource};
 use spendgate_store::KeyRecord;
 use uuid::Uuid;
 
 use super::{CacheKey, CachedAnswer, Ticket, CACHE_HEADER};
 use crate::provider::Endpoint;
-use crate::proxy::{authenticate, read_body, workflow_of, REQUEST_ID_HEADER};
+use crate::proxy::{attribution, authenticate, read_body, workflow_of, REQUEST_ID_HEADER};
 use crate::Gateway;
 
 /// The routes whose answers may be cached; everything else passes through untouched (and is `not_cacheable`).
@@ -134,7 +132,7 @@ impl Hit<'_> {
             .iter()
             .find(|t| *t.provider_name == *answer.provider)
             .unwrap_or(route.first());
-        let workflow = match workflow_of(headers) {
+        let workflow = match workflow_of(gw, headers) {
             Ok(w) => w,
             Err(e) => {
                 gw.stats.reject();
@@ -168,12 +166,7 @@ impl Hit<'_> {
             model: route.model.to_string(),
             endpoint: self.endpoint.as_str().to_string(),
             stream: answer.stream,
-            attribution: Attribution {
-                key_id: self.key.id,
-                user: self.key.user.clone(),
-                team: self.key.team.clone(),
-                workflow,
-            },
+            attribution: attribution(self.key, workflow),
             cache_outcome: CacheOutcome::Hit,
             status: RequestStatus::Ok,
             http_status: 200,

@@ -46,12 +46,14 @@ pub(super) async fn create_viewer(
     hash: [u8; 32],
     team: String,
     name: String,
+    expires_at_ms: Option<i64>,
 ) -> Result<ViewerToken> {
     let now = now_ms();
     let id = new_id(
         c,
-        "INSERT INTO viewer_tokens (hash, team, name, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
-        &[&&hash[..], &team, &name, &now],
+        "INSERT INTO viewer_tokens (hash, team, name, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
+        &[&&hash[..], &team, &name, &now, &expires_at_ms],
     )
     .await?;
     Ok(ViewerToken {
@@ -59,6 +61,7 @@ pub(super) async fn create_viewer(
         team,
         name,
         created_at_ms: now,
+        expires_at_ms,
     })
 }
 

@@ -332,8 +332,9 @@ impl Store for PostgresStore {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken> {
-        pooled!(self, c => controls::create_viewer(c, hash, team, name))
+        pooled!(self, c => controls::create_viewer(c, hash, team, name, expires_at_ms))
     }
 
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {

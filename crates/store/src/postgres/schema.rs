@@ -226,6 +226,10 @@ CREATE TABLE rate_limits (
     UNIQUE (scope, subject)
 );
 "#,
+    // Viewer token expiry, as SQLite's VIEWER_EXPIRY: 90 days from the upgrade for the tokens made before.
+    "ALTER TABLE viewer_tokens ADD COLUMN expires_at_ms BIGINT;
+     UPDATE viewer_tokens SET expires_at_ms = (extract(epoch FROM now()) * 1000)::BIGINT + 7776000000
+         WHERE revoked_at_ms IS NULL;",
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

@@ -228,6 +228,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
                 user: r.opt_text(9)?.unwrap_or_default(),
                 team: r.opt_text(10)?,
                 workflow: r.opt_text(11)?,
+                workflow_requested: detail.workflow_requested,
             },
             endpoint: r.text(12)?,
             stream: r.flag(13)?,
@@ -265,7 +266,7 @@ pub fn key_record(r: &dyn Cells) -> Result<KeyRecord> {
     })
 }
 
-pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms";
+pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms, expires_at_ms";
 
 pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
     Ok(ViewerToken {
@@ -273,6 +274,7 @@ pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
         team: r.text(1)?,
         name: r.text(2)?,
         created_at_ms: r.int(3)?,
+        expires_at_ms: r.opt_int(4)?,
     })
 }
 

@@ -337,14 +337,15 @@ impl Store for SqliteStore {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken> {
         self.with_writer(move |w| {
             let now = now_ms();
             w.conn.execute(
-                "INSERT INTO viewer_tokens (hash, team, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![&hash[..], team, name, now],
+                "INSERT INTO viewer_tokens (hash, team, name, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![&hash[..], team, name, now, expires_at_ms],
             )?;
-            Ok(ViewerToken { id: w.conn.last_insert_rowid(), team, name, created_at_ms: now })
+            Ok(ViewerToken { id: w.conn.last_insert_rowid(), team, name, created_at_ms: now, expires_at_ms })
         })
         .await
     }

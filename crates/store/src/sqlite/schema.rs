@@ -81,6 +81,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     super::replicas::CONTROL_EPOCH,
     KEY_EXPIRY,
     RATE_LIMITS,
+    VIEWER_EXPIRY,
 ];
 
 /// Keys may carry an expiry (`expires_at_ms`, NULL for a key that works until it is revoked). A column added to
@@ -101,6 +102,14 @@ CREATE TABLE rate_limits (
     UNIQUE (scope, subject)
 );
 "#;
+/// Viewer tokens expire (`expires_at_ms`; NULL for none, which no token the API creates has). Tokens made before
+/// expiry existed get the default lifetime (90 days) from the upgrade, so that none stops working at once and
+/// none works forever.
+pub const VIEWER_EXPIRY: &str = "
+ALTER TABLE viewer_tokens ADD COLUMN expires_at_ms INTEGER;
+UPDATE viewer_tokens SET expires_at_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 7776000000
+    WHERE revoked_at_ms IS NULL;
+";
 
 /// Each event is kept once by its time and id, `(ts_ms, event_id)`, as on PostgreSQL, instead of by its id
 /// alone. Ids are time-ordered by the request's start and a log's time is its end, so the id index took each

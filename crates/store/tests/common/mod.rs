@@ -48,6 +48,7 @@ pub fn event(
             user: user.into(),
             team: team.map(str::to_string),
             workflow: None,
+            workflow_requested: None,
         },
         cache_outcome: CacheOutcome::NotCacheable,
         status: RequestStatus::Ok,
@@ -938,9 +939,17 @@ pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
     assert_eq!(store.revoke_key(key.id + 100, 1).await.unwrap(), None);
 
     let viewer = store
-        .create_viewer_token([9; 32], "search".into(), "dash".into())
+        .create_viewer_token(
+            [9; 32],
+            "search".into(),
+            "dash".into(),
+            Some(4_102_444_800_000),
+        )
         .await
         .unwrap();
+    // The expiry is kept and read back; an expired token is still found (the caller says why it is refused).
+    assert_eq!(viewer.expires_at_ms, Some(4_102_444_800_000));
+    assert!(!viewer.expired_at(4_102_444_799_999) && viewer.expired_at(4_102_444_800_000));
     assert_eq!(
         store.viewer_by_hash([9; 32]).await.unwrap(),
         Some(viewer.clone())

@@ -268,10 +268,16 @@ pub(crate) async fn page(
         ),
         (
             "Workflow",
-            e.attribution
-                .workflow
-                .as_deref()
-                .map_or_else(|| "—".into(), esc),
+            match (&e.attribution.workflow, &e.attribution.workflow_requested) {
+                (Some(w), Some(asked)) => format!(
+                    "{} <span class=\"muted\">(the request named {}: a new label after the gateway had as many \
+                     as limits.max_workflows keeps apart)</span>",
+                    esc(w),
+                    esc(asked)
+                ),
+                (Some(w), None) => esc(w),
+                (None, _) => "—".into(),
+            },
         ),
         (
             "Usage source",
