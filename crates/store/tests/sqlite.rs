@@ -587,6 +587,8 @@ fn request_counts_forget_what_left_the_window_and_stay_bounded_under_a_flood_of_
     assert!(repeats.len() < usize::try_from(flood).unwrap());
     // The requests seen once were forgotten to make room, so no new request went uncounted.
     assert_eq!(repeats.uncounted(), 0);
+}
+
 /// A store from before viewer tokens expired: its unrevoked tokens get the default lifetime (90 days) from the
 /// upgrade, so that none stops working at once and none works forever.
 #[tokio::test]
