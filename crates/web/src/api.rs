@@ -173,7 +173,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&EXPLORER_EXPORT, get(explorer_export))
         .op(&SPEND_LOGS, get(spend_logs))
         .op(&SPEND_LOGS_EXPORT, get(spend_logs_export))
-        .op(&SPEND_LOG, get(spend_log));
+        .op(&SPEND_LOG, get(spend_log))
+        .merge(crate::refusals_api::routes());
     let admin = ApiRouter::default()
         .op(&CREATE_KEY, post(create_key))
         .op(&LIST_KEYS, get(list_keys))
@@ -727,9 +728,13 @@ async fn summary(
     Checked(Query(p)): Checked<Query<FilterParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.to_filters()?;
-    let t = s.store.summary(&f).await.map_err(store_error)?;
+    let (t, refused) = tokio::try_join!(
+        async { s.store.summary(&f).await.map_err(store_error) },
+        crate::refusals_api::summary_json(&s, &f),
+    )?;
     let mut v = totals_json(&t);
     v["window"] = window_json(&s, &f);
+    v["refused"] = refused;
     Ok(Json(v))
 }
 
@@ -854,16 +859,7 @@ async fn spend_logs(
     Checked(Query(p)): Checked<Query<LogParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
-    let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
-            })?,
-        None => 50,
-    };
+    let limit = page_limit(p.limit.as_deref())?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
     let page = s
         .store
@@ -874,6 +870,20 @@ async fn spend_logs(
         "items": page.items.iter().map(log_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
     })))
+}
+
+/// A page's `limit` parameter: 1 to 1000, 50 when not given.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit.filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
+            }),
+        None => Ok(50),
+    }
 }
 
 async fn spend_log(

@@ -11,6 +11,7 @@ mod metrics;
 pub mod openapi;
 mod pages;
 mod params;
+mod refusals_api;
 
 use std::sync::Arc;
 

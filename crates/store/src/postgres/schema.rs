@@ -213,6 +213,8 @@ CREATE TABLE control_acks (gateway TEXT PRIMARY KEY, epoch BIGINT NOT NULL, at_m
 "#,
     // Key expiry, as SQLite's KEY_EXPIRY.
     "ALTER TABLE keys ADD COLUMN expires_at_ms BIGINT;",
+    // Refused requests and their rollups, created by `sql::refusals::migration` as on SQLite.
+    crate::sql::refusals::MIGRATION,
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

@@ -80,6 +80,7 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     LOG_KEY,
     super::replicas::CONTROL_EPOCH,
     KEY_EXPIRY,
+    crate::sql::refusals::MIGRATION,
 ];
 
 /// Keys may carry an expiry (`expires_at_ms`, NULL for a key that works until it is revoked). A column added to
