@@ -5,6 +5,8 @@
 use spendgate_core::query::Filters;
 use spendgate_core::{RefusalEvent, RefusalReason};
 
+pub use crate::sql::refusals::{DEFAULT_RETENTION_DAYS, UNKNOWN_KEY_LABEL};
+
 /// A refusal as read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRefusal {

@@ -25,7 +25,8 @@ use crate::AppState;
 
 const SUMMARY: Op = Op::get(
     "/api/v1/usage/summary",
-    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages.",
+    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages, and `refused`: \
+     the requests refused at the door (total, by reason, by team; null under filters refusals do not carry).",
     Access::Reader,
 )
 .query(FILTERS);

@@ -442,6 +442,9 @@ pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value,
         "total_spent": w.total_spent,
         "low_threshold": w.def.low_threshold,
         "status": wallet_status(available, w.def.low_threshold).as_str(),
+        // Since when it has refused requests it could not pay for (reset when it receives money): whoever it
+        // pays for is blocked.
+        "refusing_since": s.controls.wallet_refusing_since(w.id).map(to_rfc3339),
     });
     crate::insights_api::wallet_burn(&*s.store, w.id, w.created_at_ms, available, now, &mut v)
         .await

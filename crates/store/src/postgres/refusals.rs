@@ -30,12 +30,7 @@ pub(super) async fn write(
     options: &PostgresOptions,
 ) -> Result<WriteReport> {
     let now = now_ms();
-    let mut report = WriteReport::default();
-    let live: Vec<&RefusalEvent> = refusals
-        .iter()
-        .filter(|r| !sql::expired(r.at_ms, options.refusal_retention_days, now))
-        .collect();
-    report.duplicates += refusals.len() - live.len();
+    let (live, mut report) = sql::live(refusals, options.refusal_retention_days, now);
     let mut labels = std::mem::take(&mut w.labels);
     let client = w.client(pool).await?;
     let interned = intern_labels(

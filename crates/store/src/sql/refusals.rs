@@ -16,7 +16,7 @@ use super::plan::{self, LabelKind};
 use super::rows::Cells;
 use super::{Dialect, Query};
 use crate::refusals::{RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, StoredRefusal};
-use crate::{ResolvedWindow, Result, StoreError};
+use crate::{ResolvedWindow, Result, StoreError, WriteReport};
 
 /// Marks the migration that creates the refusal tables: each backend runs [`migration`] in its place.
 pub const MIGRATION: &str = "-- refusals: see sql::refusals::migration";
@@ -186,6 +186,23 @@ pub fn fold<'a>(
     out
 }
 
+/// The refusals of a batch that are still within the retention, and a report counting the others as duplicates.
+pub fn live(
+    refusals: &[RefusalEvent],
+    retention_days: u32,
+    now_ms: i64,
+) -> (Vec<&RefusalEvent>, WriteReport) {
+    let live: Vec<&RefusalEvent> = refusals
+        .iter()
+        .filter(|r| !expired(r.at_ms, retention_days, now_ms))
+        .collect();
+    let report = WriteReport {
+        inserted: 0,
+        duplicates: refusals.len() - live.len(),
+    };
+    (live, report)
+}
+
 /// Whether a refusal is past the retention: it is not written (again), since its row may already be gone while
 /// its rollups still count it, and a replay could not be told from a new refusal.
 pub fn expired(at_ms: i64, retention_days: u32, now_ms: i64) -> bool {
@@ -284,26 +301,14 @@ pub fn list_query(
     limit: usize,
     cursor: Option<(i64, i64)>,
 ) -> Query {
-    let mut q = Query::new(d);
-    // As for spend logs: only a bound on the time alone narrows the time index's range.
-    let end = match cursor {
-        Some((ts, _)) => f.filters.to_ms.min(ts.saturating_add(1)),
-        None => f.filters.to_ms,
-    };
-    let (lo, hi) = (q.bind(f.filters.from_ms), q.bind(end));
-    let mut sql = format!("{SELECT} WHERE r.ts_ms >= {lo} AND r.ts_ms < {hi}");
-    for (col, id) in dims {
-        let p = q.bind(*id);
-        sql.push_str(&format!(" AND r.{col} = {p}"));
-    }
-    if let Some((ts, seq)) = cursor {
-        let (a, b) = (q.bind(ts), q.bind(seq));
-        sql.push_str(&format!(" AND (r.ts_ms, r.seq) < ({a}, {b})"));
-    }
-    let n = q.bind(i64::try_from(limit + 1).unwrap_or(1001));
-    sql.push_str(&format!(" ORDER BY r.ts_ms DESC, r.seq DESC LIMIT {n}"));
-    q.sql = sql;
-    q
+    super::queries::newest_page(
+        d,
+        (SELECT, "r."),
+        (f.filters.from_ms, f.filters.to_ms),
+        dims,
+        limit,
+        cursor,
+    )
 }
 
 /// A refusal row back into its record.
@@ -368,9 +373,7 @@ pub fn counts(
                     None => (None, format!("reason {id}")),
                 },
                 Some(RefusalGroup::Team) => {
-                    let (key, label) =
-                        plan::identity(spendgate_core::GroupBy::Team, id, names.get(&id).cloned());
-                    (key, label)
+                    plan::identity(spendgate_core::GroupBy::Team, id, names.get(&id).cloned())
                 }
                 Some(RefusalGroup::User) if id == 0 => (None, UNKNOWN_KEY_LABEL.to_string()),
                 Some(RefusalGroup::User) => {

@@ -30,12 +30,7 @@ pub(super) fn write(
     retention: Retention,
 ) -> Result<WriteReport> {
     let now = now_ms();
-    let mut report = WriteReport::default();
-    let live: Vec<&RefusalEvent> = refusals
-        .iter()
-        .filter(|r| !sql::expired(r.at_ms, retention.days, now))
-        .collect();
-    report.duplicates += refusals.len() - live.len();
+    let (live, mut report) = sql::live(refusals, retention.days, now);
     // Labels first, outside the transaction, as for spend logs.
     let dims = {
         let WriterConn { conn, labels, .. } = &mut *w;
