@@ -254,7 +254,8 @@ pub fn counts_query(
     dims: &[(&'static str, i64)],
 ) -> Query {
     let mut q = Query::new(d);
-    let g = group.map_or("0", group_column);
+    // PostgreSQL reads a bare 0 as a 32-bit integer; every column read back is 64 bits.
+    let g = group.map_or("CAST(0 AS BIGINT)", group_column);
     let mut parts = Vec::new();
     for piece in plan_span(w.from_ms, w.to_ms, w.open_end) {
         let grain = piece.grain;
@@ -274,7 +275,7 @@ pub fn counts_query(
     }
     if parts.is_empty() {
         parts.push(format!(
-            "SELECT 0 AS g, refusals FROM {} WHERE 1 = 0",
+            "SELECT CAST(0 AS BIGINT) AS g, refusals FROM {} WHERE 1 = 0",
             ROLLUPS[0]
         ));
     }
