@@ -351,19 +351,8 @@ impl tracing::Subscriber for LogCount {
 /// Each request writes its own event to the journal, on the test's one thread, where the log is counted.
 #[tokio::test]
 async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
-    use spendgate_store::journal::JournalConfig;
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
-
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     std::fs::remove_dir_all(&journal_dir).unwrap();
     std::fs::write(&journal_dir, b"not a directory").unwrap();
     let logs = LogCount::default();
@@ -391,23 +380,14 @@ async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
 /// goes to.
 #[tokio::test]
 async fn a_failed_journal_write_closes_its_segment() {
-    use spendgate_store::journal::{read_leftovers, JournalConfig};
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
+    use spendgate_store::journal::read_leftovers;
 
     if !std::path::Path::new("/dev/full").exists() {
         eprintln!("skipped: this machine has no /dev/full to make a journal write fail");
         return;
     }
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     // The journal starts with an empty directory, so its first segment is number 0.
     let full = journal_dir.join("segment-000000000000.jsonl");
     std::os::unix::fs::symlink("/dev/full", &full).unwrap();
@@ -483,23 +463,39 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
     }
 }
 
-/// A refused request takes the spend events' way: into the journal, in order with them, and from a journal left
-/// by a crash into the store, once however often it is replayed.
-#[tokio::test]
-async fn refusals_are_journaled_and_replayed_like_spend_events() {
-    use spendgate_store::journal::{read_records, replay, JournalConfig};
-    use spendgate_store::{spawn_writer, RefusalFilters, Store, WriterConfig};
-    use std::sync::Arc;
-
-    let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
+/// A writer with a journal in `dir/journal`, in front of `store`.
+fn journaled(
+    dir: &std::path::Path,
+    store: SqliteStore,
+) -> (
+    std::sync::Arc<dyn Store>,
+    std::path::PathBuf,
+    spendgate_store::SpendWriter,
+    spendgate_store::WriterHandle,
+) {
+    use spendgate_store::journal::JournalConfig;
+    use spendgate_store::{spawn_writer, WriterConfig};
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let journal_dir = dir.join("journal");
     let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
+        std::sync::Arc::clone(&store),
         WriterConfig::default(),
         Some(JournalConfig::new(journal_dir.clone())),
     )
     .unwrap();
+    (store, journal_dir, writer, handle)
+}
+
+/// A refused request takes the spend events' way: into the journal, in order with them, and from a journal left
+/// by a crash into the store, once however often it is replayed.
+#[tokio::test]
+async fn refusals_are_journaled_and_replayed_like_spend_events() {
+    use spendgate_store::journal::{read_records, replay};
+    use spendgate_store::{RefusalFilters, Store};
+    use std::sync::Arc;
+
+    let (dir, store) = open();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     let now = spendgate_core::time::now_ms();
     let spend = common::event(now, Some("t"), "u", "m", 1, 1, 10);
     let refused =
