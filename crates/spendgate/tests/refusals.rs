@@ -36,14 +36,7 @@ const ALL: usize = BUDGET_REFUSALS + WALLET_REFUSALS + BAD_KEY_REFUSALS;
 async fn refuse_some(s: &TestServer) -> Refused {
     let (sam_key, sam) = s.create_key("sam", Some("support")).await;
     let (olga_key, olga) = s.create_key("olga", Some("ops")).await;
-    let (st, b) = s
-        .admin_post(
-            "/api/v1/budgets",
-            json!({ "name": "support daily", "scope": "team", "subject": "support", "period": "day",
-                    "amount": "0.000001", "hard_limit": true }),
-        )
-        .await;
-    assert_eq!(st, 201, "{b}");
+    let budget = s.full_hard_budget("support", "support daily").await;
     let (st, w) = s
         .admin_post(
             "/api/v1/wallets",
@@ -70,7 +63,7 @@ async fn refuse_some(s: &TestServer) -> Refused {
     Refused {
         sam_key,
         olga_key,
-        budget: b["id"].as_i64().unwrap(),
+        budget,
         wallet: w["id"].as_i64().unwrap(),
     }
 }

@@ -34,7 +34,8 @@ fn row(s: &mut String, item: &StoredRefusal) {
     let _ = write!(
         s,
         "<tr data-reason=\"{}\"><td title=\"{}\">{}</td><td><span class=\"status {}\">{}</span></td>\
-         <td class=\"refusal-detail\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+         <td class=\"wrap refusal-detail\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td>\
+         <td class=\"num\">{}</td></tr>",
         r.reason.as_str(),
         esc(&r.id.to_string()),
         esc(&date_time(r.at_ms)),
