@@ -31,11 +31,16 @@ const WALLET_REFUSALS: usize = 3;
 const BAD_KEY_REFUSALS: usize = 2;
 const ALL: usize = BUDGET_REFUSALS + WALLET_REFUSALS + BAD_KEY_REFUSALS;
 
-/// A team whose hard daily budget cannot hold one request, a team whose wallet is empty, and a caller with a key
-/// nobody issued; each sends requests, one at a time, and each is refused.
+/// A team whose hard daily budget cannot hold one request, a team whose wallet is empty (after one request it
+/// made before the wallet existed), and a caller with a key nobody issued; each sends requests, one at a time, and
+/// each is refused.
 async fn refuse_some(s: &TestServer) -> Refused {
     let (sam_key, sam) = s.create_key("sam", Some("support")).await;
     let (olga_key, olga) = s.create_key("olga", Some("ops")).await;
+    let paid = s
+        .chat(&olga, chat_body("gpt-4o-mini", "before", false))
+        .await;
+    assert_eq!(paid.status(), 200);
     let budget = s.full_hard_budget("support", "support daily").await;
     let (st, w) = s
         .admin_post(
@@ -150,7 +155,10 @@ async fn budget_wallet_and_key_refusals_are_listed_attributed_and_counted() {
         assert!(r["key_id"].is_null() && r["user"].is_null() && r["team"].is_null());
         assert_eq!(r["detail"], "unknown key");
     }
-    let times: Vec<&str> = items.iter().map(|i| i["at"].as_str().unwrap()).collect();
+    let times: Vec<i64> = items
+        .iter()
+        .map(|i| spendgate_core::time::parse_rfc3339(i["at"].as_str().unwrap()).unwrap())
+        .collect();
     assert!(
         times.windows(2).all(|t| t[0] >= t[1]),
         "newest first: {times:?}"
@@ -218,9 +226,10 @@ async fn budget_wallet_and_key_refusals_are_listed_attributed_and_counted() {
         .await;
     assert_eq!(none["items"].as_array().unwrap().len(), 0);
 
-    // The usage summary carries them: refused requests are in none of its spend figures.
+    // The usage summary carries them: refused requests are in none of its spend figures (the one request is
+    // ops's, before its wallet existed).
     let (_, summary) = s.admin_get("/api/v1/usage/summary?window=1h").await;
-    assert_eq!(summary["requests"], 0, "{summary}");
+    assert_eq!(summary["requests"], 1, "{summary}");
     assert_eq!(summary["refused"]["total"], ALL, "{summary}");
     assert_eq!(summary["refused"]["by_team"][0]["key"], "support");
     assert_eq!(
@@ -231,6 +240,17 @@ async fn budget_wallet_and_key_refusals_are_listed_attributed_and_counted() {
         .admin_get("/api/v1/usage/summary?window=1h&team=ops")
         .await;
     assert_eq!(team_summary["refused"]["total"], WALLET_REFUSALS);
+    // The explorer's rows by team carry their refusals (a team with refusals and no spend has no row there).
+    let (_, explorer) = s
+        .admin_get("/api/v1/usage/explorer?window=1h&group_by=team")
+        .await;
+    let rows = explorer["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{explorer}");
+    assert_eq!(
+        (&rows[0]["key"], &rows[0]["refused"]),
+        (&json!("ops"), &json!(WALLET_REFUSALS)),
+        "{explorer}"
+    );
 
     // Filters refusals do not carry are refused with what to do, not silently ignored.
     let (st, err) = s
