@@ -11,7 +11,7 @@ use spendgate_core::query::{Filters, NO_TEAM_LABEL};
 use spendgate_store::refusals::UNKNOWN_KEY_LABEL;
 use spendgate_store::{RefusalFilters, RefusalGroup, StoredRefusal};
 
-use super::super::html::{date_time, esc, int};
+use super::super::html::{date_time, esc, hms, int, short_date};
 use super::super::Pages;
 
 /// Refusals listed on the page (the API pages through the rest).
@@ -33,12 +33,13 @@ fn row(s: &mut String, item: &StoredRefusal) {
     let r = &item.refusal;
     let _ = write!(
         s,
-        "<tr data-reason=\"{}\"><td title=\"{}\">{}</td><td><span class=\"status {}\">{}</span></td>\
+        "<tr data-reason=\"{}\"><td class=\"time\" title=\"{}\">{} {}</td><td><span class=\"status {}\">{}</span></td>\
          <td class=\"wrap refusal-detail\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td>\
          <td class=\"num\">{}</td></tr>",
         r.reason.as_str(),
-        esc(&r.id.to_string()),
         esc(&date_time(r.at_ms)),
+        esc(&short_date(r.at_ms)),
+        hms(r.at_ms),
         if r.reason.is_control() { "bad" } else { "warn" },
         esc(r.reason.label()),
         esc(&r.detail),
