@@ -268,6 +268,11 @@ async fn budget_wallet_and_key_refusals_are_listed_attributed_and_counted() {
         .await;
     assert!(filtered["refused"].is_null(), "{filtered}");
 
+    // Each refusal was handed to the writer once, and counted as rejected by the gateway.
+    let (_, status) = s.admin_get("/api/v1/status").await;
+    assert_eq!(status["queue"]["refusals_recorded"], ALL, "{status}");
+    assert_eq!(status["gateway"]["rejected"], ALL, "{status}");
+
     s.running.stop().await.unwrap();
 }
 

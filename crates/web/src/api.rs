@@ -919,6 +919,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "written_per_sec": q.written_per_sec,
             "failed_writes": q.failed_writes,
             "last_error": q.last_error,
+            "refusals_recorded": q.refusals_total,
         },
         "gateway": {
             "name": &*s.gateway_name,
