@@ -320,6 +320,9 @@ async fn an_empty_wallet_raises_a_refusing_alert_once_and_shows_as_refusing() {
         .find(|w| w["id"] == ids.wallet)
         .unwrap();
     assert!(w["refusing_since"].is_string(), "{w}");
+    let cookie = s.login("test-admin-token").await;
+    let page = s.page("/wallets", &cookie).await;
+    assert!(page.contains("data-status=\"refusing\""), "{page}");
 
     // A top-up ends the refusing: the wallet pays again.
     let (st, t) = s
