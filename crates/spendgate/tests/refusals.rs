@@ -177,38 +177,25 @@ async fn budget_wallet_and_key_refusals_are_listed_attributed_and_counted() {
     assert!(rest["next_cursor"].is_null());
 
     // Counted exactly in the rollups, by reason, team, user and key.
-    let (_, by_reason) = s.admin_get("/api/v1/refusals/counts?window=1h").await;
-    assert_eq!(by_reason["total"], ALL);
-    assert_eq!(
-        counts(&by_reason),
-        vec![
-            ("budget full".to_string(), BUDGET_REFUSALS as u64),
-            ("wallet empty".to_string(), WALLET_REFUSALS as u64),
-            ("bad key".to_string(), BAD_KEY_REFUSALS as u64),
-        ]
-    );
-    let (_, by_team) = s
-        .admin_get("/api/v1/refusals/counts?window=1h&group_by=team")
-        .await;
-    assert_eq!(
-        counts(&by_team),
-        vec![
-            ("support".to_string(), BUDGET_REFUSALS as u64),
-            ("ops".to_string(), WALLET_REFUSALS as u64),
-            ("No team".to_string(), BAD_KEY_REFUSALS as u64),
-        ]
-    );
-    let (_, by_user) = s
-        .admin_get("/api/v1/refusals/counts?window=1h&group_by=user")
-        .await;
-    assert_eq!(
-        counts(&by_user),
-        vec![
-            ("sam".to_string(), BUDGET_REFUSALS as u64),
-            ("olga".to_string(), WALLET_REFUSALS as u64),
-            ("unknown key".to_string(), BAD_KEY_REFUSALS as u64),
-        ]
-    );
+    // The three groups of each grouping, most refused first: the budget's, the wallet's, the bad key's.
+    for (group, labels) in [
+        ("reason", ["budget full", "wallet empty", "bad key"]),
+        ("team", ["support", "ops", "No team"]),
+        ("user", ["sam", "olga", "unknown key"]),
+    ] {
+        let (_, v) = s
+            .admin_get(&format!(
+                "/api/v1/refusals/counts?window=1h&group_by={group}"
+            ))
+            .await;
+        assert_eq!(v["total"], ALL, "{v}");
+        let expected: Vec<(String, u64)> = labels
+            .iter()
+            .zip([BUDGET_REFUSALS, WALLET_REFUSALS, BAD_KEY_REFUSALS])
+            .map(|(l, n)| (l.to_string(), n as u64))
+            .collect();
+        assert_eq!(counts(&v), expected, "by {group}");
+    }
     let (_, by_key) = s
         .admin_get(&format!(
             "/api/v1/refusals/counts?window=1h&group_by=key&key={}",
@@ -312,14 +299,18 @@ async fn an_empty_wallet_raises_a_refusing_alert_once_and_shows_as_refusing() {
         .unwrap()
         .iter()
         .any(|a| a["kind"] == "budget_refusing"));
-    let (_, wallets) = s.admin_get("/api/v1/wallets").await;
-    let w = wallets["wallets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == ids.wallet)
-        .unwrap();
-    assert!(w["refusing_since"].is_string(), "{w}");
+    let refusing_since = || async {
+        let (_, wallets) = s.admin_get("/api/v1/wallets").await;
+        let w = wallets["wallets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["id"] == ids.wallet)
+            .unwrap()
+            .clone();
+        w["refusing_since"].clone()
+    };
+    assert!(refusing_since().await.is_string());
     let cookie = s.login("test-admin-token").await;
     let page = s.page("/wallets", &cookie).await;
     assert!(page.contains("data-status=\"refusing\""), "{page}");
@@ -332,14 +323,7 @@ async fn an_empty_wallet_raises_a_refusing_alert_once_and_shows_as_refusing() {
         )
         .await;
     assert_eq!(st, 200, "{t}");
-    let (_, wallets) = s.admin_get("/api/v1/wallets").await;
-    let w = wallets["wallets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["id"] == ids.wallet)
-        .unwrap();
-    assert!(w["refusing_since"].is_null(), "{w}");
+    assert!(refusing_since().await.is_null());
     s.running.stop().await.unwrap();
 }
 
@@ -351,19 +335,7 @@ async fn a_team_viewer_sees_its_own_teams_refusals_only() {
         v["total"] == ALL
     })
     .await;
-    let r = s
-        .client
-        .post(format!("{}/api/v1/viewer-tokens", s.base))
-        .bearer_auth("test-admin-token")
-        .json(&json!({ "team": "support" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let viewer = r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let viewer = s.create_viewer("support").await;
     let get = |path: &str| {
         let req = s
             .client

@@ -180,6 +180,15 @@ impl Api {
         )
     }
 
+    /// Creates a viewer token for `team` through the admin API and returns its secret.
+    pub async fn create_viewer(&self, team: &str) -> String {
+        let (st, v) = self
+            .admin_post("/api/v1/viewer-tokens", serde_json::json!({ "team": team }))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
     /// Gives `team` a hard daily budget named `name` too small for any request, so every request of the team is
     /// refused (429); returns the budget's id.
     pub async fn full_hard_budget(&self, team: &str, name: &str) -> i64 {

@@ -85,11 +85,8 @@ pub(super) async fn write(
     let mut fresh = Vec::with_capacity(stored.len());
     for (r, d) in live.iter().zip(&dims) {
         // `remove`, so that an id twice in one batch counts once.
-        if stored.remove(&r.id) {
-            report.inserted += 1;
+        if sql::tally(&mut report, stored.remove(&r.id)) {
             fresh.push((*r, d));
-        } else {
-            report.duplicates += 1;
         }
     }
     let grains = sql::fold(fresh.into_iter());

@@ -203,6 +203,16 @@ pub fn live(
     (live, report)
 }
 
+/// Counts one refusal of a batch as stored for the first time (`new`) or as one the store had; returns `new`.
+pub fn tally(report: &mut WriteReport, new: bool) -> bool {
+    if new {
+        report.inserted += 1;
+    } else {
+        report.duplicates += 1;
+    }
+    new
+}
+
 /// Whether a refusal is past the retention: it is not written (again), since its row may already be gone while
 /// its rollups still count it, and a replay could not be told from a new refusal.
 pub fn expired(at_ms: i64, retention_days: u32, now_ms: i64) -> bool {

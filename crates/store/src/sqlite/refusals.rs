@@ -66,11 +66,8 @@ pub(super) fn write(
                 i[7],
                 i[8]
             ])?;
-            if changed == 1 {
-                report.inserted += 1;
+            if sql::tally(&mut report, changed == 1) {
                 fresh.push((*r, d));
-            } else {
-                report.duplicates += 1;
             }
         }
     }
