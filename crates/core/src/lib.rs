@@ -1,4 +1,5 @@
-//! spendgate's domain model: exact money, the pricing catalog, token usage, spend events and the query model.
+//! spendgate's domain model: exact money, the pricing catalog, token usage, spend events, refusals and the query
+//! model.
 //!
 //! This crate does no IO and knows nothing of HTTP, SQL or async runtimes, so that every rule about money can
 //! be tested as plain functions.
@@ -10,6 +11,7 @@ pub mod insights;
 pub mod money;
 pub mod pricing;
 pub mod query;
+pub mod refusal;
 pub mod time;
 pub mod usage;
 
@@ -17,6 +19,7 @@ pub use event::{Attribution, CacheOutcome, FailedAttempt, RequestStatus, SpendEv
 pub use money::{Money, PricePerMtok};
 pub use pricing::{Catalog, ModelPrice, PriceConfidence, UnknownModelPolicy};
 pub use query::{Filters, GroupBy, GroupRow, SortBy, Totals};
+pub use refusal::{RefusalEvent, RefusalReason};
 pub use usage::{ServiceTier, Usage, UsageSource};
 
 /// Names of teams, users, workflows and gateways: what spendgate accepts.

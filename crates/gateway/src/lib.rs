@@ -12,6 +12,9 @@
 //!    or timeout falls back to the route's next target (`forward.rs`);
 //! 6. meter: usage from the body or the stream, read by the API's wire format (`protocol/`) ->
 //!    [`spendgate_core::SpendEvent`] -> writer.
+//!
+//! A request refused at any step before 5 is recorded as a [`spendgate_core::RefusalEvent`] instead
+//! (`refusals.rs`), through the same writer.
 
 pub mod alerts;
 pub mod anomalies;
@@ -30,6 +33,7 @@ pub mod protocol;
 pub mod provider;
 pub mod providers;
 mod proxy;
+pub mod refusals;
 pub mod routes;
 pub mod sse;
 pub mod stats;

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, ErrorShape};
 use crate::provider::Endpoint;
 use crate::proxy::authenticate;
+use crate::refusals::Door;
 use crate::routes::Route;
 use crate::Gateway;
 
@@ -91,7 +92,7 @@ pub(crate) async fn list(
 ) -> Response {
     let shape = shape_of_request("/v1/models", &headers);
     if let Err(e) = authenticate(&gw, &headers).await {
-        gw.stats.reject();
+        gw.refuse(&e, "models", &Door::default()).await;
         return e.shaped(shape).into_response();
     }
     let routes = gw.routes.current();
@@ -169,7 +170,7 @@ pub(crate) async fn get(
 ) -> Response {
     let shape = shape_of_request("/v1/models", &headers);
     if let Err(e) = authenticate(&gw, &headers).await {
-        gw.stats.reject();
+        gw.refuse(&e, "models", &Door::default()).await;
         return e.shaped(shape).into_response();
     }
     match gw.routes.current().get(&id) {

@@ -14,14 +14,16 @@ use bytes::Bytes;
 use spendgate_core::Attribution;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
 use crate::forward::{error_shape, forward, Prepared};
 use crate::keys::KeyCheck;
 use crate::meter::Meter;
 use crate::protocol::extent::Extent;
 use crate::protocol::{format_of, RequestHead};
 use crate::provider::Endpoint;
+use crate::refusals::Door;
 use crate::Gateway;
+use spendgate_core::RefusalReason;
 
 /// The header that tags a request with a workflow.
 pub const WORKFLOW_HEADER: &str = "x-spendgate-workflow";
@@ -92,7 +94,8 @@ async fn moderations(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 }
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
-    match prepare(&gw, endpoint, req).await {
+    let mut door = Door::default();
+    match prepare(&gw, endpoint, req, &mut door).await {
         Ok(prepared) => {
             // Forward in a task of its own: if the client hangs up, the handler is dropped but the task runs on,
             // so the upstream's answer (which the provider bills) is still recorded.
@@ -105,7 +108,7 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
             }
         }
         Err(e) => {
-            gw.stats.reject();
+            gw.refuse(&e, endpoint.as_str(), &door).await;
             e.shaped(error_shape(endpoint)).into_response()
         }
     }
@@ -124,14 +127,21 @@ fn key_of(headers: &HeaderMap) -> Result<&str, ApiError> {
             })
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'.")
+                ApiError::invalid_key(
+                    "malformed Authorization header",
+                    "The Authorization header must be 'Bearer <virtual key>'.",
+                )
             });
     }
     match headers.get("x-api-key") {
         Some(value) => value.to_str().map(str::trim).map_err(|_| {
-            ApiError::invalid_key("The x-api-key header must be a spendgate virtual key.")
+            ApiError::invalid_key(
+                "malformed x-api-key header",
+                "The x-api-key header must be a spendgate virtual key.",
+            )
         }),
         None => Err(ApiError::invalid_key(
+            "no key sent",
             "No API key was sent. Send a spendgate virtual key as 'Authorization: Bearer sk-sg-...' or as \
              'x-api-key: sk-sg-...'.",
         )),
@@ -146,15 +156,18 @@ pub(crate) async fn authenticate(
     match gw.keys.authenticate(secret).await {
         Ok(KeyCheck::Active(k)) => Ok(k),
         // The key itself is never echoed back or logged; its state is, so that its holder knows what to ask for.
-        Ok(KeyCheck::Revoked { at_ms }) => Err(ApiError::invalid_key(format!(
-            "This API key was revoked on {}. Ask an operator for a new virtual key (spendgate keys create).",
-            spendgate_core::time::to_rfc3339(at_ms)
-        ))),
-        Ok(KeyCheck::Expired { at_ms }) => Err(ApiError::invalid_key(format!(
-            "This API key expired on {}. Ask an operator for a new virtual key (spendgate keys create).",
-            spendgate_core::time::to_rfc3339(at_ms)
-        ))),
+        Ok(KeyCheck::Revoked { at_ms, key }) => Err(unusable_key(
+            RefusalReason::Revoked,
+            key,
+            format!("revoked on {}", spendgate_core::time::to_rfc3339(at_ms)),
+        )),
+        Ok(KeyCheck::Expired { at_ms, key }) => Err(unusable_key(
+            RefusalReason::Expired,
+            key,
+            format!("expired on {}", spendgate_core::time::to_rfc3339(at_ms)),
+        )),
         Ok(KeyCheck::Unknown) => Err(ApiError::invalid_key(
+            "unknown key",
             "The API key is not valid for this gateway (a rotated key's old secret is not either). Ask an operator \
              for a virtual key (spendgate keys create).",
         )),
@@ -165,9 +178,27 @@ pub(crate) async fn authenticate(
                 "server_error",
                 "key_store_unavailable",
                 "The gateway could not check the API key right now; retry shortly.",
-            ))
+            )
+            .refusing(RefusalReason::Unavailable, "the key store could not be read"))
         }
     }
+}
+
+/// A key that exists but may not be used (revoked, expired): a 401 that says since when, recorded against the
+/// key's owner.
+fn unusable_key(
+    reason: RefusalReason,
+    key: Arc<spendgate_store::KeyRecord>,
+    state: String,
+) -> ApiError {
+    let message = format!(
+        "This API key was {state}. Ask an operator for a new virtual key (spendgate keys create)."
+    );
+    let detail = format!("key {state}");
+    ApiError::invalid_key(&detail, message).because(Cause {
+        key: Some(key),
+        ..Cause::new(reason, detail)
+    })
 }
 
 /// The workflow a request is recorded under (its label, or `(other)` past `limits.max_workflows`), from its
@@ -288,13 +319,17 @@ pub(crate) fn upstream_body(
         .map_err(|e| ApiError::internal(format!("could not encode the request: {e}")))
 }
 
+/// Everything a request needs before it is forwarded, checked in order; `door` learns the key and the model as
+/// they are known, for the record of a refusal.
 async fn prepare(
     gw: &Arc<Gateway>,
     endpoint: Endpoint,
     req: Request,
+    door: &mut Door,
 ) -> Result<Prepared, ApiError> {
     let (parts, body) = req.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
+    door.key = Some(Arc::clone(&key));
     let workflow = workflow_of(gw, &parts.headers)?;
     let started = Instant::now();
     let started_at_ms = spendgate_core::time::now_ms();
@@ -307,6 +342,7 @@ async fn prepare(
         .ok_or_else(|| {
             ApiError::invalid_request("missing_model", "The request must name a 'model'.")
         })?;
+    door.model = Some(model.clone());
     let route = gw
         .routes
         .current()
@@ -364,6 +400,7 @@ async fn prepare(
                 "too_many_streams",
                 format!("This key already has {max} streams open; wait for one to end, or ask an operator to raise limits.max_streams_per_key."),
             )
+            .refusing(RefusalReason::StreamLimit, format!("key already has {max} streams open"))
         })?)
     } else {
         None
@@ -464,17 +501,19 @@ async fn admit(
         .await
         .map_err(|r| {
             gw.stats.refuse_rate_limit();
-            // A recorder of refusals (who was refused, by what) would take `r` here, as the budget refusals do.
             let kind = match r.measure {
                 spendgate_store::replicas::RateMeasure::Requests => "requests",
                 spendgate_store::replicas::RateMeasure::Tokens => "tokens",
             };
+            // Recorded as a refusal with the limit's own words, like a budget's.
+            let cause = Cause::new(RefusalReason::RateLimit, r.description.clone());
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 kind,
                 "rate_limit_exceeded",
                 r.description,
-            );
+            )
+            .because(cause);
             e.retry_after = r.retry_after_secs;
             e
         })
@@ -566,21 +605,35 @@ async fn reserve(
             crate::controls::Refusal::Budget {
                 description,
                 retry_after_secs,
+                budget_id,
+                detail,
             } => {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "budget_exceeded",
                     "budget_exceeded",
                     description,
-                );
+                )
+                .because(Cause {
+                    budget_id: Some(budget_id),
+                    ..Cause::new(RefusalReason::Budget, detail)
+                });
                 e.retry_after = Some(retry_after_secs);
                 e
             }
-            crate::controls::Refusal::Funds { description } => ApiError::new(
+            crate::controls::Refusal::Funds {
+                description,
+                wallet_id,
+                detail,
+            } => ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_funds",
                 "insufficient_funds",
                 description,
-            ),
+            )
+            .because(Cause {
+                wallet_id,
+                ..Cause::new(RefusalReason::Wallet, detail)
+            }),
         })
 }

@@ -265,6 +265,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 SqliteOptions {
                     minute_retention_hours: s.minute_retention_hours,
                     busy_timeout: Duration::from_millis(s.busy_timeout_ms),
+                    refusal_retention_days: s.refusal_retention_days,
                     ..SqliteOptions::default()
                 },
             )?;
@@ -275,6 +276,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 minute_retention_hours: s.minute_retention_hours,
                 retention_days: s.retention_days,
                 pool_size: s.pool_size,
+                refusal_retention_days: s.refusal_retention_days,
                 ..PostgresOptions::new(url)
             })
             .await?;

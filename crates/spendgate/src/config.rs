@@ -555,6 +555,9 @@ pub struct StoreSettings {
     pub retention_days: Option<u32>,
     /// PostgreSQL only: connections used for reads at most (the writer has one more of its own).
     pub pool_size: usize,
+    /// Refused requests are kept this many days (both stores); their counts in the refusal rollups are kept for
+    /// good.
+    pub refusal_retention_days: u32,
 }
 
 impl Default for StoreSettings {
@@ -565,6 +568,7 @@ impl Default for StoreSettings {
             busy_timeout_ms: 5000,
             retention_days: None,
             pool_size: 8,
+            refusal_retention_days: spendgate_store::refusals::DEFAULT_RETENTION_DAYS,
         }
     }
 }

@@ -79,7 +79,7 @@ async fn requests_over_a_keys_rpm_get_429_with_retry_after_in_the_clients_own_sh
     // A key id may be given as a number too.
     set_limit(
         &s,
-        json!({ "scope": "key", "subject": anthropic_id, "rpm": 3 }),
+        json!({ "scope": "key", "subject": anthropic_id.to_string(), "rpm": 3 }),
     )
     .await;
 
@@ -243,22 +243,25 @@ async fn rate_limits_are_set_listed_changed_and_deleted_with_clear_refusals_and_
 
     let refused = [
         (
-            json!({ "scope": "key", "subject": id, "rpm": 0 }),
+            json!({ "scope": "key", "subject": id.to_string(), "rpm": 0 }),
             "rpm must be a whole number from 1",
         ),
         (
-            json!({ "scope": "key", "subject": id, "rpm": -3 }),
+            json!({ "scope": "key", "subject": id.to_string(), "rpm": -3 }),
             "rpm must be a whole number from 1",
         ),
         (
-            json!({ "scope": "key", "subject": id, "tpm": 1.5 }),
+            json!({ "scope": "key", "subject": id.to_string(), "tpm": 1.5 }),
             "tpm must be a whole number from 1",
         ),
         (
-            json!({ "scope": "key", "subject": id, "tpm": "100" }),
+            json!({ "scope": "key", "subject": id.to_string(), "tpm": "100" }),
             "tpm must be a whole number from 1",
         ),
-        (json!({ "scope": "key", "subject": id }), "needs rpm"),
+        (
+            json!({ "scope": "key", "subject": id.to_string() }),
+            "needs rpm",
+        ),
         (
             json!({ "scope": "user", "subject": "gus", "rpm": 5 }),
             "scope must be key or team",
@@ -273,7 +276,7 @@ async fn rate_limits_are_set_listed_changed_and_deleted_with_clear_refusals_and_
         ),
         (json!({ "scope": "team", "rpm": 5 }), "needs a subject"),
         (
-            json!({ "scope": "key", "subject": 9999, "rpm": 5 }),
+            json!({ "scope": "key", "subject": "9999", "rpm": 5 }),
             "there is no key 9999",
         ),
         (
@@ -281,17 +284,28 @@ async fn rate_limits_are_set_listed_changed_and_deleted_with_clear_refusals_and_
             "key id",
         ),
         (
-            json!({ "scope": "key", "subject": revoked, "rpm": 5 }),
+            json!({ "scope": "key", "subject": 12, "rpm": 5 }),
+            "subject must be text",
+        ),
+        (
+            json!({ "scope": "key", "subject": revoked.to_string(), "rpm": 5 }),
             "is revoked",
         ),
         (
-            json!({ "scope": "key", "subject": id, "rpm": 5, "burst": 2 }),
+            json!({ "scope": "key", "subject": id.to_string(), "rpm": 5, "burst": 2 }),
             "burst",
         ),
     ];
     for (body, says) in refused {
         let (status, v) = s.admin_post("/api/v1/rate-limits", body.clone()).await;
-        assert_eq!(status, 400, "{body} -> {v}");
+        // A key that does not exist is not found, a revoked one or no limit at all a conflict; the rest are
+        // malformed.
+        let expected = match says {
+            "there is no key 9999" => 404,
+            "is revoked" | "needs rpm" => 409,
+            _ => 400,
+        };
+        assert_eq!(status, expected, "{body} -> {v}");
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{body}: {message}");
     }
@@ -299,7 +313,11 @@ async fn rate_limits_are_set_listed_changed_and_deleted_with_clear_refusals_and_
     assert_eq!(list["rate_limits"], json!([]), "nothing refused was stored");
 
     // Created (201), then changed (200): the second body replaces the first, so rpm is gone.
-    let created = set_limit(&s, json!({ "scope": "key", "subject": id, "rpm": 1 })).await;
+    let created = set_limit(
+        &s,
+        json!({ "scope": "key", "subject": id.to_string(), "rpm": 1 }),
+    )
+    .await;
     let limit_id = created["id"].as_i64().unwrap();
     assert_eq!(s.chat(&key, chat_body("a", 8)).await.status(), 200);
     assert_eq!(s.chat(&key, chat_body("b", 8)).await.status(), 429);

@@ -7,6 +7,7 @@
 pub mod controls;
 pub mod journal;
 pub mod postgres;
+pub mod refusals;
 pub mod repeats;
 pub mod replicas;
 pub mod sealed;
@@ -17,7 +18,7 @@ pub mod writer;
 use async_trait::async_trait;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::Grain;
-use spendgate_core::{Money, SpendEvent};
+use spendgate_core::{Money, RefusalEvent, SpendEvent};
 use uuid::Uuid;
 
 use controls::{
@@ -26,8 +27,9 @@ use controls::{
 };
 
 pub use postgres::PostgresStore;
+pub use refusals::{RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, StoredRefusal};
 pub use sqlite::SqliteStore;
-pub use writer::{spawn_writer, Ack, SpendWriter, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{spawn_writer, Ack, Record, SpendWriter, WriterConfig, WriterHandle, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -231,6 +233,29 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<SpendLogPage>;
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
+
+    /// Writes refused requests and their rollups (counts per minute, hour and day by team, user, key and reason)
+    /// in one transaction. Idempotent by refusal id; refusals older than the refusal retention are not written
+    /// (they are reported as duplicates).
+    async fn write_refusals(
+        &self,
+        refusals: std::sync::Arc<Vec<RefusalEvent>>,
+    ) -> Result<WriteReport>;
+    /// Refusals matching `filters`, newest first, `limit` at most, after `cursor`: one indexed page, like spend
+    /// logs. Filters refusals do not carry (provider, model, ...) are an `Invalid` error.
+    async fn refusals(
+        &self,
+        filters: &RefusalFilters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RefusalPage>;
+    /// How many requests were refused over the filters' window (aligned like [`Store::summary`]'s), per group,
+    /// most first; one row labelled "all" without a group. Read from the refusal rollups only.
+    async fn refusal_counts(
+        &self,
+        filters: &RefusalFilters,
+        group: Option<RefusalGroup>,
+    ) -> Result<Vec<RefusalCount>>;
 
     /// Pairs of (key, request fingerprint) seen at least `min_repeats` times since `since_ms`, most repeated
     /// first (at most 100). Reads the spend logs by their time index, so callers keep the window short (the

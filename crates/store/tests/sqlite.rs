@@ -32,10 +32,11 @@ async fn spend_logs_read_back_as_written() {
 /// The migrations up to the last one these tests revert (`LOG_KEY`), and what the ones after it added.
 const MIGRATIONS_UNDER_TEST: i64 = 12;
 const LATER_UNDO: &str =
-    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN \
-                          expires_at_ms; DROP TABLE rate_limits; ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;";
+    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN expires_at_ms;
+     DROP TABLE rate_limits; DROP TABLE refusals; DROP TABLE rollup_refusal_minute; DROP TABLE rollup_refusal_hour;
+     DROP TABLE rollup_refusal_day; ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;";
 /// How many migrations `LATER_UNDO` reverts.
-const LATER_MIGRATIONS: i64 = 4;
+const LATER_MIGRATIONS: i64 = 5;
 
 /// Turns the closed store in `dir` into one of an earlier version (`undo` reverts what the last `versions`
 /// migrations did) and opens it, which runs those migrations again.
@@ -112,6 +113,18 @@ async fn an_older_store_keeps_every_spend_log_once_after_its_rebuild() {
             ("spend_logs_ts".into(), true)
         ]
     );
+}
+
+#[tokio::test]
+async fn refusals_are_kept_once_counted_and_listed() {
+    let (_dir, store) = open();
+    common::refusals::refusals_are_kept_once_counted_and_listed(&store).await;
+}
+
+#[tokio::test]
+async fn refusals_past_their_retention_are_not_written() {
+    let (_dir, store) = open();
+    common::refusals::refusals_past_their_retention_are_not_written(&store).await;
 }
 
 #[tokio::test]
@@ -338,19 +351,8 @@ impl tracing::Subscriber for LogCount {
 /// Each request writes its own event to the journal, on the test's one thread, where the log is counted.
 #[tokio::test]
 async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
-    use spendgate_store::journal::JournalConfig;
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
-
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     std::fs::remove_dir_all(&journal_dir).unwrap();
     std::fs::write(&journal_dir, b"not a directory").unwrap();
     let logs = LogCount::default();
@@ -378,23 +380,14 @@ async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
 /// goes to.
 #[tokio::test]
 async fn a_failed_journal_write_closes_its_segment() {
-    use spendgate_store::journal::{read_leftovers, JournalConfig};
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
+    use spendgate_store::journal::read_leftovers;
 
     if !std::path::Path::new("/dev/full").exists() {
         eprintln!("skipped: this machine has no /dev/full to make a journal write fail");
         return;
     }
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     // The journal starts with an empty directory, so its first segment is number 0.
     let full = journal_dir.join("segment-000000000000.jsonl");
     std::os::unix::fs::symlink("/dev/full", &full).unwrap();
@@ -626,4 +619,98 @@ async fn viewer_tokens_made_before_expiry_existed_get_ninety_days_from_the_upgra
         (before / 1000 * 1000 + days_90..=after + days_90).contains(&expires),
         "{expires} is not 90 days from the upgrade ({before}..{after})"
     );
+
+/// A writer with a journal in `dir/journal`, in front of `store`.
+fn journaled(
+    dir: &std::path::Path,
+    store: SqliteStore,
+) -> (
+    std::sync::Arc<dyn Store>,
+    std::path::PathBuf,
+    spendgate_store::SpendWriter,
+    spendgate_store::WriterHandle,
+) {
+    use spendgate_store::journal::JournalConfig;
+    use spendgate_store::{spawn_writer, WriterConfig};
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let journal_dir = dir.join("journal");
+    let (writer, handle) = spawn_writer(
+        std::sync::Arc::clone(&store),
+        WriterConfig::default(),
+        Some(JournalConfig::new(journal_dir.clone())),
+    )
+    .unwrap();
+    (store, journal_dir, writer, handle)
+}
+
+/// A refused request takes the spend events' way: into the journal, in order with them, and from a journal left
+/// by a crash into the store, once however often it is replayed.
+#[tokio::test]
+async fn refusals_are_journaled_and_replayed_like_spend_events() {
+    use spendgate_store::journal::{read_records, replay};
+    use spendgate_store::{RefusalFilters, Store};
+    use std::sync::Arc;
+
+    let (dir, store) = open();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
+    let now = spendgate_core::time::now_ms();
+    let spend = common::event(now, Some("t"), "u", "m", 1, 1, 10);
+    let refused =
+        common::refusals::refusal(now, 1, Some("t"), spendgate_core::RefusalReason::Wallet);
+    assert!(writer.record(spend.clone()).await);
+    assert!(writer.record_refusal(refused.clone()).await);
+    // The open segment is kept until it is large (a quiet gateway must not create a file per request), so both
+    // are still in it, as after a crash: a spend event's line and a refusal's.
+    let left = read_records(&journal_dir).unwrap();
+    assert_eq!(left.events, vec![spend.clone()]);
+    assert_eq!(left.refusals, vec![refused.clone()]);
+    let f = RefusalFilters {
+        filters: common::window(now - 60_000, now + 60_000),
+        reason: None,
+    };
+    let listed = |s: Arc<dyn Store>| {
+        let f = f.clone();
+        async move {
+            let page = s.refusals(&f, 10, None).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|i| i.refusal)
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed(Arc::clone(&store)).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal never reached the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(listed(Arc::clone(&store)).await, vec![refused.clone()]);
+
+    // Two copies of the journal as a crash would leave it (replay deletes what it replayed).
+    let copies = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for copy in &copies {
+        for f in &left.files {
+            std::fs::copy(f, copy.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    // Replayed into a store that never had them (the process died before its writer wrote them) ...
+    let (_other_dir, other) = open();
+    let other: Arc<dyn Store> = Arc::new(other);
+    replay(&*other, copies[0].path()).await.unwrap();
+    assert_eq!(listed(Arc::clone(&other)).await, vec![refused.clone()]);
+    assert_eq!(
+        stored_ids(&*other).await,
+        std::collections::HashSet::from([spend.id])
+    );
+    // ... and into one that had them: counted once.
+    handle.shutdown().await;
+    replay(&*store, copies[1].path()).await.unwrap();
+    assert_eq!(listed(Arc::clone(&store)).await, vec![refused]);
+    let counts = store
+        .refusal_counts(&f, Some(spendgate_store::RefusalGroup::Reason))
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.refusals).sum::<u64>(), 1);
 }

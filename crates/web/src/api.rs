@@ -25,7 +25,8 @@ use crate::AppState;
 
 const SUMMARY: Op = Op::get(
     "/api/v1/usage/summary",
-    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages.",
+    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages, and `refused`: \
+     the requests refused at the door (total, by reason, by team; null under filters refusals do not carry).",
     Access::Reader,
 )
 .query(FILTERS);
@@ -60,7 +61,7 @@ const SPEND_LOGS: Op = Op::get(
     ),
 ]);
 /// A spend-log cursor as `spendgate_store::sql::plan::cursor_of` writes it (the time is never negative).
-const CURSOR: Ty = Ty::Pattern(r"^[0-9]{1,18}-[0-9]{1,18}$");
+pub(crate) const CURSOR: Ty = Ty::Pattern(r"^[0-9]{1,18}-[0-9]{1,18}$");
 /// What an export answers: JSON by default, or CSV.
 const EXPORTED: &[&str] = &["application/json", "text/csv"];
 const SPEND_LOGS_EXPORT: Op = Op::get(
@@ -189,7 +190,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&EXPLORER_EXPORT, get(explorer_export))
         .op(&SPEND_LOGS, get(spend_logs))
         .op(&SPEND_LOGS_EXPORT, get(spend_logs_export))
-        .op(&SPEND_LOG, get(spend_log));
+        .op(&SPEND_LOG, get(spend_log))
+        .merge(crate::refusals_api::routes());
     let admin = ApiRouter::default()
         .op(&CREATE_KEY, post(create_key))
         .op(&LIST_KEYS, get(list_keys))
@@ -819,9 +821,13 @@ async fn summary(
     Checked(Query(p)): Checked<Query<FilterParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.to_filters()?;
-    let t = s.store.summary(&f).await.map_err(store_error)?;
+    let (t, refused) = tokio::try_join!(
+        async { s.store.summary(&f).await.map_err(store_error) },
+        crate::refusals_api::summary_json(&s, &f),
+    )?;
     let mut v = totals_json(&t);
     v["window"] = window_json(&s, &f);
+    v["refused"] = refused;
     Ok(Json(v))
 }
 
@@ -948,16 +954,7 @@ async fn spend_logs(
     Checked(Query(p)): Checked<Query<LogParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
-    let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
-            })?,
-        None => 50,
-    };
+    let limit = page_limit(p.limit.as_deref())?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
     let page = s
         .store
@@ -968,6 +965,20 @@ async fn spend_logs(
         "items": page.items.iter().map(log_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
     })))
+}
+
+/// A page's `limit` parameter: 1 to 1000, 50 when not given.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit.filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
+            }),
+        None => Ok(50),
+    }
 }
 
 async fn spend_log(
@@ -1002,6 +1013,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "written_per_sec": q.written_per_sec,
             "failed_writes": q.failed_writes,
             "last_error": q.last_error,
+            "refusals_recorded": q.refusals_total,
         },
         "gateway": {
             "name": &*s.gateway_name,

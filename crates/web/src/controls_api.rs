@@ -45,7 +45,7 @@ const KEY_SCOPE: &[Field] = &[
 ];
 /// A key id as a budget's subject (text, since other scopes name their subject): digits, with white space
 /// around them trimmed.
-const KEY_SUBJECT: Ty = Ty::Pattern(r"^ *[0-9]{1,18} *$");
+pub(crate) const KEY_SUBJECT: Ty = Ty::Pattern(r"^ *[0-9]{1,18} *$");
 
 const SET_BUDGET: Op = Op::post(
     "/api/v1/budgets",
@@ -488,6 +488,9 @@ pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value,
         "total_spent": w.total_spent,
         "low_threshold": w.def.low_threshold,
         "status": wallet_status(available, w.def.low_threshold).as_str(),
+        // Since when it has refused requests it could not pay for (reset when it receives money): whoever it
+        // pays for is blocked.
+        "refusing_since": s.controls.wallet_refusing_since(w.id).map(to_rfc3339),
     });
     crate::insights_api::wallet_burn(&*s.store, w.id, w.created_at_ms, available, now, &mut v)
         .await

@@ -12,6 +12,7 @@ pub mod openapi;
 mod pages;
 mod params;
 mod rate_limits_api;
+mod refusals_api;
 
 use std::sync::Arc;
 

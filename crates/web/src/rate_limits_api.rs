@@ -19,7 +19,7 @@ use spendgate_store::replicas::RateMeasure;
 
 use crate::api::{store_error, Checked, JsonBody};
 use crate::controls_api::{actor, audit};
-use crate::openapi::{f, Access, ApiRouter, Op};
+use crate::openapi::{f, Access, ApiRouter, Field, Op, Ty, ID};
 use crate::AppState;
 
 const SET_RATE_LIMIT: Op = Op::post(
@@ -28,26 +28,37 @@ const SET_RATE_LIMIT: Op = Op::post(
     Access::Admin,
 )
 .body(&[
-    f("scope", "string", true, "key or team."),
-    f(
-        "subject",
-        "string",
-        true,
-        "The key id, or the team's name.",
-    ),
     f(
         "rpm",
-        "integer",
+        LIMIT,
         false,
         "Requests a minute, from 1; left out, requests are not limited.",
     ),
     f(
         "tpm",
-        "integer",
+        LIMIT,
         false,
-        "Tokens a minute (prompt and output), from 1; left out, tokens are not limited.",
+        "Tokens a minute (prompt and output), from 1; left out, tokens are not limited. At least one of rpm and \
+         tpm (409 without either).",
     ),
-]);
+])
+.variants(&[TEAM_SCOPE, KEY_SCOPE])
+.statuses(&[201, 404, 409]);
+/// A limit's value: a whole number from 1 to `RATE_LIMIT_MAX`.
+const LIMIT: Ty = Ty::Int(1, RATE_LIMIT_MAX as i64);
+const TEAM_SCOPE: &[Field] = &[
+    f("scope", Ty::Word(&["team"]), true, "One team."),
+    f("subject", Ty::Name, true, "The team's name."),
+];
+const KEY_SCOPE: &[Field] = &[
+    f("scope", Ty::Word(&["key"]), true, "One virtual key."),
+    f(
+        "subject",
+        crate::controls_api::KEY_SUBJECT,
+        true,
+        "The key's id, as text (404 for no such key, 409 for a revoked one).",
+    ),
+];
 const LIST_RATE_LIMITS: Op = Op::get(
     "/api/v1/rate-limits",
     "Every rate limit, with what this gateway counted against it in the last minute.",
@@ -57,7 +68,9 @@ const DELETE_RATE_LIMIT: Op = Op::delete(
     "/api/v1/rate-limits/{id}",
     "Deletes a rate limit: its key or team is no longer limited, on every replica.",
     Access::Admin,
-);
+)
+.id(ID)
+.statuses(&[404]);
 
 pub fn routes() -> ApiRouter {
     ApiRouter::default()
@@ -74,7 +87,7 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
 #[serde(deny_unknown_fields)]
 struct RateLimitBody {
     scope: String,
-    /// A team's name, or a key's id as a string or a number.
+    /// A team's name, or a key's id as text.
     #[serde(default)]
     subject: Option<Value>,
     #[serde(default)]
@@ -87,8 +100,14 @@ struct RateLimitBody {
 fn limit_of(name: &str, v: Option<&Value>) -> Result<Option<u64>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
+        // A whole number written with a fraction of zero (`7.0`) is a whole number, as JSON Schema counts.
         Some(v) => v
             .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (1.0..=RATE_LIMIT_MAX as f64).contains(f))
+                    .map(|f| f as u64)
+            })
             .filter(|n| (1..=RATE_LIMIT_MAX).contains(n))
             .map(Some)
             .ok_or_else(|| {
@@ -118,11 +137,12 @@ async fn definition(s: &AppState, body: RateLimitBody) -> Result<NewRateLimit, A
     let subject = match &body.subject {
         None | Some(Value::Null) => None,
         Some(Value::String(t)) => Some(t.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
         Some(other) => {
             return Err(invalid(
                 "invalid_scope",
-                format!("subject must be the key id or the team's name, not {other}"),
+                format!(
+                    "subject must be text: the key id (\"12\") or the team's name, not {other}"
+                ),
             ))
         }
     };
@@ -133,17 +153,30 @@ async fn definition(s: &AppState, body: RateLimitBody) -> Result<NewRateLimit, A
         rpm: limit_of("rpm", body.rpm.as_ref())?,
         tpm: limit_of("tpm", body.tpm.as_ref())?,
     };
+    if def.rpm.is_none() && def.tpm.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "nothing_to_limit",
+            "a rate limit needs rpm (requests a minute), tpm (tokens a minute) or both; to lift a limit, DELETE \
+             /api/v1/rate-limits/{id}",
+        ));
+    }
     def.check().map_err(|m| invalid("invalid_rate_limit", m))?;
     if let Scope::Key(id) = def.scope {
         let key = crate::api::key_of(s, id).await.map_err(|_| {
-            invalid(
-                "invalid_scope",
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "key_not_found",
                 format!("there is no key {id}; GET /api/v1/keys lists the keys"),
             )
         })?;
         if key.revoked_at_ms.is_some() {
-            return Err(invalid(
-                "invalid_scope",
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                "key_revoked",
                 format!("key {id} is revoked: it sends no requests to limit"),
             ));
         }

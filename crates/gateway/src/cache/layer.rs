@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{CacheKey, CachedAnswer, Ticket, CACHE_HEADER};
 use crate::provider::Endpoint;
 use crate::proxy::{attribution, authenticate, read_body, workflow_of, REQUEST_ID_HEADER};
+use crate::refusals::Door;
 use crate::Gateway;
 
 /// The routes whose answers may be cached; everything else passes through untouched (and is `not_cacheable`).
@@ -69,7 +70,11 @@ pub async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
     let body = match read_body(body, gw.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            gw.stats.reject();
+            let door = Door {
+                key: Some(Arc::clone(&key)),
+                model: None,
+            };
+            gw.refuse(&e, endpoint.as_str(), &door).await;
             return e.into_response();
         }
     };
@@ -135,7 +140,11 @@ impl Hit<'_> {
         let workflow = match workflow_of(gw, headers) {
             Ok(w) => w,
             Err(e) => {
-                gw.stats.reject();
+                let door = Door {
+                    key: Some(Arc::new(self.key.clone())),
+                    model: Some(model.to_string()),
+                };
+                gw.refuse(&e, self.endpoint.as_str(), &door).await;
                 return Some(e.into_response());
             }
         };

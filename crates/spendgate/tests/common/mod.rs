@@ -180,6 +180,29 @@ impl Api {
         )
     }
 
+    /// Creates a viewer token for `team` through the admin API and returns its secret.
+    pub async fn create_viewer(&self, team: &str) -> String {
+        let (st, v) = self
+            .admin_post("/api/v1/viewer-tokens", serde_json::json!({ "team": team }))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Gives `team` a hard daily budget named `name` too small for any request, so every request of the team is
+    /// refused (429); returns the budget's id.
+    pub async fn full_hard_budget(&self, team: &str, name: &str) -> i64 {
+        let (st, b) = self
+            .admin_post(
+                "/api/v1/budgets",
+                serde_json::json!({ "name": name, "scope": "team", "subject": team, "period": "day",
+                                    "amount": "0.000001", "hard_limit": true }),
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
     pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/chat/completions", self.base))

@@ -226,6 +226,8 @@ CREATE TABLE rate_limits (
     UNIQUE (scope, subject)
 );
 "#,
+    // Refused requests and their rollups, created by `sql::refusals::migration` as on SQLite.
+    crate::sql::refusals::MIGRATION,
     // Viewer token expiry, as SQLite's VIEWER_EXPIRY: 90 days from the upgrade for the tokens made before.
     "ALTER TABLE viewer_tokens ADD COLUMN expires_at_ms BIGINT;
      UPDATE viewer_tokens SET expires_at_ms = (extract(epoch FROM now()) * 1000)::BIGINT + 7776000000

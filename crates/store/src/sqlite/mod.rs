@@ -6,6 +6,7 @@ mod checkpoint;
 mod controls;
 mod plans;
 mod read;
+mod refusals;
 mod replicas;
 mod schema;
 mod write;
@@ -19,7 +20,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Params, Row};
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::{now_ms, Grain};
-use spendgate_core::{Money, SpendEvent};
+use spendgate_core::{Money, RefusalEvent, SpendEvent};
 use uuid::Uuid;
 
 use crate::controls::{
@@ -30,8 +31,8 @@ use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
 use crate::sql::Query;
 use crate::{
-    KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
-    StoredSpendLog, ViewerToken, WriteReport,
+    KeyRecord, NewKey, RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, ResolvedWindow,
+    Result, SeriesPoint, SpendLogPage, Store, StoreError, StoredSpendLog, ViewerToken, WriteReport,
 };
 
 /// Settings of the SQLite backend.
@@ -43,6 +44,8 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// How long a statement waits for a lock held by another connection or process before it fails.
     pub busy_timeout: std::time::Duration,
+    /// How long refused requests are kept (their counts in the rollups are kept for good).
+    pub refusal_retention_days: u32,
 }
 
 impl Default for SqliteOptions {
@@ -51,6 +54,7 @@ impl Default for SqliteOptions {
             minute_retention_hours: 48,
             readers: 4,
             busy_timeout: std::time::Duration::from_secs(5),
+            refusal_retention_days: crate::sql::refusals::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -64,6 +68,8 @@ struct WriterConn {
     labels: LabelCache,
     texts: write::Texts,
     last_prune_ms: i64,
+    /// When refusals past their retention were last deleted.
+    last_refusal_prune_ms: i64,
 }
 
 pub struct SqliteStore {
@@ -130,6 +136,7 @@ impl SqliteStore {
                 labels: HashMap::new(),
                 texts: write::Texts::new(),
                 last_prune_ms: 0,
+                last_refusal_prune_ms: 0,
             })),
             readers: Arc::new(Mutex::new(readers)),
             sealed: Default::default(),
@@ -458,6 +465,38 @@ impl Store for SqliteStore {
 
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>> {
         self.with_reader(move |c| read::spend_log(c, id)).await
+    }
+
+    async fn write_refusals(&self, list: Arc<Vec<RefusalEvent>>) -> Result<WriteReport> {
+        let retention = refusals::Retention {
+            days: self.options.refusal_retention_days,
+            minute_ms: self.minute_retention_ms(),
+        };
+        self.with_writer(move |w| refusals::write(w, &list, retention))
+            .await
+    }
+
+    async fn refusals(
+        &self,
+        filters: &RefusalFilters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RefusalPage> {
+        let f = filters.clone();
+        let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
+        self.with_reader(move |c| refusals::list(c, &f, limit, cursor))
+            .await
+    }
+
+    async fn refusal_counts(
+        &self,
+        filters: &RefusalFilters,
+        group: Option<RefusalGroup>,
+    ) -> Result<Vec<RefusalCount>> {
+        let f = filters.clone();
+        let w = self.resolve_window(&filters.filters);
+        self.with_reader(move |c| refusals::counts(c, &f, w, group))
+            .await
     }
 
     async fn repeated_requests(

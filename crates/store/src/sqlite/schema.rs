@@ -81,6 +81,8 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     super::replicas::CONTROL_EPOCH,
     KEY_EXPIRY,
     RATE_LIMITS,
+    crate::sql::refusals::MIGRATION,
+    // Last: a test turns a store back to the version before it.
     VIEWER_EXPIRY,
 ];
 

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 pub mod logs;
 pub mod pairs;
+pub mod refusals;
 
 pub fn event(
     ts: i64,
