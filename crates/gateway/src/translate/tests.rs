@@ -373,7 +373,8 @@ fn golden(name: &str, translated: &str) {
 
 #[test]
 fn golden_streams_translate_alike_however_they_are_split() {
-    let cases: [(&str, &str, fn() -> Translator); 5] = [
+    type Make = fn() -> Translator;
+    let cases: [(&str, &str, Make); 5] = [
         ("anthropic_text.sse", "anthropic_text.openai.golden", || {
             Translator::to_openai(true)
         }),
