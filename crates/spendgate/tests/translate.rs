@@ -86,6 +86,13 @@ async fn a_claude_model_answers_on_chat_completions_plain_and_streamed() {
     assert_eq!(log["provider"], "anthropic");
     assert_eq!(log["model"], "claude-haiku-4-5");
     assert_billed_as_seen(&log, &v["usage"], "chat.completions", "messages");
+    // The request's page names both APIs.
+    let cookie = s.login("test-admin-token").await;
+    let page = s.page(&format!("/requests/{id}"), &cookie).await;
+    assert!(
+        page.contains("chat.completions</span> (translated to the provider's messages API)"),
+        "{page}"
+    );
 
     // Streamed, with the usage chunk asked for.
     let mut streamed = body.clone();
