@@ -415,26 +415,34 @@ async fn prepare(
     })
 }
 
-/// The first target of `route` that speaks `endpoint`; else, for the two APIs the gateway translates between, the
-/// first target that speaks the other one, with the translation.
+/// The target a request starts with, and whether it is translated: the route's first target when it speaks the
+/// client's API, or (for the two APIs the gateway translates between) the other one; otherwise the first target
+/// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
+/// translation goes before a later one that needs none. The attempts that follow keep the first one's API
+/// (`forward`): a fallback that would need the other API is not tried.
 fn target_for<'r>(
     route: &'r crate::routes::Route,
     endpoint: Endpoint,
     head: &RequestHead,
 ) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
-    if let Some(t) = route.targets.iter().find(|t| t.provider.speaks(endpoint)) {
-        return Some((t, None));
+    let first = route.first();
+    if !first.provider.speaks(endpoint) {
+        let upstream =
+            crate::translate::counterpart(endpoint).filter(|&up| first.provider.speaks(up));
+        if let Some(upstream) = upstream {
+            let t = Translation {
+                client: endpoint,
+                upstream,
+                include_usage: head.asked_for_usage(),
+            };
+            return Some((first, Some(t)));
+        }
     }
-    let upstream = crate::translate::counterpart(endpoint)?;
-    let t = route.targets.iter().find(|t| t.provider.speaks(upstream))?;
-    Some((
-        t,
-        Some(Translation {
-            client: endpoint,
-            upstream,
-            include_usage: head.asked_for_usage(),
-        }),
-    ))
+    route
+        .targets
+        .iter()
+        .find(|t| t.provider.speaks(endpoint))
+        .map(|t| (t, None))
 }
 
 /// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its
