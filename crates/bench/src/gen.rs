@@ -157,6 +157,7 @@ impl Generator {
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: spendgate_core::Money::ZERO,
+            upstream_api: None,
         }
     }
 

@@ -161,6 +161,11 @@ pub struct SpendEvent {
     /// `cost` is zero). Zero for every other request; events journaled before the cache existed read as zero.
     #[serde(default)]
     pub avoided_cost: Money,
+    /// The API the provider was reached through when the gateway translated the request into another API than
+    /// the client spoke (`endpoint`), e.g. "messages" for a chat completion answered by a Claude model; `None`
+    /// when the request went upstream in the client's own API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_api: Option<String>,
 }
 
 fn one() -> u32 {

@@ -38,6 +38,7 @@ pub mod routes;
 pub mod sse;
 pub mod stats;
 mod strip;
+pub mod translate;
 pub mod unrouted;
 pub mod usage_stats;
 pub mod workflows;

@@ -22,6 +22,7 @@ use crate::protocol::extent::Extent;
 use crate::protocol::{format_of, RequestHead};
 use crate::provider::Endpoint;
 use crate::refusals::Door;
+use crate::translate::Translation;
 use crate::Gateway;
 use spendgate_core::RefusalReason;
 
@@ -350,11 +351,7 @@ async fn prepare(
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     // `openai/gpt-4o-mini` is recorded as the model it names, so that both spellings add up as one.
     let model = route.model.to_string();
-    let first = route
-        .targets
-        .iter()
-        .find(|t| t.provider.speaks(endpoint))
-        .ok_or_else(|| {
+    let (first, translation) = target_for(&route, endpoint, &head).ok_or_else(|| {
             ApiError::invalid_request(
                 "unsupported_api",
                 format!(
@@ -366,6 +363,21 @@ async fn prepare(
                 ),
             )
         })?;
+    // A request in the other API is what goes upstream from here on; holds and limits still read the client's.
+    let wire_endpoint = translation.map_or(endpoint, |t| t.upstream);
+    let (wire_body, wire_head) = match translation {
+        Some(t) => {
+            let max_tokens = first
+                .price
+                .max_output_tokens
+                .filter(|m| *m > 0)
+                .unwrap_or(crate::translate::DEFAULT_MAX_TOKENS);
+            let b = t.request(&body, max_tokens)?;
+            let h = parse_head(&b)?;
+            (b, Some(h))
+        }
+        None => (body.clone(), None),
+    };
     let stream = head.wants_stream() && endpoint.can_stream();
     let request_bytes = body.len();
     // Hashed before the body is rewritten for the upstream, so it is what the client really sent.
@@ -373,7 +385,12 @@ async fn prepare(
         endpoint.as_str(),
         &body,
     ));
-    let first_body = upstream_body(body.clone(), &head, endpoint, &first.upstream_model)?;
+    let first_body = upstream_body(
+        wire_body.clone(),
+        wire_head.as_ref().unwrap_or(&head),
+        wire_endpoint,
+        &first.upstream_model,
+    )?;
     let cover = gw.controls.rate_cover(key.id, key.team.as_deref());
     // The body's extent (a scan of it) is read once, and only when a tokens-a-minute limit or a budget or wallet
     // needs it.
@@ -406,12 +423,13 @@ async fn prepare(
         None
     };
     let hold = reserve(gw, &key, &head, endpoint, &route, &body, extent).await?;
-    let headers = if endpoint.is_anthropic() {
+    let headers = if endpoint.is_anthropic() && wire_endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };
-    let strip_usage = asks_usage_for_client(&head, endpoint);
+    // A translated stream is rebuilt for the client, with the usage chunk only if it asked for it.
+    let strip_usage = translation.is_none() && asks_usage_for_client(&head, endpoint);
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -420,6 +438,7 @@ async fn prepare(
         provider: Arc::clone(&first.provider_name),
         model,
         endpoint,
+        upstream_api: translation.map(|t| t.upstream),
         stream,
         attribution: attribution(&key, workflow),
         price: Arc::clone(&first.price),
@@ -440,8 +459,9 @@ async fn prepare(
     Ok(Prepared {
         meter,
         endpoint,
-        head,
-        body,
+        translation,
+        head: wire_head.unwrap_or(head),
+        body: wire_body,
         first_body,
         stream,
         headers,
@@ -449,6 +469,36 @@ async fn prepare(
         route,
         slot,
     })
+}
+
+/// The target a request starts with, and whether it is translated: the route's first target when it speaks the
+/// client's API, or (for the two APIs the gateway translates between) the other one; otherwise the first target
+/// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
+/// translation goes before a later one that needs none. The attempts that follow keep the first one's API
+/// (`forward`): a fallback that would need the other API is not tried.
+fn target_for<'r>(
+    route: &'r crate::routes::Route,
+    endpoint: Endpoint,
+    head: &RequestHead,
+) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
+    let first = route.first();
+    if !first.provider.speaks(endpoint) {
+        let upstream =
+            crate::translate::counterpart(endpoint).filter(|&up| first.provider.speaks(up));
+        if let Some(upstream) = upstream {
+            let t = Translation {
+                client: endpoint,
+                upstream,
+                include_usage: head.asked_for_usage(),
+            };
+            return Some((first, Some(t)));
+        }
+    }
+    route
+        .targets
+        .iter()
+        .find(|t| t.provider.speaks(endpoint))
+        .map(|t| (t, None))
 }
 
 /// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its

@@ -275,6 +275,7 @@ fn day_hour(
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: spendgate_core::Money::ZERO,
+            upstream_api: None,
         });
     }
     Ok(())

@@ -619,6 +619,7 @@ async fn viewer_tokens_made_before_expiry_existed_get_ninety_days_from_the_upgra
         (before / 1000 * 1000 + days_90..=after + days_90).contains(&expires),
         "{expires} is not 90 days from the upgrade ({before}..{after})"
     );
+}
 
 /// A writer with a journal in `dir/journal`, in front of `store`.
 fn journaled(

@@ -938,6 +938,7 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "wallet_id": e.wallet_id,
         "attempts": e.attempts,
         "failed_attempts": e.failed_attempts,
+        "upstream_api": e.upstream_api,
     })
 }
 

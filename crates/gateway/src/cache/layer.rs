@@ -195,6 +195,7 @@ impl Hit<'_> {
             attempts: 0,
             failed_attempts: Vec::new(),
             avoided_cost: avoided,
+            upstream_api: None,
         };
         // As for any answer: it is sent only once its spend log cannot be lost.
         if !gw.writer.record(event).await {

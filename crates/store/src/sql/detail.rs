@@ -30,6 +30,8 @@ pub struct Detail {
     /// The workflow label the request named when it was recorded as `(other)`
     /// (`Attribution::workflow_requested`).
     pub workflow_requested: Option<String>,
+    /// The API the provider was reached through when it was not the client's (`SpendEvent::upstream_api`).
+    pub upstream_api: Option<String>,
 }
 
 /// The letter of a kind in the short form: only the four kinds the row's token columns count on their own. The
@@ -65,6 +67,7 @@ fn fits_short_form(e: &SpendEvent) -> bool {
     let mut seen = [false; 4];
     e.error.is_none()
         && e.failed_attempts.is_empty()
+        && e.upstream_api.is_none()
         && e.usage.provider_cost.is_none()
         && e.attribution.workflow_requested.is_none()
         && e.price_lines.iter().all(|l| {
@@ -105,6 +108,7 @@ pub fn detail_text(e: &SpendEvent) -> String {
         provider_cost: Option<spendgate_core::Money>,
         #[serde(skip_serializing_if = "Option::is_none")]
         workflow_requested: &'a Option<String>,
+        upstream_api: &'a Option<String>,
     }
     serde_json::to_string(&Json {
         price_lines: &e.price_lines,
@@ -112,6 +116,7 @@ pub fn detail_text(e: &SpendEvent) -> String {
         failed_attempts: &e.failed_attempts,
         provider_cost: e.usage.provider_cost,
         workflow_requested: &e.attribution.workflow_requested,
+        upstream_api: &e.upstream_api,
     })
     .unwrap_or_default()
 }
@@ -150,6 +155,7 @@ fn read_json(text: &str) -> Detail {
         failed_attempts: Vec<FailedAttempt>,
         provider_cost: Option<spendgate_core::Money>,
         workflow_requested: Option<String>,
+        upstream_api: Option<String>,
     }
     let j: Json = serde_json::from_str(text).unwrap_or_default();
     Detail {
@@ -158,6 +164,7 @@ fn read_json(text: &str) -> Detail {
         failed_attempts: j.failed_attempts,
         provider_cost: j.provider_cost,
         workflow_requested: j.workflow_requested,
+        upstream_api: j.upstream_api,
     }
 }
 
@@ -230,6 +237,7 @@ mod tests {
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: Money::ZERO,
+            upstream_api: None,
         }
     }
 

@@ -247,6 +247,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
             attempts: u32::try_from(r.int(27)?).unwrap_or(1),
             failed_attempts: detail.failed_attempts,
             avoided_cost: r.money(28)?,
+            upstream_api: detail.upstream_api,
         },
     })
 }

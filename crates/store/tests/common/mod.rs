@@ -72,6 +72,7 @@ pub fn event(
         attempts: 1,
         failed_attempts: Vec::new(),
         avoided_cost: Money::ZERO,
+        upstream_api: None,
     }
 }
 

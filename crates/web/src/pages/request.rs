@@ -220,7 +220,18 @@ pub(crate) async fn page(
                 esc(&e.model)
             ),
         ),
-        ("Endpoint", esc(&e.endpoint)),
+        (
+            "Endpoint",
+            // A translated request names both APIs: the client's, and the one its provider was reached through.
+            match &e.upstream_api {
+                Some(up) => format!(
+                    "<span id=\"endpoint\">{}</span> (translated to the provider's {} API)",
+                    esc(&e.endpoint),
+                    esc(up)
+                ),
+                None => format!("<span id=\"endpoint\">{}</span>", esc(&e.endpoint)),
+            },
+        ),
         (
             "Streamed",
             if e.stream { "yes".into() } else { "no".into() },
