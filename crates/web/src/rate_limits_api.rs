@@ -162,7 +162,7 @@ async fn definition(s: &AppState, body: RateLimitBody) -> Result<NewRateLimit, A
              /api/v1/rate-limits/{id}",
         ));
     }
-    def.check().map_err(|m| invalid("invalid_rate_limit", m))?;
+    // A key id that names no key (0 included) is not found, before the limit itself is checked.
     if let Scope::Key(id) = def.scope {
         let key = crate::api::key_of(s, id).await.map_err(|_| {
             ApiError::new(
@@ -181,6 +181,7 @@ async fn definition(s: &AppState, body: RateLimitBody) -> Result<NewRateLimit, A
             ));
         }
     }
+    def.check().map_err(|m| invalid("invalid_rate_limit", m))?;
     Ok(def)
 }
 
