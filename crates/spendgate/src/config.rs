@@ -725,7 +725,10 @@ impl Config {
             Some(addr) => spendgate_gateway::cache::ResponseCache::in_redis(c.clone(), addr)
                 .await
                 .with_context(|| {
-                    format!("cache.redis_addr: Redis at {addr} does not answer; start it, or remove redis_addr to cache in memory")
+                    format!(
+                        "cache.redis_addr: Redis at {} does not answer; start it, or remove redis_addr to cache in memory",
+                        spendgate_store::redact_url(addr)
+                    )
                 })?,
         };
         Ok(Some(std::sync::Arc::new(cache)))

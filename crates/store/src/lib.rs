@@ -11,6 +11,7 @@ pub mod replicas;
 pub mod sealed;
 mod sql;
 pub mod sqlite;
+pub mod tls;
 pub mod writer;
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ use controls::{
     NewWallet, Transfer, WalletRecord,
 };
 
-pub use postgres::PostgresStore;
+pub use postgres::{redact_url, PostgresStore};
 pub use sqlite::SqliteStore;
 pub use writer::{spawn_writer, Ack, SpendWriter, WriterConfig, WriterHandle, WriterStats};
 

@@ -10,6 +10,7 @@ mod read;
 mod replicas;
 mod schema;
 pub mod scratch;
+mod tls;
 mod write;
 
 use std::collections::{HashMap, HashSet};
