@@ -106,6 +106,9 @@ pub struct PostgresStore {
     pool: pool::Pool,
     writer: tokio::sync::Mutex<WriterState>,
     sealed: crate::sealed::SealedAnswers,
+    /// Batches whose transaction the server aborted (a deadlock or a serialization failure) and that were run
+    /// again: none are expected, so tests assert on it and each one is logged.
+    retried: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -215,7 +218,12 @@ impl PostgresStore {
             match result {
                 // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
                 // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
-                Err(StoreError::Retry(_)) if attempts < 5 => attempts += 1,
+                Err(StoreError::Retry(e)) if attempts < 5 => {
+                    attempts += 1;
+                    self.retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, attempts, "PostgreSQL aborted a batch's transaction; running it again.");
+                }
                 Err(e) => {
                     // The batch is retried by the writer; on a new connection, because this one may be dead
                     // without knowing it yet (a server restart). A live one costs only a reconnect, and failures
@@ -251,7 +259,13 @@ impl PostgresStore {
                 last_maintenance_ms: now,
             }),
             sealed: Default::default(),
+            retried: Default::default(),
         })
+    }
+
+    /// How many times a batch's transaction was aborted by the server and run again since this store opened.
+    pub fn retried_batches(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The server's URL without its password.
