@@ -171,12 +171,16 @@ impl TlsSettings {
 /// A connection error's text with what to do about a TLS failure added (the driver's own words say what
 /// happened, not which setting to change).
 pub fn explain(reason: &str) -> String {
-    let hint = if reason.contains("invalid peer certificate") {
-        "the server's certificate was not accepted: check that sslrootcert names the CA that signed it and, for \
-         sslmode=verify-full, that the URL's host is a name the certificate lists (or use sslmode=require to \
-         encrypt without checking the certificate)"
+    let hint = if reason.contains("not valid for name") {
+        "the server's certificate does not name the URL's host: connect to a name it lists, or use \
+         sslmode=verify-ca to check only who signed it"
+    } else if reason.contains("invalid peer certificate") {
+        "the server's certificate was not accepted: check that sslrootcert names the CA that signed it, or use \
+         sslmode=require to encrypt without checking the certificate"
     } else if reason.contains("server does not support TLS") {
         "the server does not offer TLS: turn on ssl in its postgresql.conf, or use sslmode=prefer or sslmode=disable"
+    } else if reason.contains("no encryption") {
+        "the server accepts this connection only over TLS: remove sslmode=disable"
     } else {
         return reason.to_string();
     };
