@@ -250,6 +250,15 @@ async fn sslmodes_connect_check_and_refuse_as_libpq_does() {
     }
     drop(store);
 
+    // SCRAM bound to the TLS channel (SCRAM-SHA-256-PLUS with the certificate's hash): a client that could not
+    // bind would be refused under channel_binding=require.
+    connect(&cluster.url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}&channel_binding=require"),
+    ))
+    .await
+    .unwrap();
+
     // A CA that did not sign it: refused, saying what to check.
     let e = refused(&cluster.url(
         "127.0.0.1",

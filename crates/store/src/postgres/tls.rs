@@ -377,10 +377,88 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
-    /// No channel binding: SCRAM then authenticates without it (`channel_binding=prefer`, the default).
+    /// `tls-server-end-point` (RFC 5929): the hash of the server's certificate, which SCRAM-SHA-256-PLUS signs
+    /// into the authentication, so that a machine in the middle holding another certificate cannot relay it.
+    /// Without one (an algorithm whose hash the RFC does not define), SCRAM goes without channel binding, as
+    /// `channel_binding=prefer` (the default) allows.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let cert = self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        match cert.and_then(|c| server_end_point(c.as_ref())) {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Signature algorithms (their OIDs' DER bytes) and the hash `tls-server-end-point` takes for each: RSA with
+/// MD5, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512 (1.2.840.113549.1.1.{4,5,14,11,12,13}), ECDSA with SHA-1,
+/// SHA-224, SHA-256, SHA-384, SHA-512 (1.2.840.10045.4.1 and 1.2.840.10045.4.3.{1,2,3,4}).
+const SIGNATURE_HASHES: [(&[u8], u16); 11] = [
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 4], 256),
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 5], 256),
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 14], 224),
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 11], 256),
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 12], 384),
+    (&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 13], 512),
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 1], 256),
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 1], 224),
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 2], 256),
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 3], 384),
+    (&[0x2a, 0x86, 0x48, 0xce, 0x3d, 4, 3, 4], 512),
+];
+
+/// The certificate's hash for `tls-server-end-point`: by the hash of its signature algorithm, SHA-256 for MD5
+/// and SHA-1 (RFC 5929, 4.1).
+fn server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, body, _) = der(cert)? else {
+        return None;
+    };
+    // tbsCertificate, then signatureAlgorithm: SEQUENCE { algorithm OID, parameters }.
+    let (SEQUENCE, _, rest) = der(body)? else {
+        return None;
+    };
+    let (SEQUENCE, algorithm, _) = der(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = der(algorithm)? else {
+        return None;
+    };
+    let bits = SIGNATURE_HASHES
+        .iter()
+        .find(|(known, _)| *known == oid)
+        .map(|(_, bits)| *bits)?;
+    Some(match bits {
+        224 => sha2::Sha224::digest(cert).to_vec(),
+        256 => sha2::Sha256::digest(cert).to_vec(),
+        384 => sha2::Sha384::digest(cert).to_vec(),
+        _ => sha2::Sha512::digest(cert).to_vec(),
+    })
 }
 
 #[cfg(test)]
