@@ -39,7 +39,7 @@ use crate::{
 pub use pool::redact_url;
 
 /// Settings of the PostgreSQL backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// `postgres://user[:password]@host[:port]/database` (or any form `tokio-postgres` reads). Never shown
     /// with its password.
@@ -52,6 +52,19 @@ pub struct PostgresOptions {
     /// Reader connections at most.
     pub pool_size: usize,
     pub connect_timeout: Duration,
+}
+
+/// The URL without its password, so that printing the options cannot leak it.
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact_url(&self.url))
+            .field("minute_retention_hours", &self.minute_retention_hours)
+            .field("retention_days", &self.retention_days)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl PostgresOptions {

@@ -198,5 +198,13 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1:5432/postgres"),
             "postgres://postgres@127.0.0.1:5432/postgres"
         );
+        let options = super::super::PostgresOptions::new(
+            "postgres://app:s3cret@db/spend?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        );
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("app:***@db"),
+            "{shown}"
+        );
     }
 }

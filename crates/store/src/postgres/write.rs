@@ -275,7 +275,7 @@ pub(super) async fn write_batch(
 /// the batch's, so that it never holds rows while the batch's later tables wait.
 async fn prune_minutes(client: &Client, cutoff: i64) -> Result<()> {
     let sql = format!(
-        "DELETE FROM rollup_minute WHERE ctid = ANY (ARRAY(
+        "DELETE FROM rollup_minute WHERE bucket < $1 AND ctid = ANY (ARRAY(
            SELECT ctid FROM rollup_minute WHERE bucket < $1 ORDER BY {ROLLUP_DIMS} FOR UPDATE))"
     );
     client.execute(sql.as_str(), &[&cutoff]).await?;
