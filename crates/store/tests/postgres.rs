@@ -325,6 +325,7 @@ async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
     const OWN: i64 = 300;
     const SHARED: i64 = 60;
     const TEAMS: usize = 4;
+    const TRANSFERS: i64 = 20;
     let Some(db) = scratch().await else { return };
     let stores = [
         Arc::new(open(&db, None).await),
@@ -384,7 +385,8 @@ async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
             i128::from(1_000 + round * 1_000 + k),
         );
         e.attribution.workflow = Some(format!("wf-{round}-{}", k % 16));
-        e.wallet_id = Some(*wallet);
+        // Every fifth request is paid by the org's wallet, which the admin's reclaims post to last.
+        e.wallet_id = Some(if k % 5 == 0 { org } else { *wallet });
         e
     };
     let mut batches = Vec::new();
@@ -415,48 +417,66 @@ async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
     for (w, store) in stores.iter().enumerate() {
         let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
         let mine: Vec<_> = batches.iter().map(|pair| Arc::clone(&pair[w])).collect();
+        // Failures are counted, not raised here: a task that stopped would leave the others at the barrier.
         tasks.push(tokio::spawn(async move {
-            let mut inserted = 0;
+            let (mut inserted, mut failed) = (0, Vec::new());
             for b in mine {
                 barrier.wait().await;
-                inserted += store.write_batch(b).await.unwrap().inserted;
+                match store.write_batch(b).await {
+                    Ok(r) => inserted += r.inserted,
+                    Err(e) => failed.push(e.to_string()),
+                }
             }
-            inserted
+            (inserted, failed)
         }));
     }
     let moved = {
         let (store, barrier) = (Arc::clone(&stores[1]), Arc::clone(&barrier));
         let team_ids: Vec<i64> = teams.iter().map(|(_, id)| *id).collect();
         tokio::spawn(async move {
-            let mut moved = vec![0i128; TEAMS];
+            let (mut moved, mut failed) = (vec![0i128; TEAMS], Vec::new());
             for round in 0..ROUNDS {
                 barrier.wait().await;
-                let i = usize::try_from(round).unwrap() % TEAMS;
-                let j = (i + 1) % TEAMS;
-                // A reclaim posts to the child first, then to the parent: the other order from a batch's.
-                let reclaim = Transfer::Reclaim {
-                    parent: org,
-                    child: team_ids[i],
-                    amount: Money::from_picos(3),
-                };
-                store.transfer(reclaim, "admin", "test").await.unwrap();
-                let allocate = Transfer::Allocate {
-                    from: org,
-                    to: team_ids[j],
-                    amount: Money::from_picos(5),
-                };
-                store.transfer(allocate, "admin", "test").await.unwrap();
-                moved[i] -= 3;
-                moved[j] += 5;
+                // Several transfers a round, so that some are under way while the batches charge wallets.
+                for n in 0..TRANSFERS {
+                    let i = usize::try_from(round + n).unwrap() % TEAMS;
+                    let j = (i + 1) % TEAMS;
+                    // A reclaim posts to the child first, then to the parent: the other order from a batch's.
+                    let reclaim = Transfer::Reclaim {
+                        parent: org,
+                        child: team_ids[i],
+                        amount: Money::from_picos(3),
+                    };
+                    match store.transfer(reclaim, "admin", "test").await {
+                        Ok(_) => moved[i] -= 3,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    let allocate = Transfer::Allocate {
+                        from: org,
+                        to: team_ids[j],
+                        amount: Money::from_picos(5),
+                    };
+                    match store.transfer(allocate, "admin", "test").await {
+                        Ok(_) => moved[j] += 5,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
             }
-            moved
+            (moved, failed)
         })
     };
-    let mut inserted = 0;
+    let (mut inserted, mut failed) = (0, Vec::new());
     for t in tasks {
-        inserted += t.await.unwrap();
+        let (n, f) = t.await.unwrap();
+        inserted += n;
+        failed.extend(f);
     }
-    let moved = moved.await.unwrap();
+    let (moved, transfers_failed) = moved.await.unwrap();
+    assert!(
+        transfers_failed.is_empty(),
+        "transfers failed: {transfers_failed:?}"
+    );
+    assert!(failed.is_empty(), "batches failed: {failed:?}");
 
     assert_eq!(
         stores.iter().map(|s| s.retried_batches()).sum::<u64>(),
@@ -475,24 +495,40 @@ async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
     assert_eq!(workflows.len(), usize::try_from(ROUNDS * 16).unwrap());
     let by_team = stores[0].explorer(&f, GroupBy::Team).await.unwrap();
     let wallets = stores[0].list_wallets().await.unwrap();
-    for (t, (name, id)) in teams.iter().enumerate() {
-        let charged: Money = distinct
+    let charged = |id: i64| -> Money {
+        distinct
             .iter()
-            .filter(|e| e.wallet_id == Some(*id))
+            .filter(|e| e.wallet_id == Some(id))
             .map(|e| e.cost)
-            .sum();
+            .sum()
+    };
+    let allocated = Money::from_picos(1_000_000_000_000);
+    for (t, (name, id)) in teams.iter().enumerate() {
         let row = by_team
             .iter()
             .find(|r| r.key.as_deref() == Some(name.as_str()))
             .unwrap();
-        assert_eq!(row.totals.cost, charged, "{name}'s rollups");
+        let spent: Money = distinct
+            .iter()
+            .filter(|e| e.attribution.team.as_ref() == Some(name))
+            .map(|e| e.cost)
+            .sum();
+        assert_eq!(row.totals.cost, spent, "{name}'s rollups");
         let w = wallets.iter().find(|w| w.id == *id).unwrap();
-        assert_eq!(w.total_spent, charged, "{name}'s wallet");
+        assert_eq!(w.total_spent, charged(*id), "{name}'s wallet");
         assert_eq!(
             w.balance,
-            Money::from_picos(1_000_000_000_000 + moved[t]) - charged,
+            allocated + Money::from_picos(moved[t]) - charged(*id),
             "{name}'s balance"
         );
         assert_eq!(stores[1].ledger_sum(*id).await.unwrap(), w.balance);
     }
+    let w = wallets.iter().find(|w| w.id == org).unwrap();
+    let given: i128 = moved.iter().sum();
+    assert_eq!(
+        w.balance,
+        funds - Money::from_picos(4 * allocated.picos() + given) - charged(org),
+        "the org's balance"
+    );
+    assert_eq!(stores[1].ledger_sum(org).await.unwrap(), w.balance);
 }
