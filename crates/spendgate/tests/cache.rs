@@ -536,6 +536,16 @@ async fn answers_kept_in_redis_over_tls_are_hits_too() {
     assert!(e.contains("rediss://:***@127.0.0.1"), "{e}");
     let e = refused(redis.url("127.0.0.2", REDIS_PASSWORD), ca.clone()).await;
     assert!(e.contains("not valid for name"), "{e}");
+    let e = refused(
+        format!("rediss://:{REDIS_PASSWORD}@localhost:port"),
+        ca.clone(),
+    )
+    .await;
+    assert!(e.contains("the port must be a number"), "{e}");
+    assert!(
+        !e.contains("does not answer"),
+        "a setting that cannot work is not blamed on Redis: {e}"
+    );
     let e = refused(redis.url("127.0.0.1", "wrong-password"), ca).await;
     assert!(e.contains("WRONGPASS"), "{e}");
     assert!(!e.contains("wrong-password"), "{e}");
