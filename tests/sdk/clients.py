@@ -176,6 +176,50 @@ def _():
                    openai.AuthenticationError, 401)
 
 
+# --- A Claude model through the OpenAI API: the gateway translates to Anthropic's Messages API and back (issue 27).
+CLAUDE = "claude-haiku-4-5"
+# Anthropic does not enforce a schema strictly, so a strict tool is refused for Claude: this one is not strict.
+LOOSE_WEATHER_TOOL = {"type": "function", "function": {k: v for k, v in WEATHER_TOOL["function"].items() if k != "strict"}}
+
+
+def translated_call(raw, endpoint, upstream, stream, usage_seen):
+    return {**recorded(endpoint, stream, usage_seen, request_id=raw.headers.get(REQUEST_ID)), "upstream_api": upstream}
+
+
+@case(OAI, "claude-chat")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=[{"role": "system", "content": "Be brief."}, *HELLO], max_tokens=50)
+    r = raw.parse()
+    expect(r.choices[0].message.content, f"no text: {r}")
+    expect(r.choices[0].finish_reason == "stop", f"finish_reason {r.choices[0].finish_reason}")
+    return translated_call(raw, "chat.completions", "messages", False, chat_usage(r.usage))
+
+
+@case(OAI, "claude-chat-stream")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(model=CLAUDE, messages=HELLO, stream=True,
+                                                        stream_options={"include_usage": True})
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    expect(text, "no text")
+    expect(chunks[-1].usage is not None and not chunks[-1].choices, "the last chunk carries the usage alone")
+    return translated_call(raw, "chat.completions", "messages", True, chat_usage(chunks[-1].usage))
+
+
+@case(OAI, "claude-tools")
+def _():
+    raw = oai.chat.completions.with_raw_response.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=[LOOSE_WEATHER_TOOL],
+        tool_choice="required")
+    r = raw.parse()
+    calls = r.choices[0].message.tool_calls
+    expect(calls and calls[0].function.name == "get_weather", f"no tool call: {r.choices[0].message}")
+    expect("city" in json.loads(calls[0].function.arguments), f"arguments {calls[0].function.arguments}")
+    expect(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason}")
+    return translated_call(raw, "chat.completions", "messages", False, chat_usage(r.usage))
+
+
 # --- Anthropic Messages with a cached system prompt.
 SYSTEM = [{"type": "text", "text": LONG, "cache_control": {"type": "ephemeral"}}]
 
@@ -200,6 +244,29 @@ def _():
         request_id = stream.response.headers.get(REQUEST_ID)
     expect(text and final.usage.output_tokens > 1, f"{final.usage}")
     return recorded("messages", True, anthropic_usage(final.usage), request_id=request_id)
+
+
+# --- A GPT model through Anthropic's API: translated to OpenAI's chat completions and back (issue 27).
+@case(ANT, "gpt-messages")
+def _():
+    raw = ant.messages.with_raw_response.create(model="gpt-4o-mini", max_tokens=100, system="Be brief.",
+                                                messages=HELLO)
+    m = raw.parse()
+    expect(m.content[0].text, f"no text: {m}")
+    expect(m.stop_reason == "end_turn", f"stop_reason {m.stop_reason}")
+    return translated_call(raw, "messages", "chat.completions", False, anthropic_usage(m.usage))
+
+
+@case(ANT, "gpt-messages-stream")
+def _():
+    with ant.messages.stream(model="gpt-4o-mini", max_tokens=100, messages=HELLO) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+        request_id = stream.response.headers.get(REQUEST_ID)
+    expect(text and final.content[0].text == text, f"streamed {text!r}, final {final.content}")
+    expect(final.usage.input_tokens > 0 and final.usage.output_tokens > 0, f"{final.usage}")
+    return {**recorded("messages", True, anthropic_usage(final.usage), request_id=request_id),
+            "upstream_api": "chat.completions"}
 
 
 @case(ANT, "unknown-model")

@@ -135,6 +135,7 @@ impl Generator {
                 user: user.name.clone(),
                 team: user.team.clone(),
                 workflow: user.workflows[rng.usize(..2)].clone(),
+                workflow_requested: None,
             },
             cache_outcome: CacheOutcome::NotCacheable,
             status: if failed {
@@ -156,6 +157,7 @@ impl Generator {
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: spendgate_core::Money::ZERO,
+            upstream_api: None,
         }
     }
 

@@ -14,8 +14,13 @@ pub struct Attribution {
     pub user: String,
     /// `None` is the **No team** bucket: a real row everywhere, never dropped.
     pub team: Option<String>,
-    /// From the `x-spendgate-workflow` header; `None` when absent.
+    /// From the `x-spendgate-workflow` header; `None` when absent. `(other)` when the header named a label past
+    /// `limits.max_workflows` (`OTHER_WORKFLOW_LABEL`).
     pub workflow: Option<String>,
+    /// The label the header named when it was recorded as `(other)`; `None` otherwise. Kept with the spend log
+    /// only (its `detail`), never as a label of its own, so that it costs no rollup row and no memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_requested: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,6 +161,11 @@ pub struct SpendEvent {
     /// `cost` is zero). Zero for every other request; events journaled before the cache existed read as zero.
     #[serde(default)]
     pub avoided_cost: Money,
+    /// The API the provider was reached through when the gateway translated the request into another API than
+    /// the client spoke (`endpoint`), e.g. "messages" for a chat completion answered by a Claude model; `None`
+    /// when the request went upstream in the client's own API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_api: Option<String>,
 }
 
 fn one() -> u32 {

@@ -1,4 +1,5 @@
-//! spendgate's domain model: exact money, the pricing catalog, token usage, spend events and the query model.
+//! spendgate's domain model: exact money, the pricing catalog, token usage, spend events, refusals and the query
+//! model.
 //!
 //! This crate does no IO and knows nothing of HTTP, SQL or async runtimes, so that every rule about money can
 //! be tested as plain functions.
@@ -10,6 +11,7 @@ pub mod insights;
 pub mod money;
 pub mod pricing;
 pub mod query;
+pub mod refusal;
 pub mod time;
 pub mod usage;
 
@@ -17,6 +19,7 @@ pub use event::{Attribution, CacheOutcome, FailedAttempt, RequestStatus, SpendEv
 pub use money::{Money, PricePerMtok};
 pub use pricing::{Catalog, ModelPrice, PriceConfidence, UnknownModelPolicy};
 pub use query::{Filters, GroupBy, GroupRow, SortBy, Totals};
+pub use refusal::{RefusalEvent, RefusalReason};
 pub use usage::{ServiceTier, Usage, UsageSource};
 
 /// Names of teams, users, workflows and gateways: what spendgate accepts.
@@ -24,7 +27,8 @@ pub use usage::{ServiceTier, Usage, UsageSource};
 /// Names are shown on pages and used as filter values, so they are kept printable and short; the leading '@' is
 /// reserved for special filter values such as `@none`.
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 128 {
+    // Characters, not bytes: "128 characters" is what the message and the API's document promise.
+    if name.is_empty() || name.chars().count() > 128 {
         return Err(format!("{what} name must be 1 to 128 characters long"));
     }
     if name.starts_with('@') {
@@ -37,7 +41,11 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     }
     // The labels the pages give to traffic without a team or a workflow: a team or workflow of that name would
     // be shown, and added up, as if it were that bucket.
-    for reserved in [query::NO_TEAM_LABEL, query::NO_WORKFLOW_LABEL] {
+    for reserved in [
+        query::NO_TEAM_LABEL,
+        query::NO_WORKFLOW_LABEL,
+        query::OTHER_WORKFLOW_LABEL,
+    ] {
         if name.trim().eq_ignore_ascii_case(reserved) {
             return Err(format!(
                 "{what} name '{reserved}' is reserved for traffic that has none; choose another name"
@@ -51,7 +59,14 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
 mod name_tests {
     #[test]
     fn the_labels_of_the_no_team_and_no_workflow_buckets_are_reserved() {
-        for name in ["No team", "no TEAM", " No team ", "(none)", "(NONE)"] {
+        for name in [
+            "No team",
+            "no TEAM",
+            " No team ",
+            "(none)",
+            "(NONE)",
+            "(other)",
+        ] {
             assert!(super::validate_name("team", name).is_err(), "{name}");
         }
         assert!(super::validate_name("workflow", "none").is_ok());

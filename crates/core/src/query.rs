@@ -11,6 +11,8 @@ pub const NO_TEAM_FILTER: &str = "@none";
 pub const NO_TEAM_LABEL: &str = "No team";
 /// What requests without a workflow header are grouped under.
 pub const NO_WORKFLOW_LABEL: &str = "(none)";
+/// What requests are recorded under whose workflow label came after `limits.max_workflows` distinct ones.
+pub const OTHER_WORKFLOW_LABEL: &str = "(other)";
 
 /// Which requests a query covers. Every field is optional; all given fields must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,8 +6,10 @@
 //! per episode (the store keeps `(kind, subject, period_start)` unique) and reaches the webhooks.
 //!
 //! Spend rate, prompt expansion and the unattributed share read hourly rollups (`Store::series`) over the last
-//! eight days; the retry-loop detector reads the spend logs of the last few minutes by their time index
-//! (`Store::repeated_requests`).
+//! eight days; the retry-loop detector reads the writer's counts of the last few minutes' requests per key and
+//! fingerprint (`spendgate_store::repeats`), kept as they are recorded, so that no background task reads spend
+//! logs in proportion to traffic. Without them (the detectors turned off, asked on demand) it reads the spend
+//! logs of the window by their time index (`Store::repeated_requests`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use spendgate_core::query::{
 };
 use spendgate_core::time::{now_ms, to_rfc3339, Grain, DAY_MS, HOUR_MS, MINUTE_MS};
 use spendgate_store::controls::NewAlert;
+use spendgate_store::repeats::Repeats;
 use spendgate_store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -221,27 +224,31 @@ fn by_group(points: &[spendgate_store::SeriesPoint]) -> BTreeMap<String, Vec<(i6
 /// teams' signals and its keys' retry loops; workflow-wide and unattributed signals are then left out.
 pub async fn evaluate(
     store: &dyn Store,
+    repeats: Option<&Repeats>,
     cfg: &AnomalyConfig,
     now: i64,
     scope_team: Option<&str>,
     episodes: &mut Episodes,
 ) -> Result<Vec<Signal>, StoreError> {
-    let mut out = retry_signals(store, cfg, now, scope_team, episodes).await?;
+    let mut out = retry_signals(store, repeats, cfg, now, scope_team, episodes).await?;
     out.extend(rate_signals(store, cfg, now, scope_team).await?);
     Ok(out)
 }
 
 async fn retry_signals(
     store: &dyn Store,
+    repeats: Option<&Repeats>,
     cfg: &AnomalyConfig,
     now: i64,
     scope_team: Option<&str>,
     episodes: &mut Episodes,
 ) -> Result<Vec<Signal>, StoreError> {
     let since = now - cfg.retry_window_ms;
-    let rows = store
-        .repeated_requests(since, cfg.retry_min_repeats.max(2))
-        .await?;
+    let min = cfg.retry_min_repeats.max(2);
+    let rows = match repeats {
+        Some(r) => r.repeated(since, min),
+        None => store.repeated_requests(since, min).await?,
+    };
     let mut loops = retry_loops(&rows, cfg);
     if let Some(t) = scope_team {
         loops.retain(|r| r.team.as_deref() == Some(t));
@@ -575,6 +582,7 @@ async fn rate_signals(
 /// Evaluates the detectors every `interval` and raises each signal as an alert, until `stop` turns true.
 pub async fn run_detector(
     store: Arc<dyn Store>,
+    repeats: Option<Arc<Repeats>>,
     controls: Arc<Controls>,
     cfg: AnomalyConfig,
     interval: Duration,
@@ -588,7 +596,16 @@ pub async fn run_detector(
             _ = tick.tick() => {}
             _ = stop.wait_for(|v| *v) => return,
         }
-        match evaluate(&*store, &cfg, now_ms(), None, &mut episodes).await {
+        match evaluate(
+            &*store,
+            repeats.as_deref(),
+            &cfg,
+            now_ms(),
+            None,
+            &mut episodes,
+        )
+        .await
+        {
             Ok(signals) => {
                 for s in signals {
                     controls.raise(s.to_alert());

@@ -5,8 +5,12 @@
 //!
 //! Building the response has no side effects; logging happens where the error is raised.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use spendgate_core::RefusalReason;
+use spendgate_store::KeyRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -17,6 +21,33 @@ pub struct ApiError {
     /// Seconds, for `Retry-After` on rate and budget errors.
     pub retry_after: Option<u64>,
     pub shape: ErrorShape,
+    /// What the refusal's record says beyond the status, when the error refuses a request at the door and its
+    /// raiser knows more (which budget, whose revoked key). Never sent to the client.
+    pub cause: Option<Box<Cause>>,
+}
+
+/// Why a request was refused, for its refusal record (`crate::refusals`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub reason: RefusalReason,
+    /// A short human sentence: "unknown key", "budget 'support daily' is hard and full".
+    pub detail: String,
+    /// A key that was recognised but may not be used (revoked, expired): its owner is who was refused.
+    pub key: Option<Arc<KeyRecord>>,
+    pub budget_id: Option<i64>,
+    pub wallet_id: Option<i64>,
+}
+
+impl Cause {
+    pub fn new(reason: RefusalReason, detail: impl Into<String>) -> Cause {
+        Cause {
+            reason,
+            detail: detail.into(),
+            key: None,
+            budget_id: None,
+            wallet_id: None,
+        }
+    }
 }
 
 /// Which API's error body to answer with.
@@ -41,7 +72,19 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             shape: ErrorShape::OpenAi,
+            cause: None,
         }
+    }
+
+    /// The same error, saying why the request was refused for its refusal record.
+    pub fn because(mut self, cause: Cause) -> ApiError {
+        self.cause = Some(Box::new(cause));
+        self
+    }
+
+    /// The same error with a refusal reason and detail.
+    pub fn refusing(self, reason: RefusalReason, detail: impl Into<String>) -> ApiError {
+        self.because(Cause::new(reason, detail))
     }
 
     /// The same error in another API's shape.
@@ -59,13 +102,15 @@ impl ApiError {
         )
     }
 
-    pub fn invalid_key(message: impl Into<String>) -> ApiError {
+    /// A 401; `detail` says for the refusal's record what was wrong with the key ("unknown key").
+    pub fn invalid_key(detail: &str, message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "invalid_api_key",
             message,
         )
+        .refusing(RefusalReason::Auth, detail)
     }
 
     pub fn model_not_found(model: &str) -> ApiError {
@@ -78,6 +123,10 @@ impl ApiError {
                  an operator can add it to a provider's models and to the pricing catalog."
             ),
         )
+        .refusing(
+            RefusalReason::UnknownModel,
+            format!("model '{model}' is not served here"),
+        )
     }
 
     pub fn too_large(limit: usize) -> ApiError {
@@ -86,6 +135,10 @@ impl ApiError {
             "invalid_request_error",
             "request_too_large",
             format!("The request body is larger than this gateway accepts ({limit} bytes); send a smaller request."),
+        )
+        .refusing(
+            RefusalReason::BodyTooLarge,
+            format!("body over the {limit}-byte limit"),
         )
     }
 

@@ -17,14 +17,20 @@ use crate::protocol::{format_of, text_len, RequestHead};
 use crate::provider::{Endpoint, ProviderError, UpstreamBody, UpstreamRequest, UpstreamResponse};
 use crate::proxy::{upstream_body, REQUEST_ID_HEADER};
 use crate::routes::{Route, Target};
+use crate::translate::Translation;
 use crate::Gateway;
 
 /// A request that passed every check and is ready to go upstream.
 pub(crate) struct Prepared {
     pub meter: Meter,
+    /// The API the client called.
     pub endpoint: Endpoint,
+    /// Set when the route's providers speak the other API: the request goes upstream translated, and the answer
+    /// comes back translated.
+    pub translation: Option<Translation>,
+    /// The head of `body`.
     pub head: RequestHead,
-    /// The body as the client sent it.
+    /// The body as the client sent it, or translated into the upstream's API.
     pub body: Bytes,
     /// The body for the first target (usage requested, model renamed), built before any upstream call.
     pub first_body: Bytes,
@@ -80,6 +86,7 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
     let Prepared {
         mut meter,
         endpoint,
+        translation,
         head,
         body,
         first_body,
@@ -91,11 +98,12 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
     } = p;
     let request_id = meter.id;
     let shape = error_shape(endpoint);
-    // `prepare` refused routes without a target that speaks the endpoint's API.
+    let wire = translation.map_or(endpoint, |t| t.upstream);
+    // `prepare` refused routes without a target that speaks the API the request goes upstream in.
     let targets: Vec<&Target> = route
         .targets
         .iter()
-        .filter(|t| t.provider.speaks(endpoint))
+        .filter(|t| t.provider.speaks(wire))
         .collect();
     let mut next_body = Some(first_body);
     let mut i = 0;
@@ -109,12 +117,12 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         meter.aim(target);
         let body = match next_body.take() {
             Some(b) => Ok(b),
-            None => upstream_body(body.clone(), &head, endpoint, &target.upstream_model),
+            None => upstream_body(body.clone(), &head, wire, &target.upstream_model),
         };
         let result = match body {
             Ok(body) => {
                 let req = UpstreamRequest {
-                    endpoint,
+                    endpoint: wire,
                     model: target.upstream_model.clone(),
                     stream,
                     body,
@@ -131,7 +139,15 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                 meter.failed_attempt(&target.upstream_model, status, error);
                 i += 1;
             }
-            _ => break answer(&gw, meter, result, shape, slot, strip_usage).await,
+            _ => {
+                let how = Passing {
+                    shape,
+                    slot,
+                    strip_usage,
+                    translation,
+                };
+                break answer(&gw, meter, result, how).await;
+            }
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
@@ -140,15 +156,27 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
     res
 }
 
+/// How an answer is passed to the client.
+struct Passing {
+    shape: ErrorShape,
+    slot: Option<crate::limits::StreamSlot>,
+    strip_usage: bool,
+    translation: Option<Translation>,
+}
+
 /// Passes the last attempt's answer to the client and records the request.
 async fn answer(
     gw: &Gateway,
     meter: Meter,
     result: Result<UpstreamResponse, ProviderError>,
-    shape: ErrorShape,
-    slot: Option<crate::limits::StreamSlot>,
-    strip_usage: bool,
+    how: Passing,
 ) -> Response {
+    let Passing {
+        shape,
+        slot,
+        strip_usage,
+        translation,
+    } = how;
     let request_id = meter.id;
     let up = match result {
         Ok(up) => up,
@@ -169,10 +197,21 @@ async fn answer(
     let status = StatusCode::from_u16(up.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = up.content_type.and_then(|c| HeaderValue::from_str(&c).ok());
     match up.body {
-        UpstreamBody::Full(bytes) => full_answer(meter, status, content_type, bytes, shape).await,
+        UpstreamBody::Full(bytes) => {
+            full_answer(meter, (status, content_type), bytes, shape, translation).await
+        }
         UpstreamBody::Stream(s) => {
+            let translator = translation
+                .filter(|_| status.is_success())
+                .map(|t| t.stream());
+            let content_type = if translator.is_some() {
+                None
+            } else {
+                content_type
+            };
             let metered =
-                MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot, strip_usage);
+                MeteredStream::new(s, meter, gw.limits.max_stream_duration, slot, strip_usage)
+                    .translated(translator);
             let mut r = Response::new(Body::from_stream(metered));
             *r.status_mut() = status;
             let h = r.headers_mut();
@@ -189,13 +228,13 @@ async fn answer(
 /// A complete answer: its usage read from the body, recorded, then the bytes passed on unchanged.
 async fn full_answer(
     meter: Meter,
-    status: StatusCode,
-    content_type: Option<HeaderValue>,
+    (status, content_type): (StatusCode, Option<HeaderValue>),
     bytes: Bytes,
     shape: ErrorShape,
+    translation: Option<Translation>,
 ) -> Response {
     let request_id = meter.id;
-    let format = format_of(meter.endpoint);
+    let format = format_of(meter.wire_endpoint());
     let parsed = if status.is_success() {
         Some(format.body_usage(&bytes))
     } else {
@@ -220,8 +259,24 @@ async fn full_answer(
         Some(Ok(Some(u))) => (RequestStatus::Ok, Some(*u), None),
     };
     let counted = spendgate_core::usage::estimate_tokens(text_len(&bytes, format.text_key(false)));
-    meter.cache.answer(&bytes);
     let broken = matches!(parsed, Some(Err(_)));
+    // Metered above on the upstream's bytes; the client (and the cache, which answers the client's API) gets
+    // them in its own API.
+    let translated = match translation {
+        Some(t) if status.is_success() && !broken => match t.response(&bytes) {
+            Some(b) => Translated::Body(b),
+            None => Translated::Error(ApiError::upstream(
+                StatusCode::BAD_GATEWAY,
+                "upstream_bad_response",
+                "The provider's answer could not be translated; retry the request.",
+            )),
+        },
+        Some(t) if !status.is_success() => Translated::Error(t.error(status, &bytes)),
+        _ => Translated::Body(bytes),
+    };
+    if let Translated::Body(b) = &translated {
+        meter.cache.answer(b);
+    }
     let http_status = if broken {
         StatusCode::BAD_GATEWAY
     } else {
@@ -245,12 +300,27 @@ async fn full_answer(
         .shaped(shape)
         .into_response();
     }
+    let bytes = match translated {
+        Translated::Body(b) => b,
+        Translated::Error(e) => return e.shaped(shape).into_response(),
+    };
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
-    if let Some(ct) = content_type {
+    if translation.is_some() {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    } else if let Some(ct) = content_type {
         r.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     r
+}
+
+/// A complete answer as the client gets it.
+enum Translated {
+    Body(Bytes),
+    Error(ApiError),
 }
 
 /// Waits until a spend event is in the journal: an answer is sent only once its spend log cannot be lost.

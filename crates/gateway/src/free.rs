@@ -15,29 +15,50 @@ use crate::error::ApiError;
 use crate::forward::{error_shape, provider_error};
 use crate::provider::{Endpoint, Provider, UpstreamBody, UpstreamRequest};
 use crate::proxy::{anthropic_headers, authenticate, parse_head, read_body};
+use crate::refusals::Door;
 use crate::Gateway;
 
 pub(crate) async fn pass(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
-    match forward(&gw, endpoint, req).await {
+    let mut door = FreeDoor::default();
+    match forward(&gw, endpoint, req, &mut door).await {
         Ok(res) => res,
-        Err(e) => {
+        // A call that failed at the provider is counted as before, but it is no refusal: the gateway let it in.
+        Err(e) if door.called => {
             gw.stats.reject();
+            e.shaped(error_shape(endpoint)).into_response()
+        }
+        Err(e) => {
+            gw.refuse(&e, endpoint.as_str(), &door.at).await;
             e.shaped(error_shape(endpoint)).into_response()
         }
     }
 }
 
-async fn forward(gw: &Gateway, endpoint: Endpoint, req: Request) -> Result<Response, ApiError> {
+/// What `forward` knew when it failed, and whether the provider had been called.
+#[derive(Default)]
+struct FreeDoor {
+    at: Door,
+    called: bool,
+}
+
+async fn forward(
+    gw: &Gateway,
+    endpoint: Endpoint,
+    req: Request,
+    door: &mut FreeDoor,
+) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    authenticate(gw, &parts.headers).await?;
+    door.at.key = Some(authenticate(gw, &parts.headers).await?);
     let body = read_body(body, gw.limits.max_body_bytes).await?;
     let head = parse_head(&body)?;
+    door.at.model = head.model.clone();
     let (provider, model, body) = target(gw, endpoint, head.model.as_deref(), body)?;
     let headers = if endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };
+    door.called = true;
     let up = provider
         .send(UpstreamRequest {
             endpoint,

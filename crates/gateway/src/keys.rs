@@ -81,10 +81,10 @@ pub async fn create_key(
 pub enum KeyCheck {
     /// A key that may be used now.
     Active(Arc<KeyRecord>),
-    /// A key that was revoked at this time.
-    Revoked { at_ms: i64 },
+    /// A key that was revoked at this time (the record says whose it was, for the refusal's record).
+    Revoked { at_ms: i64, key: Arc<KeyRecord> },
     /// A key whose expiry (this time) has passed.
-    Expired { at_ms: i64 },
+    Expired { at_ms: i64, key: Arc<KeyRecord> },
     /// No key has this secret (never issued, or replaced by a rotation).
     Unknown,
 }
@@ -92,8 +92,8 @@ pub enum KeyCheck {
 impl KeyCheck {
     fn of(rec: Arc<KeyRecord>, now: i64) -> KeyCheck {
         match (rec.revoked_at_ms, rec.expires_at_ms) {
-            (Some(at_ms), _) => KeyCheck::Revoked { at_ms },
-            (None, Some(at_ms)) if now >= at_ms => KeyCheck::Expired { at_ms },
+            (Some(at_ms), _) => KeyCheck::Revoked { at_ms, key: rec },
+            (None, Some(at_ms)) if now >= at_ms => KeyCheck::Expired { at_ms, key: rec },
             _ => KeyCheck::Active(rec),
         }
     }

@@ -12,6 +12,9 @@
 //!    or timeout falls back to the route's next target (`forward.rs`);
 //! 6. meter: usage from the body or the stream, read by the API's wire format (`protocol/`) ->
 //!    [`spendgate_core::SpendEvent`] -> writer.
+//!
+//! A request refused at any step before 5 is recorded as a [`spendgate_core::RefusalEvent`] instead
+//! (`refusals.rs`), through the same writer.
 
 pub mod alerts;
 pub mod anomalies;
@@ -30,12 +33,15 @@ pub mod protocol;
 pub mod provider;
 pub mod providers;
 mod proxy;
+pub mod refusals;
 pub mod routes;
 pub mod sse;
 pub mod stats;
 mod strip;
+pub mod translate;
 pub mod unrouted;
 pub mod usage_stats;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +95,8 @@ pub struct Gateway {
     pub streams: Arc<limits::StreamSlots>,
     /// The response cache; `None` when `cache.enabled` is off.
     pub cache: Option<Arc<cache::ResponseCache>>,
+    /// The workflow labels kept apart (`limits.max_workflows`); shared with the admin API's status.
+    pub workflows: Arc<workflows::WorkflowLabels>,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -11,7 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::refusals::{endpoint_of_path, Door};
 use crate::Gateway;
+use spendgate_core::RefusalReason;
 
 /// The body length a request announces in `Content-Length`, if it announces one that can be read.
 pub fn announced_length(headers: &axum::http::HeaderMap) -> Option<u64> {
@@ -29,37 +31,44 @@ pub fn announced_length(headers: &axum::http::HeaderMap) -> Option<u64> {
 /// answer in the shape of the API called. The body is refused at once, before it arrives: it would be refused
 /// anyway once that much of it had been read, and a client announcing hundreds of megabytes would otherwise hold
 /// the connection (and wait for its answer) until it had sent them.
+///
+/// Neither refusal knows who sent the request: its key is not read before the head is known to be acceptable.
 pub async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let limit = gw.limits.max_body_bytes;
-    if announced_length(req.headers()).is_some_and(|n| n > limit as u64) {
-        gw.stats.reject();
-        return ApiError::too_large(limit)
-            .shaped(crate::models::shape_of_request(
-                req.uri().path(),
-                req.headers(),
-            ))
-            .into_response();
+    let refused = if announced_length(req.headers()).is_some_and(|n| n > limit as u64) {
+        Some(ApiError::too_large(limit))
+    } else {
+        let size: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        let max = gw.limits.max_header_bytes;
+        (size > max).then(|| {
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "invalid_request_error",
+                "headers_too_large",
+                format!(
+                    "The request's headers are {size} bytes; this gateway accepts at most {max}. Send fewer or smaller headers."
+                ),
+            )
+            .refusing(
+                RefusalReason::HeaderTooLarge,
+                format!("headers of {size} bytes over the {max}-byte limit"),
+            )
+        })
+    };
+    match refused {
+        Some(e) => {
+            let path = req.uri().path();
+            gw.refuse(&e, &endpoint_of_path(path), &Door::default())
+                .await;
+            e.shaped(crate::models::shape_of_request(path, req.headers()))
+                .into_response()
+        }
+        None => next.run(req).await,
     }
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size > gw.limits.max_header_bytes {
-        gw.stats.reject();
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "invalid_request_error",
-            "headers_too_large",
-            format!(
-                "The request's headers are {size} bytes; this gateway accepts at most {}. Send fewer or smaller headers.",
-                gw.limits.max_header_bytes
-            ),
-        )
-        .shaped(crate::models::shape_of_request(req.uri().path(), req.headers()))
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// Open streams per key.

@@ -32,7 +32,11 @@ pub struct Meter {
     pub gateway: Arc<str>,
     pub provider: Arc<str>,
     pub model: String,
+    /// The API the client called (the spend log's `endpoint`).
     pub endpoint: Endpoint,
+    /// The API the provider is reached through when the gateway translates the request (`translate`): the
+    /// usage is read in its wire format, from the upstream's own bytes.
+    pub upstream_api: Option<Endpoint>,
     pub stream: bool,
     pub attribution: Attribution,
     pub price: Arc<ModelPrice>,
@@ -44,6 +48,8 @@ pub struct Meter {
     pub fingerprint: Option<u64>,
     /// What budgets and the wallet hold for this request; settled to the exact cost in `finish`.
     pub hold: crate::controls::Hold,
+    /// What rate limits counted for this request; corrected to the tokens it used in `finish`.
+    pub rate: crate::controls::RateHold,
     /// Upstream calls that failed before the current one (fallbacks and retries).
     pub failed_attempts: Vec<FailedAttempt>,
     /// The cache's ticket for this request: gets the answer and decides the cache outcome.
@@ -72,6 +78,11 @@ pub struct Outcome {
 }
 
 impl Meter {
+    /// The API whose wire format the upstream's answer is in.
+    pub fn wire_endpoint(&self) -> Endpoint {
+        self.upstream_api.unwrap_or(self.endpoint)
+    }
+
     /// Points the meter at the target about to be called: its provider and price are the spend log's.
     pub fn aim(&mut self, target: &Target) {
         self.provider = Arc::clone(&target.provider_name);
@@ -116,6 +127,8 @@ impl Meter {
         let wallet_id = self.hold.wallet_id();
         let leases = self.hold.lease_ids();
         self.hold.settle(priced.cost);
+        self.rate
+            .settle(usage.input_tokens.saturating_add(usage.output_tokens));
         let finished_at_ms = spendgate_core::time::now_ms();
         let latency = self.started.elapsed();
         self.stats.observe(latency, outcome.status.is_error());
@@ -161,6 +174,7 @@ impl Meter {
             attempts: u32::try_from(self.failed_attempts.len() + 1).unwrap_or(u32::MAX),
             failed_attempts: self.failed_attempts,
             avoided_cost: spendgate_core::Money::ZERO,
+            upstream_api: self.upstream_api.map(|e| e.as_str().to_string()),
         };
         self.writer.record(event)
     }
@@ -178,7 +192,9 @@ pub struct MeteredStream {
     _slot: Option<crate::limits::StreamSlot>,
     /// Set when the gateway asked for usage the client did not: takes it out of what the client receives.
     strip: Option<crate::strip::UsageStripper>,
-    /// What the stripper still held when the upstream ended, sent before the end.
+    /// Set when the client speaks another API than the upstream: rebuilds each event in the client's API.
+    translate: Option<crate::translate::stream::Translator>,
+    /// What the stripper or the translator still held when the upstream ended, sent before the end.
     tail: Option<Bytes>,
 }
 
@@ -192,15 +208,43 @@ impl MeteredStream {
     ) -> Self {
         MeteredStream {
             strip: strip_usage.then(crate::strip::UsageStripper::new),
+            translate: None,
             tail: None,
             inner: Some(inner),
-            scanner: UsageScanner::for_format(crate::protocol::format_of(meter.endpoint)),
+            scanner: UsageScanner::for_format(crate::protocol::format_of(meter.wire_endpoint())),
             meter: Some(meter),
             max_duration,
             ack: None,
             deadline: Box::pin(tokio::time::sleep(max_duration)),
             _slot: slot,
         }
+    }
+
+    /// Passes the stream to the client through `translator` (after its usage was read from the upstream's bytes).
+    pub fn translated(mut self, translator: Option<crate::translate::stream::Translator>) -> Self {
+        self.translate = translator;
+        self
+    }
+
+    /// The upstream's bytes as the client gets them: without the usage it did not ask for, or translated.
+    fn for_client(&mut self, bytes: Bytes) -> Bytes {
+        if let Some(s) = self.strip.as_mut() {
+            return s.feed(bytes);
+        }
+        match self.translate.as_mut() {
+            Some(t) => t.feed(&bytes),
+            None => bytes,
+        }
+    }
+
+    /// What the stripper or the translator still holds when the upstream ended.
+    fn held_for_client(&mut self) -> Option<Bytes> {
+        if let Some(s) = self.strip.as_mut() {
+            return Some(s.finish());
+        }
+        self.translate
+            .as_mut()
+            .map(crate::translate::stream::Translator::finish)
     }
 
     fn finish(&mut self, status: RequestStatus, error: Option<String>) -> Option<Ack> {
@@ -249,10 +293,7 @@ impl Stream for MeteredStream {
             Poll::Ready(Some(Ok(bytes))) => {
                 // Usage is read from the upstream's bytes, before anything is taken out for the client.
                 self.scanner.feed(&bytes);
-                let bytes = match self.strip.as_mut() {
-                    Some(s) => s.feed(bytes),
-                    None => bytes,
-                };
+                let bytes = self.for_client(bytes);
                 if bytes.is_empty() {
                     // All of it was held or taken out; wait for the next chunk instead of sending nothing.
                     return self.poll_next(cx);
@@ -273,7 +314,7 @@ impl Stream for MeteredStream {
             }
             Poll::Ready(None) => {
                 self.inner = None;
-                if let Some(tail) = self.strip.as_mut().map(crate::strip::UsageStripper::finish) {
+                if let Some(tail) = self.held_for_client() {
                     if !tail.is_empty() {
                         if let Some(m) = &self.meter {
                             m.cache.feed(&tail);

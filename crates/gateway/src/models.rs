@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::{ApiError, ErrorShape};
 use crate::provider::Endpoint;
 use crate::proxy::authenticate;
+use crate::refusals::Door;
 use crate::routes::Route;
 use crate::Gateway;
 
@@ -49,11 +50,19 @@ pub fn shape_of_request(path: &str, headers: &HeaderMap) -> ErrorShape {
     }
 }
 
-/// Whether a client of `shape` can call the route.
+/// Whether a client of `shape` can call the route: in its own API, or translated between chat completions and
+/// Messages (`translate`), which only a chat model can answer.
 fn callable(route: &Route, shape: ErrorShape) -> bool {
     route.targets.iter().any(|t| match shape {
-        ErrorShape::Anthropic => t.provider.speaks(Endpoint::Messages),
-        ErrorShape::OpenAi => OPENAI_ENDPOINTS.iter().any(|&e| t.provider.speaks(e)),
+        ErrorShape::Anthropic => {
+            t.provider.speaks(Endpoint::Messages)
+                || (t.provider.speaks(Endpoint::ChatCompletions)
+                    && t.price.kind == spendgate_core::pricing::ModelKind::Chat)
+        }
+        ErrorShape::OpenAi => {
+            OPENAI_ENDPOINTS.iter().any(|&e| t.provider.speaks(e))
+                || t.provider.speaks(Endpoint::Messages)
+        }
     })
 }
 
@@ -91,7 +100,7 @@ pub(crate) async fn list(
 ) -> Response {
     let shape = shape_of_request("/v1/models", &headers);
     if let Err(e) = authenticate(&gw, &headers).await {
-        gw.stats.reject();
+        gw.refuse(&e, "models", &Door::default()).await;
         return e.shaped(shape).into_response();
     }
     let routes = gw.routes.current();
@@ -169,7 +178,7 @@ pub(crate) async fn get(
 ) -> Response {
     let shape = shape_of_request("/v1/models", &headers);
     if let Err(e) = authenticate(&gw, &headers).await {
-        gw.stats.reject();
+        gw.refuse(&e, "models", &Door::default()).await;
         return e.shaped(shape).into_response();
     }
     match gw.routes.current().get(&id) {

@@ -14,14 +14,17 @@ use bytes::Bytes;
 use spendgate_core::Attribution;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
 use crate::forward::{error_shape, forward, Prepared};
 use crate::keys::KeyCheck;
 use crate::meter::Meter;
 use crate::protocol::extent::Extent;
 use crate::protocol::{format_of, RequestHead};
 use crate::provider::Endpoint;
+use crate::refusals::Door;
+use crate::translate::Translation;
 use crate::Gateway;
+use spendgate_core::RefusalReason;
 
 /// The header that tags a request with a workflow.
 pub const WORKFLOW_HEADER: &str = "x-spendgate-workflow";
@@ -92,7 +95,8 @@ async fn moderations(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 }
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
-    match prepare(&gw, endpoint, req).await {
+    let mut door = Door::default();
+    match prepare(&gw, endpoint, req, &mut door).await {
         Ok(prepared) => {
             // Forward in a task of its own: if the client hangs up, the handler is dropped but the task runs on,
             // so the upstream's answer (which the provider bills) is still recorded.
@@ -105,7 +109,7 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
             }
         }
         Err(e) => {
-            gw.stats.reject();
+            gw.refuse(&e, endpoint.as_str(), &door).await;
             e.shaped(error_shape(endpoint)).into_response()
         }
     }
@@ -124,14 +128,21 @@ fn key_of(headers: &HeaderMap) -> Result<&str, ApiError> {
             })
             .map(str::trim)
             .ok_or_else(|| {
-                ApiError::invalid_key("The Authorization header must be 'Bearer <virtual key>'.")
+                ApiError::invalid_key(
+                    "malformed Authorization header",
+                    "The Authorization header must be 'Bearer <virtual key>'.",
+                )
             });
     }
     match headers.get("x-api-key") {
         Some(value) => value.to_str().map(str::trim).map_err(|_| {
-            ApiError::invalid_key("The x-api-key header must be a spendgate virtual key.")
+            ApiError::invalid_key(
+                "malformed x-api-key header",
+                "The x-api-key header must be a spendgate virtual key.",
+            )
         }),
         None => Err(ApiError::invalid_key(
+            "no key sent",
             "No API key was sent. Send a spendgate virtual key as 'Authorization: Bearer sk-sg-...' or as \
              'x-api-key: sk-sg-...'.",
         )),
@@ -146,15 +157,18 @@ pub(crate) async fn authenticate(
     match gw.keys.authenticate(secret).await {
         Ok(KeyCheck::Active(k)) => Ok(k),
         // The key itself is never echoed back or logged; its state is, so that its holder knows what to ask for.
-        Ok(KeyCheck::Revoked { at_ms }) => Err(ApiError::invalid_key(format!(
-            "This API key was revoked on {}. Ask an operator for a new virtual key (spendgate keys create).",
-            spendgate_core::time::to_rfc3339(at_ms)
-        ))),
-        Ok(KeyCheck::Expired { at_ms }) => Err(ApiError::invalid_key(format!(
-            "This API key expired on {}. Ask an operator for a new virtual key (spendgate keys create).",
-            spendgate_core::time::to_rfc3339(at_ms)
-        ))),
+        Ok(KeyCheck::Revoked { at_ms, key }) => Err(unusable_key(
+            RefusalReason::Revoked,
+            key,
+            format!("revoked on {}", spendgate_core::time::to_rfc3339(at_ms)),
+        )),
+        Ok(KeyCheck::Expired { at_ms, key }) => Err(unusable_key(
+            RefusalReason::Expired,
+            key,
+            format!("expired on {}", spendgate_core::time::to_rfc3339(at_ms)),
+        )),
         Ok(KeyCheck::Unknown) => Err(ApiError::invalid_key(
+            "unknown key",
             "The API key is not valid for this gateway (a rotated key's old secret is not either). Ask an operator \
              for a virtual key (spendgate keys create).",
         )),
@@ -165,12 +179,35 @@ pub(crate) async fn authenticate(
                 "server_error",
                 "key_store_unavailable",
                 "The gateway could not check the API key right now; retry shortly.",
-            ))
+            )
+            .refusing(RefusalReason::Unavailable, "the key store could not be read"))
         }
     }
 }
 
-pub(crate) fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// A key that exists but may not be used (revoked, expired): a 401 that says since when, recorded against the
+/// key's owner.
+fn unusable_key(
+    reason: RefusalReason,
+    key: Arc<spendgate_store::KeyRecord>,
+    state: String,
+) -> ApiError {
+    let message = format!(
+        "This API key was {state}. Ask an operator for a new virtual key (spendgate keys create)."
+    );
+    let detail = format!("key {state}");
+    ApiError::invalid_key(&detail, message).because(Cause {
+        key: Some(key),
+        ..Cause::new(reason, detail)
+    })
+}
+
+/// The workflow a request is recorded under (its label, or `(other)` past `limits.max_workflows`), from its
+/// `x-spendgate-workflow` header; `None` without one.
+pub(crate) fn workflow_of(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Option<crate::workflows::Admitted>, ApiError> {
     let Some(v) = headers.get(WORKFLOW_HEADER) else {
         return Ok(None);
     };
@@ -186,7 +223,26 @@ pub(crate) fn workflow_of(headers: &HeaderMap) -> Result<Option<String>, ApiErro
             format!("The {WORKFLOW_HEADER} header is not valid: {m}."),
         )
     })?;
-    Ok(Some(s.trim().to_string()))
+    Ok(Some(gw.workflows.admit(s.trim().to_string())))
+}
+
+/// The attribution of a request by `key` with this workflow.
+pub(crate) fn attribution(
+    key: &spendgate_store::KeyRecord,
+    workflow: Option<crate::workflows::Admitted>,
+) -> Attribution {
+    let (workflow, workflow_requested) = match workflow.map(crate::workflows::Admitted::into_parts)
+    {
+        Some((recorded, asked)) => (Some(recorded), asked),
+        None => (None, None),
+    };
+    Attribution {
+        key_id: key.id,
+        user: key.user.clone(),
+        team: key.team.clone(),
+        workflow,
+        workflow_requested,
+    }
 }
 
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -264,14 +320,18 @@ pub(crate) fn upstream_body(
         .map_err(|e| ApiError::internal(format!("could not encode the request: {e}")))
 }
 
+/// Everything a request needs before it is forwarded, checked in order; `door` learns the key and the model as
+/// they are known, for the record of a refusal.
 async fn prepare(
     gw: &Arc<Gateway>,
     endpoint: Endpoint,
     req: Request,
+    door: &mut Door,
 ) -> Result<Prepared, ApiError> {
     let (parts, body) = req.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
-    let workflow = workflow_of(&parts.headers)?;
+    door.key = Some(Arc::clone(&key));
+    let workflow = workflow_of(gw, &parts.headers)?;
     let started = Instant::now();
     let started_at_ms = spendgate_core::time::now_ms();
     let body = read_body(body, gw.limits.max_body_bytes).await?;
@@ -283,6 +343,7 @@ async fn prepare(
         .ok_or_else(|| {
             ApiError::invalid_request("missing_model", "The request must name a 'model'.")
         })?;
+    door.model = Some(model.clone());
     let route = gw
         .routes
         .current()
@@ -290,11 +351,7 @@ async fn prepare(
         .ok_or_else(|| ApiError::model_not_found(&model))?;
     // `openai/gpt-4o-mini` is recorded as the model it names, so that both spellings add up as one.
     let model = route.model.to_string();
-    let first = route
-        .targets
-        .iter()
-        .find(|t| t.provider.speaks(endpoint))
-        .ok_or_else(|| {
+    let (first, translation) = target_for(&route, endpoint, &head).ok_or_else(|| {
             ApiError::invalid_request(
                 "unsupported_api",
                 format!(
@@ -306,6 +363,21 @@ async fn prepare(
                 ),
             )
         })?;
+    // A request in the other API is what goes upstream from here on; holds and limits still read the client's.
+    let wire_endpoint = translation.map_or(endpoint, |t| t.upstream);
+    let (wire_body, wire_head) = match translation {
+        Some(t) => {
+            let max_tokens = first
+                .price
+                .max_output_tokens
+                .filter(|m| *m > 0)
+                .unwrap_or(crate::translate::DEFAULT_MAX_TOKENS);
+            let b = t.request(&body, max_tokens)?;
+            let h = parse_head(&b)?;
+            (b, Some(h))
+        }
+        None => (body.clone(), None),
+    };
     let stream = head.wants_stream() && endpoint.can_stream();
     let request_bytes = body.len();
     // Hashed before the body is rewritten for the upstream, so it is what the client really sent.
@@ -313,7 +385,29 @@ async fn prepare(
         endpoint.as_str(),
         &body,
     ));
-    let first_body = upstream_body(body.clone(), &head, endpoint, &first.upstream_model)?;
+    let first_body = upstream_body(
+        wire_body.clone(),
+        wire_head.as_ref().unwrap_or(&head),
+        wire_endpoint,
+        &first.upstream_model,
+    )?;
+    let cover = gw.controls.rate_cover(key.id, key.team.as_deref());
+    // The body's extent (a scan of it) is read once, and only when a tokens-a-minute limit or a budget or wallet
+    // needs it.
+    let extent = if cover == crate::controls::RateCover::Tokens || gw.controls.has_any() {
+        Extent::of(&body, endpoint == Endpoint::Responses)
+    } else {
+        Extent::default()
+    };
+    let rate = admit(
+        gw,
+        &key,
+        cover,
+        (&head, endpoint, &route),
+        body.len(),
+        extent,
+    )
+    .await?;
     let slot = if stream {
         let max = gw.limits.max_streams_per_key;
         Some(gw.streams.take(key.id, max).ok_or_else(|| {
@@ -323,17 +417,19 @@ async fn prepare(
                 "too_many_streams",
                 format!("This key already has {max} streams open; wait for one to end, or ask an operator to raise limits.max_streams_per_key."),
             )
+            .refusing(RefusalReason::StreamLimit, format!("key already has {max} streams open"))
         })?)
     } else {
         None
     };
-    let hold = reserve(gw, &key, &head, endpoint, &route, &body).await?;
-    let headers = if endpoint.is_anthropic() {
+    let hold = reserve(gw, &key, &head, endpoint, &route, &body, extent).await?;
+    let headers = if endpoint.is_anthropic() && wire_endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };
-    let strip_usage = asks_usage_for_client(&head, endpoint);
+    // A translated stream is rebuilt for the client, with the usage chunk only if it asked for it.
+    let strip_usage = translation.is_none() && asks_usage_for_client(&head, endpoint);
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -342,13 +438,9 @@ async fn prepare(
         provider: Arc::clone(&first.provider_name),
         model,
         endpoint,
+        upstream_api: translation.map(|t| t.upstream),
         stream,
-        attribution: Attribution {
-            key_id: key.id,
-            user: key.user.clone(),
-            team: key.team.clone(),
-            workflow,
-        },
+        attribution: attribution(&key, workflow),
         price: Arc::clone(&first.price),
         confidence: first.confidence,
         started_at_ms,
@@ -356,6 +448,7 @@ async fn prepare(
         request_bytes,
         fingerprint,
         hold,
+        rate,
         failed_attempts: Vec::new(),
         cache: parts
             .extensions
@@ -366,8 +459,9 @@ async fn prepare(
     Ok(Prepared {
         meter,
         endpoint,
-        head,
-        body,
+        translation,
+        head: wire_head.unwrap_or(head),
+        body: wire_body,
         first_body,
         stream,
         headers,
@@ -375,6 +469,104 @@ async fn prepare(
         route,
         slot,
     })
+}
+
+/// The target a request starts with, and whether it is translated: the route's first target when it speaks the
+/// client's API, or (for the two APIs the gateway translates between) the other one; otherwise the first target
+/// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
+/// translation goes before a later one that needs none. The attempts that follow keep the first one's API
+/// (`forward`): a fallback that would need the other API is not tried.
+fn target_for<'r>(
+    route: &'r crate::routes::Route,
+    endpoint: Endpoint,
+    head: &RequestHead,
+) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
+    let first = route.first();
+    if !first.provider.speaks(endpoint) {
+        let upstream =
+            crate::translate::counterpart(endpoint).filter(|&up| first.provider.speaks(up));
+        if let Some(upstream) = upstream {
+            let t = Translation {
+                client: endpoint,
+                upstream,
+                include_usage: head.asked_for_usage(),
+            };
+            return Some((first, Some(t)));
+        }
+    }
+    route
+        .targets
+        .iter()
+        .find(|t| t.provider.speaks(endpoint))
+        .map(|t| (t, None))
+}
+
+/// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its
+/// output limit, else of the model's output cap, else of the configured default; none for embeddings.
+fn output_limit(
+    gw: &Gateway,
+    head: &RequestHead,
+    endpoint: Endpoint,
+    price: &spendgate_core::ModelPrice,
+) -> u64 {
+    match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => head
+            .max_output()
+            .or(price.max_output_tokens.filter(|m| *m > 0))
+            .unwrap_or(gw.controls.config().default_max_output_tokens)
+            .saturating_mul(head.completions()),
+    }
+}
+
+/// Counts the request against the rate limits of its key and team, or refuses it with 429 and `Retry-After`. A
+/// tokens-a-minute limit counts what the request may use at the largest of its route's targets: its prompt
+/// estimated at four bytes a token (images and the tools' prompt as its extent counts them, at most the model's
+/// context window) plus its output limit; the count is corrected to the reported usage when the request ends.
+async fn admit(
+    gw: &Gateway,
+    key: &spendgate_store::KeyRecord,
+    cover: crate::controls::RateCover,
+    (head, endpoint, route): (&RequestHead, Endpoint, &crate::routes::Route),
+    body_len: usize,
+    extent: Extent,
+) -> Result<crate::controls::RateHold, ApiError> {
+    use crate::controls::RateCover;
+    if cover == RateCover::None {
+        return Ok(crate::controls::RateHold::none());
+    }
+    let mut tokens = 0;
+    if cover == RateCover::Tokens {
+        let prompt = spendgate_core::usage::estimate_tokens(body_len);
+        for t in &route.targets {
+            // Input the body only points at counts at the context window, or at the body's estimate without one.
+            let input = extent
+                .input_tokens(prompt, t.price.context_window)
+                .unwrap_or(prompt);
+            tokens = tokens.max(input.saturating_add(output_limit(gw, head, endpoint, &t.price)));
+        }
+    }
+    gw.controls
+        .admit(key.id, key.team.as_deref(), tokens)
+        .await
+        .map_err(|r| {
+            gw.stats.refuse_rate_limit();
+            let kind = match r.measure {
+                spendgate_store::replicas::RateMeasure::Requests => "requests",
+                spendgate_store::replicas::RateMeasure::Tokens => "tokens",
+            };
+            // Recorded as a refusal with the limit's own words, like a budget's.
+            let cause = Cause::new(RefusalReason::RateLimit, r.description.clone());
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                kind,
+                "rate_limit_exceeded",
+                r.description,
+            )
+            .because(cause);
+            e.retry_after = r.retry_after_secs;
+            e
+        })
 }
 
 /// Holds the request's worst-case cost against budgets and wallets, so that a hard limit or a wallet holds
@@ -393,22 +585,14 @@ async fn reserve(
     endpoint: Endpoint,
     route: &crate::routes::Route,
     body: &[u8],
+    extent: Extent,
 ) -> Result<crate::controls::Hold, ApiError> {
-    // Nothing to hold against: the request's extent (a scan of its body) is not needed.
     if !gw.controls.has_any() {
         return Ok(crate::controls::Hold::none());
     }
-    let extent = Extent::of(body, endpoint == Endpoint::Responses);
     let worst = |price: &spendgate_core::ModelPrice| -> Option<spendgate_core::Money> {
         let input = extent.input_tokens(body.len() as u64, price.context_window)?;
-        let output = match endpoint {
-            Endpoint::Embeddings => 0,
-            _ => head
-                .max_output()
-                .or(price.max_output_tokens.filter(|m| *m > 0))
-                .unwrap_or(gw.controls.config().default_max_output_tokens)
-                .saturating_mul(head.completions()),
-        };
+        let output = output_limit(gw, head, endpoint, price);
         let usage = spendgate_core::Usage {
             input_tokens: input,
             output_tokens: output,
@@ -471,21 +655,35 @@ async fn reserve(
             crate::controls::Refusal::Budget {
                 description,
                 retry_after_secs,
+                budget_id,
+                detail,
             } => {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "budget_exceeded",
                     "budget_exceeded",
                     description,
-                );
+                )
+                .because(Cause {
+                    budget_id: Some(budget_id),
+                    ..Cause::new(RefusalReason::Budget, detail)
+                });
                 e.retry_after = Some(retry_after_secs);
                 e
             }
-            crate::controls::Refusal::Funds { description } => ApiError::new(
+            crate::controls::Refusal::Funds {
+                description,
+                wallet_id,
+                detail,
+            } => ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_funds",
                 "insufficient_funds",
                 description,
-            ),
+            )
+            .because(Cause {
+                wallet_id,
+                ..Cause::new(RefusalReason::Wallet, detail)
+            }),
         })
 }

@@ -14,6 +14,8 @@ pub struct GatewayStats {
     requests: AtomicU64,
     upstream_errors: AtomicU64,
     rejected: AtomicU64,
+    /// Of `rejected`, the requests a rate limit refused.
+    rate_limited: AtomicU64,
     latency: [AtomicU64; LATENCY_BOUNDS_MS.len() + 1],
     latency_sum_us: AtomicU64,
     /// What was metered, by team, provider and model.
@@ -27,6 +29,8 @@ pub struct GatewaySnapshot {
     pub requests: u64,
     pub upstream_errors: u64,
     pub rejected: u64,
+    /// Of `rejected`, refused by a rate limit (reason `rate_limit`).
+    pub rate_limited: u64,
     pub latency_buckets: Vec<u64>,
     /// The sum of all latencies, in microseconds (a histogram's `_sum`).
     pub latency_sum_us: u64,
@@ -58,6 +62,7 @@ impl Default for GatewayStats {
             requests: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
             latency: Default::default(),
             latency_sum_us: AtomicU64::new(0),
             usage: Default::default(),
@@ -86,12 +91,18 @@ impl GatewayStats {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request a rate limit refused (also counted by [`GatewayStats::reject`], as every refusal is).
+    pub fn refuse_rate_limit(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> GatewaySnapshot {
         GatewaySnapshot {
             started_at_ms: self.started_at_ms,
             requests: self.requests.load(Ordering::Relaxed),
             upstream_errors: self.upstream_errors.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
             latency_buckets: self
                 .latency
                 .iter()

@@ -11,6 +11,7 @@
 //! chunk shows the token usage statistics for the entire request, and the choices field will always be an empty
 //! array. All other chunks will also include a usage field, but with a null value."
 
+use crate::protocol::{finder, finder_rev};
 use bytes::{Bytes, BytesMut};
 
 /// Events longer than this are passed on as they come rather than held whole: a hostile upstream must not make
@@ -67,7 +68,7 @@ impl UsageStripper {
 }
 
 fn mentions_usage(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b"\"usage\"").is_some()
+    finder!(b"\"usage\"").find(data).is_some()
 }
 
 fn ends_an_event(data: &[u8]) -> bool {
@@ -76,8 +77,8 @@ fn ends_an_event(data: &[u8]) -> bool {
 
 /// The offset just past the last blank line (the end of an event) in `data`.
 fn last_event_end(data: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::rfind(data, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::rfind(data, b"\r\n\r\n").map(|i| i + 4);
+    let lf = finder_rev!(b"\n\n").rfind(data).map(|i| i + 2);
+    let crlf = finder_rev!(b"\r\n\r\n").rfind(data).map(|i| i + 4);
     lf.max(crlf)
 }
 
@@ -102,8 +103,8 @@ fn filter_events(data: &[u8]) -> Bytes {
 }
 
 fn next_event_end(data: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(data, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(data, b"\r\n\r\n").map(|i| i + 4);
+    let lf = finder!(b"\n\n").find(data).map(|i| i + 2);
+    let crlf = finder!(b"\r\n\r\n").find(data).map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -1,5 +1,6 @@
-//! `spendgate budgets ...`, `spendgate wallets ...` and `spendgate keys list|revoke|rotate|revoke-viewer`: thin clients of a running server's admin API, so that
-//! the server that enforces budgets and wallets is the one place that changes them.
+//! `spendgate budgets ...`, `spendgate wallets ...`, `spendgate rate-limits ...` and `spendgate keys
+//! list|revoke|rotate|revoke-viewer`: thin clients of a running server's admin API, so that the server that
+//! enforces budgets, wallets and rate limits is the one place that changes them.
 
 use std::path::PathBuf;
 
@@ -197,6 +198,37 @@ pub fn wallets_table(v: &Value) -> String {
         ],
         &rows,
     )
+}
+
+/// The rate limits of `GET /api/v1/rate-limits` (or one under "rate_limits"), with what the server counted in the
+/// last minute.
+pub fn rate_limits_table(v: &Value) -> String {
+    let limit = |r: &Value, name: &str, measure: &str| -> String {
+        if r[name].is_null() {
+            return "-".into();
+        }
+        format!(
+            "{} ({} in the last minute)",
+            s(&r[name]),
+            s(&r["last_minute"][measure])
+        )
+    };
+    let rows: Vec<Vec<String>> = v["rate_limits"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    vec![
+                        s(&r["id"]),
+                        format!("{} {}", s(&r["scope"]), s(&r["subject"])),
+                        limit(r, "rpm", "requests"),
+                        limit(r, "tpm", "tokens"),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["ID", "SCOPE", "RPM", "TPM"], &rows)
 }
 
 pub fn keys_table(v: &Value) -> String {

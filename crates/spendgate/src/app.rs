@@ -15,6 +15,7 @@ use spendgate_gateway::providers::mock::Fault;
 use spendgate_gateway::providers::{
     Anthropic, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
+use spendgate_gateway::workflows::WorkflowLabels;
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes, SharedRoutes};
 use spendgate_store::journal::{JournalConfig, SyncMode};
 use spendgate_store::postgres::{redact_url, PostgresOptions};
@@ -264,6 +265,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 SqliteOptions {
                     minute_retention_hours: s.minute_retention_hours,
                     busy_timeout: Duration::from_millis(s.busy_timeout_ms),
+                    refusal_retention_days: s.refusal_retention_days,
                     ..SqliteOptions::default()
                 },
             )?;
@@ -274,6 +276,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 minute_retention_hours: s.minute_retention_hours,
                 retention_days: s.retention_days,
                 pool_size: s.pool_size,
+                refusal_retention_days: s.refusal_retention_days,
                 ..PostgresOptions::new(url)
             })
             .await?;
@@ -479,11 +482,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
         ..JournalConfig::new(journal_dir)
     });
+    let anomaly_config = config.anomalies.detector_config()?;
     let (writer, writer_handle) = spawn_writer(
         Arc::clone(&store),
         WriterConfig {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
+            // The retry-loop detector counts requests as they are recorded instead of reading them back.
+            repeats_window_ms: config
+                .anomalies
+                .enabled
+                .then_some(anomaly_config.retry_window_ms),
         },
         journal,
     )?;
@@ -517,9 +526,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..WebhookConfig::default()
         },
     ));
-    let anomaly_config = config.anomalies.detector_config()?;
     let keys = Arc::new(KeyCache::new(Arc::clone(&store)));
     controls.attach_keys(Arc::clone(&keys));
+    let workflows = Arc::new(WorkflowLabels::new(config.limits.max_workflows));
+    workflows.seed(spendgate_gateway::workflows::in_use(&*store).await);
     let gateway = Arc::new(Gateway {
         name: Arc::clone(&name),
         routes: Arc::clone(&routes),
@@ -536,6 +546,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         stats: Arc::clone(&stats),
         controls: Arc::clone(&controls),
         cache: config.response_cache().await?,
+        workflows: Arc::clone(&workflows),
     });
     let reload = config.source_path.clone().map(|path| {
         let reloader = Arc::new(PricingReloader {
@@ -567,6 +578,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         controls: Arc::clone(&controls),
         anomalies: anomaly_config.clone(),
         max_body_bytes: config.limits.max_admin_body_bytes,
+        workflows,
     });
     // The proxy reads bodies up to `limits.max_body_bytes` itself and answers in the API's shape, so axum's
     // default limit is lifted on its routes only (`limits::header_limit` refuses a Content-Length over the limit
@@ -586,6 +598,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         // Next to the alert dispatcher: signals become alerts through the same channel, recorded once each.
         tokio::spawn(spendgate_gateway::anomalies::run_detector(
             Arc::clone(&store),
+            writer.repeats().cloned(),
             Arc::clone(&controls),
             anomaly_config,
             Duration::from_millis(config.anomalies.interval_ms),

@@ -502,6 +502,9 @@ pub struct LimitsConfig {
     pub max_streams_per_key: usize,
     /// While the store refuses writes, refuse requests covered by a hard-limited budget (HTTP 503).
     pub fail_closed_for_hard_limits: bool,
+    /// Distinct workflow labels (`x-spendgate-workflow`) kept apart, for the whole gateway; requests with a label
+    /// beyond them are recorded as workflow `(other)` (`spendgate_gateway::workflows`).
+    pub max_workflows: usize,
 }
 
 impl Default for LimitsConfig {
@@ -515,6 +518,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 32 << 10,
             max_streams_per_key: 64,
             fail_closed_for_hard_limits: false,
+            max_workflows: 1_000,
         }
     }
 }
@@ -551,6 +555,9 @@ pub struct StoreSettings {
     pub retention_days: Option<u32>,
     /// PostgreSQL only: connections used for reads at most (the writer has one more of its own).
     pub pool_size: usize,
+    /// Refused requests are kept this many days (both stores); their counts in the refusal rollups are kept for
+    /// good.
+    pub refusal_retention_days: u32,
 }
 
 impl Default for StoreSettings {
@@ -561,6 +568,7 @@ impl Default for StoreSettings {
             busy_timeout_ms: 5000,
             retention_days: None,
             pool_size: 8,
+            refusal_retention_days: spendgate_store::refusals::DEFAULT_RETENTION_DAYS,
         }
     }
 }

@@ -292,6 +292,21 @@ pub(crate) const ACTORS: &[Actor] = &[
         active_secs: Some(40),
         history: None,
     },
+    // The growth team's in-app assistant calls Claude through the OpenAI API, as an application written against
+    // OpenAI's SDK does: the gateway translates to Anthropic's Messages API and back, and the spend log records
+    // both APIs. New today, so it has no history; last, so that the other actors keep their seeds.
+    Actor {
+        user: "gina",
+        team: Some("growth"),
+        workflow: Some("in-app-assistant"),
+        models: &["claude-haiku-4-5"],
+        every_ms: 3_000,
+        prompt_words: (100, 400),
+        stream_percent: 50,
+        api: Api::Chat,
+        active_secs: None,
+        history: None,
+    },
 ];
 
 const WORDS: &[&str] = &[

@@ -258,6 +258,7 @@ fn day_hour(
                 user: actor.user.to_string(),
                 team: actor.team.map(str::to_string),
                 workflow: actor.workflow.map(str::to_string),
+                workflow_requested: None,
             },
             cache_outcome: CacheOutcome::Miss,
             status: RequestStatus::Ok,
@@ -274,6 +275,7 @@ fn day_hour(
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: spendgate_core::Money::ZERO,
+            upstream_api: None,
         });
     }
     Ok(())

@@ -3,7 +3,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use spendgate::admin_cli::{
-    budgets_table, explain_text, keys_table, query, report, since_params, wallets_table, Target,
+    budgets_table, explain_text, keys_table, query, rate_limits_table, report, since_params,
+    wallets_table, Target,
 };
 use spendgate::{app, config, demo};
 
@@ -69,6 +70,11 @@ enum Command {
     Wallets {
         #[command(subcommand)]
         command: WalletsCommand,
+    },
+    /// Set, list and delete rate limits (requests and tokens a minute of a key or a team) on a running server.
+    RateLimits {
+        #[command(subcommand)]
+        command: RateLimitsCommand,
     },
     /// Explain why a group's spend changed: volume, intensity and price/mix effects, and who drove them.
     Explain {
@@ -220,6 +226,39 @@ enum BudgetsCommand {
         target: Target,
     },
     List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RateLimitsCommand {
+    /// Create the rate limit of a key or a team, or replace the one it has (a limit left out is no limit).
+    Set {
+        /// key or team.
+        #[arg(long)]
+        scope: String,
+        /// The key id or the team's name.
+        #[arg(long)]
+        subject: String,
+        /// Requests a minute.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens a minute (prompt and output).
+        #[arg(long)]
+        tpm: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the rate limits with what the server counted against each in the last minute.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a rate limit: its key or team is no longer limited.
+    Delete {
+        #[arg(long)]
+        id: i64,
         #[command(flatten)]
         target: Target,
     },
@@ -519,6 +558,40 @@ async fn main() -> anyhow::Result<()> {
                             .await?
                     )
                 );
+            }
+        },
+        Command::RateLimits { command } => match command {
+            RateLimitsCommand::Set {
+                scope,
+                subject,
+                rpm,
+                tpm,
+                target,
+            } => {
+                let body = serde_json::json!({ "scope": scope, "subject": subject, "rpm": rpm, "tpm": tpm });
+                let v = target
+                    .call(reqwest::Method::POST, "/api/v1/rate-limits", Some(body))
+                    .await?;
+                print!(
+                    "{}",
+                    rate_limits_table(&serde_json::json!({ "rate_limits": [v] }))
+                );
+            }
+            RateLimitsCommand::List { target } => {
+                let v = target
+                    .call(reqwest::Method::GET, "/api/v1/rate-limits", None)
+                    .await?;
+                print!("{}", rate_limits_table(&v));
+            }
+            RateLimitsCommand::Delete { id, target } => {
+                target
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/rate-limits/{id}"),
+                        None,
+                    )
+                    .await?;
+                println!("Rate limit {id} is deleted; its key or team is no longer limited.");
             }
         },
         Command::Wallets { command } => match command {

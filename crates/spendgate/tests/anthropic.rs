@@ -266,9 +266,11 @@ async fn errors_on_the_messages_route_are_in_anthropics_shape() {
         )
         .await,
     );
-    // A model whose provider speaks only OpenAI's APIs is refused before any upstream call.
+    // A model whose provider speaks only OpenAI's APIs is reached by translation (crates/spendgate/tests/
+    // translate.rs); a parameter chat completions lack is refused before any upstream call.
     let mut openai_only = body.clone();
     openai_only["model"] = "gpt-4.1-nano".into();
+    openai_only["top_k"] = 5.into();
     let (status, v) = send(
         s.client
             .post(&url)
@@ -277,7 +279,7 @@ async fn errors_on_the_messages_route_are_in_anthropics_shape() {
     )
     .await;
     check(400, "invalid_request_error")((status, v.clone()));
-    assert_eq!(v["error"]["code"], "unsupported_api");
+    assert_eq!(v["error"]["code"], "untranslatable_parameter");
     // The upstream's own error passes through in its shape, and is recorded at zero cost.
     let failing = messages_body("please misbehave [mock:fault=status500]", false);
     let res = s

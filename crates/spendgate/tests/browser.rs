@@ -380,7 +380,8 @@ impl Browser {
 
 /// Every page at a desktop width (1,440 x 900) and a phone's (390 x 844) has no horizontal overflow of the
 /// document: wide tables scroll inside their own container and long names wrap. The store holds what makes
-/// pages wide: long unbroken names, cache hits and fills, admin changes, budgets and an alert, a wallet.
+/// pages wide: long unbroken names, cache hits and fills, admin changes, budgets and an alert, a wallet, a rate
+/// limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
     let Some(browser) = Browser::start().await else {
@@ -413,9 +414,25 @@ async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
             json!({ "scope": "team", "subject": "support", "initial_balance": "5", "name": LONG }),
         )
         .await;
+    // A rate limit with a long team name, for the panel under the budgets.
+    let (_, r) = s
+        .admin_post(
+            "/api/v1/rate-limits",
+            json!({ "scope": "team", "subject": LONG, "rpm": 1_000_000, "tpm": 999_999_999 }),
+        )
+        .await;
+    assert!(r["id"].is_i64(), "{r}");
     send(&s, &long, "gpt-4o").await;
+    // A refused request, so that the pages show their refusal panels and signals with a row.
+    let refused = s
+        .chat(
+            &format!("{LONG}-not-a-key"),
+            common::chat_body("gpt-4o-mini", "hi", false),
+        )
+        .await;
+    assert_eq!(refused.status(), 401);
     s.wait_for_summary("window=1h", Duration::from_secs(10), |v| {
-        v["requests"].as_u64() == Some(5)
+        v["requests"].as_u64() == Some(5) && v["refused"]["total"].as_u64() == Some(1)
     })
     .await;
     let logs = s.all_spend_logs("window=1h").await;
@@ -465,6 +482,85 @@ async fn every_page_fits_the_window_at_desktop_and_phone_widths() {
         "pages wider than the window:\n{}",
         too_wide.join("\n")
     );
+    browser.quit().await;
+    s.running.stop().await.unwrap();
+}
+
+impl Browser {
+    /// Loads `url` again and again until the text of `css` satisfies `cond` (for what arrives without a
+    /// commit to push it, such as an alert recorded by the dispatcher); fails with the last text after `limit`.
+    async fn wait_page(&self, url: &str, css: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.goto(url).await;
+            let t = self.text(css).await;
+            if cond(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{url}: '{css}' shows {t:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A request refused by a full hard budget shows on `/usage` with its reason in words and who was refused, the
+/// budget's "refusing" alert is shown beside it, and `/overview` signals the refusals: a blocked team is told
+/// by the dashboard, not by its users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_shows_on_usage_with_its_reason_and_the_blocking_alert() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let s = TestServer::start_with(|c| c.open_pages = true).await;
+    let (_, sam) = s.create_key("sam", Some("support")).await;
+    s.full_hard_budget("support", "support daily").await;
+    let (path, body) = common::chat_request("gpt-4o-mini", "hello there", false);
+    for _ in 0..2 {
+        let res = s
+            .client
+            .post(format!("{}{path}", s.base))
+            .bearer_auth(&sam)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+    }
+
+    let usage = format!("{}/usage?window=1h", s.base);
+    let list = browser
+        .wait_page(&usage, "#refusals", |t| {
+            t.matches("budget full").count() == 2
+        })
+        .await;
+    assert!(
+        list.contains("budget 'support daily' is hard and full"),
+        "{list}"
+    );
+    assert!(list.contains("sam · support"), "{list}");
+    assert!(list.contains("429"), "{list}");
+    let card = browser.text("#refused-card").await;
+    assert!(card.contains('2') && card.contains("budget full"), "{card}");
+    let alerts = browser
+        .wait_page(&usage, "#budget-alerts", |t| t.contains("is refusing"))
+        .await;
+    assert!(
+        alerts.contains("support daily budget of team support is refusing team support's requests"),
+        "{alerts}"
+    );
+
+    let overview = format!("{}/overview", s.base);
+    let signals = browser
+        .wait_page(&overview, "#refused-hour", |t| t.contains('2'))
+        .await;
+    assert!(signals.to_lowercase().contains("refused"), "{signals}");
+    let class = browser
+        .script("return document.getElementById('refused-hour').className")
+        .await;
+    assert_eq!(class, json!("bad"), "a budget refusing is a blocked team");
+    let latest = browser.text("#budget-alerts").await;
+    assert!(latest.contains("is refusing"), "{latest}");
+
     browser.quit().await;
     s.running.stop().await.unwrap();
 }

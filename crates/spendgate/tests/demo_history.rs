@@ -200,7 +200,8 @@ async fn signals(
     cfg: &AnomalyConfig,
     episodes: &mut spendgate_gateway::anomalies::Episodes,
 ) -> Vec<Value> {
-    spendgate_gateway::anomalies::evaluate(&*running.store, cfg, now_ms(), None, episodes)
+    let repeats = running.writer.repeats().map(|r| &**r);
+    spendgate_gateway::anomalies::evaluate(&*running.store, repeats, cfg, now_ms(), None, episodes)
         .await
         .unwrap()
         .iter()

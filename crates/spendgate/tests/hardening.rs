@@ -509,7 +509,8 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
         .await;
     assert_eq!((status, v["balance"].as_str()), (201, Some("10.00")), "{v}");
 
-    // Top-ups the wallet could not hold: a clear 400, and the balance is as before.
+    // Top-ups the wallet could not hold: a conflict with its balance (409) that says so, and the balance is as
+    // before.
     let org = create_wallet(&s, "org", None).await;
     let topup = |id: i64, amount: &str| {
         let path = format!("/api/v1/wallets/{id}/topup");
@@ -518,7 +519,7 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
         async move { s.admin_post(&path, body).await }
     };
     assert_eq!(topup(org, "9000000").await.0, 200);
-    let e = api_error(topup(org, "9000000").await, 400, "overflowing top-up");
+    let e = api_error(topup(org, "9000000").await, 409, "overflowing top-up");
     assert!(
         e["error"]["message"].as_str().unwrap().contains("at most"),
         "{e}"
@@ -540,7 +541,7 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
         "ledger of a missing wallet",
     );
 
-    // Money moves between parent and child only.
+    // Money moves between parent and child only: other pairs are a conflict with how the wallets stand (409).
     let team_a = v["id"].as_i64().unwrap();
     let team_b = create_wallet(&s, "team", Some("b")).await;
     let user = create_wallet(&s, "user", Some("u")).await;
@@ -554,7 +555,7 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
             json!({ "amount": "1", "wallet": org }),
         )
         .await,
-        400,
+        409,
         "allocating to itself",
     );
     api_error(
@@ -563,7 +564,7 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
             json!({ "amount": "1", "wallet": team_a }),
         )
         .await,
-        400,
+        409,
         "reclaiming from an unrelated wallet",
     );
     api_error(
@@ -572,7 +573,7 @@ async fn wallet_changes_are_checked_before_anything_is_written() {
             json!({ "amount": "1", "wallet": team_a }),
         )
         .await,
-        400,
+        409,
         "a child reclaiming from its parent",
     );
     api_error(
@@ -746,4 +747,98 @@ async fn the_no_team_bucket_is_not_a_payer_and_names_are_trimmed() {
         (201, Some("spaced")),
         "{v}"
     );
+}
+
+/// A chat completion with `key` and this workflow header; its request id.
+async fn chat_in_workflow(api: &common::Api, key: &str, workflow: &str) -> String {
+    let r = api
+        .client
+        .post(format!("{}/v1/chat/completions", api.base))
+        .bearer_auth(key)
+        .header("x-spendgate-workflow", workflow)
+        .json(&chat_body("gpt-4o-mini", "hello", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "workflow {workflow}");
+    common::request_id(&r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_labels_past_the_bound_are_recorded_as_other() {
+    let bound = |c: &mut spendgate::config::Config| c.limits.max_workflows = 3;
+    let s = TestServer::start_with(bound).await;
+    let (_, key) = s.create_key("labeller", Some("search")).await;
+    let mut sent = Vec::new();
+    for label in ["wf-0", "wf-1", "wf-2", "wf-3", "wf-4", "wf-0"] {
+        sent.push((label, chat_in_workflow(&s, &key, label).await));
+    }
+    // The first three labels are kept; the two after them are (other), and their spend logs keep what they
+    // asked for; a kept label goes on working after the bound was reached.
+    for (label, id) in &sent {
+        let log = s.wait_for_log(id).await;
+        let expected = if matches!(*label, "wf-3" | "wf-4") {
+            ("(other)", json!(label))
+        } else {
+            (*label, Value::Null)
+        };
+        assert_eq!(
+            (
+                log["workflow"].as_str().unwrap(),
+                &log["workflow_requested"]
+            ),
+            (expected.0, &expected.1),
+            "{log}"
+        );
+    }
+    let (_, status) = s.admin_get("/api/v1/status").await;
+    assert_eq!(status["workflows"], json!({ "tracked": 3, "max": 3 }));
+    let (_, v) = s
+        .admin_get("/api/v1/usage/explorer?window=1h&group_by=workflow&sort=requests")
+        .await;
+    let mut rows: Vec<(String, u64)> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["label"].as_str().unwrap().to_string(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [("(other)", 2), ("wf-0", 2), ("wf-1", 1), ("wf-2", 1)]
+            .map(|(l, n)| (l.to_string(), n))
+            .to_vec()
+    );
+    // A client cannot pick the bucket itself.
+    let r = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.base))
+        .bearer_auth(&key)
+        .header("x-spendgate-workflow", "(other)")
+        .json(&chat_body("gpt-4o-mini", "hello", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A restart keeps the labels in use (from the store) rather than the first new ones to arrive.
+    let TestServer { running, dir, .. } = s;
+    running.stop().await.unwrap();
+    let mut config = common::test_config(dir.path());
+    bound(&mut config);
+    let running = spendgate::app::start(&config).await.unwrap();
+    let api = common::Api {
+        base: format!("http://{}", running.addr),
+        client: reqwest::Client::new(),
+    };
+    let fresh = chat_in_workflow(&api, &key, "wf-5").await;
+    let kept = chat_in_workflow(&api, &key, "wf-2").await;
+    assert_eq!(api.wait_for_log(&fresh).await["workflow"], "(other)");
+    assert_eq!(api.wait_for_log(&kept).await["workflow"], "wf-2");
+    running.stop().await.unwrap();
 }

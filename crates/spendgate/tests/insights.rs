@@ -117,11 +117,22 @@ async fn explain_splits_a_volume_rise_exactly_and_says_so() {
     assert!(picos(&all["change"]) < 0, "{all}");
     assert_eq!(all["label"], "All spend");
 
-    // Errors a user can make say what to do.
-    let (status, e) = s.admin_get("/api/v1/insights/explain?group_by=team").await;
-    assert_eq!(status, 400);
+    // A grouping without a subject narrows nothing; a subject without a grouping names a team.
+    let (status, v) = s
+        .admin_get("/api/v1/insights/explain?window=1h&group_by=team")
+        .await;
+    assert_eq!((status, &v["label"]), (200, &json!("All spend")), "{v}");
+    let (status, v) = s
+        .admin_get("/api/v1/insights/explain?window=1h&subject=support")
+        .await;
+    assert_eq!((status, picos(&v["change"])), (200, change), "{v}");
+    // A subject no group of its grouping can have is not found, and the message says what it must be.
+    let (status, e) = s
+        .admin_get("/api/v1/insights/explain?group_by=key&subject=support")
+        .await;
+    assert_eq!(status, 404);
     assert!(
-        e["error"]["message"].as_str().unwrap().contains("subject"),
+        e["error"]["message"].as_str().unwrap().contains("key id"),
         "{e}"
     );
 

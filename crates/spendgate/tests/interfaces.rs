@@ -482,6 +482,14 @@ async fn the_openapi_document_covers_every_route_with_the_access_it_claims() {
         .admin_post("/api/v1/wallets", serde_json::json!({ "scope": "org" }))
         .await;
     assert_eq!((status, v["id"].as_i64()), (201, Some(1)), "{v}");
+    // Rate limit 1 exists too, for `DELETE /api/v1/rate-limits/{id}`.
+    let (status, v) = s
+        .admin_post(
+            "/api/v1/rate-limits",
+            serde_json::json!({ "scope": "team", "subject": "search", "rpm": 1000 }),
+        )
+        .await;
+    assert_eq!((status, v["id"].as_i64()), (201, Some(1)), "{v}");
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let url = format!("{}{}", s.base, path.replace("{id}", "1"));
@@ -489,6 +497,7 @@ async fn the_openapi_document_covers_every_route_with_the_access_it_claims() {
                 let mut req = match method.as_str() {
                     "get" => s.client.get(&url),
                     "post" => s.client.post(&url).json(&serde_json::json!({})),
+                    "delete" => s.client.delete(&url),
                     other => panic!("unexpected method {other}"),
                 };
                 if let Some(t) = token {

@@ -115,7 +115,8 @@ async fn a_revoked_key_is_refused_on_its_next_request_with_a_message_that_says_s
 #[tokio::test]
 async fn a_key_past_its_expiry_is_refused_with_the_time_it_expired() {
     let s = TestServer::start().await;
-    // An expiry that cannot be read, or that has passed, is refused when the key is made.
+    // An expiry that cannot be read (400), or that has passed (409: well formed, but the clock is past it), is
+    // refused when the key is made.
     let (status, v) = s
         .admin_post(
             "/api/v1/keys",
@@ -130,7 +131,7 @@ async fn a_key_past_its_expiry_is_refused_with_the_time_it_expired() {
             json!({ "user": "bob", "expires_at": to_rfc3339(now_ms() - 60_000) }),
         )
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 409);
 
     // A key that works now and expires shortly: used once (so it is cached), then used after its expiry.
     let expiry = to_rfc3339(now_ms() + 1_500);
@@ -258,5 +259,113 @@ async fn a_revoked_viewer_token_ends_its_api_access_and_its_page_sessions() {
     assert!(
         changes.contains(&("viewer_token.revoke".to_string(), format!("viewer:{id}"))),
         "{changes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_viewer_token_expires_on_the_api_and_in_its_page_sessions() {
+    let s = TestServer::start().await;
+    // Without an expiry a token works for 90 days; an unreadable one is a 400, a past one a 409.
+    let (status, v) = s
+        .admin_post("/api/v1/viewer-tokens", json!({ "team": "search" }))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let created = parse_rfc3339(v["created_at"].as_str().unwrap()).unwrap();
+    let expires = parse_rfc3339(v["expires_at"].as_str().unwrap()).unwrap();
+    let ninety_days = 90 * 86_400_000;
+    assert!(
+        (ninety_days - 60_000..=ninety_days).contains(&(expires - created)),
+        "{v}"
+    );
+    let (status, v) = s
+        .admin_post(
+            "/api/v1/viewer-tokens",
+            json!({ "team": "search", "expires_at": "next week" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = s
+        .admin_post(
+            "/api/v1/viewer-tokens",
+            json!({ "team": "search", "expires_at": to_rfc3339(now_ms() - 1_000) }),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("expires_at_past")),
+        "{v}"
+    );
+
+    // A token that expires shortly: it reads and logs in now.
+    let expiry = to_rfc3339(now_ms() + 3_000);
+    let (status, v) = s
+        .admin_post(
+            "/api/v1/viewer-tokens",
+            json!({ "team": "search", "name": "brief", "expires_at": expiry }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["expires_at"], expiry.as_str());
+    let (id, token) = (
+        v["id"].as_i64().unwrap(),
+        v["token"].as_str().unwrap().to_string(),
+    );
+    let summary = || {
+        s.client
+            .get(format!("{}/api/v1/usage/summary?window=1h", s.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(summary().await.unwrap().status(), 200);
+    let cookie = s.login(&token).await;
+    let usage = || {
+        no_redirects()
+            .get(format!("{}/usage", s.base))
+            .header("cookie", &cookie)
+            .send()
+    };
+    assert_eq!(usage().await.unwrap().status(), 200);
+
+    // Waiting for the wall clock to pass the expiry is what this test is about, not a synchronisation.
+    let wait = u64::try_from(parse_rfc3339(&expiry).unwrap() + 1 - now_ms()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+
+    // The API refuses it with when it expired and how to get another.
+    let r = summary().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "viewer_token_expired", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("expired at {expiry}"))
+            && message.contains("POST /api/v1/viewer-tokens"),
+        "{message}"
+    );
+    // The page session made with it ends at its next request, and the login page says why.
+    let r = usage().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/login") && location.contains("ended=expired"),
+        "{location}"
+    );
+    let login = common::text_of(s.client.get(format!("{}{location}", s.base))).await;
+    assert!(login.contains("its viewer token expired"), "{login}");
+    // Logging in with it again is refused with the same explanation.
+    let r = s.try_login(&token).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("expired at"));
+    // The admin still sees it (not revoked), marked expired.
+    let (_, listed) = s.admin_get("/api/v1/viewer-tokens").await;
+    let row = listed["viewer_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (row["expired"].as_bool(), row["expires_at"].as_str()),
+        (Some(true), Some(expiry.as_str()))
     );
 }

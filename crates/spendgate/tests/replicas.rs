@@ -15,28 +15,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{chat_body, picos, scratch_pg, TestServer};
+use common::{chat_body, picos, replica, scratch_pg, until_listed, TestServer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use spendgate::config::Config;
-
-/// Starts a replica named `name` whose store is set by `store` (the same for every replica).
-async fn replica(name: &str, store: &(dyn Fn(&mut Config) + Sync)) -> TestServer {
-    let name = name.to_string();
-    TestServer::start_with(move |c| {
-        c.gateway_name = name;
-        c.replicas.leases = Some(true);
-        // Short leases so that a test sees renewals; the journal is per replica and off here (replicas share the
-        // data directory in the SQLite variant).
-        c.replicas.lease_ttl_secs = 6;
-        c.replicas.heartbeat_secs = 1;
-        c.journal.enabled = false;
-        // 200 requests at once, half of them streams, on one key: above the default per-key stream limit.
-        c.limits.max_streams_per_key = 1_000;
-        store(c);
-    })
-    .await
-}
 
 /// Sends `n` requests at once, spread round-robin over `bases`; returns (status, error code) of each.
 async fn spread(bases: &[String], key: &str, n: usize) -> Vec<(u16, Option<String>)> {
@@ -398,27 +380,6 @@ async fn a_killed_replicas_lease_expires_and_its_room_returns() {
     );
     assert!(spent <= amount);
     live.running.stop().await.unwrap();
-}
-
-/// Waits until `gateway` has beaten into the shared store (a replica that has not yet announced itself cannot
-/// be waited for).
-async fn until_listed(r: &TestServer, gateway: &str) {
-    let t0 = std::time::Instant::now();
-    while !r
-        .running
-        .store
-        .list_gateways()
-        .await
-        .unwrap()
-        .iter()
-        .any(|b| b.name == gateway)
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "{gateway} never beat"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A control created (or lowered) through one replica binds the very next request on another: the API answers

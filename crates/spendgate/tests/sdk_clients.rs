@@ -52,6 +52,9 @@ const OPENAI_SDK: &[&str] = &[
     "embed-base64",
     "responses",
     "responses-stream",
+    "claude-chat",
+    "claude-chat-stream",
+    "claude-tools",
     "unknown-model",
     "bad-key",
 ];
@@ -59,10 +62,21 @@ const OPENAI_SDK: &[&str] = &[
 /// The features the Anthropic clients must report.
 const ANTHROPIC: &[&str] = &["messages", "messages-stream", "unknown-model", "bad-key"];
 
+/// The features the official Anthropic Python SDK must report: the Anthropic clients' and a GPT model through
+/// the Messages API.
+const ANTHROPIC_SDK: &[&str] = &[
+    "messages",
+    "messages-stream",
+    "gpt-messages",
+    "gpt-messages-stream",
+    "unknown-model",
+    "bad-key",
+];
+
 /// The features each Python client must report.
 const PYTHON: &[(&str, &[&str])] = &[
     ("openai-python", OPENAI_SDK),
-    ("anthropic-python", ANTHROPIC),
+    ("anthropic-python", ANTHROPIC_SDK),
     (
         "langchain-openai",
         &[
@@ -218,6 +232,14 @@ async fn spend_log_of(s: &TestServer, case: &Value) -> Result<Value, String> {
 async fn check_logged(s: &TestServer, case: &Value) -> Result<(), String> {
     let log = spend_log_of(s, case).await?;
     let mut wrong = Vec::new();
+    // A translated call also names the API its provider was reached through (issue 27).
+    let upstream = case.get("upstream_api").unwrap_or(&Value::Null);
+    if log["upstream_api"] != *upstream {
+        wrong.push(format!(
+            "upstream_api {} (the call went through {upstream})",
+            log["upstream_api"]
+        ));
+    }
     for k in ["endpoint", "stream"] {
         if log[k] != case[k] {
             wrong.push(format!("{k} {} (the call was {})", log[k], case[k]));

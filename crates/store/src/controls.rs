@@ -1,4 +1,4 @@
-//! Stored shapes of budgets, wallets, the wallet ledger, alerts, webhook deliveries and the audit log.
+//! Stored shapes of budgets, wallets, rate limits, the wallet ledger, alerts, webhook deliveries and the audit log.
 
 use serde::Serialize;
 use spendgate_core::controls::{Period, Scope};
@@ -64,6 +64,75 @@ impl WalletRecord {
         }
         Ok(())
     }
+}
+
+/// The largest requests or tokens per minute a rate limit may allow: far above any provider's limits, and small
+/// enough that a minute's counts, summed over every replica, fit the 64-bit columns that carry them.
+pub const RATE_LIMIT_MAX: u64 = 1_000_000_000_000;
+
+/// A rate limit: at most `rpm` requests and `tpm` tokens a minute for one key or one team (at least one of the
+/// two is set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRateLimit {
+    /// `Scope::Key` or `Scope::Team`.
+    pub scope: Scope,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl NewRateLimit {
+    /// Refuses a limit that could never be enforced as meant: another scope than a key or a team, the No team
+    /// bucket, an invalid team name, no limit at all, or a limit of zero or above [`RATE_LIMIT_MAX`].
+    pub fn check(&self) -> Result<(), String> {
+        match &self.scope {
+            Scope::Key(id) if *id <= 0 => {
+                return Err(format!(
+                    "{id} is not a key id: key ids are positive integers (GET /api/v1/keys lists them)"
+                ))
+            }
+            Scope::Key(_) => {}
+            Scope::Team(t) if t == spendgate_core::query::NO_TEAM_FILTER => {
+                return Err(format!(
+                    "{t} is the No team bucket (keys without a team), not a team: a limit on it would hold all of \
+                     those keys to one shared rate. Give the keys a team, or limit each key"
+                ))
+            }
+            Scope::Team(t) => spendgate_core::validate_name("team", t)?,
+            other => {
+                return Err(format!(
+                    "a rate limit is for one key or one team, not {}; use scope key or team",
+                    other.describe()
+                ))
+            }
+        }
+        if self.rpm.is_none() && self.tpm.is_none() {
+            return Err(
+                "a rate limit needs rpm (requests a minute), tpm (tokens a minute) or both".into(),
+            );
+        }
+        for (name, v) in [("rpm", self.rpm), ("tpm", self.tpm)] {
+            if let Some(v) = v.filter(|v| *v == 0 || *v > RATE_LIMIT_MAX) {
+                return Err(format!(
+                    "{name} must be a whole number from 1 to {RATE_LIMIT_MAX}, not {v}; leave it out for no limit"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `rpm` and `tpm` as the store's integer columns (`check` keeps them far inside).
+    pub fn columns(&self) -> (Option<i64>, Option<i64>) {
+        let col = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        (col(self.rpm), col(self.tpm))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRecord {
+    pub id: i64,
+    pub def: NewRateLimit,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

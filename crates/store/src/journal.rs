@@ -10,8 +10,12 @@
 //! segments left by a previous process are replayed into the store; writes are idempotent by event id, so an
 //! event that was both journaled and committed before a crash is not counted twice.
 //!
-//! Format: one JSON-encoded [`SpendEvent`] per line. A torn last line (the process died mid-write) is skipped:
-//! its request was never acknowledged.
+//! Refused requests (`RefusalEvent`) take the same way, in the same order, so that a crash loses neither.
+//!
+//! Format: one JSON-encoded [`SpendEvent`] per line, or a refusal as `{"refusal":{...}}` (a spend event's line
+//! always starts with `{"id":`, so the two cannot be confused, and a journal written before refusals existed
+//! reads as it did). A torn last line (the process died mid-write) is skipped: its request was never
+//! acknowledged.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -20,10 +24,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use spendgate_core::SpendEvent;
+use spendgate_core::{RefusalEvent, SpendEvent};
 use tokio::sync::oneshot;
 
+use crate::writer::Record;
 use crate::{Store, StoreError};
+
+/// How a refusal's line starts.
+const REFUSAL_PREFIX: &[u8] = b"{\"refusal\":";
+
+/// A refusal as written in the journal.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RefusalLine<R> {
+    refusal: R,
+}
 
 /// How hard the journal pushes each write to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,7 +73,7 @@ impl JournalConfig {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Append {
     Event {
-        event: SpendEvent,
+        record: Record,
         ack: Option<oneshot::Sender<()>>,
     },
     /// Everything sent before this is journaled and forwarded; then the thread ends.
@@ -88,15 +102,46 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every event left in the journal by an earlier process.
+/// Reads every spend event left in the journal by an earlier process.
 pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), StoreError> {
+    let left = read_records(dir)?;
+    Ok((left.events, left.files))
+}
+
+/// What an earlier process left in the journal.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub events: Vec<SpendEvent>,
+    pub refusals: Vec<RefusalEvent>,
+    pub files: Vec<PathBuf>,
+}
+
+/// One journal line back into its record.
+fn parse_line(line: &[u8]) -> serde_json::Result<Record> {
+    if line.starts_with(REFUSAL_PREFIX) {
+        serde_json::from_slice::<RefusalLine<RefusalEvent>>(line)
+            .map(|l| Record::Refusal(l.refusal))
+    } else {
+        serde_json::from_slice::<SpendEvent>(line).map(Record::Spend)
+    }
+}
+
+/// Appends a record's line (without its newline) to `buf`.
+fn write_line(buf: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
+    match record {
+        Record::Spend(e) => serde_json::to_writer(buf, e),
+        Record::Refusal(r) => serde_json::to_writer(buf, &RefusalLine { refusal: r }),
+    }
+}
+
+/// Reads every spend event and refusal left in the journal by an earlier process.
+pub fn read_records(dir: &Path) -> Result<Leftovers, StoreError> {
     let io = |e: std::io::Error| StoreError::Open {
         path: dir.display().to_string(),
         reason: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut events = Vec::new();
-    let mut files = Vec::new();
+    let mut left = Leftovers::default();
     for (_, path) in segments(dir).map_err(io)? {
         let f = File::open(&path).map_err(io)?;
         for line in BufReader::new(f).split(b'\n') {
@@ -104,8 +149,9 @@ pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), Sto
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_slice::<SpendEvent>(&line) {
-                Ok(e) => events.push(e),
+            match parse_line(&line) {
+                Ok(Record::Spend(e)) => left.events.push(e),
+                Ok(Record::Refusal(r)) => left.refusals.push(r),
                 // Only the last line of a segment can be torn: by a crash, before its request was answered, or by
                 // a failed write, after which the segment is closed (`Journal::flush`).
                 Err(err) => {
@@ -113,15 +159,19 @@ pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), Sto
                 }
             }
         }
-        files.push(path);
+        left.files.push(path);
     }
-    Ok((events, files))
+    Ok(left)
 }
 
-/// Replays leftover events into the store (idempotent) and removes their segments. Returns how many events were
-/// replayed and how many of them the store already had.
+/// Replays leftover events and refusals into the store (idempotent) and removes their segments. Returns how many
+/// events were replayed and how many of them the store already had.
 pub async fn replay(store: &dyn Store, dir: &Path) -> Result<(usize, usize), StoreError> {
-    let (events, files) = read_leftovers(dir)?;
+    let Leftovers {
+        events,
+        refusals,
+        files,
+    } = read_records(dir)?;
     let mut inserted = 0;
     let mut duplicates = 0;
     for chunk in events.chunks(8192) {
@@ -129,15 +179,19 @@ pub async fn replay(store: &dyn Store, dir: &Path) -> Result<(usize, usize), Sto
         inserted += r.inserted;
         duplicates += r.duplicates;
     }
+    for chunk in refusals.chunks(8192) {
+        store.write_refusals(Arc::new(chunk.to_vec())).await?;
+    }
     for f in files {
         std::fs::remove_file(&f).map_err(|e| StoreError::Open {
             path: f.display().to_string(),
             reason: e.to_string(),
         })?;
     }
-    if !events.is_empty() {
+    if !events.is_empty() || !refusals.is_empty() {
         tracing::info!(
             events = events.len(),
+            refusals = refusals.len(),
             inserted,
             duplicates,
             "Replayed the journal left by the previous run."
@@ -166,8 +220,8 @@ pub(crate) struct Journal {
     current: Option<Segment>,
     seq: u64,
     buf: Vec<u8>,
-    group: Vec<(SpendEvent, Option<oneshot::Sender<()>>)>,
-    forward: tokio::sync::mpsc::UnboundedSender<SpendEvent>,
+    group: Vec<(Record, Option<oneshot::Sender<()>>)>,
+    forward: tokio::sync::mpsc::UnboundedSender<Record>,
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
     /// Set at shutdown: nothing more is written.
@@ -182,7 +236,7 @@ impl Journal {
     /// has; `journaled` is set to the number written here.
     pub(crate) fn new(
         config: JournalConfig,
-        forward: tokio::sync::mpsc::UnboundedSender<SpendEvent>,
+        forward: tokio::sync::mpsc::UnboundedSender<Record>,
         committed: Arc<AtomicU64>,
         journaled: Arc<AtomicU64>,
     ) -> Journal {
@@ -216,9 +270,9 @@ impl Journal {
         self.shut
     }
 
-    /// Adds an event to the next write; `ack` is told once it is written.
-    pub(crate) fn push(&mut self, event: SpendEvent, ack: Option<oneshot::Sender<()>>) {
-        self.group.push((event, ack));
+    /// Adds a record to the next write; `ack` is told once it is written.
+    pub(crate) fn push(&mut self, record: Record, ack: Option<oneshot::Sender<()>>) {
+        self.group.push((record, ack));
     }
 
     /// Deletes the segments the store has caught up with.
@@ -288,8 +342,8 @@ impl Journal {
             return true;
         }
         self.buf.clear();
-        for (event, _) in &self.group {
-            if serde_json::to_writer(&mut self.buf, event).is_ok() {
+        for (record, _) in &self.group {
+            if write_line(&mut self.buf, record).is_ok() {
                 self.buf.push(b'\n');
             }
         }
@@ -345,9 +399,9 @@ impl Journal {
         }
         self.note(&written);
         let mut forwarded = true;
-        for (event, ack) in self.group.drain(..) {
+        for (record, ack) in self.group.drain(..) {
             self.seq += 1;
-            if self.forward.send(event).is_err() {
+            if self.forward.send(record).is_err() {
                 forwarded = false;
             }
             if let Some(ack) = ack {
@@ -369,14 +423,14 @@ pub(crate) fn run(mut journal: Journal, rx: std::sync::mpsc::Receiver<Append>) {
         // Wait for work, waking now and then to delete segments the store has caught up with.
         let mut stop = false;
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Append::Event { event, ack }) => journal.push(event, ack),
+            Ok(Append::Event { record, ack }) => journal.push(record, ack),
             Ok(Append::Stop) => stop = true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
         while journal.group.len() < 4096 && !stop {
             match rx.try_recv() {
-                Ok(Append::Event { event, ack }) => journal.push(event, ack),
+                Ok(Append::Event { record, ack }) => journal.push(record, ack),
                 Ok(Append::Stop) => stop = true,
                 Err(_) => break,
             }

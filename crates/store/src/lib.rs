@@ -7,6 +7,8 @@
 pub mod controls;
 pub mod journal;
 pub mod postgres;
+pub mod refusals;
+pub mod repeats;
 pub mod replicas;
 pub mod sealed;
 mod sql;
@@ -17,17 +19,18 @@ pub mod writer;
 use async_trait::async_trait;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::Grain;
-use spendgate_core::{Money, SpendEvent};
+use spendgate_core::{Money, RefusalEvent, SpendEvent};
 use uuid::Uuid;
 
 use controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 
 pub use postgres::{redact_url, PostgresStore};
+pub use refusals::{RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, StoredRefusal};
 pub use sqlite::SqliteStore;
-pub use writer::{spawn_writer, Ack, SpendWriter, WriterConfig, WriterHandle, WriterStats};
+pub use writer::{spawn_writer, Ack, Record, SpendWriter, WriterConfig, WriterHandle, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,6 +100,15 @@ pub struct ViewerToken {
     pub team: String,
     pub name: String,
     pub created_at_ms: i64,
+    /// When the token stops working; `None` for one that works until it is revoked (no token the API creates).
+    pub expires_at_ms: Option<i64>,
+}
+
+impl ViewerToken {
+    /// Whether the token (found unrevoked) has passed its expiry at `now_ms`.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|e| now_ms >= e)
+    }
 }
 
 /// What is needed to store a new key.
@@ -188,12 +200,14 @@ pub trait Store: Send + Sync + 'static {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken>;
-    /// The active viewer token with this hash.
+    /// The unrevoked viewer token with this hash, expired or not (the caller says which: `expired_at`).
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>>;
-    /// The active viewer tokens, oldest first.
+    /// The unrevoked viewer tokens, expired ones included, oldest first.
     async fn list_viewer_tokens(&self) -> Result<Vec<ViewerToken>>;
-    /// The viewer token with this id if it is still active (page sessions made with it ask on every request).
+    /// The viewer token with this id if it is not revoked, expired or not (page sessions made with it ask on
+    /// every request).
     async fn viewer_by_id(&self, id: i64) -> Result<Option<ViewerToken>>;
     /// Marks a viewer token revoked at `at_ms` and returns it; `None` if no active token has this id.
     async fn revoke_viewer_token(&self, id: i64, at_ms: i64) -> Result<Option<ViewerToken>>;
@@ -221,6 +235,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<SpendLogPage>;
     async fn spend_log(&self, id: Uuid) -> Result<Option<StoredSpendLog>>;
 
+    /// Writes refused requests and their rollups (counts per minute, hour and day by team, user, key and reason)
+    /// in one transaction. Idempotent by refusal id; refusals older than the refusal retention are not written
+    /// (they are reported as duplicates).
+    async fn write_refusals(
+        &self,
+        refusals: std::sync::Arc<Vec<RefusalEvent>>,
+    ) -> Result<WriteReport>;
+    /// Refusals matching `filters`, newest first, `limit` at most, after `cursor`: one indexed page, like spend
+    /// logs. Filters refusals do not carry (provider, model, ...) are an `Invalid` error.
+    async fn refusals(
+        &self,
+        filters: &RefusalFilters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RefusalPage>;
+    /// How many requests were refused over the filters' window (aligned like [`Store::summary`]'s), per group,
+    /// most first; one row labelled "all" without a group. Read from the refusal rollups only.
+    async fn refusal_counts(
+        &self,
+        filters: &RefusalFilters,
+        group: Option<RefusalGroup>,
+    ) -> Result<Vec<RefusalCount>>;
+
     /// Pairs of (key, request fingerprint) seen at least `min_repeats` times since `since_ms`, most repeated
     /// first (at most 100). Reads the spend logs by their time index, so callers keep the window short (the
     /// retry-loop detector looks back minutes).
@@ -236,6 +273,15 @@ pub trait Store: Send + Sync + 'static {
         budget: NewBudget,
     ) -> Result<(Option<BudgetRecord>, BudgetRecord)>;
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>>;
+    /// Creates the rate limit of a key or team, or changes the one it has (one per subject); returns (before,
+    /// after). Refuses a limit [`NewRateLimit::check`] refuses.
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)>;
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>>;
+    /// Deletes a rate limit and returns it; `None` if no rate limit has this id.
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>>;
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord>;
     async fn list_wallets(&self) -> Result<Vec<WalletRecord>>;
     /// Applies a money movement between wallets (or a top-up) in one transaction; returns the wallets touched.
@@ -276,8 +322,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every replica that ever beat, most recently seen first.
     async fn list_gateways(&self) -> Result<Vec<replicas::GatewayBeat>>;
 
-    /// The controls' epoch: a counter every change of a budget, a wallet or a key moves on, so that replicas
-    /// notice a change with one small read instead of reloading everything (see [`replicas`]).
+    /// The controls' epoch: a counter every change of a budget, a wallet, a rate limit or a key moves on, so that
+    /// replicas notice a change with one small read instead of reloading everything (see [`replicas`]).
     async fn controls_epoch(&self) -> Result<i64>;
     /// Moves the epoch on after a change committed; returns the new epoch.
     async fn bump_controls_epoch(&self) -> Result<i64>;

@@ -13,6 +13,13 @@
 //! which keeps `what was spent + what may still be spent <= amount` whatever the number of replicas. A lease
 //! that expires (its replica crashed or lost the store) stops counting; its replica stops spending from it
 //! before that (it treats a lease as gone a third of its lifetime early).
+//!
+//! A **rate limit** (requests or tokens a minute) is shared the same way: a lease is a share of the limit, its
+//! amounts are counts (one unit to a picodollar in the same columns), `recorded` stays zero, and a grant comes
+//! out of `limit - Σ granted of the other leases`. A replica keeps at least what it counted in the last
+//! [`RATE_WINDOW_MS`], so the counts of every replica over any minute add up to at most the limit. What a lease
+//! counted stays in the minute after it ends, so a rate lease holds its room for [`RATE_WINDOW_MS`] past its
+//! expiry.
 
 use spendgate_core::query::Filters;
 use spendgate_core::Money;
@@ -30,7 +37,34 @@ pub enum LeaseTarget {
     },
     /// A prepaid wallet.
     Wallet { id: i64 },
+    /// One of a rate limit's two counts; `limit` is the most it allows in a minute.
+    Rate {
+        id: i64,
+        measure: RateMeasure,
+        limit: u64,
+    },
 }
+
+/// What a rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateMeasure {
+    /// Requests a minute (`rpm`).
+    Requests,
+    /// Tokens a minute (`tpm`).
+    Tokens,
+}
+
+impl RateMeasure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateMeasure::Requests => "rpm",
+            RateMeasure::Tokens => "tpm",
+        }
+    }
+}
+
+/// The window a rate limit counts over: requests and tokens a minute.
+pub const RATE_WINDOW_MS: i64 = 60_000;
 
 impl LeaseTarget {
     /// The lease table's (kind, target id, period) for this target.
@@ -42,8 +76,27 @@ impl LeaseTarget {
                 ..
             } => ("budget", *id, *period_start_ms),
             LeaseTarget::Wallet { id } => ("wallet", *id, 0),
+            LeaseTarget::Rate { id, measure, .. } => (measure.as_str(), *id, 0),
         }
     }
+
+    /// Leases of this target still hold room at `now_ms` when they expire after the time returned: a rate
+    /// lease's counts stay in the minute after it ends.
+    pub fn live_after(&self, now_ms: i64) -> i64 {
+        match self {
+            LeaseTarget::Rate { .. } => now_ms - RATE_WINDOW_MS,
+            _ => now_ms,
+        }
+    }
+}
+
+/// A count as a lease amount (one unit to a picodollar), and back.
+pub fn units(n: u64) -> Money {
+    Money::from_picos(i128::from(n))
+}
+
+pub fn count_of(m: Money) -> u64 {
+    u64::try_from(m.picos().max(0)).unwrap_or(u64::MAX)
 }
 
 /// A request for a lease, or for more of one.

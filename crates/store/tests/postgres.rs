@@ -68,6 +68,20 @@ async fn spend_logs_are_found_by_id_wherever_their_time_lies() {
 }
 
 #[tokio::test]
+async fn refusals_are_kept_once_counted_and_listed() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::refusals::refusals_are_kept_once_counted_and_listed(&store).await;
+}
+
+#[tokio::test]
+async fn refusals_past_their_retention_are_not_written() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::refusals::refusals_past_their_retention_are_not_written(&store).await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;
@@ -531,4 +545,11 @@ async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
         "the org's balance"
     );
     assert_eq!(stores[1].ledger_sum(org).await.unwrap(), w.balance);
+}
+
+#[tokio::test]
+async fn rate_limits_round_trip_and_their_leases_share_the_limit() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::rate_limits_round_trip_and_their_leases_share_the_limit(&store).await;
 }

@@ -32,9 +32,11 @@ async fn spend_logs_read_back_as_written() {
 /// The migrations up to the last one these tests revert (`LOG_KEY`), and what the ones after it added.
 const MIGRATIONS_UNDER_TEST: i64 = 12;
 const LATER_UNDO: &str =
-    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN expires_at_ms;";
+    "DROP TABLE control_epoch; DROP TABLE control_acks; ALTER TABLE keys DROP COLUMN expires_at_ms;
+     DROP TABLE rate_limits; DROP TABLE refusals; DROP TABLE rollup_refusal_minute; DROP TABLE rollup_refusal_hour;
+     DROP TABLE rollup_refusal_day; ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;";
 /// How many migrations `LATER_UNDO` reverts.
-const LATER_MIGRATIONS: i64 = 2;
+const LATER_MIGRATIONS: i64 = 5;
 
 /// Turns the closed store in `dir` into one of an earlier version (`undo` reverts what the last `versions`
 /// migrations did) and opens it, which runs those migrations again.
@@ -111,6 +113,18 @@ async fn an_older_store_keeps_every_spend_log_once_after_its_rebuild() {
             ("spend_logs_ts".into(), true)
         ]
     );
+}
+
+#[tokio::test]
+async fn refusals_are_kept_once_counted_and_listed() {
+    let (_dir, store) = open();
+    common::refusals::refusals_are_kept_once_counted_and_listed(&store).await;
+}
+
+#[tokio::test]
+async fn refusals_past_their_retention_are_not_written() {
+    let (_dir, store) = open();
+    common::refusals::refusals_past_their_retention_are_not_written(&store).await;
 }
 
 #[tokio::test]
@@ -337,19 +351,8 @@ impl tracing::Subscriber for LogCount {
 /// Each request writes its own event to the journal, on the test's one thread, where the log is counted.
 #[tokio::test]
 async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
-    use spendgate_store::journal::JournalConfig;
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
-
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     std::fs::remove_dir_all(&journal_dir).unwrap();
     std::fs::write(&journal_dir, b"not a directory").unwrap();
     let logs = LogCount::default();
@@ -377,23 +380,14 @@ async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
 /// goes to.
 #[tokio::test]
 async fn a_failed_journal_write_closes_its_segment() {
-    use spendgate_store::journal::{read_leftovers, JournalConfig};
-    use spendgate_store::{spawn_writer, Store, WriterConfig};
-    use std::sync::Arc;
+    use spendgate_store::journal::read_leftovers;
 
     if !std::path::Path::new("/dev/full").exists() {
         eprintln!("skipped: this machine has no /dev/full to make a journal write fail");
         return;
     }
     let (dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let journal_dir = dir.path().join("journal");
-    let (writer, handle) = spawn_writer(
-        Arc::clone(&store),
-        WriterConfig::default(),
-        Some(JournalConfig::new(journal_dir.clone())),
-    )
-    .unwrap();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     // The journal starts with an empty directory, so its first segment is number 0.
     let full = journal_dir.join("segment-000000000000.jsonl");
     std::os::unix::fs::symlink("/dev/full", &full).unwrap();
@@ -437,6 +431,7 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         let config = WriterConfig {
             max_batch: 3,
             flush_interval: Duration::from_secs(3600),
+            repeats_window_ms: None,
         };
         let journal = journaled.then(|| JournalConfig::new(dir.path().join("journal")));
         let (writer, handle) = spawn_writer(Arc::clone(&store), config, journal).unwrap();
@@ -467,4 +462,256 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         assert_eq!(stored_ids(&*store).await.len(), 9, "journaled={journaled}");
         handle.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn rate_limits_round_trip_and_their_leases_share_the_limit() {
+    let (_dir, store) = open();
+    common::rate_limits_round_trip_and_their_leases_share_the_limit(&store).await;
+}
+
+/// Events of the last minutes from three keys: loops of two fingerprints, scattered singles, another team.
+fn recent_traffic(now: i64) -> Vec<spendgate_core::SpendEvent> {
+    let mut events = Vec::new();
+    for i in 0..300i64 {
+        let key = 1 + i % 3;
+        let mut e = common::event(
+            now - 240_000 + i * 700,
+            (key != 3).then_some("support"),
+            "bot",
+            "m",
+            10,
+            1,
+            5 + i128::from(i % 7),
+        );
+        e.attribution.key_id = key;
+        // Key 1 loops on one request, key 2 on two alternately, key 3 never repeats.
+        e.fingerprint = Some(match key {
+            1 => 11,
+            2 => 20 + u64::try_from(i % 2).unwrap(),
+            _ => 1_000 + u64::try_from(i).unwrap(),
+        });
+        if i == 297 {
+            e.attribution.workflow = Some("triage".into());
+        }
+        events.push(e);
+    }
+    events
+}
+
+#[tokio::test]
+async fn the_writers_request_counts_agree_with_the_spend_logs_grouped_by_key_and_fingerprint() {
+    use spendgate_store::repeats::Repeats;
+    let (_dir, store) = open();
+    let now = spendgate_core::time::now_ms();
+    let events = recent_traffic(now);
+    let repeats = Repeats::new(5 * 60_000);
+    for e in &events {
+        repeats.note(e);
+    }
+    store
+        .write_batch(std::sync::Arc::new(events))
+        .await
+        .unwrap();
+    let since = now - 5 * 60_000;
+    for min in [2, 20, 60] {
+        // The store leaves the order of equal counts open.
+        let by_key = |mut rows: Vec<spendgate_core::anomaly::RepeatedRequest>| {
+            rows.sort_by_key(|r| (r.key_id, r.fingerprint));
+            rows
+        };
+        let from_logs = by_key(store.repeated_requests(since, min).await.unwrap());
+        let counted = by_key(repeats.repeated(since, min));
+        assert_eq!(counted, from_logs, "at least {min} repeats");
+    }
+    let rows = repeats.repeated(since, 20);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.key_id, r.fingerprint, r.requests))
+            .collect::<Vec<_>>(),
+        [(1, 11, 100), (2, 20, 50), (2, 21, 50)]
+    );
+    // The latest request's names: key 1's last one carried a workflow.
+    assert_eq!(rows[0].workflow.as_deref(), Some("triage"));
+    assert_eq!(rows[0].team.as_deref(), Some("support"));
+}
+
+#[test]
+fn request_counts_forget_what_left_the_window_and_stay_bounded_under_a_flood_of_distinct_requests()
+{
+    use spendgate_store::repeats::{Repeats, MAX_PER_SLICE};
+    let window = 5 * 60_000;
+    let repeats = Repeats::new(window);
+    let now = spendgate_core::time::now_ms();
+    let at = |ts: i64, key: i64, fingerprint: u64| {
+        let mut e = common::event(ts, Some("t"), "u", "m", 1, 1, 1);
+        e.attribution.key_id = key;
+        e.fingerprint = Some(fingerprint);
+        e
+    };
+    // A loop ten minutes ago, then a flood of distinct requests (three times what one slice keeps) with a new
+    // loop woven through it.
+    for i in 0..30 {
+        repeats.note(&at(now - 2 * window + i, 9, 99));
+    }
+    let flood = 3 * MAX_PER_SLICE as i64;
+    for i in 0..flood {
+        let ts = now - 20_000 + i * 20_000 / flood;
+        repeats.note(&at(ts, 1, 1_000_000 + u64::try_from(i).unwrap()));
+        if i % 1_000 == 0 {
+            repeats.note(&at(ts, 2, 42));
+        }
+    }
+    let rows = repeats.repeated(now - window, 20);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.key_id, r.fingerprint, r.requests))
+            .collect::<Vec<_>>(),
+        [(2, 42, u64::try_from((flood - 1) / 1_000 + 1).unwrap())],
+        "the old loop is forgotten and the new one counted whole"
+    );
+    // Memory follows the bound, not the flood: at most the slices of one window, each at most full.
+    let slices = usize::try_from(spendgate_store::repeats::SLICES + 1).unwrap();
+    assert!(
+        repeats.len() <= slices * MAX_PER_SLICE,
+        "{} counts",
+        repeats.len()
+    );
+    assert!(repeats.len() < usize::try_from(flood).unwrap());
+    // The requests seen once were forgotten to make room, so no new request went uncounted.
+    assert_eq!(repeats.uncounted(), 0);
+}
+
+/// A store from before viewer tokens expired: its unrevoked tokens get the default lifetime (90 days) from the
+/// upgrade, so that none stops working at once and none works forever.
+#[tokio::test]
+async fn viewer_tokens_made_before_expiry_existed_get_ninety_days_from_the_upgrade() {
+    let (dir, store) = open();
+    store
+        .create_viewer_token([1; 32], "t".into(), "old".into(), None)
+        .await
+        .unwrap();
+    drop(store);
+    // Back to the version before the expiry column (the last migration so far: `reopen_as_older` checks the
+    // count), then opened again.
+    let conn = rusqlite::Connection::open(dir.path().join("spendgate.db")).unwrap();
+    conn.execute_batch("ALTER TABLE viewer_tokens DROP COLUMN expires_at_ms;")
+        .unwrap();
+    conn.pragma_update(
+        None,
+        "user_version",
+        MIGRATIONS_UNDER_TEST + LATER_MIGRATIONS - 1,
+    )
+    .unwrap();
+    drop(conn);
+    let before = spendgate_core::time::now_ms();
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+    let after = spendgate_core::time::now_ms();
+    let expires = store
+        .viewer_by_hash([1; 32])
+        .await
+        .unwrap()
+        .and_then(|v| v.expires_at_ms)
+        .unwrap();
+    let days_90 = 90 * spendgate_core::time::DAY_MS;
+    // SQLite's clock is read in whole seconds.
+    assert!(
+        (before / 1000 * 1000 + days_90..=after + days_90).contains(&expires),
+        "{expires} is not 90 days from the upgrade ({before}..{after})"
+    );
+}
+
+/// A writer with a journal in `dir/journal`, in front of `store`.
+fn journaled(
+    dir: &std::path::Path,
+    store: SqliteStore,
+) -> (
+    std::sync::Arc<dyn Store>,
+    std::path::PathBuf,
+    spendgate_store::SpendWriter,
+    spendgate_store::WriterHandle,
+) {
+    use spendgate_store::journal::JournalConfig;
+    use spendgate_store::{spawn_writer, WriterConfig};
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store);
+    let journal_dir = dir.join("journal");
+    let (writer, handle) = spawn_writer(
+        std::sync::Arc::clone(&store),
+        WriterConfig::default(),
+        Some(JournalConfig::new(journal_dir.clone())),
+    )
+    .unwrap();
+    (store, journal_dir, writer, handle)
+}
+
+/// A refused request takes the spend events' way: into the journal, in order with them, and from a journal left
+/// by a crash into the store, once however often it is replayed.
+#[tokio::test]
+async fn refusals_are_journaled_and_replayed_like_spend_events() {
+    use spendgate_store::journal::{read_records, replay};
+    use spendgate_store::{RefusalFilters, Store};
+    use std::sync::Arc;
+
+    let (dir, store) = open();
+    let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
+    let now = spendgate_core::time::now_ms();
+    let spend = common::event(now, Some("t"), "u", "m", 1, 1, 10);
+    let refused =
+        common::refusals::refusal(now, 1, Some("t"), spendgate_core::RefusalReason::Wallet);
+    assert!(writer.record(spend.clone()).await);
+    assert!(writer.record_refusal(refused.clone()).await);
+    // The open segment is kept until it is large (a quiet gateway must not create a file per request), so both
+    // are still in it, as after a crash: a spend event's line and a refusal's.
+    let left = read_records(&journal_dir).unwrap();
+    assert_eq!(left.events, vec![spend.clone()]);
+    assert_eq!(left.refusals, vec![refused.clone()]);
+    let f = RefusalFilters {
+        filters: common::window(now - 60_000, now + 60_000),
+        reason: None,
+    };
+    let listed = |s: Arc<dyn Store>| {
+        let f = f.clone();
+        async move {
+            let page = s.refusals(&f, 10, None).await.unwrap();
+            page.items
+                .into_iter()
+                .map(|i| i.refusal)
+                .collect::<Vec<_>>()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed(Arc::clone(&store)).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refusal never reached the store"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(listed(Arc::clone(&store)).await, vec![refused.clone()]);
+
+    // Two copies of the journal as a crash would leave it (replay deletes what it replayed).
+    let copies = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for copy in &copies {
+        for f in &left.files {
+            std::fs::copy(f, copy.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    // Replayed into a store that never had them (the process died before its writer wrote them) ...
+    let (_other_dir, other) = open();
+    let other: Arc<dyn Store> = Arc::new(other);
+    replay(&*other, copies[0].path()).await.unwrap();
+    assert_eq!(listed(Arc::clone(&other)).await, vec![refused.clone()]);
+    assert_eq!(
+        stored_ids(&*other).await,
+        std::collections::HashSet::from([spend.id])
+    );
+    // ... and into one that had them: counted once.
+    handle.shutdown().await;
+    replay(&*store, copies[1].path()).await.unwrap();
+    assert_eq!(listed(Arc::clone(&store)).await, vec![refused]);
+    let counts = store
+        .refusal_counts(&f, Some(spendgate_store::RefusalGroup::Reason))
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.refusals).sum::<u64>(), 1);
 }

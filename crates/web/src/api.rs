@@ -19,13 +19,14 @@ use spendgate_gateway::ApiError;
 use spendgate_store::{StoreError, StoredSpendLog};
 
 use crate::auth::{admin_only, authenticate};
-use crate::openapi::{f, Access, ApiRouter, Op, Param, EXPLORER_QUERY, FILTERS, FORMAT};
+use crate::openapi::{f, p, Access, ApiRouter, Op, Ty, EXPLORER_QUERY, FILTERS, FORMAT};
 use crate::params::{parse_group_by, parse_sort, FilterParams};
 use crate::AppState;
 
 const SUMMARY: Op = Op::get(
     "/api/v1/usage/summary",
-    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages.",
+    "Totals for a window and filters: cost, requests, errors, tokens by kind, per-request averages, and `refused`: \
+     the requests refused at the door (total, by reason, by team; null under filters refusals do not carry).",
     Access::Reader,
 )
 .query(FILTERS);
@@ -44,7 +45,7 @@ const EXPLORER_EXPORT: Op = Op::get(
 .query(FILTERS)
 .also(EXPLORER_QUERY)
 .also(FORMAT)
-.produces("text/csv");
+.produces(EXPORTED);
 const SPEND_LOGS: Op = Op::get(
     "/api/v1/spend-logs",
     "Spend logs matching the filters, newest first, paged by cursor.",
@@ -52,17 +53,17 @@ const SPEND_LOGS: Op = Op::get(
 )
 .query(FILTERS)
 .also(&[
-    Param {
-        name: "limit",
-        description: "Logs per page, 1 to 1000 (default 50).",
-        ty: "integer",
-    },
-    Param {
-        name: "cursor",
-        description: "next_cursor of the previous page.",
-        ty: "string",
-    },
+    p("limit", Ty::Int(1, 1000), "Logs per page (default 50)."),
+    p(
+        "cursor",
+        CURSOR,
+        "next_cursor of the previous page (a position: time and sequence).",
+    ),
 ]);
+/// A spend-log cursor as `spendgate_store::sql::plan::cursor_of` writes it (the time is never negative).
+pub(crate) const CURSOR: Ty = Ty::Pattern(r"^[0-9]{1,18}-[0-9]{1,18}$");
+/// What an export answers: JSON by default, or CSV.
+const EXPORTED: &[&str] = &["application/json", "text/csv"];
 const SPEND_LOGS_EXPORT: Op = Op::get(
     "/api/v1/spend-logs/export",
     "Every spend log matching the filters as CSV or a JSON array, newest first, streamed.",
@@ -70,47 +71,53 @@ const SPEND_LOGS_EXPORT: Op = Op::get(
 )
 .query(FILTERS)
 .also(FORMAT)
-.produces("text/csv");
+.produces(EXPORTED);
 const SPEND_LOG: Op = Op::get(
     "/api/v1/spend-logs/{id}",
     "One spend log with its price lines.",
     Access::Reader,
-);
+)
+.id(Ty::Uuid)
+.statuses(&[404]);
 const CREATE_KEY: Op = Op::post(
     "/api/v1/keys",
     "Creates a virtual key; the key is in the answer and shown only this once.",
     Access::Admin,
 )
 .body(&[
-    f("user", "string", true, "Who the key belongs to."),
+    f("user", Ty::Name, true, "Who the key belongs to."),
     f(
         "team",
-        "string",
+        Ty::NameOrBlank,
         false,
-        "The user's team; without one, the key's traffic is No team.",
+        "The user's team; without one (or blank), the key's traffic is No team.",
     ),
     f(
         "expires_at",
-        "string",
+        Ty::Time,
         false,
-        "RFC 3339 time the key stops working (refused with 401 after it); without one, it works until revoked.",
+        "When the key stops working (refused with 401 after it); without one, it works until revoked. A time \
+         already past is a conflict (409).",
     ),
-]);
+])
+.statuses(&[201, 409]);
 const REVOKE_KEY: Op = Op::post(
     "/api/v1/keys/{id}/revoke",
     "Revokes a virtual key: refused (401) on this replica at once and on every replica sharing the store before \
      the answer; recorded in the audit log. Revoking again changes nothing.",
     Access::Admin,
-);
+)
+.statuses(&[404]);
 const ROTATE_KEY: Op = Op::post(
     "/api/v1/keys/{id}/rotate",
     "Gives a virtual key a new secret, shown only this once; same id, user, team, budgets and history. The old \
      secret is refused everywhere before the answer.",
     Access::Admin,
-);
+)
+.statuses(&[404, 409]);
 const LIST_VIEWERS: Op = Op::get(
     "/api/v1/viewer-tokens",
-    "The active team viewer tokens (id, team, name, created_at), never their secrets.",
+    "The team viewer tokens not revoked (id, team, name, created_at, expires_at, expired), never their secrets.",
     Access::Admin,
 );
 const REVOKE_VIEWER: Op = Op::post(
@@ -118,7 +125,8 @@ const REVOKE_VIEWER: Op = Op::post(
     "Revokes a team viewer token: the API refuses it at once, and page sessions made with it end at their next \
      request.",
     Access::Admin,
-);
+)
+.statuses(&[404]);
 const LIST_KEYS: Op = Op::get(
     "/api/v1/keys",
     "Every virtual key (hints only; keys are stored hashed).",
@@ -130,9 +138,17 @@ const CREATE_VIEWER: Op = Op::post(
     Access::Admin,
 )
 .body(&[
-    f("team", "string", true, "The team it may read."),
-    f("name", "string", false, "A name for the token."),
-]);
+    f("team", Ty::Name, true, "The team it may read."),
+    f("name", Ty::Text, false, "A name for the token (default: \"<team> viewer\")."),
+    f(
+        "expires_at",
+        Ty::Time,
+        false,
+        "When the token stops working, for the API and for page sessions made with it (default: 90 days from \
+         now). A time already past is a conflict (409).",
+    ),
+])
+.statuses(&[201, 409]);
 const PRICING: Op = Op::get(
     "/api/v1/pricing",
     "The pricing catalog in force, with each price's source.",
@@ -144,7 +160,8 @@ const PRICING_RELOAD: Op = Op::post(
      configuration file without a restart, as SIGHUP does; answers what changed. Requests already under way keep \
      their prices; past spend logs keep their bills. Recorded in the activity history with before and after.",
     Access::Admin,
-);
+)
+.statuses(&[409]);
 const STATUS: Op = Op::get(
     "/api/v1/status",
     "This replica: version, writer queue and gateway counters.",
@@ -162,7 +179,7 @@ const METRICS: Op = Op::get(
     "Prometheus text exposition: usage, cost, latency, queue, budgets and wallets.",
     Access::AdminOutsideDemo,
 )
-.produces("text/plain");
+.produces(&["text/plain"]);
 const OPENAPI: Op = Op::get("/api/openapi.json", "This document.", Access::Public);
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -173,7 +190,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&EXPLORER_EXPORT, get(explorer_export))
         .op(&SPEND_LOGS, get(spend_logs))
         .op(&SPEND_LOGS_EXPORT, get(spend_logs_export))
-        .op(&SPEND_LOG, get(spend_log));
+        .op(&SPEND_LOG, get(spend_log))
+        .merge(crate::refusals_api::routes());
     let admin = ApiRouter::default()
         .op(&CREATE_KEY, post(create_key))
         .op(&LIST_KEYS, get(list_keys))
@@ -187,6 +205,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .op(&STATUS, get(status))
         .op(&GATEWAYS, get(gateways))
         .merge(crate::controls_api::routes())
+        .merge(crate::rate_limits_api::routes())
         .merge(crate::insights_api::routes())
         .map(|r| r.route_layer(middleware::from_fn(admin_only)));
     let authed = readable.merge(admin).map(|r| {
@@ -304,6 +323,49 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
             Ok(Json(v)) => Ok(JsonBody(v)),
             Err(rej) => Err(rejected("invalid_json", rej.status(), rej.body_text())),
         }
+    }
+}
+
+/// Whole numbers in JSON bodies. The document types them as JSON Schema integers, and to JSON Schema `7.0` is the
+/// integer 7: serde's integer types refuse it, so these read any number that is whole and in range.
+pub(crate) mod whole {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+
+    /// `n` as an integer of type `T`, if it is a whole number that fits.
+    fn of<T: TryFrom<i64>>(n: &Number) -> Option<T> {
+        let i = match n.as_i64() {
+            Some(i) => i,
+            // Every float that is whole and below 2^63 in size converts to i64 exactly.
+            None => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18)
+                .map(|f| f as i64)?,
+        };
+        T::try_from(i).ok()
+    }
+
+    fn one<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+        let n = Number::deserialize(d)?;
+        of(&n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        one(d)
+    }
+
+    /// An optional list of whole numbers (null or absent for none).
+    pub fn u32_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+        let Some(list) = Option::<Vec<Number>>::deserialize(d)? else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|n| {
+                of(n).ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+            })
+            .collect::<Result<Vec<u32>, _>>()
+            .map(Some)
     }
 }
 
@@ -425,15 +487,7 @@ async fn create_key(
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let expires_at_ms = match body.expires_at.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(t) => Some(parse_rfc3339(t).ok_or_else(|| {
-            ApiError::invalid_request(
-                "invalid_expires_at",
-                format!("expires_at {t:?} is not an RFC 3339 time; send one such as \"2027-01-31T00:00:00Z\""),
-            )
-        })?),
-    };
+    let expires_at_ms = expires_at(body.expires_at.as_deref())?;
     let (rec, secret) =
         spendgate_gateway::keys::create_key(&*s.store, &body.user, team, expires_at_ms)
             .await
@@ -455,8 +509,46 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// An `expires_at` as given (`None` when absent): an RFC 3339 time ahead of now. One already past is well formed
+/// but names a credential that could never be used, so it is a conflict with the clock (409), not a bad request.
+fn expires_at(given: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(t) = given else { return Ok(None) };
+    let at = parse_rfc3339(t).ok_or_else(|| {
+        ApiError::invalid_request(
+            "invalid_expires_at",
+            format!("expires_at {t:?} is not an RFC 3339 time; send one such as \"2027-01-31T00:00:00Z\""),
+        )
+    })?;
+    let now = spendgate_core::time::now_ms();
+    if at <= now {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "expires_at_past",
+            format!(
+                "expires_at {t} is already past (it is {} now); give a time ahead of now",
+                to_rfc3339(now)
+            ),
+        ));
+    }
+    Ok(Some(at))
+}
+
+/// How long a viewer token works when its creation names no expiry.
+pub const VIEWER_TOKEN_DAYS: i64 = 90;
+
+/// A viewer token as the API shows it: never its secret.
+fn viewer_view(v: &spendgate_store::ViewerToken, now: i64) -> Value {
+    json!({
+        "id": v.id, "team": v.team, "name": v.name,
+        "created_at": to_rfc3339(v.created_at_ms),
+        "expires_at": v.expires_at_ms.map(to_rfc3339),
+        "expired": v.expired_at(now),
+    })
+}
+
 /// The key with this id, or a 404 that says where the keys are listed.
-async fn key_of(s: &AppState, id: i64) -> Result<spendgate_store::KeyRecord, ApiError> {
+pub(crate) async fn key_of(s: &AppState, id: i64) -> Result<spendgate_store::KeyRecord, ApiError> {
     let keys = s.store.list_keys().await.map_err(store_error)?;
     keys.into_iter().find(|k| k.id == id).ok_or_else(|| {
         ApiError::new(
@@ -546,10 +638,8 @@ async fn rotate_key(
 
 async fn list_viewer_tokens(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let tokens = s.store.list_viewer_tokens().await.map_err(store_error)?;
-    let items: Vec<_> = tokens
-        .iter()
-        .map(|v| json!({ "id": v.id, "team": v.team, "name": v.name, "created_at": to_rfc3339(v.created_at_ms) }))
-        .collect();
+    let now = spendgate_core::time::now_ms();
+    let items: Vec<_> = tokens.iter().map(|v| viewer_view(v, now)).collect();
     Ok(Json(json!({ "viewer_tokens": items })))
 }
 
@@ -592,6 +682,8 @@ struct CreateViewer {
     team: String,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
 }
 
 /// Creates a read-only token confined to one team's usage and spend logs. Shown once; stored as a hash.
@@ -603,6 +695,9 @@ async fn create_viewer_token(
     let team = body.team.trim().to_string();
     spendgate_core::validate_name("team", &team)
         .map_err(|m| ApiError::invalid_request("invalid_team", m))?;
+    let now = spendgate_core::time::now_ms();
+    let expires_at_ms = expires_at(body.expires_at.as_deref())?
+        .unwrap_or(now + VIEWER_TOKEN_DAYS * spendgate_core::time::DAY_MS);
     let g = spendgate_gateway::keys::generate_key("viewer", None)
         .map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
     let secret = g
@@ -612,27 +707,26 @@ async fn create_viewer_token(
     let name = body.name.unwrap_or_else(|| format!("{team} viewer"));
     let v = s
         .store
-        .create_viewer_token(hash, team, name)
+        .create_viewer_token(hash, team, name, Some(expires_at_ms))
         .await
         .map_err(store_error)?;
-    let after = json!({ "id": v.id, "team": v.team, "name": v.name });
+    let after = viewer_view(&v, now);
     audit(
         &s,
         &actor(&headers),
         "viewer_token.create",
         format!("viewer:{}", v.id),
         None,
-        Some(after),
+        Some(after.clone()),
     )
     .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": v.id, "team": v.team, "name": v.name, "token": secret,
-            "note": "This is the only time the token is shown. It reads this team's usage and spend logs, nothing else.",
-        })),
-    )
-        .into_response())
+    let mut answer = after;
+    answer["token"] = json!(secret);
+    answer["note"] = json!(
+        "This is the only time the token is shown. It reads this team's usage and spend logs, nothing else, until \
+         expires_at."
+    );
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -727,9 +821,13 @@ async fn summary(
     Checked(Query(p)): Checked<Query<FilterParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.to_filters()?;
-    let t = s.store.summary(&f).await.map_err(store_error)?;
+    let (t, refused) = tokio::try_join!(
+        async { s.store.summary(&f).await.map_err(store_error) },
+        crate::refusals_api::summary_json(&s, &f),
+    )?;
     let mut v = totals_json(&t);
     v["window"] = window_json(&s, &f);
+    v["refused"] = refused;
     Ok(Json(v))
 }
 
@@ -819,6 +917,8 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "user": e.attribution.user,
         "team": e.attribution.team,
         "workflow": e.attribution.workflow,
+        // The label the request named, when it came past limits.max_workflows and was recorded as (other).
+        "workflow_requested": e.attribution.workflow_requested,
         "cache_outcome": e.cache_outcome.as_str(),
         "status": e.status.as_str(),
         "http_status": e.http_status,
@@ -838,6 +938,7 @@ pub(crate) fn log_json(l: &StoredSpendLog) -> Value {
         "wallet_id": e.wallet_id,
         "attempts": e.attempts,
         "failed_attempts": e.failed_attempts,
+        "upstream_api": e.upstream_api,
     })
 }
 
@@ -854,16 +955,7 @@ async fn spend_logs(
     Checked(Query(p)): Checked<Query<LogParams>>,
 ) -> Result<Json<Value>, ApiError> {
     let f = p.filters.to_filters()?;
-    let limit = match p.limit.as_deref().filter(|l| !l.is_empty()) {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
-            })?,
-        None => 50,
-    };
+    let limit = page_limit(p.limit.as_deref())?;
     let cursor = p.cursor.as_deref().filter(|c| !c.is_empty());
     let page = s
         .store
@@ -874,6 +966,20 @@ async fn spend_logs(
         "items": page.items.iter().map(log_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,
     })))
+}
+
+/// A page's `limit` parameter: 1 to 1000, 50 when not given.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit.filter(|l| !l.is_empty()) {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_request("invalid_limit", "limit must be a number from 1 to 1000")
+            }),
+        None => Ok(50),
+    }
 }
 
 async fn spend_log(
@@ -908,6 +1014,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "written_per_sec": q.written_per_sec,
             "failed_writes": q.failed_writes,
             "last_error": q.last_error,
+            "refusals_recorded": q.refusals_total,
         },
         "gateway": {
             "name": &*s.gateway_name,
@@ -915,12 +1022,19 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "requests": g.requests,
             "upstream_errors": g.upstream_errors,
             "rejected": g.rejected,
+            // Refusals by reason; only rate limits are told apart so far.
+            "rejected_by_reason": { "rate_limit": g.rate_limited },
             "latency_p50_ms": g.latency_percentile_ms(50),
             "latency_p95_ms": g.latency_percentile_ms(95),
         },
         "leases": {
             "enabled": s.controls.leased(),
             "round_trips": s.controls.lease_round_trips(),
+        },
+        // Past `max`, requests with a new label are recorded as workflow (other).
+        "workflows": {
+            "tracked": s.workflows.tracked(),
+            "max": s.workflows.max(),
         },
     }))
 }

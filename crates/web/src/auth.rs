@@ -77,21 +77,51 @@ pub enum Role {
     Viewer { team: String, token_id: i64 },
 }
 
-/// The role a bearer token gives, if any: the admin token, or an active team viewer token.
-pub(crate) async fn role_of(state: &AppState, token: &str) -> Option<Role> {
+/// Why a bearer token gives no role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Neither the admin token nor a viewer token that was not revoked.
+    Unknown,
+    /// A viewer token past its expiry (at this time).
+    Expired { at_ms: i64 },
+}
+
+impl Refused {
+    /// What the caller reads: for an expired viewer token, when it expired and how to get a new one.
+    pub(crate) fn message(self) -> String {
+        match self {
+            Refused::Unknown => "The token is not valid. The admin token is in <data-dir>/admin-token, or set by \
+                                 SPENDGATE_ADMIN_TOKEN; a viewer token may have been revoked."
+                .into(),
+            Refused::Expired { at_ms } => format!(
+                "This viewer token expired at {}. Ask an admin for a new one (POST /api/v1/viewer-tokens with the \
+                 team, and an expires_at if 90 days is not right).",
+                spendgate_core::time::to_rfc3339(at_ms)
+            ),
+        }
+    }
+}
+
+/// The role a bearer token gives: the admin token, or a team viewer token that is neither revoked nor expired.
+pub(crate) async fn role_of(state: &AppState, token: &str) -> Result<Role, Refused> {
     if state.admin_token.matches(token) {
-        return Some(Role::Admin);
+        return Ok(Role::Admin);
     }
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     match state.store.viewer_by_hash(hash).await {
-        Ok(Some(v)) => Some(Role::Viewer {
-            team: v.team,
-            token_id: v.id,
-        }),
-        Ok(None) => None,
+        Ok(Some(v)) => match v.expires_at_ms {
+            Some(at_ms) if v.expired_at(spendgate_core::time::now_ms()) => {
+                Err(Refused::Expired { at_ms })
+            }
+            _ => Ok(Role::Viewer {
+                team: v.team,
+                token_id: v.id,
+            }),
+        },
+        Ok(None) => Err(Refused::Unknown),
         Err(e) => {
             tracing::warn!(error = %e, "Looking up a viewer token failed.");
-            None
+            Err(Refused::Unknown)
         }
     }
 }
@@ -124,14 +154,21 @@ pub(crate) async fn authenticate(
             .into_response()
         }
     };
-    let Some(role) = role else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_admin_token",
-            "The token is not valid. The admin token is in <data-dir>/admin-token, or set by SPENDGATE_ADMIN_TOKEN.",
-        )
-        .into_response();
+    let role = match role {
+        Ok(role) => role,
+        Err(refused) => {
+            let code = match refused {
+                Refused::Unknown => "invalid_admin_token",
+                Refused::Expired { .. } => "viewer_token_expired",
+            };
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                code,
+                refused.message(),
+            )
+            .into_response();
+        }
     };
     req.extensions_mut().insert(role.clone());
     in_scope(&role, next.run(req)).await

@@ -18,50 +18,69 @@ use spendgate_gateway::ApiError;
 use spendgate_store::controls::{
     AuditEntry, BudgetRecord, NewBudget, NewWallet, Transfer, WalletRecord, WALLET_MAX,
 };
+use spendgate_store::StoreError;
 
 use crate::api::{store_error, Checked, JsonBody};
-use crate::openapi::{f, Access, ApiRouter, Field, Op, Param};
+use crate::openapi::{f, p, Access, ApiRouter, Field, Op, Ty, ID};
 use crate::AppState;
+
+/// The scopes of a budget or wallet, each with the subject it needs: none for the org (a subject given is
+/// ignored), a name for a team or a user, a key id for a key.
+const ORG_SCOPE: &[Field] = &[
+    f("scope", Ty::Word(&["org"]), true, "The whole organisation."),
+    f("subject", Ty::Text, false, "Ignored for the org."),
+];
+const NAMED_SCOPE: &[Field] = &[
+    f(
+        "scope",
+        Ty::Word(&["team", "user"]),
+        true,
+        "A team or a user.",
+    ),
+    f("subject", Ty::Name, true, "The team's or user's name."),
+];
+const KEY_SCOPE: &[Field] = &[
+    f("scope", Ty::Word(&["key"]), true, "One virtual key."),
+    f("subject", KEY_SUBJECT, true, "The key's id."),
+];
+/// A key id as a budget's subject (text, since other scopes name their subject): digits, with white space
+/// around them trimmed.
+pub(crate) const KEY_SUBJECT: Ty = Ty::Pattern(r"^ *[0-9]{1,18} *$");
 
 const SET_BUDGET: Op = Op::post(
     "/api/v1/budgets",
-    "Creates a budget, or changes the one with the same scope, subject and period.",
+    "Creates a budget (201), or changes the one with the same scope, subject and period (200).",
     Access::Admin,
 )
 .body(&[
-    f("name", "string", false, "A name for pages and alerts."),
-    f("scope", "string", true, "org, team, user or key."),
-    f(
-        "subject",
-        "string",
-        false,
-        "The team, user or key id (not for org).",
-    ),
+    f("name", Ty::Text, false, "A name for pages and alerts."),
     f(
         "period",
-        "string",
+        Ty::Word(&["day", "week", "month"]),
         true,
-        "day, week or month (calendar, in budgets.time_zone).",
+        "Calendar day, week or month, in budgets.time_zone.",
     ),
     f(
         "amount",
-        "string",
+        Ty::Usd,
         true,
         "US dollars as a decimal string, e.g. \"250.00\".",
     ),
     f(
         "thresholds",
-        "integer[]",
+        Ty::Ints(1, 1000),
         false,
         "Alert thresholds in percent (default 80, 100).",
     ),
     f(
         "hard_limit",
-        "boolean",
+        Ty::Bool,
         false,
         "Refuse requests (429) that would go over.",
     ),
-]);
+])
+.variants(&[ORG_SCOPE, NAMED_SCOPE, KEY_SCOPE])
+.statuses(&[201]);
 const LIST_BUDGETS: Op = Op::get(
     "/api/v1/budgets",
     "Every budget with its period spend, state, reset time and forecast.",
@@ -73,77 +92,80 @@ const CREATE_WALLET: Op = Op::post(
     Access::Admin,
 )
 .body(&[
-    f("name", "string", false, "A name for pages and alerts."),
-    f("scope", "string", true, "org, team or user."),
-    f(
-        "subject",
-        "string",
-        false,
-        "The team or user (not for org).",
-    ),
+    f("name", Ty::Text, false, "A name for pages and alerts."),
     f(
         "low_threshold",
-        "string",
+        Ty::Usd,
         false,
-        "US dollars under which the wallet is low.",
+        "US dollars under which the wallet is low (default 5).",
     ),
     f(
         "initial_balance",
-        "string",
+        Ty::Usd,
         false,
         "A first top-up, US dollars.",
     ),
-]);
+])
+.variants(&[ORG_SCOPE, NAMED_SCOPE])
+.statuses(&[201, 409]);
 const LIST_WALLETS: Op = Op::get(
     "/api/v1/wallets",
     "Every wallet with its balance, reserved amount, burn rate and projected depletion.",
     Access::Admin,
 );
 const MOVE_BODY: &[Field] = &[
-    f("amount", "string", true, "US dollars as a decimal string."),
-    f("reason", "string", false, "Recorded on the ledger entry."),
+    f("amount", Ty::Usd, true, "US dollars as a decimal string."),
+    f("reason", Ty::Text, false, "Recorded on the ledger entry."),
+];
+/// The other wallet of an allocation or a reclaim.
+const CHILD: &[Field] = &[
+    f("amount", Ty::Usd, true, "US dollars as a decimal string."),
+    f("reason", Ty::Text, false, "Recorded on the ledger entry."),
     f(
         "wallet",
-        "integer",
-        false,
+        ID,
+        true,
         "allocate: the child wallet receiving; reclaim: the child giving back.",
     ),
 ];
+/// What a transfer answers beside 200: a wallet that does not exist (404), or one that cannot take part: not
+/// parent and child, not enough available, or more than a wallet holds (409).
+const MOVE_STATUSES: &[u16] = &[404, 409];
 const TOPUP: Op = Op::post(
     "/api/v1/wallets/{id}/topup",
     "Adds money to a wallet.",
     Access::Admin,
 )
-.body(MOVE_BODY);
+.body(MOVE_BODY)
+.statuses(MOVE_STATUSES);
 const ALLOCATE: Op = Op::post(
     "/api/v1/wallets/{id}/allocate",
     "Moves money from this wallet to a child wallet.",
     Access::Admin,
 )
-.body(MOVE_BODY);
+.body(CHILD)
+.statuses(MOVE_STATUSES);
 const RECLAIM: Op = Op::post(
     "/api/v1/wallets/{id}/reclaim",
     "Moves money back from a child wallet to this one.",
     Access::Admin,
 )
-.body(MOVE_BODY);
+.body(CHILD)
+.statuses(MOVE_STATUSES);
 const LEDGER: Op = Op::get(
     "/api/v1/wallets/{id}/ledger",
     "A wallet's ledger, newest first.",
     Access::Admin,
 )
 .query(&[
-    Param {
-        name: "limit",
-        description: "Entries, 1 to 1000 (default 100).",
-        ty: "integer",
-    },
-    Param {
-        name: "before",
-        description: "Entries before this ledger id (paging).",
-        ty: "integer",
-    },
-]);
+    p("limit", Ty::Int(1, 1000), "Entries (default 100)."),
+    p(
+        "before",
+        ID,
+        "Entries before this ledger id (paging: next_before of the previous page).",
+    ),
+])
+.statuses(&[404]);
 const ALERTS: Op = Op::get(
     "/api/v1/alerts",
     "The latest budget, wallet and anomaly alerts and their webhook deliveries.",
@@ -210,8 +232,7 @@ fn find_wallet(wallets: &[WalletRecord], id: i64) -> Result<&WalletRecord, ApiEr
 /// hold. Whether the giving wallet holds enough is for `Controls::transfer`, which knows what requests hold.
 fn check_transfer(wallets: &[WalletRecord], t: &Transfer) -> Result<(), ApiError> {
     let room = |w: &WalletRecord, amount: Money| {
-        w.check_room(amount)
-            .map_err(|m| ApiError::invalid_request("invalid_amount", m))
+        w.check_room(amount).map_err(|m| conflict("wallet_full", m))
     };
     let (parent, child, receiver, amount) = match t {
         Transfer::TopUp { wallet, amount } | Transfer::Refund { wallet, amount } => {
@@ -226,13 +247,13 @@ fn check_transfer(wallets: &[WalletRecord], t: &Transfer) -> Result<(), ApiError
     };
     let (p, c) = (find_wallet(wallets, parent)?, find_wallet(wallets, child)?);
     if parent == child {
-        return Err(ApiError::invalid_request(
+        return Err(conflict(
             "invalid_wallet",
             format!("wallet {parent} cannot move money to or from itself; name another wallet in \"wallet\""),
         ));
     }
     if !p.def.scope.is_parent_of(&c.def.scope) {
-        return Err(ApiError::invalid_request(
+        return Err(conflict(
             "invalid_wallet",
             format!(
                 "wallet {child} ({}) is not a child of wallet {parent} ({}): money moves from the org's wallet to a \
@@ -246,11 +267,36 @@ fn check_transfer(wallets: &[WalletRecord], t: &Transfer) -> Result<(), ApiError
     room(receiver, amount)
 }
 
+/// A 409: the request is well formed, but what it names cannot take part as things stand (wallets that are not
+/// parent and child, a balance that would pass what a wallet holds, money a wallet does not have).
+fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "invalid_request_error", code, message)
+}
+
+/// An amount as the document gives it (`openapi::Ty::Usd`): digits, at most twelve decimals, at most 9,000,000
+/// whole dollars (without a leading zero in seven digits). Nothing else is read, so what the document calls
+/// invalid is refused and what it calls valid is taken.
 fn money(field: &str, s: &str) -> Result<Money, ApiError> {
-    Money::parse_non_negative_usd(s).map_err(|e| {
+    let (whole, frac) = match s.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (s, None),
+    };
+    let digits =
+        |p: &str, max: usize| (1..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    let whole_ok = digits(whole, 6)
+        || (digits(whole, 7)
+            && !whole.starts_with('0')
+            && whole.parse::<u32>().is_ok_and(|w| w <= 9_000_000));
+    let parsed = (whole_ok && frac.is_none_or(|f| digits(f, 12)))
+        .then(|| Money::parse_non_negative_usd(s).ok())
+        .flatten();
+    parsed.ok_or_else(|| {
         ApiError::invalid_request(
             "invalid_amount",
-            format!("{field}: {e}; send a string such as \"25.00\""),
+            format!(
+                "{field}: {s:?} is not an amount; send US dollars as a string of digits with at most 12 decimals \
+                 and at most 9000000 whole dollars, such as \"25.00\""
+            ),
         )
     })
 }
@@ -285,10 +331,10 @@ struct BudgetBody {
     subject: Option<String>,
     period: String,
     amount: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::api::whole::u32_list")]
     thresholds: Option<Vec<u32>>,
     #[serde(default)]
-    hard_limit: bool,
+    hard_limit: Option<bool>,
 }
 
 fn budget_def_json(b: &BudgetRecord) -> Value {
@@ -379,7 +425,7 @@ async fn set_budget(
         period,
         amount,
         thresholds,
-        hard_limit: body.hard_limit,
+        hard_limit: body.hard_limit.unwrap_or(false),
     };
     let (before, after) = s.controls.set_budget(def).await.map_err(store_error)?;
     let who = actor(&headers);
@@ -442,6 +488,9 @@ pub(crate) async fn wallet_view(s: &AppState, w: &WalletRecord) -> Result<Value,
         "total_spent": w.total_spent,
         "low_threshold": w.def.low_threshold,
         "status": wallet_status(available, w.def.low_threshold).as_str(),
+        // Since when it has refused requests it could not pay for (reset when it receives money): whoever it
+        // pays for is blocked.
+        "refusing_since": s.controls.wallet_refusing_since(w.id).map(to_rfc3339),
     });
     crate::insights_api::wallet_burn(&*s.store, w.id, w.created_at_ms, available, now, &mut v)
         .await
@@ -483,6 +532,7 @@ async fn create_wallet(
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| scope.describe());
     let who = actor(&headers);
+    // The one refusal left is a subject that already has a wallet: the state of the wallets is in the way.
     let w = s
         .controls
         .create_wallet(NewWallet {
@@ -491,7 +541,10 @@ async fn create_wallet(
             low_threshold: low,
         })
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            StoreError::Invalid(m) => conflict("wallet_exists", m),
+            other => store_error(other),
+        })?;
     let mut view = wallet_view(&s, &w).await?;
     audit(
         &s,
@@ -529,6 +582,16 @@ async fn list_wallets(State(s): State<Arc<AppState>>) -> Result<Json<Value>, Api
     Ok(Json(json!({ "wallets": out })))
 }
 
+/// A top-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUpBody {
+    amount: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// An allocation or a reclaim.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MoveBody {
@@ -536,8 +599,8 @@ struct MoveBody {
     #[serde(default)]
     reason: Option<String>,
     /// allocate: the child wallet receiving; reclaim: the child wallet giving back.
-    #[serde(default)]
-    wallet: Option<i64>,
+    #[serde(deserialize_with = "crate::api::whole::i64")]
+    wallet: i64,
 }
 
 async fn apply(
@@ -553,11 +616,16 @@ async fn apply(
         .unwrap_or_else(|| action.replace("wallet.", ""));
     let before = s.store.list_wallets().await.map_err(store_error)?;
     check_transfer(&before, &t)?;
+    // What the checks above leave is a question of balances (what a wallet has available as requests hold it),
+    // or a wallet changed in the meantime: the state of the wallets, not the request, is in the way.
     let touched = s
         .controls
         .transfer(t.clone(), &who, &reason)
         .await
-        .map_err(store_error)?;
+        .map_err(|e| match e {
+            StoreError::Invalid(m) => conflict("wallet_conflict", m),
+            other => store_error(other),
+        })?;
     let mut views = Vec::new();
     for w in &touched {
         let b = before
@@ -582,7 +650,7 @@ async fn topup(
     State(s): State<Arc<AppState>>,
     Checked(Path(id)): Checked<Path<i64>>,
     headers: axum::http::HeaderMap,
-    JsonBody(b): JsonBody<MoveBody>,
+    JsonBody(b): JsonBody<TopUpBody>,
 ) -> Result<Json<Value>, ApiError> {
     let amount = money("amount", &b.amount)?;
     apply(
@@ -602,18 +670,12 @@ async fn allocate(
     JsonBody(b): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let amount = money("amount", &b.amount)?;
-    let to = b.wallet.ok_or_else(|| {
-        ApiError::invalid_request(
-            "missing_wallet",
-            "allocate needs \"wallet\": the child wallet's id",
-        )
-    })?;
     apply(
         &s,
         &headers,
         Transfer::Allocate {
             from: id,
-            to,
+            to: b.wallet,
             amount,
         },
         "wallet.allocate",
@@ -629,18 +691,12 @@ async fn reclaim(
     JsonBody(b): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let amount = money("amount", &b.amount)?;
-    let child = b.wallet.ok_or_else(|| {
-        ApiError::invalid_request(
-            "missing_wallet",
-            "reclaim needs \"wallet\": the child wallet's id",
-        )
-    })?;
     apply(
         &s,
         &headers,
         Transfer::Reclaim {
             parent: id,
-            child,
+            child: b.wallet,
             amount,
         },
         "wallet.reclaim",
@@ -651,8 +707,26 @@ async fn reclaim(
 
 #[derive(Debug, Deserialize)]
 struct LedgerParams {
-    limit: Option<usize>,
-    before: Option<i64>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// A query parameter that is a number from `min` to `max`, or empty or absent for none.
+fn number_param(name: &str, v: Option<&str>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    match v.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_request(
+                    "invalid_query",
+                    format!("{name} must be a number from {min} to {max}, not {v:?}"),
+                )
+            }),
+    }
 }
 
 async fn ledger(
@@ -660,11 +734,13 @@ async fn ledger(
     Checked(Path(id)): Checked<Path<i64>>,
     Checked(Query(p)): Checked<Query<LedgerParams>>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = number_param("limit", p.limit.as_deref(), 1, 1000)?
+        .map_or(100, |n| usize::try_from(n).unwrap_or(100));
+    let before = number_param("before", p.before.as_deref(), 1, i64::MAX)?;
     find_wallet(&s.store.list_wallets().await.map_err(store_error)?, id)?;
     let entries = s
         .store
-        .ledger(id, limit, p.before)
+        .ledger(id, limit, before)
         .await
         .map_err(store_error)?;
     let next = (entries.len() == limit)
@@ -696,4 +772,46 @@ async fn alerts(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError>
             "at": to_rfc3339(d.at_ms),
         })).collect::<Vec<_>>(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly_as_the_document_gives_them() {
+        for ok in [
+            "0",
+            "25",
+            "25.00",
+            "9000000",
+            "9000000.5",
+            "123456.123456789012",
+            "0000.1",
+            "8999999",
+        ] {
+            assert!(money("amount", ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            money("amount", "9000000.5").ok(),
+            Money::parse_usd("9000000.5").ok()
+        );
+        for bad in [
+            "",
+            "+1",
+            " 1",
+            "1 ",
+            "1.",
+            ".5",
+            "-1",
+            "0000001",
+            "9000001",
+            "10000000",
+            "1.0000000000000",
+            "1e3",
+            "1,5",
+        ] {
+            assert!(money("amount", bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -152,11 +152,26 @@ pub(crate) async fn explorer_view(
     group_by: GroupBy,
     sort: SortBy,
 ) -> Result<Value, ApiError> {
-    let (rows, total) = explorer_rows(s, f, group_by, sort).await?;
+    let ((rows, total), refused) = tokio::try_join!(
+        explorer_rows(s, f, group_by, sort),
+        crate::refusals_api::by_explorer_group(s, f, group_by),
+    )?;
     let whole = total.metric(sort);
     let items: Vec<Value> = rows
         .iter()
-        .map(|r| row_json(r, share_bp(r.totals.metric(sort), whole)))
+        .map(|r| {
+            let mut v = row_json(r, share_bp(r.totals.metric(sort), whole));
+            // Refusals per team, user or key, where the grouping is one of those (a group with refusals and no
+            // spend has no row here: /api/v1/refusals/counts lists every group).
+            if let Some(counts) = &refused {
+                let n = counts
+                    .iter()
+                    .find(|c| c.key == r.key)
+                    .map_or(0, |c| c.refusals);
+                v["refused"] = json!(n);
+            }
+            v
+        })
         .collect();
     Ok(json!({
         "group_by": group_by.as_str(),

@@ -11,6 +11,8 @@ mod metrics;
 pub mod openapi;
 mod pages;
 mod params;
+mod rate_limits_api;
+mod refusals_api;
 
 use std::sync::Arc;
 
@@ -51,6 +53,8 @@ pub struct AppState {
     /// The largest body any of these routes reads (`limits.max_admin_body_bytes`): JSON bodies of the admin API
     /// and the forms of the pages are small, and the login reads its form before anyone is authenticated.
     pub max_body_bytes: usize,
+    /// The workflow labels the gateway keeps apart, for the status.
+    pub workflows: Arc<spendgate_gateway::workflows::WorkflowLabels>,
 }
 
 /// Reloads prices and routes from the configuration file and answers what changed (or why nothing could be).

@@ -6,8 +6,8 @@
 //!   1,000 team/provider/model combinations are kept apart; later ones are counted as `team="other"`,
 //!   `model="other"` (`gateway::usage_stats`), so the cardinality is bounded whatever clients send.
 //!   `spendgate_cache_avoided_usd_total` (same labels): what response-cache hits would have cost.
-//! - `spendgate_request_duration_seconds` (histogram), `spendgate_rejected_requests_total`,
-//!   `spendgate_upstream_errors_total`.
+//! - `spendgate_request_duration_seconds` (histogram), `spendgate_rejected_requests_total` (and, of them,
+//!   `spendgate_rejected_requests_by_reason_total{reason="rate_limit"}`), `spendgate_upstream_errors_total`.
 //! - `spendgate_queue_pending_events`, `spendgate_queue_oldest_pending_age_seconds`,
 //!   `spendgate_events_written_total`, `spendgate_store_failed_writes_total`.
 //! - `spendgate_budget_spent_usd`, `spendgate_budget_amount_usd`, `spendgate_budget_utilisation_ratio` by
@@ -42,7 +42,7 @@ const MAX_CONTROL_SERIES: usize = 1_000;
 pub(crate) async fn metrics(State(s): State<Arc<AppState>>, req: Request) -> Response {
     if !s.open_pages {
         let role = match bearer(&req) {
-            Some(t) => role_of(&s, t).await,
+            Some(t) => role_of(&s, t).await.ok(),
             None => None,
         };
         if role != Some(Role::Admin) {
@@ -238,6 +238,16 @@ async fn render(s: &AppState) -> String {
         "spendgate_rejected_requests_total",
         &gw,
         &g.rejected.to_string(),
+    );
+    m.head(
+        "spendgate_rejected_requests_by_reason_total",
+        "counter",
+        "Of the refused requests, those refused for a reason told apart (rate_limit: a key's or team's rate limit).",
+    );
+    m.sample(
+        "spendgate_rejected_requests_by_reason_total",
+        &format!("{gw},reason=\"rate_limit\""),
+        &g.rate_limited.to_string(),
     );
     m.head(
         "spendgate_upstream_errors_total",

@@ -30,7 +30,7 @@ fn non_empty(v: &Option<String>) -> Option<String> {
 }
 
 /// The presets a window can be given as.
-pub const WINDOWS: [&str; 5] = ["1h", "24h", "7d", "30d", "mtd"];
+pub const WINDOWS: &[&str] = crate::openapi::WINDOW_WORDS;
 
 /// Start of the current calendar month in UTC.
 pub(crate) fn month_start(now: i64) -> i64 {
@@ -47,31 +47,30 @@ impl FilterParams {
             Some(s) => parse_time(&s).ok_or_else(|| bad_time("to", &s))?,
             None => now,
         };
+        // The preset is checked even when `from` makes it unused, so that a wrong one is never silently taken.
+        let back = match non_empty(&self.window).as_deref().unwrap_or("24h") {
+            "1h" => to - HOUR_MS,
+            "24h" => to - DAY_MS,
+            "7d" => to - 7 * DAY_MS,
+            "30d" => to - 30 * DAY_MS,
+            "mtd" => month_start(to),
+            other => {
+                return Err(ApiError::invalid_request(
+                    "invalid_window",
+                    format!(
+                        "window '{other}' is not known; use one of {} or give from/to",
+                        WINDOWS.join(", ")
+                    ),
+                ))
+            }
+        };
         let from = match non_empty(&self.from) {
             Some(s) => parse_time(&s).ok_or_else(|| bad_time("from", &s))?,
-            None => match non_empty(&self.window).as_deref().unwrap_or("24h") {
-                "1h" => to - HOUR_MS,
-                "24h" => to - DAY_MS,
-                "7d" => to - 7 * DAY_MS,
-                "30d" => to - 30 * DAY_MS,
-                "mtd" => month_start(to),
-                other => {
-                    return Err(ApiError::invalid_request(
-                        "invalid_window",
-                        format!(
-                            "window '{other}' is not known; use one of {} or give from/to",
-                            WINDOWS.join(", ")
-                        ),
-                    ))
-                }
-            },
+            None => back,
         };
-        if from >= to {
-            return Err(ApiError::invalid_request(
-                "invalid_window",
-                "'from' must be before 'to'.",
-            ));
-        }
+        // A window that does not start before it ends (a start in the future, or from and to swapped) selects
+        // nothing: it is answered as the empty window at its end, as a window with no traffic would be.
+        let from = from.min(to);
         let cache_outcome = match non_empty(&self.cache_outcome) {
             Some(s) => Some(CacheOutcome::parse(&s).ok_or_else(|| {
                 ApiError::invalid_request(
@@ -82,10 +81,10 @@ impl FilterParams {
             None => None,
         };
         let key_id = match non_empty(&self.key) {
-            Some(s) => Some(s.parse::<i64>().map_err(|_| {
+            Some(s) => Some(s.parse::<i64>().ok().filter(|k| *k > 0).ok_or_else(|| {
                 ApiError::invalid_request(
                     "invalid_filter",
-                    format!("key '{s}' is not a key id (a number)"),
+                    format!("key '{s}' is not a key id (a positive number; GET /api/v1/keys lists them)"),
                 )
             })?),
             None => None,

@@ -152,6 +152,48 @@ await run(C, 'responses-stream', async () => {
   return recorded('responses', true, responsesUsage(final.usage), { workflow: workflowOf(C, 'responses-stream') });
 });
 
+// A Claude model through the OpenAI API: the gateway translates to Anthropic's Messages API and back (issue 27).
+const CLAUDE = 'claude-haiku-4-5';
+const translated = (response, stream, seen) => ({ ...chatCall(response, stream, seen), upstream_api: 'messages' });
+
+await run(C, 'claude-chat', async () => {
+  const { data, response } = await oai.chat.completions
+    .create({ model: CLAUDE, messages: [{ role: 'system', content: 'Be brief.' }, ...HELLO], max_tokens: 50 })
+    .withResponse();
+  expect(data.choices[0].message.content, `no text: ${JSON.stringify(data)}`);
+  expect(data.choices[0].finish_reason === 'stop', `finish_reason ${data.choices[0].finish_reason}`);
+  return translated(response, false, chatUsage(data.usage));
+});
+
+await run(C, 'claude-chat-stream', async () => {
+  const { data: stream, response } = await oai.chat.completions
+    .create({ model: CLAUDE, messages: HELLO, stream: true, stream_options: { include_usage: true } })
+    .withResponse();
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+  const last = chunks.at(-1);
+  expect(text, 'no text');
+  expect(last.usage && last.choices.length === 0, 'the last chunk carries the usage alone');
+  return translated(response, true, chatUsage(last.usage));
+});
+
+await run(C, 'claude-tools', async () => {
+  // Anthropic does not enforce a schema strictly, so a strict tool is refused for Claude: this one is not strict.
+  const { strict, ...loose } = WEATHER_TOOL.function;
+  const { data, response } = await oai.chat.completions
+    .create({
+      model: CLAUDE, messages: [{ role: 'user', content: 'Weather in Oslo?' }],
+      tools: [{ type: 'function', function: loose }], tool_choice: 'required',
+    })
+    .withResponse();
+  const calls = data.choices[0].message.tool_calls;
+  expect(calls?.[0]?.function.name === 'get_weather', `no tool call: ${JSON.stringify(data.choices[0].message)}`);
+  expect('city' in JSON.parse(calls[0].function.arguments), `arguments ${calls[0].function.arguments}`);
+  expect(data.choices[0].finish_reason === 'tool_calls', `finish_reason ${data.choices[0].finish_reason}`);
+  return translated(response, false, chatUsage(data.usage));
+});
+
 await run(C, 'unknown-model', () =>
   expectRefused(() => oai.chat.completions.create({ model: 'no-such-model', messages: HELLO }), OpenAI.NotFoundError, 404));
 

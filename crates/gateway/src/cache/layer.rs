@@ -8,15 +8,14 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use spendgate_core::{
-    Attribution, CacheOutcome, Money, RequestStatus, SpendEvent, Usage, UsageSource,
-};
+use spendgate_core::{CacheOutcome, Money, RequestStatus, SpendEvent, Usage, UsageSource};
 use spendgate_store::KeyRecord;
 use uuid::Uuid;
 
 use super::{CacheKey, CachedAnswer, Ticket, CACHE_HEADER};
 use crate::provider::Endpoint;
-use crate::proxy::{authenticate, read_body, workflow_of, REQUEST_ID_HEADER};
+use crate::proxy::{attribution, authenticate, read_body, workflow_of, REQUEST_ID_HEADER};
+use crate::refusals::Door;
 use crate::Gateway;
 
 /// The routes whose answers may be cached; everything else passes through untouched (and is `not_cacheable`).
@@ -71,7 +70,11 @@ pub async fn layer(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> 
     let body = match read_body(body, gw.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            gw.stats.reject();
+            let door = Door {
+                key: Some(Arc::clone(&key)),
+                model: None,
+            };
+            gw.refuse(&e, endpoint.as_str(), &door).await;
             return e.into_response();
         }
     };
@@ -134,10 +137,14 @@ impl Hit<'_> {
             .iter()
             .find(|t| *t.provider_name == *answer.provider)
             .unwrap_or(route.first());
-        let workflow = match workflow_of(headers) {
+        let workflow = match workflow_of(gw, headers) {
             Ok(w) => w,
             Err(e) => {
-                gw.stats.reject();
+                let door = Door {
+                    key: Some(Arc::new(self.key.clone())),
+                    model: Some(model.to_string()),
+                };
+                gw.refuse(&e, self.endpoint.as_str(), &door).await;
                 return Some(e.into_response());
             }
         };
@@ -168,12 +175,7 @@ impl Hit<'_> {
             model: route.model.to_string(),
             endpoint: self.endpoint.as_str().to_string(),
             stream: answer.stream,
-            attribution: Attribution {
-                key_id: self.key.id,
-                user: self.key.user.clone(),
-                team: self.key.team.clone(),
-                workflow,
-            },
+            attribution: attribution(self.key, workflow),
             cache_outcome: CacheOutcome::Hit,
             status: RequestStatus::Ok,
             http_status: 200,
@@ -193,6 +195,7 @@ impl Hit<'_> {
             attempts: 0,
             failed_attempts: Vec::new(),
             avoided_cost: avoided,
+            upstream_api: None,
         };
         // As for any answer: it is sent only once its spend log cannot be lost.
         if !gw.writer.record(event).await {

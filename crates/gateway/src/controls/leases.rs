@@ -1,4 +1,5 @@
 //! Budget and wallet leases: how several replicas share hard limits without a store round trip per request.
+//! (Rate limits' shares go through the same store calls, request gate and renewal; their side is `rates.rs`.)
 //!
 //! With leases on, a replica checks a hard-limited budget or a wallet against its own **lease** (a slice of the
 //! remaining amount the store reserved for it, see `spendgate_store::replicas`) instead of the whole amount:
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use spendgate_core::time::now_ms;
 use spendgate_core::Money;
-use spendgate_store::replicas::{LeaseGrant, LeaseRequest, LeaseTarget};
+use spendgate_store::replicas::{units, LeaseGrant, LeaseRequest, LeaseTarget};
 
 use super::{Controls, LiveBudget};
 
@@ -33,7 +34,7 @@ const EPOCH_POLL: Duration = Duration::from_millis(100);
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(3);
 
 /// How long requests that do not fit are refused locally after the store said it had no room.
-const EXHAUSTED_BACKOFF_MS: i64 = 1_000;
+pub(super) const EXHAUSTED_BACKOFF_MS: i64 = 1_000;
 
 /// Lease settings (`[replicas]` in the config).
 #[derive(Debug, Clone)]
@@ -115,7 +116,7 @@ impl LiveBudget {
 }
 
 impl LeaseSettings {
-    fn usable_until(&self, grant: &LeaseGrant) -> i64 {
+    pub(super) fn usable_until(&self, grant: &LeaseGrant) -> i64 {
         grant.expires_at_ms - self.ttl_ms / 3
     }
 
@@ -135,12 +136,12 @@ impl LeaseSettings {
 }
 
 impl Controls {
-    fn settings(&self) -> Option<&LeaseSettings> {
+    pub(super) fn settings(&self) -> Option<&LeaseSettings> {
         self.config.leases.as_ref()
     }
 
     /// One lease request to the store.
-    async fn ask(
+    pub(super) async fn ask(
         &self,
         s: &LeaseSettings,
         target: &LeaseTarget,
@@ -247,6 +248,8 @@ impl Controls {
                     None => (Money::ZERO, None),
                 })
                 .unwrap_or((Money::ZERO, None)),
+            // Rate limits keep their shares in their counters (`rates.rs`).
+            LeaseTarget::Rate { .. } => (Money::ZERO, None),
         }
     }
 
@@ -263,6 +266,7 @@ impl Controls {
                 .iter_mut()
                 .find(|w| w.rec.id == *id)
                 .map(|w| &mut w.lease),
+            LeaseTarget::Rate { .. } => None,
         };
         let Some(slot) = slot else { return };
         let period_start_ms = target.key().2;
@@ -305,6 +309,7 @@ impl Controls {
                 .iter_mut()
                 .find(|w| w.rec.id == *id)
                 .and_then(|w| w.lease.as_mut()),
+            LeaseTarget::Rate { .. } => None,
         };
         if let Some(l) = lease {
             l.exhausted_until_ms = until;
@@ -347,6 +352,7 @@ impl Controls {
                 }
             }
         }
+        self.renew_rate_leases(s).await;
     }
 
     /// Gives every lease back, keeping what was spent (a clean shutdown).
@@ -369,7 +375,11 @@ impl Controls {
             }
             out
         };
-        for (id, keep) in held {
+        let rates = self
+            .take_rate_leases()
+            .into_iter()
+            .map(|(id, n)| (id, units(n)));
+        for (id, keep) in held.into_iter().chain(rates) {
             if let Err(e) = self.store.release_lease(id, keep).await {
                 tracing::warn!(error = %e, lease = id, "Returning a lease failed; it will expire instead.");
             }

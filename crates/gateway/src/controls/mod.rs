@@ -1,4 +1,4 @@
-//! Enforcement of budgets and wallets on the request path, in memory.
+//! Enforcement of budgets, wallets and rate limits on the request path, in memory.
 //!
 //! Before a request goes upstream, [`Controls::reserve`] holds its worst-case cost against every hard-limited
 //! budget that covers it and against the wallet that pays for it, all under one lock, so concurrent requests
@@ -9,8 +9,12 @@
 //! balance from its ledger; afterwards both move in memory with every settlement, while the same charges reach
 //! the store through the spend-event writer (a wallet's `settle` ledger entry is written in the same
 //! transaction as the spend log).
+//!
+//! Rate limits (requests and tokens a minute for a key or a team) are counted apart, in `rates.rs`: a request is
+//! admitted by them before anything is held for it.
 
 mod leases;
+mod rates;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,6 +33,7 @@ use tokio::sync::mpsc;
 
 pub use leases::LeaseSettings;
 use leases::{LeaseNeed, LocalLease};
+pub use rates::{RateCover, RateHold, RateRefusal};
 use spendgate_store::replicas::LeaseTarget;
 
 #[derive(Debug, Clone)]
@@ -62,16 +67,24 @@ enum Attempt {
     NeedLeases(Vec<LeaseNeed>),
 }
 
-/// Why a request was refused.
+/// Why a request was refused: what the client is told (`description`), and for the refusal's record the control
+/// that refused it and a short `detail` ("budget 'support daily' is hard and full").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// A hard-limited budget has no room left for this request until it resets.
     Budget {
         description: String,
         retry_after_secs: u64,
+        budget_id: i64,
+        detail: String,
     },
-    /// No wallet that could pay for the request holds enough.
-    Funds { description: String },
+    /// No wallet that could pay for the request holds enough. `wallet_id` is the nearest wallet covering it (the
+    /// user's, else the team's, else the org's).
+    Funds {
+        description: String,
+        wallet_id: Option<i64>,
+        detail: String,
+    },
 }
 
 struct LiveBudget {
@@ -93,6 +106,9 @@ struct LiveWallet {
     /// When the wallet last became healthy: low and depleted alerts fire once per such epoch.
     epoch_ms: i64,
     lease: Option<LocalLease>,
+    /// When this wallet first refused a request since it last received money: it is blocking whoever it pays
+    /// for, and the first refusal raises an alert (once per epoch).
+    refused_at_ms: Option<i64>,
 }
 
 impl LiveWallet {
@@ -120,6 +136,10 @@ pub struct Controls {
     /// The gateway's key cache, so that a key revoked or rotated here or on another replica is forgotten before
     /// the change is confirmed (`keys.rs`). Set once at start by [`Controls::attach_keys`].
     keys: std::sync::OnceLock<Arc<crate::keys::KeyCache>>,
+    /// Rate limits and what they counted (`rates.rs`), under a lock of their own.
+    rates: Mutex<rates::Rates>,
+    /// Whether any rate limit exists: without one, a request is admitted without taking the lock.
+    rates_on: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Controls {
@@ -199,6 +219,26 @@ fn filters_for(scope: &Scope, from_ms: i64, to_ms: i64) -> Filters {
     f
 }
 
+/// Whose requests a control refuses, as alerts say it: the team's, or for a key without a team the user's.
+fn whose(user: &str, team: Option<&str>) -> String {
+    match team {
+        Some(t) => format!("team {t}'s"),
+        None => format!("user {user}'s"),
+    }
+}
+
+/// How a budget is named in a refusal's detail: by its name, else by its period and scope.
+fn budget_name(rec: &BudgetRecord) -> String {
+    match &rec.def.name {
+        Some(n) => format!("budget '{n}'"),
+        None => format!(
+            "the {} budget of {}",
+            rec.def.period.as_str(),
+            rec.def.scope.describe()
+        ),
+    }
+}
+
 fn team_of(scope: &Scope) -> Option<String> {
     match scope {
         Scope::Team(t) => Some(t.clone()),
@@ -223,6 +263,8 @@ impl Controls {
             lease_gate: tokio::sync::Mutex::new(()),
             lease_waiters: Default::default(),
             keys: std::sync::OnceLock::new(),
+            rates: Mutex::default(),
+            rates_on: Default::default(),
         });
         for b in controls.store.list_budgets().await? {
             controls.install_budget(b).await?;
@@ -230,6 +272,7 @@ impl Controls {
         for w in controls.store.list_wallets().await? {
             controls.install_wallet(w);
         }
+        controls.install_rates(controls.store.list_rate_limits().await?);
         Ok((controls, rx))
     }
 
@@ -331,12 +374,14 @@ impl Controls {
 
     fn install_wallet(&self, rec: WalletRecord) {
         let mut st = self.lock();
-        let (reserved, epoch_ms, lease) = st
+        // A reload keeps the refusal unless the wallet now holds more (another replica topped it up).
+        let (reserved, epoch_ms, lease, refused_at_ms) = st
             .wallets
             .iter_mut()
             .find(|w| w.rec.id == rec.id)
-            .map_or((Money::ZERO, rec.created_at_ms, None), |w| {
-                (w.reserved, w.epoch_ms, w.lease.take())
+            .map_or((Money::ZERO, rec.created_at_ms, None, None), |w| {
+                let refused = w.refused_at_ms.filter(|_| rec.balance <= w.balance);
+                (w.reserved, w.epoch_ms, w.lease.take(), refused)
             });
         st.wallets.retain(|w| w.rec.id != rec.id);
         let balance = rec.balance;
@@ -346,6 +391,7 @@ impl Controls {
             reserved,
             epoch_ms,
             lease,
+            refused_at_ms,
         });
     }
 
@@ -370,6 +416,8 @@ impl Controls {
             // Not asked for: `may_lease` is false.
             Attempt::NeedLeases(_) => Err(Refusal::Funds {
                 description: "No lease covers this request; retry.".into(),
+                wallet_id: None,
+                detail: "no lease covered the request".into(),
             }),
         }
     }
@@ -459,6 +507,12 @@ impl Controls {
                     b.rec.def.period.as_str(),
                     retry
                 );
+                let detail = format!(
+                    "{} is hard and full ({} a {})",
+                    budget_name(&b.rec),
+                    b.rec.def.amount.display_usd(),
+                    b.rec.def.period.as_str()
+                );
                 // The first refusal of the period tells someone: a blocked team must not find out from its users.
                 let b = &mut st.budgets[i];
                 if b.refused_at_ms.is_none() {
@@ -468,6 +522,8 @@ impl Controls {
                 return Attempt::Refused(Refusal::Budget {
                     description,
                     retry_after_secs: retry,
+                    budget_id: b.rec.id,
+                    detail,
                 });
             }
         }
@@ -477,10 +533,10 @@ impl Controls {
             .chain(team.map(|t| Scope::Team(t.to_string())))
             .chain([Scope::Org]);
         let mut payer = None;
-        let mut any_wallet = false;
+        let mut nearest = None;
         for scope in chain {
             if let Some(i) = st.wallets.iter().position(|w| w.rec.def.scope == scope) {
-                any_wallet = true;
+                nearest = nearest.or(Some(i));
                 let w = &st.wallets[i];
                 if !leased {
                     if w.available() >= estimate {
@@ -509,7 +565,24 @@ impl Controls {
         if !needs.is_empty() {
             return Attempt::NeedLeases(needs);
         }
-        if any_wallet && payer.is_none() {
+        if let (Some(i), None) = (nearest, payer) {
+            let w = &mut st.wallets[i];
+            let available = w.available();
+            let detail = if available <= Money::ZERO {
+                format!("wallet '{}' is empty", w.rec.def.name)
+            } else {
+                format!(
+                    "wallet '{}' holds too little: {} available, the request may cost up to {}",
+                    w.rec.def.name,
+                    available.display_usd(),
+                    estimate.display_usd()
+                )
+            };
+            // The first refusal since the wallet last received money tells someone, as a hard budget's does.
+            if w.refused_at_ms.is_none() {
+                w.refused_at_ms = Some(now);
+                self.alert_wallet_refusing(w, user, team);
+            }
             return Attempt::Refused(Refusal::Funds {
                 description: format!(
                     "No wallet that pays for this request holds enough: it may cost up to {}. Ask an admin to top up \
@@ -517,6 +590,8 @@ impl Controls {
                     estimate.display_usd(),
                     team.map(|t| format!(", team {t}")).unwrap_or_default()
                 ),
+                wallet_id: Some(w.rec.id),
+                detail,
             });
         }
         let mut leases = Vec::new();
@@ -627,10 +702,7 @@ impl Controls {
         user: &str,
         team: Option<&str>,
     ) {
-        let whose = match team {
-            Some(t) => format!("team {t}'s"),
-            None => format!("user {user}'s"),
-        };
+        let whose = whose(user, team);
         let message = format!(
             "{} budget of {} is refusing {whose} requests: it has no room left this {} ({} a {}). Raise it, or the \
              requests wait until it resets.",
@@ -652,6 +724,37 @@ impl Controls {
             message,
             link: Some("/budgets".into()),
         });
+    }
+
+    /// "Wallet X is refusing team Y's requests": once per wallet and epoch (the time it last became healthy), at
+    /// the first refusal since it last received money.
+    fn alert_wallet_refusing(&self, w: &LiveWallet, user: &str, team: Option<&str>) {
+        let message = format!(
+            "Wallet '{}' of {} is refusing {} requests: it cannot pay for them ({} available). Top it up, or move \
+             money to it from another wallet.",
+            w.rec.def.name,
+            w.rec.def.scope.describe(),
+            whose(user, team),
+            w.available().display_usd(),
+        );
+        let _ = self.alerts.send(NewAlert {
+            kind: "wallet_refusing".into(),
+            subject: format!("wallet:{}", w.rec.id),
+            team: team_of(&w.rec.def.scope),
+            period_start_ms: w.epoch_ms,
+            threshold: 0,
+            message,
+            link: Some(format!("/wallets/{}", w.rec.id)),
+        });
+    }
+
+    /// Since when a wallet has been refusing requests (since it last received money), if it has.
+    pub fn wallet_refusing_since(&self, id: i64) -> Option<i64> {
+        self.lock()
+            .wallets
+            .iter()
+            .find(|w| w.rec.id == id)
+            .and_then(|w| w.refused_at_ms)
     }
 
     /// Since when a hard budget has been refusing requests this period, if it has.
@@ -692,9 +795,11 @@ impl Controls {
         let _ = self.alerts.send(alert);
     }
 
-    /// Reloads budgets' spend and wallets' balances from the store, so that a replica sees what the others spent.
+    /// Reloads budgets' spend, wallets' balances and rate limits from the store, so that a replica sees what the
+    /// others spent and changed.
     pub async fn refresh_from_store(&self) {
         self.refresh_budgets().await;
+        self.refresh_rates().await;
         match self.store.list_wallets().await {
             Ok(list) => {
                 for w in list {
@@ -795,6 +900,10 @@ impl Controls {
             for (id, delta) in moves {
                 if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
                     w.balance += delta;
+                    // Money arrived: the next refusal, if any, is news again.
+                    if delta > Money::ZERO {
+                        w.refused_at_ms = None;
+                    }
                     if let Some(rec) = touched.iter().find(|r| r.id == id) {
                         w.rec = rec.clone();
                     }

@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use spendgate_core::{ServiceTier, Usage};
 
-use super::{contains, normalised, StreamState, WireFormat};
+use super::{finder, normalised, StreamState, WireFormat};
 
 #[derive(Debug, Deserialize)]
 pub struct WireUsage {
@@ -100,8 +100,9 @@ pub fn usage_of_body(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
 /// Whether a chunk's only usage member is `null`: with `include_usage` every chunk carries one, and parsing each
 /// whole to find nothing would cost more than the rest of the stream's metering.
 fn is_null_usage_chunk(data: &[u8]) -> bool {
-    let has_null = contains(data, b"\"usage\":null") || contains(data, b"\"usage\": null");
-    has_null && memchr::memmem::find_iter(data, b"\"usage\"").count() == 1
+    let has_null = finder!(b"\"usage\":null").find(data).is_some()
+        || finder!(b"\"usage\": null").find(data).is_some();
+    has_null && finder!(b"\"usage\"").find_iter(data).count() == 1
 }
 
 /// OpenAI chat completions and embeddings.
@@ -116,7 +117,7 @@ impl WireFormat for Chat {
     fn stream_event(&self, data: &[u8], state: &mut StreamState) {
         if data == b"[DONE]" {
             state.done = true;
-        } else if contains(data, b"\"usage\"") && !is_null_usage_chunk(data) {
+        } else if finder!(b"\"usage\"").find(data).is_some() && !is_null_usage_chunk(data) {
             if let Ok(Some(u)) = usage_of_body(data) {
                 // The usage chunk is the stream's summary, sent after the last content chunk.
                 state.usage = Some(u);

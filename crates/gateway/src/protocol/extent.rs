@@ -13,9 +13,10 @@
 //!   [`Extent::unbounded_input`].
 //! - **Output** is `n` (or `best_of`) completions of the largest output the request allows.
 
-use serde_json::Value;
+use std::sync::LazyLock;
 
-use super::contains;
+use memchr::memmem::Finder;
+use serde_json::Value;
 
 /// The most input tokens one image part can be billed, on any model: OpenAI's gpt-4o-mini bills an image at
 /// 2,833 tokens plus 5,667 per 512-px tile, and a high-detail image is scaled to at most 768 x 2,048 px (8 tiles):
@@ -78,7 +79,9 @@ pub struct Extent {
 impl Extent {
     /// Reads the extent of a JSON request body (`Extent::default()` for a plain text request).
     pub fn of(body: &[u8], prompt_is_stored: bool) -> Extent {
-        if !MARKERS.iter().any(|m| contains(body, m)) && !prompt_is_stored {
+        static FINDERS: LazyLock<[Finder<'static>; MARKERS.len()]> =
+            LazyLock::new(|| MARKERS.map(Finder::new));
+        if !FINDERS.iter().any(|m| m.find(body).is_some()) && !prompt_is_stored {
             return Extent::default();
         }
         let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use spendgate_core::Usage;
 
-use super::{contains, normalised, StreamState, WireFormat};
+use super::{finder, normalised, StreamState, WireFormat};
 
 /// Anthropic's usage object. In `message_delta` every field is optional: a missing one keeps its earlier value.
 #[derive(Debug, Default, Deserialize)]
@@ -111,11 +111,11 @@ impl WireFormat for Messages {
     fn stream_event(&self, data: &[u8], state: &mut StreamState) {
         // Text deltas (most events) are not parsed.
         let interesting = [
-            &b"\"message_start\""[..],
-            b"\"message_delta\"",
-            b"\"message_stop\"",
+            finder!(b"\"message_start\""),
+            finder!(b"\"message_delta\""),
+            finder!(b"\"message_stop\""),
         ];
-        if !interesting.iter().any(|k| contains(data, k)) {
+        if !interesting.iter().any(|k| k.find(data).is_some()) {
             return;
         }
         let Ok(event) = serde_json::from_slice::<Event>(data) else {

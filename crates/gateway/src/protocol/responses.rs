@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use spendgate_core::{ServiceTier, Usage};
 
-use super::{contains, normalised, StreamState, WireFormat};
+use super::{finder, normalised, StreamState, WireFormat};
 
 #[derive(Debug, Deserialize)]
 struct WireUsage {
@@ -113,7 +113,12 @@ impl WireFormat for Responses {
 
     fn stream_event(&self, data: &[u8], state: &mut StreamState) {
         // Only the terminal events carry usage; the many text deltas are not parsed.
-        if !TERMINAL.iter().any(|t| contains(data, t.as_bytes())) {
+        let terminal = [
+            finder!(b"response.completed"),
+            finder!(b"response.incomplete"),
+            finder!(b"response.failed"),
+        ];
+        if !terminal.iter().any(|t| t.find(data).is_some()) {
             return;
         }
         let Ok(event) = serde_json::from_slice::<Event>(data) else {

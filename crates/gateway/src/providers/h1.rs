@@ -8,8 +8,9 @@
 //! plain-HTTP upstream this took the gateway's CPU time per request from 62-75 us to 48-53 us, and per stream
 //! from 338-435 us to 100-113 us (docs/BENCHMARKS-HISTORY.md, seventh session).
 //!
-//! Used for every call to an `http://` upstream when no proxy is set in the environment. Calls over TLS, and
-//! through a proxy, go through reqwest as before.
+//! Used for every call to an `http://` or `https://` upstream when no proxy is set in the environment: real
+//! providers are HTTPS, so the fast path has to speak TLS too (rustls, with the platform's trusted roots, as
+//! reqwest was set up). Calls through a proxy go through reqwest as before.
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -22,7 +23,11 @@ use http_body_util::Full;
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{handshake, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::provider::{ProviderError, UpstreamBody};
 
@@ -34,6 +39,106 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The proxy variables reqwest honours for `http://` URLs: with any of them set, requests keep going through
 /// reqwest so that they keep going through the proxy.
 const PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
+/// The same for `https://` URLs.
+const TLS_PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
+
+/// The TLS client settings of every HTTPS upstream: rustls with ring, the platform's trusted roots (on Linux the
+/// system store, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set, as reqwest reads them), and HTTP/1.1 offered by
+/// ALPN, since this path speaks nothing else. One for the process, so that every pool shares its session cache
+/// and a reconnection resumes its session instead of a full handshake. `None` when the platform's roots cannot
+/// be read; such upstreams then stay on reqwest, which reports why on each call.
+pub(crate) fn platform_tls() -> Option<Arc<rustls::ClientConfig>> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    static TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .with_platform_verifier()
+            .ok()?
+            .with_no_client_auth();
+        Some(offering_http1(config))
+    })
+    .clone()
+}
+
+/// `config` offering HTTP/1.1 alone by ALPN: a server that prefers HTTP/2 must not pick it for this path.
+fn offering_http1(mut config: rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// What a connection to an HTTPS upstream needs: the client settings and the name its certificate must carry.
+struct Tls {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+/// The byte stream under HTTP: plain TCP, or TLS over it. An enum rather than a boxed trait object, so that a
+/// plain connection's reads and writes stay direct calls.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// An answer: read whole, or a stream of server-sent events still arriving.
 pub(crate) struct Answer {
@@ -44,7 +149,7 @@ pub(crate) struct Answer {
 
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    conn: Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    conn: Connection<TokioIo<Io>, Full<Bytes>>,
     /// The connection ended (the upstream closed it, or said it would): it is not put back.
     closed: bool,
     idle_since: Instant,
@@ -57,12 +162,14 @@ enum Failure {
     Failed(ProviderError),
 }
 
-/// The idle connections to one upstream (`host:port`).
+/// The idle connections to one upstream (`host:port`, over TLS or not).
 pub(crate) struct Http1Pool {
     /// `host:port`, for connecting.
     authority: String,
     /// The `Host` header: the port only when the URL names one.
     host: String,
+    /// Set for an `https://` upstream.
+    tls: Option<Tls>,
     connect_timeout: Duration,
     read_timeout: Duration,
     idle: Mutex<Vec<Conn>>,
@@ -72,22 +179,36 @@ impl std::fmt::Debug for Http1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Http1Pool")
             .field("authority", &self.authority)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
 
 impl Http1Pool {
-    /// A pool for `base` when its requests can take this path: `http://`, with a host, and no proxy in the
-    /// environment.
+    /// A pool for `base` when its requests can take this path: `http://`, or `https://` with the TLS client
+    /// settings `tls`, with a host, and no proxy for its scheme in the environment.
     pub(crate) fn for_url(
         base: &reqwest::Url,
+        tls: Option<Arc<rustls::ClientConfig>>,
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Option<Http1Pool> {
-        if base.scheme() != "http" || PROXY_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
-            return None;
-        }
+        let proxied = |vars: &[&str]| vars.iter().any(|v| std::env::var_os(v).is_some());
         let host = base.host_str()?;
+        let tls = match base.scheme() {
+            "http" if !proxied(&PROXY_VARS) => None,
+            "https" if !proxied(&TLS_PROXY_VARS) => Some(Tls {
+                connector: TlsConnector::from(tls?),
+                // An IPv6 host comes bracketed in a URL, and a certificate names the bare address.
+                server_name: ServerName::try_from(
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                )
+                .ok()?,
+            }),
+            _ => return None,
+        };
         let port = base.port_or_known_default()?;
         Some(Http1Pool {
             authority: format!("{host}:{port}"),
@@ -95,6 +216,7 @@ impl Http1Pool {
                 Some(p) => format!("{host}:{p}"),
                 None => host.to_string(),
             },
+            tls,
             connect_timeout,
             read_timeout,
             idle: Mutex::new(Vec::new()),
@@ -198,14 +320,20 @@ impl Http1Pool {
     }
 
     async fn connect(&self) -> Result<Conn, ProviderError> {
+        // The connect timeout covers the TLS handshake too, as reqwest's did.
         let connecting = async {
             let tcp = TcpStream::connect(self.authority.as_str()).await?;
             // As reqwest was set up: small requests leave at once instead of waiting for an ACK (Nagle).
             tcp.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(tcp)
+            Ok::<_, std::io::Error>(match &self.tls {
+                None => Io::Plain(tcp),
+                Some(tls) => Io::Tls(Box::new(
+                    tls.connector.connect(tls.server_name.clone(), tcp).await?,
+                )),
+            })
         };
-        let tcp = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(tcp)) => tcp,
+        let io = match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(io)) => io,
             Ok(Err(e)) => return Err(ProviderError::Connect(e.to_string())),
             Err(_) => {
                 return Err(ProviderError::Connect(format!(
@@ -214,7 +342,7 @@ impl Http1Pool {
                 )))
             }
         };
-        let (sender, conn) = handshake(TokioIo::new(tcp))
+        let (sender, conn) = handshake(TokioIo::new(io))
             .await
             .map_err(|e| ProviderError::Connect(e.to_string()))?;
         Ok(Conn {
@@ -400,7 +528,7 @@ mod tests {
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}";
 
     /// Reads one request (head, then a body of its content-length) from `tcp`.
-    async fn read_request(tcp: &mut TcpStream) -> String {
+    async fn read_request(tcp: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -436,7 +564,7 @@ mod tests {
 
     fn pool(addr: std::net::SocketAddr, read_timeout: Duration) -> Arc<Http1Pool> {
         let url = reqwest::Url::parse(&format!("http://{addr}/v1")).unwrap();
-        Arc::new(Http1Pool::for_url(&url, Duration::from_secs(5), read_timeout).unwrap())
+        Arc::new(Http1Pool::for_url(&url, None, Duration::from_secs(5), read_timeout).unwrap())
     }
 
     async fn post_as(p: &Arc<Http1Pool>, stream: bool) -> Result<Answer, ProviderError> {
@@ -652,16 +780,152 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_without_a_proxy_takes_this_path() {
+    fn http_and_https_without_a_proxy_take_this_path() {
+        let (tls, _) = test_tls();
         let https = reqwest::Url::parse("https://api.openai.com/v1").unwrap();
-        assert!(Http1Pool::for_url(&https, Duration::ZERO, Duration::ZERO).is_none());
         let http = reqwest::Url::parse("http://10.0.0.7:8000/v1").unwrap();
-        let p = Http1Pool::for_url(&http, Duration::ZERO, Duration::ZERO);
+        let ipv6 = reqwest::Url::parse("https://[::1]:8443/v1").unwrap();
+        let ftp = reqwest::Url::parse("ftp://10.0.0.7/v1").unwrap();
         // The environment may name a proxy (then reqwest keeps the request); without one this path is taken.
-        let proxied = PROXY_VARS.iter().any(|v| std::env::var_os(v).is_some());
+        let proxied = |vars: &[&str]| vars.iter().any(|v| std::env::var_os(v).is_some());
+        let authority = |url: &reqwest::Url, tls: Option<Arc<rustls::ClientConfig>>| {
+            Http1Pool::for_url(url, tls, Duration::ZERO, Duration::ZERO)
+                .map(|p| (p.authority, p.tls.is_some()))
+        };
         assert_eq!(
-            p.map(|p| p.authority),
-            (!proxied).then(|| "10.0.0.7:8000".to_string())
+            authority(&http, None),
+            (!proxied(&PROXY_VARS)).then(|| ("10.0.0.7:8000".to_string(), false))
+        );
+        assert_eq!(
+            authority(&https, Some(Arc::clone(&tls))),
+            (!proxied(&TLS_PROXY_VARS)).then(|| ("api.openai.com:443".to_string(), true))
+        );
+        assert_eq!(
+            authority(&ipv6, Some(Arc::clone(&tls))),
+            (!proxied(&TLS_PROXY_VARS)).then(|| ("[::1]:8443".to_string(), true))
+        );
+        // Without TLS settings an HTTPS upstream stays on reqwest, and other schemes always do.
+        assert_eq!(authority(&https, None), None);
+        assert_eq!(authority(&ftp, Some(tls)), None);
+    }
+
+    /// Client settings that trust only the test CA, and a server that presents the certificate it signed
+    /// (`tests/fixtures/tls`).
+    fn test_tls() -> (Arc<rustls::ClientConfig>, tokio_rustls::TlsAcceptor) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(format!("{dir}ca.pem")).unwrap())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = offering_http1(client);
+        let certs = CertificateDer::pem_file_iter(format!("{dir}server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(format!("{dir}server.key")).unwrap();
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        (client, tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    }
+
+    /// A pool for `https://localhost:{port}/v1` with `tls`, or `None` when the environment names a proxy.
+    fn tls_pool(port: u16, tls: Arc<rustls::ClientConfig>) -> Option<Arc<Http1Pool>> {
+        let url = reqwest::Url::parse(&format!("https://localhost:{port}/v1")).unwrap();
+        let pool = Http1Pool::for_url(
+            &url,
+            Some(tls),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
+        if pool.is_none() {
+            eprintln!("skipped: a proxy variable is set, so HTTPS upstreams go through reqwest");
+        }
+        pool.map(Arc::new)
+    }
+
+    #[tokio::test]
+    async fn https_upstreams_are_called_over_tls_on_one_reused_connection() {
+        let (client, acceptor) = test_tls();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let Some(p) = tls_pool(listener.local_addr().unwrap().port(), client) else {
+            return;
+        };
+        // One connection accepted, two requests answered on it: a second connection would never be served.
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut tls = acceptor.accept(tcp).await.unwrap();
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            let mut requests = Vec::new();
+            for _ in 0..2 {
+                requests.push(read_request(&mut tls).await);
+                tls.write_all(OK).await.unwrap();
+            }
+            (alpn, requests)
+        });
+        for _ in 0..2 {
+            let a = post(&p).await.unwrap();
+            assert_eq!(a.status, 200);
+            assert_eq!(whole(&a), b"{\"ok\":true}");
+        }
+        let (alpn, requests) = server.await.unwrap();
+        // The server would have preferred HTTP/2; this path offers only HTTP/1.1.
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+        for r in &requests {
+            assert!(
+                r.starts_with("POST /v1/chat/completions?api-version=1 HTTP/1.1\r\n"),
+                "{r}"
+            );
+            assert!(r.contains(&format!("host: {}\r\n", p.authority)), "{r}");
+            assert!(r.ends_with("{\"model\":\"m\"}"), "{r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_https_upstream_whose_certificate_is_not_trusted_is_refused_before_the_request_leaves(
+    ) {
+        let (_, acceptor) = test_tls();
+        // Client settings that trust nothing: the upstream's certificate cannot be verified.
+        let distrust = Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let Some(p) = tls_pool(listener.local_addr().unwrap().port(), distrust) else {
+            return;
+        };
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            // The handshake fails on the client's side, which then closes the connection.
+            acceptor.accept(tcp).await.is_err()
+        });
+        match post(&p).await {
+            Err(ProviderError::Connect(message)) => {
+                assert!(message.contains("certificate"), "{message}")
+            }
+            Err(e) => panic!("expected a connect error naming the certificate, got {e}"),
+            Ok(a) => panic!("an untrusted upstream answered {}", a.status),
+        }
+        assert!(
+            server.await.unwrap(),
+            "the server saw a completed handshake"
         );
     }
 }

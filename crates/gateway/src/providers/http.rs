@@ -41,7 +41,7 @@ pub enum KeyStyle {
 pub struct HttpUpstream {
     pub config: HttpConfig,
     client: reqwest::Client,
-    /// Every call to a plain-HTTP upstream when no proxy is set: see `h1.rs`.
+    /// Every call to an HTTP or HTTPS upstream when no proxy is set: see `h1.rs`.
     h1: Option<std::sync::Arc<super::h1::Http1Pool>>,
     /// The URL of each endpoint, parsed once, when it does not depend on the model (no `{model}` in the base
     /// URL): parsing it per request showed in profiles (URL and IDNA parsing, about 2% of the gateway's time).
@@ -75,8 +75,14 @@ impl HttpUpstream {
         };
         // A base URL that cannot be parsed is a start-up error, not a failure of every request.
         let base = upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        let tls = if base.scheme() == "https" {
+            super::h1::platform_tls()
+        } else {
+            None
+        };
         upstream.h1 = super::h1::Http1Pool::for_url(
             &base,
+            tls,
             upstream.config.connect_timeout,
             upstream.config.read_timeout,
         )
@@ -235,5 +241,39 @@ fn map_err(e: reqwest::Error) -> ProviderError {
         ProviderError::Connect(cause)
     } else {
         ProviderError::Body(cause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(base_url: &str) -> HttpUpstream {
+        // reqwest's client needs the process's TLS stack, which the binary installs at start.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        HttpUpstream::new(HttpConfig {
+            name: "openai".into(),
+            base_url: base_url.into(),
+            api_key: Some("sk-test".into()),
+            api_key_header: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn https_upstreams_take_the_gateways_own_connections_like_plain_ones() {
+        let proxied = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some());
+        if proxied || super::super::h1::platform_tls().is_none() {
+            eprintln!("skipped: a proxy is set, or this machine has no trusted roots to read");
+            return;
+        }
+        assert!(upstream("https://api.openai.com/v1").h1.is_some());
+        assert!(upstream("http://127.0.0.1:9/v1").h1.is_some());
     }
 }

@@ -180,6 +180,29 @@ impl Api {
         )
     }
 
+    /// Creates a viewer token for `team` through the admin API and returns its secret.
+    pub async fn create_viewer(&self, team: &str) -> String {
+        let (st, v) = self
+            .admin_post("/api/v1/viewer-tokens", serde_json::json!({ "team": team }))
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Gives `team` a hard daily budget named `name` too small for any request, so every request of the team is
+    /// refused (429); returns the budget's id.
+    pub async fn full_hard_budget(&self, team: &str, name: &str) -> i64 {
+        let (st, b) = self
+            .admin_post(
+                "/api/v1/budgets",
+                serde_json::json!({ "name": name, "scope": "team", "subject": team, "period": "day",
+                                    "amount": "0.000001", "hard_limit": true }),
+            )
+            .await;
+        assert_eq!(st, 201, "{b}");
+        b["id"].as_i64().unwrap()
+    }
+
     pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}/v1/chat/completions", self.base))
@@ -466,5 +489,44 @@ pub async fn scratch_pg() -> Option<spendgate_store::postgres::scratch::ScratchD
             None
         }
         (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
+    }
+}
+
+/// Starts a replica named `name` whose store is set by `store` (the same for every replica of a test), with
+/// leases on, short leases and a quick heartbeat, so that a test sees renewals and the other replicas soon.
+pub async fn replica(name: &str, store: &(dyn Fn(&mut Config) + Sync)) -> TestServer {
+    let name = name.to_string();
+    TestServer::start_with(move |c| {
+        c.gateway_name = name;
+        c.replicas.leases = Some(true);
+        c.replicas.lease_ttl_secs = 6;
+        c.replicas.heartbeat_secs = 1;
+        // The journal is per replica and off here (replicas share the data directory in the SQLite variants).
+        c.journal.enabled = false;
+        // 200 requests at once, half of them streams, on one key: above the default per-key stream limit.
+        c.limits.max_streams_per_key = 1_000;
+        store(c);
+    })
+    .await
+}
+
+/// Waits until `gateway` has beaten into the shared store (a replica that has not yet announced itself cannot
+/// be waited for).
+pub async fn until_listed(r: &TestServer, gateway: &str) {
+    let t0 = Instant::now();
+    while !r
+        .running
+        .store
+        .list_gateways()
+        .await
+        .unwrap()
+        .iter()
+        .any(|b| b.name == gateway)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{gateway} never beat"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,4 +1,4 @@
-//! Keys, viewer tokens, budgets, wallets, ledger, alerts, deliveries and audit log on PostgreSQL. The wallet
+//! Keys, viewer tokens, budgets, wallets, rate limits, ledger, alerts, deliveries and audit log on PostgreSQL. The wallet
 //! arithmetic and the row mappers are shared with SQLite (`crate::sql::{ledger, rows}`).
 
 use spendgate_core::time::now_ms;
@@ -8,10 +8,10 @@ use tokio_postgres::{Client, GenericClient};
 use super::{all, first};
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::ledger::{self, pico, Posting};
-use crate::sql::rows::{self, BUDGET_COLUMNS, LEDGER_COLUMNS, WALLET_COLUMNS};
+use crate::sql::rows::{self, BUDGET_COLUMNS, LEDGER_COLUMNS, RATE_LIMIT_COLUMNS, WALLET_COLUMNS};
 use crate::{KeyRecord, NewKey, Result, StoreError, ViewerToken};
 
 async fn new_id(
@@ -46,12 +46,14 @@ pub(super) async fn create_viewer(
     hash: [u8; 32],
     team: String,
     name: String,
+    expires_at_ms: Option<i64>,
 ) -> Result<ViewerToken> {
     let now = now_ms();
     let id = new_id(
         c,
-        "INSERT INTO viewer_tokens (hash, team, name, created_at_ms) VALUES ($1, $2, $3, $4) RETURNING id",
-        &[&&hash[..], &team, &name, &now],
+        "INSERT INTO viewer_tokens (hash, team, name, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
+        &[&&hash[..], &team, &name, &now, &expires_at_ms],
     )
     .await?;
     Ok(ViewerToken {
@@ -59,6 +61,7 @@ pub(super) async fn create_viewer(
         team,
         name,
         created_at_ms: now,
+        expires_at_ms,
     })
 }
 
@@ -86,6 +89,39 @@ pub(super) async fn upsert_budget(
         .ok_or(StoreError::WorkerGone)?;
     tx.commit().await?;
     Ok((before, after))
+}
+
+/// Creates the rate limit of a key or team, or changes the one it has. Returns (before, after).
+pub(super) async fn upsert_rate_limit(
+    c: &mut Client,
+    r: &NewRateLimit,
+) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+    r.check().map_err(StoreError::Invalid)?;
+    let tx = c.transaction().await?;
+    let (kind, subject) = (r.scope.kind(), r.scope.subject());
+    let select = format!(
+        "SELECT {RATE_LIMIT_COLUMNS} FROM rate_limits WHERE scope = $1 AND subject = $2 FOR UPDATE"
+    );
+    let before = first(&tx, &select, &[&kind, &subject], rows::rate_limit).await?;
+    let (rpm, tpm) = r.columns();
+    tx.execute(
+        "INSERT INTO rate_limits (scope, subject, rpm, tpm, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (scope, subject) DO UPDATE SET rpm = excluded.rpm, tpm = excluded.tpm,
+            updated_at_ms = excluded.updated_at_ms",
+        &[&kind, &subject, &rpm, &tpm, &now_ms()],
+    )
+    .await?;
+    let after = first(&tx, &select, &[&kind, &subject], rows::rate_limit)
+        .await?
+        .ok_or(StoreError::WorkerGone)?;
+    tx.commit().await?;
+    Ok((before, after))
+}
+
+/// Deletes a rate limit and returns it; `None` if none has this id.
+pub(super) async fn delete_rate_limit(c: &Client, id: i64) -> Result<Option<RateLimitRecord>> {
+    let sql = format!("DELETE FROM rate_limits WHERE id = $1 RETURNING {RATE_LIMIT_COLUMNS}");
+    first(c, &sql, &[&id], rows::rate_limit).await
 }
 
 pub(super) async fn create_wallet(c: &Client, w: &NewWallet) -> Result<WalletRecord> {

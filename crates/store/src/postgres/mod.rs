@@ -7,6 +7,7 @@ mod controls;
 mod partitions;
 mod pool;
 mod read;
+mod refusals;
 mod replicas;
 mod schema;
 pub mod scratch;
@@ -20,21 +21,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::{now_ms, Grain};
-use spendgate_core::{Money, SpendEvent};
+use spendgate_core::{Money, RefusalEvent, SpendEvent};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient, Row};
 use uuid::Uuid;
 
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
 use crate::sql::Query;
 use crate::{
-    ActivityRow, KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store,
-    StoreError, StoredSpendLog, ViewerToken, WriteReport,
+    ActivityRow, KeyRecord, NewKey, RefusalCount, RefusalFilters, RefusalGroup, RefusalPage,
+    ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError, StoredSpendLog,
+    ViewerToken, WriteReport,
 };
 pub use pool::redact_url;
 
@@ -52,6 +54,8 @@ pub struct PostgresOptions {
     /// Reader connections at most.
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    /// How long refused requests are kept (their counts in the rollups are kept for good).
+    pub refusal_retention_days: u32,
 }
 
 /// The URL without its password, so that printing the options cannot leak it.
@@ -75,6 +79,7 @@ impl PostgresOptions {
             retention_days: None,
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
+            refusal_retention_days: crate::sql::refusals::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -102,6 +107,8 @@ struct WriterState {
     /// Months whose spend-log partition is known to exist.
     months: HashSet<i64>,
     last_maintenance_ms: i64,
+    /// When refusals past their retention were last deleted.
+    last_refusal_maintenance_ms: i64,
 }
 
 impl WriterState {
@@ -221,13 +228,26 @@ async fn all<T>(
     c.query(sql, params).await?.iter().map(|r| f(r)).collect()
 }
 
+/// A batch write in progress on the writer's connection.
+type WriteFuture<'w> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<WriteReport>> + Send + 'w>>;
+
 impl PostgresStore {
-    /// Writes one batch, running it again when the server aborted it as a deadlock.
-    async fn write_batch_retrying(&self, events: &[SpendEvent]) -> Result<WriteReport> {
+    /// Writes one batch with `write`, running it again when the server aborted it as a deadlock.
+    async fn write_retrying<T: Sync>(
+        &self,
+        items: &[T],
+        write: impl for<'w> Fn(
+            &'w mut WriterState,
+            &'w pool::Pool,
+            &'w [T],
+            &'w PostgresOptions,
+        ) -> WriteFuture<'w>,
+    ) -> Result<WriteReport> {
         let mut w = self.writer.lock().await;
         let mut attempts = 0;
         loop {
-            let result = write::write_batch(&mut w, &self.pool, events, &self.options).await;
+            let result = write(&mut w, &self.pool, items, &self.options).await;
             match result {
                 // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
                 // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
@@ -270,6 +290,7 @@ impl PostgresStore {
                 labels: HashMap::new(),
                 months,
                 last_maintenance_ms: now,
+                last_refusal_maintenance_ms: 0,
             }),
             sealed: Default::default(),
             retried: Default::default(),
@@ -314,7 +335,11 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
-        let report = self.write_batch_retrying(&events).await;
+        let report = self
+            .write_retrying(&events, |w, pool, events, options| {
+                Box::pin(write::write_batch(w, pool, events, options))
+            })
+            .await;
         // After the commit (or a failure that may have followed it), so that no answer read before it is kept.
         self.sealed.note_write(&events);
         report
@@ -360,8 +385,9 @@ impl Store for PostgresStore {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken> {
-        pooled!(self, c => controls::create_viewer(c, hash, team, name))
+        pooled!(self, c => controls::create_viewer(c, hash, team, name, expires_at_ms))
     }
 
     async fn viewer_by_hash(&self, hash: [u8; 32]) -> Result<Option<ViewerToken>> {
@@ -459,6 +485,32 @@ impl Store for PostgresStore {
         pooled!(self, c => first(c, &sql, &[&id], rows::stored_log))
     }
 
+    async fn write_refusals(&self, list: Arc<Vec<RefusalEvent>>) -> Result<WriteReport> {
+        self.write_retrying(&list, |w, pool, list, options| {
+            Box::pin(refusals::write(w, pool, list, options))
+        })
+        .await
+    }
+
+    async fn refusals(
+        &self,
+        filters: &RefusalFilters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RefusalPage> {
+        let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
+        pooled!(self, c => refusals::list(c, filters, limit, cursor))
+    }
+
+    async fn refusal_counts(
+        &self,
+        filters: &RefusalFilters,
+        group: Option<RefusalGroup>,
+    ) -> Result<Vec<RefusalCount>> {
+        let w = self.resolve_window(&filters.filters);
+        pooled!(self, c => refusals::counts(c, filters, w, group))
+    }
+
     async fn repeated_requests(
         &self,
         since_ms: i64,
@@ -477,6 +529,25 @@ impl Store for PostgresStore {
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
         let sql = format!("SELECT {} FROM budgets ORDER BY id", rows::BUDGET_COLUMNS);
         pooled!(self, c => all(c, &sql, &[], rows::budget))
+    }
+
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+        pooled!(self, mut c => controls::upsert_rate_limit(c, &limit))
+    }
+
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>> {
+        let sql = format!(
+            "SELECT {} FROM rate_limits ORDER BY id",
+            rows::RATE_LIMIT_COLUMNS
+        );
+        pooled!(self, c => all(c, &sql, &[], rows::rate_limit))
+    }
+
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>> {
+        pooled!(self, c => controls::delete_rate_limit(c, id))
     }
 
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
@@ -546,7 +617,8 @@ impl Store for PostgresStore {
             crate::replicas::LeaseTarget::Budget { filters, .. } => {
                 Some(self.resolve_window(filters))
             }
-            crate::replicas::LeaseTarget::Wallet { .. } => None,
+            crate::replicas::LeaseTarget::Wallet { .. }
+            | crate::replicas::LeaseTarget::Rate { .. } => None,
         };
         pooled!(self, mut c => replicas::lease(c, &req, now_ms(), window))
     }

@@ -20,7 +20,11 @@ type Dims = Vec<(&'static str, i64)>;
 
 /// The dimension filters of a query as (column, id) pairs; `None` when a named value was never recorded.
 async fn dimension_filters(c: &impl GenericClient, f: &Filters) -> Result<Option<Dims>> {
-    let terms = plan::filter_terms(f);
+    resolve(c, plan::filter_terms(f)).await
+}
+
+/// Filter terms as (column, id) pairs, with their names looked up. `None` when a named value was never recorded.
+pub(super) async fn resolve(c: &impl GenericClient, terms: Vec<Term>) -> Result<Option<Dims>> {
     let sql = queries::find_label_sql(D);
     let mut found = HashMap::new();
     for t in &terms {
@@ -33,7 +37,7 @@ async fn dimension_filters(c: &impl GenericClient, f: &Filters) -> Result<Option
     Ok(plan::resolve_terms(terms, &found))
 }
 
-async fn names_for(c: &Client, g: GroupBy) -> Result<HashMap<i64, String>> {
+pub(super) async fn names_for(c: &Client, g: GroupBy) -> Result<HashMap<i64, String>> {
     let pairs = match (g, group_kind(g)) {
         (_, Some(kind)) => run(c, &queries::names_query(D, kind), rows::name_row).await?,
         (GroupBy::Key, None) => super::all(c, queries::KEY_NAMES, &[], rows::key_name_row).await?,
@@ -42,7 +46,7 @@ async fn names_for(c: &Client, g: GroupBy) -> Result<HashMap<i64, String>> {
     Ok(pairs.into_iter().collect())
 }
 
-async fn labels_by_id(c: &Client, ids: &[i64]) -> Result<HashMap<i64, String>> {
+pub(super) async fn labels_by_id(c: &Client, ids: &[i64]) -> Result<HashMap<i64, String>> {
     Ok(match queries::labels_by_id(D, ids) {
         Some(q) => run(c, &q, rows::name_row).await?.into_iter().collect(),
         None => HashMap::new(),

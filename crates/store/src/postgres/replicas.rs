@@ -12,10 +12,16 @@ use crate::replicas::{GatewayBeat, LeaseGrant, LeaseRecord, LeaseRequest, LeaseT
 use crate::sql::lease::{self, money, pico};
 use crate::{ResolvedWindow, Result, StoreError};
 
-/// The advisory lock key of a lease target (distinct from the migration lock's key space by its high bits).
+/// The advisory lock key of a lease target (distinct from the migration lock's key space by its high bits, and
+/// rate limits' from budgets' and wallets').
 fn lock_key(kind: &str, target_id: i64) -> i64 {
-    let kind_bit = i64::from(kind == "wallet");
-    (0x5347_i64 << 48) ^ (target_id << 1) ^ kind_bit
+    let kind_bit = i64::from(kind == "wallet" || kind == "tpm");
+    let space = if kind == "rpm" || kind == "tpm" {
+        0x5348_i64
+    } else {
+        0x5347
+    };
+    (space << 48) ^ (target_id << 1) ^ kind_bit
 }
 
 const LIVE_OTHERS: &str = "SELECT COALESCE(SUM(GREATEST(granted_pico - recorded_pico, 0)), 0)::BIGINT FROM leases
@@ -47,7 +53,13 @@ pub(super) async fn lease(
     let others: i64 = tx
         .query_one(
             LIVE_OTHERS,
-            &[&kind, &target_id, &period, &req.gateway, &now_ms],
+            &[
+                &kind,
+                &target_id,
+                &period,
+                &req.gateway,
+                &req.target.live_after(now_ms),
+            ],
         )
         .await?
         .try_get(0)?;
@@ -69,6 +81,7 @@ pub(super) async fn lease(
                 .try_get(0)?;
             balance - others
         }
+        LeaseTarget::Rate { limit, .. } => i64::try_from(*limit).unwrap_or(i64::MAX) - others,
     };
     let g = lease::grant(req, my_recorded, room)?;
     let granted = g.granted;

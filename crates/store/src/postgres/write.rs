@@ -43,27 +43,25 @@ use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
 /// `unnest($first::bigint[], ...)` over `n` integer arrays numbered from `first`.
-fn unnest_ints(first: usize, n: usize) -> String {
+pub(super) fn unnest_ints(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}::bigint[]"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Interns every label of the batch that the cache does not hold, in two statements.
-async fn intern_labels(
+/// Interns every label of a batch (`names`) that the cache does not hold, in two statements.
+pub(super) async fn intern_labels<'a>(
     client: &Client,
     cache: &mut HashMap<(LabelKind, String), i64>,
-    events: &[&SpendEvent],
+    names: impl Iterator<Item = (LabelKind, &'a str)>,
 ) -> Result<()> {
     // Sorted by the table's unique key, so that two writers interning the same new names insert them in the
     // same order (in hash order each could hold one name the other waits for).
     let mut missing: BTreeSet<(i64, &str)> = BTreeSet::new();
-    for e in events {
-        for (kind, name) in batch::label_names(e) {
-            if !cache.contains_key(&(kind, name.to_string())) {
-                missing.insert((kind.code(), name));
-            }
+    for (kind, name) in names {
+        if !cache.contains_key(&(kind, name.to_string())) {
+            missing.insert((kind.code(), name));
         }
     }
     if missing.is_empty() {
@@ -115,7 +113,7 @@ async fn upsert_rollup(
 }
 
 /// Rows given as arrays of integers, turned into one array per column.
-fn columns_of<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> Vec<Vec<i64>> {
+pub(super) fn columns_of<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> Vec<Vec<i64>> {
     let mut cols = vec![Vec::new(); N];
     for row in rows {
         for (c, v) in cols.iter_mut().zip(row) {
@@ -302,7 +300,12 @@ async fn prepare(
     months: &mut HashSet<i64>,
     live: &[&SpendEvent],
 ) -> Result<Vec<batch::Dims>> {
-    intern_labels(client, labels, live).await?;
+    intern_labels(
+        client,
+        labels,
+        live.iter().flat_map(|e| batch::label_names(e)),
+    )
+    .await?;
     let needed = live
         .iter()
         .map(|e| partitions::month_of(e.finished_at_ms))

@@ -27,6 +27,11 @@ pub struct Detail {
     pub failed_attempts: Vec<FailedAttempt>,
     /// What the provider said the request cost, where it says (`Usage::provider_cost`).
     pub provider_cost: Option<spendgate_core::Money>,
+    /// The workflow label the request named when it was recorded as `(other)`
+    /// (`Attribution::workflow_requested`).
+    pub workflow_requested: Option<String>,
+    /// The API the provider was reached through when it was not the client's (`SpendEvent::upstream_api`).
+    pub upstream_api: Option<String>,
 }
 
 /// The letter of a kind in the short form: only the four kinds the row's token columns count on their own. The
@@ -62,7 +67,9 @@ fn fits_short_form(e: &SpendEvent) -> bool {
     let mut seen = [false; 4];
     e.error.is_none()
         && e.failed_attempts.is_empty()
+        && e.upstream_api.is_none()
         && e.usage.provider_cost.is_none()
+        && e.attribution.workflow_requested.is_none()
         && e.price_lines.iter().all(|l| {
             let Some(slot) = letter(l.kind).and_then(|_| seen.get_mut(l.kind as usize)) else {
                 return false;
@@ -99,12 +106,17 @@ pub fn detail_text(e: &SpendEvent) -> String {
         failed_attempts: &'a [FailedAttempt],
         #[serde(skip_serializing_if = "Option::is_none")]
         provider_cost: Option<spendgate_core::Money>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workflow_requested: &'a Option<String>,
+        upstream_api: &'a Option<String>,
     }
     serde_json::to_string(&Json {
         price_lines: &e.price_lines,
         error: &e.error,
         failed_attempts: &e.failed_attempts,
         provider_cost: e.usage.provider_cost,
+        workflow_requested: &e.attribution.workflow_requested,
+        upstream_api: &e.upstream_api,
     })
     .unwrap_or_default()
 }
@@ -142,6 +154,8 @@ fn read_json(text: &str) -> Detail {
         error: Option<String>,
         failed_attempts: Vec<FailedAttempt>,
         provider_cost: Option<spendgate_core::Money>,
+        workflow_requested: Option<String>,
+        upstream_api: Option<String>,
     }
     let j: Json = serde_json::from_str(text).unwrap_or_default();
     Detail {
@@ -149,6 +163,8 @@ fn read_json(text: &str) -> Detail {
         error: j.error,
         failed_attempts: j.failed_attempts,
         provider_cost: j.provider_cost,
+        workflow_requested: j.workflow_requested,
+        upstream_api: j.upstream_api,
     }
 }
 
@@ -204,6 +220,7 @@ mod tests {
                 user: "u".into(),
                 team: None,
                 workflow: None,
+                workflow_requested: None,
             },
             cache_outcome: CacheOutcome::NotCacheable,
             status: RequestStatus::Ok,
@@ -220,6 +237,7 @@ mod tests {
             attempts: 1,
             failed_attempts: Vec::new(),
             avoided_cost: Money::ZERO,
+            upstream_api: None,
         }
     }
 

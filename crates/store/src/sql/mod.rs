@@ -1,5 +1,5 @@
 //! What the SQL backends share: the query plans (which rollup answers which view), the SQL text of every read,
-//! the aggregation of a batch into rollup rows, the postings of a wallet transfer and the mapping of rows back to
+//! the aggregation of a batch into rollup rows, refusals, the postings of a wallet transfer and the mapping of rows back to
 //! records. Each backend only binds parameters and reads cells with its own driver, so SQLite and PostgreSQL
 //! answer every query with the same semantics and cannot drift apart.
 
@@ -9,6 +9,7 @@ pub(crate) mod lease;
 pub(crate) mod ledger;
 pub(crate) mod plan;
 pub(crate) mod queries;
+pub(crate) mod refusals;
 pub(crate) mod rows;
 
 /// The SQL dialect a query is written for. The texts are the same; only parameter placeholders differ.

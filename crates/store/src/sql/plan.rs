@@ -185,6 +185,7 @@ pub fn generated_migration(marker: &str, d: super::Dialect) -> Option<String> {
     match marker {
         PAIR_MIGRATION => Some(pair_migration(d)),
         MODEL_HOUR_INDEX => Some(model_hour_index(d)),
+        super::refusals::MIGRATION => Some(super::refusals::migration(d)),
         _ => None,
     }
 }

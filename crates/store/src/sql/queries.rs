@@ -210,23 +210,45 @@ pub fn spend_logs_query(
     limit: usize,
     cursor: Option<(i64, i64)>,
 ) -> Query {
+    newest_page(
+        d,
+        (LOG_SELECT, "s."),
+        (f.from_ms, f.to_ms),
+        dims,
+        limit,
+        cursor,
+    )
+}
+
+/// One page of a table kept by time and sequence (spend logs, refusals), newest first, one more row than
+/// `limit`: `select` reads the table under the alias `prefix` ("s."), within `[from, to)`.
+pub fn newest_page(
+    d: Dialect,
+    (select, prefix): (&str, &str),
+    (from_ms, to_ms): (i64, i64),
+    dims: &[(&'static str, i64)],
+    limit: usize,
+    cursor: Option<(i64, i64)>,
+) -> Query {
     let mut q = Query::new(d);
     // After a cursor the window ends just past the cursor's time. The pair below implies it, but only a bound on
     // the time alone narrows the time index's range: on SQLite that index holds (time, event id), not (time,
     // seq), and SQLite takes one upper bound of two without knowing which is the lower.
     let end = match cursor {
-        Some((ts, _)) => f.to_ms.min(ts.saturating_add(1)),
-        None => f.to_ms,
+        Some((ts, _)) => to_ms.min(ts.saturating_add(1)),
+        None => to_ms,
     };
-    let (lo, hi) = (q.bind(f.from_ms), q.bind(end));
-    let mut sql = format!("{LOG_SELECT} WHERE s.ts_ms >= {lo} AND s.ts_ms < {hi}");
-    sql.push_str(&where_dims(&mut q, "s.", dims));
+    let (lo, hi) = (q.bind(from_ms), q.bind(end));
+    let mut sql = format!("{select} WHERE {prefix}ts_ms >= {lo} AND {prefix}ts_ms < {hi}");
+    sql.push_str(&where_dims(&mut q, prefix, dims));
     if let Some((ts, seq)) = cursor {
         let (a, b) = (q.bind(ts), q.bind(seq));
-        sql.push_str(&format!(" AND (s.ts_ms, s.seq) < ({a}, {b})"));
+        sql.push_str(&format!(" AND ({prefix}ts_ms, {prefix}seq) < ({a}, {b})"));
     }
     let n = q.bind(i64::try_from(limit + 1).unwrap_or(1001));
-    sql.push_str(&format!(" ORDER BY s.ts_ms DESC, s.seq DESC LIMIT {n}"));
+    sql.push_str(&format!(
+        " ORDER BY {prefix}ts_ms DESC, {prefix}seq DESC LIMIT {n}"
+    ));
     q.sql = sql;
     q
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::detail::read_detail;
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, LedgerKind,
-    NewAlert, NewBudget, NewWallet, WalletRecord,
+    NewAlert, NewBudget, NewRateLimit, NewWallet, RateLimitRecord, WalletRecord,
 };
 use crate::{ActivityRow, KeyRecord, Result, StoreError, StoredSpendLog, ViewerToken};
 
@@ -228,6 +228,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
                 user: r.opt_text(9)?.unwrap_or_default(),
                 team: r.opt_text(10)?,
                 workflow: r.opt_text(11)?,
+                workflow_requested: detail.workflow_requested,
             },
             endpoint: r.text(12)?,
             stream: r.flag(13)?,
@@ -246,6 +247,7 @@ pub fn stored_log(r: &dyn Cells) -> Result<StoredSpendLog> {
             attempts: u32::try_from(r.int(27)?).unwrap_or(1),
             failed_attempts: detail.failed_attempts,
             avoided_cost: r.money(28)?,
+            upstream_api: detail.upstream_api,
         },
     })
 }
@@ -265,7 +267,7 @@ pub fn key_record(r: &dyn Cells) -> Result<KeyRecord> {
     })
 }
 
-pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms";
+pub const VIEWER_COLUMNS: &str = "id, team, name, created_at_ms, expires_at_ms";
 
 pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
     Ok(ViewerToken {
@@ -273,6 +275,7 @@ pub fn viewer_token(r: &dyn Cells) -> Result<ViewerToken> {
         team: r.text(1)?,
         name: r.text(2)?,
         created_at_ms: r.int(3)?,
+        expires_at_ms: r.opt_int(4)?,
     })
 }
 
@@ -300,6 +303,23 @@ pub fn budget(r: &dyn Cells) -> Result<BudgetRecord> {
         },
         created_at_ms: r.int(8)?,
         updated_at_ms: r.int(9)?,
+    })
+}
+
+pub const RATE_LIMIT_COLUMNS: &str = "id, scope, subject, rpm, tpm, created_at_ms, updated_at_ms";
+
+pub fn rate_limit(r: &dyn Cells) -> Result<RateLimitRecord> {
+    let limit =
+        |i: usize| -> Result<Option<u64>> { Ok(r.opt_int(i)?.and_then(|v| u64::try_from(v).ok())) };
+    Ok(RateLimitRecord {
+        id: r.int(0)?,
+        def: NewRateLimit {
+            scope: scope_of(&r.text(1)?, &r.text(2)?),
+            rpm: limit(3)?,
+            tpm: limit(4)?,
+        },
+        created_at_ms: r.int(5)?,
+        updated_at_ms: r.int(6)?,
     })
 }
 

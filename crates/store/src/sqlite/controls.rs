@@ -1,4 +1,4 @@
-//! Budgets, wallets, ledger, alerts, deliveries and audit log on SQLite. The wallet arithmetic and the row
+//! Budgets, wallets, rate limits, ledger, alerts, deliveries and audit log on SQLite. The wallet arithmetic and the row
 //! mappers are shared with PostgreSQL (`crate::sql::{ledger, rows}`).
 
 use rusqlite::{params, Connection, Transaction};
@@ -8,11 +8,11 @@ use spendgate_core::Money;
 use super::{all, first};
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::ledger::{self, pico, Posting};
-use crate::sql::rows::{self, BUDGET_COLUMNS, LEDGER_COLUMNS, WALLET_COLUMNS};
-use crate::Result;
+use crate::sql::rows::{self, BUDGET_COLUMNS, LEDGER_COLUMNS, RATE_LIMIT_COLUMNS, WALLET_COLUMNS};
+use crate::{Result, StoreError};
 
 /// Creates a budget, or updates the one with the same scope and period. Returns (before, after).
 pub(super) fn upsert_budget(
@@ -41,6 +41,43 @@ pub(super) fn upsert_budget(
 pub(super) fn list_budgets(c: &Connection) -> Result<Vec<BudgetRecord>> {
     let mut st = c.prepare(&format!("SELECT {BUDGET_COLUMNS} FROM budgets ORDER BY id"))?;
     all(&mut st, [], rows::budget)
+}
+
+/// Creates the rate limit of a key or team, or changes the one it has. Returns (before, after).
+pub(super) fn upsert_rate_limit(
+    c: &mut Connection,
+    r: &NewRateLimit,
+) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+    r.check().map_err(StoreError::Invalid)?;
+    let tx = c.transaction()?;
+    let (kind, subject) = (r.scope.kind(), r.scope.subject());
+    let select =
+        format!("SELECT {RATE_LIMIT_COLUMNS} FROM rate_limits WHERE scope = ?1 AND subject = ?2");
+    let before = first(&tx, &select, params![kind, subject], rows::rate_limit)?;
+    let (rpm, tpm) = r.columns();
+    tx.execute(
+        "INSERT INTO rate_limits (scope, subject, rpm, tpm, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT (scope, subject) DO UPDATE SET rpm = excluded.rpm, tpm = excluded.tpm,
+            updated_at_ms = excluded.updated_at_ms",
+        params![kind, subject, rpm, tpm, now_ms()],
+    )?;
+    let after = first(&tx, &select, params![kind, subject], rows::rate_limit)?
+        .ok_or(StoreError::WorkerGone)?;
+    tx.commit()?;
+    Ok((before, after))
+}
+
+pub(super) fn list_rate_limits(c: &Connection) -> Result<Vec<RateLimitRecord>> {
+    let mut st = c.prepare(&format!(
+        "SELECT {RATE_LIMIT_COLUMNS} FROM rate_limits ORDER BY id"
+    ))?;
+    all(&mut st, [], rows::rate_limit)
+}
+
+/// Deletes a rate limit and returns it; `None` if none has this id.
+pub(super) fn delete_rate_limit(c: &Connection, id: i64) -> Result<Option<RateLimitRecord>> {
+    let sql = format!("DELETE FROM rate_limits WHERE id = ?1 RETURNING {RATE_LIMIT_COLUMNS}");
+    first(c, &sql, [id], rows::rate_limit)
 }
 
 pub(super) fn create_wallet(c: &mut Connection, w: &NewWallet) -> Result<WalletRecord> {

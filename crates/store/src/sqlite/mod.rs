@@ -6,6 +6,7 @@ mod checkpoint;
 mod controls;
 mod plans;
 mod read;
+mod refusals;
 mod replicas;
 mod schema;
 mod write;
@@ -19,19 +20,19 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Params, Row};
 use spendgate_core::query::{Filters, GroupBy, GroupRow, Totals};
 use spendgate_core::time::{now_ms, Grain};
-use spendgate_core::{Money, SpendEvent};
+use spendgate_core::{Money, RefusalEvent, SpendEvent};
 use uuid::Uuid;
 
 use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
-    NewWallet, Transfer, WalletRecord,
+    NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
 use crate::sql::Query;
 use crate::{
-    KeyRecord, NewKey, ResolvedWindow, Result, SeriesPoint, SpendLogPage, Store, StoreError,
-    StoredSpendLog, ViewerToken, WriteReport,
+    KeyRecord, NewKey, RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, ResolvedWindow,
+    Result, SeriesPoint, SpendLogPage, Store, StoreError, StoredSpendLog, ViewerToken, WriteReport,
 };
 
 /// Settings of the SQLite backend.
@@ -43,6 +44,8 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// How long a statement waits for a lock held by another connection or process before it fails.
     pub busy_timeout: std::time::Duration,
+    /// How long refused requests are kept (their counts in the rollups are kept for good).
+    pub refusal_retention_days: u32,
 }
 
 impl Default for SqliteOptions {
@@ -51,6 +54,7 @@ impl Default for SqliteOptions {
             minute_retention_hours: 48,
             readers: 4,
             busy_timeout: std::time::Duration::from_secs(5),
+            refusal_retention_days: crate::sql::refusals::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -64,6 +68,8 @@ struct WriterConn {
     labels: LabelCache,
     texts: write::Texts,
     last_prune_ms: i64,
+    /// When refusals past their retention were last deleted.
+    last_refusal_prune_ms: i64,
 }
 
 pub struct SqliteStore {
@@ -130,6 +136,7 @@ impl SqliteStore {
                 labels: HashMap::new(),
                 texts: write::Texts::new(),
                 last_prune_ms: 0,
+                last_refusal_prune_ms: 0,
             })),
             readers: Arc::new(Mutex::new(readers)),
             sealed: Default::default(),
@@ -337,14 +344,15 @@ impl Store for SqliteStore {
         hash: [u8; 32],
         team: String,
         name: String,
+        expires_at_ms: Option<i64>,
     ) -> Result<ViewerToken> {
         self.with_writer(move |w| {
             let now = now_ms();
             w.conn.execute(
-                "INSERT INTO viewer_tokens (hash, team, name, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![&hash[..], team, name, now],
+                "INSERT INTO viewer_tokens (hash, team, name, created_at_ms, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![&hash[..], team, name, now, expires_at_ms],
             )?;
-            Ok(ViewerToken { id: w.conn.last_insert_rowid(), team, name, created_at_ms: now })
+            Ok(ViewerToken { id: w.conn.last_insert_rowid(), team, name, created_at_ms: now, expires_at_ms })
         })
         .await
     }
@@ -459,6 +467,38 @@ impl Store for SqliteStore {
         self.with_reader(move |c| read::spend_log(c, id)).await
     }
 
+    async fn write_refusals(&self, list: Arc<Vec<RefusalEvent>>) -> Result<WriteReport> {
+        let retention = refusals::Retention {
+            days: self.options.refusal_retention_days,
+            minute_ms: self.minute_retention_ms(),
+        };
+        self.with_writer(move |w| refusals::write(w, &list, retention))
+            .await
+    }
+
+    async fn refusals(
+        &self,
+        filters: &RefusalFilters,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<RefusalPage> {
+        let f = filters.clone();
+        let cursor = cursor.map(crate::sql::plan::parse_cursor).transpose()?;
+        self.with_reader(move |c| refusals::list(c, &f, limit, cursor))
+            .await
+    }
+
+    async fn refusal_counts(
+        &self,
+        filters: &RefusalFilters,
+        group: Option<RefusalGroup>,
+    ) -> Result<Vec<RefusalCount>> {
+        let f = filters.clone();
+        let w = self.resolve_window(&filters.filters);
+        self.with_reader(move |c| refusals::counts(c, &f, w, group))
+            .await
+    }
+
     async fn repeated_requests(
         &self,
         since_ms: i64,
@@ -478,6 +518,23 @@ impl Store for SqliteStore {
 
     async fn list_budgets(&self) -> Result<Vec<BudgetRecord>> {
         self.with_reader(controls::list_budgets).await
+    }
+
+    async fn upsert_rate_limit(
+        &self,
+        limit: NewRateLimit,
+    ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
+        self.with_writer(move |w| controls::upsert_rate_limit(&mut w.conn, &limit))
+            .await
+    }
+
+    async fn list_rate_limits(&self) -> Result<Vec<RateLimitRecord>> {
+        self.with_reader(controls::list_rate_limits).await
+    }
+
+    async fn delete_rate_limit(&self, id: i64) -> Result<Option<RateLimitRecord>> {
+        self.with_writer(move |w| controls::delete_rate_limit(&w.conn, id))
+            .await
     }
 
     async fn create_wallet(&self, wallet: NewWallet) -> Result<WalletRecord> {
@@ -558,7 +615,8 @@ impl Store for SqliteStore {
             crate::replicas::LeaseTarget::Budget { filters, .. } => {
                 Some(self.resolve_window(filters))
             }
-            crate::replicas::LeaseTarget::Wallet { .. } => None,
+            crate::replicas::LeaseTarget::Wallet { .. }
+            | crate::replicas::LeaseTarget::Rate { .. } => None,
         };
         self.with_writer(move |w| replicas::lease(&mut w.conn, &req, now_ms(), window))
             .await

@@ -22,7 +22,14 @@ const D: Dialect = Dialect::Sqlite;
 /// The dimension filters of a query as (column, id) pairs. `None` when a named value was never recorded, so no
 /// row can match.
 fn dimension_filters(c: &Connection, f: &Filters) -> Result<Option<Vec<(&'static str, i64)>>> {
-    let terms = plan::filter_terms(f);
+    resolve(c, plan::filter_terms(f))
+}
+
+/// Filter terms as (column, id) pairs, with their names looked up. `None` when a named value was never recorded.
+pub(super) fn resolve(
+    c: &Connection,
+    terms: Vec<Term>,
+) -> Result<Option<Vec<(&'static str, i64)>>> {
     let mut found = HashMap::new();
     for t in &terms {
         if let Term::Named(_, kind, name) = t {
@@ -46,7 +53,7 @@ pub(super) fn summary(c: &Connection, f: &Filters, w: ResolvedWindow) -> Result<
 
 /// The names of every value of a grouping in one query (labels of its kind, or keys): naming a thousand rows
 /// one query at a time would cost more than summing them.
-fn names_for(c: &Connection, g: GroupBy) -> Result<HashMap<i64, String>> {
+pub(super) fn names_for(c: &Connection, g: GroupBy) -> Result<HashMap<i64, String>> {
     match (g, group_kind(g)) {
         (_, Some(kind)) => Ok(run(c, &queries::names_query(D, kind), rows::name_row)?
             .into_iter()
@@ -60,7 +67,7 @@ fn names_for(c: &Connection, g: GroupBy) -> Result<HashMap<i64, String>> {
 }
 
 /// The names of these label ids.
-fn labels_by_id(c: &Connection, ids: &[i64]) -> Result<HashMap<i64, String>> {
+pub(super) fn labels_by_id(c: &Connection, ids: &[i64]) -> Result<HashMap<i64, String>> {
     Ok(match queries::labels_by_id(D, ids) {
         Some(q) => run(c, &q, rows::name_row)?.into_iter().collect(),
         None => HashMap::new(),

@@ -107,7 +107,7 @@ pub(super) fn lease(
     let others: i64 = tx.query_row(
         "SELECT COALESCE(SUM(MAX(granted_pico - recorded_pico, 0)), 0) FROM leases
           WHERE kind = ?1 AND target_id = ?2 AND period_start = ?3 AND gateway <> ?4 AND expires_at_ms > ?5",
-        params![kind, target_id, period, req.gateway, now_ms],
+        params![kind, target_id, period, req.gateway, req.target.live_after(now_ms)],
         |r| r.get(0),
     )?;
     let room = match &req.target {
@@ -132,6 +132,7 @@ pub(super) fn lease(
                 .ok_or_else(|| StoreError::Invalid(format!("wallet {id} does not exist")))?;
             balance - others
         }
+        LeaseTarget::Rate { limit, .. } => i64::try_from(*limit).unwrap_or(i64::MAX) - others,
     };
     let g = lease::grant(req, my_recorded, room)?;
     let granted = g.granted;

@@ -80,11 +80,38 @@ CREATE INDEX spend_logs_team_ts ON spend_logs (team_id, ts_ms);
     LOG_KEY,
     super::replicas::CONTROL_EPOCH,
     KEY_EXPIRY,
+    RATE_LIMITS,
+    crate::sql::refusals::MIGRATION,
+    // Last: a test turns a store back to the version before it.
+    VIEWER_EXPIRY,
 ];
 
 /// Keys may carry an expiry (`expires_at_ms`, NULL for a key that works until it is revoked). A column added to
 /// the existing table, so the migration is instant on any store.
 pub const KEY_EXPIRY: &str = "ALTER TABLE keys ADD COLUMN expires_at_ms INTEGER;";
+
+/// Rate limits: requests and tokens a minute for one key or team, one row per subject (`rpm`, `tpm` NULL for no
+/// limit). Their counts live in each replica's memory and in its leases (`leases`, kinds `rpm` and `tpm`).
+pub const RATE_LIMITS: &str = r#"
+CREATE TABLE rate_limits (
+    id            INTEGER PRIMARY KEY,
+    scope         TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    rpm           INTEGER,
+    tpm           INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    UNIQUE (scope, subject)
+);
+"#;
+/// Viewer tokens expire (`expires_at_ms`; NULL for none, which no token the API creates has). Tokens made before
+/// expiry existed get the default lifetime (90 days) from the upgrade, so that none stops working at once and
+/// none works forever.
+pub const VIEWER_EXPIRY: &str = "
+ALTER TABLE viewer_tokens ADD COLUMN expires_at_ms INTEGER;
+UPDATE viewer_tokens SET expires_at_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000 + 7776000000
+    WHERE revoked_at_ms IS NULL;
+";
 
 /// Each event is kept once by its time and id, `(ts_ms, event_id)`, as on PostgreSQL, instead of by its id
 /// alone. Ids are time-ordered by the request's start and a log's time is its end, so the id index took each

@@ -16,7 +16,12 @@ use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES};
 use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
-fn label_id(conn: &Connection, cache: &mut LabelCache, kind: LabelKind, name: &str) -> Result<i64> {
+pub(super) fn label_id(
+    conn: &Connection,
+    cache: &mut LabelCache,
+    kind: LabelKind,
+    name: &str,
+) -> Result<i64> {
     let by_name = cache.entry(kind).or_default();
     if let Some(&id) = by_name.get(name) {
         return Ok(id);

@@ -10,7 +10,8 @@ use spendgate_store::Store;
 use super::event;
 
 /// A spend log reads back as the event it was written from: its price lines (kept as bare prices when the token
-/// columns rebuild them, as JSON otherwise), its error and its failed attempts.
+/// columns rebuild them, as JSON otherwise), its error, its failed attempts and the API
+/// its provider was reached through.
 pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
     let price = ModelPrice {
         provider: "mock".into(),
@@ -53,6 +54,9 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
     }];
     let mut odd_line = priced(usage(500, 10, 0, 0), None);
     odd_line.price_lines[0].tokens = 499;
+    // A chat completion answered by a provider reached through Anthropic's Messages API (translated).
+    let mut translated = priced(usage(1_200, 30, 0, 0), None);
+    translated.upstream_api = Some("messages".into());
     let events = vec![
         priced(usage(2_656, 19, 0, 0), None),
         priced(usage(10_000, 700, 6_000, 1_500), None),
@@ -66,6 +70,7 @@ pub async fn spend_logs_read_back_as_written(store: &dyn Store) {
         ),
         retried,
         odd_line,
+        translated,
     ];
     store.write_batch(Arc::new(events.clone())).await.unwrap();
     for e in &events {

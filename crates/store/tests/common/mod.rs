@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 pub mod logs;
 pub mod pairs;
+pub mod refusals;
 
 pub fn event(
     ts: i64,
@@ -48,6 +49,7 @@ pub fn event(
             user: user.into(),
             team: team.map(str::to_string),
             workflow: None,
+            workflow_requested: None,
         },
         cache_outcome: CacheOutcome::NotCacheable,
         status: RequestStatus::Ok,
@@ -70,6 +72,7 @@ pub fn event(
         attempts: 1,
         failed_attempts: Vec::new(),
         avoided_cost: Money::ZERO,
+        upstream_api: None,
     }
 }
 
@@ -463,6 +466,131 @@ pub async fn leases_never_grant_more_than_is_left(store: &dyn Store) {
     assert!(live.iter().all(|l| l.gateway != "c"));
 }
 
+/// Rate limits: one per key or team, replaced by the next for the same subject, refused when they could never be
+/// enforced as meant, deleted by id. Their leases share the limit like a budget's amount, apart for requests and
+/// tokens, and a lease's share stays taken for a minute after it ends (what it counted is still in the window).
+pub async fn rate_limits_round_trip_and_their_leases_share_the_limit(store: &dyn Store) {
+    use spendgate_store::controls::NewRateLimit;
+    use spendgate_store::replicas::{count_of, units, LeaseRequest, LeaseTarget, RateMeasure};
+    let def = NewRateLimit {
+        scope: Scope::Key(7),
+        rpm: Some(10),
+        tpm: None,
+    };
+    let (before, first) = store.upsert_rate_limit(def.clone()).await.unwrap();
+    assert!(before.is_none());
+    assert_eq!(first.def, def);
+    let changed = NewRateLimit {
+        rpm: None,
+        tpm: Some(20_000),
+        ..def
+    };
+    let (before, second) = store.upsert_rate_limit(changed.clone()).await.unwrap();
+    assert_eq!(before.map(|b| b.def), Some(first.def.clone()));
+    assert_eq!((second.id, second.def.clone()), (first.id, changed));
+    for bad in [
+        NewRateLimit {
+            scope: Scope::Org,
+            rpm: Some(1),
+            tpm: None,
+        },
+        NewRateLimit {
+            scope: Scope::Team(NO_TEAM_FILTER.into()),
+            rpm: Some(1),
+            tpm: None,
+        },
+        NewRateLimit {
+            scope: Scope::Team("t".into()),
+            rpm: Some(0),
+            tpm: None,
+        },
+        NewRateLimit {
+            scope: Scope::Team("t".into()),
+            rpm: None,
+            tpm: None,
+        },
+    ] {
+        assert!(
+            store.upsert_rate_limit(bad.clone()).await.is_err(),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        store.list_rate_limits().await.unwrap(),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        store.delete_rate_limit(second.id).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(store.delete_rate_limit(second.id).await.unwrap(), None);
+    assert!(store.list_rate_limits().await.unwrap().is_empty());
+
+    let target =
+        |id: i64, measure: RateMeasure, limit: u64| LeaseTarget::Rate { id, measure, limit };
+    let ask =
+        |target: LeaseTarget, gateway: &str, keep: u64, want: u64, ttl_ms: i64| LeaseRequest {
+            target,
+            gateway: gateway.into(),
+            keep: units(keep),
+            want: units(want),
+            ttl_ms,
+        };
+    let requests = target(1, RateMeasure::Requests, 10);
+    let a = store
+        .lease(ask(requests.clone(), "a", 0, 6, 60_000))
+        .await
+        .unwrap();
+    let b = store
+        .lease(ask(requests.clone(), "b", 0, 6, 60_000))
+        .await
+        .unwrap();
+    assert_eq!((count_of(a.granted), count_of(b.granted)), (6, 4));
+    // The same limit's tokens are shared on their own.
+    let tokens = store
+        .lease(ask(
+            target(1, RateMeasure::Tokens, 500),
+            "a",
+            0,
+            300,
+            60_000,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count_of(tokens.granted), 300);
+    // a stops, keeping the 2 it counted: b may grow into the rest of a's share.
+    store.release_lease(a.id, units(2)).await.unwrap();
+    let b2 = store
+        .lease(ask(requests, "b", 4, 10, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(count_of(b2.granted), 8);
+    // A lease that expired still holds its share for the window after it: its counts are in it.
+    let short = target(2, RateMeasure::Requests, 5);
+    let d = store.lease(ask(short.clone(), "d", 0, 2, 1)).await.unwrap();
+    assert_eq!(count_of(d.granted), 2);
+    let t0 = std::time::Instant::now();
+    while store
+        .list_leases(now_ms())
+        .await
+        .unwrap()
+        .iter()
+        .any(|l| l.id == d.id)
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "d's 1 ms lease never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let e = store.lease(ask(short, "e", 0, 5, 60_000)).await.unwrap();
+    assert_eq!(
+        count_of(e.granted),
+        3,
+        "d's expired lease still holds its 2"
+    );
+}
+
 /// The cost of one model's hourly series by team: read from the all-dimension rollups (a filter on another
 /// dimension than the grouping).
 async fn hourly_cost(store: &dyn Store, f: &Filters, model: &str) -> Money {
@@ -813,9 +941,17 @@ pub async fn controls_keys_and_audit_round_trip(store: &dyn Store) {
     assert_eq!(store.revoke_key(key.id + 100, 1).await.unwrap(), None);
 
     let viewer = store
-        .create_viewer_token([9; 32], "search".into(), "dash".into())
+        .create_viewer_token(
+            [9; 32],
+            "search".into(),
+            "dash".into(),
+            Some(4_102_444_800_000),
+        )
         .await
         .unwrap();
+    // The expiry is kept and read back; an expired token is still found (the caller says why it is refused).
+    assert_eq!(viewer.expires_at_ms, Some(4_102_444_800_000));
+    assert!(!viewer.expired_at(4_102_444_799_999) && viewer.expired_at(4_102_444_800_000));
     assert_eq!(
         store.viewer_by_hash([9; 32]).await.unwrap(),
         Some(viewer.clone())

@@ -52,24 +52,32 @@ fn apply_subject(f: &mut Filters, g: GroupBy, subject: &str) -> Result<(), ApiEr
         GroupBy::Model => f.model = name,
         GroupBy::Gateway => f.gateway = name,
         GroupBy::Workflow => f.workflow = name,
-        GroupBy::Key => {
-            f.key_id = Some(subject.parse().map_err(|_| {
-                ApiError::invalid_request(
-                    "invalid_subject",
-                    format!("subject '{subject}' is not a key id (a number)"),
-                )
-            })?)
-        }
+        // A subject that cannot name a group of its grouping names one that does not exist.
+        GroupBy::Key => f.key_id = Some(subject.parse().map_err(|_| no_such_subject(g, subject))?),
         GroupBy::CacheOutcome => {
-            f.cache_outcome = Some(CacheOutcome::parse(subject).ok_or_else(|| {
-                ApiError::invalid_request(
-                    "invalid_subject",
-                    format!("subject '{subject}' is not one of hit, miss, bypass, not_cacheable"),
-                )
-            })?)
+            f.cache_outcome =
+                Some(CacheOutcome::parse(subject).ok_or_else(|| no_such_subject(g, subject))?)
         }
     }
     Ok(())
+}
+
+/// The 404 of a subject that no group of its grouping can have: a key id that is not a number, a cache outcome
+/// that does not exist.
+fn no_such_subject(g: GroupBy, subject: &str) -> ApiError {
+    let what = match g {
+        GroupBy::Key => "a key id (a number; GET /api/v1/keys lists them)",
+        _ => "a cache outcome (hit, miss, bypass or not_cacheable)",
+    };
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "subject_not_found",
+        format!(
+            "there is no {} '{subject}': the subject must be {what}",
+            g.as_str()
+        ),
+    )
 }
 
 /// "Team support", "No team", "Model gpt-4.1", "All spend".
@@ -233,26 +241,16 @@ pub(crate) async fn explain_view(s: &AppState, p: &ExplainParams) -> Result<Expl
         None => None,
     };
     let subject = non_empty(&p.subject).map(str::to_string);
-    match (g, subject.as_deref()) {
-        (Some(g), Some(sub)) => apply_subject(&mut f, g, sub)?,
-        (Some(g), None) => {
-            return Err(ApiError::invalid_request(
-                "missing_subject",
-                format!(
-                    "group_by={} needs a subject: the {} to explain (e.g. subject=support), or leave group_by out to explain all spend",
-                    g.as_str(),
-                    g.as_str()
-                ),
-            ))
+    // A subject names a team unless group_by says otherwise; a grouping without a subject narrows nothing, so
+    // all spend is explained.
+    let g = match (g, subject.as_deref()) {
+        (g, Some(sub)) => {
+            let g = g.unwrap_or(GroupBy::Team);
+            apply_subject(&mut f, g, sub)?;
+            Some(g)
         }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid_request(
-                "missing_group_by",
-                "a subject needs group_by to say what it is, e.g. group_by=team&subject=support",
-            ))
-        }
-        (None, None) => {}
-    }
+        (_, None) => None,
+    };
     let breakdown = match non_empty(&p.breakdown) {
         Some(b) => parse_group_by(Some(b))?,
         // Models are what usually explain a price/mix change; when the subject is a model, its providers.

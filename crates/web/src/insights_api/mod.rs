@@ -14,7 +14,7 @@ mod signals;
 
 use axum::routing::get;
 
-use crate::openapi::{Access, ApiRouter, Op, Param};
+use crate::openapi::{p, Access, ApiRouter, Op, Ty, FILTERS, GROUP_WORDS};
 
 pub(crate) use activity::{
     activity, field_changes, item_json, items_csv, ActivityItem, ActivityParams, Source,
@@ -27,41 +27,77 @@ const EXPLAIN: Op = Op::get(
     "Why a group's spend changed between a window and a baseline: volume, intensity and price/mix effects.",
     Access::Admin,
 )
-.query(&[
-    Param { name: "group_by", description: "The grouping the subject belongs to (team, model, ...).", ty: "string" },
-    Param { name: "subject", description: "The group to explain (omit for everything; @none for No team).", ty: "string" },
-    Param { name: "breakdown", description: "The grouping each effect is split across (default model).", ty: "string" },
-    Param { name: "baseline_from", description: "Start of the baseline, RFC 3339 (default: the previous equal window).", ty: "string" },
-    Param { name: "baseline_to", description: "End of the baseline, RFC 3339.", ty: "string" },
-    Param { name: "compare", description: "previous (the equal span before the window, default) or last_week (the same span seven days earlier).", ty: "string" },
-]);
+.query(FILTERS)
+.also(&[
+    p(
+        "group_by",
+        Ty::Word(GROUP_WORDS),
+        "The grouping the subject belongs to (default team when a subject is given; without a subject, all \
+         spend is explained).",
+    ),
+    p(
+        "subject",
+        Ty::Text,
+        "The group to explain (omit for everything; @none for No team). A name, or a key id, that nothing carries \
+         explains nothing.",
+    ),
+    p(
+        "breakdown",
+        Ty::Word(GROUP_WORDS),
+        "The grouping each effect is split across (default model).",
+    ),
+    p(
+        "baseline_from",
+        Ty::Time,
+        "Start of the baseline (default: the previous equal window).",
+    ),
+    p("baseline_to", Ty::Time, "End of the baseline (default: now)."),
+    p(
+        "compare",
+        Ty::Word(&["previous", "last_week"]),
+        "The baseline without baseline_from/baseline_to: the equal span before the window (default) or the \
+         same span seven days earlier.",
+    ),
+])
+.statuses(&[404]);
 const ACTIVITY: Op = Op::get(
     "/api/v1/activity",
     "Who did what: request activity by key, admin changes, alerts and gateway starts and stops.",
     Access::Admin,
 )
-.query(&[
-    Param {
-        name: "actor",
-        description: "A user name or key id, or who made an admin change.",
-        ty: "string",
-    },
-    Param {
-        name: "source",
-        description: "Comma-separated: requests, admin_change, alert, gateway_lifecycle.",
-        ty: "string",
-    },
-    Param {
-        name: "format",
-        description: "json or csv (default json).",
-        ty: "string",
-    },
-    Param {
-        name: "limit",
-        description: "Items at most.",
-        ty: "integer",
-    },
-]);
+.query(FILTERS)
+.also(&[
+    p(
+        "actor",
+        Ty::Text,
+        "A user name or key id, or who made an admin change.",
+    ),
+    p(
+        "source",
+        Ty::List(SOURCES),
+        "Comma-separated sources (default all).",
+    ),
+    p(
+        "format",
+        Ty::Word(&["json", "csv"]),
+        "The answer's format (default json).",
+    ),
+    p("limit", Ty::Int(1, 10_000), "Items at most (default 500)."),
+])
+.produces(&["application/json", "text/csv"]);
+/// The sources of the activity feed and their other spellings (`activity::Source::parse`).
+const SOURCES: &[&str] = &[
+    "requests",
+    "request",
+    "admin_change",
+    "admin_changes",
+    "admin",
+    "alert",
+    "alerts",
+    "gateway_lifecycle",
+    "lifecycle",
+    "gateway",
+];
 const ANOMALIES: Op = Op::get(
     "/api/v1/insights/anomalies",
     "Current anomaly signals (spend rate, prompt expansion, unattributed share, retry loops) with evidence.",

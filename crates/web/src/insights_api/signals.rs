@@ -19,6 +19,7 @@ pub(super) async fn anomalies_api(State(s): State<Arc<AppState>>) -> Result<Json
     let scope = crate::auth::viewer_team();
     let signals = spendgate_gateway::anomalies::evaluate(
         &*s.store,
+        s.writer.repeats().map(|r| &**r),
         &s.anomalies,
         now,
         scope.as_deref(),

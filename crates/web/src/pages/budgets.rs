@@ -1,5 +1,6 @@
 //! `/budgets`: one row per budget with a bar of spend against its amount (what requests in flight hold, the
-//! alert thresholds and the forecast at period end marked on it), its state, hard or soft, and when it resets.
+//! alert thresholds and the forecast at period end marked on it), its state, hard or soft, and when it resets;
+//! then the rate limits (`rate_limits.rs`).
 //! Also the compact budget-alert panel that `/usage` shows for its current filters.
 //!
 //! The figures come from [`crate::controls_api::budget_view`], the same function that answers
@@ -132,7 +133,16 @@ pub(crate) async fn page(
         Ok(r) => r,
         Err(e) => return api_error_page(&p, &csrf, &e),
     };
-    let main = render(&rows, now_ms(), &host(&headers));
+    // Rate limits are controls too: they are listed under the budgets.
+    let rates = match p.app.store.list_rate_limits().await {
+        Ok(list) => list
+            .iter()
+            .map(|r| crate::rate_limits_api::rate_limit_view(&p.app, r))
+            .collect::<Vec<_>>(),
+        Err(e) => return super::store_error_page(&p, &csrf, e),
+    };
+    let mut main = render(&rows, now_ms(), &host(&headers));
+    main.push_str(&super::rate_limits::render(&rates, &host(&headers)));
     if wants_fragment(params.fragment.as_deref()) {
         return html_response(StatusCode::OK, main);
     }

@@ -144,7 +144,7 @@ pub(crate) async fn page(
     s.push_str("<form class=\"filters panel\" method=\"get\" action=\"/history\"><input type=\"hidden\" name=\"view\" value=\"activity\">");
     s.push_str("<label>Window<select name=\"window\">");
     let window = fp.window.clone().unwrap_or_else(|| "24h".into());
-    for w in WINDOWS {
+    for &w in WINDOWS {
         let sel = if w == window { " selected" } else { "" };
         let _ = write!(s, "<option value=\"{w}\"{sel}>{w}</option>");
     }

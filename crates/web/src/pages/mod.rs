@@ -13,6 +13,7 @@ mod history;
 mod html;
 mod notifications;
 mod overview;
+mod rate_limits;
 mod request;
 mod session;
 mod usage;

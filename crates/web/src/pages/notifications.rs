@@ -53,16 +53,22 @@ pub(crate) async fn page(
 
 /// The badge of an alert kind: passing a limit or running dry is bad, nearing one (and anomalies) a warning.
 pub(crate) fn kind_badge(kind: &str) -> String {
-    let cls = if kind.ends_with("over") || kind.ends_with("depleted") {
-        "bad"
-    } else {
-        "warn"
-    };
+    let cls = severity(kind);
     format!(
         "<span class=\"status {cls}\" data-kind=\"{}\">{}</span>",
         esc(kind),
         esc(&kind.replace('_', " "))
     )
+}
+
+/// How bad an alert of this kind is, as a status class: a limit passed, a wallet empty or a control refusing
+/// requests is `bad` (someone is blocked or overspent), anything else `warn`.
+pub(crate) fn severity(kind: &str) -> &'static str {
+    if kind.ends_with("over") || kind.ends_with("depleted") || kind.ends_with("refusing") {
+        "bad"
+    } else {
+        "warn"
+    }
 }
 
 /// " evidence" linking an anomaly alert to the filtered view of the requests concerned, when it has one. Only

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use spendgate_core::query::{Filters, GroupBy, GroupRow, SortBy, Totals, NO_TEAM_FILTER};
 use spendgate_core::time::{now_ms, Grain, DAY_MS, HOUR_MS, MINUTE_MS};
 use spendgate_core::Money;
-use spendgate_store::StoreError;
+use spendgate_store::{RefusalCount, RefusalFilters, RefusalGroup, StoreError};
 
 use super::chart;
 use super::html::{ago, compact, duration, esc, hms, int, layout, query_string, trend, updated};
@@ -59,6 +59,10 @@ struct Data {
     chart_points: Vec<spendgate_store::SeriesPoint>,
     /// The latest budget alerts. A failure here only blanks that box, not the whole overview.
     alerts: Result<Vec<spendgate_store::controls::AlertRecord>, ()>,
+    /// Requests refused at the door in the last hour and today (UTC), by reason, from the refusal rollups. A
+    /// failure blanks only these figures.
+    refused_hour: Result<Vec<RefusalCount>, ()>,
+    refused_today: Result<Vec<RefusalCount>, ()>,
 }
 
 async fn load(
@@ -82,7 +86,12 @@ async fn load(
     let five = span(now - 5 * MINUTE_MS, now);
     // Last seen needs minute precision over a short span only: older means "over an hour ago".
     let minutes = span(now - HOUR_MS, now);
-    let (a, b, c, d, e, f, g, h, i, j, k, l) = tokio::join!(
+    let refusals = |f: Filters| RefusalFilters {
+        filters: f,
+        reason: None,
+    };
+    let (refused_hour, refused_today) = (refusals(hour.clone()), refusals(today.clone()));
+    let (a, b, c, d, e, f, g, h, i, j, k, l, m, n) = tokio::join!(
         s.summary(&mtd),
         s.summary(&mtd_prev),
         s.summary(&today),
@@ -95,7 +104,12 @@ async fn load(
         s.series(chart_filters, grain, Some(GroupBy::Team)),
         s.list_alerts(5),
         s.list_gateways(),
+        s.refusal_counts(&refused_hour, Some(RefusalGroup::Reason)),
+        s.refusal_counts(&refused_today, Some(RefusalGroup::Reason)),
     );
+    let refused = |r: Result<Vec<RefusalCount>, StoreError>| {
+        r.map_err(|e| tracing::warn!(error = %e, "Reading refusals for the overview failed."))
+    };
     Ok(Data {
         mtd: a?,
         mtd_prev: b?,
@@ -114,6 +128,8 @@ async fn load(
         alerts: k.map_err(
             |e| tracing::warn!(error = %e, "Reading budget alerts for the overview failed."),
         ),
+        refused_hour: refused(m),
+        refused_today: refused(n),
     })
 }
 
@@ -380,13 +396,15 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
          <dl class=\"signals\">\
          <div class=\"{}\"><dt>Upstream errors</dt><dd>{}</dd></div>\
          <div class=\"{}\"><dt>Rejected requests</dt><dd>{}</dd></div>\
-         <div><dt>Requests proxied</dt><dd>{}</dd></div></dl>\
+         <div><dt>Requests proxied</dt><dd>{}</dd></div>{}</dl>{}\
          <h3>Latest alerts</h3><div id=\"budget-alerts\">",
         if g.upstream_errors > 0 { "warn" } else { "" },
         int(g.upstream_errors),
         if g.rejected > 0 { "warn" } else { "" },
         int(g.rejected),
         int(g.requests),
+        refused_signal(&d.refused_hour),
+        refused_today(&d.refused_today),
     );
     match &d.alerts {
         Err(()) => s.push_str(
@@ -399,11 +417,7 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
         Ok(alerts) => {
             s.push_str("<ul class=\"alerts\">");
             for a in alerts {
-                let cls = if a.alert.kind.ends_with("over") || a.alert.kind.ends_with("depleted") {
-                    "bad"
-                } else {
-                    "warn"
-                };
+                let cls = super::notifications::severity(&a.alert.kind);
                 let team = a.alert.team.as_deref().map_or(String::new(), |t| {
                     format!(
                         " <a href=\"{}\">{}</a>",
@@ -429,6 +443,48 @@ fn render_signals(s: &mut String, p: &Pages, d: &Data, now: i64) {
         }
     }
     s.push_str("</div></section>");
+}
+
+/// The signal of requests refused in the last hour (every replica's, from the refusal rollups): marked `bad` when
+/// a budget or wallet refused any (a team is blocked), `warn` for other refusals.
+fn refused_signal(counts: &Result<Vec<RefusalCount>, ()>) -> String {
+    let Ok(counts) = counts else {
+        return "<div id=\"refused-hour\"><dt>Refused, last hour</dt><dd class=\"muted\">unavailable</dd></div>"
+            .into();
+    };
+    let total: u64 = counts.iter().map(|c| c.refusals).sum();
+    let controls = counts.iter().any(|c| {
+        c.key
+            .as_deref()
+            .and_then(spendgate_core::RefusalReason::parse)
+            .is_some_and(|r| r.is_control())
+    });
+    let cls = match (total, controls) {
+        (0, _) => "",
+        (_, true) => "bad",
+        _ => "warn",
+    };
+    format!(
+        "<div class=\"{cls}\" id=\"refused-hour\"><dt>Refused, last hour</dt><dd><a href=\"/usage{}#refused\">{}</a></dd></div>",
+        esc(&query_string(&[("window", "1h".into())])),
+        int(total)
+    )
+}
+
+/// Today's refusals by reason, under the signals.
+fn refused_today(counts: &Result<Vec<RefusalCount>, ()>) -> String {
+    match counts {
+        Ok(c) if !c.is_empty() => format!(
+            "<p class=\"small\" id=\"refused-today\">Refused today (UTC): {} — <a href=\"/usage{}#refused\">see which \
+             and why</a></p>",
+            c.iter()
+                .map(|c| format!("{} {}", esc(&c.label), int(c.refusals)))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            esc(&query_string(&[("window", "24h".into())])),
+        ),
+        _ => String::new(),
+    }
 }
 
 /// One gateway's row: traffic from the rollups (every replica's), and from each replica's heartbeat its last

@@ -220,7 +220,18 @@ pub(crate) async fn page(
                 esc(&e.model)
             ),
         ),
-        ("Endpoint", esc(&e.endpoint)),
+        (
+            "Endpoint",
+            // A translated request names both APIs: the client's, and the one its provider was reached through.
+            match &e.upstream_api {
+                Some(up) => format!(
+                    "<span id=\"endpoint\">{}</span> (translated to the provider's {} API)",
+                    esc(&e.endpoint),
+                    esc(up)
+                ),
+                None => format!("<span id=\"endpoint\">{}</span>", esc(&e.endpoint)),
+            },
+        ),
         (
             "Streamed",
             if e.stream { "yes".into() } else { "no".into() },
@@ -268,10 +279,16 @@ pub(crate) async fn page(
         ),
         (
             "Workflow",
-            e.attribution
-                .workflow
-                .as_deref()
-                .map_or_else(|| "—".into(), esc),
+            match (&e.attribution.workflow, &e.attribution.workflow_requested) {
+                (Some(w), Some(asked)) => format!(
+                    "{} <span class=\"muted\">(the request named {}: a new label after the gateway had as many \
+                     as limits.max_workflows keeps apart)</span>",
+                    esc(w),
+                    esc(asked)
+                ),
+                (Some(w), None) => esc(w),
+                (None, _) => "—".into(),
+            },
         ),
         (
             "Usage source",

@@ -91,7 +91,11 @@ impl Sessions {
 
     /// The CSRF token and role of a live session.
     fn csrf_of(&self, id: &str) -> Option<(String, crate::auth::Role)> {
-        let now = now_ms();
+        self.csrf_at(id, now_ms())
+    }
+
+    /// The CSRF token and role of a session live at `now`; a session past its expiry is forgotten.
+    fn csrf_at(&self, id: &str, now: i64) -> Option<(String, crate::auth::Role)> {
         let mut map = self.inner.lock().ok()?;
         match map.get(id) {
             Some(s) if s.expires_ms > now => Some((s.csrf.clone(), s.role.clone())),
@@ -135,19 +139,27 @@ pub(crate) async fn require_login(
     }
     let session_id = cookie(req.headers(), SESSION_COOKIE).map(str::to_string);
     let mut csrf = session_id.as_deref().and_then(|id| p.sessions.csrf_of(id));
+    // Why a session that was live has just ended, for the login page to say.
+    let mut ended = None;
     // A session made with a viewer token lasts only as long as the token: once it is revoked (through any
-    // replica, since the store says), the session ends at its next request.
+    // replica, since the store says) or expires, the session ends at its next request.
     if let (Some((_, crate::auth::Role::Viewer { token_id, .. })), Some(id)) = (&csrf, &session_id)
     {
         match p.app.store.viewer_by_id(*token_id).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
+            Ok(Some(v)) if !v.expired_at(now_ms()) => {}
+            Ok(found) => {
+                let why = if found.is_some() {
+                    "expired"
+                } else {
+                    "revoked"
+                };
                 tracing::info!(
                     token_id,
-                    "A page session ended: its viewer token was revoked."
+                    "A page session ended: its viewer token was {why}."
                 );
                 p.sessions.remove(id);
                 csrf = None;
+                ended = Some(why);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Checking a session's viewer token failed.");
@@ -190,10 +202,19 @@ pub(crate) async fn require_login(
                     .uri()
                     .query()
                     .is_some_and(|q| q.split('&').any(|kv| kv == "fragment=1"));
+            let ended_query = ended.map_or(String::new(), |why| format!("&ended={why}"));
             if is_script || req.method() != axum::http::Method::GET {
-                (StatusCode::UNAUTHORIZED, "Log in at /login first.").into_response()
+                let message = match ended {
+                    Some(why) => format!(
+                        "This session's viewer token was {why}: ask an admin for a new token and log in again at \
+                         /login."
+                    ),
+                    None => "Log in at /login first.".into(),
+                };
+                (StatusCode::UNAUTHORIZED, message).into_response()
             } else {
-                Redirect::to(&format!("/login?next={}", url_encode(path))).into_response()
+                Redirect::to(&format!("/login?next={}{ended_query}", url_encode(path)))
+                    .into_response()
             }
         }
     }
@@ -220,6 +241,8 @@ fn is_local_path(n: &str) -> bool {
 #[derive(Debug, Deserialize)]
 pub(crate) struct LoginQuery {
     next: Option<String>,
+    /// Why the session that sent the reader here ended: its viewer token `expired` or was `revoked`.
+    ended: Option<String>,
 }
 
 fn login_page(p: &Pages, status: StatusCode, next: &str, message: Option<&str>) -> Response {
@@ -270,8 +293,18 @@ pub(crate) async fn login_form(
     if p.app.open_pages {
         return Redirect::to("/overview").into_response();
     }
-    let next = safe_next(q.as_ref().ok().and_then(|q| q.next.as_deref()));
-    login_page(&p, StatusCode::OK, &next, None)
+    let q = q.as_ref().ok();
+    let next = safe_next(q.and_then(|q| q.next.as_deref()));
+    let message = match q.and_then(|q| q.ended.as_deref()) {
+        Some("expired") => {
+            Some("Your session ended: its viewer token expired. Ask an admin for a new one.")
+        }
+        Some("revoked") => {
+            Some("Your session ended: its viewer token was revoked. Ask an admin for a new one.")
+        }
+        _ => None,
+    };
+    login_page(&p, StatusCode::OK, &next, message)
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,14 +346,26 @@ pub(crate) async fn login(
             Some("The form expired or did not come from this page (CSRF check failed). Try again."),
         );
     }
-    let Some(role) = crate::auth::role_of(&p.app, form.token.trim()).await else {
-        tracing::warn!("A page login with a wrong token was refused.");
-        return login_page(
-            &p,
-            StatusCode::UNAUTHORIZED,
-            &next,
-            Some("That is neither the admin token nor a team viewer token."),
-        );
+    let role = match crate::auth::role_of(&p.app, form.token.trim()).await {
+        Ok(role) => role,
+        Err(crate::auth::Refused::Unknown) => {
+            tracing::warn!("A page login with a wrong token was refused.");
+            return login_page(
+                &p,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                Some("That is neither the admin token nor a team viewer token."),
+            );
+        }
+        Err(expired) => {
+            tracing::info!("A page login with an expired viewer token was refused.");
+            return login_page(
+                &p,
+                StatusCode::UNAUTHORIZED,
+                &next,
+                Some(&expired.message()),
+            );
+        }
     };
     let next = if matches!(role, crate::auth::Role::Viewer { .. }) {
         "/usage".to_string()
@@ -412,6 +457,17 @@ mod tests {
         s.remove(&a);
         assert!(s.csrf_of(&a).is_none());
         assert!(s.csrf_of("nope").is_none());
+    }
+
+    #[test]
+    fn a_session_ends_at_its_expiry() {
+        let s = Sessions::default();
+        let id = s.create(crate::auth::Role::Admin).unwrap_or_default();
+        let now = now_ms();
+        assert!(s.csrf_at(&id, now + SESSION_TTL_MS - 60_000).is_some());
+        assert!(s.csrf_at(&id, now + SESSION_TTL_MS + 1).is_none());
+        // Forgotten, not only refused: a clock that went back would not bring it back.
+        assert!(s.csrf_at(&id, now).is_none());
     }
 
     #[test]

@@ -55,6 +55,9 @@ struct WalletRow {
     total_spent: Money,
     low_threshold: Money,
     status: String,
+    /// Since when the wallet has refused requests it could not pay for (until it receives money).
+    #[serde(default)]
+    refusing_since: Option<String>,
     burn: BurnRow,
     projected_depletion: Option<String>,
     projected_depletion_earliest: Option<String>,
@@ -126,6 +129,19 @@ fn status_badge(status: &str) -> String {
         esc(status),
         esc(label)
     )
+}
+
+/// The wallet's status, and "refusing" beside it while it refuses requests it cannot pay for: whoever it pays
+/// for is blocked, whatever its balance says.
+fn status_html(w: &WalletRow) -> String {
+    let mut out = status_badge(&w.status);
+    if let Some(since) = &w.refusing_since {
+        out.push_str(&format!(
+            " <span class=\"status bad\" data-status=\"refusing\" title=\"refusing requests since {}\">refusing</span>",
+            esc(since)
+        ));
+    }
+    out
 }
 
 /// "2026-12-03 (in 4d 2h)" with the range of dates the burn's range gives, or a dash when nothing was spent
@@ -278,7 +294,7 @@ fn render_list(rows: &[WalletRow], now: i64, host: &str) -> String {
             usd(w.total_allocated),
             usd(w.total_spent),
             esc(&w.low_threshold.display_usd()),
-            status_badge(&w.status),
+            status_html(w),
             burn_html(&w.burn, false),
             depletion(w, now),
         );
@@ -376,7 +392,7 @@ fn render_ledger(
         usd(w.balance),
         usd(w.available),
         usd(w.reserved),
-        status_badge(&w.status),
+        status_html(w),
         esc(&w.low_threshold.display_usd()),
         burn_html(&w.burn, true),
         depletion(w, now),

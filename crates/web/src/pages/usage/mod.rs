@@ -4,6 +4,7 @@
 //!
 //! This file reads the URL and loads the data; `view.rs` renders it.
 
+mod refused;
 mod savings;
 mod view;
 
@@ -155,6 +156,23 @@ impl UsageParams {
             }
         }
         format!("/usage{}", query_string(&pairs))
+    }
+
+    /// This view's window, team, user and key as the query of `/api/v1/refusals` (what refusals carry).
+    fn refusals_query(&self) -> String {
+        let f = &self.filters;
+        let pairs: Vec<(&str, String)> = [
+            ("window", &f.window),
+            ("from", &f.from),
+            ("to", &f.to),
+            ("team", &f.team),
+            ("user", &f.user),
+            ("key", &f.key),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, non_empty(v).unwrap_or_default().to_string()))
+        .collect();
+        query_string(&pairs)
     }
 
     fn filter_value(&self, param: &str) -> Option<&str> {
@@ -372,11 +390,13 @@ pub(crate) async fn page(
         .facets
         .get(&GroupBy::CacheOutcome)
         .map_or(&[][..], Vec::as_slice);
-    let (savings, budgets) = tokio::join!(
+    let refusals_query = params.refusals_query();
+    let (refused, savings, budgets) = tokio::join!(
+        refused::panel(&p, &filters, &refusals_query),
         savings::panel(&p, &filters, outcomes),
         super::budgets::usage_panel(&p, &filters)
     );
-    let main = view.main(&data) + &savings + &budgets;
+    let main = view.main(&data) + &refused + &savings + &budgets;
     if wants_fragment(params.fragment.as_deref()) {
         return html_response(StatusCode::OK, main);
     }

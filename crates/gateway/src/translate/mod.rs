@@ -1,0 +1,189 @@
+//! Translation between OpenAI's Chat Completions API and Anthropic's Messages API, both ways, so that a client
+//! of either API can call a model whose provider speaks only the other one (a Claude model through
+//! `/v1/chat/completions`, a GPT model through `/v1/messages`).
+//!
+//! - [`to_anthropic`]: a chat completion request into a Messages request, and a chat completion answer into a
+//!   Message (for an Anthropic client whose model is served by an OpenAI-compatible provider);
+//! - [`to_openai`]: the other way;
+//! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event).
+//!
+//! What cannot be carried over faithfully (a parameter the other API lacks, such as `n` > 1, `logprobs` or
+//! `top_k`) is refused with a 400 naming the parameter rather than dropped: a request must not quietly behave
+//! otherwise than its author wrote it. Parameters are translated from an allow-list, so a parameter this module
+//! does not know is refused too.
+//!
+//! Metering never depends on this module: the meter reads the upstream's own bytes, in the upstream's wire
+//! format, before they are translated for the client.
+
+pub mod stream;
+pub mod to_anthropic;
+pub mod to_openai;
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::provider::Endpoint;
+
+/// `max_tokens` sent to Anthropic when the client set no output limit and the model's catalog entry has no
+/// `max_output_tokens`: Anthropic requires one, and 4,096 is the smallest output cap of its current models, so
+/// it is valid for every one of them.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// A request answered in another API than the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    /// The API the client called, and reads the answer in.
+    pub client: Endpoint,
+    /// The API the provider is reached through.
+    pub upstream: Endpoint,
+    /// The client of a chat completion stream asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+}
+
+/// The API a client's request can be translated into, when its model's provider does not speak the client's.
+pub fn counterpart(endpoint: Endpoint) -> Option<Endpoint> {
+    match endpoint {
+        Endpoint::ChatCompletions => Some(Endpoint::Messages),
+        Endpoint::Messages => Some(Endpoint::ChatCompletions),
+        _ => None,
+    }
+}
+
+/// Why a request could not be translated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    /// A parameter (or value) the target API has no faithful equivalent for.
+    #[error("The parameter '{param}' cannot be translated to {target}: {why}. Remove it, or call a model whose provider speaks this API.")]
+    Untranslatable {
+        param: String,
+        target: &'static str,
+        why: String,
+    },
+    /// A request that is not valid in the client's own API.
+    #[error("The parameter '{param}' is not valid: {why}.")]
+    Invalid { param: String, why: String },
+}
+
+impl TranslateError {
+    pub(crate) fn untranslatable(
+        param: impl Into<String>,
+        target: &'static str,
+        why: impl Into<String>,
+    ) -> TranslateError {
+        TranslateError::Untranslatable {
+            param: param.into(),
+            target,
+            why: why.into(),
+        }
+    }
+
+    pub(crate) fn invalid(param: impl Into<String>, why: impl Into<String>) -> TranslateError {
+        TranslateError::Invalid {
+            param: param.into(),
+            why: why.into(),
+        }
+    }
+}
+
+impl From<TranslateError> for ApiError {
+    fn from(e: TranslateError) -> ApiError {
+        let code = match e {
+            TranslateError::Untranslatable { .. } => "untranslatable_parameter",
+            TranslateError::Invalid { .. } => "invalid_parameter",
+        };
+        ApiError::invalid_request(code, e.to_string())
+    }
+}
+
+impl Translation {
+    /// The client's request body in the upstream's API. `max_tokens` is what Anthropic is sent when the client
+    /// set no output limit.
+    pub fn request(&self, body: &[u8], max_tokens: u64) -> Result<Bytes, ApiError> {
+        let v: Value = serde_json::from_slice(body).map_err(|_| {
+            ApiError::invalid_request("invalid_json", "The request body must be a JSON object.")
+        })?;
+        let out = match self.upstream {
+            Endpoint::Messages => to_anthropic::request(v, max_tokens)?,
+            _ => to_openai::request(v)?,
+        };
+        Ok(Bytes::from(out.to_string()))
+    }
+
+    /// A successful upstream answer in the client's API, or `None` when it is not JSON.
+    pub fn response(&self, body: &[u8]) -> Option<Bytes> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let out = match self.client {
+            Endpoint::Messages => to_anthropic::response(&v),
+            _ => to_openai::response(&v),
+        };
+        Some(Bytes::from(out.to_string()))
+    }
+
+    /// An upstream error answer as an error of the client's API, with the upstream's status and message.
+    pub fn error(&self, status: StatusCode, body: &[u8]) -> ApiError {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        // OpenAI's `{"error":{"message"}}` and Anthropic's `{"type":"error","error":{"message"}}` alike.
+        let message = v["error"]["message"]
+            .as_str()
+            .or_else(|| v["message"].as_str())
+            .unwrap_or("no message");
+        ApiError::new(
+            status,
+            openai_error_type(status),
+            "upstream_error",
+            format!(
+                "The provider answered {} to the translated request: {message}",
+                status.as_u16()
+            ),
+        )
+    }
+
+    /// A translator of the upstream's stream into the client's.
+    pub fn stream(&self) -> stream::Translator {
+        match self.client {
+            Endpoint::Messages => stream::Translator::to_anthropic(),
+            _ => stream::Translator::to_openai(self.include_usage),
+        }
+    }
+}
+
+/// OpenAI's error `type` for an HTTP status (what its SDKs raise is chosen by the status).
+fn openai_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 404 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
+}
+
+/// The text of a string or of an array of text parts/blocks (`{"type":"text","text"}`), which both APIs accept
+/// for system prompts and tool results. `None` when an element is not text.
+pub(crate) fn plain_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let mut out = String::new();
+            for p in parts {
+                if p["type"] != "text" {
+                    return None;
+                }
+                out.push_str(p["text"].as_str()?);
+            }
+            Some(out)
+        }
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// The unix time in seconds, for the `created` of OpenAI objects built from Anthropic answers (which have none).
+pub(crate) fn now_secs() -> i64 {
+    spendgate_core::time::now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests;
