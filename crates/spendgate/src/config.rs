@@ -730,11 +730,21 @@ impl Config {
         }
         let cache = match &c.redis_addr {
             None => spendgate_gateway::cache::ResponseCache::in_memory(c.clone()),
-            Some(addr) => spendgate_gateway::cache::ResponseCache::in_redis(c.clone(), addr)
-                .await
-                .with_context(|| {
-                    format!("cache.redis_addr: Redis at {addr} does not answer; start it, or remove redis_addr to cache in memory")
-                })?,
+            Some(addr) => {
+                use spendgate_gateway::cache::{RespError, ResponseCache};
+                match ResponseCache::in_redis(c.clone(), addr).await {
+                    Ok(cache) => cache,
+                    // A setting that cannot work says so itself; the Redis was never asked.
+                    Err(e @ RespError::Config(_)) => return Err(e.into()),
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "cache.redis_addr: Redis at {} does not answer or refused the connection; start it, \
+                             fix the address, or remove redis_addr to cache in memory",
+                            spendgate_store::redact_url(addr)
+                        )))
+                    }
+                }
+            }
         };
         Ok(Some(std::sync::Arc::new(cache)))
     }

@@ -385,6 +385,13 @@ async fn answers_kept_in_redis_are_hits_too() {
         return;
     }
     let s = cached_server(|c| c.cache.redis_addr = Some(REDIS.into())).await;
+    hits_come_from_redis(&s).await;
+    s.running.stop().await.unwrap();
+}
+
+/// A plain and a streamed answer each filled once, then answered from Redis: the same bytes, billed at zero
+/// with the fill's cost as avoided.
+async fn hits_come_from_redis(s: &TestServer) {
     // A team of its own: Redis outlives the test, so an earlier run's answers must not be found.
     let team = format!(
         "redis-{}-{}",
@@ -394,13 +401,13 @@ async fn answers_kept_in_redis_are_hits_too() {
     let (_, key) = s.create_key("ana", Some(&team)).await;
     for stream in [false, true] {
         let q = body("kept elsewhere", stream);
-        let mut fill = send(&s, &key, &q, &[]).await;
+        let mut fill = send(s, &key, &q, &[]).await;
         assert_eq!(fill.cache, "miss");
         // The write to Redis is queued after the answer; poll until it is there. A request that comes too early
         // is another miss and fill, whose answer is then the one stored.
         let t0 = std::time::Instant::now();
         let hit = loop {
-            let r = send(&s, &key, &q, &[]).await;
+            let r = send(s, &key, &q, &[]).await;
             if r.cache == "hit" {
                 break r;
             }
@@ -418,7 +425,130 @@ async fn answers_kept_in_redis_are_hits_too() {
         assert_eq!(picos(&hit_log["avoided_cost"]), picos(&miss_log["cost"]));
         assert_eq!(picos(&hit_log["cost"]), 0);
     }
+}
+
+/// A `redis-server` of this test's own serving TLS only (`--port 0`), with a password and the certificate of
+/// `tests/fixtures/tls` (for `localhost` and `127.0.0.1`); stopped when dropped.
+struct TlsRedis {
+    server: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+const REDIS_PASSWORD: &str = "redis-tls-s3cret";
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/tls")
+        .join(name)
+}
+
+impl TlsRedis {
+    /// Starts it and waits until it accepts connections, or says why it cannot (the test is then skipped).
+    async fn start() -> Result<TlsRedis, String> {
+        let port = common::free_port();
+        let server = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(tls_fixture("server.crt"))
+            .arg("--tls-key-file")
+            .arg(tls_fixture("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(tls_fixture("ca.crt"))
+            .args(["--tls-auth-clients", "no", "--requirepass", REDIS_PASSWORD])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("redis-server could not be started ({e})"))?;
+        let mut redis = TlsRedis { server, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            // A build without TLS exits at once, naming the option it does not know.
+            if let Some(status) = redis.server.try_wait().unwrap() {
+                let mut out = String::new();
+                if let Some(mut o) = redis.server.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut o, &mut out);
+                }
+                return Err(format!(
+                    "redis-server --tls-port exited ({status}): it lacks TLS support? {}",
+                    out.lines().last().unwrap_or_default()
+                ));
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(redis);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server never listened on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, host: &str, password: &str) -> String {
+        format!("rediss://:{password}@{host}:{}", self.port)
+    }
+}
+
+/// `rediss://` end to end: hits come from a TLS-only Redis that wants a password; a certificate from another
+/// CA, a host the certificate does not name and a wrong password are each refused at start, saying what to
+/// check, and never showing the password.
+#[tokio::test]
+async fn answers_kept_in_redis_over_tls_are_hits_too() {
+    let redis = match TlsRedis::start().await {
+        Ok(r) => r,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return;
+        }
+    };
+    let (ca, other) = (tls_fixture("ca.crt"), tls_fixture("other-ca.crt"));
+    let s = cached_server(|c| {
+        c.cache.redis_addr = Some(redis.url("localhost", REDIS_PASSWORD));
+        c.cache.redis_ca_file = Some(ca.clone());
+    })
+    .await;
+    hits_come_from_redis(&s).await;
     s.running.stop().await.unwrap();
+
+    let refused = |url: String, ca_file: std::path::PathBuf| async move {
+        let mut config = spendgate::config::Config::default();
+        config.cache.enabled = true;
+        config.cache.redis_addr = Some(url);
+        config.cache.redis_ca_file = Some(ca_file);
+        let e = format!("{:#}", config.response_cache().await.unwrap_err());
+        assert!(!e.contains(REDIS_PASSWORD), "the password shows: {e}");
+        e
+    };
+    let e = refused(redis.url("127.0.0.1", REDIS_PASSWORD), other).await;
+    assert!(e.contains("TLS handshake with Redis failed"), "{e}");
+    assert!(e.contains("cache.redis_ca_file names the CA"), "{e}");
+    assert!(e.contains("rediss://:***@127.0.0.1"), "{e}");
+    let e = refused(redis.url("127.0.0.2", REDIS_PASSWORD), ca.clone()).await;
+    assert!(e.contains("not valid for name"), "{e}");
+    let e = refused(
+        format!("rediss://:{REDIS_PASSWORD}@localhost:port"),
+        ca.clone(),
+    )
+    .await;
+    assert!(e.contains("the port must be a number"), "{e}");
+    assert!(
+        !e.contains("does not answer"),
+        "a setting that cannot work is not blamed on Redis: {e}"
+    );
+    let e = refused(redis.url("127.0.0.1", "wrong-password"), ca).await;
+    assert!(e.contains("WRONGPASS"), "{e}");
+    assert!(!e.contains("wrong-password"), "{e}");
 }
 
 /// A cache hit says so wherever it is shown: the request page names it "served from cache" with its tokens

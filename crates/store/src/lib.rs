@@ -13,6 +13,7 @@ pub mod replicas;
 pub mod sealed;
 mod sql;
 pub mod sqlite;
+pub mod tls;
 pub mod writer;
 
 use async_trait::async_trait;
@@ -26,7 +27,7 @@ use controls::{
     NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
 
-pub use postgres::PostgresStore;
+pub use postgres::{redact_url, PostgresStore};
 pub use refusals::{RefusalCount, RefusalFilters, RefusalGroup, RefusalPage, StoredRefusal};
 pub use sqlite::SqliteStore;
 pub use writer::{spawn_writer, Ack, Record, SpendWriter, WriterConfig, WriterHandle, WriterStats};

@@ -16,9 +16,11 @@ mod common;
 use std::sync::Arc;
 
 use common::{event, window};
+use spendgate_core::controls::Scope;
 use spendgate_core::query::GroupBy;
 use spendgate_core::time::{now_ms, DAY_MS, HOUR_MS};
 use spendgate_core::Money;
+use spendgate_store::controls::{NewWallet, Transfer};
 use spendgate_store::postgres::scratch::ScratchDatabase;
 use spendgate_store::postgres::PostgresOptions;
 use spendgate_store::{PostgresStore, Store, StoreError};
@@ -324,6 +326,225 @@ async fn a_store_reconnects_after_the_server_drops_its_connections() {
     }
     let totals = totals.unwrap();
     assert_eq!((totals.requests, totals.cost), (2, Money::from_picos(33)));
+}
+
+/// Two gateways writing into one database at once, their batches sharing everything batches can share: the same
+/// new labels interned at the same moment, the same rollup rows, the same wallets, some of the same events (a
+/// replay, in the other order), and an admin moving money between those wallets meanwhile. Nothing may deadlock
+/// (each store counts the transactions the server aborted and it ran again), and afterwards the rollups, the
+/// events and every wallet's ledger and balance agree to the picodollar.
+#[tokio::test]
+async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
+    const ROUNDS: i64 = 60;
+    const OWN: i64 = 300;
+    const SHARED: i64 = 60;
+    const TEAMS: usize = 4;
+    const TRANSFERS: i64 = 20;
+    let Some(db) = scratch().await else { return };
+    let stores = [
+        Arc::new(open(&db, None).await),
+        Arc::new(open(&db, None).await),
+    ];
+    let wallet = |name: &str, scope| NewWallet {
+        name: name.into(),
+        scope,
+        low_threshold: Money::ZERO,
+    };
+    let org = stores[0]
+        .create_wallet(wallet("org", Scope::Org))
+        .await
+        .unwrap()
+        .id;
+    let funds = Money::from_picos(1_000_000_000_000_000);
+    let admin = |t: Transfer| {
+        let store = Arc::clone(&stores[0]);
+        async move { store.transfer(t, "admin", "test").await }
+    };
+    admin(Transfer::TopUp {
+        wallet: org,
+        amount: funds,
+    })
+    .await
+    .unwrap();
+    let mut teams = Vec::new();
+    for t in 0..TEAMS {
+        let name = format!("team{t}");
+        let id = stores[0]
+            .create_wallet(wallet(&name, Scope::Team(name.clone())))
+            .await
+            .unwrap()
+            .id;
+        admin(Transfer::Allocate {
+            from: org,
+            to: id,
+            amount: Money::from_picos(1_000_000_000_000),
+        })
+        .await
+        .unwrap();
+        teams.push((name, id));
+    }
+
+    // batches[round][writer]: each writer's own events, then the round's shared ones (the second writer's in
+    // reverse order), every event charged to its team's wallet and tagged with a workflow new in this round.
+    let now = now_ms();
+    let make = |round: i64, k: i64| {
+        let (team, wallet) = &teams[usize::try_from(k).unwrap() % TEAMS];
+        let mut e = event(
+            now - (round * 7_919 + k * 104_729) % (3 * HOUR_MS),
+            Some(team),
+            &format!("u{}", k % 13),
+            ["m0", "m1", "m2"][usize::try_from(k % 3).unwrap()],
+            10,
+            5,
+            i128::from(1_000 + round * 1_000 + k),
+        );
+        e.attribution.workflow = Some(format!("wf-{round}-{}", k % 16));
+        // Every fifth request is paid by the org's wallet, which the admin's reclaims post to last.
+        e.wallet_id = Some(if k % 5 == 0 { org } else { *wallet });
+        e
+    };
+    let mut batches = Vec::new();
+    let mut distinct = Vec::new();
+    for round in 0..ROUNDS {
+        let shared: Vec<_> = (0..SHARED).map(|k| make(round, k)).collect();
+        let mut pair = Vec::new();
+        for writer in 0..2 {
+            let mut b: Vec<_> = (0..OWN)
+                .map(|k| make(round, SHARED + writer * OWN + k))
+                .collect();
+            distinct.extend(b.iter().cloned());
+            if writer == 0 {
+                b.extend(shared.iter().cloned());
+            } else {
+                b.extend(shared.iter().rev().cloned());
+                b.reverse();
+            }
+            pair.push(Arc::new(b));
+        }
+        distinct.extend(shared);
+        batches.push(pair);
+    }
+
+    // Each round starts the two writers and the admin together.
+    let barrier = Arc::new(tokio::sync::Barrier::new(3));
+    let mut tasks = Vec::new();
+    for (w, store) in stores.iter().enumerate() {
+        let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
+        let mine: Vec<_> = batches.iter().map(|pair| Arc::clone(&pair[w])).collect();
+        // Failures are counted, not raised here: a task that stopped would leave the others at the barrier.
+        tasks.push(tokio::spawn(async move {
+            let (mut inserted, mut failed) = (0, Vec::new());
+            for b in mine {
+                barrier.wait().await;
+                match store.write_batch(b).await {
+                    Ok(r) => inserted += r.inserted,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (inserted, failed)
+        }));
+    }
+    let moved = {
+        let (store, barrier) = (Arc::clone(&stores[1]), Arc::clone(&barrier));
+        let team_ids: Vec<i64> = teams.iter().map(|(_, id)| *id).collect();
+        tokio::spawn(async move {
+            let (mut moved, mut failed) = (vec![0i128; TEAMS], Vec::new());
+            for round in 0..ROUNDS {
+                barrier.wait().await;
+                // Several transfers a round, so that some are under way while the batches charge wallets.
+                for n in 0..TRANSFERS {
+                    let i = usize::try_from(round + n).unwrap() % TEAMS;
+                    let j = (i + 1) % TEAMS;
+                    // A reclaim posts to the child first, then to the parent: the other order from a batch's.
+                    let reclaim = Transfer::Reclaim {
+                        parent: org,
+                        child: team_ids[i],
+                        amount: Money::from_picos(3),
+                    };
+                    match store.transfer(reclaim, "admin", "test").await {
+                        Ok(_) => moved[i] -= 3,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                    let allocate = Transfer::Allocate {
+                        from: org,
+                        to: team_ids[j],
+                        amount: Money::from_picos(5),
+                    };
+                    match store.transfer(allocate, "admin", "test").await {
+                        Ok(_) => moved[j] += 5,
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+            }
+            (moved, failed)
+        })
+    };
+    let (mut inserted, mut failed) = (0, Vec::new());
+    for t in tasks {
+        let (n, f) = t.await.unwrap();
+        inserted += n;
+        failed.extend(f);
+    }
+    let (moved, transfers_failed) = moved.await.unwrap();
+    assert!(
+        transfers_failed.is_empty(),
+        "transfers failed: {transfers_failed:?}"
+    );
+    assert!(failed.is_empty(), "batches failed: {failed:?}");
+
+    assert_eq!(
+        stores.iter().map(|s| s.retried_batches()).sum::<u64>(),
+        0,
+        "a batch deadlocked and was run again"
+    );
+    assert_eq!(inserted, distinct.len());
+    let f = window(now - DAY_MS, now + HOUR_MS);
+    let total = stores[1].summary(&f).await.unwrap();
+    let expected: Money = distinct.iter().map(|e| e.cost).sum();
+    assert_eq!(
+        (total.requests, total.cost),
+        (distinct.len() as u64, expected)
+    );
+    let workflows = stores[0].explorer(&f, GroupBy::Workflow).await.unwrap();
+    assert_eq!(workflows.len(), usize::try_from(ROUNDS * 16).unwrap());
+    let by_team = stores[0].explorer(&f, GroupBy::Team).await.unwrap();
+    let wallets = stores[0].list_wallets().await.unwrap();
+    let charged = |id: i64| -> Money {
+        distinct
+            .iter()
+            .filter(|e| e.wallet_id == Some(id))
+            .map(|e| e.cost)
+            .sum()
+    };
+    let allocated = Money::from_picos(1_000_000_000_000);
+    for (t, (name, id)) in teams.iter().enumerate() {
+        let row = by_team
+            .iter()
+            .find(|r| r.key.as_deref() == Some(name.as_str()))
+            .unwrap();
+        let spent: Money = distinct
+            .iter()
+            .filter(|e| e.attribution.team.as_ref() == Some(name))
+            .map(|e| e.cost)
+            .sum();
+        assert_eq!(row.totals.cost, spent, "{name}'s rollups");
+        let w = wallets.iter().find(|w| w.id == *id).unwrap();
+        assert_eq!(w.total_spent, charged(*id), "{name}'s wallet");
+        assert_eq!(
+            w.balance,
+            allocated + Money::from_picos(moved[t]) - charged(*id),
+            "{name}'s balance"
+        );
+        assert_eq!(stores[1].ledger_sum(*id).await.unwrap(), w.balance);
+    }
+    let w = wallets.iter().find(|w| w.id == org).unwrap();
+    let given: i128 = moved.iter().sum();
+    assert_eq!(
+        w.balance,
+        funds - Money::from_picos(4 * allocated.picos() + given) - charged(org),
+        "the org's balance"
+    );
+    assert_eq!(stores[1].ledger_sum(org).await.unwrap(), w.balance);
 }
 
 #[tokio::test]

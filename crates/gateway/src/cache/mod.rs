@@ -12,7 +12,8 @@
 //! otherwise. So `miss` always means "filled", and fills and their cost can be read from the rollups.
 //!
 //! Answers are held in memory (`memory.rs`, bounded by bytes, least recently used first out, each for
-//! `ttl_secs`), or in Redis when `redis_addr` is set (`redis.rs` over the small RESP client in `resp.rs`);
+//! `ttl_secs`), or in Redis when `redis_addr` is set (`redis.rs` over the small RESP client in `resp.rs`, TLS and
+//! credentials from the URL read by `target.rs`);
 //! nothing of a request or answer is written to disk by the gateway. [`AnswerStore`] is the seam.
 
 mod key;
@@ -20,6 +21,7 @@ mod layer;
 mod memory;
 mod redis;
 mod resp;
+mod target;
 mod ticket;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ pub use layer::layer;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use resp::RespError;
+pub use target::RedisTarget;
 pub use ticket::Ticket;
 
 /// The request header that skips the cache (`bypass`) and the response header that says what the cache did
@@ -65,9 +68,13 @@ pub struct CacheConfig {
     pub scope: Scope,
     /// Answers larger than this are never stored.
     pub max_entry_bytes: usize,
-    /// `host:port` of a Redis to keep answers in (shared by every gateway using it) instead of this process's
-    /// memory. Redis bounds its own memory (`maxmemory`), so `max_bytes` does not apply there.
+    /// The Redis to keep answers in (shared by every gateway using it) instead of this process's memory:
+    /// `host:port`, or `redis://[[user]:password@]host[:port][/db]`, `rediss://` for TLS. Redis bounds its own
+    /// memory (`maxmemory`), so `max_bytes` does not apply there.
     pub redis_addr: Option<String>,
+    /// A PEM file of the CAs that may sign a `rediss://` server's certificate; without it, the operating
+    /// system's trusted CAs.
+    pub redis_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for CacheConfig {
@@ -79,6 +86,7 @@ impl Default for CacheConfig {
             scope: Scope::Team,
             max_entry_bytes: 1 << 20,
             redis_addr: None,
+            redis_ca_file: None,
         }
     }
 }
@@ -135,9 +143,11 @@ impl ResponseCache {
         ResponseCache { config, store }
     }
 
-    /// A cache in the Redis at `config.redis_addr`, checked with a `PING` so a wrong address is found at start.
+    /// A cache in the Redis at `config.redis_addr`, checked with a `PING` so that a wrong address, password or
+    /// certificate is found at start.
     pub async fn in_redis(config: CacheConfig, addr: &str) -> Result<ResponseCache, RespError> {
-        let store = RedisStore::new(addr, Duration::from_secs(config.ttl_secs));
+        let target = RedisTarget::parse(addr, config.redis_ca_file.as_deref())?;
+        let store = RedisStore::new(target, Duration::from_secs(config.ttl_secs));
         store.ping().await?;
         Ok(ResponseCache {
             config,

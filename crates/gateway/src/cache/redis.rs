@@ -11,6 +11,7 @@ use bytes::Bytes;
 use spendgate_core::Usage;
 
 use super::resp::{Reply, RespClient, RespError};
+use super::target::RedisTarget;
 use super::{AnswerStore, CacheKey, CachedAnswer};
 
 /// The format tag of a stored entry; a value without it (another writer, an older format) is ignored.
@@ -80,11 +81,10 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// `addr` is `host:port` (a `redis://` prefix is accepted). Connections open on first use.
-    pub fn new(addr: &str, ttl: Duration) -> RedisStore {
-        let addr = addr.strip_prefix("redis://").unwrap_or(addr);
+    /// A store in the Redis of `target`. Connections open on first use.
+    pub fn new(target: RedisTarget, ttl: Duration) -> RedisStore {
         RedisStore {
-            client: Arc::new(RespClient::new(addr, 8, Duration::from_millis(500))),
+            client: Arc::new(RespClient::new(target, 8, Duration::from_millis(500))),
             ttl,
             failing: Arc::new(AtomicBool::new(false)),
         }

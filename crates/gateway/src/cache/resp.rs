@@ -1,12 +1,15 @@
-//! A minimal Redis client: RESP2 commands over a few pooled TCP connections. Only what the cache needs (`GET`,
-//! `SET ... PX`, `PING`), so no client crate is pulled in for it.
+//! A minimal Redis client: RESP2 commands over a few pooled connections (TCP, or TLS for `rediss://`). Only what
+//! the cache needs (`GET`, `SET ... PX`, `PING`, and `AUTH` and `SELECT` as a connection opens), so no client
+//! crate is pulled in for it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+
+use super::target::RedisTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RespError {
@@ -18,7 +21,21 @@ pub enum RespError {
     Server(String),
     #[error("Redis sent something this client does not read: {0}")]
     Protocol(String),
+    #[error(
+        "the TLS handshake with Redis failed: {0}; check that cache.redis_ca_file names the CA that signed the \
+         server's certificate and that the URL's host is a name the certificate lists"
+    )]
+    Tls(std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Conn = BufStream<Box<dyn Io>>;
 
 /// A reply, as far as the cache cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,18 +103,32 @@ async fn read_reply<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Reply, Resp
 }
 
 /// A few connections to one Redis, each used by one command at a time and reopened after any failure.
-#[derive(Debug)]
 pub struct RespClient {
-    addr: String,
+    target: RedisTarget,
     timeout: Duration,
-    conns: Vec<Mutex<Option<BufStream<TcpStream>>>>,
+    conns: Vec<Mutex<Option<Conn>>>,
     next: AtomicUsize,
 }
 
+impl std::fmt::Debug for RespClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespClient")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Sends one command on an open connection and reads its reply.
+async fn exchange(conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, RespError> {
+    conn.write_all(&encode(args)).await?;
+    conn.flush().await?;
+    read_reply(conn).await
+}
+
 impl RespClient {
-    pub fn new(addr: &str, connections: usize, timeout: Duration) -> RespClient {
+    pub fn new(target: RedisTarget, connections: usize, timeout: Duration) -> RespClient {
         RespClient {
-            addr: addr.to_string(),
+            target,
             timeout,
             conns: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
@@ -110,27 +141,50 @@ impl RespClient {
         let mut slot = self.conns[i].lock().await;
         let run = async {
             if slot.is_none() {
-                let s = TcpStream::connect(&self.addr).await?;
-                s.set_nodelay(true)?;
-                *slot = Some(BufStream::new(s));
+                *slot = Some(self.open().await?);
             }
             let Some(conn) = slot.as_mut() else {
                 return Err(RespError::Protocol("no connection".into()));
             };
-            conn.write_all(&encode(args)).await?;
-            conn.flush().await?;
-            read_reply(conn).await
+            exchange(conn, args).await
         };
         let result = match tokio::time::timeout(self.timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(RespError::Timeout(self.timeout)),
         };
         // A connection that failed mid-command may hold half a reply: never reuse it. A server error reply was
-        // read whole, so its connection is fine.
+        // read whole, so its connection is fine (unless it came from `AUTH` or `SELECT`, whose connection was
+        // never kept).
         if matches!(result, Err(ref e) if !matches!(e, RespError::Server(_))) {
             *slot = None;
         }
         result
+    }
+
+    /// A new connection: TCP, the TLS handshake for `rediss://`, then `AUTH` and `SELECT` when the URL has them.
+    async fn open(&self) -> Result<Conn, RespError> {
+        let tcp = TcpStream::connect(&self.target.addr).await?;
+        tcp.set_nodelay(true)?;
+        let io: Box<dyn Io> = match &self.target.tls {
+            None => Box::new(tcp),
+            Some((config, name)) => Box::new(
+                tokio_rustls::TlsConnector::from(std::sync::Arc::clone(config))
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(RespError::Tls)?,
+            ),
+        };
+        let mut conn = BufStream::new(io);
+        if let Some((user, password)) = &self.target.auth {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            args.extend(user.as_deref().map(str::as_bytes));
+            args.push(password.as_bytes());
+            exchange(&mut conn, &args).await?;
+        }
+        if let Some(db) = self.target.db {
+            exchange(&mut conn, &[b"SELECT", db.to_string().as_bytes()]).await?;
+        }
+        Ok(conn)
     }
 }
 

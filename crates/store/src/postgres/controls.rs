@@ -190,6 +190,9 @@ pub(super) async fn transfer(
 ) -> Result<Vec<WalletRecord>> {
     let (postings, touched) = ledger::postings(t)?;
     let tx = c.transaction().await?;
+    // A reclaim posts to the child first; locking both wallets in id order first keeps the order every batch's
+    // charges take them in (`write::lock_in_order`), so a transfer and a batch never deadlock.
+    super::write::lock_in_order(&tx, "wallets", &touched).await?;
     let now = now_ms();
     for p in &postings {
         post(&tx, p, (actor, reason), now).await?;

@@ -11,6 +11,7 @@ mod refusals;
 mod replicas;
 mod schema;
 pub mod scratch;
+mod tls;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -40,7 +41,7 @@ use crate::{
 pub use pool::redact_url;
 
 /// Settings of the PostgreSQL backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// `postgres://user[:password]@host[:port]/database` (or any form `tokio-postgres` reads). Never shown
     /// with its password.
@@ -55,6 +56,19 @@ pub struct PostgresOptions {
     pub connect_timeout: Duration,
     /// How long refused requests are kept (their counts in the rollups are kept for good).
     pub refusal_retention_days: u32,
+}
+
+/// The URL without its password, so that printing the options cannot leak it.
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact_url(&self.url))
+            .field("minute_retention_hours", &self.minute_retention_hours)
+            .field("retention_days", &self.retention_days)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl PostgresOptions {
@@ -112,6 +126,9 @@ pub struct PostgresStore {
     pool: pool::Pool,
     writer: tokio::sync::Mutex<WriterState>,
     sealed: crate::sealed::SealedAnswers,
+    /// Batches whose transaction the server aborted (a deadlock or a serialization failure) and that were run
+    /// again: none are expected, so tests assert on it and each one is logged.
+    retried: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -234,7 +251,12 @@ impl PostgresStore {
             match result {
                 // Two writers whose batches touch the same rollup rows can deadlock; the server aborts one, and
                 // running it again is what it asks for (the batch is all-or-nothing, so nothing counts twice).
-                Err(StoreError::Retry(_)) if attempts < 5 => attempts += 1,
+                Err(StoreError::Retry(e)) if attempts < 5 => {
+                    attempts += 1;
+                    self.retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = %e, attempts, "PostgreSQL aborted a batch's transaction; running it again.");
+                }
                 Err(e) => {
                     // The batch is retried by the writer; on a new connection, because this one may be dead
                     // without knowing it yet (a server restart). A live one costs only a reconnect, and failures
@@ -271,7 +293,13 @@ impl PostgresStore {
                 last_refusal_maintenance_ms: 0,
             }),
             sealed: Default::default(),
+            retried: Default::default(),
         })
+    }
+
+    /// How many times a batch's transaction was aborted by the server and run again since this store opened.
+    pub fn retried_batches(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The server's URL without its password.

@@ -7,11 +7,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
+
+use super::tls::{split_url, MakeRustls};
 
 use crate::{Result, StoreError};
 
-/// A PostgreSQL URL fit to show: the password (in the user part or a `password=` option) replaced by `***`.
+/// A URL fit to show (PostgreSQL's, or any `scheme://user:password@host` such as Redis's): the password (in the
+/// user part or a `password=` option) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
@@ -38,6 +42,8 @@ pub fn redact_url(url: &str) -> String {
 
 pub(super) struct Pool {
     config: Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask; `None` for `sslmode=disable`.
+    tls: Option<MakeRustls>,
     /// The URL without its password, for messages.
     shown: String,
     idle: Mutex<Vec<Client>>,
@@ -88,18 +94,22 @@ impl Drop for Pooled<'_> {
 impl Pool {
     pub fn new(url: &str, size: usize, connect_timeout: Duration) -> Result<Pool> {
         let shown = redact_url(url);
-        let mut config: Config =
-            url.parse()
-                .map_err(|e: tokio_postgres::Error| StoreError::Connect {
-                    url: shown.clone(),
-                    reason: format!("the URL is not valid ({e})"),
-                })?;
+        let invalid = |reason: String| StoreError::Connect {
+            url: shown.clone(),
+            reason,
+        };
+        let (driver_url, tls) = split_url(url).map_err(&invalid)?;
+        let tls = tls.connector().map_err(&invalid)?;
+        let mut config: Config = driver_url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| invalid(format!("the URL is not valid ({e})")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(connect_timeout);
         }
         config.application_name("spendgate");
         Ok(Pool {
             config,
+            tls,
             shown,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(size.max(1)),
@@ -112,13 +122,25 @@ impl Pool {
 
     /// A new connection, outside the pool (the writer keeps its own).
     pub async fn connect(&self) -> Result<Client> {
+        match &self.tls {
+            Some(tls) => self.connect_with(tls.clone()).await,
+            None => self.connect_with(NoTls).await,
+        }
+    }
+
+    /// Connects, and drives the connection's socket on a task of its own.
+    async fn connect_with<T>(&self, tls: T) -> Result<Client>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+    {
         let (client, connection) =
             self.config
-                .connect(NoTls)
+                .connect(tls)
                 .await
                 .map_err(|e| StoreError::Connect {
                     url: self.shown.clone(),
-                    reason: super::describe(&e),
+                    reason: super::tls::explain(&super::describe(&e)),
                 })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -175,6 +197,14 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1:5432/postgres"),
             "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        let options = super::super::PostgresOptions::new(
+            "postgres://app:s3cret@db/spend?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+        );
+        let shown = format!("{options:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("app:***@db"),
+            "{shown}"
         );
     }
 }

@@ -127,6 +127,7 @@ pub(super) async fn record_spend(
         return Ok(());
     }
     let (ids, costs): (Vec<i64>, Vec<i64>) = by_lease.iter().map(|(k, v)| (*k, *v)).unzip();
+    super::write::lock_in_order(tx, "leases", &ids).await?;
     tx.execute(
         "UPDATE leases AS l SET recorded_pico = l.recorded_pico + d.cost
            FROM unnest($1::bigint[], $2::bigint[]) AS d (id, cost) WHERE l.id = d.id",
