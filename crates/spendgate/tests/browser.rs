@@ -490,7 +490,18 @@ impl Browser {
     /// Loads `url` again and again until the text of `css` satisfies `cond` (for what arrives without a
     /// commit to push it, such as an alert recorded by the dispatcher); fails with the last text after `limit`.
     async fn wait_page(&self, url: &str, css: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_page_until(url, css, Instant::now() + Duration::from_secs(15), cond)
+            .await
+    }
+
+    /// [`Browser::wait_page`] with a deadline of the caller's (a whole scenario's, shared by its steps).
+    async fn wait_page_until(
+        &self,
+        url: &str,
+        css: &str,
+        deadline: Instant,
+        cond: impl Fn(&str) -> bool,
+    ) -> String {
         loop {
             self.goto(url).await;
             let t = self.text(css).await;
@@ -563,4 +574,213 @@ async fn a_refused_request_shows_on_usage_with_its_reason_and_the_blocking_alert
 
     browser.quit().await;
     s.running.stop().await.unwrap();
+}
+
+/// Dollars as the pages print them ("$1,234.56", "+$0.0012", "−$3.00"), in picodollars; `None` for other text.
+fn usd(text: &str) -> Option<i128> {
+    let t = text.trim();
+    let (negative, t) = match t.strip_prefix('−').or_else(|| t.strip_prefix('-')) {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let picos = spendgate_core::Money::parse_usd(&t.strip_prefix('$')?.replace(',', ""))
+        .ok()?
+        .picos();
+    Some(if negative { -picos } else { picos })
+}
+
+/// A period card of `/overview` read from the cards' text (title, figure, then "▲ 12.3% vs $X <span>" a line
+/// each): the period's spend, the baseline's, and whether the comparison reads "new" (nothing to compare with).
+fn period_card(cards: &str, title: &str, span: &str) -> Option<(i128, i128, bool)> {
+    let lines: Vec<&str> = cards.lines().map(str::trim).collect();
+    let at = lines.iter().position(|l| l.eq_ignore_ascii_case(title))?;
+    let spend = usd(lines.get(at + 1)?)?;
+    let sub = lines.get(at + 2)?;
+    let baseline = usd(sub.split(" vs ").nth(1)?.strip_suffix(span)?)?;
+    let new = sub.split_whitespace().any(|w| w == "new");
+    Some((spend, baseline, new))
+}
+
+/// The spend cards of `/overview` (title, span compared with) whose period began at least an hour ago (UTC).
+/// In a period's first minutes the same span before it is as short and may hold no request at all, so its
+/// card cannot be expected to show a non-zero baseline.
+fn settled_cards(now_ms: i64) -> Vec<(&'static str, &'static str)> {
+    use spendgate_core::time::{DAY_MS, HOUR_MS};
+    let into_day = now_ms.rem_euclid(DAY_MS);
+    let day_of_month = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .unwrap()
+        .day();
+    let mut cards = Vec::new();
+    if day_of_month > 1 || into_day >= HOUR_MS {
+        cards.push(("Spend, month to date", "same span last month"));
+    }
+    if into_day >= HOUR_MS {
+        cards.push(("Spend today (UTC)", "yesterday by this time"));
+    }
+    cards
+}
+
+/// Whether each of `cards` on `/overview` shows spend against a real, non-zero baseline.
+fn overview_compares(text: &str, cards: &[(&str, &str)]) -> bool {
+    cards.iter().all(|(title, span)| {
+        period_card(text, title, span)
+            .is_some_and(|(spend, baseline, new)| spend > 0 && baseline > 0 && !new)
+    })
+}
+
+/// A row of the explain page's factors table: its baseline, current and change cells as shown.
+async fn factor(browser: &Browser, row: usize) -> (String, String, String) {
+    let text = browser
+        .text(&format!(
+            "section.cards + section.panel tbody tr:nth-child({row})"
+        ))
+        .await;
+    let cells: Vec<&str> = text.split_whitespace().rev().take(3).collect();
+    assert_eq!(cells.len(), 3, "factor row {row}: {text:?}");
+    (cells[2].into(), cells[1].into(), cells[0].into())
+}
+
+/// The demo as `spendgate demo` runs it: its history written into an empty data directory before it serves,
+/// then its live traffic on top. Within a minute of that start, `/overview` compares this month and today with
+/// real, non-zero spans before them, and `/explain`, reached from `/usage` by team and set to 7 days against
+/// the same time last week by its own links, shows the volume effect behind support's rise, the intensity effect
+/// (bigger prompts) behind growth's and the price/mix effect behind search's, each against a non-zero baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_baselines_and_all_three_effects_within_a_minute_of_start() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = spendgate::demo::demo_config(
+        "127.0.0.1:0".into(),
+        dir.path().to_path_buf(),
+        "demo-gateway".into(),
+    );
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let history = spendgate::demo::write_history(&config, |_| {})
+        .await
+        .unwrap();
+    let running = spendgate::app::start(&config).await.unwrap();
+    let base = format!("http://{}", running.addr);
+    let traffic = tokio::spawn(spendgate::demo::run_traffic(
+        std::sync::Arc::clone(&running.store),
+        base.clone(),
+        running.shutdown_signal(),
+        spendgate::demo::Traffic {
+            keys: history.map(|h| h.keys).unwrap_or_default(),
+            ..spendgate::demo::Traffic::default()
+        },
+    ));
+    println!(
+        "the demo serves {:.1} s after its start",
+        started.elapsed().as_secs_f64()
+    );
+
+    let settled = settled_cards(spendgate_core::time::now_ms());
+    if settled.len() < 2 {
+        println!(
+            "only {settled:?} checked on /overview: the others' periods began less than an hour ago"
+        );
+    }
+    let cards = browser
+        .wait_page_until(&format!("{base}/overview"), ".cards", deadline, |t| {
+            overview_compares(t, &settled)
+        })
+        .await;
+    println!("/overview: {cards:?}");
+
+    for (team, effect, driven, factor_row) in [
+        ("support", "volume", "volume-driven", 1),
+        ("growth", "intensity", "intensity-driven", 2),
+        ("search", "price_mix", "price/mix-driven", 3),
+    ] {
+        // From the team's row on /usage to its explanation, as a person follows the link. The row is in the
+        // live region, which the traffic's commits swap under a click, so the link is read and followed.
+        let link =
+            format!("#explorer-table a[title=\"Why did this change?\"][href*=\"subject={team}\"]");
+        browser
+            .wait_page_until(
+                &format!("{base}/usage?group_by=team"),
+                "#explorer-table",
+                deadline,
+                |t| t.contains(team),
+            )
+            .await;
+        let href = browser
+            .script(&format!(
+                "return document.querySelector('{}').getAttribute('href')",
+                link.replace('\'', "\\'")
+            ))
+            .await;
+        let href = href
+            .as_str()
+            .unwrap_or_else(|| panic!("no Explain link for team {team}: {href}"));
+        browser.goto(&format!("{base}{href}")).await;
+        // The explain page's own choices: the last 7 days, against the same time last week.
+        browser
+            .click("nav[aria-label=\"Window\"] a[href*=\"window=7d\"]")
+            .await;
+        browser
+            .click("#compare a[href*=\"compare=last_week\"]")
+            .await;
+        let url = browser.url().await;
+        assert!(
+            url.contains("window=7d") && url.contains("compare=last_week"),
+            "{url}"
+        );
+        let sentence = browser
+            .wait_page_until(&url, "#explain-sentence", deadline, |t| t.contains(driven))
+            .await;
+        assert!(sentence.contains("a week earlier"), "{sentence}");
+        assert!(
+            !sentence.contains("no requests in the baseline"),
+            "{sentence}"
+        );
+        let mut effects = Vec::new();
+        for e in ["volume", "intensity", "price_mix"] {
+            let shown = browser
+                .text(&format!(".cards .card[data-effect=\"{e}\"] .big"))
+                .await;
+            effects.push((e, shown));
+        }
+        let (_, shown) = effects.iter().find(|(e, _)| *e == effect).unwrap();
+        assert!(
+            usd(shown).is_some_and(|m| m > 0),
+            "team {team}: the {effect} effect shows {shown:?} ({effects:?})"
+        );
+        // The change in cost card reads "$baseline → $current".
+        let change = browser.text(".cards .card:first-child .sub").await;
+        let baseline_cost = change.split(" → ").next().and_then(usd);
+        assert!(
+            baseline_cost.is_some_and(|m| m > 0),
+            "team {team}: the baseline costs {change:?}"
+        );
+        let (base_requests, _, _) = factor(&browser, 1).await;
+        assert!(
+            base_requests.replace(',', "").parse::<u64>().unwrap_or(0) > 0,
+            "team {team}: {base_requests} requests in the baseline"
+        );
+        // The factor behind the effect grew: requests, tokens per request or cost per token.
+        let (before, now, growth) = factor(&browser, factor_row).await;
+        assert!(
+            growth.starts_with('+') && growth != "+0.0%",
+            "team {team}: factor {factor_row} went from {before} to {now} ({growth})"
+        );
+        println!(
+            "{team}: {sentence} | {effects:?} | {change} | factor {before} -> {now} ({growth})"
+        );
+    }
+    println!(
+        "all shown {:.1} s after the demo's start",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        Instant::now() < deadline,
+        "the demo's pages showed all of this only after a minute"
+    );
+
+    browser.quit().await;
+    running.stop().await.unwrap();
+    let _ = traffic.await;
 }
