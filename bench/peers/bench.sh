@@ -20,7 +20,7 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18080}
 UPSTREAM_TLS=${UPSTREAM_TLS:-0}   # 1: gateways reach the upstream over HTTPS (the direct targets stay plain)
 UPSTREAM_TLS_PORT=${UPSTREAM_TLS_PORT:-18443}
 # The test CA and the server certificate it signed (names localhost and 127.0.0.1), for UPSTREAM_TLS=1.
-UPSTREAM_CERT_DIR=${UPSTREAM_CERT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../crates/gateway/tests/fixtures/tls" 2>/dev/null && pwd)}
+UPSTREAM_CERT_DIR=${UPSTREAM_CERT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../tests/fixtures/tls" 2>/dev/null && pwd)}
 LOAD_MAX=${LOAD_MAX:-1.5}         # wait until the 1-min load average is below this ...
 LOAD_WAIT=${LOAD_WAIT:-900}       # ... for at most this many seconds in all (over every target) ...
 LOAD_STEP=${LOAD_STEP:-30}        # ... checking this often
@@ -63,10 +63,10 @@ fi
 port_free "$UPSTREAM_PORT" || die "port $UPSTREAM_PORT is busy (set UPSTREAM_PORT)"
 TLS_LISTEN=""
 if [ "$UPSTREAM_TLS" = 1 ]; then
-  [ -f "$UPSTREAM_CERT_DIR/server.pem" ] || die "UPSTREAM_TLS=1: no certificate in UPSTREAM_CERT_DIR=$UPSTREAM_CERT_DIR"
+  [ -f "$UPSTREAM_CERT_DIR/server.crt" ] || die "UPSTREAM_TLS=1: no certificate in UPSTREAM_CERT_DIR=$UPSTREAM_CERT_DIR"
   port_free "$UPSTREAM_TLS_PORT" || die "port $UPSTREAM_TLS_PORT is busy (set UPSTREAM_TLS_PORT)"
   TLS_LISTEN="        listen 127.0.0.1:$UPSTREAM_TLS_PORT ssl backlog=4096;
-        ssl_certificate $UPSTREAM_CERT_DIR/server.pem;
+        ssl_certificate $UPSTREAM_CERT_DIR/server.crt;
         ssl_certificate_key $UPSTREAM_CERT_DIR/server.key;
         ssl_session_cache shared:peers:10m;"
 fi
@@ -80,7 +80,7 @@ UPSTREAM_PLAIN_URL=http://127.0.0.1:$UPSTREAM_PORT
 UPSTREAM_URL=$UPSTREAM_PLAIN_URL
 if [ "$UPSTREAM_TLS" = 1 ]; then
   UPSTREAM_URL=https://127.0.0.1:$UPSTREAM_TLS_PORT
-  UPSTREAM_CA=$UPSTREAM_CERT_DIR/ca.pem
+  UPSTREAM_CA=$UPSTREAM_CERT_DIR/ca.crt
   export UPSTREAM_CA SSL_CERT_FILE=$UPSTREAM_CA NODE_EXTRA_CA_CERTS=$UPSTREAM_CA REQUESTS_CA_BUNDLE=$UPSTREAM_CA
 fi
 export UPSTREAM_URL UPSTREAM_PLAIN_URL UPSTREAM_TLS

@@ -810,15 +810,15 @@ mod tests {
     }
 
     /// Client settings that trust only the test CA, and a server that presents the certificate it signed
-    /// (`tests/fixtures/tls`).
+    /// (the repository's `tests/fixtures/tls`).
     fn test_tls() -> (Arc<rustls::ClientConfig>, tokio_rustls::TlsAcceptor) {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls/");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_file(format!("{dir}ca.pem")).unwrap())
+            .add(CertificateDer::from_pem_file(format!("{dir}ca.crt")).unwrap())
             .unwrap();
         let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -826,7 +826,7 @@ mod tests {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let client = offering_http1(client);
-        let certs = CertificateDer::pem_file_iter(format!("{dir}server.pem"))
+        let certs = CertificateDer::pem_file_iter(format!("{dir}server.crt"))
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
