@@ -242,5 +242,5 @@ jq -n --arg started "$STARTED_AT" --arg gws "$GATEWAYS" --arg gate "$GATE_LOAD" 
              rate_tool: $rate_tool, stream: ($stream == 1), upstream_tls: ($upstream_tls == 1)},
     tools: {nginx: $nginx, wrk: $wrk, oha: $oha}}' >"$RUN/meta.json"
 python3 "$HERE/report.py" "$RUN" || die "report failed"
-cp "$RUN/results.json" "$BENCH_TMP/latest.json"
+mkdir -p "$BENCH_TMP" && cp "$RUN/results.json" "$BENCH_TMP/latest.json"
 log "JSON: $RUN/results.json (also $BENCH_TMP/latest.json)"
