@@ -335,7 +335,9 @@ async fn a_store_reconnects_after_the_server_drops_its_connections() {
 /// events and every wallet's ledger and balance agree to the picodollar.
 #[tokio::test]
 async fn two_writers_sharing_rows_never_deadlock_and_sum_exactly() {
-    const ROUNDS: i64 = 60;
+    // Two writers for about a minute on this machine (47 s for 240 rounds, alone), as issue #25 asks; counted in
+    // rounds, not timed.
+    const ROUNDS: i64 = 240;
     const OWN: i64 = 300;
     const SHARED: i64 = 60;
     const TEAMS: usize = 4;
