@@ -24,11 +24,10 @@ use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{handshake, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::tls::{Io, Tls};
 use crate::provider::{ProviderError, UpstreamBody};
 
 /// As many idle connections as reqwest kept per host (`pool_max_idle_per_host`).
@@ -41,104 +40,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const PROXY_VARS: [&str; 4] = ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"];
 /// The same for `https://` URLs.
 const TLS_PROXY_VARS: [&str; 4] = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"];
-
-/// The TLS client settings of every HTTPS upstream: rustls with ring, the platform's trusted roots (on Linux the
-/// system store, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set, as reqwest reads them), and HTTP/1.1 offered by
-/// ALPN, since this path speaks nothing else. One for the process, so that every pool shares its session cache
-/// and a reconnection resumes its session instead of a full handshake. `None` when the platform's roots cannot
-/// be read; such upstreams then stay on reqwest, which reports why on each call.
-pub(crate) fn platform_tls() -> Option<Arc<rustls::ClientConfig>> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    static TLS: std::sync::OnceLock<Option<Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
-    TLS.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_platform_verifier()
-            .ok()?
-            .with_no_client_auth();
-        Some(offering_http1(config))
-    })
-    .clone()
-}
-
-/// `config` offering HTTP/1.1 alone by ALPN: a server that prefers HTTP/2 must not pick it for this path.
-fn offering_http1(mut config: rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-/// What a connection to an HTTPS upstream needs: the client settings and the name its certificate must carry.
-struct Tls {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
-}
-
-/// The byte stream under HTTP: plain TCP, or TLS over it. An enum rather than a boxed trait object, so that a
-/// plain connection's reads and writes stay direct calls.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// An answer: read whole, or a stream of server-sent events still arriving.
 pub(crate) struct Answer {
@@ -521,7 +422,9 @@ impl futures_util::Stream for Events {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tls::offering_http1;
     use super::*;
+    use spendgate_store::tls::{Roots, ServerCheck};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -816,16 +719,7 @@ mod tests {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tls/");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_file(format!("{dir}ca.crt")).unwrap())
-            .unwrap();
-        let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let client = offering_http1(client);
+        let client = offering_http1(trusting(&format!("{dir}ca.crt")));
         let certs = CertificateDer::pem_file_iter(format!("{dir}server.crt"))
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
@@ -839,6 +733,12 @@ mod tests {
             .unwrap();
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         (client, tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+    }
+
+    /// Client settings that trust the CAs of this file alone, as a configured CA file would.
+    fn trusting(ca: &str) -> Arc<rustls::ClientConfig> {
+        let check = ServerCheck::Full(Roots::File(ca.into()));
+        spendgate_store::tls::client_config(&check).unwrap()
     }
 
     /// A pool for `https://localhost:{port}/v1` with `tls`, or `None` when the environment names a proxy.
@@ -897,16 +797,11 @@ mod tests {
     async fn an_https_upstream_whose_certificate_is_not_trusted_is_refused_before_the_request_leaves(
     ) {
         let (_, acceptor) = test_tls();
-        // Client settings that trust nothing: the upstream's certificate cannot be verified.
-        let distrust = Arc::new(
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
-        );
+        // Client settings that trust another CA: the upstream's certificate cannot be verified.
+        let distrust = offering_http1(trusting(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/tls/other-ca.crt"
+        )));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let Some(p) = tls_pool(listener.local_addr().unwrap().port(), distrust) else {
             return;

@@ -76,7 +76,7 @@ impl HttpUpstream {
         // A base URL that cannot be parsed is a start-up error, not a failure of every request.
         let base = upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
         let tls = if base.scheme() == "https" {
-            super::h1::platform_tls()
+            super::tls::platform_tls()
         } else {
             None
         };
@@ -269,7 +269,7 @@ mod tests {
         let proxied = ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]
             .iter()
             .any(|v| std::env::var_os(v).is_some());
-        if proxied || super::super::h1::platform_tls().is_none() {
+        if proxied || super::super::tls::platform_tls().is_none() {
             eprintln!("skipped: a proxy is set, or this machine has no trusted roots to read");
             return;
         }

@@ -5,6 +5,7 @@ mod h1;
 pub mod http;
 pub mod mock;
 pub mod openai;
+mod tls;
 
 pub use anthropic::Anthropic;
 pub use http::HttpConfig;
