@@ -48,7 +48,10 @@ struct Tally {
     first_ms: i64,
     last_ms: i64,
     cost: Money,
-    /// The team and workflow of the latest such request.
+    /// The team and workflow of the latest such request, kept from its second one on (`named`): most requests
+    /// are seen once, and copying their names would cost each of them two allocations for nothing. A loop has
+    /// at least two requests in some slice of its window, so its row always finds a named tally.
+    named: bool,
     team: Option<String>,
     workflow: Option<String>,
 }
@@ -108,14 +111,15 @@ impl Repeats {
                 last_ms: at,
                 ..Tally::default()
             });
-        if at >= t.last_ms {
+        if t.requests > 0 && at >= t.last_ms {
             // Names are copied only when they change: a repeated request keeps its team and workflow.
-            if t.team != e.attribution.team {
+            if !t.named || t.team != e.attribution.team {
                 t.team.clone_from(&e.attribution.team);
             }
-            if t.workflow != e.attribution.workflow {
+            if !t.named || t.workflow != e.attribution.workflow {
                 t.workflow.clone_from(&e.attribution.workflow);
             }
+            t.named = true;
         }
         t.requests += 1;
         t.first_ms = t.first_ms.min(at);
@@ -127,15 +131,15 @@ impl Repeats {
     /// would have grouped them (at slice precision), most repeated first.
     pub fn repeated(&self, since_ms: i64, min_repeats: u64) -> Vec<RepeatedRequest> {
         let slices = self.slices.lock().unwrap_or_else(|p| p.into_inner());
-        let mut merged: HashMap<(i64, u64), RepeatedRequest> = HashMap::new();
+        // Each row with the time of the tally its names came from.
+        let mut merged: HashMap<(i64, u64), (RepeatedRequest, i64)> = HashMap::new();
         for s in slices
             .iter()
             .filter(|s| s.start_ms + self.slice_ms > since_ms)
         {
             for (&(key_id, fingerprint), t) in &s.counts {
-                let r = merged
-                    .entry((key_id, fingerprint))
-                    .or_insert(RepeatedRequest {
+                let (r, named_at) = merged.entry((key_id, fingerprint)).or_insert((
+                    RepeatedRequest {
                         key_id,
                         team: None,
                         workflow: None,
@@ -144,12 +148,15 @@ impl Repeats {
                         first_ms: t.first_ms,
                         last_ms: t.last_ms,
                         cost: Money::ZERO,
-                    });
+                    },
+                    i64::MIN,
+                ));
                 r.requests += t.requests;
                 r.first_ms = r.first_ms.min(t.first_ms);
-                if t.last_ms >= r.last_ms {
+                if t.named && t.last_ms >= *named_at {
                     r.team.clone_from(&t.team);
                     r.workflow.clone_from(&t.workflow);
+                    *named_at = t.last_ms;
                 }
                 r.last_ms = r.last_ms.max(t.last_ms);
                 r.cost += t.cost;
@@ -157,6 +164,7 @@ impl Repeats {
         }
         let mut out: Vec<RepeatedRequest> = merged
             .into_values()
+            .map(|(r, _)| r)
             .filter(|r| r.requests >= min_repeats)
             .collect();
         out.sort_by(|a, b| {
