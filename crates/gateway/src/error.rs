@@ -56,6 +56,8 @@ pub enum ErrorShape {
     #[default]
     OpenAi,
     Anthropic,
+    /// Google's APIs (the Gemini API): `{"error":{"code","message","status"}}`.
+    Google,
 }
 
 impl ApiError {
@@ -168,6 +170,11 @@ impl ApiError {
                 "type": "error",
                 "error": { "type": anthropic_type(self.status), "message": self.message, "code": self.code },
             }),
+            // Google's errors carry the HTTP status as `code` and the gRPC status name as `status`
+            // (cloud.google.com/apis/design/errors#http_mapping); Google's SDKs raise by the HTTP status.
+            ErrorShape::Google => serde_json::json!({
+                "error": { "code": self.status.as_u16(), "message": self.message, "status": google_status(self.status) },
+            }),
         }
     }
 }
@@ -185,6 +192,21 @@ fn anthropic_type(status: StatusCode) -> &'static str {
         504 => "timeout_error",
         529 => "overloaded_error",
         _ => "api_error",
+    }
+}
+
+/// The gRPC status name Google's APIs send beside an HTTP status (cloud.google.com/apis/design/errors).
+fn google_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 413 | 422 | 431 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 429 => "RESOURCE_EXHAUSTED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
     }
 }
 

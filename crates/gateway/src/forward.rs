@@ -48,6 +48,8 @@ pub(crate) struct Prepared {
 pub(crate) fn error_shape(endpoint: Endpoint) -> ErrorShape {
     if endpoint.is_anthropic() {
         ErrorShape::Anthropic
+    } else if endpoint.is_gemini() {
+        ErrorShape::Google
     } else {
         ErrorShape::OpenAi
     }

@@ -23,6 +23,7 @@ pub mod controls;
 pub mod error;
 mod forward;
 mod free;
+mod gemini_route;
 pub mod heartbeat;
 pub mod keys;
 pub mod limits;

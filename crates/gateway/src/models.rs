@@ -43,7 +43,9 @@ pub fn speaks_anthropic(headers: &HeaderMap) -> bool {
 
 /// The error shape for a request on `path` with `headers`.
 pub fn shape_of_request(path: &str, headers: &HeaderMap) -> ErrorShape {
-    if path.starts_with("/v1/messages") || speaks_anthropic(headers) {
+    if crate::gemini_route::is_google_path(path) {
+        ErrorShape::Google
+    } else if path.starts_with("/v1/messages") || speaks_anthropic(headers) {
         ErrorShape::Anthropic
     } else {
         ErrorShape::OpenAi
@@ -63,6 +65,7 @@ fn callable(route: &Route, shape: ErrorShape) -> bool {
             OPENAI_ENDPOINTS.iter().any(|&e| t.provider.speaks(e))
                 || t.provider.speaks(Endpoint::Messages)
         }
+        ErrorShape::Google => t.provider.speaks(Endpoint::GenerateContent),
     })
 }
 
@@ -110,7 +113,7 @@ pub(crate) async fn list(
         .filter(|(_, r)| callable(r, shape))
         .collect();
     match shape {
-        ErrorShape::OpenAi => {
+        ErrorShape::OpenAi | ErrorShape::Google => {
             let data: Vec<_> = models.iter().map(|(id, r)| openai_model(id, r)).collect();
             axum::Json(serde_json::json!({ "object": "list", "data": data })).into_response()
         }
@@ -183,7 +186,9 @@ pub(crate) async fn get(
     }
     match gw.routes.current().get(&id) {
         Some(route) if callable(&route, shape) => match shape {
-            ErrorShape::OpenAi => axum::Json(openai_model(&id, &route)).into_response(),
+            ErrorShape::OpenAi | ErrorShape::Google => {
+                axum::Json(openai_model(&id, &route)).into_response()
+            }
             ErrorShape::Anthropic => axum::Json(anthropic_model(&id)).into_response(),
         },
         _ => ApiError::model_not_found(&id).shaped(shape).into_response(),

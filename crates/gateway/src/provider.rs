@@ -19,11 +19,14 @@ pub enum Endpoint {
     CountTokens,
     /// OpenAI's moderation: free, passed through unmetered.
     Moderations,
+    /// Google's Gemini API (`models/{model}:generateContent`, and `:streamGenerateContent?alt=sse` for a stream):
+    /// the model is named in the URL, not in the body.
+    GenerateContent,
 }
 
 impl Endpoint {
     /// Every endpoint the gateway forwards, for the tables built per endpoint at start.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
@@ -31,11 +34,34 @@ impl Endpoint {
         Endpoint::Completions,
         Endpoint::CountTokens,
         Endpoint::Moderations,
+        Endpoint::GenerateContent,
     ];
 
     /// Whether the endpoint belongs to Anthropic's API (its errors, headers and providers).
     pub fn is_anthropic(self) -> bool {
         matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
+
+    /// Whether the endpoint belongs to OpenAI's API (what OpenAI-compatible providers speak).
+    pub fn is_openai(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Embeddings
+                | Endpoint::Responses
+                | Endpoint::Completions
+                | Endpoint::Moderations
+        )
+    }
+
+    /// Whether the endpoint is Google's Gemini API.
+    pub fn is_gemini(self) -> bool {
+        self == Endpoint::GenerateContent
+    }
+
+    /// Whether the request body names the model (`"model"`); Gemini's names it in the URL instead.
+    pub fn model_in_body(self) -> bool {
+        !self.is_gemini()
     }
 
     /// Whether calls are billed by the provider, and so held, metered and recorded. Free helper endpoints are
@@ -55,10 +81,13 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::CountTokens => "messages.count_tokens",
             Endpoint::Moderations => "moderations",
+            Endpoint::GenerateContent => "generate_content",
         }
     }
 
-    /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`).
+    /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`,
+    /// `https://generativelanguage.googleapis.com/v1beta`); Gemini's names the model (`{model}`) and, for a
+    /// stream, another method (`providers/http.rs` builds it).
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -68,6 +97,7 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::CountTokens => "/messages/count_tokens",
             Endpoint::Moderations => "/moderations",
+            Endpoint::GenerateContent => "/models/{model}:generateContent",
         }
     }
 
@@ -79,6 +109,7 @@ impl Endpoint {
                 | Endpoint::Responses
                 | Endpoint::Messages
                 | Endpoint::Completions
+                | Endpoint::GenerateContent
         )
     }
 }

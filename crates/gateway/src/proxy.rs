@@ -35,7 +35,8 @@ pub const REQUEST_ID_HEADER: &str = "x-spendgate-request-id";
 const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// The client-facing API: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/responses`,
-/// `/v1/messages` (metered); `/v1/messages/count_tokens`, `/v1/moderations` (free, passed through); `/v1/models`.
+/// `/v1/messages`, Google's `/v1beta/models/{model}:generateContent` (metered); `/v1/messages/count_tokens`,
+/// `/v1/moderations` (free, passed through); `/v1/models`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     use crate::unrouted::method_not_allowed as other;
     Router::new()
@@ -54,6 +55,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/v1/moderations", post(moderations).fallback(other))
         .route("/v1/models", get(crate::models::list).fallback(other))
         .route("/v1/models/{*id}", get(crate::models::get).fallback(other))
+        // Google's own route (`{model}:generateContent`), for clients of Google's SDKs.
+        .route(
+            "/v1beta/models/{target}",
+            post(crate::gemini_route::generate).fallback(other),
+        )
         // Inside the header limit: the cache reads headers only once they passed it.
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&gateway),
@@ -96,7 +102,18 @@ async fn moderations(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
 
 async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response {
     let mut door = Door::default();
-    match prepare(&gw, endpoint, req, &mut door).await {
+    let prepared = prepare(&gw, endpoint, req, &mut door).await;
+    run(gw, endpoint, prepared, &door).await
+}
+
+/// Forwards a prepared request, or records and answers its refusal.
+pub(crate) async fn run(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    prepared: Result<Prepared, ApiError>,
+    door: &Door,
+) -> Response {
+    match prepared {
         Ok(prepared) => {
             // Forward in a task of its own: if the client hangs up, the handler is dropped but the task runs on,
             // so the upstream's answer (which the provider bills) is still recorded.
@@ -109,7 +126,7 @@ async fn handle(gw: Arc<Gateway>, endpoint: Endpoint, req: Request) -> Response 
             }
         }
         Err(e) => {
-            gw.refuse(&e, endpoint.as_str(), &door).await;
+            gw.refuse(&e, endpoint.as_str(), door).await;
             e.shaped(error_shape(endpoint)).into_response()
         }
     }
@@ -153,7 +170,14 @@ pub(crate) async fn authenticate(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
-    let secret = key_of(headers)?;
+    check_key(gw, key_of(headers)?).await
+}
+
+/// The key record of a virtual key's secret, or the 401 (or 503) that says why it cannot be used.
+pub(crate) async fn check_key(
+    gw: &Gateway,
+    secret: &str,
+) -> Result<Arc<spendgate_store::KeyRecord>, ApiError> {
     match gw.keys.authenticate(secret).await {
         Ok(KeyCheck::Active(k)) => Ok(k),
         // The key itself is never echoed back or logged; its state is, so that its holder knows what to ask for.
@@ -293,7 +317,8 @@ pub(crate) fn upstream_body(
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
     let needs_usage = asks_usage_for_client(head, endpoint);
-    let renamed = head.model.as_deref() != Some(upstream_model);
+    // Gemini names the model in the URL (`UpstreamRequest::model`), never in the body.
+    let renamed = endpoint.model_in_body() && head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
     }
@@ -331,11 +356,72 @@ async fn prepare(
     let (parts, body) = req.into_parts();
     let key = authenticate(gw, &parts.headers).await?;
     door.key = Some(Arc::clone(&key));
-    let workflow = workflow_of(gw, &parts.headers)?;
-    let started = Instant::now();
-    let started_at_ms = spendgate_core::time::now_ms();
-    let body = read_body(body, gw.limits.max_body_bytes).await?;
-    let head = parse_head(&body)?;
+    let intake = Intake::read(gw, (endpoint, parts, key), body, parse_head).await?;
+    prepare_intake(gw, intake, door).await
+}
+
+/// A request as it arrived, authenticated and read: what every route hands to [`prepare_intake`].
+pub(crate) struct Intake {
+    /// The API the client called.
+    pub endpoint: Endpoint,
+    pub parts: axum::http::request::Parts,
+    pub key: Arc<spendgate_store::KeyRecord>,
+    pub workflow: Option<crate::workflows::Admitted>,
+    pub started: Instant,
+    pub started_at_ms: i64,
+    pub body: Bytes,
+    /// The body's head; for Gemini's route, built from its URL and `generationConfig`.
+    pub head: RequestHead,
+}
+
+impl Intake {
+    /// Reads the body of an authenticated request (`who`: the API it called, its head, its key) under the size
+    /// limit, and its head with `head`.
+    pub(crate) async fn read(
+        gw: &Gateway,
+        who: (
+            Endpoint,
+            axum::http::request::Parts,
+            Arc<spendgate_store::KeyRecord>,
+        ),
+        body: Body,
+        head: impl FnOnce(&[u8]) -> Result<RequestHead, ApiError>,
+    ) -> Result<Intake, ApiError> {
+        let (endpoint, parts, key) = who;
+        let workflow = workflow_of(gw, &parts.headers)?;
+        let started = Instant::now();
+        let started_at_ms = spendgate_core::time::now_ms();
+        let body = read_body(body, gw.limits.max_body_bytes).await?;
+        let head = head(&body)?;
+        Ok(Intake {
+            endpoint,
+            parts,
+            key,
+            workflow,
+            started,
+            started_at_ms,
+            body,
+            head,
+        })
+    }
+}
+
+/// Routes, translates, admits and reserves a read request (`Intake`).
+pub(crate) async fn prepare_intake(
+    gw: &Arc<Gateway>,
+    intake: Intake,
+    door: &mut Door,
+) -> Result<Prepared, ApiError> {
+    let Intake {
+        endpoint,
+        parts,
+        key,
+        workflow,
+        body,
+        head,
+        ..
+    } = intake;
+    let (started, started_at_ms) = (intake.started, intake.started_at_ms);
     let model = head
         .model
         .clone()
@@ -355,11 +441,11 @@ async fn prepare(
             ApiError::invalid_request(
                 "unsupported_api",
                 format!(
-                    "The model '{model}' is served by provider '{}', which does not speak the API of /v1{}. Call \
+                    "The model '{model}' is served by provider '{}', which does not speak the {} API. Call \
                      the route its provider speaks, or ask an operator to route the model to a provider that \
                      speaks this one.",
                     route.first().provider_name,
-                    endpoint.path()
+                    endpoint.as_str()
                 ),
             )
         })?;

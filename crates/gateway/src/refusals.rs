@@ -81,6 +81,9 @@ fn reason_of(status: StatusCode) -> RefusalReason {
 /// The endpoint a refused request called, named like a spend log's (`chat.completions`) when the path is one
 /// the gateway meters or passes on, else `models` or the path itself.
 pub fn endpoint_of_path(path: &str) -> String {
+    if crate::gemini_route::is_google_path(path) {
+        return Endpoint::GenerateContent.as_str().to_string();
+    }
     let route = path.strip_prefix("/v1").unwrap_or(path);
     match Endpoint::ALL.into_iter().find(|e| e.path() == route) {
         Some(e) => e.as_str().to_string(),
@@ -98,6 +101,10 @@ mod tests {
         assert_eq!(endpoint_of_path("/v1/chat/completions"), "chat.completions");
         assert_eq!(endpoint_of_path("/v1/messages"), "messages");
         assert_eq!(endpoint_of_path("/v1/models/gpt-4o"), "models");
+        assert_eq!(
+            endpoint_of_path("/v1beta/models/gemini-2.5-flash:generateContent"),
+            "generate_content"
+        );
         assert_eq!(
             reason_of(StatusCode::NOT_FOUND),
             RefusalReason::UnknownModel

@@ -13,7 +13,7 @@ use spendgate_gateway::heartbeat::Heart;
 use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::mock::Fault;
 use spendgate_gateway::providers::{
-    Anthropic, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
+    Anthropic, Gemini, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
 use spendgate_gateway::workflows::WorkflowLabels;
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes, SharedRoutes};
@@ -115,6 +115,7 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
         })),
         Api::OpenAi => Arc::new(OpenAiCompatible::new(http())?),
         Api::Anthropic => Arc::new(Anthropic::new(http())?),
+        Api::Gemini => Arc::new(Gemini::new(http())?),
     })
 }
 

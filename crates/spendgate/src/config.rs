@@ -99,10 +99,10 @@ impl Default for PricingConfig {
 pub struct ProviderConfig {
     /// The name shown on spend logs; also the catalog provider its models are priced under.
     pub name: String,
-    /// "openai" (any OpenAI-compatible API at `base_url`), "anthropic" (the Messages API), "mock", or one of the
-    /// presets of `PRESETS` ("gemini", "mistral", "deepseek", "xai", "groq", "together", "fireworks",
-    /// "openrouter", "azure", "vllm", "ollama"), which speak the OpenAI-compatible API with their own base URL,
-    /// key header and key variable filled in.
+    /// "openai" (any OpenAI-compatible API at `base_url`), "anthropic" (the Messages API), "gemini-native"
+    /// (Google's Gemini API in its own shape), "mock", or one of the presets of `PRESETS` ("gemini", "mistral",
+    /// "deepseek", "xai", "groq", "together", "fireworks", "openrouter", "azure", "vllm", "ollama"), which speak
+    /// the OpenAI-compatible API with their own base URL, key header and key variable filled in.
     pub kind: String,
     /// Required for "openai", "azure", "vllm" and "ollama"; the other kinds have a default (`PRESETS`).
     /// `{model}` is replaced by the upstream model name (Azure OpenAI deployments).
@@ -183,6 +183,8 @@ pub enum Api {
     OpenAi,
     /// Anthropic's Messages API (`providers/anthropic.rs`).
     Anthropic,
+    /// Google's Gemini API in its own shape (`providers/gemini.rs`).
+    Gemini,
     /// The built-in mock provider.
     Mock,
 }

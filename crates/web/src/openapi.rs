@@ -159,6 +159,9 @@ pub struct Op {
     /// The statuses it answers beside 200 and the errors every operation may give (400, 401, 405, 503, and 403
     /// for the admin's): 201 for a creation, 404 for a missing resource, 409 for a conflict.
     pub statuses: &'static [u16],
+    /// The shape of its error answers: a schema of `components` (`Error`, the OpenAI shape most routes answer
+    /// in; `GoogleError` for Google's route).
+    pub errors: &'static str,
 }
 
 /// The type of a resource id in a path: a positive integer that fits in 64 bits.
@@ -177,6 +180,7 @@ impl Op {
             id: ID,
             produces: &["application/json"],
             statuses: &[],
+            errors: "Error",
         }
     }
 
@@ -235,6 +239,10 @@ impl Op {
 
     pub const fn statuses(self, statuses: &'static [u16]) -> Op {
         Op { statuses, ..self }
+    }
+
+    pub const fn errors(self, errors: &'static str) -> Op {
+        Op { errors, ..self }
     }
 }
 
@@ -419,6 +427,16 @@ pub const PROXY_OPS: &[Op] = &[
         Access::VirtualKey,
     )
     .id(Ty::Text),
+    Op::post(
+        "/v1beta/models/{target}",
+        "Google's Gemini API for Google's SDKs: '{model}:generateContent', or ':streamGenerateContent' with \
+         alt=sse, forwarded to a provider speaking Gemini and metered (virtual key as x-goog-api-key, ?key= or \
+         bearer). Errors in Google's shape.",
+        Access::VirtualKey,
+    )
+    .id(Ty::Text)
+    .statuses(&[404])
+    .errors("GoogleError"),
 ];
 
 fn security(access: Access) -> Value {
@@ -494,7 +512,7 @@ fn operation(op: &Op) -> Value {
             (m.to_string(), json!({ "schema": schema }))
         })
         .collect();
-    let error = json!({ "$ref": "#/components/responses/Error" });
+    let error = json!({ "$ref": format!("#/components/responses/{}", op.errors) });
     let mut responses = json!({
         "200": { "description": "Success.", "content": content },
         "400": error,
@@ -513,7 +531,9 @@ fn operation(op: &Op) -> Value {
             200..=299 => {
                 json!({ "description": status_description(*status), "content": responses["200"]["content"] })
             }
-            _ => json!({ "description": status_description(*status), "content": error_content() }),
+            _ => {
+                json!({ "description": status_description(*status), "content": error_content(op.errors) })
+            }
         };
     }
     let mut o = json!({
@@ -541,9 +561,9 @@ fn operation(op: &Op) -> Value {
     o
 }
 
-/// The content of an error answer.
-fn error_content() -> Value {
-    json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } })
+/// The content of an error answer in the shape of the schema `errors`.
+fn error_content(errors: &str) -> Value {
+    json!({ "application/json": { "schema": { "$ref": format!("#/components/schemas/{errors}") } } })
 }
 
 /// The whole document.
@@ -585,9 +605,24 @@ pub fn document(ops: &[&Op], version: &str) -> Value {
                         },
                     } },
                 },
+                // cloud.google.com/apis/design/errors: the HTTP status as `code`, the gRPC status name.
+                "GoogleError": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": { "error": {
+                        "type": "object",
+                        "required": ["code", "message", "status"],
+                        "properties": {
+                            "code": { "type": "integer" },
+                            "message": { "type": "string", "description": "What went wrong and what to do." },
+                            "status": { "type": "string" },
+                        },
+                    } },
+                },
             },
             "responses": {
-                "Error": { "description": "An error in the OpenAI error shape.", "content": error_content() },
+                "Error": { "description": "An error in the OpenAI error shape.", "content": error_content("Error") },
+                "GoogleError": { "description": "An error in Google's error shape.", "content": error_content("GoogleError") },
             },
         },
     })

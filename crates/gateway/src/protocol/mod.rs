@@ -4,7 +4,9 @@
 //! - [`chat`]: OpenAI chat completions and embeddings (`usage.prompt_tokens`, ...; streams end with `[DONE]`);
 //! - [`responses`]: the OpenAI Responses API (`usage.input_tokens`, ...; streams end with `response.completed`);
 //! - [`messages`]: the Anthropic Messages API (cache reads and writes reported apart from `input_tokens`;
-//!   streams carry usage in `message_start` and `message_delta` and end with `message_stop`).
+//!   streams carry usage in `message_start` and `message_delta` and end with `message_stop`);
+//! - [`gemini`]: Google's Gemini API (`usageMetadata`, thoughts billed as output; every stream chunk carries the
+//!   usage so far and the last one a `finishReason`).
 //!
 //! Each shape implements [`WireFormat`]; the metering code (`meter.rs`, `sse.rs`) is the same for all of them.
 
@@ -12,6 +14,7 @@
 mod billing;
 pub mod chat;
 pub mod extent;
+pub mod gemini;
 pub mod messages;
 pub mod responses;
 
@@ -118,6 +121,7 @@ pub fn format_of(endpoint: Endpoint) -> &'static dyn WireFormat {
         Endpoint::Completions => &chat::Completions,
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
+        Endpoint::GenerateContent => &gemini::Gemini,
     }
 }
 

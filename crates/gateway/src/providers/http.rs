@@ -1,5 +1,5 @@
 //! What every HTTP provider shares: its configuration, a pooled client, the request it sends and how it reads
-//! the answer. `openai.rs` and `anthropic.rs` only say which APIs they speak and how the key is sent.
+//! the answer. `openai.rs`, `anthropic.rs` and `gemini.rs` only say which APIs they speak and how the key is sent.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -74,7 +74,7 @@ impl HttpUpstream {
             fixed_urls: Vec::new(),
         };
         // A base URL that cannot be parsed is a start-up error, not a failure of every request.
-        let base = upstream.url(crate::provider::Endpoint::ChatCompletions, "model")?;
+        let base = upstream.url(crate::provider::Endpoint::ChatCompletions, "model", false)?;
         let tls = if base.scheme() == "https" {
             super::tls::platform_tls()
         } else {
@@ -89,8 +89,9 @@ impl HttpUpstream {
         .map(std::sync::Arc::new);
         if !upstream.config.base_url.contains("{model}") {
             use crate::provider::Endpoint;
-            for e in Endpoint::ALL {
-                let url = upstream.parse_url(e, "")?;
+            // Gemini's path names the model and the method (a stream's is another): built per request.
+            for e in Endpoint::ALL.into_iter().filter(|e| !e.is_gemini()) {
+                let url = upstream.parse_url(e, "", false)?;
                 upstream.fixed_urls.push((e, url));
             }
         }
@@ -102,10 +103,11 @@ impl HttpUpstream {
         &self,
         endpoint: crate::provider::Endpoint,
         model: &str,
+        stream: bool,
     ) -> Result<Cow<'_, reqwest::Url>, ProviderError> {
         match self.fixed_urls.iter().find(|(e, _)| *e == endpoint) {
             Some((_, url)) => Ok(Cow::Borrowed(url)),
-            None => self.parse_url(endpoint, model).map(Cow::Owned),
+            None => self.parse_url(endpoint, model, stream).map(Cow::Owned),
         }
     }
 
@@ -113,9 +115,16 @@ impl HttpUpstream {
         &self,
         endpoint: crate::provider::Endpoint,
         model: &str,
+        stream: bool,
     ) -> Result<reqwest::Url, ProviderError> {
         let base = self.config.base_url.replace("{model}", model);
-        let text = format!("{}{}", base.trim_end_matches('/'), endpoint.path());
+        let mut path = endpoint.path().replace("{model}", model);
+        // Gemini streams from another method, as server-sent events only when asked (`alt=sse`; without it the
+        // answer is one JSON array sent piecemeal): ai.google.dev/api/generate-content#method:-models.streamgeneratecontent.
+        if endpoint.is_gemini() && stream {
+            path = path.replace(":generateContent", ":streamGenerateContent?alt=sse");
+        }
+        let text = format!("{}{}", base.trim_end_matches('/'), path);
         let mut url = reqwest::Url::parse(&text).map_err(|e| {
             ProviderError::Config(format!(
                 "provider '{}' has a base_url that is not a URL ({e})",
@@ -139,7 +148,7 @@ impl HttpUpstream {
         key_style: KeyStyle,
         fixed_headers: &[(&'static str, &'static str)],
     ) -> Result<UpstreamResponse, ProviderError> {
-        let url = self.url(req.endpoint, &req.model)?;
+        let url = self.url(req.endpoint, &req.model, req.stream)?;
         // Every header the upstream gets, and whether it is a secret (kept out of debug output and never
         // indexed by HTTP/2 header compression).
         let bearer: String;
@@ -275,5 +284,24 @@ mod tests {
         }
         assert!(upstream("https://api.openai.com/v1").h1.is_some());
         assert!(upstream("http://127.0.0.1:9/v1").h1.is_some());
+    }
+
+    #[test]
+    fn gemini_urls_name_the_model_and_a_stream_asks_for_server_sent_events() {
+        use crate::provider::Endpoint;
+        let u = upstream("https://generativelanguage.googleapis.com/v1beta/");
+        let url = |stream| {
+            u.url(Endpoint::GenerateContent, "gemini-2.5-flash", stream)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            url(false),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            url(true),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
     }
 }

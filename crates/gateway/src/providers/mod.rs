@@ -1,6 +1,7 @@
 //! Provider implementations, one per file.
 
 pub mod anthropic;
+pub mod gemini;
 mod h1;
 pub mod http;
 pub mod mock;
@@ -8,6 +9,7 @@ pub mod openai;
 mod tls;
 
 pub use anthropic::Anthropic;
+pub use gemini::Gemini;
 pub use http::HttpConfig;
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiCompatible;

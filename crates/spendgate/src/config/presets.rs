@@ -38,8 +38,8 @@ const fn openai_compatible(
     }
 }
 
-/// Every kind of provider. The base URLs are the providers' documented OpenAI-compatible roots; spendgate appends
-/// `/chat/completions`, `/embeddings` or `/responses` to them.
+/// Every kind of provider. The base URLs are the providers' documented OpenAI-compatible roots (spendgate appends
+/// `/chat/completions`, `/embeddings` or `/responses` to them), Anthropic's and Google's own.
 pub const PRESETS: &[Preset] = &[
     // Any OpenAI-compatible API; OpenAI itself is `base_url = "https://api.openai.com/v1"`.
     Preset {
@@ -78,6 +78,19 @@ pub const PRESETS: &[Preset] = &[
         "https://generativelanguage.googleapis.com/v1beta/openai",
         "GEMINI_API_KEY",
     ),
+    // Google's own Gemini API (ai.google.dev/api/generate-content): POST {base}/models/{model}:generateContent
+    // (and :streamGenerateContent?alt=sse), the key in x-goog-api-key (ai.google.dev/gemini-api/docs/api-key).
+    // Its models are the same as the OpenAI-compatible "gemini" kind's, at the same prices; this one also serves
+    // Google's SDKs on the gateway's /v1beta route, and OpenAI or Anthropic clients through translation.
+    Preset {
+        kind: "gemini-native",
+        api: Api::Gemini,
+        base_url: Some("https://generativelanguage.googleapis.com/v1beta"),
+        key_env: Some("GEMINI_API_KEY"),
+        key_optional: false,
+        key_header: None,
+        catalog: Some("gemini"),
+    },
     // https://docs.mistral.ai/api/: POST https://api.mistral.ai/v1/chat/completions, Authorization: Bearer.
     openai_compatible("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
     // https://api-docs.deepseek.com/: base_url https://api.deepseek.com, or .../v1 for OpenAI compatibility

@@ -20,13 +20,14 @@
 //! tool, with arguments conforming to its schema (`schema.rs`), unless tool choice is `none` or the last turn is
 //! the tool's result; JSON (conforming to the schema, if one is given) when a JSON format is asked for; the
 //! stop reason of an output limit when it cut the answer short. The answers' shapes live in one file per API
-//! (`chat.rs`, `embeddings.rs`, `responses.rs`, `messages.rs`). For fault tests it misbehaves on request, or on
+//! (`chat.rs`, `embeddings.rs`, `responses.rs`, `messages.rs`, `gemini.rs`). For fault tests it misbehaves on request, or on
 //! every request when configured to: see [`Fault`].
 
 mod chat;
 mod completions;
 mod embeddings;
 mod free;
+mod gemini;
 mod messages;
 mod request;
 mod responses;
@@ -150,13 +151,24 @@ fn usage_with_output(endpoint: Endpoint, body: &[u8], output: u64) -> Usage {
     }
 }
 
-/// Whether a model reasons before it answers (OpenAI's o-series and GPT-5 models): part of its output tokens
-/// are reasoning tokens, reported in the usage details and never shown.
+/// Whether a model reasons before it answers (OpenAI's o-series and GPT-5 models; Gemini 2.5 and 3 models but
+/// the Flash-Lite ones, which think only when asked): part of its output tokens are reasoning tokens, reported in
+/// the usage details and never shown.
 fn reasons(model: &str) -> bool {
     let name = model.rsplit('/').next().unwrap_or(model);
-    ["o1", "o3", "o4", "gpt-5"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    let gemini = [
+        "gemini-2.5",
+        "gemini-3",
+        "gemini-pro-latest",
+        "gemini-flash-latest",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+        && !name.contains("lite");
+    gemini
+        || ["o1", "o3", "o4", "gpt-5"]
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 /// What one choice says.
@@ -328,6 +340,7 @@ fn shape_of(endpoint: Endpoint) -> &'static dyn Shape {
         Endpoint::CountTokens => &messages::Messages,
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
+        Endpoint::GenerateContent => &gemini::Gemini,
     }
 }
 
@@ -346,9 +359,12 @@ impl MockProvider {
 
     /// The complete answer to a request, as the mock upstream would send it.
     pub fn respond(&self, req: &UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
-        let head: RequestHead = serde_json::from_slice(&req.body).map_err(|e| {
-            ProviderError::Body(format!("the mock could not read the request: {e}"))
-        })?;
+        let head = if req.endpoint.is_gemini() {
+            crate::protocol::gemini::head(&req.model, req.stream, &req.body)
+        } else {
+            serde_json::from_slice::<RequestHead>(&req.body)
+        }
+        .map_err(|e| ProviderError::Body(format!("the mock could not read the request: {e}")))?;
         let shape = shape_of(req.endpoint);
         let fault = self.config.fault.or_else(|| Fault::of(&req.body));
         if fault == Some(Fault::Status500) {
@@ -363,7 +379,10 @@ impl MockProvider {
         {
             return Ok(json_bytes(Bytes::from(v.to_string())));
         }
-        let ask = Ask::read(&req.body);
+        let mut ask = Ask::read(&req.body);
+        if req.endpoint.is_gemini() {
+            (ask.call, ask.format) = gemini::ask(&req.body);
+        }
         let answer = answer(req, &head, &ask, fault);
         if !(head.wants_stream() && req.endpoint.can_stream()) {
             if fault == Some(Fault::BadJson) {
@@ -402,6 +421,8 @@ fn answer<'a>(
 ) -> Answer<'a> {
     let choices = match req.endpoint {
         Endpoint::ChatCompletions | Endpoint::Completions => ask.choices,
+        // Gemini generates at most 8 candidates (`generationConfig.candidateCount`).
+        Endpoint::GenerateContent => head.completions().min(8),
         _ => 1,
     };
     let choices: Vec<Choice> = match req.endpoint {
@@ -488,12 +509,14 @@ impl Provider for MockProvider {
         &self.config.name
     }
 
-    /// A mock standing in for OpenAI or Anthropic (the demo names its mocks after the providers they pose as)
-    /// speaks only that provider's APIs, as the real one does; a mock of any other name speaks every API.
+    /// A mock standing in for OpenAI, Anthropic or Google's Gemini API (the demo names its mocks after the
+    /// providers they pose as) speaks only that provider's APIs, as the real one does (`gemini`: Google's native
+    /// API, not its OpenAI-compatible one); a mock of any other name speaks every API.
     fn speaks(&self, endpoint: Endpoint) -> bool {
         match self.config.name.as_str() {
-            "openai" => !endpoint.is_anthropic(),
+            "openai" => endpoint.is_openai(),
             "anthropic" => endpoint.is_anthropic(),
+            "gemini" => endpoint.is_gemini(),
             _ => true,
         }
     }
@@ -516,10 +539,15 @@ mod testing {
     use serde_json::Value;
 
     fn request(endpoint: Endpoint, body: &Value) -> UpstreamRequest {
+        let model = body["model"].as_str().unwrap_or("m");
+        upstream(endpoint, model, body["stream"] == true, body)
+    }
+
+    fn upstream(endpoint: Endpoint, model: &str, stream: bool, body: &Value) -> UpstreamRequest {
         UpstreamRequest {
             endpoint,
-            model: body["model"].as_str().unwrap_or("m").to_string(),
-            stream: body["stream"] == true,
+            model: model.to_string(),
+            stream,
             body: Bytes::from(body.to_string()),
             headers: Vec::new(),
         }
@@ -539,11 +567,14 @@ mod testing {
 
     /// The streamed answer to `body`: each event's name (if any) and data (`[DONE]` as a JSON string).
     pub async fn events(endpoint: Endpoint, body: &Value) -> Vec<(Option<String>, Value)> {
-        let UpstreamBody::Stream(s) = MockProvider::new(MockConfig::default())
+        let res = MockProvider::new(MockConfig::default())
             .respond(&request(endpoint, body))
-            .unwrap()
-            .body
-        else {
+            .unwrap();
+        events_of(res).await
+    }
+
+    async fn events_of(res: UpstreamResponse) -> Vec<(Option<String>, Value)> {
+        let UpstreamBody::Stream(s) = res.body else {
             panic!("a stream was expected");
         };
         let chunks: Vec<_> = s.collect().await;
@@ -563,6 +594,35 @@ mod testing {
                 (name, data)
             })
             .collect()
+    }
+
+    fn gemini(model: &str, stream: bool, body: &Value) -> UpstreamResponse {
+        let req = upstream(Endpoint::GenerateContent, model, stream, body);
+        MockProvider::new(MockConfig::default())
+            .respond(&req)
+            .unwrap()
+    }
+
+    /// The complete Gemini answer of `model` to `body`.
+    pub fn gemini_full(model: &str, body: &Value) -> Value {
+        match gemini(model, false, body).body {
+            UpstreamBody::Full(b) => serde_json::from_slice(&b).unwrap(),
+            UpstreamBody::Stream(_) => panic!("a complete answer was expected"),
+        }
+    }
+
+    /// The streamed Gemini answer of `model` to `body`: each event's data.
+    pub async fn gemini_events(model: &str, body: &Value) -> Vec<Value> {
+        let res = gemini(model, true, body);
+        events_of(res).await.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// The raw chunks of a streamed Gemini answer.
+    pub async fn gemini_chunks(model: &str, body: &Value) -> Vec<Bytes> {
+        let UpstreamBody::Stream(s) = gemini(model, true, body).body else {
+            panic!("a stream was expected");
+        };
+        s.map(Result::unwrap).collect().await
     }
 
     /// The mock's output tokens for `body` answered with `choices` choices.
@@ -616,6 +676,7 @@ mod tests {
             Endpoint::Embeddings,
             Endpoint::Responses,
             Endpoint::Messages,
+            Endpoint::GenerateContent,
         ] {
             for stream in [false, true] {
                 let body = serde_json::json!({
