@@ -52,20 +52,20 @@ pub fn shape_of_request(path: &str, headers: &HeaderMap) -> ErrorShape {
     }
 }
 
-/// Whether a client of `shape` can call the route: in its own API, or translated between chat completions and
-/// Messages (`translate`), which only a chat model can answer.
+/// Whether a client of `shape` can call the route: in its own API, or translated into another (`translate`),
+/// which only a chat model can answer.
 fn callable(route: &Route, shape: ErrorShape) -> bool {
-    route.targets.iter().any(|t| match shape {
-        ErrorShape::Anthropic => {
-            t.provider.speaks(Endpoint::Messages)
-                || (t.provider.speaks(Endpoint::ChatCompletions)
-                    && t.price.kind == spendgate_core::pricing::ModelKind::Chat)
-        }
-        ErrorShape::OpenAi => {
-            OPENAI_ENDPOINTS.iter().any(|&e| t.provider.speaks(e))
-                || t.provider.speaks(Endpoint::Messages)
-        }
-        ErrorShape::Google => t.provider.speaks(Endpoint::GenerateContent),
+    let client: &[Endpoint] = match shape {
+        ErrorShape::Anthropic => &[Endpoint::Messages],
+        ErrorShape::OpenAi => &OPENAI_ENDPOINTS,
+        ErrorShape::Google => &[Endpoint::GenerateContent],
+    };
+    route.targets.iter().any(|t| {
+        let chat = t.price.kind == spendgate_core::pricing::ModelKind::Chat;
+        client.iter().any(|&e| {
+            t.provider.speaks(e)
+                || (chat && crate::translate::upstream_for(e, |up| t.provider.speaks(up)).is_some())
+        })
     })
 }
 

@@ -558,7 +558,7 @@ pub(crate) async fn prepare_intake(
 }
 
 /// The target a request starts with, and whether it is translated: the route's first target when it speaks the
-/// client's API, or (for the two APIs the gateway translates between) the other one; otherwise the first target
+/// client's API, or one the client's API translates into (`translate::counterparts`); otherwise the first target
 /// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
 /// translation goes before a later one that needs none. The attempts that follow keep the first one's API
 /// (`forward`): a fallback that would need the other API is not tried.
@@ -568,17 +568,14 @@ fn target_for<'r>(
     head: &RequestHead,
 ) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
     let first = route.first();
-    if !first.provider.speaks(endpoint) {
-        let upstream =
-            crate::translate::counterpart(endpoint).filter(|&up| first.provider.speaks(up));
-        if let Some(upstream) = upstream {
-            let t = Translation {
-                client: endpoint,
-                upstream,
-                include_usage: head.asked_for_usage(),
-            };
-            return Some((first, Some(t)));
-        }
+    let wire = crate::translate::upstream_for(endpoint, |e| first.provider.speaks(e));
+    if let Some(upstream) = wire.filter(|&up| up != endpoint) {
+        let t = Translation {
+            client: endpoint,
+            upstream,
+            include_usage: head.asked_for_usage(),
+        };
+        return Some((first, Some(t)));
     }
     route
         .targets

@@ -281,3 +281,233 @@ async fn a_gemini_native_provider_gets_the_clients_bytes_its_key_and_the_model_i
     }
     s.running.stop().await.unwrap();
 }
+
+/// Checks a translated call's spend log against the chat completion usage the client saw, at [`THINKING`]'s price.
+fn assert_billed_as_chat(log: &Value, u: &Value) {
+    assert_eq!(log["endpoint"], "chat.completions", "{log}");
+    assert_eq!(log["upstream_api"], "generate_content", "{log}");
+    assert_eq!(log["provider"], "gemini");
+    let prompt = u["prompt_tokens"].as_u64().unwrap();
+    let cached = u["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let thoughts = u["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
+    let output = u["completion_tokens"].as_u64().unwrap();
+    assert!(thoughts > 0 && thoughts < output, "{u}");
+    // The same counts as Gemini's own, in its names.
+    let gemini = json!({
+        "promptTokenCount": prompt, "cachedContentTokenCount": cached,
+        "candidatesTokenCount": output - thoughts, "thoughtsTokenCount": thoughts,
+    });
+    assert_billed_as_gemini(log, &gemini);
+}
+
+fn chat_body(content: &str) -> Value {
+    json!({
+        "model": THINKING,
+        "messages": [
+            { "role": "system", "content": "Answer in one line." },
+            { "role": "user", "content": content },
+        ],
+        "max_completion_tokens": 300,
+        "temperature": 1.2,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_model_answers_on_chat_completions_plain_streamed_and_with_tools() {
+    let s = server().await;
+    let (_, key) = s.create_key("ana", Some("apps")).await;
+
+    let res = s.chat(&key, chat_body(&long())).await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(!v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    assert!(
+        v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{v}"
+    );
+    assert_billed_as_chat(&s.wait_for_log(&id).await, &v["usage"]);
+
+    // Streamed, with the usage chunk; and without, where the client gets none but the call is billed alike.
+    for include_usage in [true, false] {
+        let mut body = chat_body("Name three rivers.");
+        body["stream"] = true.into();
+        if include_usage {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
+        let (id, events) = streamed(s.chat(&key, body).await).await;
+        assert_eq!(events.last().unwrap(), "[DONE]");
+        let chunks = &events[..events.len() - 1];
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert!(!text.is_empty());
+        let usage: Vec<&Value> = chunks.iter().filter(|c| c["usage"].is_object()).collect();
+        let log = s.wait_for_log(&id).await;
+        assert_eq!(log["stream"], true);
+        if include_usage {
+            assert_eq!(usage.len(), 1, "{chunks:?}");
+            assert_billed_as_chat(&log, &usage[0]["usage"]);
+        } else {
+            assert!(usage.is_empty(), "no usage chunk was asked for");
+            assert_eq!(log["usage_source"], "reported");
+            assert_eq!(picos(&log["cost"]), catalog_cost(&log));
+        }
+    }
+
+    // A tool call, signed by the thinking model; its result in the next turn is answered in words.
+    let tool = json!({ "type": "function", "function": { "name": "get_weather", "description": "Weather by city",
+        "parameters": { "type": "object", "properties": { "city": { "type": "string" } }, "required": ["city"] } } });
+    let ask = json!({ "role": "user", "content": "Weather in Oslo?" });
+    let body =
+        json!({ "model": THINKING, "messages": [ask], "tools": [tool], "tool_choice": "required" });
+    let res = s.chat(&key, body).await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let v: Value = res.json().await.unwrap();
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls", "{v}");
+    let call = &c["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap()
+            ["city"]
+            .is_string()
+    );
+    assert!(
+        call["id"].as_str().unwrap().contains("__sig__"),
+        "the thought signature rides in the id: {call}"
+    );
+    assert_billed_as_chat(&s.wait_for_log(&id).await, &v["usage"]);
+    let result = json!({ "role": "tool", "tool_call_id": call["id"], "content": "2C and snow" });
+    let body =
+        json!({ "model": THINKING, "messages": [ask, c["message"], result], "tools": [tool] });
+    let res = s.chat(&key, body).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+
+    // JSON mode: Gemini's structured output, from the chat request's response_format.
+    let body = json!({ "model": THINKING, "messages": [{ "role": "user", "content": "Extract: ticket T-1" }],
+        "response_format": { "type": "json_schema", "json_schema": { "name": "t", "strict": true,
+            "schema": { "type": "object", "properties": { "ticket": { "type": "string" } }, "required": ["ticket"] } } } });
+    let v: Value = s.chat(&key, body).await.json().await.unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(content["ticket"].is_string(), "{v}");
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gemini_model_answers_on_messages_plain_and_streamed() {
+    let s = server().await;
+    let (_, key) = s.create_key("ben", Some("apps")).await;
+    let body = json!({ "model": THINKING, "max_tokens": 200, "system": "Be brief.",
+        "messages": [{ "role": "user", "content": long() }] });
+    let res = s.messages(&key, body.clone()).await;
+    assert_eq!(res.status(), 200);
+    let id = request_id(&res);
+    let m: Value = res.json().await.unwrap();
+    assert_eq!(
+        (m["type"].as_str(), m["stop_reason"].as_str()),
+        (Some("message"), Some("end_turn")),
+        "{m}"
+    );
+    assert!(
+        m["usage"].get("reasoning_output_tokens").is_none(),
+        "Anthropic's fields only: {m}"
+    );
+    let check = |log: &Value, u: &Value| {
+        assert_eq!(log["endpoint"], "messages");
+        assert_eq!(log["upstream_api"], "generate_content");
+        let n = |k: &str| u[k].as_u64().unwrap();
+        assert_eq!(
+            log["input_tokens"].as_u64().unwrap(),
+            n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens")
+        );
+        assert_eq!(log["cached_input_tokens"], u["cache_read_input_tokens"]);
+        assert_eq!(log["output_tokens"], u["output_tokens"]);
+        assert_eq!(picos(&log["cost"]), catalog_cost(log), "{log}");
+    };
+    check(&s.wait_for_log(&id).await, &m["usage"]);
+
+    let mut streamed_body = body;
+    streamed_body["stream"] = true.into();
+    let (id, events) = streamed(s.messages(&key, streamed_body).await).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"message_start"));
+    assert_eq!(kinds.last(), Some(&"message_stop"));
+    assert!(kinds.contains(&"content_block_delta"));
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    check(&s.wait_for_log(&id).await, &delta["usage"]);
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_gemini_cannot_carry_is_refused_before_any_upstream_call() {
+    let s = server().await;
+    let (_, key) = s.create_key("cy", None).await;
+    let image = json!({ "model": THINKING, "messages": [{ "role": "user", "content": [
+        { "type": "text", "text": "What is this?" },
+        { "type": "image_url", "image_url": { "url": "https://example.com/cat.png" } }] }] });
+    let res = s.chat(&key, image).await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "untranslatable_parameter");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'messages[0].content[1].image_url.url'"),
+        "{v}"
+    );
+    let res = s
+        .messages(
+            &key,
+            json!({ "model": THINKING, "max_tokens": 5, "metadata": { "user_id": "u" },
+            "messages": [{ "role": "user", "content": "hi" }] }),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'metadata'"),
+        "{v}"
+    );
+    assert!(s.all_spend_logs("window=1h").await.is_empty());
+    // Both clients see the model listed: it is reachable from their APIs.
+    for (header, value) in [
+        ("authorization", format!("Bearer {key}")),
+        ("x-api-key", key.clone()),
+    ] {
+        let res = s
+            .client
+            .get(format!("{}/v1/models/{THINKING}", s.base))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{header}");
+    }
+    s.running.stop().await.unwrap();
+}

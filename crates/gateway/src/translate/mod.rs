@@ -1,11 +1,18 @@
 //! Translation between OpenAI's Chat Completions API and Anthropic's Messages API, both ways, so that a client
 //! of either API can call a model whose provider speaks only the other one (a Claude model through
-//! `/v1/chat/completions`, a GPT model through `/v1/messages`).
+//! `/v1/chat/completions`, a GPT model through `/v1/messages`); and from both into other APIs (Google's Gemini),
+//! through Anthropic's Messages as the **pivot**: a Messages client's request goes to the other API directly, a
+//! chat client's is made a Messages request first; the answer comes back as a Message, and for a chat client
+//! from there into a chat completion (streams likewise: the other API's events into Anthropic's, those into
+//! chunks).
 //!
 //! - [`to_anthropic`]: a chat completion request into a Messages request, and a chat completion answer into a
 //!   Message (for an Anthropic client whose model is served by an OpenAI-compatible provider);
 //! - [`to_openai`]: the other way;
-//! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event).
+//! - [`gemini`]: Messages <-> Gemini's `generateContent` (and the few chat parameters Gemini has and the pivot
+//!   lacks, carried from the chat request directly);
+//! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event;
+//!   `gemini_stream.rs` Gemini's chunks).
 //!
 //! What cannot be carried over faithfully (a parameter the other API lacks, such as `n` > 1, `logprobs` or
 //! `top_k`) is refused with a 400 naming the parameter rather than dropped: a request must not quietly behave
@@ -15,6 +22,8 @@
 //! Metering never depends on this module: the meter reads the upstream's own bytes, in the upstream's wire
 //! format, before they are translated for the client.
 
+pub mod gemini;
+mod gemini_stream;
 pub mod stream;
 pub mod to_anthropic;
 pub mod to_openai;
@@ -42,13 +51,23 @@ pub struct Translation {
     pub include_usage: bool,
 }
 
-/// The API a client's request can be translated into, when its model's provider does not speak the client's.
-pub fn counterpart(endpoint: Endpoint) -> Option<Endpoint> {
+/// The APIs a client's request can be translated into, when its model's provider does not speak the client's,
+/// in the order they are preferred.
+pub fn counterparts(endpoint: Endpoint) -> &'static [Endpoint] {
     match endpoint {
-        Endpoint::ChatCompletions => Some(Endpoint::Messages),
-        Endpoint::Messages => Some(Endpoint::ChatCompletions),
-        _ => None,
+        Endpoint::ChatCompletions => &[Endpoint::Messages, Endpoint::GenerateContent],
+        Endpoint::Messages => &[Endpoint::ChatCompletions, Endpoint::GenerateContent],
+        _ => &[],
     }
+}
+
+/// The API a client of `client` reaches a provider through: its own when the provider `speaks` it, else the
+/// first counterpart the provider speaks; `None` when there is none.
+pub fn upstream_for(client: Endpoint, speaks: impl Fn(Endpoint) -> bool) -> Option<Endpoint> {
+    if speaks(client) {
+        return Some(client);
+    }
+    counterparts(client).iter().copied().find(|&up| speaks(up))
 }
 
 /// Why a request could not be translated.
@@ -104,9 +123,20 @@ impl Translation {
         let v: Value = serde_json::from_slice(body).map_err(|_| {
             ApiError::invalid_request("invalid_json", "The request body must be a JSON object.")
         })?;
-        let out = match self.upstream {
-            Endpoint::Messages => to_anthropic::request(v, max_tokens)?,
-            _ => to_openai::request(v)?,
+        let out = match (self.client, self.upstream) {
+            (_, Endpoint::Messages) => to_anthropic::request(v, max_tokens)?,
+            (_, Endpoint::ChatCompletions) => to_openai::request(v)?,
+            (Endpoint::Messages, Endpoint::GenerateContent) => gemini::request_from_messages(v)?,
+            (Endpoint::ChatCompletions, Endpoint::GenerateContent) => {
+                gemini::request_from_chat(v, max_tokens)?
+            }
+            (client, upstream) => {
+                return Err(ApiError::internal(format!(
+                    "no translation from {} to {}",
+                    client.as_str(),
+                    upstream.as_str()
+                )))
+            }
         };
         Ok(Bytes::from(out.to_string()))
     }
@@ -114,8 +144,10 @@ impl Translation {
     /// A successful upstream answer in the client's API, or `None` when it is not JSON.
     pub fn response(&self, body: &[u8]) -> Option<Bytes> {
         let v: Value = serde_json::from_slice(body).ok()?;
-        let out = match self.client {
-            Endpoint::Messages => to_anthropic::response(&v),
+        let out = match (self.client, self.upstream) {
+            (Endpoint::Messages, Endpoint::GenerateContent) => gemini::response_to_messages(&v),
+            (_, Endpoint::GenerateContent) => to_openai::response(&gemini::message(&v, true)),
+            (Endpoint::Messages, _) => to_anthropic::response(&v),
             _ => to_openai::response(&v),
         };
         Some(Bytes::from(out.to_string()))
@@ -124,7 +156,8 @@ impl Translation {
     /// An upstream error answer as an error of the client's API, with the upstream's status and message.
     pub fn error(&self, status: StatusCode, body: &[u8]) -> ApiError {
         let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-        // OpenAI's `{"error":{"message"}}` and Anthropic's `{"type":"error","error":{"message"}}` alike.
+        // OpenAI's `{"error":{"message"}}`, Anthropic's `{"type":"error","error":{"message"}}` and Google's
+        // `{"error":{"code","message","status"}}` alike.
         let message = v["error"]["message"]
             .as_str()
             .or_else(|| v["message"].as_str())
@@ -142,9 +175,14 @@ impl Translation {
 
     /// A translator of the upstream's stream into the client's.
     pub fn stream(&self) -> stream::Translator {
-        match self.client {
-            Endpoint::Messages => stream::Translator::to_anthropic(),
-            _ => stream::Translator::to_openai(self.include_usage),
+        use stream::Translator;
+        match (self.client, self.upstream) {
+            (Endpoint::Messages, Endpoint::GenerateContent) => Translator::from_gemini(None),
+            (_, Endpoint::GenerateContent) => {
+                Translator::from_gemini(Some(Translator::to_openai(self.include_usage)))
+            }
+            (Endpoint::Messages, _) => Translator::to_anthropic(),
+            _ => Translator::to_openai(self.include_usage),
         }
     }
 }
@@ -187,3 +225,5 @@ pub(crate) fn now_secs() -> i64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gemini;

@@ -1,7 +1,7 @@
 //! Streamed answers translated event by event: Anthropic's server-sent events (`message_start`,
 //! `content_block_*`, `message_delta`, `message_stop`) into `chat.completion.chunk`s ending with `[DONE]`, and
-//! chunks into Anthropic's events. Only an unfinished event is held back; every complete one is translated as
-//! it arrives.
+//! chunks into Anthropic's events; Gemini's chunks into Anthropic's events (`gemini_stream.rs`), and through them
+//! into chunks. Only an unfinished event is held back; every complete one is translated as it arrives.
 //!
 //! Shapes from Anthropic's streaming documentation (docs.anthropic.com/en/docs/build-with-claude/streaming) and
 //! OpenAI's chunk reference (platform.openai.com/docs/api-reference/chat/streaming). Anthropic's `message_delta`
@@ -76,12 +76,16 @@ fn data_of(event: &[u8]) -> Option<Vec<u8>> {
 pub struct Translator {
     events: Events,
     kind: Kind,
+    /// The translator of what this one gives, when the client's API is reached through a pivot (Gemini's stream
+    /// into Anthropic's events, those into chat completion chunks).
+    then: Option<Box<Translator>>,
 }
 
 #[derive(Debug)]
 enum Kind {
     ToOpenAi(ToOpenAi),
     ToAnthropic(ToAnthropic),
+    FromGemini(super::gemini_stream::FromGemini),
 }
 
 impl Translator {
@@ -93,6 +97,7 @@ impl Translator {
                 include_usage,
                 ..ToOpenAi::default()
             }),
+            then: None,
         }
     }
 
@@ -101,6 +106,16 @@ impl Translator {
         Translator {
             events: Events::default(),
             kind: Kind::ToAnthropic(ToAnthropic::default()),
+            then: None,
+        }
+    }
+
+    /// Gemini's stream into Anthropic's events; `then` translates those further (into chat completion chunks).
+    pub fn from_gemini(then: Option<Translator>) -> Translator {
+        Translator {
+            events: Events::default(),
+            kind: Kind::FromGemini(super::gemini_stream::FromGemini::new(then.is_some())),
+            then: then.map(Box::new),
         }
     }
 
@@ -110,7 +125,10 @@ impl Translator {
         for data in self.events.feed(chunk) {
             self.event(&data, &mut out);
         }
-        out.freeze()
+        match self.then.as_mut() {
+            Some(then) => then.feed(&out),
+            None => out.freeze(),
+        }
     }
 
     /// What the last, unterminated event translates to when the upstream ends.
@@ -119,13 +137,21 @@ impl Translator {
         if let Some(data) = self.events.finish() {
             self.event(&data, &mut out);
         }
-        out.freeze()
+        match self.then.as_mut() {
+            Some(then) => {
+                let mut rest = BytesMut::from(&then.feed(&out)[..]);
+                rest.extend_from_slice(&then.finish());
+                rest.freeze()
+            }
+            None => out.freeze(),
+        }
     }
 
     fn event(&mut self, data: &[u8], out: &mut BytesMut) {
         match &mut self.kind {
             Kind::ToOpenAi(t) => t.event(data, out),
             Kind::ToAnthropic(t) => t.event(data, out),
+            Kind::FromGemini(t) => t.event(data, out),
         }
     }
 }
@@ -246,24 +272,38 @@ impl ToOpenAi {
 #[derive(Debug, Default)]
 struct ToAnthropic {
     started: bool,
-    /// The open content block: its index and, for a tool call, the OpenAI tool call index it is.
-    open: Option<(usize, Option<u64>)>,
-    blocks: usize,
+    /// The content blocks; the open one with, for a tool call, the OpenAI tool call index it is.
+    blocks: Blocks<Option<u64>>,
     stop_reason: Option<&'static str>,
     usage: Option<Value>,
     done: bool,
 }
 
-fn write_event(out: &mut BytesMut, name: &str, v: &Value) {
-    out.put_slice(b"event: ");
-    out.put_slice(name.as_bytes());
-    out.put_slice(b"\ndata: ");
-    out.put_slice(v.to_string().as_bytes());
-    out.put_slice(b"\n\n");
+/// The content blocks of an Anthropic message being written: the open one (its index and what it holds, `K`)
+/// and how many were opened.
+#[derive(Debug)]
+pub(super) struct Blocks<K> {
+    open: Option<(usize, K)>,
+    count: usize,
 }
 
-impl ToAnthropic {
-    fn close_block(&mut self, out: &mut BytesMut) {
+impl<K> Default for Blocks<K> {
+    fn default() -> Self {
+        Blocks {
+            open: None,
+            count: 0,
+        }
+    }
+}
+
+impl<K: Copy> Blocks<K> {
+    /// The open block.
+    pub(super) fn open(&self) -> Option<(usize, K)> {
+        self.open
+    }
+
+    /// Writes the open block's `content_block_stop`.
+    pub(super) fn close(&mut self, out: &mut BytesMut) {
         if let Some((index, _)) = self.open.take() {
             write_event(
                 out,
@@ -273,19 +313,31 @@ impl ToAnthropic {
         }
     }
 
-    fn open_block(&mut self, out: &mut BytesMut, block: Value, tool: Option<u64>) -> usize {
-        self.close_block(out);
-        let index = self.blocks;
-        self.blocks += 1;
-        self.open = Some((index, tool));
+    /// Closes the open block and starts `block`, left open as `kind` (or closed by the caller when `None`);
+    /// returns its index.
+    pub(super) fn start(&mut self, out: &mut BytesMut, block: Value, kind: Option<K>) -> usize {
+        self.close(out);
+        let index = self.count;
+        self.count += 1;
         write_event(
             out,
             "content_block_start",
             &json!({ "type": "content_block_start", "index": index, "content_block": block }),
         );
+        self.open = kind.map(|k| (index, k));
         index
     }
+}
 
+pub(super) fn write_event(out: &mut BytesMut, name: &str, v: &Value) {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_slice(b"\ndata: ");
+    out.put_slice(v.to_string().as_bytes());
+    out.put_slice(b"\n\n");
+}
+
+impl ToAnthropic {
     fn event(&mut self, data: &[u8], out: &mut BytesMut) {
         if data == b"[DONE]" {
             self.end(out);
@@ -325,9 +377,11 @@ impl ToAnthropic {
         };
         let delta = &choice["delta"];
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            let index = match self.open {
+            let index = match self.blocks.open() {
                 Some((i, None)) => i,
-                _ => self.open_block(out, json!({ "type": "text", "text": "" }), None),
+                _ => self
+                    .blocks
+                    .start(out, json!({ "type": "text", "text": "" }), Some(None)),
             };
             write_event(
                 out,
@@ -338,12 +392,12 @@ impl ToAnthropic {
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
             let tool = call["index"].as_u64().unwrap_or(0);
-            let index = match self.open {
+            let index = match self.blocks.open() {
                 Some((i, Some(t))) if t == tool => i,
-                _ => self.open_block(
+                _ => self.blocks.start(
                     out,
                     json!({ "type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {} }),
-                    Some(tool),
+                    Some(Some(tool)),
                 ),
             };
             if let Some(args) = call["function"]["arguments"]
@@ -369,7 +423,7 @@ impl ToAnthropic {
             return;
         }
         self.done = true;
-        self.close_block(out);
+        self.blocks.close(out);
         let usage = self
             .usage
             .take()

@@ -326,7 +326,7 @@ fn an_upstream_error_takes_the_clients_shape() {
 }
 
 /// The fixture, translated, with the `created` times (the clock's) set to 0.
-fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> String {
+pub(super) fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> String {
     let path = format!(
         "{}/tests/fixtures/translate/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -359,7 +359,7 @@ fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> Str
 }
 
 /// Compares with the golden file; `SPENDGATE_UPDATE_GOLDEN=1` writes it instead (then review the diff).
-fn golden(name: &str, translated: &str) {
+pub(super) fn golden(name: &str, translated: &str) {
     let path = format!(
         "{}/tests/fixtures/translate/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -373,8 +373,7 @@ fn golden(name: &str, translated: &str) {
 
 #[test]
 fn golden_streams_translate_alike_however_they_are_split() {
-    type Make = fn() -> Translator;
-    let cases: [(&str, &str, Make); 5] = [
+    let cases: [Golden; 5] = [
         ("anthropic_text.sse", "anthropic_text.openai.golden", || {
             Translator::to_openai(true)
         }),
@@ -399,6 +398,15 @@ fn golden_streams_translate_alike_however_they_are_split() {
             Translator::to_anthropic,
         ),
     ];
+    check_goldens(&cases);
+}
+
+/// A golden case: the fixture, its golden file, and how to make the translator.
+pub(super) type Golden = (&'static str, &'static str, fn() -> Translator);
+
+/// Each case's fixture (`input`) translated by a translator of `make` is its golden file (`output`), whole or fed
+/// in pieces of 1, 7 and 64 bytes.
+pub(super) fn check_goldens(cases: &[Golden]) {
     for (input, output, make) in cases {
         let whole = translate_fixture(input, make(), None);
         golden(output, &whole);

@@ -260,7 +260,8 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
 }
 
 /// Anthropic's usage as OpenAI's: the prompt is the uncached input plus cache reads and writes, the cache reads
-/// its `cached_tokens`.
+/// its `cached_tokens`. Anthropic reports no reasoning count (thinking is within `output_tokens`); a Message that is
+/// the pivot of another API's answer (Gemini's) carries its count as `reasoning_output_tokens`.
 pub fn usage(u: &Value) -> Value {
     let n = |k: &str| u[k].as_u64().unwrap_or(0);
     let prompt =
@@ -271,7 +272,7 @@ pub fn usage(u: &Value) -> Value {
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": { "cached_tokens": n("cache_read_input_tokens") },
-        "completion_tokens_details": { "reasoning_tokens": 0 },
+        "completion_tokens_details": { "reasoning_tokens": n("reasoning_output_tokens") },
     })
 }
 
