@@ -186,38 +186,84 @@ def translated_call(raw, endpoint, upstream, stream, usage_seen):
     return {**recorded(endpoint, stream, usage_seen, request_id=raw.headers.get(REQUEST_ID)), "upstream_api": upstream}
 
 
-@case(OAI, "claude-chat")
-def _():
-    raw = oai.chat.completions.with_raw_response.create(
-        model=CLAUDE, messages=[{"role": "system", "content": "Be brief."}, *HELLO], max_tokens=50)
+def chat_through(model, upstream, messages, max_tokens, check=lambda r: None):
+    """A chat completion of `model`, whose provider is reached through `upstream`'s API."""
+    raw = oai.chat.completions.with_raw_response.create(model=model, messages=messages, max_tokens=max_tokens)
     r = raw.parse()
     expect(r.choices[0].message.content, f"no text: {r}")
     expect(r.choices[0].finish_reason == "stop", f"finish_reason {r.choices[0].finish_reason}")
-    return translated_call(raw, "chat.completions", "messages", False, chat_usage(r.usage))
+    check(r)
+    return translated_call(raw, "chat.completions", upstream, False, chat_usage(r.usage))
 
 
-@case(OAI, "claude-chat-stream")
-def _():
-    raw = oai.chat.completions.with_raw_response.create(model=CLAUDE, messages=HELLO, stream=True,
+def chat_stream_through(model, upstream):
+    raw = oai.chat.completions.with_raw_response.create(model=model, messages=HELLO, stream=True,
                                                         stream_options={"include_usage": True})
     chunks = list(raw.parse())
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     expect(text, "no text")
     expect(chunks[-1].usage is not None and not chunks[-1].choices, "the last chunk carries the usage alone")
-    return translated_call(raw, "chat.completions", "messages", True, chat_usage(chunks[-1].usage))
+    return translated_call(raw, "chat.completions", upstream, True, chat_usage(chunks[-1].usage))
 
 
-@case(OAI, "claude-tools")
-def _():
-    raw = oai.chat.completions.with_raw_response.create(
-        model=CLAUDE, messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=[LOOSE_WEATHER_TOOL],
-        tool_choice="required")
+def tools_through(model, upstream, answer_result=False):
+    """A required call of the weather tool; with `answer_result`, its result sent back is answered in words."""
+    ask = {"role": "user", "content": "Weather in Oslo?"}
+    raw = oai.chat.completions.with_raw_response.create(model=model, messages=[ask], tools=[LOOSE_WEATHER_TOOL],
+                                                        tool_choice="required")
     r = raw.parse()
     calls = r.choices[0].message.tool_calls
     expect(calls and calls[0].function.name == "get_weather", f"no tool call: {r.choices[0].message}")
     expect("city" in json.loads(calls[0].function.arguments), f"arguments {calls[0].function.arguments}")
     expect(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason}")
-    return translated_call(raw, "chat.completions", "messages", False, chat_usage(r.usage))
+    if answer_result:
+        result = {"role": "tool", "tool_call_id": calls[0].id, "content": "2C and snow"}
+        follow = oai.chat.completions.create(model=model, tools=[LOOSE_WEATHER_TOOL],
+                                             messages=[ask, r.choices[0].message.model_dump(exclude_none=True), result])
+        expect(follow.choices[0].message.content, f"the result is answered in words: {follow}")
+    return translated_call(raw, "chat.completions", upstream, False, chat_usage(r.usage))
+
+
+@case(OAI, "claude-chat")
+def _():
+    return chat_through(CLAUDE, "messages", [{"role": "system", "content": "Be brief."}, *HELLO], 50)
+
+
+@case(OAI, "claude-chat-stream")
+def _():
+    return chat_stream_through(CLAUDE, "messages")
+
+
+@case(OAI, "claude-tools")
+def _():
+    return tools_through(CLAUDE, "messages")
+
+
+# --- A Gemini model through the OpenAI API: translated to Google's generateContent through Anthropic's Messages API
+# (issue 27). A thinking model: its reasoning tokens reach the usage the SDK sees.
+GEMINI = "gemini-3-flash-preview"
+
+
+def reasoned_and_cached(r):
+    expect(r.usage.completion_tokens_details.reasoning_tokens > 0, f"a thinking model's reasoning: {r.usage}")
+    expect(r.usage.prompt_tokens_details.cached_tokens > 0, f"a long prompt reports cache reads: {r.usage}")
+
+
+@case(OAI, "gemini-chat")
+def _():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": LONG}]
+    return chat_through(GEMINI, "generate_content", messages, 100, reasoned_and_cached)
+
+
+@case(OAI, "gemini-chat-stream")
+def _():
+    return chat_stream_through(GEMINI, "generate_content")
+
+
+@case(OAI, "gemini-tools")
+def _():
+    # The call goes back with its result; the thinking model's signature rides in its id.
+    return tools_through(GEMINI, "generate_content", answer_result=True)
 
 
 # --- Anthropic Messages with a cached system prompt.

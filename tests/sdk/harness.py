@@ -77,7 +77,10 @@ def expect_refused(call, error_type, status):
     try:
         call()
     except error_type as err:
-        code = getattr(err, "status_code", None) or getattr(err, "status", None)
+        # openai and anthropic carry the status as `status_code`, google-genai as `code` (its `status` is a name).
+        numeric = getattr(err, "code", None)
+        code = getattr(err, "status_code", None) or (numeric if isinstance(numeric, int) else None) or getattr(
+            err, "status", None)
         expect(code == status, f"{type(err).__name__} carried status {code}, not {status}")
         return
     except Exception as err:  # noqa: BLE001

@@ -2,7 +2,9 @@
 //! features. Python: the official `openai` and `anthropic` SDKs (tests/sdk/clients.py) and LangChain's
 //! `langchain-openai` and `langchain-anthropic` (tests/sdk/langchain_clients.py), pinned in `requirements-sdk.txt`.
 //! Node: the official `openai` and `@anthropic-ai/sdk` packages and the Vercel AI SDK (`ai` with `@ai-sdk/openai`
-//! and `@ai-sdk/anthropic`), pinned in tests/sdk/node/package-lock.json.
+//! and `@ai-sdk/anthropic`), pinned in tests/sdk/node/package-lock.json. Google's `google-genai` Python SDK on the
+//! gateway's own Gemini route (tests/sdk/google_genai.py). A mock named `gemini` (Google's native API only) serves
+//! the Gemini models, which the OpenAI SDKs call through translation.
 //!
 //! Each script prints one JSON line per case (tests/sdk/harness.py describes them): the call's spend-log request id
 //! (the `x-spendgate-request-id` header, read through the SDK's raw-response API) or, where the client shows no
@@ -55,6 +57,18 @@ const OPENAI_SDK: &[&str] = &[
     "claude-chat",
     "claude-chat-stream",
     "claude-tools",
+    "gemini-chat",
+    "gemini-chat-stream",
+    "gemini-tools",
+    "unknown-model",
+    "bad-key",
+];
+
+/// The features Google's `google-genai` SDK must report, on the gateway's Gemini route.
+const GOOGLE_SDK: &[&str] = &[
+    "generate",
+    "generate-stream",
+    "tools",
     "unknown-model",
     "bad-key",
 ];
@@ -94,6 +108,7 @@ const PYTHON: &[(&str, &[&str])] = &[
         ],
     ),
     ("langchain-anthropic", ANTHROPIC),
+    ("google-genai-python", GOOGLE_SDK),
 ];
 
 /// The features each Node client must report.
@@ -283,7 +298,7 @@ async fn check_logged(s: &TestServer, case: &Value) -> Result<(), String> {
 
 /// Runs the scripts concurrently, checks every case's spend log, prints the matrix and fails on any failure.
 async fn matrix(program: &Path, scripts: &[&str], expected: &[(&str, &[&str])]) {
-    let s = TestServer::start().await;
+    let s = TestServer::start_with(|c| c.providers.push(common::mock_provider("gemini"))).await;
     let (key_id, key) = s.create_key("sdk-user", Some("sdk")).await;
     let runs = scripts
         .iter()
@@ -417,7 +432,11 @@ async fn the_official_python_sdks_work_and_their_requests_cost_exactly_their_tok
     };
     matrix(
         &python,
-        &["tests/sdk/clients.py", "tests/sdk/langchain_clients.py"],
+        &[
+            "tests/sdk/clients.py",
+            "tests/sdk/langchain_clients.py",
+            "tests/sdk/google_genai.py",
+        ],
         PYTHON,
     )
     .await;

@@ -152,22 +152,26 @@ await run(C, 'responses-stream', async () => {
   return recorded('responses', true, responsesUsage(final.usage), { workflow: workflowOf(C, 'responses-stream') });
 });
 
-// A Claude model through the OpenAI API: the gateway translates to Anthropic's Messages API and back (issue 27).
+// Models of other providers through the OpenAI API: a Claude model (translated to Anthropic's Messages API and
+// back) and a Gemini model (to Google's generateContent through the Messages API), issue 27.
 const CLAUDE = 'claude-haiku-4-5';
-const translated = (response, stream, seen) => ({ ...chatCall(response, stream, seen), upstream_api: 'messages' });
+const GEMINI = 'gemini-3-flash-preview';
+const through = (upstream, response, stream, seen) => ({ ...chatCall(response, stream, seen), upstream_api: upstream });
+// Anthropic does not enforce a schema strictly, so a strict tool is refused for Claude (and Gemini): not strict.
+const { strict: _strict, ...looseWeather } = WEATHER_TOOL.function;
+const LOOSE_WEATHER_TOOL = { type: 'function', function: looseWeather };
 
-await run(C, 'claude-chat', async () => {
-  const { data, response } = await oai.chat.completions
-    .create({ model: CLAUDE, messages: [{ role: 'system', content: 'Be brief.' }, ...HELLO], max_tokens: 50 })
-    .withResponse();
+async function chatThrough(model, upstream, messages, check = () => {}) {
+  const { data, response } = await oai.chat.completions.create({ model, messages, max_tokens: 100 }).withResponse();
   expect(data.choices[0].message.content, `no text: ${JSON.stringify(data)}`);
   expect(data.choices[0].finish_reason === 'stop', `finish_reason ${data.choices[0].finish_reason}`);
-  return translated(response, false, chatUsage(data.usage));
-});
+  check(data);
+  return through(upstream, response, false, chatUsage(data.usage));
+}
 
-await run(C, 'claude-chat-stream', async () => {
+async function chatStreamThrough(model, upstream) {
   const { data: stream, response } = await oai.chat.completions
-    .create({ model: CLAUDE, messages: HELLO, stream: true, stream_options: { include_usage: true } })
+    .create({ model, messages: HELLO, stream: true, stream_options: { include_usage: true } })
     .withResponse();
   const chunks = [];
   for await (const chunk of stream) chunks.push(chunk);
@@ -175,24 +179,42 @@ await run(C, 'claude-chat-stream', async () => {
   const last = chunks.at(-1);
   expect(text, 'no text');
   expect(last.usage && last.choices.length === 0, 'the last chunk carries the usage alone');
-  return translated(response, true, chatUsage(last.usage));
-});
+  return through(upstream, response, true, chatUsage(last.usage));
+}
 
-await run(C, 'claude-tools', async () => {
-  // Anthropic does not enforce a schema strictly, so a strict tool is refused for Claude: this one is not strict.
-  const { strict, ...loose } = WEATHER_TOOL.function;
+/** A required call of the weather tool; with `answerResult`, its result sent back is answered in words. */
+async function toolsThrough(model, upstream, answerResult = false) {
+  const ask = { role: 'user', content: 'Weather in Oslo?' };
   const { data, response } = await oai.chat.completions
-    .create({
-      model: CLAUDE, messages: [{ role: 'user', content: 'Weather in Oslo?' }],
-      tools: [{ type: 'function', function: loose }], tool_choice: 'required',
-    })
+    .create({ model, messages: [ask], tools: [LOOSE_WEATHER_TOOL], tool_choice: 'required' })
     .withResponse();
   const calls = data.choices[0].message.tool_calls;
   expect(calls?.[0]?.function.name === 'get_weather', `no tool call: ${JSON.stringify(data.choices[0].message)}`);
   expect('city' in JSON.parse(calls[0].function.arguments), `arguments ${calls[0].function.arguments}`);
   expect(data.choices[0].finish_reason === 'tool_calls', `finish_reason ${data.choices[0].finish_reason}`);
-  return translated(response, false, chatUsage(data.usage));
-});
+  if (answerResult) {
+    const result = { role: 'tool', tool_call_id: calls[0].id, content: '2C and snow' };
+    const follow = await oai.chat.completions.create({
+      model, tools: [LOOSE_WEATHER_TOOL], messages: [ask, data.choices[0].message, result],
+    });
+    expect(follow.choices[0].message.content, `the result is answered in words: ${JSON.stringify(follow)}`);
+  }
+  return through(upstream, response, false, chatUsage(data.usage));
+}
+
+await run(C, 'claude-chat', () => chatThrough(CLAUDE, 'messages', [{ role: 'system', content: 'Be brief.' }, ...HELLO]));
+await run(C, 'claude-chat-stream', () => chatStreamThrough(CLAUDE, 'messages'));
+await run(C, 'claude-tools', () => toolsThrough(CLAUDE, 'messages'));
+
+// A thinking model: its reasoning tokens reach the usage the SDK sees.
+await run(C, 'gemini-chat', () =>
+  chatThrough(GEMINI, 'generate_content', [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: LONG }], (d) => {
+    expect(d.usage.completion_tokens_details.reasoning_tokens > 0, "a thinking model's reasoning");
+    expect(d.usage.prompt_tokens_details.cached_tokens > 0, 'a long prompt reports cache reads');
+  }));
+await run(C, 'gemini-chat-stream', () => chatStreamThrough(GEMINI, 'generate_content'));
+// The call goes back with its result; the thinking model's signature rides in its id.
+await run(C, 'gemini-tools', () => toolsThrough(GEMINI, 'generate_content', true));
 
 await run(C, 'unknown-model', () =>
   expectRefused(() => oai.chat.completions.create({ model: 'no-such-model', messages: HELLO }), OpenAI.NotFoundError, 404));

@@ -25,20 +25,23 @@ use spendgate_core::Usage;
 use super::{finder, normalised, RequestHead, StreamState, WireFormat};
 
 /// The parts of a `GenerateContentRequest` the gateway reads: the output limit and how many candidates are
-/// generated (each billed), from `generationConfig` (ai.google.dev/api/generate-content#generationconfig).
+/// generated (each billed), from `generationConfig` (ai.google.dev/api/generate-content#generationconfig). Google's
+/// API reads protocol buffers' JSON, which takes a field by its lowerCamelCase name or by its proto name
+/// (protobuf.dev/programming-guides/json: parsers accept both), and Google's SDKs send either
+/// (`google-genai` sends `parameters_json_schema`): both are read.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireRequest {
-    #[serde(default)]
+    #[serde(default, alias = "generation_config")]
     generation_config: Option<GenerationConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerationConfig {
-    #[serde(default)]
+    #[serde(default, alias = "max_output_tokens")]
     max_output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, alias = "candidate_count")]
     candidate_count: Option<u64>,
 }
 
@@ -215,6 +218,16 @@ mod tests {
         assert!(h.wants_stream());
         assert_eq!((h.max_output(), h.completions()), (Some(64), 2));
         assert!(head("m", false, b"[1]").is_err());
+        let proto_names = head(
+            "m",
+            false,
+            br#"{"generation_config":{"max_output_tokens":9,"candidate_count":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (proto_names.max_output(), proto_names.completions()),
+            (Some(9), 3)
+        );
     }
 
     #[test]

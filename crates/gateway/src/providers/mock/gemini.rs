@@ -145,23 +145,44 @@ impl Shape for Gemini {
     }
 }
 
+/// The member `name` (lowerCamelCase) of `v`, or the same under its proto name (snake_case): Google's API takes
+/// both (protobuf.dev/programming-guides/json), and `google-genai` sends some fields by their proto names.
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    if let Some(f) = v.get(name) {
+        return f;
+    }
+    let mut snake = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            snake.push('_');
+        }
+        snake.push(c.to_ascii_lowercase());
+    }
+    v.get(&snake).unwrap_or(&Value::Null)
+}
+
 /// The function the request asks to call and the answer's format, read from Gemini's fields: `None` for no call
 /// (mode `NONE`, no declarations, or the last turn answers a call).
 pub(super) fn ask(body: &[u8]) -> (Option<Tool>, Format) {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let config = &v["generationConfig"];
-    let format = match config["responseMimeType"].as_str() {
-        Some("application/json") => match config
-            .get("responseJsonSchema")
-            .or_else(|| config.get("responseSchema"))
-        {
-            Some(schema) => Format::Schema(schema.clone()),
-            None => Format::JsonObject,
-        },
+    let config = field(&v, "generationConfig");
+    let format = match field(config, "responseMimeType").as_str() {
+        Some("application/json") => {
+            match [
+                field(config, "responseJsonSchema"),
+                field(config, "responseSchema"),
+            ]
+            .into_iter()
+            .find(|s| !s.is_null())
+            {
+                Some(schema) => Format::Schema(schema.clone()),
+                None => Format::JsonObject,
+            }
+        }
         _ => Format::Text,
     };
-    let calling = &v["toolConfig"]["functionCallingConfig"];
-    let allowed: Vec<&str> = calling["allowedFunctionNames"]
+    let calling = field(field(&v, "toolConfig"), "functionCallingConfig");
+    let allowed: Vec<&str> = field(calling, "allowedFunctionNames")
         .as_array()
         .into_iter()
         .flatten()
@@ -171,7 +192,11 @@ pub(super) fn ask(body: &[u8]) -> (Option<Tool>, Format) {
         .as_array()
         .and_then(|c| c.last())
         .and_then(|turn| turn["parts"].as_array())
-        .is_some_and(|parts| parts.iter().any(|p| p.get("functionResponse").is_some()));
+        .is_some_and(|parts| {
+            parts
+                .iter()
+                .any(|p| !field(p, "functionResponse").is_null())
+        });
     if calling["mode"] == "NONE" || answered {
         return (None, format);
     }
@@ -179,14 +204,19 @@ pub(super) fn ask(body: &[u8]) -> (Option<Tool>, Format) {
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|t| t["functionDeclarations"].as_array().into_iter().flatten())
+        .flat_map(|t| {
+            field(t, "functionDeclarations")
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
         .filter(|d| allowed.is_empty() || allowed.iter().any(|n| d["name"] == *n))
         .find_map(|d| {
             Some(Tool {
                 name: d["name"].as_str()?.to_string(),
-                schema: d
-                    .get("parametersJsonSchema")
-                    .or_else(|| d.get("parameters"))
+                schema: [field(d, "parametersJsonSchema"), &d["parameters"]]
+                    .into_iter()
+                    .find(|s| !s.is_null())
                     .cloned()
                     .unwrap_or_else(|| json!({ "type": "object", "properties": {} })),
             })
