@@ -3,7 +3,8 @@
 //! The traffic goes over real HTTP through the gateway, like any client's: several teams and users, several
 //! workflows, one integration whose key has no team, streaming and not, over every API the gateway speaks (OpenAI
 //! chat completions, embeddings and Responses; Anthropic Messages with a cached system prompt, so cache reads and
-//! writes show), and after a minute a planted spike in one team: a retry loop sending the same request fast.
+//! writes show; Claude and Gemini models through chat completions, translated), and after a minute a planted spike
+//! in one team: a retry loop sending the same request fast.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use tokio::sync::watch;
 use crate::config::{Config, ProviderConfig};
 
 /// The demo's configuration: every catalog model served by the mock, under its catalog provider's name so the
-/// pages look like a real deployment (spend logs say "openai" or "anthropic"; the answers are synthetic).
+/// pages look like a real deployment (spend logs say "openai", "anthropic" or "gemini"; the answers are
+/// synthetic). The mock named "gemini" speaks Google's own Gemini API, as Google does.
 pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: String) -> Config {
     let mock = |name: &str| ProviderConfig {
         name: name.to_string(),
@@ -29,7 +31,7 @@ pub fn demo_config(listen: String, data_dir: std::path::PathBuf, gateway_name: S
         listen,
         data_dir,
         gateway_name,
-        providers: vec![mock("openai"), mock("anthropic")],
+        providers: vec![mock("openai"), mock("anthropic"), mock("gemini")],
         open_pages: true,
         // The demo's traffic repeats some questions, so the cache has answers to give and /usage savings to show.
         cache: spendgate_gateway::cache::CacheConfig {
@@ -302,6 +304,21 @@ pub(crate) const ACTORS: &[Actor] = &[
         models: &["claude-haiku-4-5"],
         every_ms: 3_000,
         prompt_words: (100, 400),
+        stream_percent: 50,
+        api: Api::Chat,
+        active_secs: None,
+        history: None,
+    },
+    // The research team's summariser calls a Gemini model through the OpenAI API: the gateway translates to
+    // Google's generateContent (through Anthropic's Messages API) and back, and the spend log names both APIs and
+    // the model's reasoning tokens. New today; last, so that the other actors keep their seeds.
+    Actor {
+        user: "hugo",
+        team: Some("research"),
+        workflow: Some("paper-digest"),
+        models: &["gemini-3-flash-preview"],
+        every_ms: 4_000,
+        prompt_words: (200, 600),
         stream_percent: 50,
         api: Api::Chat,
         active_secs: None,

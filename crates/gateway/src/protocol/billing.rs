@@ -6,7 +6,7 @@ use spendgate_core::pricing::{
 };
 use spendgate_core::{Money, PricePerMtok};
 
-use super::{chat::Chat, messages::Messages, responses::Responses, WireFormat};
+use super::{chat::Chat, gemini::Gemini, messages::Messages, responses::Responses, WireFormat};
 
 fn catalog() -> Catalog {
     Catalog::with_overrides(Vec::new(), UnknownModelPolicy::Refuse).unwrap()
@@ -78,6 +78,36 @@ fn a_prompt_above_the_long_context_threshold_is_billed_whole_at_the_long_context
         .billed_lines()
         .iter()
         .all(|l| l.rate == Rate::Standard));
+}
+
+/// Gemini's own API (ai.google.dev/api/generate-content, `UsageMetadata`) reports the thoughts apart from the
+/// answer and the context-cache reads within the prompt; the pricing page bills Gemini 3 Flash at $0.50 input,
+/// $3.00 output "including thinking tokens", $0.05 for cached input; past 200K tokens Gemini 2.5 Pro bills the
+/// whole prompt at its long-context rates, tool results given back to the model counted in the prompt.
+#[test]
+fn gemini_thoughts_are_billed_as_output_and_cache_reads_at_the_cache_price() {
+    let body = br#"{"candidates":[{"content":{"role":"model","parts":[{"text":"ok"}]},"finishReason":"STOP"}],
+        "usageMetadata":{"promptTokenCount":5000,"cachedContentTokenCount":4096,"candidatesTokenCount":120,
+                         "thoughtsTokenCount":880,"totalTokenCount":6000},"modelVersion":"gemini-3-flash-preview"}"#;
+    let u = Gemini.body_usage(body).unwrap().unwrap();
+    let priced = price("gemini", "gemini-3-flash-preview").price(&u);
+    assert_eq!(
+        priced.cost.picos(),
+        pico(904, "0.50") + pico(4096, "0.05") + pico(1000, "3.00")
+    );
+    assert_eq!(line(&priced.lines, TokenKind::Reasoning).tokens, 880);
+    assert_eq!(line(&priced.lines, TokenKind::Output).tokens, 120);
+    // Counting only `candidatesTokenCount` as output would bill 8.8 % of this answer's output.
+    assert!(pico(120, "3.00") * 8 < pico(1000, "3.00"));
+
+    let long = br#"{"usageMetadata":{"promptTokenCount":199000,"toolUsePromptTokenCount":2000,
+        "candidatesTokenCount":100,"totalTokenCount":201100}}"#;
+    let u = Gemini.body_usage(long).unwrap().unwrap();
+    let priced = price("gemini", "gemini-2.5-pro").price(&u);
+    assert_eq!(
+        priced.cost.picos(),
+        pico(201_000, "2.50") + pico(100, "15.00")
+    );
 }
 
 /// OpenAI's chat completion object: `service_tier` says which tier served the request; Flex processing bills
