@@ -1,0 +1,183 @@
+//! The demo's simulated clients (`ACTORS`): who they are, what they call and how often, and the story of their
+//! last 30 days that `demo_history.rs` writes. The order is their seeds' order: a new actor goes last.
+
+use super::{Actor, Api, Past, Story};
+
+pub(crate) const ACTORS: &[Actor] = &[
+    Actor {
+        user: "alice",
+        team: Some("support"),
+        workflow: Some("ticket-triage"),
+        models: &["gpt-4o-mini", "gpt-4o-mini-2024-07-18"],
+        every_ms: 700,
+        prompt_words: (150, 500),
+        stream_percent: 50,
+        api: Api::Chat,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 14,
+            around_the_clock: false,
+            story: Story::Rollout,
+        }),
+    },
+    // The same team's other triage bot speaks Anthropic's API (the mock, like Anthropic, serves Claude only there).
+    Actor {
+        user: "amir",
+        team: Some("support"),
+        workflow: Some("ticket-triage"),
+        models: &["claude-haiku-4-5", "claude-haiku-4-5-20251001"],
+        every_ms: 1_400,
+        prompt_words: (150, 500),
+        stream_percent: 50,
+        api: Api::Messages,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 7,
+            around_the_clock: false,
+            story: Story::Rollout,
+        }),
+    },
+    Actor {
+        user: "bob",
+        team: Some("support"),
+        workflow: Some("reply-draft"),
+        models: &["gpt-4.1"],
+        every_ms: 2_000,
+        prompt_words: (300, 900),
+        stream_percent: 80,
+        api: Api::Chat,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 4,
+            around_the_clock: false,
+            story: Story::Rollout,
+        }),
+    },
+    Actor {
+        user: "carol",
+        team: Some("search"),
+        workflow: Some("semantic-search"),
+        models: &["text-embedding-3-small"],
+        every_ms: 300,
+        prompt_words: (20, 120),
+        stream_percent: 0,
+        api: Api::Embeddings,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 14,
+            around_the_clock: false,
+            story: Story::Steady,
+        }),
+    },
+    Actor {
+        user: "dave",
+        team: Some("search"),
+        workflow: Some("rerank"),
+        models: &["gpt-4.1"],
+        every_ms: 1_500,
+        prompt_words: (200, 700),
+        stream_percent: 30,
+        api: Api::Chat,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 6,
+            around_the_clock: false,
+            story: Story::ModelMove {
+                before: &["gpt-4.1-mini"],
+                days_ago: 5,
+            },
+        }),
+    },
+    Actor {
+        user: "erin",
+        team: Some("growth"),
+        workflow: Some("campaign-copy"),
+        models: &["claude-sonnet-4-5"],
+        every_ms: 4_000,
+        prompt_words: (1_200, 2_800),
+        stream_percent: 100,
+        api: Api::Messages,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 26,
+            around_the_clock: true,
+            story: Story::PromptGrowth {
+                before: (600, 1_000),
+            },
+        }),
+    },
+    Actor {
+        user: "frank",
+        team: Some("data-science"),
+        workflow: Some("notebook"),
+        models: &["o4-mini", "gpt-5-mini"],
+        every_ms: 3_000,
+        prompt_words: (100, 1_500),
+        stream_percent: 20,
+        api: Api::Responses,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 4,
+            around_the_clock: false,
+            story: Story::Steady,
+        }),
+    },
+    Actor {
+        user: "batch-integration",
+        team: None,
+        workflow: None,
+        models: &["gpt-4o"],
+        every_ms: 2_500,
+        prompt_words: (400, 1_200),
+        stream_percent: 0,
+        api: Api::Chat,
+        active_secs: None,
+        history: Some(Past {
+            per_hour: 6,
+            around_the_clock: false,
+            story: Story::Creep,
+        }),
+    },
+    Actor {
+        user: "dana",
+        team: Some("legal"),
+        workflow: Some("contract-review"),
+        models: &["claude-sonnet-4-5"],
+        every_ms: 1_500,
+        prompt_words: (1_000, 2_000),
+        stream_percent: 50,
+        api: Api::Messages,
+        active_secs: Some(40),
+        history: None,
+    },
+    // The growth team's in-app assistant calls Claude through the OpenAI API, as an application written against
+    // OpenAI's SDK does: the gateway translates to Anthropic's Messages API and back, and the spend log records
+    // both APIs. New today, so it has no history; last, so that the other actors keep their seeds.
+    Actor {
+        user: "gina",
+        team: Some("growth"),
+        workflow: Some("in-app-assistant"),
+        models: &["claude-haiku-4-5"],
+        every_ms: 3_000,
+        prompt_words: (100, 400),
+        stream_percent: 50,
+        api: Api::Chat,
+        active_secs: None,
+        history: None,
+    },
+    // The research team's summariser calls a Gemini model through the OpenAI API: the gateway translates to
+    // Google's generateContent (through Anthropic's Messages API) and back, and the spend log names both APIs and
+    // the model's reasoning tokens. New today; last, so that the other actors keep their seeds.
+    Actor {
+        user: "hugo",
+        team: Some("research"),
+        workflow: Some("paper-digest"),
+        models: &["gemini-3-flash-preview"],
+        every_ms: 4_000,
+        prompt_words: (200, 600),
+        stream_percent: 50,
+        api: Api::Chat,
+        active_secs: None,
+        history: None,
+    },
+];
