@@ -26,6 +26,9 @@
 //!   `STOP` for both), `MAX_TOKENS` `max_tokens`, the safety reasons `refusal`; usage as Anthropic's, the
 //!   context-cache reads as `cache_read_input_tokens`, the thoughts within `output_tokens`.
 //!
+//! Gemini says `STOP` at a stop sequence too, without naming it: such an answer ends `end_turn`, never
+//! `stop_sequence`.
+//!
 //! Anthropic's `cache_control` marks are accepted and not sent: Gemini caches prompt prefixes by itself (implicit
 //! caching), and the marks change nothing in the answer.
 
