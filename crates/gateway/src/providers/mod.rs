@@ -1,6 +1,7 @@
 //! Provider implementations, one per file.
 
 pub mod anthropic;
+pub mod aws;
 mod h1;
 pub mod http;
 pub mod mock;
