@@ -11,6 +11,7 @@
 #[cfg(test)]
 mod billing;
 pub mod chat;
+pub mod eventstream;
 pub mod extent;
 pub mod messages;
 pub mod responses;
