@@ -19,11 +19,14 @@ pub enum Endpoint {
     CountTokens,
     /// OpenAI's moderation: free, passed through unmetered.
     Moderations,
+    /// Amazon Bedrock's Converse API (`/model/{modelId}/converse`, and `/converse-stream` for a stream in AWS's
+    /// binary event stream), reached only by translation from the two client APIs (`translate::converse`).
+    Converse,
 }
 
 impl Endpoint {
     /// Every endpoint the gateway forwards, for the tables built per endpoint at start.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
@@ -31,11 +34,24 @@ impl Endpoint {
         Endpoint::Completions,
         Endpoint::CountTokens,
         Endpoint::Moderations,
+        Endpoint::Converse,
     ];
 
     /// Whether the endpoint belongs to Anthropic's API (its errors, headers and providers).
     pub fn is_anthropic(self) -> bool {
         matches!(self, Endpoint::Messages | Endpoint::CountTokens)
+    }
+
+    /// Whether the endpoint belongs to OpenAI's API (what OpenAI-compatible providers speak).
+    pub fn is_openai(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Embeddings
+                | Endpoint::Responses
+                | Endpoint::Completions
+                | Endpoint::Moderations
+        )
     }
 
     /// Whether calls are billed by the provider, and so held, metered and recorded. Free helper endpoints are
@@ -55,10 +71,12 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::CountTokens => "messages.count_tokens",
             Endpoint::Moderations => "moderations",
+            Endpoint::Converse => "converse",
         }
     }
 
-    /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`).
+    /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`). Bedrock
+    /// puts the model in the path (`/model/{modelId}/converse`): `providers/bedrock.rs` builds it.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -68,6 +86,7 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::CountTokens => "/messages/count_tokens",
             Endpoint::Moderations => "/moderations",
+            Endpoint::Converse => "/converse",
         }
     }
 
@@ -79,6 +98,7 @@ impl Endpoint {
                 | Endpoint::Responses
                 | Endpoint::Messages
                 | Endpoint::Completions
+                | Endpoint::Converse
         )
     }
 }

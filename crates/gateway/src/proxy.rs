@@ -292,6 +292,11 @@ pub(crate) fn upstream_body(
     endpoint: Endpoint,
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
+    // A Converse request names its model in the path (`/model/{modelId}/converse`), and a body field it does not
+    // know is refused, so its body goes as the translation wrote it.
+    if endpoint == Endpoint::Converse {
+        return Ok(body);
+    }
     let needs_usage = asks_usage_for_client(head, endpoint);
     let renamed = head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {

@@ -2,6 +2,7 @@
 
 pub mod anthropic;
 pub mod aws;
+pub mod bedrock;
 mod h1;
 pub mod http;
 pub mod mock;
@@ -9,6 +10,7 @@ pub mod openai;
 mod tls;
 
 pub use anthropic::Anthropic;
+pub use bedrock::Bedrock;
 pub use http::HttpConfig;
 pub use mock::{MockConfig, MockProvider};
 pub use openai::OpenAiCompatible;

@@ -26,7 +26,7 @@ impl Provider for OpenAiCompatible {
     }
 
     fn speaks(&self, endpoint: Endpoint) -> bool {
-        !endpoint.is_anthropic()
+        endpoint.is_openai()
     }
 
     async fn send(&self, req: UpstreamRequest) -> Result<UpstreamResponse, ProviderError> {
