@@ -51,17 +51,19 @@ pub fn shape_of_request(path: &str, headers: &HeaderMap) -> ErrorShape {
 }
 
 /// Whether a client of `shape` can call the route: in its own API, or translated between chat completions and
-/// Messages (`translate`), which only a chat model can answer.
+/// Messages (`translate`), which only a chat model can answer, or into Bedrock's Converse from either.
 fn callable(route: &Route, shape: ErrorShape) -> bool {
     route.targets.iter().any(|t| match shape {
         ErrorShape::Anthropic => {
             t.provider.speaks(Endpoint::Messages)
+                || t.provider.speaks(Endpoint::Converse)
                 || (t.provider.speaks(Endpoint::ChatCompletions)
                     && t.price.kind == spendgate_core::pricing::ModelKind::Chat)
         }
         ErrorShape::OpenAi => {
             OPENAI_ENDPOINTS.iter().any(|&e| t.provider.speaks(e))
                 || t.provider.speaks(Endpoint::Messages)
+                || t.provider.speaks(Endpoint::Converse)
         }
     })
 }

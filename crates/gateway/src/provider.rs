@@ -54,6 +54,11 @@ impl Endpoint {
         )
     }
 
+    /// Whether the request body names the model (`"model"`); Converse's names it in the URL instead.
+    pub fn model_in_body(self) -> bool {
+        self != Endpoint::Converse
+    }
+
     /// Whether calls are billed by the provider, and so held, metered and recorded. Free helper endpoints are
     /// passed through: recording them would add requests that cost nothing and were never at risk.
     pub fn is_metered(self) -> bool {

@@ -292,13 +292,9 @@ pub(crate) fn upstream_body(
     endpoint: Endpoint,
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
-    // A Converse request names its model in the path (`/model/{modelId}/converse`), and a body field it does not
-    // know is refused, so its body goes as the translation wrote it.
-    if endpoint == Endpoint::Converse {
-        return Ok(body);
-    }
     let needs_usage = asks_usage_for_client(head, endpoint);
-    let renamed = head.model.as_deref() != Some(upstream_model);
+    // Converse names the model in the path (`UpstreamRequest::model`), never in the body.
+    let renamed = endpoint.model_in_body() && head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
     }
@@ -372,12 +368,7 @@ async fn prepare(
     let wire_endpoint = translation.map_or(endpoint, |t| t.upstream);
     let (wire_body, wire_head) = match translation {
         Some(t) => {
-            let max_tokens = first
-                .price
-                .max_output_tokens
-                .filter(|m| *m > 0)
-                .unwrap_or(crate::translate::DEFAULT_MAX_TOKENS);
-            let b = t.request(&body, max_tokens)?;
+            let b = t.request(&body, crate::translate::max_tokens_for(&first.price))?;
             let h = parse_head(&b)?;
             (b, Some(h))
         }
@@ -428,13 +419,16 @@ async fn prepare(
         None
     };
     let hold = reserve(gw, &key, &head, endpoint, &route, &body, extent).await?;
-    let headers = if endpoint.is_anthropic() && wire_endpoint.is_anthropic() {
+    // Passed on to attempts in Anthropic's API (`forward`).
+    let headers = if endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };
-    // A translated stream is rebuilt for the client, with the usage chunk only if it asked for it.
-    let strip_usage = translation.is_none() && asks_usage_for_client(&head, endpoint);
+    // For attempts in the client's API; a translated stream is rebuilt for the client, with the usage chunk only
+    // if it asked for it.
+    let strip_usage = asks_usage_for_client(&head, endpoint);
+    let include_usage = head.asked_for_usage();
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -465,7 +459,9 @@ async fn prepare(
         meter,
         endpoint,
         translation,
+        include_usage,
         head: wire_head.unwrap_or(head),
+        client_body: body,
         body: wire_body,
         first_body,
         stream,
@@ -476,34 +472,43 @@ async fn prepare(
     })
 }
 
-/// The target a request starts with, and whether it is translated: the route's first target when it speaks the
-/// client's API, or (for the two APIs the gateway translates between) the other one; otherwise the first target
-/// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
-/// translation goes before a later one that needs none. The attempts that follow keep the first one's API
-/// (`forward`): a fallback that would need the other API is not tried.
+/// The target a request starts with, and whether it is translated: the route's first target it can reach
+/// ([`reach`]). The route's order is the operator's preference, so a first target reached by translation goes
+/// before a later one that needs none. The attempts that follow take the route's other reachable targets in
+/// order, each in its own API (`forward`), so a fallback may be another API's provider (Anthropic, then Bedrock).
 fn target_for<'r>(
     route: &'r crate::routes::Route,
     endpoint: Endpoint,
     head: &RequestHead,
 ) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
-    let first = route.first();
-    if !first.provider.speaks(endpoint) {
-        let upstream =
-            crate::translate::counterpart(endpoint).filter(|&up| first.provider.speaks(up));
-        if let Some(upstream) = upstream {
-            let t = Translation {
-                client: endpoint,
-                upstream,
-                include_usage: head.asked_for_usage(),
-            };
-            return Some((first, Some(t)));
-        }
-    }
+    let include_usage = head.asked_for_usage();
     route
         .targets
         .iter()
-        .find(|t| t.provider.speaks(endpoint))
-        .map(|t| (t, None))
+        .find_map(|t| reach(t, endpoint, include_usage).map(|tr| (t, tr)))
+}
+
+/// How a request to `endpoint` reaches `target`: in the client's API (`Some(None)`), translated into the first API
+/// its provider speaks of those the client's translates into (`Some(Some(..))`: the other client API, then the
+/// APIs reached through Messages, `translate::targets`), or not at all (`None`).
+pub(crate) fn reach(
+    target: &crate::routes::Target,
+    endpoint: Endpoint,
+    include_usage: bool,
+) -> Option<Option<Translation>> {
+    if target.provider.speaks(endpoint) {
+        return Some(None);
+    }
+    crate::translate::targets(endpoint)
+        .iter()
+        .find(|&&up| target.provider.speaks(up))
+        .map(|&upstream| {
+            Some(Translation {
+                client: endpoint,
+                upstream,
+                include_usage,
+            })
+        })
 }
 
 /// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its

@@ -1,11 +1,14 @@
 //! Translation between OpenAI's Chat Completions API and Anthropic's Messages API, both ways, so that a client
 //! of either API can call a model whose provider speaks only the other one (a Claude model through
-//! `/v1/chat/completions`, a GPT model through `/v1/messages`).
+//! `/v1/chat/completions`, a GPT model through `/v1/messages`); and from both into the APIs only some providers
+//! speak (Bedrock's Converse), through Anthropic Messages as the pivot: a chat request becomes a Messages request
+//! and then the other API's, and the answer comes back the same way.
 //!
 //! - [`to_anthropic`]: a chat completion request into a Messages request, and a chat completion answer into a
 //!   Message (for an Anthropic client whose model is served by an OpenAI-compatible provider);
 //! - [`to_openai`]: the other way;
-//! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event).
+//! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event);
+//! - [`converse`] and [`converse_stream`]: Messages <-> Bedrock's Converse, requests, answers and event streams.
 //!
 //! What cannot be carried over faithfully (a parameter the other API lacks, such as `n` > 1, `logprobs` or
 //! `top_k`) is refused with a 400 naming the parameter rather than dropped: a request must not quietly behave
@@ -15,6 +18,8 @@
 //! Metering never depends on this module: the meter reads the upstream's own bytes, in the upstream's wire
 //! format, before they are translated for the client.
 
+pub mod converse;
+pub mod converse_stream;
 pub mod stream;
 pub mod to_anthropic;
 pub mod to_openai;
@@ -30,6 +35,15 @@ use crate::provider::Endpoint;
 /// `max_output_tokens`: Anthropic requires one, and 4,096 is the smallest output cap of its current models, so
 /// it is valid for every one of them.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The output limit a translation sends when the client set none: the model's `max_output_tokens`, else
+/// [`DEFAULT_MAX_TOKENS`].
+pub fn max_tokens_for(price: &spendgate_core::ModelPrice) -> u64 {
+    price
+        .max_output_tokens
+        .filter(|m| *m > 0)
+        .unwrap_or(DEFAULT_MAX_TOKENS)
+}
 
 /// A request answered in another API than the client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +62,16 @@ pub fn counterpart(endpoint: Endpoint) -> Option<Endpoint> {
         Endpoint::ChatCompletions => Some(Endpoint::Messages),
         Endpoint::Messages => Some(Endpoint::ChatCompletions),
         _ => None,
+    }
+}
+
+/// The APIs a client's request can be translated into, in the order they are preferred: the other client API
+/// first, then the APIs reached through Messages as the pivot.
+pub fn targets(endpoint: Endpoint) -> &'static [Endpoint] {
+    match endpoint {
+        Endpoint::ChatCompletions => &[Endpoint::Messages, Endpoint::Converse],
+        Endpoint::Messages => &[Endpoint::ChatCompletions, Endpoint::Converse],
+        _ => &[],
     }
 }
 
@@ -104,18 +128,27 @@ impl Translation {
         let v: Value = serde_json::from_slice(body).map_err(|_| {
             ApiError::invalid_request("invalid_json", "The request body must be a JSON object.")
         })?;
-        let out = match self.upstream {
-            Endpoint::Messages => to_anthropic::request(v, max_tokens)?,
+        let out = match (self.client, self.upstream) {
+            (_, Endpoint::Messages) => to_anthropic::request(v, max_tokens)?,
+            (Endpoint::Messages, Endpoint::Converse) => converse::request_from_messages(v)?,
+            (_, Endpoint::Converse) => {
+                converse::request_from_messages(to_anthropic::request(v, max_tokens)?)?
+            }
             _ => to_openai::request(v)?,
         };
         Ok(Bytes::from(out.to_string()))
     }
 
-    /// A successful upstream answer in the client's API, or `None` when it is not JSON.
-    pub fn response(&self, body: &[u8]) -> Option<Bytes> {
+    /// A successful upstream answer in the client's API, or `None` when it is not JSON. `model` is the model the
+    /// client asked for, which names the answer when the upstream's does not (Converse's).
+    pub fn response(&self, body: &[u8], model: &str) -> Option<Bytes> {
         let v: Value = serde_json::from_slice(body).ok()?;
-        let out = match self.client {
-            Endpoint::Messages => to_anthropic::response(&v),
+        let out = match (self.client, self.upstream) {
+            (Endpoint::Messages, Endpoint::Converse) => converse::response_to_messages(&v, model),
+            (_, Endpoint::Converse) => {
+                to_openai::response(&converse::response_to_messages(&v, model))
+            }
+            (Endpoint::Messages, _) => to_anthropic::response(&v),
             _ => to_openai::response(&v),
         };
         Some(Bytes::from(out.to_string()))
@@ -140,10 +173,16 @@ impl Translation {
         )
     }
 
-    /// A translator of the upstream's stream into the client's.
-    pub fn stream(&self) -> stream::Translator {
-        match self.client {
-            Endpoint::Messages => stream::Translator::to_anthropic(),
+    /// A translator of the upstream's stream into the client's; `model` as for [`Translation::response`].
+    pub fn stream(&self, model: &str) -> stream::Translator {
+        match (self.client, self.upstream) {
+            (Endpoint::Messages, Endpoint::Converse) => {
+                stream::Translator::from_converse(model, None)
+            }
+            (_, Endpoint::Converse) => {
+                stream::Translator::from_converse(model, Some(self.include_usage))
+            }
+            (Endpoint::Messages, _) => stream::Translator::to_anthropic(),
             _ => stream::Translator::to_openai(self.include_usage),
         }
     }
@@ -185,5 +224,7 @@ pub(crate) fn now_secs() -> i64 {
     spendgate_core::time::now_ms() / 1000
 }
 
+#[cfg(test)]
+mod converse_tests;
 #[cfg(test)]
 mod tests;

@@ -76,12 +76,17 @@ fn data_of(event: &[u8]) -> Option<Vec<u8>> {
 pub struct Translator {
     events: Events,
     kind: Kind,
+    /// Set when the upstream speaks Bedrock's Converse: its event stream becomes Anthropic's events first
+    /// (Messages is the pivot), which `kind` then translates on or passes as they are.
+    converse: Option<super::converse_stream::ToMessages>,
 }
 
 #[derive(Debug)]
 enum Kind {
     ToOpenAi(ToOpenAi),
     ToAnthropic(ToAnthropic),
+    /// Anthropic's events passed as they are.
+    Same,
 }
 
 impl Translator {
@@ -93,6 +98,7 @@ impl Translator {
                 include_usage,
                 ..ToOpenAi::default()
             }),
+            converse: None,
         }
     }
 
@@ -101,11 +107,40 @@ impl Translator {
         Translator {
             events: Events::default(),
             kind: Kind::ToAnthropic(ToAnthropic::default()),
+            converse: None,
         }
+    }
+
+    /// A ConverseStream answer into Anthropic's events, named `model`, and on into chat completion chunks when
+    /// `to_openai` is given (with whether to add the usage chunk).
+    pub fn from_converse(model: &str, to_openai: Option<bool>) -> Translator {
+        let mut t = match to_openai {
+            Some(include_usage) => Translator::to_openai(include_usage),
+            None => Translator {
+                events: Events::default(),
+                kind: Kind::Same,
+                converse: None,
+            },
+        };
+        t.converse = Some(super::converse_stream::ToMessages::new(model));
+        t
     }
 
     /// The client's bytes for every event `chunk` completes (empty while an event is unfinished).
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        match self.converse.as_mut() {
+            Some(c) => {
+                let events = c.feed(chunk);
+                self.feed_events(&events)
+            }
+            None => self.feed_events(chunk),
+        }
+    }
+
+    fn feed_events(&mut self, chunk: &[u8]) -> Bytes {
+        if matches!(self.kind, Kind::Same) {
+            return Bytes::copy_from_slice(chunk);
+        }
         let mut out = BytesMut::new();
         for data in self.events.feed(chunk) {
             self.event(&data, &mut out);
@@ -116,6 +151,13 @@ impl Translator {
     /// What the last, unterminated event translates to when the upstream ends.
     pub fn finish(&mut self) -> Bytes {
         let mut out = BytesMut::new();
+        if let Some(tail) = self
+            .converse
+            .as_mut()
+            .map(super::converse_stream::ToMessages::finish)
+        {
+            out.extend_from_slice(&self.feed_events(&tail));
+        }
         if let Some(data) = self.events.finish() {
             self.event(&data, &mut out);
         }
@@ -126,6 +168,7 @@ impl Translator {
         match &mut self.kind {
             Kind::ToOpenAi(t) => t.event(data, out),
             Kind::ToAnthropic(t) => t.event(data, out),
+            Kind::Same => {}
         }
     }
 }
@@ -254,7 +297,7 @@ struct ToAnthropic {
     done: bool,
 }
 
-fn write_event(out: &mut BytesMut, name: &str, v: &Value) {
+pub(super) fn write_event(out: &mut BytesMut, name: &str, v: &Value) {
     out.put_slice(b"event: ");
     out.put_slice(name.as_bytes());
     out.put_slice(b"\ndata: ");

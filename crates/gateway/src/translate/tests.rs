@@ -326,7 +326,7 @@ fn an_upstream_error_takes_the_clients_shape() {
 }
 
 /// The fixture, translated, with the `created` times (the clock's) set to 0.
-fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> String {
+pub(super) fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> String {
     let path = format!(
         "{}/tests/fixtures/translate/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -359,7 +359,7 @@ fn translate_fixture(name: &str, mut t: Translator, split: Option<usize>) -> Str
 }
 
 /// Compares with the golden file; `SPENDGATE_UPDATE_GOLDEN=1` writes it instead (then review the diff).
-fn golden(name: &str, translated: &str) {
+pub(super) fn golden(name: &str, translated: &str) {
     let path = format!(
         "{}/tests/fixtures/translate/{name}",
         env!("CARGO_MANIFEST_DIR")
