@@ -109,20 +109,18 @@ fn reported(seen: &Seen, max_output: u64) -> spendgate_core::Usage {
 
 /// The cost of `u` (with `one_hour` of its writes living an hour) at [`price`], in picodollars.
 fn cost(u: &spendgate_core::Usage, one_hour: u64) -> i128 {
-    let p = price();
-    let at = |k: &str| {
-        i128::from(
-            spendgate_core::PricePerMtok::parse(p[k].as_str().unwrap())
-                .unwrap()
-                .micros(),
-        )
-    };
+    cost_at(u, one_hour, &serde_json::from_value(price()).unwrap())
+}
+
+/// The cost of `u` at `p`, in picodollars: a price in microdollars per million tokens is picodollars a token.
+fn cost_at(u: &spendgate_core::Usage, one_hour: u64, p: &spendgate_core::ModelPrice) -> i128 {
+    let at = |v: Option<spendgate_core::PricePerMtok>| i128::from(v.unwrap().micros());
     let n = |v: u64| i128::from(v);
-    n(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens) * at("input_per_mtok")
-        + n(u.cached_input_tokens) * at("cached_input_per_mtok")
-        + n(u.cache_write_tokens - one_hour) * at("cache_write_per_mtok")
-        + n(one_hour) * at("cache_write_1h_per_mtok")
-        + n(u.output_tokens) * at("output_per_mtok")
+    n(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens) * at(Some(p.input_per_mtok))
+        + n(u.cached_input_tokens) * at(p.cached_input_per_mtok)
+        + n(u.cache_write_tokens - one_hour) * at(p.cache_write_per_mtok)
+        + n(one_hour) * at(p.cache_write_1h_per_mtok)
+        + n(u.output_tokens) * at(Some(p.output_per_mtok))
 }
 
 fn assert_billed(
@@ -378,5 +376,108 @@ async fn untranslatable_parameters_and_upstream_errors_take_the_clients_shape() 
     );
     assert_eq!(log["upstream_api"], "converse");
     assert_eq!(picos(&log["cost"]), 0);
+    s.running.stop().await.unwrap();
+}
+
+/// A Claude route whose first target is Anthropic and second Bedrock: when Anthropic answers 5xx, the request goes
+/// to Bedrock translated into Converse, from either client API, plain or streamed; the client sees only Bedrock's
+/// answer, and the spend log bills Bedrock's catalog price (its Geographic profile's, not Anthropic's) and lists
+/// Anthropic's failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claude_route_falls_back_from_anthropic_to_bedrock_billed_at_bedrocks_price() {
+    aws_environment();
+    let (base, seen) = recording_upstream().await;
+    let s = TestServer::start_with(|c| {
+        for p in &mut c.providers {
+            if p.name == "anthropic" {
+                p.fault = Some("status500".into());
+            }
+        }
+        c.providers.push(ProviderConfig {
+            model_map: Default::default(),
+            prices: Vec::new(),
+            ..bedrock_provider(&base)
+        });
+        c.routes.push(spendgate::config::RouteConfig {
+            model: "claude-sonnet-4-5".into(),
+            targets: vec![
+                spendgate::config::TargetConfig {
+                    provider: "anthropic".into(),
+                    model: None,
+                },
+                spendgate::config::TargetConfig {
+                    provider: "bedrock".into(),
+                    model: Some(UPSTREAM_MODEL.into()),
+                },
+            ],
+            retries: 0,
+            max_attempts: None,
+        });
+    })
+    .await;
+    let catalog = spendgate_core::pricing::Catalog::with_overrides(
+        Vec::new(),
+        spendgate_core::pricing::UnknownModelPolicy::Refuse,
+    )
+    .unwrap();
+    let bedrock = catalog.get_for("bedrock", UPSTREAM_MODEL).unwrap().clone();
+    let anthropic = catalog.get_for("anthropic", "claude-sonnet-4-5").unwrap();
+    assert_ne!(
+        bedrock.input_per_mtok, anthropic.input_per_mtok,
+        "the two bills differ"
+    );
+    let (_, key) = s.create_key("dee", Some("apps")).await;
+    for (client, stream) in [
+        ("messages", false),
+        ("messages", true),
+        ("chat", false),
+        ("chat", true),
+    ] {
+        let res = if client == "messages" {
+            s.messages(
+                &key,
+                json!({ "model": "claude-sonnet-4-5", "max_tokens": 30, "stream": stream,
+                    "messages": [{ "role": "user", "content": "fall back, please" }] }),
+            )
+            .await
+        } else {
+            s.chat(
+                &key,
+                json!({ "model": "claude-sonnet-4-5", "max_completion_tokens": 30, "stream": stream,
+                    "stream_options": { "include_usage": true },
+                    "messages": [{ "role": "user", "content": "fall back, please" }] }),
+            )
+            .await
+        };
+        assert_eq!(res.status(), 200, "{client} stream={stream}");
+        let id = request_id(&res);
+        let text = res.text().await.unwrap();
+        assert!(
+            !text.contains("failed on purpose"),
+            "no byte of the failed attempt reaches the client"
+        );
+        let up = last_signed(&seen);
+        assert!(up
+            .path_and_query
+            .starts_with("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse"));
+        let u = reported(&up, 30);
+        let log = s.wait_for_log(&id).await;
+        assert_eq!(log["status"], "ok", "{log}");
+        assert_eq!(log["provider"], "bedrock");
+        assert_eq!(log["model"], "claude-sonnet-4-5");
+        assert_eq!(log["upstream_api"], "converse");
+        assert_eq!(log["attempts"], 2);
+        let failed = log["failed_attempts"].as_array().unwrap();
+        assert_eq!(
+            (
+                failed[0]["provider"].as_str(),
+                failed[0]["http_status"].as_u64()
+            ),
+            (Some("anthropic"), Some(500))
+        );
+        assert_eq!(log["input_tokens"], u.input_tokens);
+        assert_eq!(log["output_tokens"], u.output_tokens);
+        assert_eq!(picos(&log["cost"]), cost_at(&u, 0, &bedrock), "{log}");
+    }
     s.running.stop().await.unwrap();
 }
