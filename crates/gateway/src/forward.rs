@@ -114,6 +114,10 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         .collect();
     let mut wires = Wires {
         client: endpoint,
+        beta: headers
+            .iter()
+            .find(|(h, _)| *h == "anthropic-beta")
+            .map(|(_, v)| v.clone()),
         client_body,
         built: vec![(translation.map_or(endpoint, |t| t.upstream), body, head)],
     };
@@ -195,6 +199,8 @@ struct Wires {
     /// The API the client called, and its body.
     client: Endpoint,
     client_body: Bytes,
+    /// The client's `anthropic-beta` header, which a translation into Converse carries in the body.
+    beta: Option<String>,
     built: Vec<(Endpoint, Bytes, RequestHead)>,
 }
 
@@ -210,9 +216,10 @@ impl Wires {
             Some(at) => at,
             None => {
                 let body = match translation {
-                    Some(t) => t.request(
+                    Some(t) => t.request_with_betas(
                         &self.client_body,
                         crate::translate::max_tokens_for(&target.price),
+                        self.beta.as_deref(),
                     )?,
                     None => self.client_body.clone(),
                 };

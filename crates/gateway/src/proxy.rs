@@ -368,7 +368,13 @@ async fn prepare(
     let wire_endpoint = translation.map_or(endpoint, |t| t.upstream);
     let (wire_body, wire_head) = match translation {
         Some(t) => {
-            let b = t.request(&body, crate::translate::max_tokens_for(&first.price))?;
+            let beta = parts
+                .headers
+                .get("anthropic-beta")
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| endpoint.is_anthropic());
+            let b =
+                t.request_with_betas(&body, crate::translate::max_tokens_for(&first.price), beta)?;
             let h = parse_head(&b)?;
             (b, Some(h))
         }

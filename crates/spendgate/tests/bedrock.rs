@@ -207,6 +207,23 @@ async fn a_bedrock_model_answers_on_messages_plain_and_streamed_billed_exactly()
     let log = s.wait_for_log(&id).await;
     assert_billed(&log, &u, u.cache_write_tokens, "messages", false);
 
+    // The features an anthropic-beta header turns on reach Bedrock in the body.
+    let res = s
+        .client
+        .post(format!("{}/v1/messages", s.base))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "context-1m-2025-08-07")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        last_signed(&seen).body["additionalModelRequestFields"]["anthropic_beta"],
+        json!(["context-1m-2025-08-07"])
+    );
+
     // Streamed: ConverseStream's frames become Anthropic's events, and the bill is the same kind of exact.
     let mut streamed = body.clone();
     streamed["stream"] = true.into();

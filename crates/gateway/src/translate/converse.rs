@@ -127,6 +127,26 @@ pub fn request_from_messages(messages: Value) -> Result<Value, TranslateError> {
     Ok(Value::Object(out))
 }
 
+/// A Converse request (`body`, as [`request_from_messages`] wrote it) with Anthropic's beta features (the
+/// `anthropic-beta` header: names separated by commas) in `additionalModelRequestFields.anthropic_beta`.
+pub fn with_betas(body: &[u8], betas: &str) -> Result<Value, TranslateError> {
+    let mut v: Value = serde_json::from_slice(body)
+        .map_err(|_| TranslateError::invalid("body", "it must be a JSON object"))?;
+    let names: Vec<Value> = betas
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|b| Value::String(b.to_string()))
+        .collect();
+    if let Some(req) = v.as_object_mut().filter(|_| !names.is_empty()) {
+        let fields = req
+            .entry("additionalModelRequestFields")
+            .or_insert_with(|| json!({}));
+        fields["anthropic_beta"] = Value::Array(names);
+    }
+    Ok(v)
+}
+
 /// A `cachePoint` block for a `cache_control` breakpoint (`{"type":"ephemeral","ttl"?}`), if the value has one.
 fn cache_point(v: &Value, at: &str) -> Result<Option<Value>, TranslateError> {
     let Some(c) = v.get("cache_control").filter(|c| !c.is_null()) else {

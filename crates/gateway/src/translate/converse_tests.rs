@@ -385,3 +385,34 @@ fn a_translated_converse_stream_reads_back_as_bedrocks_answer() {
         .trim_end()
         .ends_with("data: {\"type\":\"message_stop\"}"));
 }
+
+/// The features an `anthropic-beta` header turns on reach Converse in the body, beside what the request set.
+#[test]
+fn anthropic_betas_go_in_the_models_own_fields() {
+    let body = json!({ "model": "m", "max_tokens": 10, "thinking": { "type": "enabled", "budget_tokens": 1024 },
+        "messages": [{ "role": "user", "content": "hi" }] });
+    let out: Value = serde_json::from_slice(
+        &messages_to_converse()
+            .request_with_betas(
+                body.to_string().as_bytes(),
+                4096,
+                Some("interleaved-thinking-2025-05-14, context-1m-2025-08-07"),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        out["additionalModelRequestFields"],
+        json!({ "thinking": { "type": "enabled", "budget_tokens": 1024 },
+            "anthropic_beta": ["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"] })
+    );
+    let plain: Value = serde_json::from_slice(
+        &messages_to_converse()
+            .request_with_betas(body.to_string().as_bytes(), 4096, None)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(plain["additionalModelRequestFields"]
+        .get("anthropic_beta")
+        .is_none());
+}

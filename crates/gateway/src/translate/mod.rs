@@ -139,6 +139,22 @@ impl Translation {
         Ok(Bytes::from(out.to_string()))
     }
 
+    /// [`Translation::request`], with the features the client's `anthropic-beta` header turns on: Converse takes
+    /// them in the body, as `additionalModelRequestFields.anthropic_beta` (how Bedrock's Claude models are given
+    /// them), so that they are not lost on the way.
+    pub fn request_with_betas(
+        &self,
+        body: &[u8],
+        max_tokens: u64,
+        beta: Option<&str>,
+    ) -> Result<Bytes, ApiError> {
+        let out = self.request(body, max_tokens)?;
+        match beta.filter(|_| self.upstream == Endpoint::Converse) {
+            Some(b) => Ok(Bytes::from(converse::with_betas(&out, b)?.to_string())),
+            None => Ok(out),
+        }
+    }
+
     /// A successful upstream answer in the client's API, or `None` when it is not JSON. `model` is the model the
     /// client asked for, which names the answer when the upstream's does not (Converse's).
     pub fn response(&self, body: &[u8], model: &str) -> Option<Bytes> {
