@@ -303,16 +303,42 @@ def _():
     return translated_call(raw, "messages", "chat.completions", False, anthropic_usage(m.usage))
 
 
-@case(ANT, "gpt-messages-stream")
-def _():
-    with ant.messages.stream(model="gpt-4o-mini", max_tokens=100, messages=HELLO) as stream:
+def translated_messages_stream(model, upstream):
+    """A Messages stream of `model`, whose provider is reached through the `upstream` API."""
+    with ant.messages.stream(model=model, max_tokens=100, messages=HELLO) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
         request_id = stream.response.headers.get(REQUEST_ID)
     expect(text and final.content[0].text == text, f"streamed {text!r}, final {final.content}")
     expect(final.usage.input_tokens > 0 and final.usage.output_tokens > 0, f"{final.usage}")
     return {**recorded("messages", True, anthropic_usage(final.usage), request_id=request_id),
-            "upstream_api": "chat.completions"}
+            "upstream_api": upstream}
+
+
+@case(ANT, "gpt-messages-stream")
+def _():
+    return translated_messages_stream("gpt-4o-mini", "chat.completions")
+
+
+# --- A Claude model on Amazon Bedrock through Anthropic's API: translated to Converse and back, the stream from
+# AWS's binary event stream (issue 27). The test server's mock named "bedrock" speaks Converse only.
+BEDROCK_CLAUDE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+@case(ANT, "bedrock-messages")
+def _():
+    raw = ant.messages.with_raw_response.create(model=BEDROCK_CLAUDE, max_tokens=100, system="Be brief.",
+                                                messages=HELLO)
+    m = raw.parse()
+    expect(m.content[0].text, f"no text: {m}")
+    expect(m.stop_reason == "end_turn", f"stop_reason {m.stop_reason}")
+    expect(m.model == BEDROCK_CLAUDE, f"model {m.model}")
+    return translated_call(raw, "messages", "converse", False, anthropic_usage(m.usage))
+
+
+@case(ANT, "bedrock-messages-stream")
+def _():
+    return translated_messages_stream(BEDROCK_CLAUDE, "converse")
 
 
 @case(ANT, "unknown-model")

@@ -25,22 +25,27 @@ pub(crate) struct Prepared {
     pub meter: Meter,
     /// The API the client called.
     pub endpoint: Endpoint,
-    /// Set when the route's providers speak the other API: the request goes upstream translated, and the answer
-    /// comes back translated.
+    /// Set when the first target's provider speaks another API: the request goes upstream translated, and the
+    /// answer comes back translated.
     pub translation: Option<Translation>,
+    /// The client of a chat completion stream asked for the usage chunk (for the translations of later targets).
+    pub include_usage: bool,
     /// The head of `body`.
     pub head: RequestHead,
-    /// The body as the client sent it, or translated into the upstream's API.
+    /// The body as the client sent it (translated for targets in other APIs).
+    pub client_body: Bytes,
+    /// The body in the first target's API: as the client sent it, or translated.
     pub body: Bytes,
     /// The body for the first target (usage requested, model renamed), built before any upstream call.
     pub first_body: Bytes,
     pub stream: bool,
-    /// Protocol headers passed on to the upstream.
+    /// Protocol headers passed on to an upstream in Anthropic's API.
     pub headers: Vec<(&'static str, String)>,
     pub route: Arc<Route>,
     /// Held while a stream is open, so one key cannot open more than its share.
     pub slot: Option<crate::limits::StreamSlot>,
-    /// The gateway asked the upstream for stream usage the client did not ask for: it is taken out of the answer.
+    /// The gateway asks an upstream in the client's API for stream usage the client did not ask for: it is taken
+    /// out of the answer.
     pub strip_usage: bool,
 }
 
@@ -89,7 +94,9 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         mut meter,
         endpoint,
         translation,
+        include_usage,
         head,
+        client_body,
         body,
         first_body,
         stream,
@@ -100,26 +107,38 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
     } = p;
     let request_id = meter.id;
     let shape = error_shape(endpoint);
-    let wire = translation.map_or(endpoint, |t| t.upstream);
-    // `prepare` refused routes without a target that speaks the API the request goes upstream in.
-    let targets: Vec<&Target> = route
+    // Every target the request reaches, in the route's order, each in its own API: the client's, or translated.
+    // `prepare` started with the first of them, and built its body.
+    let plans: Vec<(&Target, Option<Translation>)> = route
         .targets
         .iter()
-        .filter(|t| t.provider.speaks(wire))
+        .filter_map(|t| crate::proxy::reach(t, endpoint, include_usage).map(|tr| (t, tr)))
         .collect();
+    let mut wires = Wires {
+        client: endpoint,
+        beta: headers
+            .iter()
+            .find(|(h, _)| *h == "anthropic-beta")
+            .map(|(_, v)| v.clone()),
+        client_body,
+        built: vec![(translation.map_or(endpoint, |t| t.upstream), body, head)],
+    };
     let mut next_body = Some(first_body);
     let mut i = 0;
     let mut res = loop {
-        let Some(target) = targets.get(i) else {
+        let Some(&(target, tr)) = plans.get(i) else {
             break ApiError::internal("the route has no target for this API")
                 .shaped(shape)
                 .into_response();
         };
-        let last = i + 1 >= targets.len();
+        let wire = tr.map_or(endpoint, |t| t.upstream);
         meter.aim(target);
+        meter.upstream_api = tr.map(|t| t.upstream);
         let body = match next_body.take() {
             Some(b) => Ok(b),
-            None => upstream_body(body.clone(), &head, wire, &target.upstream_model),
+            None => wires
+                .body(tr, target)
+                .and_then(|(b, h)| upstream_body(b.clone(), h, wire, &target.upstream_model)),
         };
         let result = match body {
             Ok(body) => {
@@ -128,25 +147,44 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
                     model: target.upstream_model.clone(),
                     stream,
                     body,
-                    headers: headers.clone(),
+                    headers: if wire.is_anthropic() {
+                        headers.clone()
+                    } else {
+                        Vec::new()
+                    },
                 };
                 target.provider.send(req).await
             }
             Err(e) => Err(ProviderError::Body(e.message)),
         };
-        match retryable(&result) {
-            Some((status, error)) if !last => {
+        // The next target the request can go to: one whose API the request translates into (a parameter another
+        // API cannot take leaves that target out, and the answer already had is the client's).
+        let mut next = || {
+            (i + 1..plans.len()).find(|&j| {
+                let (t, tr) = plans[j];
+                match wires.body(tr, t) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(request_id = %request_id, provider = %t.provider_name, error = %e.message,
+                            "A fallback target cannot take this request in its API; it is left out.");
+                        false
+                    }
+                }
+            })
+        };
+        match retryable(&result).map(|r| (r, next())) {
+            Some(((status, error), Some(j))) => {
                 tracing::warn!(request_id = %request_id, provider = %target.provider_name, status, error = %error,
                     "An upstream attempt failed; trying the route's next target.");
                 meter.failed_attempt(&target.upstream_model, status, error);
-                i += 1;
+                i = j;
             }
             _ => {
                 let how = Passing {
                     shape,
                     slot,
-                    strip_usage,
-                    translation,
+                    strip_usage: strip_usage && tr.is_none(),
+                    translation: tr,
                 };
                 break answer(&gw, meter, result, how).await;
             }
@@ -156,6 +194,45 @@ pub(crate) async fn forward(gw: Arc<Gateway>, p: Prepared) -> Response {
         res.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     res
+}
+
+/// The request's body and head in each API it goes upstream in, each built once, when an attempt first needs it.
+struct Wires {
+    /// The API the client called, and its body.
+    client: Endpoint,
+    client_body: Bytes,
+    /// The client's `anthropic-beta` header, which a translation into Converse carries in the body.
+    beta: Option<String>,
+    built: Vec<(Endpoint, Bytes, RequestHead)>,
+}
+
+impl Wires {
+    /// The body and head for `target`, reached through `translation` (or in the client's API).
+    fn body(
+        &mut self,
+        translation: Option<Translation>,
+        target: &Target,
+    ) -> Result<(&Bytes, &RequestHead), ApiError> {
+        let wire = translation.map_or(self.client, |t| t.upstream);
+        let at = match self.built.iter().position(|(e, ..)| *e == wire) {
+            Some(at) => at,
+            None => {
+                let body = match translation {
+                    Some(t) => t.request_with_betas(
+                        &self.client_body,
+                        crate::translate::max_tokens_for(&target.price),
+                        self.beta.as_deref(),
+                    )?,
+                    None => self.client_body.clone(),
+                };
+                let head = crate::proxy::parse_head(&body)?;
+                self.built.push((wire, body, head));
+                self.built.len() - 1
+            }
+        };
+        let (_, body, head) = &self.built[at];
+        Ok((body, head))
+    }
 }
 
 /// How an answer is passed to the client.
@@ -205,7 +282,7 @@ async fn answer(
         UpstreamBody::Stream(s) => {
             let translator = translation
                 .filter(|_| status.is_success())
-                .map(|t| t.stream());
+                .map(|t| t.stream(&meter.model));
             let content_type = if translator.is_some() {
                 None
             } else {
@@ -265,7 +342,7 @@ async fn full_answer(
     // Metered above on the upstream's bytes; the client (and the cache, which answers the client's API) gets
     // them in its own API.
     let translated = match translation {
-        Some(t) if status.is_success() && !broken => match t.response(&bytes) {
+        Some(t) if status.is_success() && !broken => match t.response(&bytes, &meter.model) {
             Some(b) => Translated::Body(b),
             None => Translated::Error(ApiError::upstream(
                 StatusCode::BAD_GATEWAY,

@@ -22,11 +22,14 @@ pub enum Endpoint {
     /// Google's Gemini API (`models/{model}:generateContent`, and `:streamGenerateContent?alt=sse` for a stream):
     /// the model is named in the URL, not in the body.
     GenerateContent,
+    /// Amazon Bedrock's Converse API (`/model/{modelId}/converse`, and `/converse-stream` for a stream in AWS's
+    /// binary event stream), reached only by translation from the two client APIs (`translate::converse`).
+    Converse,
 }
 
 impl Endpoint {
     /// Every endpoint the gateway forwards, for the tables built per endpoint at start.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 9] = [
         Endpoint::ChatCompletions,
         Endpoint::Embeddings,
         Endpoint::Responses,
@@ -35,6 +38,7 @@ impl Endpoint {
         Endpoint::CountTokens,
         Endpoint::Moderations,
         Endpoint::GenerateContent,
+        Endpoint::Converse,
     ];
 
     /// Whether the endpoint belongs to Anthropic's API (its errors, headers and providers).
@@ -59,9 +63,9 @@ impl Endpoint {
         self == Endpoint::GenerateContent
     }
 
-    /// Whether the request body names the model (`"model"`); Gemini's names it in the URL instead.
+    /// Whether the request body names the model (`"model"`); Gemini's and Converse's name it in the URL instead.
     pub fn model_in_body(self) -> bool {
-        !self.is_gemini()
+        !matches!(self, Endpoint::GenerateContent | Endpoint::Converse)
     }
 
     /// Whether calls are billed by the provider, and so held, metered and recorded. Free helper endpoints are
@@ -82,12 +86,14 @@ impl Endpoint {
             Endpoint::CountTokens => "messages.count_tokens",
             Endpoint::Moderations => "moderations",
             Endpoint::GenerateContent => "generate_content",
+            Endpoint::Converse => "converse",
         }
     }
 
     /// The path below a provider's base URL (`https://api.openai.com/v1`, `https://api.anthropic.com/v1`,
     /// `https://generativelanguage.googleapis.com/v1beta`); Gemini's names the model (`{model}`) and, for a
-    /// stream, another method (`providers/http.rs` builds it).
+    /// stream, another method (`providers/http.rs` builds it). Bedrock puts the model in the path
+    /// (`/model/{modelId}/converse`): `providers/bedrock.rs` builds it.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -98,6 +104,7 @@ impl Endpoint {
             Endpoint::CountTokens => "/messages/count_tokens",
             Endpoint::Moderations => "/moderations",
             Endpoint::GenerateContent => "/models/{model}:generateContent",
+            Endpoint::Converse => "/converse",
         }
     }
 
@@ -110,6 +117,7 @@ impl Endpoint {
                 | Endpoint::Messages
                 | Endpoint::Completions
                 | Endpoint::GenerateContent
+                | Endpoint::Converse
         )
     }
 }

@@ -317,7 +317,7 @@ pub(crate) fn upstream_body(
     upstream_model: &str,
 ) -> Result<Bytes, ApiError> {
     let needs_usage = asks_usage_for_client(head, endpoint);
-    // Gemini names the model in the URL (`UpstreamRequest::model`), never in the body.
+    // Gemini and Converse name the model in the URL (`UpstreamRequest::model`), never in the body.
     let renamed = endpoint.model_in_body() && head.model.as_deref() != Some(upstream_model);
     if !needs_usage && !renamed {
         return Ok(body);
@@ -453,12 +453,13 @@ pub(crate) async fn prepare_intake(
     let wire_endpoint = translation.map_or(endpoint, |t| t.upstream);
     let (wire_body, wire_head) = match translation {
         Some(t) => {
-            let max_tokens = first
-                .price
-                .max_output_tokens
-                .filter(|m| *m > 0)
-                .unwrap_or(crate::translate::DEFAULT_MAX_TOKENS);
-            let b = t.request(&body, max_tokens)?;
+            let beta = parts
+                .headers
+                .get("anthropic-beta")
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| endpoint.is_anthropic());
+            let b =
+                t.request_with_betas(&body, crate::translate::max_tokens_for(&first.price), beta)?;
             let h = parse_head(&b)?;
             (b, Some(h))
         }
@@ -509,13 +510,16 @@ pub(crate) async fn prepare_intake(
         None
     };
     let hold = reserve(gw, &key, &head, endpoint, &route, &body, extent).await?;
-    let headers = if endpoint.is_anthropic() && wire_endpoint.is_anthropic() {
+    // Passed on to attempts in Anthropic's API (`forward`).
+    let headers = if endpoint.is_anthropic() {
         anthropic_headers(&parts.headers)
     } else {
         Vec::new()
     };
-    // A translated stream is rebuilt for the client, with the usage chunk only if it asked for it.
-    let strip_usage = translation.is_none() && asks_usage_for_client(&head, endpoint);
+    // For attempts in the client's API; a translated stream is rebuilt for the client, with the usage chunk only
+    // if it asked for it.
+    let strip_usage = asks_usage_for_client(&head, endpoint);
+    let include_usage = head.asked_for_usage();
     let meter = Meter {
         id: Uuid::now_v7(),
         writer: gw.writer.clone(),
@@ -546,7 +550,9 @@ pub(crate) async fn prepare_intake(
         meter,
         endpoint,
         translation,
+        include_usage,
         head: wire_head.unwrap_or(head),
+        client_body: body,
         body: wire_body,
         first_body,
         stream,
@@ -557,31 +563,36 @@ pub(crate) async fn prepare_intake(
     })
 }
 
-/// The target a request starts with, and whether it is translated: the route's first target when it speaks the
-/// client's API, or one the client's API translates into (`translate::counterparts`); otherwise the first target
-/// that speaks the client's API. The route's order is the operator's preference, so a first target reached by
-/// translation goes before a later one that needs none. The attempts that follow keep the first one's API
-/// (`forward`): a fallback that would need the other API is not tried.
+/// The target a request starts with, and whether it is translated: the route's first target it can reach
+/// ([`reach`]). The route's order is the operator's preference, so a first target reached by translation goes
+/// before a later one that needs none. The attempts that follow take the route's other reachable targets in
+/// order, each in its own API (`forward`), so a fallback may be another API's provider (Anthropic, then Bedrock).
 fn target_for<'r>(
     route: &'r crate::routes::Route,
     endpoint: Endpoint,
     head: &RequestHead,
 ) -> Option<(&'r crate::routes::Target, Option<Translation>)> {
-    let first = route.first();
-    let wire = crate::translate::upstream_for(endpoint, |e| first.provider.speaks(e));
-    if let Some(upstream) = wire.filter(|&up| up != endpoint) {
-        let t = Translation {
-            client: endpoint,
-            upstream,
-            include_usage: head.asked_for_usage(),
-        };
-        return Some((first, Some(t)));
-    }
+    let include_usage = head.asked_for_usage();
     route
         .targets
         .iter()
-        .find(|t| t.provider.speaks(endpoint))
-        .map(|t| (t, None))
+        .find_map(|t| reach(t, endpoint, include_usage).map(|tr| (t, tr)))
+}
+
+/// How a request to `endpoint` reaches `target`: in the client's API (`Some(None)`), translated into the first API
+/// its provider speaks of those the client's translates into (`Some(Some(..))`: the other client API, then the
+/// APIs reached through Messages, `translate::counterparts`), or not at all (`None`).
+pub(crate) fn reach(
+    target: &crate::routes::Target,
+    endpoint: Endpoint,
+    include_usage: bool,
+) -> Option<Option<Translation>> {
+    let upstream = crate::translate::upstream_for(endpoint, |e| target.provider.speaks(e))?;
+    Some((upstream != endpoint).then_some(Translation {
+        client: endpoint,
+        upstream,
+        include_usage,
+    }))
 }
 
 /// The output tokens a request may be billed for on a model with `price`: `n` (or `best_of`) completions of its

@@ -3,15 +3,20 @@
 //! Chunks arrive split anywhere, so the scanner keeps the unfinished last line between chunks. Each `data:` line
 //! goes to the stream's [`WireFormat`] (OpenAI chat, Responses or Anthropic Messages), which picks out usage and
 //! the end marker; for every line it also counts the bytes of answer text, which gives an estimate of the output
-//! when the upstream sends no usage at all.
+//! when the upstream sends no usage at all. A stream in AWS's binary event stream (Bedrock's Converse) is cut into
+//! messages instead ([`Framing::EventStream`]), each given to the format with its event type, and the same text
+//! counted from its payload; a message whose checksum fails ends the reading, and the stream is billed as cut.
 
 use spendgate_core::usage::estimate_tokens;
 use spendgate_core::Usage;
 
-use crate::protocol::{chat::Chat, text_len, StreamState, WireFormat};
+use crate::protocol::eventstream::Decoder;
+use crate::protocol::{chat::Chat, text_len, Framing, StreamState, WireFormat};
 
 pub struct UsageScanner {
     format: &'static dyn WireFormat,
+    /// Set for a format framed as AWS's event stream: its messages, instead of lines.
+    frames: Option<Decoder>,
     partial: Vec<u8>,
     state: StreamState,
     content_bytes: usize,
@@ -44,6 +49,7 @@ impl UsageScanner {
     pub fn for_format(format: &'static dyn WireFormat) -> UsageScanner {
         UsageScanner {
             format,
+            frames: (format.framing() == Framing::EventStream).then(Decoder::new),
             partial: Vec::new(),
             state: StreamState::default(),
             content_bytes: 0,
@@ -52,6 +58,16 @@ impl UsageScanner {
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
+        if let Some(frames) = self.frames.as_mut() {
+            frames.feed(chunk);
+            while let Some(Ok(m)) = frames.next_message() {
+                let (kind, name) = m.kind();
+                self.format
+                    .stream_message(name, kind != "event", &m.payload, &mut self.state);
+                self.content_bytes += text_len(&m.payload, self.format.text_key(true));
+            }
+            return;
+        }
         let mut rest = chunk;
         while let Some(pos) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(pos);
@@ -168,6 +184,45 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             assert!(s.saw_done());
             assert_eq!(s.estimated_output_tokens(), 2);
         }
+    }
+
+    #[test]
+    fn a_converse_event_stream_split_anywhere_gives_its_usage_and_text() {
+        let bytes = std::fs::read(format!(
+            "{}/tests/fixtures/eventstream/converse_text.eventstream",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for split in (1..bytes.len()).step_by(7) {
+            let mut s = UsageScanner::for_format(&crate::protocol::converse::Converse);
+            s.feed(&bytes[..split]);
+            s.feed(&bytes[split..]);
+            let u = s.reported().expect("usage found");
+            assert_eq!(
+                (
+                    u.input_tokens,
+                    u.cached_input_tokens,
+                    u.cache_write_tokens,
+                    u.output_tokens
+                ),
+                (2070, 1024, 1024, 9),
+                "split at {split}"
+            );
+            assert!(s.saw_done());
+            // "Hello from Bedrock." is 19 bytes of text.
+            assert_eq!(s.estimated_output_tokens(), 5);
+        }
+        // Cut before `metadata`: no usage, not done, and the text seen so far counted.
+        let cut = bytes.len() - 100;
+        let mut s = UsageScanner::for_format(&crate::protocol::converse::Converse);
+        s.feed(&bytes[..cut]);
+        assert!(s.reported().is_none() && !s.saw_done());
+        // A corrupted byte ends the reading: what follows is not trusted.
+        let mut broken = bytes.clone();
+        broken[20] ^= 1;
+        let mut s = UsageScanner::for_format(&crate::protocol::converse::Converse);
+        s.feed(&broken);
+        assert!(s.reported().is_none() && !s.saw_done());
     }
 
     #[test]

@@ -11,9 +11,10 @@ use spendgate_gateway::alerts::WebhookConfig;
 use spendgate_gateway::controls::{Controls, ControlsConfig, LeaseSettings};
 use spendgate_gateway::heartbeat::Heart;
 use spendgate_gateway::provider::Provider;
+use spendgate_gateway::providers::aws::CredentialChain;
 use spendgate_gateway::providers::mock::Fault;
 use spendgate_gateway::providers::{
-    Anthropic, Gemini, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
+    Anthropic, Bedrock, Gemini, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
 use spendgate_gateway::workflows::WorkflowLabels;
 use spendgate_gateway::{Gateway, GatewayStats, KeyCache, Limits, Routes, SharedRoutes};
@@ -116,6 +117,26 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
         Api::OpenAi => Arc::new(OpenAiCompatible::new(http())?),
         Api::Anthropic => Arc::new(Anthropic::new(http())?),
         Api::Gemini => Arc::new(Gemini::new(http())?),
+        Api::Bedrock => {
+            if p.api_key_env.is_some() || p.api_key_header.is_some() {
+                bail!(
+                    "provider '{}' (Bedrock) signs its requests with AWS credentials; remove api_key_env and \
+                     api_key_header (the credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or from \
+                     the shared credentials file's profile aws_profile)",
+                    p.name
+                );
+            }
+            let credentials = CredentialChain::resolve(p.aws_profile.as_deref(), &|var| {
+                std::env::var(var).ok()
+            })
+            .with_context(|| format!("provider '{}' (Bedrock)", p.name))?;
+            tracing::info!(provider = %p.name, source = ?credentials.source(), "Bedrock requests are signed with AWS credentials.");
+            Arc::new(Bedrock::new(
+                http(),
+                r.region.clone().unwrap_or_default(),
+                credentials,
+            )?)
+        }
     })
 }
 

@@ -100,9 +100,10 @@ pub struct ProviderConfig {
     /// The name shown on spend logs; also the catalog provider its models are priced under.
     pub name: String,
     /// "openai" (any OpenAI-compatible API at `base_url`), "anthropic" (the Messages API), "gemini-native"
-    /// (Google's Gemini API in its own shape), "mock", or one of the presets of `PRESETS` ("gemini", "mistral",
-    /// "deepseek", "xai", "groq", "together", "fireworks", "openrouter", "azure", "vllm", "ollama"), which speak
-    /// the OpenAI-compatible API with their own base URL, key header and key variable filled in.
+    /// (Google's Gemini API in its own shape), "bedrock" (Amazon Bedrock's Converse API, signed with AWS
+    /// credentials), "mock", or one of the presets of `PRESETS` ("gemini", "mistral", "deepseek", "xai", "groq",
+    /// "together", "fireworks", "openrouter", "azure", "vllm", "ollama"), which speak the OpenAI-compatible API
+    /// with their own base URL, key header and key variable filled in.
     pub kind: String,
     /// Required for "openai", "azure", "vllm" and "ollama"; the other kinds have a default (`PRESETS`).
     /// `{model}` is replaced by the upstream model name (Azure OpenAI deployments).
@@ -116,6 +117,13 @@ pub struct ProviderConfig {
     /// or `x-api-key` ("anthropic").
     #[serde(default)]
     pub api_key_header: Option<String>,
+    /// "bedrock" only: the AWS region (default: `$AWS_REGION`, else `$AWS_DEFAULT_REGION`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// "bedrock" only: the profile of the shared credentials file to sign with (default: the environment's keys,
+    /// else `$AWS_PROFILE`, else `default`).
+    #[serde(default)]
+    pub aws_profile: Option<String>,
     /// Extra headers on every upstream request (not for secrets).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -160,6 +168,8 @@ impl Default for ProviderConfig {
             base_url: None,
             api_key_env: None,
             api_key_header: None,
+            region: None,
+            aws_profile: None,
             headers: BTreeMap::new(),
             query: BTreeMap::new(),
             models: Vec::new(),
@@ -185,6 +195,8 @@ pub enum Api {
     Anthropic,
     /// Google's Gemini API in its own shape (`providers/gemini.rs`).
     Gemini,
+    /// Amazon Bedrock's Converse API, signed with AWS credentials (`providers/bedrock.rs`).
+    Bedrock,
     /// The built-in mock provider.
     Mock,
 }
@@ -200,6 +212,8 @@ pub struct Resolved {
     /// The key, read from its variable; `None` when no variable is named or an optional key's variable is unset.
     pub api_key: Option<String>,
     pub api_key_header: Option<String>,
+    /// "bedrock": the AWS region requests are signed for.
+    pub region: Option<String>,
 }
 
 impl ProviderConfig {
@@ -233,10 +247,39 @@ impl ProviderConfig {
     /// an environment variable (`std::env::var` outside tests).
     pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Resolved> {
         let preset = self.preset()?;
+        if (self.region.is_some() || self.aws_profile.is_some()) && preset.api != Api::Bedrock {
+            bail!(
+                "provider '{}': region and aws_profile are for kind \"bedrock\" only",
+                self.name
+            );
+        }
+        // Bedrock's region is the configuration's, else AWS's usual variables (docs.aws.amazon.com/sdkref/latest/
+        // guide/feature-region.html); it names the host and is part of every signature.
+        let region = match preset.api {
+            Api::Bedrock => Some(
+                self.region
+                    .clone()
+                    .or_else(|| env("AWS_REGION").filter(|r| !r.is_empty()))
+                    .or_else(|| env("AWS_DEFAULT_REGION").filter(|r| !r.is_empty()))
+                    .with_context(|| {
+                        format!(
+                            "provider '{}' (Bedrock) needs a region: set region = \"us-east-1\" (or the region of \
+                             your models), or export AWS_REGION",
+                            self.name
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
         let base_url = self
             .base_url
             .clone()
-            .or(preset.base_url.map(str::to_string));
+            .or(preset.base_url.map(str::to_string))
+            .or_else(|| {
+                region
+                    .as_deref()
+                    .map(spendgate_gateway::providers::bedrock::base_url)
+            });
         if base_url.is_none() && preset.api != Api::Mock {
             bail!(
                 "provider '{}' of kind \"{}\" needs base_url (see docs/configuration.md for an example)",
@@ -278,6 +321,7 @@ impl ProviderConfig {
                 .api_key_header
                 .clone()
                 .or(preset.key_header.map(str::to_string)),
+            region,
         })
     }
 
@@ -742,6 +786,7 @@ mod tests {
             names,
             [
                 "anthropic",
+                "bedrock",
                 "gemini",
                 "mistral",
                 "deepseek",
@@ -758,16 +803,22 @@ mod tests {
         for p in &c.providers {
             p.preset().unwrap();
         }
-        let azure = &c.providers[8];
+        let azure = &c.providers[9];
         assert_eq!(azure.kind, "azure");
         assert_eq!(azure.query["api-version"], "preview");
         assert_eq!(azure.model_map["gpt-4o-mini"], "my-gpt-4o-mini-deployment");
         let price = azure.price_of("gpt-4o-mini").unwrap();
         assert_eq!(price.provider, "azure");
         assert_eq!(price.input_per_mtok, PricePerMtok::parse("0.165").unwrap());
-        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes.len(), 2);
         assert_eq!(c.routes[0].targets.len(), 2);
         assert_eq!(c.routes[0].retries, 1);
+        assert_eq!(c.routes[1].targets[1].provider, "bedrock");
+        let bedrock = &c.providers[1];
+        assert_eq!(
+            (bedrock.region.as_deref(), bedrock.aws_profile.as_deref()),
+            (Some("us-east-1"), Some("work"))
+        );
     }
 
     fn provider(kind: &str) -> ProviderConfig {
@@ -830,6 +881,50 @@ mod tests {
     }
 
     #[test]
+    fn bedrock_takes_its_region_from_the_file_or_aws_variables_and_its_host_from_the_region() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let named = ProviderConfig {
+            region: Some("eu-central-1".into()),
+            ..provider("bedrock")
+        };
+        let r = named.resolve(env(&[("AWS_REGION", "us-west-2")])).unwrap();
+        assert_eq!(r.api, Api::Bedrock);
+        assert_eq!(r.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(
+            r.base_url.as_deref(),
+            Some("https://bedrock-runtime.eu-central-1.amazonaws.com")
+        );
+        assert_eq!(r.api_key, None);
+        assert_eq!(named.catalog_provider(), "bedrock");
+        let r = provider("bedrock")
+            .resolve(env(&[("AWS_DEFAULT_REGION", "ap-northeast-1")]))
+            .unwrap();
+        assert_eq!(r.region.as_deref(), Some("ap-northeast-1"));
+        let e = provider("bedrock")
+            .resolve(env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("needs a region") && e.contains("AWS_REGION"),
+            "{e}"
+        );
+        let e = ProviderConfig {
+            region: Some("us-east-1".into()),
+            ..provider("openai")
+        }
+        .resolve(env(&[]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("for kind \"bedrock\" only"), "{e}");
+    }
+
+    #[test]
     fn azure_and_self_hosted_presets_need_their_base_url() {
         for kind in ["azure", "vllm", "ollama", "openai"] {
             let e = provider(kind).resolve(|_| None).unwrap_err().to_string();
@@ -859,7 +954,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.api_key_header.as_deref(), Some("api-key"));
         assert_eq!(azure.catalog_provider(), "openai");
-        let e = provider("bedrock")
+        let e = provider("watsonx")
             .resolve(|_| None)
             .unwrap_err()
             .to_string();

@@ -80,6 +80,8 @@ fn catalog_provider(litellm: &str) -> &str {
     match litellm {
         "together_ai" => "together",
         "fireworks_ai" => "fireworks",
+        // LiteLLM files Bedrock's Claude models (called through Converse) apart from its other Bedrock models.
+        "bedrock_converse" => "bedrock",
         other => other,
     }
 }

@@ -76,13 +76,15 @@ const GOOGLE_SDK: &[&str] = &[
 /// The features the Anthropic clients must report.
 const ANTHROPIC: &[&str] = &["messages", "messages-stream", "unknown-model", "bad-key"];
 
-/// The features the official Anthropic Python SDK must report: the Anthropic clients' and a GPT model through
-/// the Messages API.
+/// The features the official Anthropic Python SDK must report: the Anthropic clients', a GPT model through
+/// the Messages API, and a Claude model on Bedrock (the server's mock named "bedrock" speaks Converse only).
 const ANTHROPIC_SDK: &[&str] = &[
     "messages",
     "messages-stream",
     "gpt-messages",
     "gpt-messages-stream",
+    "bedrock-messages",
+    "bedrock-messages-stream",
     "unknown-model",
     "bad-key",
 ];
@@ -298,7 +300,13 @@ async fn check_logged(s: &TestServer, case: &Value) -> Result<(), String> {
 
 /// Runs the scripts concurrently, checks every case's spend log, prints the matrix and fails on any failure.
 async fn matrix(program: &Path, scripts: &[&str], expected: &[(&str, &[&str])]) {
-    let s = TestServer::start_with(|c| c.providers.push(common::mock_provider("gemini"))).await;
+    // Mocks posing as Google (its own API) and Bedrock (Converse only) serve the catalog's Gemini and Bedrock
+    // models, so a client reaches them through translation, as it would the real ones.
+    let s = TestServer::start_with(|c| {
+        c.providers.push(common::mock_provider("gemini"));
+        c.providers.push(common::mock_provider("bedrock"));
+    })
+    .await;
     let (key_id, key) = s.create_key("sdk-user", Some("sdk")).await;
     let runs = scripts
         .iter()

@@ -7,12 +7,16 @@
 //!   streams carry usage in `message_start` and `message_delta` and end with `message_stop`);
 //! - [`gemini`]: Google's Gemini API (`usageMetadata`, thoughts billed as output; every stream chunk carries the
 //!   usage so far and the last one a `finishReason`).
+//! - [`converse`]: Amazon Bedrock's Converse API (`usage.inputTokens`, cache reads and writes apart, as
+//!   Anthropic's; streams are AWS's binary event stream, [`eventstream`], with the usage in `metadata`).
 //!
 //! Each shape implements [`WireFormat`]; the metering code (`meter.rs`, `sse.rs`) is the same for all of them.
 
 #[cfg(test)]
 mod billing;
 pub mod chat;
+pub mod converse;
+pub mod eventstream;
 pub mod extent;
 pub mod gemini;
 pub mod messages;
@@ -99,6 +103,18 @@ pub trait WireFormat: Send + Sync + 'static {
     /// Reads one server-sent event's `data:` payload.
     fn stream_event(&self, data: &[u8], state: &mut StreamState);
 
+    /// How the API's streams are framed: server-sent events, or AWS's binary event stream.
+    fn framing(&self) -> Framing {
+        Framing::Sse
+    }
+
+    /// Reads one message of an event stream ([`Framing::EventStream`]): its `:event-type` (or exception type),
+    /// whether it is an exception, and its payload.
+    fn stream_message(&self, name: &str, exception: bool, payload: &[u8], state: &mut StreamState) {
+        let _ = (name, exception);
+        self.stream_event(payload, state);
+    }
+
     /// The JSON key whose string values are answer text, in a stream's events or in a complete body: counted
     /// (about four bytes a token) when the upstream reports no usage.
     fn text_key(&self, stream: bool) -> &'static [u8];
@@ -108,6 +124,15 @@ pub trait WireFormat: Send + Sync + 'static {
     fn usage_on_request(&self) -> bool {
         false
     }
+}
+
+/// How a stream is cut into events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Server-sent events: `data:` lines.
+    Sse,
+    /// AWS's `application/vnd.amazon.eventstream` ([`eventstream`]).
+    EventStream,
 }
 
 /// The wire format of an endpoint.
@@ -122,6 +147,7 @@ pub fn format_of(endpoint: Endpoint) -> &'static dyn WireFormat {
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
         Endpoint::GenerateContent => &gemini::Gemini,
+        Endpoint::Converse => &converse::Converse,
     }
 }
 

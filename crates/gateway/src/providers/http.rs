@@ -176,30 +176,43 @@ impl HttpUpstream {
                 (None, KeyStyle::Header(h)) => headers.push((h, key, true)),
             }
         }
+        self.exchange(&url, &headers, req.body, req.stream).await
+    }
+
+    /// Posts `body` to `url` (on this provider's host) with exactly `headers` (name, value, whether it is a
+    /// secret), over the gateway's own connections (`h1.rs`) unless a proxy is set: a stream when `stream` was
+    /// asked for and the upstream sends one with a success status, the whole body otherwise.
+    pub async fn exchange(
+        &self,
+        url: &reqwest::Url,
+        headers: &[(&str, &str, bool)],
+        body: bytes::Bytes,
+        stream: bool,
+    ) -> Result<UpstreamResponse, ProviderError> {
         if let Some(h1) = &self.h1 {
             let path: Cow<'_, str> = match url.query() {
                 Some(q) => Cow::Owned(format!("{}?{q}", url.path())),
                 None => Cow::Borrowed(url.path()),
             };
-            let answer = h1.post(&path, &headers, req.body, req.stream).await?;
+            let answer = h1.post(&path, headers, body, stream).await?;
             return Ok(UpstreamResponse {
                 status: answer.status,
                 content_type: answer.content_type,
                 body: answer.body,
             });
         }
-        let mut builder = self.client.post(url.into_owned());
+        let mut builder = self.client.post(url.clone());
         for (k, v, secret) in headers {
-            builder = builder.header(k, header_value(k, v, secret)?);
+            builder = builder.header(*k, header_value(k, v, *secret)?);
         }
-        let res = builder.body(req.body).send().await.map_err(map_err)?;
+        let res = builder.body(body).send().await.map_err(map_err)?;
         let status = res.status().as_u16();
         let content_type = res
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = if answers_as_stream(req.stream, content_type.as_deref(), status) {
+        let body = if answers_as_stream(stream, content_type.as_deref(), status) {
             UpstreamBody::Stream(res.bytes_stream().map(|r| r.map_err(map_err)).boxed())
         } else {
             UpstreamBody::Full(res.bytes().await.map_err(map_err)?)
@@ -212,10 +225,15 @@ impl HttpUpstream {
     }
 }
 
-/// Whether an answer is read as a stream: a stream was asked for, and the upstream sends events with a success
-/// status (an error comes whole, whatever was asked).
+/// Whether an answer is read as a stream: a stream was asked for, and the upstream sends events (server-sent
+/// events, or AWS's binary event stream) with a success status (an error comes whole, whatever was asked).
 pub(super) fn answers_as_stream(asked: bool, content_type: Option<&str>, status: u16) -> bool {
-    asked && status < 400 && content_type.is_some_and(|c| c.starts_with("text/event-stream"))
+    asked
+        && status < 400
+        && content_type.is_some_and(|c| {
+            c.starts_with("text/event-stream")
+                || c.starts_with("application/vnd.amazon.eventstream")
+        })
 }
 
 /// A header's value for the upstream, marked sensitive when it is a secret.

@@ -1,6 +1,8 @@
 //! Provider implementations, one per file.
 
 pub mod anthropic;
+pub mod aws;
+pub mod bedrock;
 pub mod gemini;
 mod h1;
 pub mod http;
@@ -9,6 +11,7 @@ pub mod openai;
 mod tls;
 
 pub use anthropic::Anthropic;
+pub use bedrock::Bedrock;
 pub use gemini::Gemini;
 pub use http::HttpConfig;
 pub use mock::{MockConfig, MockProvider};

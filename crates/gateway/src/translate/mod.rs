@@ -1,16 +1,17 @@
 //! Translation between OpenAI's Chat Completions API and Anthropic's Messages API, both ways, so that a client
 //! of either API can call a model whose provider speaks only the other one (a Claude model through
-//! `/v1/chat/completions`, a GPT model through `/v1/messages`); and from both into other APIs (Google's Gemini),
-//! through Anthropic's Messages as the **pivot**: a Messages client's request goes to the other API directly, a
-//! chat client's is made a Messages request first; the answer comes back as a Message, and for a chat client
-//! from there into a chat completion (streams likewise: the other API's events into Anthropic's, those into
-//! chunks).
+//! `/v1/chat/completions`, a GPT model through `/v1/messages`); and from both into other APIs (Google's Gemini,
+//! Bedrock's Converse), through Anthropic's Messages as the **pivot**: a Messages client's request goes to the
+//! other API directly, a chat client's is made a Messages request first; the answer comes back as a Message, and
+//! for a chat client from there into a chat completion (streams likewise: the other API's events into
+//! Anthropic's, those into chunks).
 //!
 //! - [`to_anthropic`]: a chat completion request into a Messages request, and a chat completion answer into a
 //!   Message (for an Anthropic client whose model is served by an OpenAI-compatible provider);
 //! - [`to_openai`]: the other way;
 //! - [`gemini`]: Messages <-> Gemini's `generateContent` (and the few chat parameters Gemini has and the pivot
 //!   lacks, carried from the chat request directly);
+//! - [`converse`] and [`converse_stream`]: Messages <-> Bedrock's Converse, requests, answers and event streams;
 //! - [`stream`]: streamed answers, event by event (nothing is buffered beyond one unfinished event;
 //!   `gemini_stream.rs` Gemini's chunks).
 //!
@@ -22,6 +23,8 @@
 //! Metering never depends on this module: the meter reads the upstream's own bytes, in the upstream's wire
 //! format, before they are translated for the client.
 
+pub mod converse;
+pub mod converse_stream;
 pub mod gemini;
 mod gemini_stream;
 pub mod stream;
@@ -40,6 +43,15 @@ use crate::provider::Endpoint;
 /// it is valid for every one of them.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// The output limit a translation sends when the client set none: the model's `max_output_tokens`, else
+/// [`DEFAULT_MAX_TOKENS`].
+pub fn max_tokens_for(price: &spendgate_core::ModelPrice) -> u64 {
+    price
+        .max_output_tokens
+        .filter(|m| *m > 0)
+        .unwrap_or(DEFAULT_MAX_TOKENS)
+}
+
 /// A request answered in another API than the client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translation {
@@ -55,8 +67,16 @@ pub struct Translation {
 /// in the order they are preferred.
 pub fn counterparts(endpoint: Endpoint) -> &'static [Endpoint] {
     match endpoint {
-        Endpoint::ChatCompletions => &[Endpoint::Messages, Endpoint::GenerateContent],
-        Endpoint::Messages => &[Endpoint::ChatCompletions, Endpoint::GenerateContent],
+        Endpoint::ChatCompletions => &[
+            Endpoint::Messages,
+            Endpoint::GenerateContent,
+            Endpoint::Converse,
+        ],
+        Endpoint::Messages => &[
+            Endpoint::ChatCompletions,
+            Endpoint::GenerateContent,
+            Endpoint::Converse,
+        ],
         _ => &[],
     }
 }
@@ -130,6 +150,10 @@ impl Translation {
             (Endpoint::ChatCompletions, Endpoint::GenerateContent) => {
                 gemini::request_from_chat(v, max_tokens)?
             }
+            (Endpoint::Messages, Endpoint::Converse) => converse::request_from_messages(v)?,
+            (Endpoint::ChatCompletions, Endpoint::Converse) => {
+                converse::request_from_messages(to_anthropic::request(v, max_tokens)?)?
+            }
             (client, upstream) => {
                 return Err(ApiError::internal(format!(
                     "no translation from {} to {}",
@@ -141,12 +165,33 @@ impl Translation {
         Ok(Bytes::from(out.to_string()))
     }
 
-    /// A successful upstream answer in the client's API, or `None` when it is not JSON.
-    pub fn response(&self, body: &[u8]) -> Option<Bytes> {
+    /// [`Translation::request`], with the features the client's `anthropic-beta` header turns on: Converse takes
+    /// them in the body, as `additionalModelRequestFields.anthropic_beta` (how Bedrock's Claude models are given
+    /// them), so that they are not lost on the way.
+    pub fn request_with_betas(
+        &self,
+        body: &[u8],
+        max_tokens: u64,
+        beta: Option<&str>,
+    ) -> Result<Bytes, ApiError> {
+        let out = self.request(body, max_tokens)?;
+        match beta.filter(|_| self.upstream == Endpoint::Converse) {
+            Some(b) => Ok(Bytes::from(converse::with_betas(&out, b)?.to_string())),
+            None => Ok(out),
+        }
+    }
+
+    /// A successful upstream answer in the client's API, or `None` when it is not JSON. `model` is the model the
+    /// client asked for, which names the answer when the upstream's does not (Converse's).
+    pub fn response(&self, body: &[u8], model: &str) -> Option<Bytes> {
         let v: Value = serde_json::from_slice(body).ok()?;
         let out = match (self.client, self.upstream) {
             (Endpoint::Messages, Endpoint::GenerateContent) => gemini::response_to_messages(&v),
             (_, Endpoint::GenerateContent) => to_openai::response(&gemini::message(&v, true)),
+            (Endpoint::Messages, Endpoint::Converse) => converse::response_to_messages(&v, model),
+            (_, Endpoint::Converse) => {
+                to_openai::response(&converse::response_to_messages(&v, model))
+            }
             (Endpoint::Messages, _) => to_anthropic::response(&v),
             _ => to_openai::response(&v),
         };
@@ -173,14 +218,16 @@ impl Translation {
         )
     }
 
-    /// A translator of the upstream's stream into the client's.
-    pub fn stream(&self) -> stream::Translator {
+    /// A translator of the upstream's stream into the client's; `model` as for [`Translation::response`].
+    pub fn stream(&self, model: &str) -> stream::Translator {
         use stream::Translator;
         match (self.client, self.upstream) {
             (Endpoint::Messages, Endpoint::GenerateContent) => Translator::from_gemini(None),
             (_, Endpoint::GenerateContent) => {
                 Translator::from_gemini(Some(Translator::to_openai(self.include_usage)))
             }
+            (Endpoint::Messages, Endpoint::Converse) => Translator::from_converse(model, None),
+            (_, Endpoint::Converse) => Translator::from_converse(model, Some(self.include_usage)),
             (Endpoint::Messages, _) => Translator::to_anthropic(),
             _ => Translator::to_openai(self.include_usage),
         }
@@ -223,6 +270,8 @@ pub(crate) fn now_secs() -> i64 {
     spendgate_core::time::now_ms() / 1000
 }
 
+#[cfg(test)]
+mod converse_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

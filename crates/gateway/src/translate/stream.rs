@@ -79,6 +79,9 @@ pub struct Translator {
     /// The translator of what this one gives, when the client's API is reached through a pivot (Gemini's stream
     /// into Anthropic's events, those into chat completion chunks).
     then: Option<Box<Translator>>,
+    /// Set when the upstream speaks Bedrock's Converse: its event stream becomes Anthropic's events first
+    /// (Messages is the pivot), which `kind` then translates on or passes as they are.
+    converse: Option<super::converse_stream::ToMessages>,
 }
 
 #[derive(Debug)]
@@ -86,6 +89,8 @@ enum Kind {
     ToOpenAi(ToOpenAi),
     ToAnthropic(ToAnthropic),
     FromGemini(super::gemini_stream::FromGemini),
+    /// Anthropic's events passed as they are.
+    Same,
 }
 
 impl Translator {
@@ -98,6 +103,7 @@ impl Translator {
                 ..ToOpenAi::default()
             }),
             then: None,
+            converse: None,
         }
     }
 
@@ -107,6 +113,7 @@ impl Translator {
             events: Events::default(),
             kind: Kind::ToAnthropic(ToAnthropic::default()),
             then: None,
+            converse: None,
         }
     }
 
@@ -116,11 +123,41 @@ impl Translator {
             events: Events::default(),
             kind: Kind::FromGemini(super::gemini_stream::FromGemini::new(then.is_some())),
             then: then.map(Box::new),
+            converse: None,
         }
+    }
+
+    /// A ConverseStream answer into Anthropic's events, named `model`, and on into chat completion chunks when
+    /// `to_openai` is given (with whether to add the usage chunk).
+    pub fn from_converse(model: &str, to_openai: Option<bool>) -> Translator {
+        let mut t = match to_openai {
+            Some(include_usage) => Translator::to_openai(include_usage),
+            None => Translator {
+                events: Events::default(),
+                kind: Kind::Same,
+                then: None,
+                converse: None,
+            },
+        };
+        t.converse = Some(super::converse_stream::ToMessages::new(model));
+        t
     }
 
     /// The client's bytes for every event `chunk` completes (empty while an event is unfinished).
     pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        match self.converse.as_mut() {
+            Some(c) => {
+                let events = c.feed(chunk);
+                self.feed_events(&events)
+            }
+            None => self.feed_events(chunk),
+        }
+    }
+
+    fn feed_events(&mut self, chunk: &[u8]) -> Bytes {
+        if matches!(self.kind, Kind::Same) {
+            return Bytes::copy_from_slice(chunk);
+        }
         let mut out = BytesMut::new();
         for data in self.events.feed(chunk) {
             self.event(&data, &mut out);
@@ -134,6 +171,13 @@ impl Translator {
     /// What the last, unterminated event translates to when the upstream ends.
     pub fn finish(&mut self) -> Bytes {
         let mut out = BytesMut::new();
+        if let Some(tail) = self
+            .converse
+            .as_mut()
+            .map(super::converse_stream::ToMessages::finish)
+        {
+            out.extend_from_slice(&self.feed_events(&tail));
+        }
         if let Some(data) = self.events.finish() {
             self.event(&data, &mut out);
         }
@@ -152,6 +196,7 @@ impl Translator {
             Kind::ToOpenAi(t) => t.event(data, out),
             Kind::ToAnthropic(t) => t.event(data, out),
             Kind::FromGemini(t) => t.event(data, out),
+            Kind::Same => {}
         }
     }
 }

@@ -233,8 +233,11 @@ fn an_answers_call_comes_back_in_the_next_request_as_gemini_sent_it() {
         upstream: Endpoint::GenerateContent,
         include_usage: false,
     };
-    let chat: Value =
-        serde_json::from_slice(&t.response(answer.to_string().as_bytes()).unwrap()).unwrap();
+    let chat: Value = serde_json::from_slice(
+        &t.response(answer.to_string().as_bytes(), "gemini-3-flash-preview")
+            .unwrap(),
+    )
+    .unwrap();
     let c = &chat["choices"][0];
     assert_eq!(c["finish_reason"], "tool_calls");
     let u = &chat["usage"];

@@ -61,6 +61,19 @@ pub const PRESETS: &[Preset] = &[
         key_header: None,
         catalog: None,
     },
+    // https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: POST
+    // https://bedrock-runtime.{region}.amazonaws.com/model/{modelId}/converse, signed with AWS Signature Version 4
+    // (credentials from the environment or the shared credentials file, not a key variable); the base URL is
+    // the region's. Priced from the catalog's "bedrock" entries.
+    Preset {
+        kind: "bedrock",
+        api: Api::Bedrock,
+        base_url: None,
+        key_env: None,
+        key_optional: true,
+        key_header: None,
+        catalog: Some("bedrock"),
+    },
     Preset {
         kind: "mock",
         api: Api::Mock,

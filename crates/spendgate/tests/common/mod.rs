@@ -429,6 +429,8 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: axum::http::HeaderMap,
     pub body: Value,
+    /// The body's bytes as they arrived (what a signature covers).
+    pub raw: Vec<u8>,
 }
 
 impl Seen {
@@ -442,6 +444,7 @@ impl Seen {
                 .unwrap_or_default(),
             headers: parts.headers.clone(),
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            raw: body.to_vec(),
         }
     }
 }

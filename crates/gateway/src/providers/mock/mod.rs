@@ -14,17 +14,20 @@
 //!   its index, and `completion_tokens` is their sum (OpenAI bills `n` completions). Reasoning models (o-series,
 //!   GPT-5) spend half of each choice's output tokens, rounded down, on reasoning, reported in the usage details
 //!   and included in the output tokens, as OpenAI does;
-//! - Messages: of the cache writes, the share of breakpoints marked `"ttl":"1h"` is reported as one-hour writes.
+//! - Messages: of the cache writes, the share of breakpoints marked `"ttl":"1h"` is reported as one-hour writes;
+//! - Bedrock's Converse: as Messages, with `cachePoint` blocks for breakpoints; the request's output limit is
+//!   `inferenceConfig.maxTokens`, and whether it streams is the path it was sent to (`/converse-stream`).
 //!
 //! What the answer says follows the request as the real APIs do (`request.rs` reads it): a call of the offered
 //! tool, with arguments conforming to its schema (`schema.rs`), unless tool choice is `none` or the last turn is
 //! the tool's result; JSON (conforming to the schema, if one is given) when a JSON format is asked for; the
 //! stop reason of an output limit when it cut the answer short. The answers' shapes live in one file per API
-//! (`chat.rs`, `embeddings.rs`, `responses.rs`, `messages.rs`, `gemini.rs`). For fault tests it misbehaves on request, or on
+//! (`chat.rs`, `embeddings.rs`, `responses.rs`, `messages.rs`, `gemini.rs`, `converse.rs`). For fault tests it misbehaves on request, or on
 //! every request when configured to: see [`Fault`].
 
 mod chat;
 mod completions;
+mod converse;
 mod embeddings;
 mod free;
 mod gemini;
@@ -135,10 +138,10 @@ fn usage_with_output(endpoint: Endpoint, body: &[u8], output: u64) -> Usage {
     let input = estimate_tokens(body.len());
     let big = input >= 1024;
     let (cached, written) = match endpoint {
-        Endpoint::Messages if big && contains(body, b"\"cache_control\"") => {
+        Endpoint::Messages | Endpoint::Converse if big && contains(body, breakpoint(endpoint)) => {
             (steps_of_128(input / 2), steps_of_128(input / 4))
         }
-        Endpoint::Messages | Endpoint::Embeddings => (0, 0),
+        Endpoint::Messages | Endpoint::Converse | Endpoint::Embeddings => (0, 0),
         _ if big => (steps_of_128(input / 2), 0),
         _ => (0, 0),
     };
@@ -148,6 +151,14 @@ fn usage_with_output(endpoint: Endpoint, body: &[u8], output: u64) -> Usage {
         cached_input_tokens: cached,
         cache_write_tokens: written,
         ..Usage::default()
+    }
+}
+
+/// What marks a cache breakpoint in a request of `endpoint`: Anthropic's `cache_control`, Bedrock's `cachePoint`.
+fn breakpoint(endpoint: Endpoint) -> &'static [u8] {
+    match endpoint {
+        Endpoint::Converse => b"\"cachePoint\"",
+        _ => b"\"cache_control\"",
     }
 }
 
@@ -341,6 +352,7 @@ fn shape_of(endpoint: Endpoint) -> &'static dyn Shape {
         Endpoint::Responses => &responses::Responses,
         Endpoint::Messages => &messages::Messages,
         Endpoint::GenerateContent => &gemini::Gemini,
+        Endpoint::Converse => &converse::Converse,
     }
 }
 
@@ -384,7 +396,12 @@ impl MockProvider {
             (ask.call, ask.format) = gemini::ask(&req.body);
         }
         let answer = answer(req, &head, &ask, fault);
-        if !(head.wants_stream() && req.endpoint.can_stream()) {
+        // A Converse request says it streams by its path, not its body.
+        let streamed = match req.endpoint {
+            Endpoint::Converse => req.stream,
+            e => head.wants_stream() && e.can_stream(),
+        };
+        if !streamed {
             if fault == Some(Fault::BadJson) {
                 return Ok(json_bytes(Bytes::from_static(
                     b"{\"id\": \"mock\", \"choices\": [{\"message\"",
@@ -404,9 +421,13 @@ impl MockProvider {
             }
             Ok::<_, ProviderError>(b)
         });
+        let content_type = match req.endpoint {
+            Endpoint::Converse => "application/vnd.amazon.eventstream",
+            _ => "text/event-stream",
+        };
         Ok(UpstreamResponse {
             status: 200,
-            content_type: Some("text/event-stream".into()),
+            content_type: Some(content_type.into()),
             body: UpstreamBody::Stream(stream.boxed()),
         })
     }
@@ -425,9 +446,13 @@ fn answer<'a>(
         Endpoint::GenerateContent => head.completions().min(8),
         _ => 1,
     };
+    let max_output = match req.endpoint {
+        Endpoint::Converse => converse::max_tokens(&req.body),
+        _ => head.max_output(),
+    };
     let choices: Vec<Choice> = match req.endpoint {
         Endpoint::Embeddings => Vec::new(),
-        _ => choice_outputs(&req.body, head.max_output(), choices)
+        _ => choice_outputs(&req.body, max_output, choices)
             .into_iter()
             .map(|(output_tokens, capped)| {
                 let reasoning_tokens = if reasons(&req.model) {
@@ -450,7 +475,11 @@ fn answer<'a>(
         id: format!("{:016x}", fnv(&req.body)),
         created: spendgate_core::time::now_ms() / 1000,
         model: &req.model,
-        one_hour_writes: request::one_hour_writes(&req.body, usage.cache_write_tokens),
+        one_hour_writes: request::one_hour_writes(
+            &req.body,
+            breakpoint(req.endpoint),
+            usage.cache_write_tokens,
+        ),
         choices,
         usage: (fault != Some(Fault::NoUsage)).then_some(usage),
         stream_usage: head.asked_for_usage(),
@@ -509,14 +538,15 @@ impl Provider for MockProvider {
         &self.config.name
     }
 
-    /// A mock standing in for OpenAI, Anthropic or Google's Gemini API (the demo names its mocks after the
+    /// A mock standing in for OpenAI, Anthropic, Google's Gemini API or Bedrock (the demo names its mocks after the
     /// providers they pose as) speaks only that provider's APIs, as the real one does (`gemini`: Google's native
-    /// API, not its OpenAI-compatible one); a mock of any other name speaks every API.
+    /// API, not its OpenAI-compatible one; `bedrock`: Converse); a mock of any other name speaks every API.
     fn speaks(&self, endpoint: Endpoint) -> bool {
         match self.config.name.as_str() {
             "openai" => endpoint.is_openai(),
             "anthropic" => endpoint.is_anthropic(),
             "gemini" => endpoint.is_gemini(),
+            "bedrock" => endpoint == Endpoint::Converse,
             _ => true,
         }
     }
@@ -677,6 +707,7 @@ mod tests {
             Endpoint::Responses,
             Endpoint::Messages,
             Endpoint::GenerateContent,
+            Endpoint::Converse,
         ] {
             for stream in [false, true] {
                 let body = serde_json::json!({

@@ -5,11 +5,12 @@
 //! - tools: chat completions `{"type":"function","function":{"name","parameters"}}`, Responses
 //!   `{"type":"function","name","parameters"}`, Messages `{"name","input_schema"}` (OpenAI's API reference,
 //!   platform.openai.com/docs/api-reference/chat/create and .../responses/create; Anthropic's
-//!   docs.anthropic.com/en/api/messages);
+//!   docs.anthropic.com/en/api/messages), Bedrock's Converse `toolConfig.tools[].toolSpec{name,inputSchema.json}`
+//!   with `toolConfig.toolChoice` `{"auto":{}}`, `{"any":{}}` or `{"tool":{"name"}}`;
 //! - `tool_choice`: OpenAI's `"none"`, `"auto"`, `"required"`, `{"type":"function","function":{"name"}}` (chat) or
 //!   `{"type":"function","name"}` (Responses); Anthropic's `{"type":"none"|"auto"|"any"|"tool","name"}`;
 //! - a tool's result as the last input: chat's `{"role":"tool"}` message, Responses' `function_call_output` item,
-//!   Anthropic's user message with a `tool_result` block;
+//!   Anthropic's user message with a `tool_result` block, Converse's with a `toolResult` block;
 //! - the format: chat's `response_format` (`{"type":"json_schema","json_schema":{"name","schema","strict"}}`)
 //!   and Responses' `text.format` (`{"type":"json_schema","name","schema","strict"}`), or `json_object`.
 
@@ -42,6 +43,9 @@ struct Wire {
     input: Option<Value>,
     #[serde(default)]
     service_tier: Option<String>,
+    /// Bedrock's Converse: `{"tools", "toolChoice"}`.
+    #[serde(default, rename = "toolConfig")]
+    tool_config: Option<Value>,
 }
 
 /// The conversation, read only when the mock is about to call a tool (to see whether it just got its result).
@@ -101,15 +105,20 @@ impl Ask {
             .as_ref()
             .or_else(|| wire.text.as_ref().and_then(|t| t.get("format")))
             .map_or(Format::Text, format_of);
-        let tools = wire.tools.unwrap_or_default();
+        let converse = |key: &str| wire.tool_config.as_ref().and_then(|c| c.get(key)).cloned();
+        let tools = wire
+            .tools
+            .or_else(|| converse("tools").and_then(|t| serde_json::from_value(t).ok()))
+            .unwrap_or_default();
+        let tool_choice = wire.tool_choice.or_else(|| converse("toolChoice"));
         let call =
-            chosen_tool(&tools, wire.tool_choice.as_ref()).filter(|_| !answers_a_tool_result(body));
+            chosen_tool(&tools, tool_choice.as_ref()).filter(|_| !answers_a_tool_result(body));
         Ask {
             choices: wire.n.unwrap_or(1).clamp(1, MAX_CHOICES),
             call,
             format,
             tools,
-            tool_choice: wire.tool_choice,
+            tool_choice,
             text: wire.text,
             inputs: wire.input.as_ref().map_or(1, input_count),
             dimensions: wire.dimensions.filter(|&d| d > 0),
@@ -147,6 +156,11 @@ fn tool_of(t: &Value) -> Option<Tool> {
         (t.get("name"), t.get("parameters"))
     } else if let Some(schema) = t.get("input_schema") {
         (t.get("name"), Some(schema))
+    } else if let Some(spec) = t.get("toolSpec") {
+        (
+            spec.get("name"),
+            spec.get("inputSchema").and_then(|s| s.get("json")),
+        )
     } else {
         return None;
     };
@@ -166,6 +180,7 @@ fn chosen_tool(tools: &[Value], choice: Option<&Value>) -> Option<Tool> {
     }
     let named = choice.and_then(|c| {
         c.get("function")
+            .or_else(|| c.get("tool"))
             .and_then(|f| f.get("name"))
             .or_else(|| c.get("name"))?
             .as_str()
@@ -200,9 +215,10 @@ fn answers_a_tool_result(body: &[u8]) -> bool {
             .get("content")
             .and_then(Value::as_array)
             .is_some_and(|blocks| {
-                blocks
-                    .iter()
-                    .any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+                blocks.iter().any(|b| {
+                    b.get("type").and_then(Value::as_str) == Some("tool_result")
+                        || b.get("toolResult").is_some()
+                })
             }),
         _ => false,
     }
@@ -218,15 +234,15 @@ fn input_count(input: &Value) -> usize {
 }
 
 /// Of `written` cache-write tokens, those written with a one-hour lifetime: the share of the request's
-/// `cache_control` breakpoints marked `"ttl":"1h"` (Anthropic: `{"type":"ephemeral","ttl":"5m"|"1h"}`, five
-/// minutes by default; docs.anthropic.com/en/docs/build-with-claude/prompt-caching). Read from the bytes: a
-/// breakpoint's object holds no other object, so it ends at the first `}`.
-pub(super) fn one_hour_writes(body: &[u8], written: u64) -> u64 {
-    const KEY: &[u8] = b"\"cache_control\"";
+/// breakpoints (`key`: `"cache_control"`, or Bedrock's `"cachePoint"`) marked `"ttl":"1h"` (Anthropic:
+/// `{"type":"ephemeral","ttl":"5m"|"1h"}`, five minutes by default; docs.anthropic.com/en/docs/build-with-claude/
+/// prompt-caching; Bedrock: `{"type":"default","ttl":"5m"|"1h"}`). Read from the bytes: a breakpoint's object
+/// holds no other object, so it ends at the first `}`.
+pub(super) fn one_hour_writes(body: &[u8], key: &[u8], written: u64) -> u64 {
     let (mut marks, mut hours) = (0u64, 0u64);
     let mut rest = body;
-    while let Some(at) = memchr::memmem::find(rest, KEY) {
-        rest = &rest[at + KEY.len()..];
+    while let Some(at) = memchr::memmem::find(rest, key) {
+        rest = &rest[at + key.len()..];
         let end = memchr::memchr(b'}', rest).map_or(rest.len(), |e| e + 1);
         marks += 1;
         if contains(&rest[..end], b"\"1h\"") {
@@ -329,14 +345,16 @@ mod tests {
         assert_eq!(e.dimensions, Some(8));
     }
 
+    const KEY: &[u8] = b"\"cache_control\"";
+
     #[test]
     fn one_hour_writes_follow_the_marked_breakpoints() {
         let one = br#"{"system":[{"text":"x","cache_control":{"type":"ephemeral","ttl":"1h"}}]}"#;
-        assert_eq!(one_hour_writes(one, 512), 512);
+        assert_eq!(one_hour_writes(one, KEY, 512), 512);
         let both = br#"[{"cache_control":{"type":"ephemeral","ttl":"1h"}},{"cache_control": {"type":"ephemeral"}}]"#;
-        assert_eq!(one_hour_writes(both, 512), 256);
+        assert_eq!(one_hour_writes(both, KEY, 512), 256);
         assert_eq!(
-            one_hour_writes(br#"{"cache_control":{"type":"ephemeral"}}"#, 512),
+            one_hour_writes(br#"{"cache_control":{"type":"ephemeral"}}"#, KEY, 512),
             0
         );
     }
