@@ -27,12 +27,20 @@ pub fn base_url(region: &str) -> String {
 }
 
 /// How Bedrock's requests are authenticated.
-#[derive(Debug)]
 pub enum BedrockAuth {
     /// Signed with AWS credentials (SigV4).
     SigV4(CredentialChain),
     /// A Bedrock API key, sent as a bearer token. Never shown.
     ApiKey(String),
+}
+
+impl std::fmt::Debug for BedrockAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BedrockAuth::SigV4(chain) => f.debug_tuple("SigV4").field(chain).finish(),
+            BedrockAuth::ApiKey(_) => f.write_str("ApiKey(..)"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -362,5 +370,37 @@ mod tests {
                 "{sent}"
             );
         }
+    }
+
+    /// A Bedrock API key goes as a bearer token instead of a signature: no `x-amz-date`, no security token.
+    #[tokio::test]
+    async fn an_api_key_is_sent_as_a_bearer_token_instead_of_a_signature() {
+        let seen = Seen::default();
+        let base = upstream(std::sync::Arc::clone(&seen)).await;
+        let mut b = bedrock(&base);
+        b.auth = BedrockAuth::ApiKey("bedrock-api-key-123".into());
+        let up = b
+            .send(UpstreamRequest {
+                endpoint: Endpoint::Converse,
+                model: "amazon.nova-lite-v1:0".into(),
+                stream: false,
+                body: bytes::Bytes::from_static(
+                    br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#,
+                ),
+                headers: Vec::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(up.status, 200);
+        let seen = seen.lock().unwrap().clone();
+        let headers = &seen[0].1;
+        assert_eq!(
+            headers.get("authorization").unwrap(),
+            "Bearer bedrock-api-key-123"
+        );
+        assert!(
+            headers.get("x-amz-date").is_none() && headers.get("x-amz-security-token").is_none()
+        );
+        assert!(!format!("{b:?}").contains("bedrock-api-key-123"));
     }
 }

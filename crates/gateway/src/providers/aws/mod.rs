@@ -15,3 +15,6 @@ pub mod web_identity;
 
 pub use chain::{CredentialChain, Source};
 pub use credentials::{Credentials, CredentialsError};
+
+#[cfg(test)]
+mod tests;

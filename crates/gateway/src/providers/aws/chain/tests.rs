@@ -145,3 +145,101 @@ fn mistakes_name_the_place_and_never_a_secret() {
         "{shown}"
     );
 }
+
+/// Each source is taken only when every source before it in the SDKs' order is absent: the environment's keys,
+/// web identity, the shared file's `default` profile, container credentials, then instance metadata; with
+/// instance metadata off as well, the error lists what to set.
+#[test]
+fn the_first_configured_source_in_the_sdks_order_is_taken() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials");
+    std::fs::write(
+        &path,
+        "[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let mut vars: Vec<(&str, &str)> = vec![
+        ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+        ("AWS_SECRET_ACCESS_KEY", "secretenv"),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/r"),
+        ("AWS_SHARED_CREDENTIALS_FILE", &file),
+        (
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/x",
+        ),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"),
+    ];
+    let expected = [
+        Source::Environment,
+        Source::WebIdentity {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        },
+        Source::SharedFile {
+            path: path.clone(),
+            profile: "default".into(),
+        },
+        Source::Container {
+            url: "http://169.254.170.2/v2/credentials/x".into(),
+        },
+        Source::InstanceMetadata {
+            endpoint: "http://127.0.0.1:9".into(),
+        },
+    ];
+    // What to take away to reach the next source.
+    let removals: [&[&str]; 4] = [
+        &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        &["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"],
+        &["AWS_SHARED_CREDENTIALS_FILE"],
+        &["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"],
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        let mut now = vars.clone();
+        if !now.iter().any(|(k, _)| *k == "AWS_SHARED_CREDENTIALS_FILE") {
+            now.push(("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"));
+        }
+        let chain = CredentialChain::resolve(None, "us-east-1", &env(&now)).unwrap();
+        assert_eq!(chain.source(), want, "step {i}");
+        if let Some(gone) = removals.get(i) {
+            vars.retain(|(k, _)| !gone.contains(k));
+        }
+    }
+    vars.push(("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"));
+    vars.push(("AWS_EC2_METADATA_DISABLED", "TRUE"));
+    let e = CredentialChain::resolve(None, "us-east-1", &env(&vars))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("AWS_WEB_IDENTITY_TOKEN_FILE")
+            && e.contains("AWS_CONTAINER_CREDENTIALS")
+            && e.contains("AWS_EC2_METADATA_DISABLED"),
+        "{e}"
+    );
+    // A profile the environment names must exist, rather than silently falling through to a role.
+    let e = CredentialChain::resolve(
+        None,
+        "us-east-1",
+        &env(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", &file),
+            ("AWS_PROFILE", "missing"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "/v2/credentials/x",
+            ),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("[missing]"), "{e}");
+    // A token file without a role is a mistake worth naming.
+    let e = CredentialChain::resolve(
+        None,
+        "us-east-1",
+        &env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("AWS_ROLE_ARN"), "{e}");
+}
