@@ -225,6 +225,14 @@ impl CredentialChain {
         }
     }
 
+    /// Waits for a background refresh to end (tests).
+    #[cfg(test)]
+    pub(crate) async fn settle(&self) {
+        if let Held::Remote(r) = &self.held {
+            r.settle().await;
+        }
+    }
+
     /// Makes the next look at the shared file due now (tests).
     #[cfg(test)]
     pub(crate) fn recheck_now(&self) {

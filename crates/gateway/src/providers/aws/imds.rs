@@ -87,7 +87,17 @@ impl Fetch for InstanceMetadata {
             .client
             .put(format!("{}{TOKEN_PATH}", self.endpoint))
             .header("x-aws-ec2-metadata-token-ttl-seconds", TOKEN_TTL);
-        let answer = remote::send(NAME, put).await?;
+        // The first call is where a machine away from EC2 finds out; the error says what to do about it.
+        let answer = remote::send(NAME, put).await.map_err(|e| match e {
+            CredentialsError::Remote { origin, why } => CredentialsError::Remote {
+                origin,
+                why: format!(
+                    "{why}; away from EC2, give credentials another way (AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, a profile, a role) or set AWS_EC2_METADATA_DISABLED=true"
+                ),
+            },
+            other => other,
+        })?;
         if answer.status != 200 {
             return Err(self.refused("the request for a session token", answer.status));
         }
@@ -120,11 +130,8 @@ impl Fetch for InstanceMetadata {
                 why: "the instance has no IAM role (no instance profile is attached)".to_string(),
             });
         };
-        let path = format!(
-            "{CREDENTIALS_PATH}{}",
-            super::sigv4::uri_encode(role.as_bytes(), false)
-        );
-        let answer = remote::send(NAME, get(path)).await?;
+        // Role names take letters, digits and `+=,.@_-` only: safe in a path as they are.
+        let answer = remote::send(NAME, get(format!("{CREDENTIALS_PATH}{role}"))).await?;
         if answer.status != 200 {
             return Err(self.refused("the request for the role's credentials", answer.status));
         }

@@ -46,6 +46,9 @@ pub struct Refreshing {
     state: Mutex<State>,
     /// Held while a fetch runs.
     gate: tokio::sync::Mutex<()>,
+    /// The last background refresh started, for tests to wait on.
+    #[cfg(test)]
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -90,6 +93,8 @@ impl Refreshing {
             clock,
             state: Mutex::new(State::default()),
             gate: tokio::sync::Mutex::new(()),
+            #[cfg(test)]
+            background: Mutex::new(None),
         })
     }
 
@@ -118,9 +123,13 @@ impl Refreshing {
                 // A fetch already under way will do; otherwise one starts, off this request's path.
                 if self.gate.try_lock().is_ok() {
                     let me = Arc::clone(self);
-                    tokio::spawn(async move {
+                    let _task = tokio::spawn(async move {
                         let _ = me.refresh().await;
                     });
+                    #[cfg(test)]
+                    {
+                        *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(_task);
+                    }
                 }
                 Ok(c)
             }
@@ -173,6 +182,20 @@ impl Refreshing {
                 state.failed = Some((now, e.clone()));
                 still_valid.ok_or(e)
             }
+        }
+    }
+
+    /// Waits for the last background refresh to end (tests, so that what it fetched is counted before the clock
+    /// moves on).
+    #[cfg(test)]
+    pub async fn settle(&self) {
+        let task = self
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
         }
     }
 }

@@ -366,12 +366,31 @@ async fn instance_metadata_takes_a_session_token_then_the_roles_name_then_its_cr
         "{e}"
     );
     assert!(!e.contains("another-token"), "{e}");
+    // Away from EC2 (nothing listens), the error says how to give credentials instead.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let vars = env(&[
+        ("AWS_EC2_METADATA_DISABLED", "false"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed),
+    ]);
+    let e = chain_at_t0(&vars, "us-east-1")
+        .current()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("could not be reached") && e.contains("AWS_EC2_METADATA_DISABLED=true"),
+        "{e}"
+    );
 }
 
 /// Credentials are fetched once for a burst of first requests, used as they are until 5 minutes before expiry,
 /// then fetched again in the background while the old ones keep signing; a failed fetch keeps them until they
 /// expire, and after expiry the failure reaches the caller, naming the source.
-#[tokio::test]
+// On two worker threads, so that the burst of first requests really runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_credentials_are_refreshed_once_and_a_failure_keeps_the_old_until_expiry() {
     let (base, server) = server().await;
     let full = format!("{base}/creds");
@@ -399,11 +418,13 @@ async fn expiring_credentials_are_refreshed_once_and_a_failure_keeps_the_old_unt
         "fresh credentials are not fetched again"
     );
 
-    // Within 5 minutes of expiry: the request signs with what is in hand, and one refresh runs (the test waits at
-    // the refresh gate for it, or runs it itself: either way one fetch).
+    // Within 5 minutes of expiry: the request signs with what is in hand, and one refresh runs (the background
+    // one, or the test's own: the gate lets one fetch and the other find the new credentials), and the background
+    // task is waited for before the clock moves on.
     now.store(T0 + 3600 - 299, Ordering::SeqCst);
     assert_eq!(chain.current().await.unwrap().access_key_id(), "ASIAONE");
     assert_eq!(chain.refresh().await.unwrap().access_key_id(), "ASIATWO");
+    chain.settle().await;
     assert_eq!(server.seen().len(), 2);
     assert_eq!(chain.current().await.unwrap().access_key_id(), "ASIATWO");
 
@@ -412,6 +433,7 @@ async fn expiring_credentials_are_refreshed_once_and_a_failure_keeps_the_old_unt
     now.store(T0 + 7200 - 100, Ordering::SeqCst);
     assert_eq!(chain.current().await.unwrap().access_key_id(), "ASIATWO");
     assert_eq!(chain.refresh().await.unwrap().access_key_id(), "ASIATWO");
+    chain.settle().await;
     assert_eq!(server.seen().len(), 3, "a failure is not retried at once");
 
     server.then(500, "down");
