@@ -7,7 +7,8 @@
 //! A Converse request must carry a well-formed AWS Signature Version 4 (`x-amz-date` and an `Authorization`
 //! naming the access key, a scope for the service `bedrock` on the same day, the signed headers, `host` and
 //! `x-amz-date` among them, and a 64-digit signature), as Bedrock refuses one without with a 403. The mock does
-//! not know the secret, so it cannot check the signature itself; tests that know it do.
+//! not know the secret, so it cannot check the signature itself; tests that know it do. A Bedrock API key
+//! (`Authorization: Bearer <key>`) is accepted in its place, as Bedrock accepts one.
 
 use std::sync::Arc;
 
@@ -108,9 +109,18 @@ async fn converse(
     answer(mock, req).await
 }
 
-/// Whether a request carries a well-formed Signature Version 4 (see the module's comment); why not, otherwise.
+/// Whether a request carries a well-formed Signature Version 4 (see the module's comment), or a Bedrock API key
+/// as a bearer token; why not, otherwise.
 fn signed(headers: &HeaderMap) -> Result<(), &'static str> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // A Bedrock API key replaces the signature (docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html).
+    if let Some(key) = text("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        return if key.trim().is_empty() {
+            Err("The bearer token is empty.")
+        } else {
+            Ok(())
+        };
+    }
     let date = text("x-amz-date").ok_or("Missing x-amz-date.")?;
     let well_dated = date.len() == 16
         && date.as_bytes()[8] == b'T'

@@ -13,6 +13,7 @@ use spendgate_gateway::heartbeat::Heart;
 use spendgate_gateway::provider::Provider;
 use spendgate_gateway::providers::aws::CredentialChain;
 use spendgate_gateway::providers::mock::Fault;
+use spendgate_gateway::providers::BedrockAuth;
 use spendgate_gateway::providers::{
     Anthropic, Bedrock, Gemini, HttpConfig, MockConfig, MockProvider, OpenAiCompatible,
 };
@@ -118,26 +119,48 @@ fn build_provider(p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
         Api::Anthropic => Arc::new(Anthropic::new(http())?),
         Api::Gemini => Arc::new(Gemini::new(http())?),
         Api::Bedrock => {
-            if p.api_key_env.is_some() || p.api_key_header.is_some() {
+            if p.api_key_header.is_some() {
                 bail!(
-                    "provider '{}' (Bedrock) signs its requests with AWS credentials; remove api_key_env and \
-                     api_key_header (the credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or from \
-                     the shared credentials file's profile aws_profile)",
+                    "provider '{}' (Bedrock): api_key_header is not used; a Bedrock API key goes as a bearer token \
+                     (name its variable in api_key_env, or set AWS_BEARER_TOKEN_BEDROCK)",
                     p.name
                 );
             }
-            let credentials = CredentialChain::resolve(p.aws_profile.as_deref(), &|var| {
-                std::env::var(var).ok()
-            })
-            .with_context(|| format!("provider '{}' (Bedrock)", p.name))?;
-            tracing::info!(provider = %p.name, source = ?credentials.source(), "Bedrock requests are signed with AWS credentials.");
+            let auth = bedrock_auth(p, r.api_key.clone(), r.region.as_deref().unwrap_or_default())?;
             Arc::new(Bedrock::new(
                 http(),
                 r.region.clone().unwrap_or_default(),
-                credentials,
+                auth,
             )?)
         }
     })
+}
+
+/// How a Bedrock provider authenticates, in the order AWS's SDKs take (docs.aws.amazon.com/bedrock/latest/
+/// userguide/api-keys-use.html): a Bedrock API key, from the variable `api_key_env` names (`api_key`) or else
+/// from `AWS_BEARER_TOKEN_BEDROCK`, as a bearer token; without one, SigV4 with credentials from the standard
+/// chain (`providers/aws/chain.rs`), whose temporary credentials start being fetched now.
+fn bedrock_auth(
+    p: &ProviderConfig,
+    api_key: Option<String>,
+    region: &str,
+) -> anyhow::Result<BedrockAuth> {
+    let key = api_key.or_else(|| {
+        std::env::var("AWS_BEARER_TOKEN_BEDROCK")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+    });
+    if let Some(key) = key {
+        tracing::info!(provider = %p.name, "Bedrock requests carry a Bedrock API key.");
+        return Ok(BedrockAuth::ApiKey(key));
+    }
+    let credentials = CredentialChain::resolve(p.aws_profile.as_deref(), region, &|var| {
+        std::env::var(var).ok()
+    })
+    .with_context(|| format!("provider '{}' (Bedrock)", p.name))?;
+    tracing::info!(provider = %p.name, source = ?credentials.source(), "Bedrock requests are signed with AWS credentials.");
+    credentials.prime();
+    Ok(BedrockAuth::SigV4(credentials))
 }
 
 fn build_routes(config: &Config, catalog: &Arc<Catalog>) -> anyhow::Result<Routes> {

@@ -110,7 +110,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub base_url: Option<String>,
     /// The environment variable holding the API key (the key itself never goes in the file). Presets have a
-    /// default (`GEMINI_API_KEY`, ...).
+    /// default (`GEMINI_API_KEY`, ...). For "bedrock", a Bedrock API key, sent instead of a signature (default:
+    /// `$AWS_BEARER_TOKEN_BEDROCK` when set).
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Send the key raw in this header (Azure OpenAI: "api-key") instead of `Authorization: Bearer` ("openai")
@@ -120,8 +121,9 @@ pub struct ProviderConfig {
     /// "bedrock" only: the AWS region (default: `$AWS_REGION`, else `$AWS_DEFAULT_REGION`).
     #[serde(default)]
     pub region: Option<String>,
-    /// "bedrock" only: the profile of the shared credentials file to sign with (default: the environment's keys,
-    /// else `$AWS_PROFILE`, else `default`).
+    /// "bedrock" only: the profile of the shared credentials file to sign with (default: AWS's credential chain:
+    /// the environment's keys, web identity, `$AWS_PROFILE` or `default` in the file, container credentials,
+    /// EC2 instance metadata).
     #[serde(default)]
     pub aws_profile: Option<String>,
     /// Extra headers on every upstream request (not for secrets).

@@ -19,7 +19,6 @@ use common::{picos, recording_upstream, request_id, Seen, TestServer};
 use serde_json::{json, Value};
 use spendgate::config::ProviderConfig;
 use spendgate_gateway::provider::Endpoint;
-use spendgate_gateway::providers::aws::sigv4;
 use spendgate_gateway::providers::aws::Credentials;
 
 const KEY_ID: &str = "AKIDBEDROCKTEST";
@@ -69,30 +68,11 @@ async fn server() -> (TestServer, Arc<Mutex<Vec<Seen>>>) {
 fn last_signed(seen: &Arc<Mutex<Vec<Seen>>>) -> Seen {
     let last = seen.lock().unwrap().last().cloned().unwrap();
     let h = |n: &str| last.headers[n].to_str().unwrap().to_string();
-    let stamp = h("x-amz-date");
-    let secs = time::PrimitiveDateTime::parse(
-        &stamp,
-        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
-    )
-    .unwrap()
-    .assume_utc()
-    .unix_timestamp();
-    let signed = sigv4::sign(
-        &sigv4::Request {
-            method: "POST",
-            path: &last.path_and_query,
-            headers: &[("host", &h("host")), ("content-type", &h("content-type"))],
-            body: &last.raw,
-        },
-        &Credentials::new(KEY_ID, SECRET, Some(TOKEN.into())),
-        sigv4::Scope {
-            region: "us-east-1",
-            service: "bedrock",
-        },
-        &sigv4::SigningTime::at(secs),
-        sigv4::Options::default(),
+    let credentials = Credentials::new(KEY_ID, SECRET, Some(TOKEN.into()));
+    assert_eq!(
+        h("authorization"),
+        last.sigv4_authorization(&credentials, "us-east-1")
     );
-    assert_eq!(h("authorization"), signed.headers.last().unwrap().1);
     assert_eq!(h("x-amz-security-token"), TOKEN);
     last
 }

@@ -6,6 +6,10 @@
 //! an inference profile's or a model's ARN with its `/` as `%2F`), and the request is signed for the service
 //! `bedrock` in the provider's region. The signature covers `host`, `content-type`, `x-amz-date` and, with
 //! temporary credentials, `x-amz-security-token`; Bedrock does not ask for `x-amz-content-sha256`.
+//!
+//! A Bedrock API key (docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html) replaces the signature: it
+//! goes as `Authorization: Bearer <key>`. Where it comes from, and that it wins over AWS credentials as in AWS's
+//! SDKs, is the configuration's business (`spendgate::app`).
 
 use async_trait::async_trait;
 
@@ -22,11 +26,28 @@ pub fn base_url(region: &str) -> String {
     format!("https://bedrock-runtime.{region}.amazonaws.com")
 }
 
+/// How Bedrock's requests are authenticated.
+pub enum BedrockAuth {
+    /// Signed with AWS credentials (SigV4).
+    SigV4(CredentialChain),
+    /// A Bedrock API key, sent as a bearer token. Never shown.
+    ApiKey(String),
+}
+
+impl std::fmt::Debug for BedrockAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BedrockAuth::SigV4(chain) => f.debug_tuple("SigV4").field(chain).finish(),
+            BedrockAuth::ApiKey(_) => f.write_str("ApiKey(..)"),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Bedrock {
     http: HttpUpstream,
     region: String,
-    credentials: CredentialChain,
+    auth: BedrockAuth,
     /// The base URL's origin (`https://host[:port]`) and path prefix, for each request's URL.
     origin: String,
     prefix: String,
@@ -35,11 +56,11 @@ pub struct Bedrock {
 }
 
 impl Bedrock {
-    /// A Bedrock provider at `config.base_url` (normally [`base_url`] of `region`) signing with `credentials`.
+    /// A Bedrock provider at `config.base_url` (normally [`base_url`] of `region`) authenticated by `auth`.
     pub fn new(
         config: HttpConfig,
         region: impl Into<String>,
-        credentials: CredentialChain,
+        auth: BedrockAuth,
     ) -> Result<Bedrock, ProviderError> {
         let url = reqwest::Url::parse(&config.base_url).map_err(|e| {
             ProviderError::Config(format!(
@@ -62,7 +83,7 @@ impl Bedrock {
         Ok(Bedrock {
             http: HttpUpstream::new(config)?,
             region: region.into(),
-            credentials,
+            auth,
             origin,
             prefix,
             host,
@@ -109,34 +130,47 @@ impl Provider for Bedrock {
         } else {
             "application/json"
         };
-        let signed_headers = [
-            ("host", self.host.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let credentials = self.credentials.current();
-        let signed = sigv4::sign(
-            &sigv4::Request {
-                method: "POST",
-                path: &path,
-                headers: &signed_headers,
-                body: &req.body,
-            },
-            &credentials,
-            Scope {
-                region: &self.region,
-                service: SERVICE,
-            },
-            &SigningTime::now(),
-            sigv4::Options::default(),
-        );
         // `host` is set by the connection from the same URL; the rest goes as signed, secrets marked.
         let mut headers: Vec<(&str, &str, bool)> = vec![
             ("content-type", "application/json", false),
             ("accept", accept, false),
         ];
-        for (k, v) in &signed.headers {
-            let secret = matches!(*k, "authorization" | "x-amz-security-token");
-            headers.push((k, v, secret));
+        let bearer: String;
+        let signed: sigv4::Signed;
+        match &self.auth {
+            BedrockAuth::ApiKey(key) => {
+                bearer = format!("Bearer {key}");
+                headers.push(("authorization", &bearer, true));
+            }
+            BedrockAuth::SigV4(chain) => {
+                // Without credentials no call can be made: reported as an upstream that cannot be reached, so
+                // that a route's fallback is tried.
+                let credentials = chain.current().await.map_err(|e| {
+                    ProviderError::Connect(format!("provider '{}' (Bedrock): {e}", self.name()))
+                })?;
+                signed = sigv4::sign(
+                    &sigv4::Request {
+                        method: "POST",
+                        path: &path,
+                        headers: &[
+                            ("host", self.host.as_str()),
+                            ("content-type", "application/json"),
+                        ],
+                        body: &req.body,
+                    },
+                    &credentials,
+                    Scope {
+                        region: &self.region,
+                        service: SERVICE,
+                    },
+                    &SigningTime::now(),
+                    sigv4::Options::default(),
+                );
+                for (k, v) in &signed.headers {
+                    let secret = matches!(*k, "authorization" | "x-amz-security-token");
+                    headers.push((k, v, secret));
+                }
+            }
         }
         for (k, v) in &self.http.config.headers {
             headers.push((k, v, false));
@@ -166,7 +200,9 @@ mod tests {
                 read_timeout: std::time::Duration::from_secs(1),
             },
             "eu-west-3",
-            CredentialChain::fixed(Credentials::new("AKID", "secret", None)),
+            BedrockAuth::SigV4(CredentialChain::fixed(Credentials::new(
+                "AKID", "secret", None,
+            ))),
         )
         .unwrap()
     }
@@ -236,11 +272,12 @@ mod tests {
         let seen = Seen::default();
         let base = upstream(std::sync::Arc::clone(&seen)).await;
         let mut b = bedrock(&base);
-        b.credentials = CredentialChain::fixed(Credentials::new(
+        let credentials = Credentials::new(
             "AKIDEXAMPLE",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
             Some("session-token".into()),
-        ));
+        );
+        b.auth = BedrockAuth::SigV4(CredentialChain::fixed(credentials.clone()));
         let body = br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":5}}"#;
         for stream in [false, true] {
             let up = b
@@ -312,7 +349,7 @@ mod tests {
                     headers: &[("host", &host), ("content-type", &h("content-type"))],
                     body,
                 },
-                &b.credentials.current(),
+                &credentials,
                 Scope {
                     region: "eu-west-3",
                     service: SERVICE,
@@ -333,5 +370,37 @@ mod tests {
                 "{sent}"
             );
         }
+    }
+
+    /// A Bedrock API key goes as a bearer token instead of a signature: no `x-amz-date`, no security token.
+    #[tokio::test]
+    async fn an_api_key_is_sent_as_a_bearer_token_instead_of_a_signature() {
+        let seen = Seen::default();
+        let base = upstream(std::sync::Arc::clone(&seen)).await;
+        let mut b = bedrock(&base);
+        b.auth = BedrockAuth::ApiKey("bedrock-api-key-123".into());
+        let up = b
+            .send(UpstreamRequest {
+                endpoint: Endpoint::Converse,
+                model: "amazon.nova-lite-v1:0".into(),
+                stream: false,
+                body: bytes::Bytes::from_static(
+                    br#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#,
+                ),
+                headers: Vec::new(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(up.status, 200);
+        let seen = seen.lock().unwrap().clone();
+        let headers = &seen[0].1;
+        assert_eq!(
+            headers.get("authorization").unwrap(),
+            "Bearer bedrock-api-key-123"
+        );
+        assert!(
+            headers.get("x-amz-date").is_none() && headers.get("x-amz-security-token").is_none()
+        );
+        assert!(!format!("{b:?}").contains("bedrock-api-key-123"));
     }
 }

@@ -11,7 +11,7 @@ pub mod openai;
 mod tls;
 
 pub use anthropic::Anthropic;
-pub use bedrock::Bedrock;
+pub use bedrock::{Bedrock, BedrockAuth};
 pub use gemini::Gemini;
 pub use http::HttpConfig;
 pub use mock::{MockConfig, MockProvider};

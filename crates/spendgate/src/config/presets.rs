@@ -63,8 +63,9 @@ pub const PRESETS: &[Preset] = &[
     },
     // https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html: POST
     // https://bedrock-runtime.{region}.amazonaws.com/model/{modelId}/converse, signed with AWS Signature Version 4
-    // (credentials from the environment or the shared credentials file, not a key variable); the base URL is
-    // the region's. Priced from the catalog's "bedrock" entries.
+    // (credentials from AWS's default chain: `providers/aws/chain.rs`), or carrying a Bedrock API key from
+    // `api_key_env` or `AWS_BEARER_TOKEN_BEDROCK` (no default key variable: a signature is the usual way); the base
+    // URL is the region's. Priced from the catalog's "bedrock" entries.
     Preset {
         kind: "bedrock",
         api: Api::Bedrock,

@@ -447,6 +447,40 @@ impl Seen {
             raw: body.to_vec(),
         }
     }
+
+    /// The `Authorization` header a Bedrock request, as it arrived, signs to with `credentials` in `region`
+    /// (SigV4 recomputed from the path, `host`, `content-type`, `x-amz-date` and body received).
+    pub fn sigv4_authorization(
+        &self,
+        credentials: &spendgate_gateway::providers::aws::Credentials,
+        region: &str,
+    ) -> String {
+        use spendgate_gateway::providers::aws::sigv4;
+        let h = |n: &str| self.headers[n].to_str().unwrap().to_string();
+        let secs = time::PrimitiveDateTime::parse(
+            &h("x-amz-date"),
+            time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
+        )
+        .unwrap()
+        .assume_utc()
+        .unix_timestamp();
+        let signed = sigv4::sign(
+            &sigv4::Request {
+                method: "POST",
+                path: &self.path_and_query,
+                headers: &[("host", &h("host")), ("content-type", &h("content-type"))],
+                body: &self.raw,
+            },
+            credentials,
+            sigv4::Scope {
+                region,
+                service: "bedrock",
+            },
+            &sigv4::SigningTime::at(secs),
+            sigv4::Options::default(),
+        );
+        signed.headers.last().unwrap().1.clone()
+    }
 }
 
 /// The mock provider served over real HTTP on a loopback port (OpenAI and Anthropic routes under `/v1`), recording
