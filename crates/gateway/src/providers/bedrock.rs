@@ -144,9 +144,15 @@ impl Provider for Bedrock {
             }
             BedrockAuth::SigV4(chain) => {
                 // Without credentials no call can be made: reported as an upstream that cannot be reached, so
-                // that a route's fallback is tried.
+                // that a route's fallback is tried. Why is logged for the operator; the client is told only that
+                // credentials are missing, since the reason names internal endpoints (instance metadata, the
+                // container's credential URL).
                 let credentials = chain.current().await.map_err(|e| {
-                    ProviderError::Connect(format!("provider '{}' (Bedrock): {e}", self.name()))
+                    tracing::warn!(provider = %self.name(), error = %e, "No AWS credentials for a Bedrock request.");
+                    ProviderError::Connect(format!(
+                        "provider '{}' (Bedrock) has no AWS credentials; the gateway's log says why",
+                        self.name()
+                    ))
                 })?;
                 signed = sigv4::sign(
                     &sigv4::Request {
