@@ -488,6 +488,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         WriterConfig {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
+            flush_events: config.writer.flush_events,
+            max_queue_bytes: config.writer.max_queue_bytes,
+            max_wait: Duration::from_millis(config.writer.max_wait_ms),
             // The retry-loop detector counts requests as they are recorded instead of reading them back.
             repeats_window_ms: config
                 .anomalies

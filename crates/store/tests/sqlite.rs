@@ -430,7 +430,7 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         let config = WriterConfig {
             max_batch: 3,
             flush_interval: Duration::from_secs(3600),
-            repeats_window_ms: None,
+            ..WriterConfig::default()
         };
         let journal = journaled.then(|| JournalConfig::new(dir.path().join("journal")));
         let (writer, handle) = spawn_writer(Arc::clone(&store), config, journal).unwrap();

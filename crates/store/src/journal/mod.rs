@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 pub use read::{read_leftovers, read_records, Leftovers};
 use read::{segment_path, segments, Format};
 
-use crate::writer::Record;
+use crate::writer::Entry;
 use crate::{Store, StoreError};
 
 /// How hard the journal pushes each write to disk.
@@ -69,7 +69,7 @@ impl JournalConfig {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Append {
     Event {
-        record: Record,
+        entry: Entry,
         ack: Option<oneshot::Sender<()>>,
     },
     /// Everything sent before this is journaled and forwarded; then the thread ends.
@@ -132,8 +132,8 @@ pub(crate) struct Journal {
     current: Option<Segment>,
     seq: u64,
     buf: Vec<u8>,
-    group: Vec<(Record, Option<oneshot::Sender<()>>)>,
-    forward: tokio::sync::mpsc::UnboundedSender<Record>,
+    group: Vec<(Entry, Option<oneshot::Sender<()>>)>,
+    forward: tokio::sync::mpsc::UnboundedSender<Entry>,
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
     /// Set at shutdown: nothing more is written.
@@ -148,7 +148,7 @@ impl Journal {
     /// has; `journaled` is set to the number written here.
     pub(crate) fn new(
         config: JournalConfig,
-        forward: tokio::sync::mpsc::UnboundedSender<Record>,
+        forward: tokio::sync::mpsc::UnboundedSender<Entry>,
         committed: Arc<AtomicU64>,
         journaled: Arc<AtomicU64>,
     ) -> Journal {
@@ -183,8 +183,8 @@ impl Journal {
     }
 
     /// Adds a record to the next write; `ack` is told once it is written.
-    pub(crate) fn push(&mut self, record: Record, ack: Option<oneshot::Sender<()>>) {
-        self.group.push((record, ack));
+    pub(crate) fn push(&mut self, entry: Entry, ack: Option<oneshot::Sender<()>>) {
+        self.group.push((entry, ack));
     }
 
     /// Deletes the segments the store has caught up with.
@@ -256,8 +256,8 @@ impl Journal {
             return true;
         }
         self.buf.clear();
-        for (record, _) in &self.group {
-            codec::encode(&mut self.buf, record);
+        for (entry, _) in &self.group {
+            codec::encode(&mut self.buf, &entry.record);
         }
         // Rotate before writing when the segment is full.
         if self
@@ -311,9 +311,9 @@ impl Journal {
         }
         self.note(&written);
         let mut forwarded = true;
-        for (record, ack) in self.group.drain(..) {
+        for (entry, ack) in self.group.drain(..) {
             self.seq += 1;
-            if self.forward.send(record).is_err() {
+            if self.forward.send(entry).is_err() {
                 forwarded = false;
             }
             if let Some(ack) = ack {
@@ -335,14 +335,14 @@ pub(crate) fn run(mut journal: Journal, rx: std::sync::mpsc::Receiver<Append>) {
         // Wait for work, waking now and then to delete segments the store has caught up with.
         let mut stop = false;
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Append::Event { record, ack }) => journal.push(record, ack),
+            Ok(Append::Event { entry, ack }) => journal.push(entry, ack),
             Ok(Append::Stop) => stop = true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
         while journal.group.len() < 4096 && !stop {
             match rx.try_recv() {
-                Ok(Append::Event { record, ack }) => journal.push(record, ack),
+                Ok(Append::Event { entry, ack }) => journal.push(entry, ack),
                 Ok(Append::Stop) => stop = true,
                 Err(_) => break,
             }
