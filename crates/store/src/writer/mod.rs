@@ -65,8 +65,12 @@ impl Default for WriterConfig {
             // batch of 512 spreads a commit's pages thinly enough.
             flush_interval: Duration::from_millis(250),
             flush_events: 512,
-            // Under the gateway's 128 MB at its maximum rate (issue #26); about 40,000 of the gateway's events.
-            max_queue_bytes: 32 << 20,
+            // About 90,000 of the gateway's events (an event holds about 700 bytes in memory), in batches of up to
+            // 45,000 when the store falls behind. A batch folds its events into rollup rows, so smaller ones cost
+            // more per event: with 32 MB, the ingest figure through the writer fell from 69,000-103,000 to
+            // 38,000-44,000 events/s (batches of 262,144 before the bound; docs/BENCHMARKS-HISTORY.md, tenth
+            // session). The gateway stays under issue #26's 128 MB with a full queue.
+            max_queue_bytes: 64 << 20,
             max_wait: Duration::from_secs(2),
             repeats_window_ms: None,
         }
