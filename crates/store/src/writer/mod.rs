@@ -41,7 +41,7 @@ pub struct WriterConfig {
     pub max_queue_bytes: usize,
     /// The longest a record waits for room in a full queue before it is queued over the bound.
     pub max_wait: Duration,
-    /// Count recorded requests per key and fingerprint over this window, for the retry-loop detector
+    /// Count stored requests per key and fingerprint over this window, for the retry-loop detector
     /// ([`crate::repeats`]); `None` when no detector runs.
     pub repeats_window_ms: Option<i64>,
 }
@@ -256,9 +256,6 @@ impl SpendWriter {
     /// has shut down (only while the process is stopping); the caller logs it.
     pub fn record(&self, event: SpendEvent) -> Ack {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(r) = &self.repeats {
-            r.note(&event);
-        }
         self.send(Record::Spend(event)).unwrap_or_else(|| {
             self.stats.submitted.fetch_sub(1, Ordering::Relaxed);
             Ack::ready(false)
@@ -333,8 +330,9 @@ impl SpendWriter {
         &self.stats
     }
 
-    /// The requests recorded lately, counted per key and fingerprint (when `WriterConfig::repeats_window_ms` asked
-    /// for them).
+    /// The requests stored lately, counted per key and fingerprint as their batches commit (when
+    /// `WriterConfig::repeats_window_ms` asked for them), so that a detector reading them and then the store finds
+    /// every request it counted there.
     pub fn repeats(&self) -> Option<&Arc<crate::repeats::Repeats>> {
         self.repeats.as_ref()
     }
@@ -484,6 +482,7 @@ pub fn spawn_writer(
         Progress {
             processed: Arc::clone(&processed),
             journal: shared,
+            repeats: writer.repeats.clone(),
         },
     ));
     Ok((
@@ -503,6 +502,8 @@ struct Progress {
     processed: Arc<AtomicU64>,
     /// The journal the requests write themselves, whose segments the writer deletes once committed.
     journal: Option<Arc<Mutex<Journal>>>,
+    /// The retry-loop detector's counts, which take each spend event once it is stored.
+    repeats: Option<Arc<crate::repeats::Repeats>>,
 }
 
 impl Progress {
@@ -597,10 +598,20 @@ async fn run(
         let n = incoming.len() as u64;
         let held = batch.sort(&mut incoming);
         if !batch.spends.is_empty() {
-            let report = write_with_retry(&stats, "spend events", &mut batch.spends, |b| {
-                let store = Arc::clone(&store);
-                async move { store.write_batch(b).await }
-            })
+            let report = write_with_retry(
+                &stats,
+                "spend events",
+                &mut batch.spends,
+                |b| {
+                    let store = Arc::clone(&store);
+                    async move { store.write_batch(b).await }
+                },
+                |stored| {
+                    if let Some(r) = &progress.repeats {
+                        stored.iter().for_each(|e| r.note(e));
+                    }
+                },
+            )
             .await;
             stats
                 .written
@@ -612,10 +623,16 @@ async fn run(
         // After the spend events: a refusal's rollups are independent of them, and both writes are idempotent, so
         // a crash between the two only replays what the store already has.
         if !batch.refusals.is_empty() {
-            write_with_retry(&stats, "refusals", &mut batch.refusals, |b| {
-                let store = Arc::clone(&store);
-                async move { store.write_refusals(b).await }
-            })
+            write_with_retry(
+                &stats,
+                "refusals",
+                &mut batch.refusals,
+                |b| {
+                    let store = Arc::clone(&store);
+                    async move { store.write_refusals(b).await }
+                },
+                |_| {},
+            )
             .await;
         }
         stats.room.release(bytes, held);
@@ -653,13 +670,14 @@ impl Batch {
     }
 }
 
-/// Writes `items` with `write`, retrying with backoff until the store takes them, then empties `items` (keeping
-/// its buffer when it can). Returns what the successful write reported.
+/// Writes `items` with `write`, retrying with backoff until the store takes them, hands them to `stored`, then
+/// empties `items` (keeping its buffer when it can). Returns what the successful write reported.
 async fn write_with_retry<T, F, Fut>(
     stats: &WriterStats,
     what: &'static str,
     items: &mut Vec<T>,
     write: F,
+    stored: impl FnOnce(&[T]),
 ) -> crate::WriteReport
 where
     F: Fn(Arc<Vec<T>>) -> Fut,
@@ -674,6 +692,7 @@ where
                     *e = None;
                 }
                 stats.failing.store(false, Ordering::Relaxed);
+                stored(&shared);
                 // Take the buffer back to reuse its capacity for the next batch.
                 if let Ok(mut v) = Arc::try_unwrap(shared) {
                     v.clear();
