@@ -515,6 +515,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                     .unwrap_or(30_000),
                 horizon_ms: i64::try_from(config.replicas.lease_horizon_secs.max(1) * 1000)
                     .unwrap_or(10_000),
+                writer: Some(writer.clone()),
             }),
         },
     )

@@ -145,3 +145,29 @@ async fn a_record_that_waits_too_long_is_queued_over_the_bound() {
     assert_eq!(totals.requests, 3);
     assert_eq!(writer.stats().snapshot().room.queued_bytes, 0);
 }
+
+/// `flush` writes what waits at once, however long the interval: a replica calls it before it reads the spend of
+/// a control another replica changed, so that its own recent spend counts.
+#[tokio::test]
+async fn flush_stores_what_was_recorded_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let config = WriterConfig {
+        flush_interval: Duration::from_secs(3600),
+        ..WriterConfig::default()
+    };
+    let (writer, handle) = spawn_writer(Arc::clone(&store), config, None).unwrap();
+    let now = spendgate_core::time::now_ms();
+    let window = common::window(now - 60_000, now + 60_000);
+    for i in 0..3 {
+        assert!(
+            writer
+                .record(common::event(now - i, Some("t"), "u", "m", 3, 2, 10))
+                .await
+        );
+        writer.flush().await;
+        assert_eq!(store.summary(&window).await.unwrap().requests, i as u64 + 1);
+    }
+    handle.shutdown().await;
+}

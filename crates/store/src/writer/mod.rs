@@ -215,6 +215,8 @@ enum Inlet {
 pub struct SpendWriter {
     inlet: Inlet,
     stats: Arc<WriterStats>,
+    /// Cuts the current batch's wait short (`SpendWriter::flush`).
+    flush_now: Arc<tokio::sync::Notify>,
     committed: broadcast::Sender<Committed>,
     repeats: Option<Arc<crate::repeats::Repeats>>,
 }
@@ -335,6 +337,28 @@ impl SpendWriter {
     /// every request it counted there.
     pub fn repeats(&self) -> Option<&Arc<crate::repeats::Repeats>> {
         self.repeats.as_ref()
+    }
+
+    /// Has the writer write what waits now rather than at the end of its interval, and returns once every spend
+    /// event recorded before the call is stored (or after 5 s, should the store be failing). A replica calls it
+    /// before it reads the spend of a control another replica changed, so that its own spend of the last interval
+    /// counts.
+    pub async fn flush(&self) {
+        let target = self.stats.submitted.load(Ordering::Relaxed);
+        let mut notices = self.committed.subscribe();
+        self.flush_now.notify_one();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let done = self.stats.written.load(Ordering::Relaxed)
+                + self.stats.duplicates.load(Ordering::Relaxed);
+            if done >= target {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, notices.recv()).await {
+                Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return,
+            }
+        }
     }
 
     /// Subscribes to commit notices.
@@ -464,9 +488,11 @@ pub fn spawn_writer(
             (inlet, Some(parts))
         }
     };
+    let flush_now = Arc::new(tokio::sync::Notify::new());
     let writer = SpendWriter {
         inlet,
         stats: Arc::clone(&stats),
+        flush_now: Arc::clone(&flush_now),
         committed: committed.clone(),
         repeats: config
             .repeats_window_ms
@@ -483,6 +509,7 @@ pub fn spawn_writer(
             processed: Arc::clone(&processed),
             journal: shared,
             repeats: writer.repeats.clone(),
+            flush_now,
         },
     ));
     Ok((
@@ -504,6 +531,8 @@ struct Progress {
     journal: Option<Arc<Mutex<Journal>>>,
     /// The retry-loop detector's counts, which take each spend event once it is stored.
     repeats: Option<Arc<crate::repeats::Repeats>>,
+    /// Told when a batch should be written without waiting out its interval.
+    flush_now: Arc<tokio::sync::Notify>,
 }
 
 impl Progress {
@@ -573,6 +602,7 @@ async fn run(
             tokio::select! {
                 n = rx.recv_many(&mut incoming, chunk.min(max - before)) => if n == 0 { break },
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = progress.flush_now.notified() => break,
                 // Shutdown cuts the wait short: what is queued is written now, not after the interval.
                 _ = &mut stop, if !stopping => {
                     stopping = true;
