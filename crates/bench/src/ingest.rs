@@ -100,8 +100,11 @@ async fn through_writer(
     let all = live_batch(g, events);
     let (writer, handle) = spawn_writer(store, WriterConfig::default(), None)?;
     let (t, cpu) = (Instant::now(), procs::cpu_ms("self")?);
+    // Each event's acknowledgement is awaited, as a gateway's request awaits it: it resolves at once while the
+    // writer's queue has room, and waits for room when the store falls behind (before 2026-12-08 the queue grew
+    // without bound and the acknowledgements were dropped).
     for e in all {
-        drop(writer.record(e));
+        writer.record(e).await;
     }
     handle.shutdown().await;
     let spent = Spent {

@@ -219,6 +219,8 @@ pub async fn throughput(
         // The gateway's CPU time in its slices: what a request costs it, whatever the machine's other tenants
         // took meanwhile (the rates count that too).
         let mut gw_cpu_ms = 0;
+        // And its disk writes, from before its first slice until its writer has stored the last one's requests.
+        let written_before = procs::write_bytes(s.gateway.pid())?;
         for _ in 0..2 {
             direct.merge(&max_rate(client, &direct_t, concurrency, slice).await);
             let cpu = procs::cpu_ms(s.gateway.pid())?;
@@ -226,16 +228,21 @@ pub async fn throughput(
             gw_cpu_ms += procs::cpu_ms(s.gateway.pid())?.saturating_sub(cpu);
         }
         s.check_alive()?;
+        drained(client, &format!("http://{}", s.gateway.addr)).await?;
+        let written = procs::write_bytes(s.gateway.pid())?.saturating_sub(written_before);
+        let written_per_request = written.checked_div(gw.ok).unwrap_or(0);
         let ratio = ratio_milli(gw.rps(), direct.rps());
         let cpu_us_per_request = (gw_cpu_ms * 1000).checked_div(gw.ok).unwrap_or(0);
         let row = Row::new(
             "2 throughput",
             format!("{mode} gateway/direct max rps"),
             format!(
-                "{} ({} / {} rps, {concurrency} connections; {cpu_us_per_request} us of gateway CPU per request)",
+                "{} ({} / {} rps, {concurrency} connections; {cpu_us_per_request} us of gateway CPU and {} KB of \
+                 disk writes per request)",
                 milli_str(ratio),
                 gw.rps(),
-                direct.rps()
+                direct.rps(),
+                milli_str(written_per_request)
             ),
         );
         rows.push(if stream {
@@ -247,10 +254,25 @@ pub async fn throughput(
             "mode": mode, "concurrency": concurrency, "ratio_milli": ratio,
             "gateway_rps": gw.rps(), "direct_rps": direct.rps(),
             "gateway_cpu_ms": gw_cpu_ms, "gateway_cpu_us_per_request": cpu_us_per_request,
+            "gateway_write_bytes": written, "gateway_write_bytes_per_request": written_per_request,
             "direct": direct.json(), "gateway": gw.json(),
         }));
     }
     Ok(Value::Array(out))
+}
+
+/// Waits (at most 30 s) until the gateway's writer holds no pending event: its last batch is stored.
+async fn drained(client: &Http, base: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let (_, v) =
+            loadgen::get_json(client, &format!("{base}/api/v1/status"), ADMIN_TOKEN).await?;
+        if v["queue"]["pending"].as_u64() == Some(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the gateway's writer did not drain within 30 s")
 }
 
 async fn summary_requests(client: &Http, base: &str) -> anyhow::Result<u64> {

@@ -57,8 +57,14 @@ enum Cmd {
     },
     /// Figures 1 and 2 (and 5): added latency at fixed rates, throughput ratio, freshness.
     Load,
+    /// Figure 2 alone: the maximum rate, with the gateway's CPU and disk writes per request.
+    Throughput,
     /// Figure 5 alone: freshness of the summary API.
-    Freshness,
+    Freshness {
+        /// The background load's rate (500 in the full run).
+        #[arg(long)]
+        background_rps: Option<u64>,
+    },
     /// Figure 6: gateway RSS with concurrent streams.
     Rss {
         #[arg(long, default_value_t = 1000)]
@@ -174,7 +180,12 @@ impl Ctx {
     }
 }
 
-async fn load_figures(ctx: &mut Ctx, latency: bool, freshness: bool) -> anyhow::Result<()> {
+async fn load_figures(
+    ctx: &mut Ctx,
+    latency: bool,
+    throughput: bool,
+    freshness: bool,
+) -> anyhow::Result<()> {
     let bin = ctx.cli.bin.clone();
     let work = ctx.cli.work.clone();
     let mut s = match load::Setup::start(&bin, &work).await {
@@ -203,6 +214,8 @@ async fn load_figures(ctx: &mut Ctx, latency: bool, freshness: bool) -> anyhow::
         )
         .await;
         ctx.record("1_added_latency", r);
+    }
+    if throughput {
         eprintln!("spendgate-bench: figure 2, maximum rate");
         let r = load::throughput(
             &client,
@@ -292,10 +305,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         ctx.record("3_ingest", r);
     }
     if all || matches!(cmd, Cmd::Load) {
-        load_figures(&mut ctx, true, true).await?;
+        load_figures(&mut ctx, true, true, true).await?;
     }
-    if matches!(cmd, Cmd::Freshness) {
-        load_figures(&mut ctx, false, true).await?;
+    if matches!(cmd, Cmd::Throughput) {
+        load_figures(&mut ctx, false, true, false).await?;
+    }
+    if let Cmd::Freshness { background_rps } = &cmd {
+        if let Some(r) = background_rps {
+            ctx.plan.fresh_background_rps = *r;
+        }
+        load_figures(&mut ctx, false, false, true).await?;
     }
     if let Cmd::Rss { streams } = &cmd {
         ctx.plan.rss_streams = *streams;

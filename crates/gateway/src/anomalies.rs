@@ -7,7 +7,7 @@
 //!
 //! Spend rate, prompt expansion and the unattributed share read hourly rollups (`Store::series`) over the last
 //! eight days; the retry-loop detector reads the writer's counts of the last few minutes' requests per key and
-//! fingerprint (`spendgate_store::repeats`), kept as they are recorded, so that no background task reads spend
+//! fingerprint (`spendgate_store::repeats`), kept as the writer stores them, so that no background task reads spend
 //! logs in proportion to traffic. Without them (the detectors turned off, asked on demand) it reads the spend
 //! logs of the window by their time index (`Store::repeated_requests`).
 

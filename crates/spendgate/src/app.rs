@@ -533,6 +533,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         WriterConfig {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
+            flush_events: config.writer.flush_events,
+            max_queue_bytes: config.writer.max_queue_bytes,
+            max_wait: Duration::from_millis(config.writer.max_wait_ms),
             // The retry-loop detector counts requests as they are recorded instead of reading them back.
             repeats_window_ms: config
                 .anomalies
@@ -557,6 +560,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                     .unwrap_or(30_000),
                 horizon_ms: i64::try_from(config.replicas.lease_horizon_secs.max(1) * 1000)
                     .unwrap_or(10_000),
+                writer: Some(writer.clone()),
             }),
         },
     )

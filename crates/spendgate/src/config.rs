@@ -439,6 +439,9 @@ impl Default for LimitsConfig {
 pub struct WriterSettings {
     pub max_batch: usize,
     pub flush_ms: u64,
+    pub flush_events: usize,
+    pub max_queue_bytes: usize,
+    pub max_wait_ms: u64,
 }
 
 impl Default for WriterSettings {
@@ -447,7 +450,10 @@ impl Default for WriterSettings {
         let w = WriterConfig::default();
         WriterSettings {
             max_batch: w.max_batch,
-            flush_ms: u64::try_from(w.flush_interval.as_millis()).unwrap_or(5),
+            flush_ms: u64::try_from(w.flush_interval.as_millis()).unwrap_or(250),
+            flush_events: w.flush_events,
+            max_queue_bytes: w.max_queue_bytes,
+            max_wait_ms: u64::try_from(w.max_wait.as_millis()).unwrap_or(2_000),
         }
     }
 }

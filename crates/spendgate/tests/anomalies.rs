@@ -73,7 +73,8 @@ async fn a_retry_loop_is_flagged_explained_as_volume_and_alerted_once_with_its_e
     }
 
     let loop_subject = format!("key:{loop_id}");
-    // The signal appears once 20 are recorded (the writer counts them as they come); wait until it counts all 30.
+    // The signal appears once 20 are stored (the writer counts them as their batches commit); wait until it counts
+    // all 30.
     let v = poll(&s, "/api/v1/insights/anomalies", |v| {
         signal(v, "anomaly_retry_loop", &loop_subject)
             .filter(|x| x["figures"]["requests"].as_u64() == Some(30))
@@ -95,8 +96,8 @@ async fn a_retry_loop_is_flagged_explained_as_volume_and_alerted_once_with_its_e
     );
     let logs = v["evidence"]["spend_logs"].as_str().unwrap();
     assert!(logs.starts_with("/api/v1/spend-logs?"), "{logs}");
-    // The evidence link really selects the loop's requests, once the writer has committed them all (the detector
-    // counts a request when it is recorded, a few milliseconds before its spend log is stored).
+    // The evidence link really selects the loop's requests (the detector counts a request once its batch is
+    // committed, so they are all stored by now).
     let page = poll(&s, &format!("{logs}&limit=1000"), |page| {
         (page["items"].as_array()?.len() == 30).then(|| page.clone())
     })

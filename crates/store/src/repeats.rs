@@ -1,10 +1,12 @@
-//! The retry-loop detector's counts, kept as events are recorded.
+//! The retry-loop detector's counts, kept as the writer stores events.
 //!
 //! The detector asks which key sent the same request (the same fingerprint) many times within the last few
 //! minutes. It used to ask the store, grouping the spend logs of the window: at 40,000 requests a second that is
 //! about 12 million rows read every 15 seconds, and the process's memory grew with the traffic (issue #26). Here
 //! every event the writer records adds one to a count per key and fingerprint, so the detector reads a map whose
-//! size follows keys and distinct requests, not requests, and is bounded.
+//! size follows keys and distinct requests, not requests, and is bounded. Events are counted once their batch is
+//! committed, not when they are recorded: the detector then explains a loop from the store's rollups, which hold
+//! every request it counted (a batch waits up to `writer.flush_ms` before it is written).
 //!
 //! The window is cut into [`SLICES`] slices of time; a slice older than the window is dropped whole, so the
 //! detector sees between the window and one slice less of it. A slice holds at most [`MAX_PER_SLICE`] counts:
@@ -68,7 +70,7 @@ impl Repeats {
         }
     }
 
-    /// Counts a recorded event (one without a fingerprint, or from no key, is not a request to count).
+    /// Counts a stored event (one without a fingerprint, or from no key, is not a request to count).
     pub fn note(&self, e: &SpendEvent) {
         let Some(fingerprint) = e.fingerprint else {
             return;

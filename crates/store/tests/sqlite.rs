@@ -375,8 +375,7 @@ async fn a_journal_that_cannot_be_written_logs_once_until_it_recovers() {
 }
 
 /// After a write fails on an open segment, the journal writes on in a new segment. A write that failed partway
-/// (a disk filling up) leaves a torn line, and whatever came after it on the same line would be skipped with it on
-/// replay. Here the segment is `/dev/full`, where every write fails, so the test shows which file the next write
+/// (a disk filling up) leaves a torn record, and a reader would have to look past it for what came after. Here the segment is `/dev/full`, where every write fails, so the test shows which file the next write
 /// goes to.
 #[tokio::test]
 async fn a_failed_journal_write_closes_its_segment() {
@@ -389,7 +388,7 @@ async fn a_failed_journal_write_closes_its_segment() {
     let (dir, store) = open();
     let (store, journal_dir, writer, handle) = journaled(dir.path(), store);
     // The journal starts with an empty directory, so its first segment is number 0.
-    let full = journal_dir.join("segment-000000000000.jsonl");
+    let full = journal_dir.join("segment-000000000000.rec");
     std::os::unix::fs::symlink("/dev/full", &full).unwrap();
     let logs = LogCount::default();
     let guard = tracing::subscriber::set_default(logs.clone());
@@ -431,7 +430,7 @@ async fn a_full_batch_is_written_without_waiting_for_the_interval() {
         let config = WriterConfig {
             max_batch: 3,
             flush_interval: Duration::from_secs(3600),
-            repeats_window_ms: None,
+            ..WriterConfig::default()
         };
         let journal = journaled.then(|| JournalConfig::new(dir.path().join("journal")));
         let (writer, handle) = spawn_writer(Arc::clone(&store), config, journal).unwrap();

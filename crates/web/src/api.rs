@@ -1015,6 +1015,12 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "failed_writes": q.failed_writes,
             "last_error": q.last_error,
             "refusals_recorded": q.refusals_total,
+            // The queue's memory against its bound (`writer.max_queue_bytes`), and the events that waited for room.
+            "bytes": q.room.queued_bytes,
+            "bytes_bound": q.room.bound_bytes,
+            "bytes_peak": q.room.peak_bytes,
+            "waited_for_room": q.room.waited,
+            "over_bound": q.room.over_bound,
         },
         "gateway": {
             "name": &*s.gateway_name,

@@ -45,6 +45,9 @@ pub struct LeaseSettings {
     pub ttl_ms: i64,
     /// How much spend a lease should cover: the last interval's spend rate times this.
     pub horizon_ms: i64,
+    /// This replica's writer: flushed before the replica reads the spend of a control that changed, so that its
+    /// own spend still waiting for a batch (up to `writer.flush_ms`) counts.
+    pub writer: Option<spendgate_store::SpendWriter>,
 }
 
 impl Default for LeaseSettings {
@@ -53,6 +56,7 @@ impl Default for LeaseSettings {
             gateway: "gateway".into(),
             ttl_ms: 30_000,
             horizon_ms: 10_000,
+            writer: None,
         }
     }
 }
@@ -392,6 +396,9 @@ impl Controls {
     /// one to tell.
     pub(crate) async fn announce_change(&self) {
         let Some(s) = self.settings() else { return };
+        if let Some(w) = &s.writer {
+            w.flush().await;
+        }
         let epoch = match self.store.bump_controls_epoch().await {
             Ok(e) => e,
             Err(e) => {
@@ -444,6 +451,7 @@ impl Controls {
     fn spawn_epoch_watch(self: &Arc<Self>, s: &LeaseSettings) {
         let me = Arc::downgrade(self);
         let gateway = s.gateway.clone();
+        let writer = s.writer.clone();
         tokio::spawn(async move {
             let mut seen = None;
             let mut tick = tokio::time::interval(EPOCH_POLL);
@@ -456,6 +464,10 @@ impl Controls {
                 };
                 if seen == Some(epoch) {
                     continue;
+                }
+                // This replica's own recent spend first, so that the change binds it too.
+                if let Some(w) = &writer {
+                    w.flush().await;
                 }
                 c.refresh_from_store().await;
                 // A key may have been revoked or rotated: the next request with any key asks the store again.

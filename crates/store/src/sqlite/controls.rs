@@ -19,7 +19,7 @@ pub(super) fn upsert_budget(
     c: &mut Connection,
     b: &NewBudget,
 ) -> Result<(Option<BudgetRecord>, BudgetRecord)> {
-    let tx = c.transaction()?;
+    let tx = immediate(c)?;
     let (kind, subject) = (b.scope.kind(), b.scope.subject());
     let select = format!(
         "SELECT {BUDGET_COLUMNS} FROM budgets WHERE scope = ?1 AND subject = ?2 AND period = ?3"
@@ -49,7 +49,7 @@ pub(super) fn upsert_rate_limit(
     r: &NewRateLimit,
 ) -> Result<(Option<RateLimitRecord>, RateLimitRecord)> {
     r.check().map_err(StoreError::Invalid)?;
-    let tx = c.transaction()?;
+    let tx = immediate(c)?;
     let (kind, subject) = (r.scope.kind(), r.scope.subject());
     let select =
         format!("SELECT {RATE_LIMIT_COLUMNS} FROM rate_limits WHERE scope = ?1 AND subject = ?2");
@@ -169,7 +169,7 @@ pub(super) fn transfer(
     reason: &str,
 ) -> Result<Vec<WalletRecord>> {
     let (postings, touched) = ledger::postings(t)?;
-    let tx = c.transaction()?;
+    let tx = immediate(c)?;
     let now = now_ms();
     for p in &postings {
         post(&tx, p, (actor, reason), None, now)?;
@@ -298,4 +298,12 @@ pub(super) fn list_audit(
         params![from_ms, to_ms, ledger::limit(limit, 5000)],
         rows::audit,
     )
+}
+
+/// A transaction that takes the write lock at its start. A control's write reads its row before it writes it:
+/// in a deferred transaction, another process's commit in between (a replica's batch on the same file) fails the
+/// write at once with `SQLITE_BUSY_SNAPSHOT`, without the busy timeout, and the admin API answered 503. Taken
+/// first, the lock waits out the other's commit instead (as the leases' transaction does, `replicas.rs`).
+fn immediate(c: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }

@@ -12,32 +12,28 @@
 //!
 //! Refused requests (`RefusalEvent`) take the same way, in the same order, so that a crash loses neither.
 //!
-//! Format: one JSON-encoded [`SpendEvent`] per line, or a refusal as `{"refusal":{...}}` (a spend event's line
-//! always starts with `{"id":`, so the two cannot be confused, and a journal written before refusals existed
-//! reads as it did). A torn last line (the process died mid-write) is skipped: its request was never
-//! acknowledged.
+//! Format: binary records, each framed by its length and a checksum and carrying a version byte (`codec`), in
+//! segments named `segment-N.rec`. Journals written before 2026-12-08 hold JSON lines (`segment-N.jsonl`); they
+//! are still read and replayed (`read`). A torn last record (the process died mid-write) is skipped: its request
+//! was never acknowledged.
+
+mod codec;
+mod read;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use spendgate_core::{RefusalEvent, SpendEvent};
 use tokio::sync::oneshot;
 
-use crate::writer::Record;
+pub use read::{read_leftovers, read_records, Leftovers};
+use read::{segment_path, segments, Format};
+
+use crate::writer::Entry;
 use crate::{Store, StoreError};
-
-/// How a refusal's line starts.
-const REFUSAL_PREFIX: &[u8] = b"{\"refusal\":";
-
-/// A refusal as written in the journal.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RefusalLine<R> {
-    refusal: R,
-}
 
 /// How hard the journal pushes each write to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,95 +69,11 @@ impl JournalConfig {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Append {
     Event {
-        record: Record,
+        entry: Entry,
         ack: Option<oneshot::Sender<()>>,
     },
     /// Everything sent before this is journaled and forwarded; then the thread ends.
     Stop,
-}
-
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("segment-{n:012}.jsonl"))
-}
-
-fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let n = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("segment-"))
-            .and_then(|n| n.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(n) = n {
-            out.push((n, path));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Reads every spend event left in the journal by an earlier process.
-pub fn read_leftovers(dir: &Path) -> Result<(Vec<SpendEvent>, Vec<PathBuf>), StoreError> {
-    let left = read_records(dir)?;
-    Ok((left.events, left.files))
-}
-
-/// What an earlier process left in the journal.
-#[derive(Debug, Default)]
-pub struct Leftovers {
-    pub events: Vec<SpendEvent>,
-    pub refusals: Vec<RefusalEvent>,
-    pub files: Vec<PathBuf>,
-}
-
-/// One journal line back into its record.
-fn parse_line(line: &[u8]) -> serde_json::Result<Record> {
-    if line.starts_with(REFUSAL_PREFIX) {
-        serde_json::from_slice::<RefusalLine<RefusalEvent>>(line)
-            .map(|l| Record::Refusal(l.refusal))
-    } else {
-        serde_json::from_slice::<SpendEvent>(line).map(Record::Spend)
-    }
-}
-
-/// Appends a record's line (without its newline) to `buf`.
-fn write_line(buf: &mut Vec<u8>, record: &Record) -> serde_json::Result<()> {
-    match record {
-        Record::Spend(e) => serde_json::to_writer(buf, e),
-        Record::Refusal(r) => serde_json::to_writer(buf, &RefusalLine { refusal: r }),
-    }
-}
-
-/// Reads every spend event and refusal left in the journal by an earlier process.
-pub fn read_records(dir: &Path) -> Result<Leftovers, StoreError> {
-    let io = |e: std::io::Error| StoreError::Open {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut left = Leftovers::default();
-    for (_, path) in segments(dir).map_err(io)? {
-        let f = File::open(&path).map_err(io)?;
-        for line in BufReader::new(f).split(b'\n') {
-            let line = line.map_err(io)?;
-            if line.is_empty() {
-                continue;
-            }
-            match parse_line(&line) {
-                Ok(Record::Spend(e)) => left.events.push(e),
-                Ok(Record::Refusal(r)) => left.refusals.push(r),
-                // Only the last line of a segment can be torn: by a crash, before its request was answered, or by
-                // a failed write, after which the segment is closed (`Journal::flush`).
-                Err(err) => {
-                    tracing::warn!(file = %path.display(), error = %err, "Skipped a torn journal line.")
-                }
-            }
-        }
-        left.files.push(path);
-    }
-    Ok(left)
 }
 
 /// Replays leftover events and refusals into the store (idempotent) and removes their segments. Returns how many
@@ -220,8 +132,8 @@ pub(crate) struct Journal {
     current: Option<Segment>,
     seq: u64,
     buf: Vec<u8>,
-    group: Vec<(Record, Option<oneshot::Sender<()>>)>,
-    forward: tokio::sync::mpsc::UnboundedSender<Record>,
+    group: Vec<(Entry, Option<oneshot::Sender<()>>)>,
+    forward: tokio::sync::mpsc::UnboundedSender<Entry>,
     committed: Arc<AtomicU64>,
     journaled: Arc<AtomicU64>,
     /// Set at shutdown: nothing more is written.
@@ -236,13 +148,13 @@ impl Journal {
     /// has; `journaled` is set to the number written here.
     pub(crate) fn new(
         config: JournalConfig,
-        forward: tokio::sync::mpsc::UnboundedSender<Record>,
+        forward: tokio::sync::mpsc::UnboundedSender<Entry>,
         committed: Arc<AtomicU64>,
         journaled: Arc<AtomicU64>,
     ) -> Journal {
         let next_n = segments(&config.dir)
             .ok()
-            .and_then(|s| s.last().map(|(n, _)| n + 1))
+            .and_then(|s| s.last().map(|(n, _, _)| n + 1))
             .unwrap_or(0);
         Journal {
             config,
@@ -271,8 +183,8 @@ impl Journal {
     }
 
     /// Adds a record to the next write; `ack` is told once it is written.
-    pub(crate) fn push(&mut self, record: Record, ack: Option<oneshot::Sender<()>>) {
-        self.group.push((record, ack));
+    pub(crate) fn push(&mut self, entry: Entry, ack: Option<oneshot::Sender<()>>) {
+        self.group.push((entry, ack));
     }
 
     /// Deletes the segments the store has caught up with.
@@ -329,8 +241,10 @@ impl Journal {
 
     fn close_current(&mut self) {
         if let Some(seg) = self.current.take() {
-            self.closed
-                .push((self.seq, segment_path(&self.config.dir, seg.n)));
+            self.closed.push((
+                self.seq,
+                segment_path(&self.config.dir, seg.n, Format::Binary),
+            ));
         }
     }
 
@@ -342,10 +256,8 @@ impl Journal {
             return true;
         }
         self.buf.clear();
-        for (record, _) in &self.group {
-            if write_line(&mut self.buf, record).is_ok() {
-                self.buf.push(b'\n');
-            }
+        for (entry, _) in &self.group {
+            codec::encode(&mut self.buf, &entry.record);
         }
         // Rotate before writing when the segment is full.
         if self
@@ -357,7 +269,7 @@ impl Journal {
         }
         let mut open_failed = None;
         if self.current.is_none() {
-            let path = segment_path(&self.config.dir, self.next_n);
+            let path = segment_path(&self.config.dir, self.next_n, Format::Binary);
             match OpenOptions::new().create(true).append(true).open(&path) {
                 Ok(file) => {
                     self.current = Some(Segment {
@@ -392,16 +304,16 @@ impl Journal {
             None => Err(open_failed.unwrap_or_else(|| std::io::Error::other("no segment is open"))),
         };
         if written.is_err() {
-            // A write that failed partway (a disk filling up) leaves a torn line at the segment's end. The next
-            // write must not go after it: joined to the torn line, its events would be skipped on replay with it.
-            // So the segment is closed here, torn line last, and the next write opens a new one.
+            // A write that failed partway (a disk filling up) leaves a torn record at the segment's end. The next
+            // write goes to a new segment, so that a reader need not look past the torn record for it: the segment
+            // is closed here, torn record last.
             self.close_current();
         }
         self.note(&written);
         let mut forwarded = true;
-        for (record, ack) in self.group.drain(..) {
+        for (entry, ack) in self.group.drain(..) {
             self.seq += 1;
-            if self.forward.send(record).is_err() {
+            if self.forward.send(entry).is_err() {
                 forwarded = false;
             }
             if let Some(ack) = ack {
@@ -423,14 +335,14 @@ pub(crate) fn run(mut journal: Journal, rx: std::sync::mpsc::Receiver<Append>) {
         // Wait for work, waking now and then to delete segments the store has caught up with.
         let mut stop = false;
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Append::Event { record, ack }) => journal.push(record, ack),
+            Ok(Append::Event { entry, ack }) => journal.push(entry, ack),
             Ok(Append::Stop) => stop = true,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => stop = true,
         }
         while journal.group.len() < 4096 && !stop {
             match rx.try_recv() {
-                Ok(Append::Event { record, ack }) => journal.push(record, ack),
+                Ok(Append::Event { entry, ack }) => journal.push(entry, ack),
                 Ok(Append::Stop) => stop = true,
                 Err(_) => break,
             }
@@ -448,7 +360,7 @@ pub(crate) fn run(mut journal: Journal, rx: std::sync::mpsc::Receiver<Append>) {
 /// Deletes every segment in `dir` (after a clean shutdown in which the store committed everything).
 pub fn clear(dir: &Path) {
     if let Ok(list) = segments(dir) {
-        for (_, p) in list {
+        for (_, p, _) in list {
             let _ = std::fs::remove_file(p);
         }
     }

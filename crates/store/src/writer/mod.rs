@@ -2,10 +2,15 @@
 //!
 //! Request handlers call [`SpendWriter::record`] (a finished request) or [`SpendWriter::record_refusal`] (a
 //! request refused at the door), which never block and never touch a database. Both go the same way, through
-//! the journal when there is one, in one order. One task collects them into batches (flushed when `max_batch`
-//! records are waiting or `flush_interval` has passed since the first of them) and writes each batch with
-//! [`Store::write_batch`] and [`Store::write_refusals`]. A failed write is retried with backoff and the batch is
-//! kept, never dropped; shutdown drains every pending record.
+//! the journal when there is one, in one order. One task collects them into batches (written when
+//! `flush_events` records are waiting, or `flush_interval` after the first of them was recorded, whichever comes
+//! first) and writes each batch with [`Store::write_batch`] and [`Store::write_refusals`]. A failed write is
+//! retried with backoff and the batch is kept, never dropped; shutdown drains every pending record.
+//!
+//! The queue is bounded in bytes (`max_queue_bytes`, see `room`): a record that finds it full waits for the
+//! store to catch up, and a batch takes at most half of it, so that the next one gathers while it is written.
+
+mod room;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,12 +24,24 @@ use tokio::time::Instant;
 
 use crate::journal::{Append, Journal, JournalConfig, SyncMode};
 use crate::Store;
+pub(crate) use room::Entry;
+use room::Room;
+pub use room::RoomState;
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
+    /// The most records one batch holds.
     pub max_batch: usize,
+    /// The longest a record waits for its batch to be written: how stale the pages may be.
     pub flush_interval: Duration,
-    /// Count recorded requests per key and fingerprint over this window, for the retry-loop detector
+    /// A batch is written as soon as this many records wait, without waiting out `flush_interval`.
+    pub flush_events: usize,
+    /// The most the records handed to the writer and not yet written may hold in memory; a batch holds at most
+    /// half of it.
+    pub max_queue_bytes: usize,
+    /// The longest a record waits for room in a full queue before it is queued over the bound.
+    pub max_wait: Duration,
+    /// Count stored requests per key and fingerprint over this window, for the retry-loop detector
     /// ([`crate::repeats`]); `None` when no detector runs.
     pub repeats_window_ms: Option<i64>,
 }
@@ -41,14 +58,27 @@ impl Default for WriterConfig {
             // machine went from 131,657-133,591 to 146,293-175,521 events/s, and PostgreSQL's from ~32,000 to
             // ~45,000.
             max_batch: 262_144,
-            flush_interval: Duration::from_millis(5),
+            // Every commit writes each page it changed, whole, and a batch of a few events changes about as many
+            // pages (rollup rows of every grain and dimension) as one of a hundred: committing every 5 ms cost
+            // about 17 KB of disk a request at 500 requests/s, every 250 ms about 2 KB, within figure 5's second
+            // (docs/BENCHMARKS-HISTORY.md, tenth session). At higher rates `flush_events` commits sooner: a
+            // batch of 512 spreads a commit's pages thinly enough.
+            flush_interval: Duration::from_millis(250),
+            flush_events: 512,
+            // About 90,000 of the gateway's events (an event holds about 700 bytes in memory), in batches of up to
+            // 45,000 when the store falls behind. A batch folds its events into rollup rows, so smaller ones cost
+            // more per event: with 32 MB, the ingest figure through the writer fell from 69,000-103,000 to
+            // 38,000-44,000 events/s (batches of 262,144 before the bound; docs/BENCHMARKS-HISTORY.md, tenth
+            // session). The gateway stays under issue #26's 128 MB with a full queue.
+            max_queue_bytes: 64 << 20,
+            max_wait: Duration::from_secs(2),
             repeats_window_ms: None,
         }
     }
 }
 
 /// What the writer has done, for `/overview`'s queue state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     submitted: AtomicU64,
     written: AtomicU64,
@@ -63,6 +93,8 @@ pub struct WriterStats {
     failing: std::sync::atomic::AtomicBool,
     /// Refused requests handed to the writer since start.
     refusals: AtomicU64,
+    /// The queue's bound and what it saw.
+    room: Room,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,9 +116,26 @@ pub struct QueueState {
     pub last_error: Option<String>,
     /// Refused requests recorded since start (they are not spend events, so not in `pending` or `written_total`).
     pub refusals_total: u64,
+    /// The bytes the queue holds against its bound, and the records that waited for room.
+    pub room: RoomState,
 }
 
 impl WriterStats {
+    fn new(room: Room) -> WriterStats {
+        WriterStats {
+            submitted: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            failed_writes: AtomicU64::new(0),
+            oldest_pending_ms: AtomicI64::new(0),
+            last_error: Mutex::new(None),
+            rate: Mutex::new(RateSample::default()),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            refusals: AtomicU64::new(0),
+            room,
+        }
+    }
+
     /// Whether the last attempt to write to the store failed (the store is down or full).
     pub fn store_failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
@@ -128,6 +177,7 @@ impl WriterStats {
             written_per_sec: per_sec,
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             refusals_total: self.refusals.load(Ordering::Relaxed),
+            room: self.room.state(),
         }
     }
 }
@@ -151,7 +201,7 @@ pub enum Record {
 /// Where [`SpendWriter::record`] sends an event: through the journal, or straight to the batcher.
 #[derive(Clone)]
 enum Inlet {
-    Direct(mpsc::UnboundedSender<Record>),
+    Direct(mpsc::UnboundedSender<Entry>),
     /// `SyncMode::Write`: the request writes its own event into the journal. A `write` into the page cache takes
     /// microseconds, less than handing the event to another thread and being woken by its answer (the median
     /// added latency fell by 60-80 us, and the streaming p99 at 2,000 rps from 12-62 ms to 4-5 ms).
@@ -165,6 +215,8 @@ enum Inlet {
 pub struct SpendWriter {
     inlet: Inlet,
     stats: Arc<WriterStats>,
+    /// Cuts the current batch's wait short (`SpendWriter::flush`).
+    flush_now: Arc<tokio::sync::Notify>,
     committed: broadcast::Sender<Committed>,
     repeats: Option<Arc<crate::repeats::Repeats>>,
 }
@@ -206,9 +258,6 @@ impl SpendWriter {
     /// has shut down (only while the process is stopping); the caller logs it.
     pub fn record(&self, event: SpendEvent) -> Ack {
         self.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(r) = &self.repeats {
-            r.note(&event);
-        }
         self.send(Record::Spend(event)).unwrap_or_else(|| {
             self.stats.submitted.fetch_sub(1, Ordering::Relaxed);
             Ack::ready(false)
@@ -223,10 +272,39 @@ impl SpendWriter {
             .unwrap_or_else(|| Ack::ready(false))
     }
 
-    /// Hands a record on; `None` when the writer has stopped.
+    /// Hands a record on; `None` when the writer has stopped. A record that finds the queue full waits for room
+    /// in a task of its own, and its `Ack` resolves once it is queued.
     fn send(&self, record: Record) -> Option<Ack> {
+        match self.stats.room.try_take(record) {
+            Ok(entry) => self.queue(entry),
+            Err(record) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    // Outside a runtime there is nothing to wait with: the record is queued over the bound.
+                    return self.queue(self.stats.room.over(record));
+                };
+                let writer = self.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                runtime.spawn(async move {
+                    let entry = writer.stats.room.take(record).await;
+                    let ok = match writer.queue(entry) {
+                        Some(ack) => ack.await,
+                        None => false,
+                    };
+                    // Refused, the request counts it as not recorded, as when the writer has stopped.
+                    if ok {
+                        let _ = tx.send(());
+                    }
+                });
+                Some(Ack(Some(rx), true))
+            }
+        }
+    }
+
+    /// Hands a record that has room on; `None` when the writer has stopped (its room is then never given back:
+    /// nothing is queued any more).
+    fn queue(&self, entry: Entry) -> Option<Ack> {
         match &self.inlet {
-            Inlet::Direct(tx) => tx.send(record).is_ok().then(|| Ack::ready(true)),
+            Inlet::Direct(tx) => tx.send(entry).is_ok().then(|| Ack::ready(true)),
             Inlet::Shared(journal) => {
                 // A panic elsewhere while holding the lock leaves the journal's state consistent (it only
                 // pushes, writes and counts), so a poisoned lock is used as it is.
@@ -234,14 +312,14 @@ impl SpendWriter {
                 if j.is_closed() {
                     None
                 } else {
-                    j.push(record, None);
+                    j.push(entry, None);
                     j.flush().then(|| Ack::ready(true))
                 }
             }
             Inlet::Thread(tx) => {
                 let (ack, rx) = tokio::sync::oneshot::channel();
                 tx.send(Append::Event {
-                    record,
+                    entry,
                     ack: Some(ack),
                 })
                 .is_ok()
@@ -254,10 +332,33 @@ impl SpendWriter {
         &self.stats
     }
 
-    /// The requests recorded lately, counted per key and fingerprint (when `WriterConfig::repeats_window_ms` asked
-    /// for them).
+    /// The requests stored lately, counted per key and fingerprint as their batches commit (when
+    /// `WriterConfig::repeats_window_ms` asked for them), so that a detector reading them and then the store finds
+    /// every request it counted there.
     pub fn repeats(&self) -> Option<&Arc<crate::repeats::Repeats>> {
         self.repeats.as_ref()
+    }
+
+    /// Has the writer write what waits now rather than at the end of its interval, and returns once every spend
+    /// event recorded before the call is stored (or after 5 s, should the store be failing). A replica calls it
+    /// before it reads the spend of a control another replica changed, so that its own spend of the last interval
+    /// counts.
+    pub async fn flush(&self) {
+        let target = self.stats.submitted.load(Ordering::Relaxed);
+        let mut notices = self.committed.subscribe();
+        self.flush_now.notify_one();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let done = self.stats.written.load(Ordering::Relaxed)
+                + self.stats.duplicates.load(Ordering::Relaxed);
+            if done >= target {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, notices.recv()).await {
+                Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return,
+            }
+        }
     }
 
     /// Subscribes to commit notices.
@@ -343,7 +444,10 @@ pub fn spawn_writer(
     journal: Option<JournalConfig>,
 ) -> Result<(SpendWriter, WriterHandle), crate::StoreError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(WriterStats::default());
+    let stats = Arc::new(WriterStats::new(Room::new(
+        config.max_queue_bytes,
+        config.max_wait,
+    )));
     let (committed, _) = broadcast::channel(64);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let processed = Arc::new(AtomicU64::new(0));
@@ -384,9 +488,11 @@ pub fn spawn_writer(
             (inlet, Some(parts))
         }
     };
+    let flush_now = Arc::new(tokio::sync::Notify::new());
     let writer = SpendWriter {
         inlet,
         stats: Arc::clone(&stats),
+        flush_now: Arc::clone(&flush_now),
         committed: committed.clone(),
         repeats: config
             .repeats_window_ms
@@ -402,6 +508,8 @@ pub fn spawn_writer(
         Progress {
             processed: Arc::clone(&processed),
             journal: shared,
+            repeats: writer.repeats.clone(),
+            flush_now,
         },
     ));
     Ok((
@@ -421,6 +529,10 @@ struct Progress {
     processed: Arc<AtomicU64>,
     /// The journal the requests write themselves, whose segments the writer deletes once committed.
     journal: Option<Arc<Mutex<Journal>>>,
+    /// The retry-loop detector's counts, which take each spend event once it is stored.
+    repeats: Option<Arc<crate::repeats::Repeats>>,
+    /// Told when a batch should be written without waiting out its interval.
+    flush_now: Arc<tokio::sync::Notify>,
 }
 
 impl Progress {
@@ -437,60 +549,99 @@ impl Progress {
 async fn run(
     store: Arc<dyn Store>,
     config: WriterConfig,
-    mut rx: mpsc::UnboundedReceiver<Record>,
+    mut rx: mpsc::UnboundedReceiver<Entry>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     stats: Arc<WriterStats>,
     committed: broadcast::Sender<Committed>,
     progress: Progress,
 ) {
     let max = config.max_batch.max(1);
+    let early = config.flush_events.clamp(1, max);
+    let max_bytes = u64::try_from(config.max_queue_bytes / 2)
+        .unwrap_or(u64::MAX)
+        .max(1);
+    // Records are taken from the channel this many at a time, so that the bounds are checked between takes.
+    let chunk = max.min(1024);
     // Not allocated at the largest size: most batches are small, and a batch grows as records arrive.
-    let mut incoming: Vec<Record> = Vec::new();
+    let mut incoming: Vec<Entry> = Vec::new();
     let mut batch = Batch::default();
     let mut stopping = false;
     loop {
-        if incoming.is_empty() {
-            tokio::select! {
-                n = rx.recv_many(&mut incoming, max) => {
-                    if n == 0 {
-                        break;
-                    }
-                }
-                _ = &mut stop, if !stopping => {
-                    // Refuse new events and fall through to drain the ones already queued.
-                    stopping = true;
-                    rx.close();
-                    continue;
+        tokio::select! {
+            n = rx.recv_many(&mut incoming, chunk) => {
+                if n == 0 {
+                    break;
                 }
             }
-            let first_spend = incoming.iter().find_map(|r| match r {
-                Record::Spend(e) => Some(e.finished_at_ms.max(1)),
-                Record::Refusal(_) => None,
-            });
-            stats
-                .oldest_pending_ms
-                .store(first_spend.unwrap_or(0), Ordering::Relaxed);
-            let deadline = Instant::now() + config.flush_interval;
-            while incoming.len() < max {
-                let room = max - incoming.len();
-                tokio::select! {
-                    n = rx.recv_many(&mut incoming, room) => if n == 0 { break },
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    // Shutdown cuts the wait short: what is queued is written now, not after the interval.
-                    _ = &mut stop, if !stopping => {
-                        stopping = true;
-                        rx.close();
-                    }
+            _ = &mut stop, if !stopping => {
+                // Refuse new events and fall through to drain the ones already queued.
+                stopping = true;
+                rx.close();
+                continue;
+            }
+        }
+        let mut bytes: u64 = incoming.iter().map(|e| u64::from(e.bytes)).sum();
+        let first_spend = incoming.iter().find_map(|e| match &e.record {
+            Record::Spend(e) => Some(e.finished_at_ms.max(1)),
+            Record::Refusal(_) => None,
+        });
+        stats
+            .oldest_pending_ms
+            .store(first_spend.unwrap_or(0), Ordering::Relaxed);
+        // The interval counts from when the first record was made, not from when the writer took it: records that
+        // waited through the previous commit are not held back a whole interval more.
+        let first_at = match incoming.first().map(|e| &e.record) {
+            Some(Record::Spend(e)) => e.finished_at_ms,
+            Some(Record::Refusal(r)) => r.at_ms,
+            None => now_ms(),
+        };
+        let waited = Duration::from_millis(u64::try_from(now_ms() - first_at).unwrap_or(0));
+        let deadline = Instant::now() + config.flush_interval.saturating_sub(waited);
+        while incoming.len() < early && bytes < max_bytes {
+            let before = incoming.len();
+            tokio::select! {
+                n = rx.recv_many(&mut incoming, chunk.min(max - before)) => if n == 0 { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = progress.flush_now.notified() => break,
+                // Shutdown cuts the wait short: what is queued is written now, not after the interval.
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    rx.close();
                 }
+            }
+            bytes += incoming[before..]
+                .iter()
+                .map(|e| u64::from(e.bytes))
+                .sum::<u64>();
+        }
+        // Whatever else is already waiting joins the batch, within its bounds: a backlog is written in large
+        // batches, which fold more events into each rollup row.
+        while incoming.len() < max && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(e) => {
+                    bytes += u64::from(e.bytes);
+                    incoming.push(e);
+                }
+                Err(_) => break,
             }
         }
         let n = incoming.len() as u64;
-        batch.sort(&mut incoming);
+        let held = batch.sort(&mut incoming);
         if !batch.spends.is_empty() {
-            let report = write_with_retry(&stats, "spend events", &mut batch.spends, |b| {
-                let store = Arc::clone(&store);
-                async move { store.write_batch(b).await }
-            })
+            let report = write_with_retry(
+                &stats,
+                "spend events",
+                &mut batch.spends,
+                |b| {
+                    let store = Arc::clone(&store);
+                    async move { store.write_batch(b).await }
+                },
+                |stored| {
+                    if let Some(r) = &progress.repeats {
+                        stored.iter().for_each(|e| r.note(e));
+                    }
+                },
+            )
             .await;
             stats
                 .written
@@ -502,12 +653,19 @@ async fn run(
         // After the spend events: a refusal's rollups are independent of them, and both writes are idempotent, so
         // a crash between the two only replays what the store already has.
         if !batch.refusals.is_empty() {
-            write_with_retry(&stats, "refusals", &mut batch.refusals, |b| {
-                let store = Arc::clone(&store);
-                async move { store.write_refusals(b).await }
-            })
+            write_with_retry(
+                &stats,
+                "refusals",
+                &mut batch.refusals,
+                |b| {
+                    let store = Arc::clone(&store);
+                    async move { store.write_refusals(b).await }
+                },
+                |_| {},
+            )
             .await;
         }
+        stats.room.release(bytes, held);
         let _ = committed.send(Committed {
             events: n as usize,
             at_ms: now_ms(),
@@ -526,24 +684,30 @@ struct Batch {
 }
 
 impl Batch {
-    /// Moves `incoming` into the batch, leaving it empty.
-    fn sort(&mut self, incoming: &mut Vec<Record>) {
-        for r in incoming.drain(..) {
-            match r {
+    /// Moves `incoming` into the batch, leaving it empty. Returns the bytes of those that hold room in the queue.
+    fn sort(&mut self, incoming: &mut Vec<Entry>) -> u64 {
+        let mut held = 0;
+        for e in incoming.drain(..) {
+            if e.held {
+                held += u64::from(e.bytes);
+            }
+            match e.record {
                 Record::Spend(e) => self.spends.push(e),
                 Record::Refusal(r) => self.refusals.push(r),
             }
         }
+        held
     }
 }
 
-/// Writes `items` with `write`, retrying with backoff until the store takes them, then empties `items` (keeping
-/// its buffer when it can). Returns what the successful write reported.
+/// Writes `items` with `write`, retrying with backoff until the store takes them, hands them to `stored`, then
+/// empties `items` (keeping its buffer when it can). Returns what the successful write reported.
 async fn write_with_retry<T, F, Fut>(
     stats: &WriterStats,
     what: &'static str,
     items: &mut Vec<T>,
     write: F,
+    stored: impl FnOnce(&[T]),
 ) -> crate::WriteReport
 where
     F: Fn(Arc<Vec<T>>) -> Fut,
@@ -558,6 +722,7 @@ where
                     *e = None;
                 }
                 stats.failing.store(false, Ordering::Relaxed);
+                stored(&shared);
                 // Take the buffer back to reuse its capacity for the next batch.
                 if let Ok(mut v) = Arc::try_unwrap(shared) {
                     v.clear();
