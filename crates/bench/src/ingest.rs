@@ -173,6 +173,13 @@ async fn postgres_rates(
     Ok(json!({ "write_batch": alone.json(), "via_writer": via.json() }))
 }
 
+/// PostgreSQL's ingest figures alone (`ingest --postgres`), with the same generator seed as `run`.
+pub async fn run_postgres(events: usize, rows: &mut Vec<Row>) -> anyhow::Result<Value> {
+    let mut g = Generator::new(1)?;
+    let postgresql = postgres_rates(&mut g, events, rows).await?;
+    Ok(json!({ "events": events, "batch": WriterConfig::default().max_batch, "postgresql": postgresql }))
+}
+
 /// Ingest rate two ways, into SQLite and into PostgreSQL: `write_batch` calls with batches of the writer's size
 /// (the store alone), and the whole path a gateway uses.
 pub async fn run(work: &Path, events: usize, rows: &mut Vec<Row>) -> anyhow::Result<Value> {
