@@ -24,23 +24,24 @@
 //! were once interned in hash order, and two writers meeting the same new names deadlocked on them (the test
 //! `two_writers_sharing_rows_never_deadlock_and_sum_exactly` saw 3 in 60 rounds).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
+use super::copy::{self, CopyRows};
+use super::labels::{intern_labels, label_id, LabelCache};
 use super::{partitions, pool::Pool, PostgresOptions, WriterState};
 use crate::controls::LedgerKind;
 use crate::sql::batch::{
     self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::ledger::settle_totals;
-use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
+use crate::sql::plan::{NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
 use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
-use crate::{Result, StoreError, WriteReport};
+use crate::{Result, WriteReport};
 
 /// `unnest($first::bigint[], ...)` over `n` integer arrays numbered from `first`.
 pub(super) fn unnest_ints(first: usize, n: usize) -> String {
@@ -50,65 +51,28 @@ pub(super) fn unnest_ints(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Interns every label of a batch (`names`) that the cache does not hold, in two statements.
-pub(super) async fn intern_labels<'a>(
-    client: &Client,
-    cache: &mut HashMap<(LabelKind, String), i64>,
-    names: impl Iterator<Item = (LabelKind, &'a str)>,
-) -> Result<()> {
-    // Sorted by the table's unique key, so that two writers interning the same new names insert them in the
-    // same order (in hash order each could hold one name the other waits for).
-    let mut missing: BTreeSet<(i64, &str)> = BTreeSet::new();
-    for (kind, name) in names {
-        if !cache.contains_key(&(kind, name.to_string())) {
-            missing.insert((kind.code(), name));
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<i64> = missing.iter().map(|(k, _)| *k).collect();
-    let names: Vec<&str> = missing.iter().map(|(_, n)| *n).collect();
-    client
-        .execute(
-            "INSERT INTO labels (kind, name) SELECT * FROM unnest($1::bigint[], $2::text[])
-             ON CONFLICT DO NOTHING",
-            &[&kinds, &names],
-        )
-        .await?;
-    let rows = client
-        .query(
-            "SELECT l.kind, l.name, l.id FROM labels l
-               JOIN unnest($1::bigint[], $2::text[]) AS u (kind, name) ON l.kind = u.kind AND l.name = u.name",
-            &[&kinds, &names],
-        )
-        .await?;
-    for r in rows {
-        let kind = LabelKind::from_code(r.try_get(0)?)
-            .ok_or_else(|| StoreError::Database("a label has an unknown kind".into()))?;
-        cache.insert((kind, r.try_get(1)?), r.try_get(2)?);
-    }
-    Ok(())
-}
-
-/// Upserts rollup rows given as columns (key columns first, then the measures), adding to existing rows.
-async fn upsert_rollup(
+/// Upserts rollup rows (key columns first, then the measures), adding to existing rows: the rows go by `COPY` into
+/// the table's staging table, then one statement moves them, in the order they were sent (`copy.rs`).
+async fn upsert_rollup<const N: usize>(
     tx: &Transaction<'_>,
     table: &str,
     key: &str,
-    columns: Vec<Vec<i64>>,
+    rows: impl ExactSizeIterator<Item = [i64; N]>,
 ) -> Result<()> {
-    if columns.first().is_none_or(Vec::is_empty) {
+    let mut copy = CopyRows::new(N, rows.len(), 2 + N * 12);
+    for row in rows {
+        copy.row().ints(&row);
+    }
+    if copy.is_empty() {
         return Ok(());
     }
+    let staging = copy::staging(table);
+    copy.send(tx, &staging).await?;
     let sql = format!(
-        "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT * FROM unnest({})
-         ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}",
-        unnest_ints(1, columns.len())
+        "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT {key}, {ROLLUP_MEASURES} FROM {staging}
+         ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}"
     );
-    let params: Vec<&(dyn ToSql + Sync)> =
-        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-    tx.execute(sql.as_str(), &params).await?;
+    tx.execute(sql.as_str(), &[]).await?;
     Ok(())
 }
 
@@ -153,42 +117,33 @@ pub(super) async fn write_batch(
     let dims = prepared?;
 
     let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
-    let client = w.client(pool).await?;
+    let client = w.staged_client(pool).await?;
     let tx = client.transaction().await?;
-    let mut ids = Vec::with_capacity(live.len());
-    let mut text = (
-        Vec::with_capacity(live.len()),
-        Vec::with_capacity(live.len()),
-    );
-    let mut streams = Vec::with_capacity(live.len());
-    let mut fingerprints = Vec::with_capacity(live.len());
-    let mut ints = Vec::with_capacity(live.len());
+    // One row of 27 fields each: about 270 bytes with the short form of `detail`.
+    let mut rows = CopyRows::new(5 + batch::LOG_INT_COLUMNS.len(), live.len(), 270);
     let mut costs = Vec::with_capacity(live.len());
     for (e, d) in live.iter().zip(&dims) {
         let cost = batch::cost_of(e)?;
         let avoided = batch::avoided_of(e)?;
-        ids.push(e.id);
-        text.0.push(e.endpoint.as_str());
-        text.1.push(detail_text(e));
-        streams.push(e.stream);
-        fingerprints.push(e.fingerprint.map(fingerprint_to_sql));
-        ints.push(batch::log_ints(e, d, cost, avoided));
+        rows.row()
+            .uuid(e.id)
+            .text(&e.endpoint)
+            .text(&detail_text(e))
+            .bool(e.stream)
+            .opt_int8(e.fingerprint.map(fingerprint_to_sql))
+            .ints(&batch::log_ints(e, d, cost, avoided));
         costs.push((cost, avoided));
     }
-    let int_columns = columns_of(ints.into_iter());
-    let sql = format!(
-        "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {})
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::bigint[], {})
-         ON CONFLICT DO NOTHING RETURNING event_id",
-        batch::LOG_INT_COLUMNS.join(", "),
-        unnest_ints(6, batch::LOG_INT_COLUMNS.len())
-    );
-    let mut params: Vec<&(dyn ToSql + Sync)> =
-        vec![&ids, &text.0, &text.1, &streams, &fingerprints];
-    params.extend(int_columns.iter().map(|c| c as &(dyn ToSql + Sync)));
     let mut fresh: HashSet<Uuid> = HashSet::new();
-    if !live.is_empty() {
-        for r in tx.query(sql.as_str(), &params).await? {
+    if !rows.is_empty() {
+        let staging = copy::staging("spend_logs");
+        rows.send(&tx, &staging).await?;
+        let columns = copy::spend_log_columns();
+        let sql = format!(
+            "INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}
+             ON CONFLICT DO NOTHING RETURNING event_id"
+        );
+        for r in tx.query(sql.as_str(), &[]).await? {
             fresh.insert(r.try_get(0)?);
         }
     }
@@ -218,7 +173,7 @@ pub(super) async fn write_batch(
             row[9..].copy_from_slice(&a.values());
             row
         });
-        upsert_rollup(&tx, table, ROLLUP_DIMS, columns_of(rows)).await?;
+        upsert_rollup(&tx, table, ROLLUP_DIMS, rows).await?;
     }
     for (i, table) in NARROW_TABLES.iter().enumerate() {
         let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
@@ -227,7 +182,7 @@ pub(super) async fn write_batch(
             row[3..].copy_from_slice(&a.values());
             row
         });
-        upsert_rollup(&tx, table, "dim, bucket, value", columns_of(rows)).await?;
+        upsert_rollup(&tx, table, "dim, bucket, value", rows).await?;
     }
     for (i, table) in PAIR_TABLES.iter().enumerate() {
         let rows = agg.pairs[i]
@@ -238,7 +193,7 @@ pub(super) async fn write_batch(
                 row[5..].copy_from_slice(&a.values());
                 row
             });
-        upsert_rollup(&tx, table, PAIR_KEY, columns_of(rows)).await?;
+        upsert_rollup(&tx, table, PAIR_KEY, rows).await?;
     }
     settle(&tx, &charges, &charge_ids).await?;
     super::replicas::record_spend(&tx, &agg.leases).await?;
@@ -296,7 +251,7 @@ pub(super) async fn lock_in_order(tx: &impl GenericClient, table: &str, ids: &[i
 /// Labels and partitions of a batch, before its transaction; returns the dimensions of each event.
 async fn prepare(
     client: &mut Client,
-    labels: &mut HashMap<(LabelKind, String), i64>,
+    labels: &mut LabelCache,
     months: &mut HashSet<i64>,
     live: &[&SpendEvent],
 ) -> Result<Vec<batch::Dims>> {
@@ -312,14 +267,7 @@ async fn prepare(
         .collect::<Result<HashSet<i64>>>()?;
     partitions::ensure(client, months, needed).await?;
     live.iter()
-        .map(|e| {
-            batch::dims_of(e, |kind, name| {
-                labels
-                    .get(&(kind, name.to_string()))
-                    .copied()
-                    .ok_or_else(|| StoreError::Database(format!("label '{name}' was not interned")))
-            })
-        })
+        .map(|e| batch::dims_of(e, |kind, name| label_id(labels, kind, name)))
         .collect()
 }
 
