@@ -20,9 +20,11 @@
 //! temporary tables live in the backend's own). The write path relies on this to take shared rows in key order
 //! (`write.rs`, "No deadlocks"), and the two-writer test checks it.
 
+use std::pin::Pin;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::{CopyInSink, GenericClient, Transaction};
 use uuid::Uuid;
 
 use crate::sql::batch::{LOG_INT_COLUMNS, MEASURE_COUNT, ROLLUP_DIMS, ROLLUP_MEASURES};
@@ -31,32 +33,32 @@ use crate::Result;
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-/// Rows in `COPY`'s binary format, built in memory and sent in one go.
+/// How many bytes of rows are encoded before they are handed to the connection: the server reads one chunk while
+/// the next is encoded.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Rows in `COPY`'s binary format, encoded into a buffer that `CopyIn` sends chunk by chunk.
 #[derive(Debug)]
 pub(super) struct CopyRows {
     buf: BytesMut,
     fields: i16,
-    rows: usize,
 }
 
 impl CopyRows {
-    /// An empty set of rows of `fields` columns each, with room for about `rows` rows of `row_bytes` bytes.
-    pub fn new(fields: usize, rows: usize, row_bytes: usize) -> CopyRows {
-        let mut buf = BytesMut::with_capacity(SIGNATURE.len() + 10 + rows * row_bytes);
+    fn new(fields: usize) -> CopyRows {
+        let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 4096);
         buf.put_slice(SIGNATURE);
         buf.put_i32(0);
         buf.put_i32(0);
         CopyRows {
             buf,
             fields: i16::try_from(fields).unwrap_or(i16::MAX),
-            rows: 0,
         }
     }
 
-    /// Starts a row; its fields follow, exactly as many as `new` was told.
+    /// Starts a row; its fields follow, exactly as many as the table has columns.
     pub fn row(&mut self) -> &mut Self {
         self.buf.put_i16(self.fields);
-        self.rows += 1;
         self
     }
 
@@ -95,36 +97,68 @@ impl CopyRows {
         self
     }
 
-    /// A `text` value. A string longer than a field can say (2 GiB) cannot be in a spend log: the server's own
-    /// limit on a value is 1 GB, so such a length is sent as it is and the server refuses the row.
+    /// A `text` value. A length beyond what a field can say (2 GiB) is sent as the largest one: the server's
+    /// limit on a value is 1 GB, so it refuses the row either way.
     pub fn text(&mut self, v: &str) -> &mut Self {
         self.buf.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
         self.buf.put_slice(v.as_bytes());
         self
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
+    /// The bytes encoded so far, leaving the buffer empty.
+    fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
     }
 
-    /// The bytes to send, trailer included.
-    fn finish(mut self) -> Bytes {
+    fn trailer(&mut self) {
         self.buf.put_i16(-1);
-        self.buf.freeze()
     }
+}
 
-    /// Sends the rows into `table` (whose columns must be, in order, the ones written) within `tx`.
-    pub async fn send(self, tx: &Transaction<'_>, table: &str) -> Result<()> {
-        if self.is_empty() {
-            return Ok(());
-        }
+/// One `COPY <table> FROM STDIN (FORMAT binary)` under way in a transaction: rows are encoded with `rows()`,
+/// `row_done` hands each full chunk to the connection, `finish` ends the copy.
+pub(super) struct CopyIn {
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    rows: CopyRows,
+    count: u64,
+}
+
+impl CopyIn {
+    /// Starts copying rows of `fields` columns into `table`, whose columns are, in order, the ones the rows give.
+    pub async fn start(tx: &Transaction<'_>, table: &str, fields: usize) -> Result<CopyIn> {
         let sink = tx
             .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
             .await?;
-        futures_util::pin_mut!(sink);
-        sink.send(self.finish()).await?;
-        sink.finish().await?;
+        Ok(CopyIn {
+            sink: Box::pin(sink),
+            rows: CopyRows::new(fields),
+            count: 0,
+        })
+    }
+
+    /// The encoder of the next row.
+    pub fn rows(&mut self) -> &mut CopyRows {
+        &mut self.rows
+    }
+
+    /// Counts a row just encoded, and sends what is buffered once it fills a chunk.
+    pub async fn row_done(&mut self) -> Result<()> {
+        self.count += 1;
+        if self.rows.buf.len() >= CHUNK_BYTES {
+            let chunk = self.rows.take();
+            self.sink.as_mut().feed(chunk).await?;
+        }
         Ok(())
+    }
+
+    /// Sends the rest and ends the copy; returns the rows copied.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.rows.trailer();
+        let last = self.rows.take();
+        self.sink.as_mut().send(last).await?;
+        let copied = self.sink.as_mut().finish().await?;
+        debug_assert_eq!(copied, self.count);
+        Ok(copied)
     }
 }
 
@@ -180,9 +214,10 @@ mod tests {
 
     #[test]
     fn rows_are_encoded_as_postgresql_documents_the_binary_format() {
-        let mut rows = CopyRows::new(3, 1, 32);
+        let mut rows = CopyRows::new(3);
         rows.row().int8(-2).opt_int8(None).text("ab");
-        let bytes = rows.finish();
+        rows.trailer();
+        let bytes = rows.take();
         let mut expected = b"PGCOPY\n\xff\r\n\0".to_vec();
         expected.extend([0, 0, 0, 0, 0, 0, 0, 0]);
         expected.extend([0, 3]);

@@ -16,7 +16,7 @@ pub mod scratch;
 mod tls;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -303,7 +303,7 @@ impl PostgresStore {
             pool,
             writer: tokio::sync::Mutex::new(WriterState {
                 client: Some(client),
-                labels: HashMap::new(),
+                labels: Default::default(),
                 months,
                 last_maintenance_ms: now,
                 last_refusal_maintenance_ms: 0,

@@ -31,17 +31,17 @@ use spendgate_core::SpendEvent;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
-use super::copy::{self, CopyRows};
+use super::copy::{self, CopyIn};
 use super::labels::{intern_labels, label_id, LabelCache};
 use super::{partitions, pool::Pool, PostgresOptions, WriterState};
 use crate::controls::LedgerKind;
 use crate::sql::batch::{
-    self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
+    self, Acc, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::ledger::settle_totals;
 use crate::sql::plan::{NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
 use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
-use crate::{Result, WriteReport};
+use crate::{Result, StoreError, WriteReport};
 
 /// `unnest($first::bigint[], ...)` over `n` integer arrays numbered from `first`.
 pub(super) fn unnest_ints(first: usize, n: usize) -> String {
@@ -59,21 +59,55 @@ async fn upsert_rollup<const N: usize>(
     key: &str,
     rows: impl ExactSizeIterator<Item = [i64; N]>,
 ) -> Result<()> {
-    let mut copy = CopyRows::new(N, rows.len(), 2 + N * 12);
-    for row in rows {
-        copy.row().ints(&row);
-    }
-    if copy.is_empty() {
+    if rows.len() == 0 {
         return Ok(());
     }
     let staging = copy::staging(table);
-    copy.send(tx, &staging).await?;
+    let mut copy = CopyIn::start(tx, &staging, N).await?;
+    for row in rows {
+        copy.rows().row().ints(&row);
+        copy.row_done().await?;
+    }
+    copy.finish().await?;
     let sql = format!(
         "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT {key}, {ROLLUP_MEASURES} FROM {staging}
          ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}"
     );
     tx.execute(sql.as_str(), &[]).await?;
     Ok(())
+}
+
+/// Moves the staged spend logs into `spend_logs`. Returns `None` when every one was stored (the common case), or
+/// the ids stored for the first time when some were there already.
+///
+/// The fast way is a plain `INSERT`, which costs the server about a third less than one `ON CONFLICT DO NOTHING`
+/// (a speculative insertion per row: 1.1 s against 1.65 s of CPU for 262,144 rows, docs/BENCHMARKS-HISTORY.md,
+/// tenth session). A duplicate, which only a replay brings (or another writer storing the same events at the same
+/// time), makes it fail with a unique violation; the statement is then undone to a savepoint and run again with
+/// `ON CONFLICT DO NOTHING RETURNING`, which skips the rows already stored (waiting, as before, for a writer
+/// that is storing them) and names the new ones. Both take the rows in the staging table's order, so the order
+/// that keeps writers from deadlocking holds either way.
+async fn move_spend_logs(tx: &Transaction<'_>) -> Result<Option<HashSet<Uuid>>> {
+    let columns = copy::spend_log_columns();
+    let staging = copy::staging("spend_logs");
+    let insert = format!("INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}");
+    tx.batch_execute("SAVEPOINT spend_logs").await?;
+    match tx.execute(insert.as_str(), &[]).await {
+        Ok(_) => {
+            tx.batch_execute("RELEASE SAVEPOINT spend_logs").await?;
+            Ok(None)
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT spend_logs").await?;
+            let careful = format!("{insert} ON CONFLICT DO NOTHING RETURNING event_id");
+            let mut fresh = HashSet::new();
+            for r in tx.query(careful.as_str(), &[]).await? {
+                fresh.insert(r.try_get(0)?);
+            }
+            Ok(Some(fresh))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Rows given as arrays of integers, turned into one array per column.
@@ -107,7 +141,7 @@ pub(super) async fn write_batch(
     }
     // In the spend logs' key order: two writers given some of the same events (a replay) then meet them in the
     // same order.
-    live.sort_unstable_by_key(|e| (e.id, e.finished_at_ms));
+    live.sort_unstable_by_key(|e| (e.id.as_u128(), e.finished_at_ms));
     let mut months = std::mem::take(&mut w.months);
     let mut labels = std::mem::take(&mut w.labels);
     let client = w.client(pool).await?;
@@ -119,52 +153,83 @@ pub(super) async fn write_batch(
     let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
     let client = w.staged_client(pool).await?;
     let tx = client.transaction().await?;
-    // One row of 27 fields each: about 270 bytes with the short form of `detail`.
-    let mut rows = CopyRows::new(5 + batch::LOG_INT_COLUMNS.len(), live.len(), 270);
-    let mut costs = Vec::with_capacity(live.len());
-    for (e, d) in live.iter().zip(&dims) {
-        let cost = batch::cost_of(e)?;
-        let avoided = batch::avoided_of(e)?;
-        rows.row()
-            .uuid(e.id)
-            .text(&e.endpoint)
-            .text(&detail_text(e))
-            .bool(e.stream)
-            .opt_int8(e.fingerprint.map(fingerprint_to_sql))
-            .ints(&batch::log_ints(e, d, cost, avoided));
-        costs.push((cost, avoided));
-    }
-    let mut fresh: HashSet<Uuid> = HashSet::new();
-    if !rows.is_empty() {
-        let staging = copy::staging("spend_logs");
-        rows.send(&tx, &staging).await?;
-        let columns = copy::spend_log_columns();
-        let sql = format!(
-            "INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}
-             ON CONFLICT DO NOTHING RETURNING event_id"
-        );
-        for r in tx.query(sql.as_str(), &[]).await? {
-            fresh.insert(r.try_get(0)?);
+    // What each event adds to its rollup rows (its cost and avoided cost are also two of its spend log's columns).
+    let sums = live
+        .iter()
+        .map(|e| Ok(batch::acc_of(e, batch::cost_of(e)?, batch::avoided_of(e)?)))
+        .collect::<Result<Vec<Acc>>>()?;
+    // A large batch is folded into rollup rows on another thread while the server stores its spend logs. The fold
+    // assumes every event is new, as nearly always; when some were not (a replay), it is done again below for the
+    // new ones alone.
+    let folding = (live.len() >= batch::PARALLEL_FOLD_FROM).then(|| {
+        let parts: Vec<(i64, batch::Dims, Acc, Vec<i64>)> = live
+            .iter()
+            .zip(&dims)
+            .zip(&sums)
+            .map(|((e, d), a)| (e.finished_at_ms, *d, *a, e.leases.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut agg = Aggregates::default();
+            for (finished, d, a, leases) in &parts {
+                agg.add_sums(*finished, d, *a, leases);
+            }
+            agg.finish();
+            agg
+        })
+    });
+    if !live.is_empty() {
+        let mut copy = CopyIn::start(
+            &tx,
+            &copy::staging("spend_logs"),
+            5 + batch::LOG_INT_COLUMNS.len(),
+        )
+        .await?;
+        for ((e, d), a) in live.iter().zip(&dims).zip(&sums) {
+            copy.rows()
+                .row()
+                .uuid(e.id)
+                .text(&e.endpoint)
+                .text(&detail_text(e))
+                .bool(e.stream)
+                .opt_int8(e.fingerprint.map(fingerprint_to_sql))
+                .ints(&batch::log_ints(e, d, a.cost, a.avoided));
+            copy.row_done().await?;
         }
+        copy.finish().await?;
     }
+    let fresh = move_spend_logs(&tx).await?;
 
+    // Whether some events were stored before: then only the ids in `fresh` are new.
+    let replayed = fresh.is_some();
+    let mut fresh = fresh.unwrap_or_default();
+    let folding = folding.filter(|_| !replayed);
     let mut agg = Aggregates::default();
     let mut charges: Vec<[i64; 3]> = Vec::new();
     let mut charge_ids: Vec<Uuid> = Vec::new();
-    for ((e, d), (cost, avoided)) in live.iter().zip(&dims).zip(&costs) {
+    for ((e, d), a) in live.iter().zip(&dims).zip(&sums) {
         // `remove`, so that an id twice in one batch counts once.
-        if !fresh.remove(&e.id) {
+        if replayed && !fresh.remove(&e.id) {
             report.duplicates += 1;
             continue;
         }
         report.inserted += 1;
-        agg.add(e, d, *cost, *avoided);
+        if folding.is_none() {
+            agg.add_sums(e.finished_at_ms, d, *a, &e.leases);
+        }
         if let Some(wallet) = e.wallet_id {
-            charges.push([wallet, -cost, e.finished_at_ms]);
+            charges.push([wallet, -a.cost, e.finished_at_ms]);
             charge_ids.push(e.id);
         }
     }
-    agg.finish();
+    let agg = match folding {
+        Some(f) => f
+            .await
+            .map_err(|e| StoreError::Database(format!("the rollup fold failed: {e}")))?,
+        None => {
+            agg.finish();
+            agg
+        }
+    };
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
         let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
             let mut row = [0i64; 9 + batch::MEASURE_COUNT];
@@ -249,26 +314,55 @@ pub(super) async fn lock_in_order(tx: &impl GenericClient, table: &str, ids: &[i
 }
 
 /// Labels and partitions of a batch, before its transaction; returns the dimensions of each event.
+///
+/// Each label is looked up once per event: the dimensions of events whose labels are all cached are resolved in
+/// the same pass that finds the names still to intern (all of them but the first batches' few), and only the
+/// others are resolved again afterwards.
 async fn prepare(
     client: &mut Client,
     labels: &mut LabelCache,
     months: &mut HashSet<i64>,
     live: &[&SpendEvent],
 ) -> Result<Vec<batch::Dims>> {
-    intern_labels(
-        client,
-        labels,
-        live.iter().flat_map(|e| batch::label_names(e)),
-    )
-    .await?;
-    let needed = live
-        .iter()
-        .map(|e| partitions::month_of(e.finished_at_ms))
-        .collect::<Result<HashSet<i64>>>()?;
+    let mut dims = Vec::with_capacity(live.len());
+    let mut unresolved = Vec::new();
+    for (i, e) in live.iter().enumerate() {
+        match batch::dims_of(e, |kind, name| label_id(labels, kind, name)) {
+            Ok(d) => dims.push(d),
+            Err(_) => {
+                unresolved.push(i);
+                dims.push(batch::Dims::default());
+            }
+        }
+    }
+    if !unresolved.is_empty() {
+        intern_labels(
+            client,
+            labels,
+            unresolved.iter().flat_map(|i| batch::label_names(live[*i])),
+        )
+        .await?;
+        for i in unresolved {
+            dims[i] = batch::dims_of(live[i], |kind, name| label_id(labels, kind, name))?;
+        }
+    }
+    // Months as ranges: a batch's events nearly all finish in one month, so one conversion serves them all.
+    let mut needed = HashSet::new();
+    let mut last: Option<(i64, i64, i64)> = None;
+    for e in live {
+        let t = e.finished_at_ms;
+        if !last.is_some_and(|(from, to, _)| (from..to).contains(&t)) {
+            let m = partitions::month_of(t)?;
+            last = Some((
+                partitions::month_start_ms(m)?,
+                partitions::month_start_ms(m + 1)?,
+                m,
+            ));
+            needed.insert(m);
+        }
+    }
     partitions::ensure(client, months, needed).await?;
-    live.iter()
-        .map(|e| batch::dims_of(e, |kind, name| label_id(labels, kind, name)))
-        .collect()
+    Ok(dims)
 }
 
 /// Charges wallets for newly stored events: one `settle` ledger row each, and every wallet's balance and
