@@ -1,12 +1,13 @@
-//! Rows sent with `COPY ... FROM STDIN (FORMAT binary)` into the writer's staging tables.
+//! Rows sent with `COPY ... FROM STDIN (FORMAT binary)`: the writer's spend logs, straight into their table, and
+//! its rollup rows (and the spend logs of a replayed batch) into staging tables.
 //!
 //! A batch used to bind one array per column and read them back with `unnest`: for 262,144 spend logs the
-//! server spent 3.3-4.1 s of CPU on that statement, against 1.1 s for the same rows inserted from a table and
-//! about 1.5 s by `COPY` (docs/BENCHMARKS-HISTORY.md, tenth session): each `unnest` of a parameter is a set
-//! function that the server materialises before zipping the columns into rows. So a batch's rows now go by
-//! binary `COPY` into temporary tables of this connection (`STAGING`), and one `INSERT ... SELECT` moves them from
-//! there into the real table, which keeps what `COPY` alone cannot give: `ON CONFLICT` (a replayed event counted
-//! once, a rollup row added to), and `RETURNING` (which events were new).
+//! server spent 3.3-4.1 s of CPU on that statement, against 1.1-1.2 s for the same rows inserted from a table
+//! (docs/BENCHMARKS-HISTORY.md, tenth session): each `unnest` of a parameter is a set function that the server
+//! materialises before zipping the columns into rows. So a batch's rows now go by binary `COPY`. What `COPY`
+//! alone cannot do, `ON CONFLICT` (a replayed event counted once, a rollup row added to) and `RETURNING` (which
+//! events were new), is done by copying into temporary tables of this connection (`create_staging`), from which
+//! one `INSERT ... SELECT` moves the rows into the real table.
 //!
 //! The binary format, from PostgreSQL's documentation of `COPY` ("Binary Format"): an 11-byte signature
 //! `PGCOPY\n\377\r\n\0`, a 32-bit flags field (0) and a 32-bit header-extension length (0); then per row a
@@ -25,6 +26,9 @@ use std::pin::Pin;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use tokio_postgres::{CopyInSink, GenericClient, Transaction};
+
+/// The driver's own result: `CopyIn` keeps its errors' SQLSTATE.
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 use uuid::Uuid;
 
 use crate::sql::batch::{LOG_INT_COLUMNS, MEASURE_COUNT, ROLLUP_DIMS, ROLLUP_MEASURES};
@@ -116,7 +120,8 @@ impl CopyRows {
 }
 
 /// One `COPY <table> FROM STDIN (FORMAT binary)` under way in a transaction: rows are encoded with `rows()`,
-/// `row_done` hands each full chunk to the connection, `finish` ends the copy.
+/// `row_done` hands each full chunk to the connection, `finish` ends the copy. Errors are the driver's, so that
+/// a caller can tell a unique violation (which the server reports by the time `finish` returns) from the rest.
 pub(super) struct CopyIn {
     sink: Pin<Box<CopyInSink<Bytes>>>,
     rows: CopyRows,
@@ -124,10 +129,11 @@ pub(super) struct CopyIn {
 }
 
 impl CopyIn {
-    /// Starts copying rows of `fields` columns into `table`, whose columns are, in order, the ones the rows give.
-    pub async fn start(tx: &Transaction<'_>, table: &str, fields: usize) -> Result<CopyIn> {
+    /// Starts copying rows of `fields` columns into `target`: a table whose columns are, in order, the ones the
+    /// rows give, or a table and the list of those columns.
+    pub async fn start(tx: &Transaction<'_>, target: &str, fields: usize) -> PgResult<CopyIn> {
         let sink = tx
-            .copy_in::<_, Bytes>(&format!("COPY {table} FROM STDIN (FORMAT binary)"))
+            .copy_in::<_, Bytes>(&format!("COPY {target} FROM STDIN (FORMAT binary)"))
             .await?;
         Ok(CopyIn {
             sink: Box::pin(sink),
@@ -142,7 +148,7 @@ impl CopyIn {
     }
 
     /// Counts a row just encoded, and sends what is buffered once it fills a chunk.
-    pub async fn row_done(&mut self) -> Result<()> {
+    pub async fn row_done(&mut self) -> PgResult<()> {
         self.count += 1;
         if self.rows.buf.len() >= CHUNK_BYTES {
             let chunk = self.rows.take();
@@ -152,7 +158,7 @@ impl CopyIn {
     }
 
     /// Sends the rest and ends the copy; returns the rows copied.
-    pub async fn finish(mut self) -> Result<u64> {
+    pub async fn finish(mut self) -> PgResult<u64> {
         self.rows.trailer();
         let last = self.rows.take();
         self.sink.as_mut().send(last).await?;

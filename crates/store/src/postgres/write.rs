@@ -4,11 +4,14 @@
 //!    NOTHING`, then one `SELECT` for their ids), outside the transaction: an orphan label is harmless, and
 //!    several processes may intern the same name at once. Ids are cached.
 //! 2. The months of the batch get their spend-log partition if they have none (`partitions.rs`).
-//! 3. All spend logs go in one `INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT DO NOTHING
-//!    RETURNING event_id`: the ids returned are exactly the events stored for the first time, and only they
-//!    are folded into the rollups and charged to wallets, so a replayed batch counts nothing twice.
-//! 4. The rollup rows (`crate::sql::batch`, shared with SQLite) are upserted with one statement per table,
-//!    adding to the rows already there.
+//! 3. All spend logs go in one binary `COPY` (`copy.rs`) under a savepoint. When one of them is stored already
+//!    (a replay), the copy fails, is undone, and the batch goes by `COPY` into a staging table and one
+//!    `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING event_id` instead (`store_spend_logs`): the ids
+//!    returned are exactly the events stored for the first time, and only they are folded into the rollups and
+//!    charged to wallets, so a replayed batch counts nothing twice.
+//! 4. The rollup rows (`crate::sql::batch`, shared with SQLite; folded on another thread while the server stores
+//!    the spend logs) go by `COPY` into staging tables and are upserted with one statement per table, adding to
+//!    the rows already there.
 //! 5. Wallet charges: one ledger row per charged event and each wallet's balance moved by their sum; then the
 //!    leases the events were drawn against.
 //!
@@ -17,8 +20,9 @@
 //! one global order: its rows sorted by the table's key, and the tables always in the order above (labels, spend
 //! logs by `(event_id, ts_ms)`, the rollup tables in `ROLLUP_TABLES`, `NARROW_TABLES`, `PAIR_TABLES` order,
 //! wallets by id, leases by id). A writer waiting for a row then holds only rows that come before it, so no
-//! cycle of waits can form. An `INSERT ... SELECT FROM unnest(...)` takes its rows in the arrays' order; an
-//! `UPDATE ... FROM unnest(...)` takes them in whatever order its plan reads the table, so wallets and leases
+//! cycle of waits can form. A `COPY` takes its rows in the order they are sent, and an `INSERT ... SELECT` from a
+//! staging table in the order they were copied there (`copy.rs`, "Order"); an `UPDATE ... FROM unnest(...)`
+//! takes them in whatever order its plan reads the table, so wallets and leases
 //! are locked first, in id order (`lock_in_order`). Admin transfers lock their wallets the same way, and the
 //! pruning of old minute rollups runs after the batch's commit, in key order, in a statement of its own. Labels
 //! were once interned in hash order, and two writers meeting the same new names deadlocked on them (the test
@@ -77,37 +81,75 @@ async fn upsert_rollup<const N: usize>(
     Ok(())
 }
 
-/// Moves the staged spend logs into `spend_logs`. Returns `None` when every one was stored (the common case), or
-/// the ids stored for the first time when some were there already.
+/// Copies the spend logs of a batch into `target` (a table and its columns, in `copy::spend_log_columns` order).
+async fn copy_spend_logs(
+    tx: &Transaction<'_>,
+    target: &str,
+    live: &[&SpendEvent],
+    dims: &[batch::Dims],
+    sums: &[Acc],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let mut copy = CopyIn::start(tx, target, 5 + batch::LOG_INT_COLUMNS.len()).await?;
+    for ((e, d), a) in live.iter().zip(dims).zip(sums) {
+        copy.rows()
+            .row()
+            .uuid(e.id)
+            .text(&e.endpoint)
+            .text(&detail_text(e))
+            .bool(e.stream)
+            .opt_int8(e.fingerprint.map(fingerprint_to_sql))
+            .ints(&batch::log_ints(e, d, a.cost, a.avoided));
+        copy.row_done().await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Stores the spend logs of a batch. Returns `None` when every one was new (the common case), or the ids stored
+/// for the first time when some were there already.
 ///
-/// The fast way is a plain `INSERT`, which costs the server about a third less than one `ON CONFLICT DO NOTHING`
-/// (a speculative insertion per row: 1.1 s against 1.65 s of CPU for 262,144 rows, docs/BENCHMARKS-HISTORY.md,
-/// tenth session). A duplicate, which only a replay brings (or another writer storing the same events at the same
-/// time), makes it fail with a unique violation; the statement is then undone to a savepoint and run again with
-/// `ON CONFLICT DO NOTHING RETURNING`, which skips the rows already stored (waiting, as before, for a writer
-/// that is storing them) and names the new ones. Both take the rows in the staging table's order, so the order
-/// that keeps writers from deadlocking holds either way.
-async fn move_spend_logs(tx: &Transaction<'_>) -> Result<Option<HashSet<Uuid>>> {
+/// The fast way is a `COPY` straight into `spend_logs`: the server inserts the rows in bulk (many to a heap page
+/// and a WAL record), about a third cheaper than the `INSERT ... ON CONFLICT DO NOTHING` of an unnested or staged
+/// batch, which makes a speculative insertion per row (docs/BENCHMARKS-HISTORY.md, tenth session). A row already
+/// stored, which only a replay brings (or another writer storing the same events at the same time), fails the
+/// copy with a unique violation; the copy is then undone to a savepoint and the batch goes the careful way: by
+/// `COPY` into this connection's staging table, then `INSERT ... ON CONFLICT DO NOTHING RETURNING`, which skips
+/// the rows already stored (waiting, like the copy, for a writer that is storing them) and names the new ones.
+/// Both take the rows in the order they were sent, so the order that keeps writers from deadlocking holds
+/// either way.
+async fn store_spend_logs(
+    tx: &Transaction<'_>,
+    live: &[&SpendEvent],
+    dims: &[batch::Dims],
+    sums: &[Acc],
+) -> Result<Option<HashSet<Uuid>>> {
+    if live.is_empty() {
+        return Ok(None);
+    }
     let columns = copy::spend_log_columns();
-    let staging = copy::staging("spend_logs");
-    let insert = format!("INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}");
     tx.batch_execute("SAVEPOINT spend_logs").await?;
-    match tx.execute(insert.as_str(), &[]).await {
-        Ok(_) => {
+    let direct = format!("spend_logs ({columns})");
+    match copy_spend_logs(tx, &direct, live, dims, sums).await {
+        Ok(()) => {
             tx.batch_execute("RELEASE SAVEPOINT spend_logs").await?;
-            Ok(None)
+            return Ok(None);
         }
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT spend_logs").await?;
-            let careful = format!("{insert} ON CONFLICT DO NOTHING RETURNING event_id");
-            let mut fresh = HashSet::new();
-            for r in tx.query(careful.as_str(), &[]).await? {
-                fresh.insert(r.try_get(0)?);
-            }
-            Ok(Some(fresh))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    let staging = copy::staging("spend_logs");
+    copy_spend_logs(tx, &staging, live, dims, sums).await?;
+    let careful = format!(
+        "INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}
+         ON CONFLICT DO NOTHING RETURNING event_id"
+    );
+    let mut fresh = HashSet::new();
+    for r in tx.query(careful.as_str(), &[]).await? {
+        fresh.insert(r.try_get(0)?);
+    }
+    Ok(Some(fresh))
 }
 
 /// Rows given as arrays of integers, turned into one array per column.
@@ -177,27 +219,7 @@ pub(super) async fn write_batch(
             agg
         })
     });
-    if !live.is_empty() {
-        let mut copy = CopyIn::start(
-            &tx,
-            &copy::staging("spend_logs"),
-            5 + batch::LOG_INT_COLUMNS.len(),
-        )
-        .await?;
-        for ((e, d), a) in live.iter().zip(&dims).zip(&sums) {
-            copy.rows()
-                .row()
-                .uuid(e.id)
-                .text(&e.endpoint)
-                .text(&detail_text(e))
-                .bool(e.stream)
-                .opt_int8(e.fingerprint.map(fingerprint_to_sql))
-                .ints(&batch::log_ints(e, d, a.cost, a.avoided));
-            copy.row_done().await?;
-        }
-        copy.finish().await?;
-    }
-    let fresh = move_spend_logs(&tx).await?;
+    let fresh = store_spend_logs(&tx, &live, &dims, &sums).await?;
 
     // Whether some events were stored before: then only the ids in `fresh` are new.
     let replayed = fresh.is_some();
