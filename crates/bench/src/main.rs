@@ -54,6 +54,9 @@ enum Cmd {
     Ingest {
         #[arg(long)]
         events: Option<usize>,
+        /// PostgreSQL's two figures only (no SQLite, no journal): for comparing PostgreSQL write paths.
+        #[arg(long)]
+        postgres: bool,
     },
     /// Figures 1 and 2 (and 5): added latency at fixed rates, throughput ratio, freshness.
     Load,
@@ -293,15 +296,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let bin = ctx.cli.bin.clone();
     let work = ctx.cli.work.clone();
 
-    if let Cmd::Ingest { events } = &cmd {
+    let mut postgres_only = false;
+    if let Cmd::Ingest { events, postgres } = &cmd {
         ctx.plan.ingest_events = events.unwrap_or(ctx.plan.ingest_events);
+        postgres_only = *postgres;
     }
     if all || matches!(cmd, Cmd::Ingest { .. }) {
         eprintln!(
             "spendgate-bench: figure 3, ingest of {} events",
             ctx.plan.ingest_events
         );
-        let r = ingest::run(&work, ctx.plan.ingest_events, &mut ctx.rows).await;
+        let r = if postgres_only {
+            ingest::run_postgres(ctx.plan.ingest_events, &mut ctx.rows).await
+        } else {
+            ingest::run(&work, ctx.plan.ingest_events, &mut ctx.rows).await
+        };
         ctx.record("3_ingest", r);
     }
     if all || matches!(cmd, Cmd::Load) {

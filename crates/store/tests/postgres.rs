@@ -82,6 +82,14 @@ async fn refusals_past_their_retention_are_not_written() {
 }
 
 #[tokio::test]
+async fn a_stored_event_at_the_end_of_a_large_batch_leaves_the_rest_stored_once() {
+    let Some(db) = scratch().await else { return };
+    let store = open(&db, None).await;
+    common::logs::a_stored_event_at_the_end_of_a_large_batch_leaves_the_rest_stored_once(&store)
+        .await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let Some(db) = scratch().await else { return };
     let store = open(&db, None).await;

@@ -128,6 +128,13 @@ async fn refusals_past_their_retention_are_not_written() {
 }
 
 #[tokio::test]
+async fn a_stored_event_at_the_end_of_a_large_batch_leaves_the_rest_stored_once() {
+    let (_dir, store) = open();
+    common::logs::a_stored_event_at_the_end_of_a_large_batch_leaves_the_rest_stored_once(&store)
+        .await;
+}
+
+#[tokio::test]
 async fn writes_are_idempotent_and_rollups_match_spend_logs() {
     let (_dir, store) = open();
     common::writes_are_idempotent_and_rollups_match_spend_logs(&store).await;

@@ -4,6 +4,8 @@
 //! (`partitions.rs`); everything a page reads comes from rollups, which retention never touches.
 
 mod controls;
+mod copy;
+mod labels;
 mod partitions;
 mod pool;
 mod read;
@@ -14,7 +16,7 @@ pub mod scratch;
 mod tls;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +32,6 @@ use crate::controls::{
     AlertRecord, AuditEntry, AuditRecord, BudgetRecord, Delivery, LedgerEntry, NewAlert, NewBudget,
     NewRateLimit, NewWallet, RateLimitRecord, Transfer, WalletRecord,
 };
-use crate::sql::plan::LabelKind;
 use crate::sql::rows::{self, Cells};
 use crate::sql::Query;
 use crate::{
@@ -103,12 +104,14 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 /// The writer's connection and what it remembers between batches.
 struct WriterState {
     client: Option<Client>,
-    labels: HashMap<(LabelKind, String), i64>,
+    labels: labels::LabelCache,
     /// Months whose spend-log partition is known to exist.
     months: HashSet<i64>,
     last_maintenance_ms: i64,
     /// When refusals past their retention were last deleted.
     last_refusal_maintenance_ms: i64,
+    /// Whether `client` has its staging tables (`copy.rs`): temporary tables live as long as their connection.
+    staged: bool,
 }
 
 impl WriterState {
@@ -116,8 +119,21 @@ impl WriterState {
     async fn client(&mut self, pool: &pool::Pool) -> Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(pool.connect().await?);
+            self.staged = false;
         }
         self.client.as_mut().ok_or(StoreError::WorkerGone)
+    }
+
+    /// The writer's connection with its staging tables created.
+    async fn staged_client(&mut self, pool: &pool::Pool) -> Result<&mut Client> {
+        self.client(pool).await?;
+        let staged = self.staged;
+        let client = self.client.as_mut().ok_or(StoreError::WorkerGone)?;
+        if !staged {
+            copy::create_staging(client).await?;
+            self.staged = true;
+        }
+        Ok(client)
     }
 }
 
@@ -287,10 +303,11 @@ impl PostgresStore {
             pool,
             writer: tokio::sync::Mutex::new(WriterState {
                 client: Some(client),
-                labels: HashMap::new(),
+                labels: Default::default(),
                 months,
                 last_maintenance_ms: now,
                 last_refusal_maintenance_ms: 0,
+                staged: false,
             }),
             sealed: Default::default(),
             retried: Default::default(),

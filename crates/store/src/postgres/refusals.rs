@@ -10,16 +10,17 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::labels::{intern_labels, label_id};
 use super::pool::Pool;
 use super::read::{labels_by_id, names_for, resolve};
-use super::write::{columns_of, intern_labels, unnest_ints};
+use super::write::{columns_of, unnest_ints};
 use super::{run, PostgresOptions, WriterState};
 use crate::refusals::{RefusalCount, RefusalFilters, RefusalGroup, RefusalPage};
 use crate::sql::batch::{minute_prune_cutoff, MAINTENANCE_EVERY_MS};
 use crate::sql::plan::minute_retention_ms;
 use crate::sql::refusals::{self as sql, ROLLUPS, ROLLUP_KEY};
 use crate::sql::Dialect;
-use crate::{ResolvedWindow, Result, StoreError, WriteReport};
+use crate::{ResolvedWindow, Result, WriteReport};
 
 const D: Dialect = Dialect::Postgres;
 
@@ -43,14 +44,7 @@ pub(super) async fn write(
     interned?;
     let dims = live
         .iter()
-        .map(|r| {
-            sql::dims_of(r, |kind, name| {
-                w.labels
-                    .get(&(kind, name.to_string()))
-                    .copied()
-                    .ok_or_else(|| StoreError::Database(format!("label '{name}' was not interned")))
-            })
-        })
+        .map(|r| sql::dims_of(r, |kind, name| label_id(&w.labels, kind, name)))
         .collect::<Result<Vec<_>>>()?;
 
     let maintain = now - w.last_refusal_maintenance_ms > MAINTENANCE_EVERY_MS;

@@ -4,11 +4,14 @@
 //!    NOTHING`, then one `SELECT` for their ids), outside the transaction: an orphan label is harmless, and
 //!    several processes may intern the same name at once. Ids are cached.
 //! 2. The months of the batch get their spend-log partition if they have none (`partitions.rs`).
-//! 3. All spend logs go in one `INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT DO NOTHING
-//!    RETURNING event_id`: the ids returned are exactly the events stored for the first time, and only they
-//!    are folded into the rollups and charged to wallets, so a replayed batch counts nothing twice.
-//! 4. The rollup rows (`crate::sql::batch`, shared with SQLite) are upserted with one statement per table,
-//!    adding to the rows already there.
+//! 3. All spend logs go in one binary `COPY` (`copy.rs`) under a savepoint. When one of them is stored already
+//!    (a replay), the copy fails, is undone, and the batch goes by `COPY` into a staging table and one
+//!    `INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING event_id` instead (`store_spend_logs`): the ids
+//!    returned are exactly the events stored for the first time, and only they are folded into the rollups and
+//!    charged to wallets, so a replayed batch counts nothing twice.
+//! 4. The rollup rows (`crate::sql::batch`, shared with SQLite; folded on another thread while the server stores
+//!    the spend logs) go by `COPY` into staging tables and are upserted with one statement per table, adding to
+//!    the rows already there.
 //! 5. Wallet charges: one ledger row per charged event and each wallet's balance moved by their sum; then the
 //!    leases the events were drawn against.
 //!
@@ -17,28 +20,30 @@
 //! one global order: its rows sorted by the table's key, and the tables always in the order above (labels, spend
 //! logs by `(event_id, ts_ms)`, the rollup tables in `ROLLUP_TABLES`, `NARROW_TABLES`, `PAIR_TABLES` order,
 //! wallets by id, leases by id). A writer waiting for a row then holds only rows that come before it, so no
-//! cycle of waits can form. An `INSERT ... SELECT FROM unnest(...)` takes its rows in the arrays' order; an
-//! `UPDATE ... FROM unnest(...)` takes them in whatever order its plan reads the table, so wallets and leases
+//! cycle of waits can form. A `COPY` takes its rows in the order they are sent, and an `INSERT ... SELECT` from a
+//! staging table in the order they were copied there (`copy.rs`, "Order"); an `UPDATE ... FROM unnest(...)`
+//! takes them in whatever order its plan reads the table, so wallets and leases
 //! are locked first, in id order (`lock_in_order`). Admin transfers lock their wallets the same way, and the
 //! pruning of old minute rollups runs after the batch's commit, in key order, in a statement of its own. Labels
 //! were once interned in hash order, and two writers meeting the same new names deadlocked on them (the test
 //! `two_writers_sharing_rows_never_deadlock_and_sum_exactly` saw 3 in 60 rounds).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
+use super::copy::{self, CopyIn};
+use super::labels::{intern_labels, label_id, LabelCache};
 use super::{partitions, pool::Pool, PostgresOptions, WriterState};
 use crate::controls::LedgerKind;
 use crate::sql::batch::{
-    self, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
+    self, Acc, Aggregates, ADD_MEASURES, MAINTENANCE_EVERY_MS, ROLLUP_DIMS, ROLLUP_MEASURES,
 };
 use crate::sql::ledger::settle_totals;
-use crate::sql::plan::{LabelKind, NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
+use crate::sql::plan::{NARROW_TABLES, PAIR_KEY, PAIR_TABLES, ROLLUP_TABLES};
 use crate::sql::{detail::detail_text, rows::fingerprint_to_sql};
 use crate::{Result, StoreError, WriteReport};
 
@@ -50,66 +55,101 @@ pub(super) fn unnest_ints(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Interns every label of a batch (`names`) that the cache does not hold, in two statements.
-pub(super) async fn intern_labels<'a>(
-    client: &Client,
-    cache: &mut HashMap<(LabelKind, String), i64>,
-    names: impl Iterator<Item = (LabelKind, &'a str)>,
-) -> Result<()> {
-    // Sorted by the table's unique key, so that two writers interning the same new names insert them in the
-    // same order (in hash order each could hold one name the other waits for).
-    let mut missing: BTreeSet<(i64, &str)> = BTreeSet::new();
-    for (kind, name) in names {
-        if !cache.contains_key(&(kind, name.to_string())) {
-            missing.insert((kind.code(), name));
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<i64> = missing.iter().map(|(k, _)| *k).collect();
-    let names: Vec<&str> = missing.iter().map(|(_, n)| *n).collect();
-    client
-        .execute(
-            "INSERT INTO labels (kind, name) SELECT * FROM unnest($1::bigint[], $2::text[])
-             ON CONFLICT DO NOTHING",
-            &[&kinds, &names],
-        )
-        .await?;
-    let rows = client
-        .query(
-            "SELECT l.kind, l.name, l.id FROM labels l
-               JOIN unnest($1::bigint[], $2::text[]) AS u (kind, name) ON l.kind = u.kind AND l.name = u.name",
-            &[&kinds, &names],
-        )
-        .await?;
-    for r in rows {
-        let kind = LabelKind::from_code(r.try_get(0)?)
-            .ok_or_else(|| StoreError::Database("a label has an unknown kind".into()))?;
-        cache.insert((kind, r.try_get(1)?), r.try_get(2)?);
-    }
-    Ok(())
-}
-
-/// Upserts rollup rows given as columns (key columns first, then the measures), adding to existing rows.
-async fn upsert_rollup(
+/// Upserts rollup rows (key columns first, then the measures), adding to existing rows: the rows go by `COPY` into
+/// the table's staging table, then one statement moves them, in the order they were sent (`copy.rs`).
+async fn upsert_rollup<const N: usize>(
     tx: &Transaction<'_>,
     table: &str,
     key: &str,
-    columns: Vec<Vec<i64>>,
+    rows: impl ExactSizeIterator<Item = [i64; N]>,
 ) -> Result<()> {
-    if columns.first().is_none_or(Vec::is_empty) {
+    if rows.len() == 0 {
         return Ok(());
     }
+    let staging = copy::staging(table);
+    let mut copy = CopyIn::start(tx, &staging, N).await?;
+    for row in rows {
+        copy.rows().row().ints(&row);
+        copy.row_done().await?;
+    }
+    copy.finish().await?;
     let sql = format!(
-        "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT * FROM unnest({})
-         ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}",
-        unnest_ints(1, columns.len())
+        "INSERT INTO {table} AS r ({key}, {ROLLUP_MEASURES}) SELECT {key}, {ROLLUP_MEASURES} FROM {staging}
+         ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}"
     );
-    let params: Vec<&(dyn ToSql + Sync)> =
-        columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-    tx.execute(sql.as_str(), &params).await?;
+    tx.execute(sql.as_str(), &[]).await?;
     Ok(())
+}
+
+/// Copies the spend logs of a batch into `target` (a table and its columns, in `copy::spend_log_columns` order).
+async fn copy_spend_logs(
+    tx: &Transaction<'_>,
+    target: &str,
+    live: &[&SpendEvent],
+    dims: &[batch::Dims],
+    sums: &[Acc],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let mut copy = CopyIn::start(tx, target, 5 + batch::LOG_INT_COLUMNS.len()).await?;
+    for ((e, d), a) in live.iter().zip(dims).zip(sums) {
+        copy.rows()
+            .row()
+            .uuid(e.id)
+            .text(&e.endpoint)
+            .text(&detail_text(e))
+            .bool(e.stream)
+            .opt_int8(e.fingerprint.map(fingerprint_to_sql))
+            .ints(&batch::log_ints(e, d, a.cost, a.avoided));
+        copy.row_done().await?;
+    }
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Stores the spend logs of a batch. Returns `None` when every one was new (the common case), or the ids stored
+/// for the first time when some were there already.
+///
+/// The fast way is a `COPY` straight into `spend_logs`: the server inserts the rows in bulk (many to a heap page
+/// and a WAL record), about a third cheaper than the `INSERT ... ON CONFLICT DO NOTHING` of an unnested or staged
+/// batch, which makes a speculative insertion per row (docs/BENCHMARKS-HISTORY.md, tenth session). A row already
+/// stored, which only a replay brings (or another writer storing the same events at the same time), fails the
+/// copy with a unique violation; the copy is then undone to a savepoint and the batch goes the careful way: by
+/// `COPY` into this connection's staging table, then `INSERT ... ON CONFLICT DO NOTHING RETURNING`, which skips
+/// the rows already stored (waiting, like the copy, for a writer that is storing them) and names the new ones.
+/// Both take the rows in the order they were sent, so the order that keeps writers from deadlocking holds
+/// either way.
+async fn store_spend_logs(
+    tx: &Transaction<'_>,
+    live: &[&SpendEvent],
+    dims: &[batch::Dims],
+    sums: &[Acc],
+) -> Result<Option<HashSet<Uuid>>> {
+    if live.is_empty() {
+        return Ok(None);
+    }
+    let columns = copy::spend_log_columns();
+    tx.batch_execute("SAVEPOINT spend_logs").await?;
+    let direct = format!("spend_logs ({columns})");
+    match copy_spend_logs(tx, &direct, live, dims, sums).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT spend_logs").await?;
+            return Ok(None);
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT spend_logs").await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let staging = copy::staging("spend_logs");
+    copy_spend_logs(tx, &staging, live, dims, sums).await?;
+    let careful = format!(
+        "INSERT INTO spend_logs ({columns}) SELECT {columns} FROM {staging}
+         ON CONFLICT DO NOTHING RETURNING event_id"
+    );
+    let mut fresh = HashSet::new();
+    for r in tx.query(careful.as_str(), &[]).await? {
+        fresh.insert(r.try_get(0)?);
+    }
+    Ok(Some(fresh))
 }
 
 /// Rows given as arrays of integers, turned into one array per column.
@@ -143,7 +183,7 @@ pub(super) async fn write_batch(
     }
     // In the spend logs' key order: two writers given some of the same events (a replay) then meet them in the
     // same order.
-    live.sort_unstable_by_key(|e| (e.id, e.finished_at_ms));
+    live.sort_unstable_by_key(|e| (e.id.as_u128(), e.finished_at_ms));
     let mut months = std::mem::take(&mut w.months);
     let mut labels = std::mem::take(&mut w.labels);
     let client = w.client(pool).await?;
@@ -153,63 +193,65 @@ pub(super) async fn write_batch(
     let dims = prepared?;
 
     let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
-    let client = w.client(pool).await?;
+    let client = w.staged_client(pool).await?;
     let tx = client.transaction().await?;
-    let mut ids = Vec::with_capacity(live.len());
-    let mut text = (
-        Vec::with_capacity(live.len()),
-        Vec::with_capacity(live.len()),
-    );
-    let mut streams = Vec::with_capacity(live.len());
-    let mut fingerprints = Vec::with_capacity(live.len());
-    let mut ints = Vec::with_capacity(live.len());
-    let mut costs = Vec::with_capacity(live.len());
-    for (e, d) in live.iter().zip(&dims) {
-        let cost = batch::cost_of(e)?;
-        let avoided = batch::avoided_of(e)?;
-        ids.push(e.id);
-        text.0.push(e.endpoint.as_str());
-        text.1.push(detail_text(e));
-        streams.push(e.stream);
-        fingerprints.push(e.fingerprint.map(fingerprint_to_sql));
-        ints.push(batch::log_ints(e, d, cost, avoided));
-        costs.push((cost, avoided));
-    }
-    let int_columns = columns_of(ints.into_iter());
-    let sql = format!(
-        "INSERT INTO spend_logs (event_id, endpoint, detail, stream, fingerprint, {})
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::bigint[], {})
-         ON CONFLICT DO NOTHING RETURNING event_id",
-        batch::LOG_INT_COLUMNS.join(", "),
-        unnest_ints(6, batch::LOG_INT_COLUMNS.len())
-    );
-    let mut params: Vec<&(dyn ToSql + Sync)> =
-        vec![&ids, &text.0, &text.1, &streams, &fingerprints];
-    params.extend(int_columns.iter().map(|c| c as &(dyn ToSql + Sync)));
-    let mut fresh: HashSet<Uuid> = HashSet::new();
-    if !live.is_empty() {
-        for r in tx.query(sql.as_str(), &params).await? {
-            fresh.insert(r.try_get(0)?);
-        }
-    }
+    // What each event adds to its rollup rows (its cost and avoided cost are also two of its spend log's columns).
+    let sums = live
+        .iter()
+        .map(|e| Ok(batch::acc_of(e, batch::cost_of(e)?, batch::avoided_of(e)?)))
+        .collect::<Result<Vec<Acc>>>()?;
+    // A large batch is folded into rollup rows on another thread while the server stores its spend logs. The fold
+    // assumes every event is new, as nearly always; when some were not (a replay), it is done again below for the
+    // new ones alone.
+    let folding = (live.len() >= batch::PARALLEL_FOLD_FROM).then(|| {
+        let parts: Vec<(i64, batch::Dims, Acc, Vec<i64>)> = live
+            .iter()
+            .zip(&dims)
+            .zip(&sums)
+            .map(|((e, d), a)| (e.finished_at_ms, *d, *a, e.leases.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut agg = Aggregates::default();
+            for (finished, d, a, leases) in &parts {
+                agg.add_sums(*finished, d, *a, leases);
+            }
+            agg.finish();
+            agg
+        })
+    });
+    let fresh = store_spend_logs(&tx, &live, &dims, &sums).await?;
 
+    // Whether some events were stored before: then only the ids in `fresh` are new.
+    let replayed = fresh.is_some();
+    let mut fresh = fresh.unwrap_or_default();
+    let folding = folding.filter(|_| !replayed);
     let mut agg = Aggregates::default();
     let mut charges: Vec<[i64; 3]> = Vec::new();
     let mut charge_ids: Vec<Uuid> = Vec::new();
-    for ((e, d), (cost, avoided)) in live.iter().zip(&dims).zip(&costs) {
+    for ((e, d), a) in live.iter().zip(&dims).zip(&sums) {
         // `remove`, so that an id twice in one batch counts once.
-        if !fresh.remove(&e.id) {
+        if replayed && !fresh.remove(&e.id) {
             report.duplicates += 1;
             continue;
         }
         report.inserted += 1;
-        agg.add(e, d, *cost, *avoided);
+        if folding.is_none() {
+            agg.add_sums(e.finished_at_ms, d, *a, &e.leases);
+        }
         if let Some(wallet) = e.wallet_id {
-            charges.push([wallet, -cost, e.finished_at_ms]);
+            charges.push([wallet, -a.cost, e.finished_at_ms]);
             charge_ids.push(e.id);
         }
     }
-    agg.finish();
+    let agg = match folding {
+        Some(f) => f
+            .await
+            .map_err(|e| StoreError::Database(format!("the rollup fold failed: {e}")))?,
+        None => {
+            agg.finish();
+            agg
+        }
+    };
     for (i, table) in ROLLUP_TABLES.iter().enumerate() {
         let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
             let mut row = [0i64; 9 + batch::MEASURE_COUNT];
@@ -218,7 +260,7 @@ pub(super) async fn write_batch(
             row[9..].copy_from_slice(&a.values());
             row
         });
-        upsert_rollup(&tx, table, ROLLUP_DIMS, columns_of(rows)).await?;
+        upsert_rollup(&tx, table, ROLLUP_DIMS, rows).await?;
     }
     for (i, table) in NARROW_TABLES.iter().enumerate() {
         let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
@@ -227,7 +269,7 @@ pub(super) async fn write_batch(
             row[3..].copy_from_slice(&a.values());
             row
         });
-        upsert_rollup(&tx, table, "dim, bucket, value", columns_of(rows)).await?;
+        upsert_rollup(&tx, table, "dim, bucket, value", rows).await?;
     }
     for (i, table) in PAIR_TABLES.iter().enumerate() {
         let rows = agg.pairs[i]
@@ -238,7 +280,7 @@ pub(super) async fn write_batch(
                 row[5..].copy_from_slice(&a.values());
                 row
             });
-        upsert_rollup(&tx, table, PAIR_KEY, columns_of(rows)).await?;
+        upsert_rollup(&tx, table, PAIR_KEY, rows).await?;
     }
     settle(&tx, &charges, &charge_ids).await?;
     super::replicas::record_spend(&tx, &agg.leases).await?;
@@ -294,33 +336,55 @@ pub(super) async fn lock_in_order(tx: &impl GenericClient, table: &str, ids: &[i
 }
 
 /// Labels and partitions of a batch, before its transaction; returns the dimensions of each event.
+///
+/// Each label is looked up once per event: the dimensions of events whose labels are all cached are resolved in
+/// the same pass that finds the names still to intern (all of them but the first batches' few), and only the
+/// others are resolved again afterwards.
 async fn prepare(
     client: &mut Client,
-    labels: &mut HashMap<(LabelKind, String), i64>,
+    labels: &mut LabelCache,
     months: &mut HashSet<i64>,
     live: &[&SpendEvent],
 ) -> Result<Vec<batch::Dims>> {
-    intern_labels(
-        client,
-        labels,
-        live.iter().flat_map(|e| batch::label_names(e)),
-    )
-    .await?;
-    let needed = live
-        .iter()
-        .map(|e| partitions::month_of(e.finished_at_ms))
-        .collect::<Result<HashSet<i64>>>()?;
+    let mut dims = Vec::with_capacity(live.len());
+    let mut unresolved = Vec::new();
+    for (i, e) in live.iter().enumerate() {
+        match batch::dims_of(e, |kind, name| label_id(labels, kind, name)) {
+            Ok(d) => dims.push(d),
+            Err(_) => {
+                unresolved.push(i);
+                dims.push(batch::Dims::default());
+            }
+        }
+    }
+    if !unresolved.is_empty() {
+        intern_labels(
+            client,
+            labels,
+            unresolved.iter().flat_map(|i| batch::label_names(live[*i])),
+        )
+        .await?;
+        for i in unresolved {
+            dims[i] = batch::dims_of(live[i], |kind, name| label_id(labels, kind, name))?;
+        }
+    }
+    // Months as ranges: a batch's events nearly all finish in one month, so one conversion serves them all.
+    let mut needed = HashSet::new();
+    let mut last: Option<(i64, i64, i64)> = None;
+    for e in live {
+        let t = e.finished_at_ms;
+        if !last.is_some_and(|(from, to, _)| (from..to).contains(&t)) {
+            let m = partitions::month_of(t)?;
+            last = Some((
+                partitions::month_start_ms(m)?,
+                partitions::month_start_ms(m + 1)?,
+                m,
+            ));
+            needed.insert(m);
+        }
+    }
     partitions::ensure(client, months, needed).await?;
-    live.iter()
-        .map(|e| {
-            batch::dims_of(e, |kind, name| {
-                labels
-                    .get(&(kind, name.to_string()))
-                    .copied()
-                    .ok_or_else(|| StoreError::Database(format!("label '{name}' was not interned")))
-            })
-        })
-        .collect()
+    Ok(dims)
 }
 
 /// Charges wallets for newly stored events: one `settle` ledger row each, and every wallet's balance and

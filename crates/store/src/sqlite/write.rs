@@ -179,10 +179,6 @@ fn upsert<const K: usize>(
     write_rows(tx, texts, &target, rows.map(Ok), |_, _| Ok(()))
 }
 
-/// Batches at least this large fold their rollup rows on a second thread: below it, starting the thread costs
-/// about what it saves.
-const PARALLEL_FOLD_FROM: usize = 1024;
-
 /// A wallet charge posted with a batch: (wallet, amount, time, event id).
 type Charge = (i64, i64, i64, [u8; 16]);
 
@@ -315,7 +311,7 @@ pub(super) fn write_batch(
     // again below with the new ones only.
     let agg = std::thread::scope(|scope| -> Result<Aggregates> {
         // Without a thread (the system refused one), the fold below runs here instead.
-        let folding = (events.len() >= PARALLEL_FOLD_FROM)
+        let folding = (events.len() >= batch::PARALLEL_FOLD_FROM)
             .then(|| {
                 std::thread::Builder::new()
                     .name("spendgate-fold".into())

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use spendgate_core::pricing::{ModelKind, ModelPrice};
-use spendgate_core::time::now_ms;
+use spendgate_core::query::GroupBy;
+use spendgate_core::time::{now_ms, HOUR_MS};
 use spendgate_core::{PricePerMtok, Usage};
 use spendgate_store::Store;
 
@@ -113,4 +114,62 @@ pub async fn spend_logs_are_found_by_id_wherever_their_time_lies(store: &dyn Sto
     }
     let again = store.write_batch(Arc::new(events.clone())).await.unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, events.len()));
+}
+
+/// A batch larger than one chunk of a copy (PostgreSQL sends spend logs by `COPY` in chunks of 256 KB, about
+/// 750 rows) whose last event in key order is stored already: the store keeps that one once and stores every
+/// other, and the rollups count each event once. PostgreSQL meets the stored event only at the end of its copy,
+/// after the server has taken thousands of rows, and must undo them all before storing the batch the careful way.
+pub async fn a_stored_event_at_the_end_of_a_large_batch_leaves_the_rest_stored_once(
+    store: &dyn Store,
+) {
+    let now = now_ms();
+    let events: Vec<_> = (0..5_000i64)
+        .map(|i| {
+            event(
+                now - 1_000 - i,
+                Some(["red", "blue"][(i % 2) as usize]),
+                &format!("u{}", i % 9),
+                "m",
+                10 + i as u64,
+                5,
+                1_000 + i128::from(i),
+            )
+        })
+        .collect();
+    // The ids are time-ordered (v7) and made in this order, so the last one is the largest: the last in key order.
+    let last = events.last().cloned().unwrap();
+    assert!(events.iter().all(|e| e.id <= last.id));
+    assert_eq!(
+        store
+            .write_batch(Arc::new(vec![last]))
+            .await
+            .unwrap()
+            .inserted,
+        1
+    );
+    let report = store.write_batch(Arc::new(events.clone())).await.unwrap();
+    assert_eq!((report.inserted, report.duplicates), (4_999, 1));
+    let f = super::window(now - HOUR_MS, now + HOUR_MS);
+    let total = store.summary(&f).await.unwrap();
+    assert_eq!(total.requests, 5_000);
+    assert_eq!(total.cost, events.iter().map(|e| e.cost).sum());
+    let by_team = store.explorer(&f, GroupBy::Team).await.unwrap();
+    assert_eq!(
+        by_team.iter().map(|r| r.totals.requests).sum::<u64>(),
+        5_000
+    );
+    let (mut logs, mut cursor) = (0, None::<String>);
+    loop {
+        let page = store
+            .spend_logs(&f, 1_000, cursor.as_deref())
+            .await
+            .unwrap();
+        logs += page.items.len();
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(logs, 5_000);
 }
