@@ -29,6 +29,7 @@
 //! `two_writers_sharing_rows_never_deadlock_and_sum_exactly` saw 3 in 60 rounds).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use spendgate_core::time::now_ms;
 use spendgate_core::SpendEvent;
@@ -152,6 +153,13 @@ async fn store_spend_logs(
     Ok(Some(fresh))
 }
 
+/// What the fold needs of each of a batch's events, in the batch's order.
+struct FoldInput {
+    finished: Vec<i64>,
+    dims: Vec<batch::Dims>,
+    sums: Vec<Acc>,
+}
+
 /// Rows given as arrays of integers, turned into one array per column.
 pub(super) fn columns_of<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -> Vec<Vec<i64>> {
     let mut cols = vec![Vec::new(); N];
@@ -195,31 +203,32 @@ pub(super) async fn write_batch(
     let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
     let client = w.staged_client(pool).await?;
     let tx = client.transaction().await?;
-    // What each event adds to its rollup rows (its cost and avoided cost are also two of its spend log's columns).
-    let sums = live
-        .iter()
-        .map(|e| Ok(batch::acc_of(e, batch::cost_of(e)?, batch::avoided_of(e)?)))
-        .collect::<Result<Vec<Acc>>>()?;
+    // What each event adds to its rollup rows (its cost and avoided cost are also two of its spend log's columns),
+    // shared with the thread that folds them.
+    let input = Arc::new(FoldInput {
+        finished: live.iter().map(|e| e.finished_at_ms).collect(),
+        sums: live
+            .iter()
+            .map(|e| Ok(batch::acc_of(e, batch::cost_of(e)?, batch::avoided_of(e)?)))
+            .collect::<Result<Vec<Acc>>>()?,
+        dims,
+    });
     // A large batch is folded into rollup rows on another thread while the server stores its spend logs. The fold
     // assumes every event is new, as nearly always; when some were not (a replay), it is done again below for the
     // new ones alone.
     let folding = (live.len() >= batch::PARALLEL_FOLD_FROM).then(|| {
-        let parts: Vec<(i64, batch::Dims, Acc, Vec<i64>)> = live
-            .iter()
-            .zip(&dims)
-            .zip(&sums)
-            .map(|((e, d), a)| (e.finished_at_ms, *d, *a, e.leases.clone()))
-            .collect();
+        let input = Arc::clone(&input);
         tokio::task::spawn_blocking(move || {
             let mut agg = Aggregates::default();
-            for (finished, d, a, leases) in &parts {
-                agg.add_sums(*finished, d, *a, leases);
+            for ((finished, d), a) in input.finished.iter().zip(&input.dims).zip(&input.sums) {
+                agg.add_sums(*finished, d, *a, &[]);
             }
             agg.finish();
             agg
         })
     });
-    let fresh = store_spend_logs(&tx, &live, &dims, &sums).await?;
+    let (dims, sums) = (&input.dims, &input.sums);
+    let fresh = store_spend_logs(&tx, &live, dims, sums).await?;
 
     // Whether some events were stored before: then only the ids in `fresh` are new.
     let replayed = fresh.is_some();
@@ -228,7 +237,7 @@ pub(super) async fn write_batch(
     let mut agg = Aggregates::default();
     let mut charges: Vec<[i64; 3]> = Vec::new();
     let mut charge_ids: Vec<Uuid> = Vec::new();
-    for ((e, d), a) in live.iter().zip(&dims).zip(&sums) {
+    for ((e, d), a) in live.iter().zip(dims).zip(sums) {
         // `remove`, so that an id twice in one batch counts once.
         if replayed && !fresh.remove(&e.id) {
             report.duplicates += 1;
@@ -244,9 +253,15 @@ pub(super) async fn write_batch(
         }
     }
     let agg = match folding {
-        Some(f) => f
-            .await
-            .map_err(|e| StoreError::Database(format!("the rollup fold failed: {e}")))?,
+        Some(f) => {
+            let mut agg = f
+                .await
+                .map_err(|e| StoreError::Database(format!("the rollup fold failed: {e}")))?;
+            for (e, a) in live.iter().zip(sums) {
+                agg.add_leases(&e.leases, a.cost);
+            }
+            agg
+        }
         None => {
             agg.finish();
             agg

@@ -342,14 +342,19 @@ impl Aggregates {
     /// Adds one newly stored event given by its finish time, dimensions, sums (`acc_of`) and leases: what `add`
     /// takes from the event, for a fold that runs apart from the events.
     pub fn add_sums(&mut self, finished_at_ms: i64, d: &Dims, one: Acc, leases: &[i64]) {
-        for lease in leases {
-            *self.leases.entry(*lease).or_default() += one.cost;
-        }
+        self.add_leases(leases, one.cost);
         for (i, g) in Grain::ALL.iter().enumerate() {
             self.pending[i]
                 .entry((g.bucket(finished_at_ms), *d))
                 .or_default()
                 .add(&one);
+        }
+    }
+
+    /// Adds the cost of one newly stored event to the leases it was drawn against (`add_sums` does it too).
+    pub fn add_leases(&mut self, leases: &[i64], cost: i64) {
+        for lease in leases {
+            *self.leases.entry(*lease).or_default() += cost;
         }
     }
 
