@@ -534,6 +534,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             max_batch: config.writer.max_batch,
             flush_interval: Duration::from_millis(config.writer.flush_ms),
             flush_events: config.writer.flush_events,
+            // Only this replica reads its waiting events first: with replicas sharing the store, another one's
+            // pages would see them late. Without a journal, a longer wait is more to lose in a crash.
+            quiet_interval: (config.journal.enabled
+                && !config.leases_on()
+                && config.writer.quiet_flush_ms > 0)
+                .then(|| Duration::from_millis(config.writer.quiet_flush_ms)),
             max_queue_bytes: config.writer.max_queue_bytes,
             max_wait: Duration::from_millis(config.writer.max_wait_ms),
             // The retry-loop detector counts requests as they are recorded instead of reading them back.

@@ -440,6 +440,10 @@ pub struct WriterSettings {
     pub max_batch: usize,
     pub flush_ms: u64,
     pub flush_events: usize,
+    /// How long a batch may wait while no page watches the live updates (0: never longer than `flush_ms`).
+    /// Readers have what waits written first, so they see no difference; applies with the journal on and no
+    /// other replica sharing the store (`WriterConfig::quiet_interval`).
+    pub quiet_flush_ms: u64,
     pub max_queue_bytes: usize,
     pub max_wait_ms: u64,
 }
@@ -452,6 +456,9 @@ impl Default for WriterSettings {
             max_batch: w.max_batch,
             flush_ms: u64::try_from(w.flush_interval.as_millis()).unwrap_or(250),
             flush_events: w.flush_events,
+            // At 25 requests a second a commit every 250 ms cost about 10 KB of disk a request; every 10 s, a
+            // tenth of that (docs/BENCHMARKS-HISTORY.md, eleventh session).
+            quiet_flush_ms: 10_000,
             max_queue_bytes: w.max_queue_bytes,
             max_wait_ms: u64::try_from(w.max_wait.as_millis()).unwrap_or(2_000),
         }

@@ -292,3 +292,29 @@ async fn stopping_writes_every_pending_event() {
     assert_eq!(store.summary(&f).await.unwrap().requests, 25);
     drop(dir);
 }
+
+/// While no page listens for live updates, the writer may hold a batch (here for an hour, to make it plain), and
+/// readers never see that: the API, the pages and the metrics have what finished more than `flush_ms` ago
+/// written before they read. The summary counts every request, the spend logs list them, the queue is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_what_a_quiet_writer_holds() {
+    let s = TestServer::start_with(|c| {
+        c.writer.flush_ms = 100;
+        c.writer.quiet_flush_ms = 3_600_000;
+    })
+    .await;
+    let (_, key) = s.create_key("quinn", Some("ops")).await;
+    for i in 0..5 {
+        let res = s
+            .chat(&key, chat_body("gpt-4o-mini", &format!("q{i}"), false))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    // Only a read that has the writer commit can see them within the hour.
+    s.wait_for_summary("window=1h", Duration::from_secs(60), |v| v["requests"] == 5)
+        .await;
+    assert_eq!(s.all_spend_logs("window=1h").await.len(), 5);
+    let (_, status) = s.admin_get("/api/v1/status").await;
+    assert_eq!(status["queue"]["pending"], 0, "{status}");
+    s.running.stop().await.unwrap();
+}

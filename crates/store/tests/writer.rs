@@ -171,3 +171,86 @@ async fn flush_stores_what_was_recorded_before_it() {
     }
     handle.shutdown().await;
 }
+
+/// A journaled writer that commits every `flush` while a page listens, and may hold a batch for an hour otherwise.
+fn quiet_writer(
+    flush: Duration,
+) -> (
+    tempfile::TempDir,
+    Arc<dyn Store>,
+    spendgate_store::SpendWriter,
+    spendgate_store::WriterHandle,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap());
+    let config = WriterConfig {
+        flush_interval: flush,
+        quiet_interval: Some(Duration::from_secs(3600)),
+        ..WriterConfig::default()
+    };
+    let journal = JournalConfig::new(dir.path().join("journal"));
+    let (writer, handle) = spawn_writer(Arc::clone(&store), config, Some(journal)).unwrap();
+    (dir, store, writer, handle)
+}
+
+/// A writer that may hold its batch for an hour while nobody watches (`quiet_interval`) still answers every
+/// reader as if it committed every `flush_interval`: `freshen` has an event that finished longer ago than that
+/// written before it returns, so the store counts it at once; an event younger than that is left waiting (the
+/// reader may not see it yet, as with a commit every `flush_interval`).
+#[tokio::test]
+async fn a_quiet_writer_stores_what_a_reader_must_see_before_it_reads() {
+    let (_dir, store, writer, handle) = quiet_writer(Duration::from_millis(200));
+    let now = spendgate_core::time::now_ms();
+    let window = common::window(now - 3_600_000, now + 3_600_000);
+    // Finished a minute ago: any reader must see it.
+    assert!(
+        writer
+            .record(common::event(now - 60_000, Some("t"), "u", "m", 3, 2, 10))
+            .await
+    );
+    // The writer takes it from its queue on its own time; until then nothing is known to wait.
+    while writer.stats().snapshot().oldest_pending_age_ms == 0 {
+        tokio::task::yield_now().await;
+    }
+    writer.freshen().await;
+    assert_eq!(store.summary(&window).await.unwrap().requests, 1);
+    assert_eq!(writer.stats().snapshot().pending, 0);
+
+    // Finishing later than now (a clock a little ahead): no reader need see it yet, and freshen leaves it to the
+    // writer, whether or not the writer has taken it from its queue.
+    assert!(
+        writer
+            .record(common::event(now + 600_000, Some("t"), "u", "m", 3, 2, 10))
+            .await
+    );
+    writer.freshen().await;
+    assert_eq!(writer.stats().snapshot().pending, 1);
+    assert_eq!(store.summary(&window).await.unwrap().requests, 1);
+    writer.flush().await;
+    assert_eq!(store.summary(&window).await.unwrap().requests, 2);
+    handle.shutdown().await;
+}
+
+/// While a page listens for commit notices, a quiet writer commits every `flush_interval` as usual, with no reader
+/// asking: the live pages refresh on those notices. (Without the listener, the event would wait an hour.)
+#[tokio::test]
+async fn a_quiet_writer_commits_at_the_usual_pace_while_a_page_listens() {
+    let (_dir, store, writer, handle) = quiet_writer(Duration::from_millis(50));
+    let mut notices = writer.subscribe();
+    let now = spendgate_core::time::now_ms();
+    assert!(
+        writer
+            .record(common::event(now, Some("t"), "u", "m", 3, 2, 10))
+            .await
+    );
+    // A generous bound only against hanging forever: the notice comes after about 50 ms.
+    let notice = tokio::time::timeout(Duration::from_secs(600), notices.recv())
+        .await
+        .expect("no commit while a page listened")
+        .unwrap();
+    assert_eq!(notice.events, 1);
+    let window = common::window(now - 60_000, now + 60_000);
+    assert_eq!(store.summary(&window).await.unwrap().requests, 1);
+    handle.shutdown().await;
+}

@@ -92,10 +92,22 @@ impl std::fmt::Debug for AppState {
 /// it arrives, and one that does not announce its length is cut off when it passes the limit.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.max_body_bytes;
+    let writer = state.writer.clone();
     api::router(Arc::clone(&state))
         .merge(pages::router(state))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(limit, announced_body_limit))
+        .layer(middleware::from_fn_with_state(writer, freshen))
+}
+
+/// Before a read (a page, the API, the metrics), has the writer store what finished `flush_interval` ago or
+/// more: while nobody watches the live pages it may hold a batch for longer, and no reader may see that
+/// (`SpendWriter::freshen`; an atomic load when nothing waits). Writes need not wait for it.
+async fn freshen(State(writer): State<SpendWriter>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        writer.freshen().await;
+    }
+    next.run(req).await
 }
 
 /// Whether a path answers in JSON (the API, health and metrics) rather than with a page.

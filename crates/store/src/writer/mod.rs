@@ -36,6 +36,13 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// A batch is written as soon as this many records wait, without waiting out `flush_interval`.
     pub flush_events: usize,
+    /// How long a batch may wait while no page watches the live updates, instead of `flush_interval`; `None`
+    /// (or no longer than `flush_interval`) always waits `flush_interval`. A reader does not see the longer wait:
+    /// it calls [`SpendWriter::freshen`] first, which commits at once whatever finished more than
+    /// `flush_interval` ago, so every read sees what it would if the writer committed every `flush_interval`.
+    /// Each commit writes every page it changed, whole, so at low rates fewer commits write far less to disk.
+    /// Only for a store no other replica reads, and with a journal (a crash loses nothing that waits).
+    pub quiet_interval: Option<Duration>,
     /// The most the records handed to the writer and not yet written may hold in memory; a batch holds at most
     /// half of it.
     pub max_queue_bytes: usize,
@@ -65,6 +72,7 @@ impl Default for WriterConfig {
             // batch of 512 spreads a commit's pages thinly enough.
             flush_interval: Duration::from_millis(250),
             flush_events: 512,
+            quiet_interval: None,
             // About 90,000 of the gateway's events (an event holds about 700 bytes in memory), in batches of up to
             // 45,000 when the store falls behind. A batch folds its events into rollup rows, so smaller ones cost
             // more per event: with 32 MB, the ingest figure through the writer fell from 69,000-103,000 to
@@ -219,6 +227,9 @@ pub struct SpendWriter {
     flush_now: Arc<tokio::sync::Notify>,
     committed: broadcast::Sender<Committed>,
     repeats: Option<Arc<crate::repeats::Repeats>>,
+    /// `flush_interval` in milliseconds when the writer may wait longer than it while nobody watches
+    /// (`WriterConfig::quiet_interval`): how old a waiting event may be before a reader has it committed.
+    fresh_within_ms: Option<i64>,
 }
 
 /// Resolves when an event is safe in the journal (at once when there is no journal). `true` when it is; `false`
@@ -361,7 +372,22 @@ impl SpendWriter {
         }
     }
 
-    /// Subscribes to commit notices.
+    /// Makes the store answer a reader as if the writer committed every `flush_interval`: when the writer may
+    /// hold a batch longer while nobody watches (`WriterConfig::quiet_interval`) and a waiting spend event
+    /// finished `flush_interval` ago or more, has the batch written now and returns once it is stored. Otherwise
+    /// returns at once (an atomic load). Readers of spend (pages, the API) call it before they read.
+    pub async fn freshen(&self) {
+        let Some(within) = self.fresh_within_ms else {
+            return;
+        };
+        let oldest = self.stats.oldest_pending_ms.load(Ordering::Relaxed);
+        if oldest != 0 && now_ms() - oldest >= within {
+            self.flush().await;
+        }
+    }
+
+    /// Subscribes to commit notices. While anyone holds a receiver, the writer commits every `flush_interval`
+    /// (the live pages listen for commits).
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
         self.committed.subscribe()
     }
@@ -497,6 +523,8 @@ pub fn spawn_writer(
         repeats: config
             .repeats_window_ms
             .map(|w| Arc::new(crate::repeats::Repeats::new(w))),
+        fresh_within_ms: quiet_interval(&config)
+            .map(|_| i64::try_from(config.flush_interval.as_millis()).unwrap_or(i64::MAX)),
     };
     let task = tokio::spawn(run(
         store,
@@ -521,6 +549,19 @@ pub fn spawn_writer(
             processed,
         },
     ))
+}
+
+/// When the first spend event among `entries` finished (never 0, which means "none").
+fn first_spend_at(entries: &[Entry]) -> Option<i64> {
+    entries.iter().find_map(|e| match &e.record {
+        Record::Spend(e) => Some(e.finished_at_ms.max(1)),
+        Record::Refusal(_) => None,
+    })
+}
+
+/// The longer wait of `WriterConfig::quiet_interval`, when it is longer than `flush_interval`.
+fn quiet_interval(config: &WriterConfig) -> Option<Duration> {
+    config.quiet_interval.filter(|q| *q > config.flush_interval)
 }
 
 /// How far the store has caught up with the journal.
@@ -557,6 +598,7 @@ async fn run(
 ) {
     let max = config.max_batch.max(1);
     let early = config.flush_events.clamp(1, max);
+    let quiet = quiet_interval(&config);
     let max_bytes = u64::try_from(config.max_queue_bytes / 2)
         .unwrap_or(u64::MAX)
         .max(1);
@@ -581,13 +623,9 @@ async fn run(
             }
         }
         let mut bytes: u64 = incoming.iter().map(|e| u64::from(e.bytes)).sum();
-        let first_spend = incoming.iter().find_map(|e| match &e.record {
-            Record::Spend(e) => Some(e.finished_at_ms.max(1)),
-            Record::Refusal(_) => None,
-        });
         stats
             .oldest_pending_ms
-            .store(first_spend.unwrap_or(0), Ordering::Relaxed);
+            .store(first_spend_at(&incoming).unwrap_or(0), Ordering::Relaxed);
         // The interval counts from when the first record was made, not from when the writer took it: records that
         // waited through the previous commit are not held back a whole interval more.
         let first_at = match incoming.first().map(|e| &e.record) {
@@ -596,12 +634,25 @@ async fn run(
             None => now_ms(),
         };
         let waited = Duration::from_millis(u64::try_from(now_ms() - first_at).unwrap_or(0));
-        let deadline = Instant::now() + config.flush_interval.saturating_sub(waited);
+        let start = Instant::now();
+        let mut deadline = start + config.flush_interval.saturating_sub(waited);
+        let quiet_deadline = quiet.map(|q| start + q.saturating_sub(waited));
         while incoming.len() < early && bytes < max_bytes {
             let before = incoming.len();
             tokio::select! {
                 n = rx.recv_many(&mut incoming, chunk.min(max - before)) => if n == 0 { break },
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    // While no page listens for commits the batch may wait longer (readers have it written
+                    // first, `SpendWriter::freshen`); whether one listens is looked at again every interval, so
+                    // a page opened meanwhile gets its updates at the usual pace from then on.
+                    match quiet_deadline {
+                        Some(q) if deadline < q && committed.receiver_count() == 0 => {
+                            deadline = (deadline + config.flush_interval).min(q);
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
                 _ = progress.flush_now.notified() => break,
                 // Shutdown cuts the wait short: what is queued is written now, not after the interval.
                 _ = &mut stop, if !stopping => {
@@ -613,6 +664,13 @@ async fn run(
                 .iter()
                 .map(|e| u64::from(e.bytes))
                 .sum::<u64>();
+            // A batch that began with refusals gets its oldest spend event noted when the first one arrives, so
+            // that `SpendWriter::freshen` knows it waits.
+            if stats.oldest_pending_ms.load(Ordering::Relaxed) == 0 {
+                if let Some(at) = first_spend_at(&incoming[before..]) {
+                    stats.oldest_pending_ms.store(at, Ordering::Relaxed);
+                }
+            }
         }
         // Whatever else is already waiting joins the batch, within its bounds: a backlog is written in large
         // batches, which fold more events into each rollup row.
