@@ -276,9 +276,14 @@ async fn drained(client: &Http, base: &str) -> anyhow::Result<()> {
 }
 
 async fn summary_requests(client: &Http, base: &str) -> anyhow::Result<u64> {
+    user_requests(client, base, "bench-freshness").await
+}
+
+/// The requests of `user` in the last hour, from the summary API.
+async fn user_requests(client: &Http, base: &str, user: &str) -> anyhow::Result<u64> {
     let (_, v) = loadgen::get_json(
         client,
-        &format!("{base}/api/v1/usage/summary?window=1h&user=bench-freshness"),
+        &format!("{base}/api/v1/usage/summary?window=1h&user={user}"),
         ADMIN_TOKEN,
     )
     .await?;
@@ -389,6 +394,59 @@ pub async fn freshness(
         "background": bg.json(),
         "background_rps": background_rps,
     }))
+}
+
+/// Figure 5's disk writes, per request, at each fixed rate in turn while nobody reads: no page is open and no API
+/// call is made, so the writer may hold its batches for its quiet interval. After each rate, one summary read:
+/// how long it took (it has the writer commit what waits) and how many of the rate's requests it counted.
+pub async fn disk(
+    client: &Http,
+    s: &mut Setup,
+    rates: &[u64],
+    per_rate: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Value> {
+    let base = format!("http://{}", s.gateway.addr);
+    let target = s.through_gateway(false, &s.key)?;
+    // The warm-up's requests, counted once so that each rate's are told apart.
+    drained(client, &base).await?;
+    let mut counted = user_requests(client, &base, "bench-load").await?;
+    let mut out = Vec::new();
+    for &rps in rates {
+        let before = procs::write_bytes(s.gateway.pid())?;
+        let run = fixed_rate(client, &target, rps, per_rate, 1024).await;
+        s.check_alive()?;
+        let written = procs::write_bytes(s.gateway.pid())?.saturating_sub(before);
+        let per_request = written.checked_div(run.ok).unwrap_or(0);
+        let t = Instant::now();
+        let now_counted = user_requests(client, &base, "bench-load").await?;
+        let read_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let seen = now_counted.saturating_sub(counted);
+        counted = now_counted;
+        rows.push(
+            Row::new(
+                "5 disk",
+                format!("disk writes per request at {rps} rps, nobody reading ({} requests)", run.ok),
+                format!("{} KB", milli_str(per_request)),
+            )
+            .target("<= 2 KB", per_request <= 2048),
+        );
+        rows.push(Row::new(
+            "5 disk",
+            format!("the first read after {rps} rps: requests counted / sent, its time"),
+            format!("{seen} / {}, {}", run.ok, ms(us_i64(read_us))),
+        ));
+        out.push(json!({
+            "rps": rps,
+            "requests": run.ok,
+            "errors": run.errors,
+            "gateway_write_bytes": written,
+            "gateway_write_bytes_per_request": per_request,
+            "first_read_counted": seen,
+            "first_read_us": read_us,
+        }));
+    }
+    Ok(Value::Array(out))
 }
 
 /// Figure 6: gateway RSS while 1,000 streams are open through it. The upstream is an in-process mock whose

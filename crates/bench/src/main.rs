@@ -68,6 +68,16 @@ enum Cmd {
         #[arg(long)]
         background_rps: Option<u64>,
     },
+    /// Figure 5's disk writes at fixed rates while nobody reads (no page open, no API call), and what the first
+    /// reader afterwards sees.
+    Disk {
+        /// The rates, requests per second, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,25,100,500")]
+        rates: Vec<u64>,
+        /// Seconds at each rate.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Figure 6: gateway RSS with concurrent streams.
     Rss {
         #[arg(long, default_value_t = 1000)]
@@ -253,6 +263,27 @@ async fn load_figures(
     Ok(())
 }
 
+async fn disk_figure(ctx: &mut Ctx, rates: &[u64], per_rate: Duration) -> anyhow::Result<()> {
+    let bin = ctx.cli.bin.clone();
+    let work = ctx.cli.work.clone();
+    let mut s = match load::Setup::start(&bin, &work).await {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.record("disk", Err(e));
+            return Ok(());
+        }
+    };
+    let client = loadgen::client();
+    if let Err(e) = load::warm_up(&client, &s, ctx.plan.warm_up).await {
+        ctx.record("disk", Err(e));
+        return Ok(());
+    }
+    eprintln!("spendgate-bench: disk writes at {rates:?} rps, nobody reading");
+    let r = load::disk(&client, &mut s, rates, per_rate, &mut ctx.rows).await;
+    ctx.record("5_disk", r);
+    Ok(())
+}
+
 /// The 1, 5 and 15-minute load averages: a 2-core machine shared with builds is noisy, and this says how much.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -324,6 +355,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             ctx.plan.fresh_background_rps = *r;
         }
         load_figures(&mut ctx, false, false, true).await?;
+    }
+    if let Cmd::Disk { rates, seconds } = &cmd {
+        disk_figure(&mut ctx, rates, Duration::from_secs(*seconds)).await?;
     }
     if let Cmd::Rss { streams } = &cmd {
         ctx.plan.rss_streams = *streams;
