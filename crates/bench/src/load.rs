@@ -426,7 +426,10 @@ pub async fn disk(
         rows.push(
             Row::new(
                 "5 disk",
-                format!("disk writes per request at {rps} rps, nobody reading ({} requests)", run.ok),
+                format!(
+                    "disk writes per request at {rps} rps, nobody reading ({} requests)",
+                    run.ok
+                ),
                 format!("{} KB", milli_str(per_request)),
             )
             .target("<= 2 KB", per_request <= 2048),

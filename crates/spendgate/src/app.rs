@@ -33,6 +33,9 @@ use crate::connections::Deadlines;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How often a gateway that shares its store with no replica writes its heartbeat, at most.
+const SOLO_HEARTBEAT_SECS: u64 = 60;
+
 /// A running spendgate: its address, its parts, and how to stop it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -672,9 +675,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         writer: Arc::clone(writer.stats()),
         store: Arc::clone(&store),
     };
-    let heartbeat = heart
-        .clone()
-        .spawn(Duration::from_secs(config.replicas.heartbeat_secs.max(1)));
+    // With no replica sharing the store, nobody reads this one's beats while it runs (its own pages show it from
+    // memory): one a minute keeps its row current for the next start, where one every 5 s was most of what an
+    // idle gateway wrote to disk (docs/BENCHMARKS-HISTORY.md, eleventh session).
+    let beat_secs = if config.leases_on() {
+        config.replicas.heartbeat_secs
+    } else {
+        config.replicas.heartbeat_secs.max(SOLO_HEARTBEAT_SECS)
+    };
+    let heartbeat = heart.clone().spawn(Duration::from_secs(beat_secs.max(1)));
     // Other replicas' spend reaches this replica's live pages within half a second.
     let watcher = config.leases_on().then(|| {
         spendgate_gateway::heartbeat::watch_other_replicas(
