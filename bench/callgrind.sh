@@ -9,7 +9,8 @@
 # monthly budget and a prepaid wallet for its team), sends 300 warm-up requests one at a time, zeroes the
 # counts, sends `requests` more (default 2000; `stream` for streamed ones), and dumps the counts to
 # `<out-file>.1`. Read them with `callgrind_annotate --inclusive=yes <out-file>.1`. Requests one at a time
-# make small writer batches (3-4 events), as a gateway has at moderate rates.
+# make small writer batches (3-4 events), as a gateway has at moderate rates. `CALLGRIND_PROMPT_BYTES=N` appends
+# about N bytes of text to the user message (an agent's long context; the default prompt is ~300 bytes).
 set -euo pipefail
 out=${1:?usage: bench/callgrind.sh <out-file> [requests] [stream]}
 requests=${2:-2000}
@@ -47,12 +48,15 @@ api wallets '{"scope":"team","subject":"bench","initial_balance":"1000000"}'
 
 # One keep-alive connection, one request at a time; fails on any answer but 200.
 send() {
-  python3 - "$gw" "$key" "$1" "$stream" <<'PY'
+  python3 - "$gw" "$key" "$1" "$stream" "${CALLGRIND_PROMPT_BYTES:-0}" <<'PY'
 import http.client, json, sys
 addr, key, n, stream = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "true"
+ticket = "Summarise the attached ticket in two sentences and suggest a next step."
+words = "The customer reports that exports time out after the upgrade; logs attached. "
+ticket += (words * (int(sys.argv[5]) // len(words) + 1))[: int(sys.argv[5])]
 body = {"model": "gpt-4o-mini", "max_tokens": 64, "messages": [
     {"role": "system", "content": "You are a concise support assistant."},
-    {"role": "user", "content": "Summarise the attached ticket in two sentences and suggest a next step."}]}
+    {"role": "user", "content": ticket}]}
 if stream:
     body.update(stream=True, stream_options={"include_usage": True})
 host, port = addr.split(":")

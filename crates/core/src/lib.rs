@@ -7,6 +7,7 @@
 pub mod anomaly;
 pub mod controls;
 pub mod event;
+pub mod hash;
 pub mod insights;
 pub mod money;
 pub mod pricing;

@@ -13,9 +13,6 @@
 //!   [`Extent::unbounded_input`].
 //! - **Output** is `n` (or `best_of`) completions of the largest output the request allows.
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use serde_json::Value;
 
 /// The most input tokens one image part can be billed, on any model: OpenAI's gpt-4o-mini bills an image at
@@ -52,18 +49,30 @@ const OPAQUE_MEMBERS: [&str; 5] = [
     "container",
 ];
 
-/// Bytes whose absence proves the body has none of the above, so the usual request is not parsed twice.
-const MARKERS: [&[u8]; 9] = [
+/// How each of the above begins, as a JSON string (a member's name or a part's `type`): a body in which no string
+/// begins so has none of them, and the usual request is not parsed twice.
+const MARKERS: [&[u8]; 10] = [
     b"image",
-    b"\"file",
+    b"input_image",
+    b"file",
     b"input_file",
     b"document",
-    b"\"tools\"",
+    b"tools\"",
     b"previous_response_id",
     b"conversation",
     b"web_search_options",
     b"mcp_servers",
 ];
+
+/// Whether a string of `body` begins with one of [`MARKERS`]. Only what follows a quote is looked at, and a long
+/// prompt is crossed by a vectorised search for its closing quote: a search per marker read the whole body ten
+/// times (about 4 instructions a byte, more than the rest of a request with a 100 KB prompt).
+fn marked(body: &[u8]) -> bool {
+    memchr::memchr_iter(b'"', body).any(|i| {
+        let after = &body[i + 1..];
+        MARKERS.iter().any(|m| after.starts_with(m))
+    })
+}
 
 /// What a request's body says about the size of its bill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,9 +88,7 @@ pub struct Extent {
 impl Extent {
     /// Reads the extent of a JSON request body (`Extent::default()` for a plain text request).
     pub fn of(body: &[u8], prompt_is_stored: bool) -> Extent {
-        static FINDERS: LazyLock<[Finder<'static>; MARKERS.len()]> =
-            LazyLock::new(|| MARKERS.map(Finder::new));
-        if !FINDERS.iter().any(|m| m.find(body).is_some()) && !prompt_is_stored {
+        if !prompt_is_stored && !marked(body) {
             return Extent::default();
         }
         let Ok(Value::Object(top)) = serde_json::from_slice::<Value>(body) else {
@@ -178,6 +185,42 @@ mod tests {
             serde_json::json!({"model":"m","messages":[{"role":"user","content":"an image of a file"}]}),
         );
         assert_eq!(e, Extent::default(), "words in text are not parts");
+    }
+
+    /// The prefilter never hides what the parse finds: every body with images, tools, files or members pointing
+    /// elsewhere reads the same with it as parsed in full, and a prompt that merely names them is not parsed.
+    #[test]
+    fn the_prefilter_hides_nothing_the_parse_finds() {
+        let bodies = [
+            serde_json::json!({"messages":[{"role":"user","content":[
+                {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}),
+            serde_json::json!({"input":[{"role":"user","content":[{"type":"input_image","image_url":"u"}]}]}),
+            serde_json::json!({"messages":[{"role":"user","content":[{"type":"image","source":{}}]}]}),
+            serde_json::json!({"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"f"}}]}]}),
+            serde_json::json!({"input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]}),
+            serde_json::json!({"messages":[{"role":"user","content":[{"type":"document","source":{}}]}]}),
+            serde_json::json!({"tools":[{"type":"function","function":{"name":"f"}}],"messages":[]}),
+            serde_json::json!({"previous_response_id":"resp_1","input":"go on"}),
+            serde_json::json!({"conversation":"conv_1","input":"go on"}),
+            serde_json::json!({"web_search_options":{},"messages":[]}),
+            serde_json::json!({"mcp_servers":[{"url":"u"}],"messages":[]}),
+        ];
+        for v in bodies {
+            let b = v.to_string();
+            assert!(marked(b.as_bytes()), "{v}");
+            assert_ne!(Extent::of(b.as_bytes(), false), Extent::default(), "{v}");
+            assert_eq!(
+                Extent::of(b.as_bytes(), false),
+                Extent::of(b.as_bytes(), true),
+                "{v}"
+            );
+        }
+        let text =
+            "Describe the image, the file, the document and the tools of this conversation. "
+                .repeat(100);
+        let plain = serde_json::json!({"model":"m","messages":[{"role":"user","content":text}]})
+            .to_string();
+        assert!(!marked(plain.as_bytes()));
     }
 
     #[test]

@@ -469,7 +469,7 @@ pub(super) fn tool_id(
             let seed = format!("{response_id}/{n}/{}", call["name"].as_str().unwrap_or(""));
             format!(
                 "toolu_gemini_{:016x}",
-                spendgate_core::anomaly::fingerprint("gemini.call", seed.as_bytes())
+                spendgate_core::hash::fnv1a(&[b"gemini.call\0".as_slice(), seed.as_bytes()])
             )
         }
     };

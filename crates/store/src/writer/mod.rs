@@ -380,6 +380,11 @@ impl SpendWriter {
         let Some(within) = self.fresh_within_ms else {
             return;
         };
+        // A store that refuses writes would hold every reader for the flush's 5 s to no avail: readers see what
+        // is stored, and the queue state says what waits.
+        if self.stats.store_failing() {
+            return;
+        }
         let oldest = self.stats.oldest_pending_ms.load(Ordering::Relaxed);
         if oldest != 0 && now_ms() - oldest >= within {
             self.flush().await;
