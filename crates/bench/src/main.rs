@@ -199,20 +199,9 @@ async fn load_figures(
     throughput: bool,
     freshness: bool,
 ) -> anyhow::Result<()> {
-    let bin = ctx.cli.bin.clone();
-    let work = ctx.cli.work.clone();
-    let mut s = match load::Setup::start(&bin, &work).await {
-        Ok(s) => s,
-        Err(e) => {
-            ctx.record("load", Err(e));
-            return Ok(());
-        }
-    };
-    let client = loadgen::client();
-    if let Err(e) = load::warm_up(&client, &s, ctx.plan.warm_up).await {
-        ctx.record("load", Err(e));
+    let Some((mut s, client)) = warmed_setup(ctx, "load").await else {
         return Ok(());
-    }
+    };
     if latency {
         eprintln!(
             "spendgate-bench: figure 1, added latency at {:?} rps",
@@ -263,21 +252,29 @@ async fn load_figures(
     Ok(())
 }
 
-async fn disk_figure(ctx: &mut Ctx, rates: &[u64], per_rate: Duration) -> anyhow::Result<()> {
+/// The load figures' gateway, upstream and client, warmed up; `None` (recorded under `figure`) when either failed.
+async fn warmed_setup(ctx: &mut Ctx, figure: &str) -> Option<(load::Setup, loadgen::Http)> {
     let bin = ctx.cli.bin.clone();
     let work = ctx.cli.work.clone();
-    let mut s = match load::Setup::start(&bin, &work).await {
+    let s = match load::Setup::start(&bin, &work).await {
         Ok(s) => s,
         Err(e) => {
-            ctx.record("disk", Err(e));
-            return Ok(());
+            ctx.record(figure, Err(e));
+            return None;
         }
     };
     let client = loadgen::client();
     if let Err(e) = load::warm_up(&client, &s, ctx.plan.warm_up).await {
-        ctx.record("disk", Err(e));
-        return Ok(());
+        ctx.record(figure, Err(e));
+        return None;
     }
+    Some((s, client))
+}
+
+async fn disk_figure(ctx: &mut Ctx, rates: &[u64], per_rate: Duration) -> anyhow::Result<()> {
+    let Some((mut s, client)) = warmed_setup(ctx, "disk").await else {
+        return Ok(());
+    };
     eprintln!("spendgate-bench: disk writes at {rates:?} rps, nobody reading");
     let r = load::disk(&client, &mut s, rates, per_rate, &mut ctx.rows).await;
     ctx.record("5_disk", r);
