@@ -143,6 +143,12 @@ async fn through_writer(
         writer.record(e).await;
     }
     handle.shutdown().await;
+    let state = writer.stats().snapshot();
+    eprintln!(
+        "spendgate-bench: through the writer, the largest batch held {} events (queue peak {} MB)",
+        state.largest_batch,
+        state.room.peak_bytes >> 20
+    );
     let spent = Spent {
         us: us(t.elapsed()),
         cpu_ms: procs::cpu_ms("self")?.saturating_sub(cpu),

@@ -90,6 +90,12 @@ async fn a_store_that_falls_behind_makes_records_wait_for_room_and_loses_none() 
         );
         assert_eq!(room.over_bound, 0);
         assert_eq!(room.queued_bytes, 0, "journaled {journaled}: {room:?}");
+        // What waited went to the store together: the queue state tells how large a backlog's batches grew.
+        let largest = writer.stats().snapshot().largest_batch;
+        assert!(
+            largest > 1 && largest <= EVENTS as u64,
+            "journaled {journaled}: largest batch {largest}"
+        );
 
         let window = common::window(now - 60_000, now + 60_000);
         let totals = store.summary(&window).await.unwrap();

@@ -587,6 +587,9 @@ async fn run(
         }
         let n = incoming.len() as u64;
         let held = batch.sort(&mut incoming);
+        stats
+            .largest_batch
+            .fetch_max(batch.spends.len() as u64, Ordering::Relaxed);
         if !batch.spends.is_empty() {
             let report = write_with_retry(
                 &stats,

@@ -24,6 +24,8 @@ pub struct WriterStats {
     pub(super) failing: std::sync::atomic::AtomicBool,
     /// Refused requests handed to the writer since start.
     pub(super) refusals: AtomicU64,
+    /// The most spend events one batch held: how large a backlog's batches grew.
+    pub(super) largest_batch: AtomicU64,
     /// The queue's bound and what it saw.
     pub(super) room: Room,
 }
@@ -47,6 +49,8 @@ pub struct QueueState {
     pub last_error: Option<String>,
     /// Refused requests recorded since start (they are not spend events, so not in `pending` or `written_total`).
     pub refusals_total: u64,
+    /// The most spend events one batch held since start.
+    pub largest_batch: u64,
     /// The bytes the queue holds against its bound, and the records that waited for room.
     pub room: RoomState,
 }
@@ -63,6 +67,7 @@ impl WriterStats {
             rate: Mutex::new(RateSample::default()),
             failing: std::sync::atomic::AtomicBool::new(false),
             refusals: AtomicU64::new(0),
+            largest_batch: AtomicU64::new(0),
             room,
         }
     }
@@ -108,6 +113,7 @@ impl WriterStats {
             written_per_sec: per_sec,
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
             refusals_total: self.refusals.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
             room: self.room.state(),
         }
     }
