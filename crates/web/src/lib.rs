@@ -7,6 +7,7 @@ mod auth;
 mod controls_api;
 mod export;
 mod insights_api;
+mod keys_api;
 mod metrics;
 pub mod openapi;
 mod pages;

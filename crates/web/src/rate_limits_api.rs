@@ -164,7 +164,7 @@ async fn definition(s: &AppState, body: RateLimitBody) -> Result<NewRateLimit, A
     }
     // A key id that names no key (0 included) is not found, before the limit itself is checked.
     if let Scope::Key(id) = def.scope {
-        let key = crate::api::key_of(s, id).await.map_err(|_| {
+        let key = crate::keys_api::key_of(s, id).await.map_err(|_| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
