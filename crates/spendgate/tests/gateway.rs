@@ -316,5 +316,7 @@ async fn readers_see_what_a_quiet_writer_holds() {
     assert_eq!(s.all_spend_logs("window=1h").await.len(), 5);
     let (_, status) = s.admin_get("/api/v1/status").await;
     assert_eq!(status["queue"]["pending"], 0, "{status}");
+    // The five waited for the read together: one commit.
+    assert_eq!(status["queue"]["largest_batch"], 5, "{status}");
     s.running.stop().await.unwrap();
 }

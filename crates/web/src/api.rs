@@ -664,6 +664,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<Value> {
             "bytes_peak": q.room.peak_bytes,
             "waited_for_room": q.room.waited,
             "over_bound": q.room.over_bound,
+            // How large the batches grew when the store fell behind (a batch holds at most half the bound).
+            "largest_batch": q.largest_batch,
         },
         "gateway": {
             "name": &*s.gateway_name,
