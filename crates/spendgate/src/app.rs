@@ -668,6 +668,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         idle: Duration::from_secs(config.limits.idle_timeout_secs.max(1)),
     };
     let server = tokio::spawn(serve(listener, app, deadlines, rx));
+    crate::idle::spawn_trim(
+        Arc::clone(&store),
+        Arc::clone(&stats),
+        Arc::clone(writer.stats()),
+        shutdown.subscribe(),
+    );
     let heart = Heart {
         name: config.gateway_name.clone(),
         version: VERSION.to_string(),

@@ -7,4 +7,5 @@ pub mod config;
 pub mod connections;
 pub mod demo;
 pub mod demo_history;
+mod idle;
 pub mod pricing_cli;

@@ -185,6 +185,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes spend logs and their rollups in one transaction. Idempotent by event id.
     async fn write_batch(&self, events: std::sync::Arc<Vec<SpendEvent>>) -> Result<WriteReport>;
 
+    /// Gives back what memory the store's caches can spare, for a gateway gone idle after a burst (an embedded
+    /// database's page caches fill up to their bound and stay full otherwise). Nothing for a server database.
+    async fn release_memory(&self) {}
+
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord>;
     async fn key_by_hash(&self, hash: [u8; 32]) -> Result<Option<KeyRecord>>;
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;

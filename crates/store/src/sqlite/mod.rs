@@ -40,7 +40,7 @@ use crate::{
 pub struct SqliteOptions {
     /// How long minute-grain rollups are kept. Older windows are read at hour precision.
     pub minute_retention_hours: i64,
-    /// Reader connections kept open.
+    /// Reader connections kept open (more are opened while every one is busy, and closed after their read).
     pub readers: usize,
     /// How long a statement waits for a lock held by another connection or process before it fails.
     pub busy_timeout: std::time::Duration,
@@ -173,6 +173,7 @@ impl SqliteStore {
         let pool = Arc::clone(&self.readers);
         let path = self.path.clone();
         let busy = self.options.busy_timeout;
+        let keep = self.options.readers.max(1);
         tokio::task::spawn_blocking(move || {
             let taken = pool.lock().map_err(|_| StoreError::WorkerGone)?.pop();
             let conn = match taken {
@@ -180,8 +181,13 @@ impl SqliteStore {
                 None => open_conn(&path, false, busy)?,
             };
             let out = f(&conn);
+            // A connection opened because every pooled one was busy is closed after its read rather than kept:
+            // each holds a page cache of its own (up to 32 MB), so the pool would otherwise grow to the most
+            // reads a burst ran at once, and keep their caches.
             if let Ok(mut p) = pool.lock() {
-                p.push(conn);
+                if p.len() < keep {
+                    p.push(conn);
+                }
             }
             out
         })
@@ -275,6 +281,27 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Empties the page caches of the writer's connection and of the idle readers (`sqlite3_db_release_memory`):
+    /// up to 32 MB each once a burst has filled them. The pages are read again from the file when needed (the
+    /// operating system's cache usually has them).
+    async fn release_memory(&self) {
+        let readers = Arc::clone(&self.readers);
+        let released = self
+            .with_writer(move |w| {
+                w.conn.release_memory()?;
+                if let Ok(pool) = readers.lock() {
+                    for conn in pool.iter() {
+                        conn.release_memory()?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, "Releasing SQLite's page caches failed; they stay as they are.");
+        }
+    }
+
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
         let retention = self.minute_retention_ms();
         let written = Arc::clone(&events);
@@ -658,5 +685,67 @@ impl Store for SqliteStore {
 
     async fn controls_acks(&self) -> Result<Vec<(String, i64)>> {
         self.with_reader(replicas::controls_acks).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Reads that find every pooled connection busy open their own, and those are closed afterwards: a burst of
+    /// eight reads at once leaves the pool at its two, not at eight page caches. Their caches can then be given
+    /// back, and the store reads and writes on as before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_reads_leaves_the_pool_at_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            readers: 2,
+            ..SqliteOptions::default()
+        };
+        let store = Arc::new(SqliteStore::open(dir.path(), options).unwrap());
+        let together = Arc::new(std::sync::Barrier::new(8));
+        let mut reads = Vec::new();
+        for _ in 0..8 {
+            let (store, together) = (Arc::clone(&store), Arc::clone(&together));
+            reads.push(tokio::spawn(async move {
+                store
+                    .with_reader(move |conn| {
+                        // All eight hold a connection at this point: six were opened for the burst.
+                        together.wait();
+                        Ok(conn.query_row("SELECT count(*) FROM spend_logs", [], |r| {
+                            r.get::<_, i64>(0)
+                        })?)
+                    })
+                    .await
+            }));
+        }
+        for r in reads {
+            assert_eq!(r.await.unwrap().unwrap(), 0);
+        }
+        assert_eq!(store.readers.lock().unwrap().len(), 2);
+
+        store.release_memory().await;
+        let key = store
+            .create_key(crate::NewKey {
+                hash: [7; 32],
+                hint: "sk-...7".into(),
+                user: "u".into(),
+                team: None,
+                expires_at_ms: None,
+            })
+            .await
+            .unwrap();
+        let keys = store.list_keys().await.unwrap();
+        assert_eq!(keys.iter().map(|k| k.id).collect::<Vec<_>>(), [key.id]);
+        let n = store
+            .with_reader(|conn| {
+                Ok(conn.query_row("SELECT count(*) FROM spend_logs", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
     }
 }
