@@ -14,6 +14,7 @@ mod pages;
 mod params;
 mod rate_limits_api;
 mod refusals_api;
+mod wallets_api;
 
 use std::sync::Arc;
 

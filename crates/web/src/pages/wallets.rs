@@ -2,7 +2,7 @@
 //! spent, its status, its burn per hour (over its own age, at most a week) and when it runs dry at that pace; `/wallets/{id}`: one wallet and its
 //! ledger, newest first.
 //!
-//! The figures come from [`crate::controls_api::wallet_view`], the function behind `GET /api/v1/wallets`.
+//! The figures come from [`crate::wallets_api::wallet_view`], the function behind `GET /api/v1/wallets`.
 //! Money moves through the API or the CLI; these pages only read.
 
 use std::fmt::Write as _;
@@ -104,7 +104,7 @@ fn burn_html(b: &BurnRow, long: bool) -> String {
 }
 
 async fn wallet_row(app: &AppState, w: &WalletRecord) -> Result<WalletRow, ApiError> {
-    let v = crate::controls_api::wallet_view(app, w).await?;
+    let v = crate::wallets_api::wallet_view(app, w).await?;
     serde_json::from_value(v).map_err(|e| {
         // Only a change to wallet_view's shape gets here; say so rather than showing half a page.
         tracing::error!(error = %e, "A wallet view did not have the shape the wallets page reads.");
