@@ -185,6 +185,23 @@ pub trait Store: Send + Sync + 'static {
     /// Writes spend logs and their rollups in one transaction. Idempotent by event id.
     async fn write_batch(&self, events: std::sync::Arc<Vec<SpendEvent>>) -> Result<WriteReport>;
 
+    /// Writes a batch while the writer is behind (more events wait behind it): like [`Store::write_batch`], but
+    /// the store may carry the batch's rollup sums in memory and write them with a later batch's, so that a
+    /// backlog pays for each rollup row once rather than once per batch. What is carried is written by the next
+    /// `write_batch` or [`Store::flush_rollups`], and is not lost if the process stops first (the backend says
+    /// how). By default the same as `write_batch`.
+    async fn write_batch_behind(
+        &self,
+        events: std::sync::Arc<Vec<SpendEvent>>,
+    ) -> Result<WriteReport> {
+        self.write_batch(events).await
+    }
+
+    /// Writes the rollups [`Store::write_batch_behind`] carried, if any; returns whether there were any.
+    async fn flush_rollups(&self) -> Result<bool> {
+        Ok(false)
+    }
+
     /// Gives back what memory the store's caches can spare, for a gateway gone idle after a burst (an embedded
     /// database's page caches fill up to their bound and stay full otherwise). Nothing for a server database.
     async fn release_memory(&self) {}

@@ -93,8 +93,16 @@ fn cut(f: &Filters, aligned_from: i64, now: i64) -> Option<Cut> {
 impl SealedAnswers {
     /// Forgets every kept answer when `events` hold spend older than today.
     pub fn note_write(&self, events: &[SpendEvent]) {
+        if let Some(oldest) = events.iter().map(|e| e.finished_at_ms).min() {
+            self.note_oldest(oldest);
+        }
+    }
+
+    /// Forgets every kept answer when rollups of spend as old as `oldest_ms` were written and it is older than
+    /// today (rollups a store carried and wrote later than its spend logs).
+    pub fn note_oldest(&self, oldest_ms: i64) {
         let start_of_today = Grain::Day.floor(now_ms());
-        if events.iter().any(|e| e.finished_at_ms < start_of_today) {
+        if oldest_ms < start_of_today {
             if let Ok(mut e) = self.entries.lock() {
                 e.map.clear();
                 e.order.clear();

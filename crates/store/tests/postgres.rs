@@ -15,6 +15,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::pg::scratch;
 use common::{event, window};
 use spendgate_core::controls::Scope;
 use spendgate_core::query::GroupBy;
@@ -23,19 +24,7 @@ use spendgate_core::Money;
 use spendgate_store::controls::{NewWallet, Transfer};
 use spendgate_store::postgres::scratch::ScratchDatabase;
 use spendgate_store::postgres::PostgresOptions;
-use spendgate_store::{PostgresStore, Store, StoreError};
-
-/// A fresh database, or `None` (with the reason on stderr) when no server answers.
-async fn scratch() -> Option<ScratchDatabase> {
-    match ScratchDatabase::from_env("SPENDGATE_TEST_PG").await {
-        (_, Ok(db)) => Some(db),
-        (url, Err(e @ StoreError::Connect { .. })) => {
-            eprintln!("skipped: PostgreSQL not reachable at {url} ({e})");
-            None
-        }
-        (url, Err(e)) => panic!("PostgreSQL at {url} answered but refused a test database: {e}"),
-    }
-}
+use spendgate_store::{PostgresStore, Store};
 
 async fn open(db: &ScratchDatabase, retention_days: Option<u32>) -> PostgresStore {
     PostgresStore::connect(PostgresOptions {

@@ -3,6 +3,7 @@
 //! own connection and its label cache. Spend logs are partitioned by month with an optional retention
 //! (`partitions.rs`); everything a page reads comes from rollups, which retention never touches.
 
+mod carry;
 mod controls;
 mod copy;
 mod labels;
@@ -112,16 +113,43 @@ struct WriterState {
     last_refusal_maintenance_ms: i64,
     /// Whether `client` has its staging tables (`copy.rs`): temporary tables live as long as their connection.
     staged: bool,
+    /// The id this connection writes pending batches under and holds the advisory lock of (`carry.rs`); a new
+    /// one for every connection.
+    carry_id: Option<i32>,
+    /// Ids of this process's earlier connections, whose pending batches nobody carries any more.
+    retired: Vec<i32>,
+    /// Rollup sums of batches committed without them while the writer was behind.
+    carry: Option<carry::Carry>,
+    /// The sequence number of the next carried batch.
+    next_seq: i64,
+    /// Whether this process's pending batches must be refolded before the next write: its carry was lost.
+    refold_own: bool,
+    last_orphan_check_ms: i64,
+    /// The earliest event of a carry upserted by the last write, for the answers kept for past days.
+    flushed_oldest_ms: Option<i64>,
 }
 
 impl WriterState {
     /// The writer's connection, opened again if the last one died (a server restart, a network cut).
     async fn client(&mut self, pool: &pool::Pool) -> Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(pool.connect().await?);
+            self.client = None;
             self.staged = false;
+            // The carry belonged to the connection's id; its batches' pending rows are refolded instead.
+            self.lose_carry();
+            let client = pool.connect().await?;
+            let id = carry::own_new_id(&client).await?;
+            self.retired.extend(self.carry_id.replace(id));
+            self.client = Some(client);
         }
         self.client.as_mut().ok_or(StoreError::WorkerGone)
+    }
+
+    /// Drops the carried rollups after a failure: the pending rows of their batches are refolded from the spend
+    /// logs before the next write.
+    fn lose_carry(&mut self) {
+        self.carry = None;
+        self.refold_own = true;
     }
 
     /// The writer's connection with its staging tables created.
@@ -285,6 +313,21 @@ impl PostgresStore {
         }
     }
 
+    /// Writes a batch (an empty one writes only what is carried); `behind` lets it carry its rollups.
+    async fn write_events(&self, events: &[SpendEvent], behind: bool) -> Result<WriteReport> {
+        let report = self
+            .write_retrying(events, |w, pool, events, options| {
+                Box::pin(write::write_batch(w, pool, events, options, behind))
+            })
+            .await;
+        // After the commit (or a failure that may have followed it), so that no answer read before it is kept.
+        self.sealed.note_write(events);
+        if let Some(oldest) = self.writer.lock().await.flushed_oldest_ms.take() {
+            self.sealed.note_oldest(oldest);
+        }
+        report
+    }
+
     /// Connects, applies pending migrations, creates this month's and next month's spend-log partitions and
     /// applies the retention. The error names the server (without its password) and what to check.
     pub async fn connect(options: PostgresOptions) -> Result<PostgresStore> {
@@ -298,17 +341,28 @@ impl PostgresStore {
         if let Some(days) = options.retention_days {
             partitions::drop_expired(&mut client, &mut months, days, now).await?;
         }
+        drop(client);
+        let mut writer = WriterState {
+            client: None,
+            labels: Default::default(),
+            months,
+            last_maintenance_ms: now,
+            last_refusal_maintenance_ms: 0,
+            staged: false,
+            carry_id: None,
+            retired: Vec::new(),
+            carry: None,
+            next_seq: 0,
+            refold_own: false,
+            last_orphan_check_ms: 0,
+            flushed_oldest_ms: None,
+        };
+        // Rollups a writer that stopped had carried and not written are added before this one writes.
+        carry::tidy(&mut writer, &pool, now).await?;
         Ok(PostgresStore {
             options,
             pool,
-            writer: tokio::sync::Mutex::new(WriterState {
-                client: Some(client),
-                labels: Default::default(),
-                months,
-                last_maintenance_ms: now,
-                last_refusal_maintenance_ms: 0,
-                staged: false,
-            }),
+            writer: tokio::sync::Mutex::new(writer),
             sealed: Default::default(),
             retried: Default::default(),
         })
@@ -352,14 +406,19 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     async fn write_batch(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
-        let report = self
-            .write_retrying(&events, |w, pool, events, options| {
-                Box::pin(write::write_batch(w, pool, events, options))
-            })
-            .await;
-        // After the commit (or a failure that may have followed it), so that no answer read before it is kept.
-        self.sealed.note_write(&events);
-        report
+        self.write_events(&events, false).await
+    }
+
+    async fn write_batch_behind(&self, events: Arc<Vec<SpendEvent>>) -> Result<WriteReport> {
+        self.write_events(&events, true).await
+    }
+
+    async fn flush_rollups(&self) -> Result<bool> {
+        if self.writer.lock().await.carry.is_none() {
+            return Ok(false);
+        }
+        self.write_events(&[], false).await?;
+        Ok(true)
     }
 
     async fn create_key(&self, key: NewKey) -> Result<KeyRecord> {

@@ -245,6 +245,14 @@ CREATE TABLE rate_limits (
      ALTER TABLE rollup_dim_day SET (fillfactor = 75);
      ALTER TABLE rollup_pair_hour SET (fillfactor = 75);
      ALTER TABLE rollup_pair_day SET (fillfactor = 75);",
+    // Batches whose rollups a writer carries in memory while it is behind (`carry.rs`): one row per batch, with
+    // the events it stored for the first time, deleted in the transaction that adds their rollups. Rows left by
+    // a writer that is gone are refolded from the spend logs by the next writer that finds them.
+    "CREATE TABLE rollup_pending (
+        writer INTEGER NOT NULL, seq BIGINT NOT NULL, at_ms BIGINT NOT NULL,
+        event_ids UUID[] NOT NULL, ts_ms BIGINT[] NOT NULL,
+        PRIMARY KEY (writer, seq)
+     );",
 ];
 
 /// An all-dimension rollup table: one template for the three grains, so they cannot drift apart.

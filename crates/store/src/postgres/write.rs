@@ -11,14 +11,15 @@
 //!    charged to wallets, so a replayed batch counts nothing twice.
 //! 4. The rollup rows (`crate::sql::batch`, shared with SQLite; folded on another thread while the server stores
 //!    the spend logs) go by `COPY` into staging tables and are upserted with one statement per table, adding to
-//!    the rows already there.
+//!    the rows already there. While the writer is behind, a batch carries its rollup sums in memory instead and
+//!    writes a pending row that says so; a later batch upserts what was carried with its own (`carry.rs`).
 //! 5. Wallet charges: one ledger row per charged event and each wallet's balance moved by their sum; then the
 //!    leases the events were drawn against.
 //!
 //! **No deadlocks.** Two writers (two gateways on one database) whose batches share rows must never each hold a
 //! row the other waits for. Every statement that writes rows several writers may share therefore takes them in
-//! one global order: its rows sorted by the table's key, and the tables always in the order above (labels, spend
-//! logs by `(event_id, ts_ms)`, the rollup tables in `ROLLUP_TABLES`, `NARROW_TABLES`, `PAIR_TABLES` order,
+//! one global order: its rows sorted by the table's key, and the tables always in the order above (labels, a
+//! writer's pending rows of carried batches, spend logs by `(event_id, ts_ms)`, the rollup tables in `ROLLUP_TABLES`, `NARROW_TABLES`, `PAIR_TABLES` order,
 //! wallets by id, leases by id). A writer waiting for a row then holds only rows that come before it, so no
 //! cycle of waits can form. A `COPY` takes its rows in the order they are sent, and an `INSERT ... SELECT` from a
 //! staging table in the order they were copied there (`copy.rs`, "Order"); an `UPDATE ... FROM unnest(...)`
@@ -36,6 +37,7 @@ use spendgate_core::SpendEvent;
 use tokio_postgres::{Client, GenericClient, Transaction};
 use uuid::Uuid;
 
+use super::carry::{self, Carry};
 use super::copy::{self, CopyIn};
 use super::labels::{intern_labels, label_id, LabelCache};
 use super::{partitions, pool::Pool, PostgresOptions, WriterState};
@@ -79,6 +81,42 @@ async fn upsert_rollup<const N: usize>(
          ON CONFLICT ({key}) DO UPDATE SET {ADD_MEASURES}"
     );
     tx.execute(sql.as_str(), &[]).await?;
+    Ok(())
+}
+
+/// Upserts every rollup row of finished sums, table by table in the lock order (`ROLLUP_TABLES`,
+/// `NARROW_TABLES`, `PAIR_TABLES`).
+pub(super) async fn upsert_aggregates(tx: &Transaction<'_>, agg: &Aggregates) -> Result<()> {
+    for (i, table) in ROLLUP_TABLES.iter().enumerate() {
+        let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
+            let mut row = [0i64; 9 + batch::MEASURE_COUNT];
+            row[0] = *bucket;
+            row[1..9].copy_from_slice(&d.values());
+            row[9..].copy_from_slice(&a.values());
+            row
+        });
+        upsert_rollup(tx, table, ROLLUP_DIMS, rows).await?;
+    }
+    for (i, table) in NARROW_TABLES.iter().enumerate() {
+        let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
+            let mut row = [0i64; 3 + batch::MEASURE_COUNT];
+            row[..3].copy_from_slice(&[*code, *bucket, *value]);
+            row[3..].copy_from_slice(&a.values());
+            row
+        });
+        upsert_rollup(tx, table, "dim, bucket, value", rows).await?;
+    }
+    for (i, table) in PAIR_TABLES.iter().enumerate() {
+        let rows = agg.pairs[i]
+            .iter()
+            .map(|((f, fv, code, bucket, value), a)| {
+                let mut row = [0i64; 5 + batch::MEASURE_COUNT];
+                row[..5].copy_from_slice(&[*f, *fv, *code, *bucket, *value]);
+                row[5..].copy_from_slice(&a.values());
+                row
+            });
+        upsert_rollup(tx, table, PAIR_KEY, rows).await?;
+    }
     Ok(())
 }
 
@@ -171,11 +209,28 @@ pub(super) fn columns_of<const N: usize>(rows: impl Iterator<Item = [i64; N]>) -
     cols
 }
 
+/// Writes a batch; with `behind`, its rollups may be carried (`carry.rs`). Whatever fails, the carry is dropped
+/// and its batches refolded before the next write.
 pub(super) async fn write_batch(
     w: &mut WriterState,
     pool: &Pool,
     events: &[SpendEvent],
     options: &PostgresOptions,
+    behind: bool,
+) -> Result<WriteReport> {
+    let result = write_batch_once(w, pool, events, options, behind).await;
+    if result.is_err() {
+        w.lose_carry();
+    }
+    result
+}
+
+async fn write_batch_once(
+    w: &mut WriterState,
+    pool: &Pool,
+    events: &[SpendEvent],
+    options: &PostgresOptions,
+    behind: bool,
 ) -> Result<WriteReport> {
     let now = now_ms();
     let mut report = WriteReport::default();
@@ -200,9 +255,27 @@ pub(super) async fn write_batch(
     w.months = months;
     let dims = prepared?;
 
+    carry::tidy(w, pool, now).await?;
     let maintain = now - w.last_maintenance_ms > MAINTENANCE_EVERY_MS;
-    let client = w.staged_client(pool).await?;
+    w.staged_client(pool).await?;
+    // Taken after the connection is known good: a new connection has dropped the carry.
+    let carried = w.carry.take();
+    let carry_this = behind && carried.as_ref().is_none_or(|c| c.has_room(now));
+    let writer_id = w.carry_id.ok_or(StoreError::WorkerGone)?;
+    let seq = w.next_seq;
+    let client = w.client.as_mut().ok_or(StoreError::WorkerGone)?;
     let tx = client.transaction().await?;
+    // A carry that is written now has its pending rows deleted first: they come first in the lock order.
+    let (kept, flushed) = if carry_this {
+        (carried, None)
+    } else {
+        (None, carried)
+    };
+    if let Some(c) = &flushed {
+        c.claim(&tx).await?;
+    }
+    // Sums that are carried, or added to a carry's, are finished later (or by whoever upserts them).
+    let finish_now = !carry_this && flushed.is_none();
     // What each event adds to its rollup rows (its cost and avoided cost are also two of its spend log's columns),
     // shared with the thread that folds them.
     let input = Arc::new(FoldInput {
@@ -223,7 +296,9 @@ pub(super) async fn write_batch(
             for ((finished, d), a) in input.finished.iter().zip(&input.dims).zip(&input.sums) {
                 agg.add_sums(*finished, d, *a, &[]);
             }
-            agg.finish();
+            if finish_now {
+                agg.finish();
+            }
             agg
         })
     });
@@ -237,6 +312,9 @@ pub(super) async fn write_batch(
     let mut agg = Aggregates::default();
     let mut charges: Vec<[i64; 3]> = Vec::new();
     let mut charge_ids: Vec<Uuid> = Vec::new();
+    // The events counted, for a carried batch's pending row, and the earliest of them.
+    let (mut counted_ids, mut counted_ts) = (Vec::new(), Vec::new());
+    let mut oldest = i64::MAX;
     for ((e, d), a) in live.iter().zip(dims).zip(sums) {
         // `remove`, so that an id twice in one batch counts once.
         if replayed && !fresh.remove(&e.id) {
@@ -244,6 +322,11 @@ pub(super) async fn write_batch(
             continue;
         }
         report.inserted += 1;
+        oldest = oldest.min(e.finished_at_ms);
+        if carry_this {
+            counted_ids.push(e.id);
+            counted_ts.push(e.finished_at_ms);
+        }
         if folding.is_none() {
             agg.add_sums(e.finished_at_ms, d, *a, &e.leases);
         }
@@ -252,7 +335,7 @@ pub(super) async fn write_batch(
             charge_ids.push(e.id);
         }
     }
-    let agg = match folding {
+    let mut agg = match folding {
         Some(f) => {
             let mut agg = f
                 .await
@@ -263,44 +346,48 @@ pub(super) async fn write_batch(
             agg
         }
         None => {
-            agg.finish();
+            if finish_now {
+                agg.finish();
+            }
             agg
         }
     };
-    for (i, table) in ROLLUP_TABLES.iter().enumerate() {
-        let rows = agg.grains[i].iter().map(|((bucket, d), a)| {
-            let mut row = [0i64; 9 + batch::MEASURE_COUNT];
-            row[0] = *bucket;
-            row[1..9].copy_from_slice(&d.values());
-            row[9..].copy_from_slice(&a.values());
-            row
-        });
-        upsert_rollup(&tx, table, ROLLUP_DIMS, rows).await?;
-    }
-    for (i, table) in NARROW_TABLES.iter().enumerate() {
-        let rows = agg.narrow[i].iter().map(|((code, bucket, value), a)| {
-            let mut row = [0i64; 3 + batch::MEASURE_COUNT];
-            row[..3].copy_from_slice(&[*code, *bucket, *value]);
-            row[3..].copy_from_slice(&a.values());
-            row
-        });
-        upsert_rollup(&tx, table, "dim, bucket, value", rows).await?;
-    }
-    for (i, table) in PAIR_TABLES.iter().enumerate() {
-        let rows = agg.pairs[i]
-            .iter()
-            .map(|((f, fv, code, bucket, value), a)| {
-                let mut row = [0i64; 5 + batch::MEASURE_COUNT];
-                row[..5].copy_from_slice(&[*f, *fv, *code, *bucket, *value]);
-                row[5..].copy_from_slice(&a.values());
-                row
-            });
-        upsert_rollup(&tx, table, PAIR_KEY, rows).await?;
+    let carried_oldest = flushed.as_ref().map(|c| c.oldest_ms);
+    if carry_this {
+        if report.inserted > 0 {
+            carry::mark(&tx, writer_id, seq, now, &counted_ids, &counted_ts).await?;
+        }
+    } else if let Some(c) = flushed {
+        // The carry's sums and this batch's, finished together: each row they share is upserted once.
+        let mut total = c.into_sums();
+        let leases = std::mem::take(&mut agg.leases);
+        total.absorb(std::mem::take(&mut agg));
+        agg.leases = leases;
+        let total = tokio::task::spawn_blocking(move || {
+            total.finish();
+            total
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("the rollup fold failed: {e}")))?;
+        upsert_aggregates(&tx, &total).await?;
+    } else {
+        upsert_aggregates(&tx, &agg).await?;
     }
     settle(&tx, &charges, &charge_ids).await?;
-    super::replicas::record_spend(&tx, &agg.leases).await?;
+    super::replicas::record_spend(&tx, &std::mem::take(&mut agg.leases)).await?;
 
     tx.commit().await?;
+    if carry_this {
+        w.carry = if report.inserted > 0 {
+            let mut c = kept.unwrap_or_else(|| Carry::new(writer_id, now));
+            c.add(agg, seq, oldest);
+            w.next_seq += 1;
+            Some(c)
+        } else {
+            kept
+        };
+    }
+    carry::note_rollups_of(w, carried_oldest);
     if maintain {
         w.last_maintenance_ms = now;
         let cutoff = batch::minute_prune_cutoff(

@@ -358,6 +358,25 @@ impl Aggregates {
         }
     }
 
+    /// Adds the not yet finished sums of `other` (its leases are not taken: a lease's spend is recorded with the
+    /// batch that drew on it). For rollups carried across batches (`postgres::carry`).
+    pub fn absorb(&mut self, other: Aggregates) {
+        for (mine, theirs) in self.pending.iter_mut().zip(other.pending) {
+            if mine.is_empty() {
+                *mine = theirs;
+                continue;
+            }
+            for (k, a) in theirs {
+                mine.entry(k).or_default().add(&a);
+            }
+        }
+    }
+
+    /// The all-dimension rows summed so far and not yet finished, over every grain: what the sums hold in memory.
+    pub fn pending_rows(&self) -> usize {
+        self.pending.iter().map(HashMap::len).sum()
+    }
+
     /// Merges the rows of every grain, then folds the hour and day rows into the per-dimension and pair rows.
     /// Call once, after the last `add`.
     pub fn finish(&mut self) {

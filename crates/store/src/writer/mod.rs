@@ -5,7 +5,10 @@
 //! the journal when there is one, in one order. One task collects them into batches (written when
 //! `flush_events` records are waiting, or `flush_interval` after the first of them was recorded, whichever comes
 //! first) and writes each batch with [`Store::write_batch`] and [`Store::write_refusals`]. A failed write is
-//! retried with backoff and the batch is kept, never dropped; shutdown drains every pending record.
+//! retried with backoff and the batch is kept, never dropped; shutdown drains every pending record. A batch
+//! written while more records wait behind it goes by [`Store::write_batch_behind`], which lets a store carry its
+//! rollups to a later batch; the writer has them written ([`Store::flush_rollups`]) once its queue stays empty
+//! for `flush_interval`, when [`SpendWriter::flush`] asks, and at shutdown.
 //!
 //! The queue is bounded in bytes (`max_queue_bytes`, see `room`): a record that finds it full waits for the
 //! store to catch up, and a batch takes at most half of it, so that the next one gathers while it is written.
@@ -260,7 +263,12 @@ impl SpendWriter {
             let done = self.stats.written.load(Ordering::Relaxed)
                 + self.stats.duplicates.load(Ordering::Relaxed);
             if done >= target {
-                return;
+                // Stored, and their rollups too unless the store still carries some: then the writer is asked
+                // to have them written (it does at once when its queue is empty).
+                if !self.stats.carrying.load(Ordering::Acquire) {
+                    return;
+                }
+                self.flush_now.notify_one();
             }
             match tokio::time::timeout_at(deadline, notices.recv()).await {
                 Ok(Ok(_) | Err(broadcast::error::RecvError::Lagged(_))) => {}
@@ -510,6 +518,9 @@ async fn run(
     let mut incoming: Vec<Entry> = Vec::new();
     let mut batch = Batch::default();
     let mut stopping = false;
+    // Whether the last batch was written behind, so that the store may hold rollups it has not written yet
+    // (`Store::write_batch_behind`): they are written once the queue has stayed empty for an interval.
+    let mut carrying = false;
     loop {
         tokio::select! {
             n = rx.recv_many(&mut incoming, chunk) => {
@@ -521,6 +532,18 @@ async fn run(
                 // Refuse new events and fall through to drain the ones already queued.
                 stopping = true;
                 rx.close();
+                continue;
+            }
+            // A store's carried rollups are written when the queue stays empty for an interval, or at once when
+            // `SpendWriter::flush` asks.
+            _ = tokio::time::sleep(config.flush_interval), if carrying => {
+                flush_carried(&store, &stats, &committed).await;
+                carrying = false;
+                continue;
+            }
+            _ = progress.flush_now.notified(), if carrying => {
+                flush_carried(&store, &stats, &committed).await;
+                carrying = false;
                 continue;
             }
         }
@@ -585,6 +608,12 @@ async fn run(
                 Err(_) => break,
             }
         }
+        // A batch that reached a bound, or left records waiting (in the queue, or for room in it), has a backlog
+        // behind it.
+        let behind = incoming.len() >= max
+            || bytes >= max_bytes
+            || !rx.is_empty()
+            || stats.room.someone_waits();
         let n = incoming.len() as u64;
         let held = batch.sort(&mut incoming);
         stats
@@ -597,7 +626,13 @@ async fn run(
                 &mut batch.spends,
                 |b| {
                     let store = Arc::clone(&store);
-                    async move { store.write_batch(b).await }
+                    async move {
+                        if behind {
+                            store.write_batch_behind(b).await
+                        } else {
+                            store.write_batch(b).await
+                        }
+                    }
                 },
                 |stored| {
                     if let Some(r) = &progress.repeats {
@@ -606,6 +641,8 @@ async fn run(
                 },
             )
             .await;
+            carrying = behind;
+            stats.carrying.store(behind, Ordering::Release);
             stats
                 .written
                 .fetch_add(report.inserted as u64, Ordering::Relaxed);
@@ -636,6 +673,39 @@ async fn run(
         progress.committed(n);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
     }
+    if carrying {
+        flush_carried(&store, &stats, &committed).await;
+    }
+}
+
+/// Has the store write the rollups it carried (`Store::flush_rollups`), retrying like a batch, and tells the
+/// pages, whose totals change with them.
+async fn flush_carried(
+    store: &Arc<dyn Store>,
+    stats: &WriterStats,
+    committed: &broadcast::Sender<Committed>,
+) {
+    write_with_retry(
+        stats,
+        "carried rollups",
+        &mut Vec::<()>::new(),
+        |_| {
+            let store = Arc::clone(store);
+            async move {
+                store
+                    .flush_rollups()
+                    .await
+                    .map(|_| crate::WriteReport::default())
+            }
+        },
+        |_| {},
+    )
+    .await;
+    stats.carrying.store(false, Ordering::Release);
+    let _ = committed.send(Committed {
+        events: 0,
+        at_ms: now_ms(),
+    });
 }
 
 /// One batch's records, sorted by kind: each kind has its own write. The vectors keep their capacity between

@@ -42,6 +42,8 @@ pub(crate) struct Room {
     /// Records that had to wait for room, and those queued over the bound after waiting in vain.
     waited: AtomicU64,
     over: AtomicU64,
+    /// Records waiting for room now.
+    waiting: AtomicU64,
 }
 
 /// What [`Room`] saw, for the queue's state.
@@ -66,6 +68,7 @@ impl Room {
             peak: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             over: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +101,10 @@ impl Room {
     /// if there is still none.
     pub(crate) async fn take(&self, record: Record) -> Entry {
         let bytes = self.size_of(&record);
-        match tokio::time::timeout(self.max_wait, self.permits.acquire_many(bytes)).await {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let room = tokio::time::timeout(self.max_wait, self.permits.acquire_many(bytes)).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match room {
             Ok(Ok(p)) => {
                 p.forget();
                 self.queued(record, bytes, true)
@@ -140,6 +146,11 @@ impl Room {
             self.permits
                 .add_permits(usize::try_from(held).unwrap_or(usize::MAX));
         }
+    }
+
+    /// Whether a record waits for room now: the queue is full, and records are held back behind it.
+    pub(crate) fn someone_waits(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn state(&self) -> RoomState {

@@ -26,6 +26,9 @@ pub struct WriterStats {
     pub(super) refusals: AtomicU64,
     /// The most spend events one batch held: how large a backlog's batches grew.
     pub(super) largest_batch: AtomicU64,
+    /// Whether the last batch was written behind, so that the store may hold rollups it has not written
+    /// (`Store::write_batch_behind`); cleared once they are.
+    pub(super) carrying: std::sync::atomic::AtomicBool,
     /// The queue's bound and what it saw.
     pub(super) room: Room,
 }
@@ -68,6 +71,7 @@ impl WriterStats {
             failing: std::sync::atomic::AtomicBool::new(false),
             refusals: AtomicU64::new(0),
             largest_batch: AtomicU64::new(0),
+            carrying: Default::default(),
             room,
         }
     }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 pub mod logs;
 pub mod pairs;
+pub mod pg;
 pub mod refusals;
 
 pub fn event(
