@@ -11,23 +11,22 @@
 //! transaction as the spend log).
 //!
 //! Rate limits (requests and tokens a minute for a key or a team) are counted apart, in `rates.rs`: a request is
-//! admitted by them before anything is held for it.
+//! admitted by them before anything is held for it. `leases.rs` shares budgets and wallets between replicas,
+//! `alerting.rs` raises the alerts the controls see, and `admin.rs` applies changes from the admin API.
 
+mod admin;
+mod alerting;
 mod leases;
 mod rates;
 
 use std::sync::{Arc, Mutex};
 
 use jiff::tz::TimeZone;
-use spendgate_core::controls::{
-    budget_state, crossed, wallet_status, BudgetState, Scope, WalletStatus,
-};
+use spendgate_core::controls::{budget_state, crossed, wallet_status, BudgetState, Scope};
 use spendgate_core::query::Filters;
 use spendgate_core::time::now_ms;
 use spendgate_core::Money;
-use spendgate_store::controls::{
-    BudgetRecord, NewAlert, NewBudget, NewWallet, Transfer, WalletRecord,
-};
+use spendgate_store::controls::{BudgetRecord, NewAlert, WalletRecord};
 use spendgate_store::{KeyRecord, Store, StoreError};
 use tokio::sync::mpsc;
 
@@ -219,14 +218,6 @@ fn filters_for(scope: &Scope, from_ms: i64, to_ms: i64) -> Filters {
     f
 }
 
-/// Whose requests a control refuses, as alerts say it: the team's, or for a key without a team the user's.
-fn whose(user: &str, team: Option<&str>) -> String {
-    match team {
-        Some(t) => format!("team {t}'s"),
-        None => format!("user {user}'s"),
-    }
-}
-
 /// How a budget is named in a refusal's detail: by its name, else by its period and scope.
 fn budget_name(rec: &BudgetRecord) -> String {
     match &rec.def.name {
@@ -236,13 +227,6 @@ fn budget_name(rec: &BudgetRecord) -> String {
             rec.def.period.as_str(),
             rec.def.scope.describe()
         ),
-    }
-}
-
-fn team_of(scope: &Scope) -> Option<String> {
-    match scope {
-        Scope::Team(t) => Some(t.clone()),
-        _ => None,
     }
 }
 
@@ -665,89 +649,6 @@ impl Controls {
         }
     }
 
-    fn alert_budget(&self, rec: &BudgetRecord, period_start_ms: i64, threshold: u32, spent: Money) {
-        let kind = if threshold >= 100 {
-            "budget_over"
-        } else {
-            "budget_near"
-        };
-        let message = format!(
-            "{} budget of {} crossed {}%: {} spent of {} this {}.",
-            rec.def
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("The {}", rec.def.period.as_str())),
-            rec.def.scope.describe(),
-            threshold,
-            spent.display_usd(),
-            rec.def.amount.display_usd(),
-            rec.def.period.as_str()
-        );
-        let _ = self.alerts.send(NewAlert {
-            kind: kind.into(),
-            subject: format!("budget:{}", rec.id),
-            team: team_of(&rec.def.scope),
-            period_start_ms,
-            threshold,
-            message,
-            link: None,
-        });
-    }
-
-    /// "Budget X is refusing team Y's requests": once per budget and period, at its first refusal.
-    fn alert_budget_refusing(
-        &self,
-        rec: &BudgetRecord,
-        period_start_ms: i64,
-        user: &str,
-        team: Option<&str>,
-    ) {
-        let whose = whose(user, team);
-        let message = format!(
-            "{} budget of {} is refusing {whose} requests: it has no room left this {} ({} a {}). Raise it, or the \
-             requests wait until it resets.",
-            rec.def
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("The {}", rec.def.period.as_str())),
-            rec.def.scope.describe(),
-            rec.def.period.as_str(),
-            rec.def.amount.display_usd(),
-            rec.def.period.as_str(),
-        );
-        let _ = self.alerts.send(NewAlert {
-            kind: "budget_refusing".into(),
-            subject: format!("budget:{}", rec.id),
-            team: team_of(&rec.def.scope),
-            period_start_ms,
-            threshold: 100,
-            message,
-            link: Some("/budgets".into()),
-        });
-    }
-
-    /// "Wallet X is refusing team Y's requests": once per wallet and epoch (the time it last became healthy), at
-    /// the first refusal since it last received money.
-    fn alert_wallet_refusing(&self, w: &LiveWallet, user: &str, team: Option<&str>) {
-        let message = format!(
-            "Wallet '{}' of {} is refusing {} requests: it cannot pay for them ({} available). Top it up, or move \
-             money to it from another wallet.",
-            w.rec.def.name,
-            w.rec.def.scope.describe(),
-            whose(user, team),
-            w.available().display_usd(),
-        );
-        let _ = self.alerts.send(NewAlert {
-            kind: "wallet_refusing".into(),
-            subject: format!("wallet:{}", w.rec.id),
-            team: team_of(&w.rec.def.scope),
-            period_start_ms: w.epoch_ms,
-            threshold: 0,
-            message,
-            link: Some(format!("/wallets/{}", w.rec.id)),
-        });
-    }
-
     /// Since when a wallet has been refusing requests (since it last received money), if it has.
     pub fn wallet_refusing_since(&self, id: i64) -> Option<i64> {
         self.lock()
@@ -764,160 +665,6 @@ impl Controls {
             .iter()
             .find(|b| b.rec.id == id)
             .and_then(|b| b.refused_at_ms)
-    }
-
-    fn alert_wallet(&self, w: &LiveWallet, status: WalletStatus) {
-        let (kind, threshold) = match status {
-            WalletStatus::Low => ("wallet_low", 1),
-            WalletStatus::Depleted => ("wallet_depleted", 0),
-            WalletStatus::Healthy => return,
-        };
-        let _ = self.alerts.send(NewAlert {
-            kind: kind.into(),
-            subject: format!("wallet:{}", w.rec.id),
-            team: team_of(&w.rec.def.scope),
-            period_start_ms: w.epoch_ms,
-            threshold,
-            message: format!(
-                "Wallet '{}' of {} is {}: {} available.",
-                w.rec.def.name,
-                w.rec.def.scope.describe(),
-                status.as_str(),
-                w.available().display_usd()
-            ),
-            link: None,
-        });
-    }
-
-    /// Raises an alert from elsewhere (the anomaly detectors): the dispatcher records it once and delivers it to
-    /// the webhooks like a budget alert.
-    pub fn raise(&self, alert: NewAlert) {
-        let _ = self.alerts.send(alert);
-    }
-
-    /// Reloads budgets' spend, wallets' balances and rate limits from the store, so that a replica sees what the
-    /// others spent and changed.
-    pub async fn refresh_from_store(&self) {
-        self.refresh_budgets().await;
-        self.refresh_rates().await;
-        match self.store.list_wallets().await {
-            Ok(list) => {
-                for w in list {
-                    self.install_wallet(w);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "Listing wallets failed."),
-        }
-    }
-
-    /// Reloads every budget's period spend from the store (after a period rolls over).
-    pub async fn refresh_budgets(&self) {
-        match self.store.list_budgets().await {
-            Ok(list) => {
-                for b in list {
-                    if let Err(e) = self.install_budget(b).await {
-                        tracing::warn!(error = %e, "Refreshing a budget failed; it keeps its in-memory figures.");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "Listing budgets failed."),
-        }
-    }
-
-    /// Creates or updates a budget and starts enforcing it.
-    pub async fn set_budget(
-        &self,
-        def: NewBudget,
-    ) -> Result<(Option<BudgetRecord>, BudgetRecord), StoreError> {
-        let (before, after) = self.store.upsert_budget(def).await?;
-        self.install_budget(after.clone()).await?;
-        self.announce_change().await;
-        Ok((before, after))
-    }
-
-    pub async fn create_wallet(&self, def: NewWallet) -> Result<WalletRecord, StoreError> {
-        let w = self.store.create_wallet(def).await?;
-        self.install_wallet(w.clone());
-        self.announce_change().await;
-        Ok(w)
-    }
-
-    /// Moves money. Outgoing amounts are first held in memory, so a transfer can never take money that requests
-    /// in flight already hold.
-    pub async fn transfer(
-        &self,
-        t: Transfer,
-        actor: &str,
-        reason: &str,
-    ) -> Result<Vec<WalletRecord>, StoreError> {
-        let (source, amount) = match &t {
-            Transfer::TopUp { .. } | Transfer::Refund { .. } => (None, Money::ZERO),
-            Transfer::Allocate { from, amount, .. } => (Some(*from), *amount),
-            Transfer::Reclaim { child, amount, .. } => (Some(*child), *amount),
-        };
-        if let Some(src) = source {
-            let mut st = self.lock();
-            let w = st
-                .wallets
-                .iter_mut()
-                .find(|w| w.rec.id == src)
-                .ok_or_else(|| StoreError::Invalid(format!("wallet {src} does not exist")))?;
-            if w.available() < amount {
-                return Err(StoreError::Invalid(format!(
-                    "wallet {src} has {} available (balance less what requests in flight hold); it cannot give {}",
-                    w.available().to_usd_string(),
-                    amount.to_usd_string()
-                )));
-            }
-            w.reserved += amount;
-        }
-        // What the transfer does to each wallet, applied to the in-memory balances once the store has it. (The
-        // store's balance cannot simply be copied: ours also counts settles the writer has not committed yet.)
-        let moves: Vec<(i64, Money)> = match &t {
-            Transfer::TopUp { wallet, amount } | Transfer::Refund { wallet, amount } => {
-                vec![(*wallet, *amount)]
-            }
-            Transfer::Allocate { from, to, amount } => {
-                vec![(*from, Money::ZERO - *amount), (*to, *amount)]
-            }
-            Transfer::Reclaim {
-                parent,
-                child,
-                amount,
-            } => vec![(*child, Money::ZERO - *amount), (*parent, *amount)],
-        };
-        let result = self.store.transfer(t, actor, reason).await;
-        // The lock is held in a block of its own: it must not be alive across the announcement's awaits.
-        let touched = {
-            let mut st = self.lock();
-            if let Some(src) = source {
-                if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == src) {
-                    w.reserved = w.reserved.saturating_sub(amount);
-                }
-            }
-            let touched = result?;
-            let now = now_ms();
-            for (id, delta) in moves {
-                if let Some(w) = st.wallets.iter_mut().find(|w| w.rec.id == id) {
-                    w.balance += delta;
-                    // Money arrived: the next refusal, if any, is news again.
-                    if delta > Money::ZERO {
-                        w.refused_at_ms = None;
-                    }
-                    if let Some(rec) = touched.iter().find(|r| r.id == id) {
-                        w.rec = rec.clone();
-                    }
-                    if wallet_status(w.available(), w.rec.def.low_threshold)
-                        == WalletStatus::Healthy
-                    {
-                        w.epoch_ms = now;
-                    }
-                }
-            }
-            touched
-        };
-        self.announce_change().await;
-        Ok(touched)
     }
 
     /// Whether a hard-limited budget covers requests by (key, user, team).
