@@ -41,7 +41,7 @@ pub enum KeyStyle {
 pub struct HttpUpstream {
     pub config: HttpConfig,
     client: reqwest::Client,
-    /// Every call to an HTTP or HTTPS upstream when no proxy is set: see `h1.rs`.
+    /// Every call to an HTTP or HTTPS upstream when no proxy is set: see `h1/`.
     h1: Option<std::sync::Arc<super::h1::Http1Pool>>,
     /// The URL of each endpoint, parsed once, when it does not depend on the model (no `{model}` in the base
     /// URL): parsing it per request showed in profiles (URL and IDNA parsing, about 2% of the gateway's time).
@@ -180,7 +180,7 @@ impl HttpUpstream {
     }
 
     /// Posts `body` to `url` (on this provider's host) with exactly `headers` (name, value, whether it is a
-    /// secret), over the gateway's own connections (`h1.rs`) unless a proxy is set: a stream when `stream` was
+    /// secret), over the gateway's own connections (`h1/`) unless a proxy is set: a stream when `stream` was
     /// asked for and the upstream sends one with a success status, the whole body otherwise.
     pub async fn exchange(
         &self,

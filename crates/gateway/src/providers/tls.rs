@@ -1,4 +1,4 @@
-//! The byte stream under the gateway's own HTTP/1.1 connections (`h1.rs`): plain TCP, or TLS over it, and the TLS
+//! The byte stream under the gateway's own HTTP/1.1 connections (`h1/`): plain TCP, or TLS over it, and the TLS
 //! client settings of HTTPS upstreams.
 
 use std::pin::Pin;

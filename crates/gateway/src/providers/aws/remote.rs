@@ -2,7 +2,7 @@
 //! small client with short timeouts, answers read whole and bounded, the JSON shape that the container endpoint
 //! and the instance metadata service both answer with, and the time of expiry.
 //!
-//! These calls go through reqwest rather than the gateway's own HTTP/1.1 connections (`h1.rs`): they are a few
+//! These calls go through reqwest rather than the gateway's own HTTP/1.1 connections (`h1/`): they are a few
 //! an hour, need `GET` and `PUT` besides `POST`, and the link-local endpoints must never go through a proxy while
 //! STS, on the internet, must honour one.
 
