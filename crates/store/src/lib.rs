@@ -129,6 +129,9 @@ pub struct WriteReport {
     pub inserted: usize,
     /// Events that were already stored (same id) and so were not counted again.
     pub duplicates: usize,
+    /// Whether the store now holds rollups of stored events that it has not written yet
+    /// ([`Store::write_batch_behind`]): the writer then has them written with [`Store::flush_rollups`].
+    pub rollups_carried: bool,
 }
 
 /// A page of spend logs, newest first.

@@ -37,7 +37,7 @@ use crate::{Result, StoreError};
 pub(super) const MAX_AGE_MS: i64 = 10_000;
 
 /// A carry with this many all-dimension rollup rows (over the three grains) takes no more batches; the last one
-/// it took may add its own. About 150-300 bytes a row in memory (hash maps grow by doubling), so some 20-40 MB
+/// it took may add its own. By estimate (not measured) 150-300 bytes a row in memory (hash maps grow by doubling), so some 20-40 MB
 /// beside the writer's 64 MB queue. The benchmark's traffic reached 170,000 in ten seconds.
 pub(super) const MAX_ROWS: usize = 131_072;
 

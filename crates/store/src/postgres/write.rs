@@ -312,9 +312,8 @@ async fn write_batch_once(
     let mut agg = Aggregates::default();
     let mut charges: Vec<[i64; 3]> = Vec::new();
     let mut charge_ids: Vec<Uuid> = Vec::new();
-    // The events counted, for a carried batch's pending row, and the earliest of them.
+    // The events counted, for a carried batch's pending row.
     let (mut counted_ids, mut counted_ts) = (Vec::new(), Vec::new());
-    let mut oldest = i64::MAX;
     for ((e, d), a) in live.iter().zip(dims).zip(sums) {
         // `remove`, so that an id twice in one batch counts once.
         if replayed && !fresh.remove(&e.id) {
@@ -322,7 +321,6 @@ async fn write_batch_once(
             continue;
         }
         report.inserted += 1;
-        oldest = oldest.min(e.finished_at_ms);
         if carry_this {
             counted_ids.push(e.id);
             counted_ts.push(e.finished_at_ms);
@@ -380,6 +378,7 @@ async fn write_batch_once(
     if carry_this {
         w.carry = if report.inserted > 0 {
             let mut c = kept.unwrap_or_else(|| Carry::new(writer_id, now));
+            let oldest = counted_ts.iter().copied().min().unwrap_or(now);
             c.add(agg, seq, oldest);
             w.next_seq += 1;
             Some(c)
@@ -388,6 +387,7 @@ async fn write_batch_once(
         };
     }
     carry::note_rollups_of(w, carried_oldest);
+    report.rollups_carried = w.carry.is_some();
     if maintain {
         w.last_maintenance_ms = now;
         let cutoff = batch::minute_prune_cutoff(

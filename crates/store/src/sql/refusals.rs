@@ -199,6 +199,7 @@ pub fn live(
     let report = WriteReport {
         inserted: 0,
         duplicates: refusals.len() - live.len(),
+        ..WriteReport::default()
     };
     (live, report)
 }

@@ -518,9 +518,8 @@ async fn run(
     let mut incoming: Vec<Entry> = Vec::new();
     let mut batch = Batch::default();
     let mut stopping = false;
-    // Whether the last batch was written behind, so that the store may hold rollups it has not written yet
-    // (`Store::write_batch_behind`): they are written once the queue has stayed empty for an interval.
-    let mut carrying = false;
+    // Whether the store holds rollups it has not written yet (`WriteReport::rollups_carried`).
+    let carrying = || stats.carrying.load(Ordering::Acquire);
     loop {
         tokio::select! {
             n = rx.recv_many(&mut incoming, chunk) => {
@@ -536,14 +535,12 @@ async fn run(
             }
             // A store's carried rollups are written when the queue stays empty for an interval, or at once when
             // `SpendWriter::flush` asks.
-            _ = tokio::time::sleep(config.flush_interval), if carrying => {
+            _ = tokio::time::sleep(config.flush_interval), if carrying() => {
                 flush_carried(&store, &stats, &committed).await;
-                carrying = false;
                 continue;
             }
-            _ = progress.flush_now.notified(), if carrying => {
+            _ = progress.flush_now.notified(), if carrying() => {
                 flush_carried(&store, &stats, &committed).await;
-                carrying = false;
                 continue;
             }
         }
@@ -641,8 +638,9 @@ async fn run(
                 },
             )
             .await;
-            carrying = behind;
-            stats.carrying.store(behind, Ordering::Release);
+            stats
+                .carrying
+                .store(report.rollups_carried, Ordering::Release);
             stats
                 .written
                 .fetch_add(report.inserted as u64, Ordering::Relaxed);
@@ -673,7 +671,7 @@ async fn run(
         progress.committed(n);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
     }
-    if carrying {
+    if carrying() {
         flush_carried(&store, &stats, &committed).await;
     }
 }

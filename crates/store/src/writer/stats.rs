@@ -26,8 +26,8 @@ pub struct WriterStats {
     pub(super) refusals: AtomicU64,
     /// The most spend events one batch held: how large a backlog's batches grew.
     pub(super) largest_batch: AtomicU64,
-    /// Whether the last batch was written behind, so that the store may hold rollups it has not written
-    /// (`Store::write_batch_behind`); cleared once they are.
+    /// Whether the store holds rollups of stored events that it has not written (`WriteReport::rollups_carried`);
+    /// cleared once they are.
     pub(super) carrying: std::sync::atomic::AtomicBool,
     /// The queue's bound and what it saw.
     pub(super) room: Room,
